@@ -1,0 +1,54 @@
+# eenn: plain Makefile. Targets: all (libeenn.a, libeenn.so, eenn), check, check-asan, install, bench, clean.
+PREFIX ?= /usr/local
+CC ?= cc
+OPT ?= -O3 -march=x86-64-v3 -mtune=native
+CFLAGS ?= $(OPT)
+CFLAGS += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -fopenmp -fPIC -Iinclude
+LDLIBS = -ldnnl -lz -lm
+BUILD ?= build
+
+SRC = $(wildcard src/*.c src/layers/*.c)
+OBJ = $(SRC:%.c=$(BUILD)/%.o)
+TESTS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(filter-out tests/testlib.c,$(wildcard tests/test_*.c)))
+
+all: $(BUILD)/libeenn.a $(BUILD)/libeenn.so $(BUILD)/eenn
+
+$(BUILD)/%.o: %.c include/eenn.h src/internal.h src/dnnl_glue.h $(wildcard src/layers/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libeenn.a: $(OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libeenn.so: $(OBJ)
+	$(CC) -shared -fopenmp $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/eenn: cli/eenn.c $(BUILD)/libeenn.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libeenn.a $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c tests/testlib.c tests/testlib.h $(BUILD)/libeenn.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -Isrc -o $@ $< tests/testlib.c $(BUILD)/libeenn.a $(LDLIBS)
+
+# make check: unit and reference tests, then the same tests under ASan+UBSan, then the CLI tests.
+check: all $(TESTS)
+	@sh tests/run_tests.sh $(BUILD)
+	$(MAKE) check-asan
+
+check-asan:
+	$(MAKE) BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	    LDFLAGS="-fsanitize=address,undefined" build-asan/eenn $(TESTS:$(BUILD)/%=build-asan/%)
+	@ASAN_OPTIONS=detect_leaks=1 EENN_ASAN=1 sh tests/run_tests.sh build-asan
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 $(BUILD)/libeenn.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/libeenn.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 include/eenn.h $(DESTDIR)$(PREFIX)/include/
+	install -m 755 $(BUILD)/eenn $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|' eenn.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/eenn.pc
+
+clean:
+	rm -rf build build-asan
+
+.PHONY: all check check-asan install clean

@@ -1,0 +1,472 @@
+/* eenn: the command-line tool. train, eval, info and bench. Every failure prints one line
+ * "eenn: <file>: <problem>" on stderr and exits non-zero. Measuring commands take --json. */
+#include "eenn.h"
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
+
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("eenn: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+static void check(ee_status s, ee_ctx *ctx) {
+    if (s) die("%s", ee_ctx_error(ctx)[0] ? ee_ctx_error(ctx) : ee_status_name(s));
+}
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* ---------------------------------------------------------------- option parsing */
+typedef struct { int argc; char **argv; int i; const char *cmd; } args;
+static int is_opt(args *a, const char *name) { return !strcmp(a->argv[a->i], name); }
+static const char *val(args *a) {
+    if (a->i + 1 >= a->argc) die("%s %s: missing value", a->cmd, a->argv[a->i]);
+    return a->argv[++a->i];
+}
+static long ival(args *a, long lo, long hi) {
+    const char *opt = a->argv[a->i], *v = val(a);
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (!*v || *end || x < lo || x > hi) die("%s %s: '%s' is not an integer in [%ld, %ld]", a->cmd, opt, v, lo, hi);
+    return x;
+}
+static double fval(args *a, double lo, double hi) {
+    const char *opt = a->argv[a->i], *v = val(a);
+    char *end;
+    double x = strtod(v, &end);
+    if (!*v || *end || !(x >= lo && x <= hi)) die("%s %s: '%s' is not a number in [%g, %g]", a->cmd, opt, v, lo, hi);
+    return x;
+}
+static void parse_shape(const char *cmd, const char *s, int *c, int *h, int *w) {
+    char tail;
+    if (sscanf(s, "%dx%dx%d%c", c, h, w, &tail) != 3 || *c < 1 || *h < 1 || *w < 1 || *c > 64 || *h > 4096 || *w > 4096)
+        die("%s --input: '%s' is not CxHxW (e.g. 3x32x32)", cmd, s);
+}
+
+/* ---------------------------------------------------------------- train */
+static const char *train_help =
+    "usage: eenn train [options]\n"
+    "Trains a network on a dataset directory and writes the model file.\n"
+    "  --arch NAME        resnet20 (default), resnet56, resnet110, vgg16bn, wrn32_4, mobilenet\n"
+    "  --arch-file FILE   a custom architecture in eenn's text format (docs/format.md)\n"
+    "  --data DIR         IDX or CIFAR binaries (default " DEFAULT_DATA ")\n"
+    "  --out FILE         model file to write (default model.eenn)\n"
+    "  --epochs N         (default 15)      --batch N (default 128)\n"
+    "  --optim sgd|adam   (default sgd)     --lr X (0.1)  --momentum X (0.9)  --wd X (1e-4)  --nesterov\n"
+    "  --schedule step|cosine (step)        --milestones A,B,..  fractions of the epochs (0.35,0.6,0.85)\n"
+    "  --gamma X          lr factor at each milestone (0.1)\n"
+    "  --val N            validation samples carved from the end of the training set (5000; 0 = none)\n"
+    "  --subset N         train on the first N training samples only\n"
+    "  --test-subset N    evaluate on the first N test samples only\n"
+    "  --no-augment       no random crop (pad 4) or horizontal flip\n"
+    "  --checkpoint FILE  checkpoint written after every epoch (default OUT.ckpt)\n"
+    "  --resume           continue from the checkpoint if it exists\n"
+    "  --seed N (1221)    --threads N (0 = all cores)   --json  final results as JSON\n";
+
+typedef struct { int tty, json; double t0; } progress_state;
+
+static void on_progress(const ee_progress *p, void *user) {
+    progress_state *ps = user;
+    if (p->epoch_done) {
+        if (ps->tty) fprintf(stderr, "\r\033[K");
+        fprintf(stderr, "epoch %d/%d  loss %.4f  train acc %.2f%%", p->epoch, p->epochs, p->loss, 100 * p->acc);
+        if (p->val_acc >= 0) fprintf(stderr, "  val acc %.2f%%", 100 * p->val_acc);
+        if (p->test_acc >= 0) fprintf(stderr, "  test acc %.2f%%", 100 * p->test_acc);
+        fprintf(stderr, "  lr %g  %.0f img/s  %.0f s  ETA %.0f s\n", p->lr, p->img_per_s, p->epoch_s, p->eta_s);
+        return;
+    }
+    if (ps->tty) {
+        fprintf(stderr, "\r\033[Kepoch %d/%d step %d/%d  loss %.4f  acc %.2f%%  %.0f img/s  ETA %.0f s", p->epoch,
+                p->epochs, p->step, p->steps, p->loss, 100 * p->acc, p->img_per_s, p->eta_s);
+    } else if (p->step == 1 || p->step % (p->steps / 4 > 0 ? p->steps / 4 : 1) == 0) {
+        fprintf(stderr, "epoch %d/%d step %d/%d  loss %.4f  acc %.2f%%  %.0f img/s  ETA %.0f s\n", p->epoch, p->epochs,
+                p->step, p->steps, p->loss, 100 * p->acc, p->img_per_s, p->eta_s);
+    }
+    fflush(stderr);
+}
+
+static char *read_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) die("%s: cannot open", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc(n + 1);
+    if (!s || fread(s, 1, n, f) != (size_t)n) die("%s: cannot read", path);
+    s[n] = 0;
+    fclose(f);
+    if (strlen(s) != (size_t)n) die("%s: not a text file", path);
+    return s;
+}
+
+static void load_data(ee_ctx *ctx, const char *dir, ee_dataset **train, ee_dataset **val, ee_dataset **test, int nval,
+                      int subset, int test_subset) {
+    if (train) {
+        check(ee_dataset_load_dir(ctx, dir, "train", train), ctx);
+        if (val && nval > 0) check(ee_dataset_split(ctx, *train, nval, val), ctx);
+        if (subset > 0 && subset < (*train)->n) (*train)->n = subset;
+    }
+    if (test) {
+        check(ee_dataset_load_dir(ctx, dir, "test", test), ctx);
+        if (test_subset > 0 && test_subset < (*test)->n) (*test)->n = test_subset;
+    }
+}
+
+static int cmd_train(args *a) {
+    const char *arch = "resnet20", *arch_file = NULL, *data = DEFAULT_DATA, *out = "model.eenn", *ckpt = NULL;
+    const char *milestones = "0.35,0.6,0.85";
+    int epochs = 15, batch = 128, nval = 5000, subset = 0, test_subset = 0, augment = 1, resume = 0, json = 0, threads = 0;
+    long seed = 1221;
+    ee_optim opt = {EE_SGD, 0.1f, 0.9f, 1e-4f, 0, 0, 0, 0};
+    ee_schedule sched = {EE_SCHED_STEP, 0.1f, 0.1f, {0}, 0, 0, 0};
+    for (a->i = 2; a->i < a->argc; a->i++) {
+        if (is_opt(a, "--help") || is_opt(a, "-h")) { fputs(train_help, stdout); return 0; }
+        else if (is_opt(a, "--arch")) arch = val(a);
+        else if (is_opt(a, "--arch-file")) arch_file = val(a);
+        else if (is_opt(a, "--data")) data = val(a);
+        else if (is_opt(a, "--out")) out = val(a);
+        else if (is_opt(a, "--checkpoint")) ckpt = val(a);
+        else if (is_opt(a, "--epochs")) epochs = (int)ival(a, 1, 100000);
+        else if (is_opt(a, "--batch")) batch = (int)ival(a, 1, 65536);
+        else if (is_opt(a, "--lr")) opt.lr = (float)fval(a, 0, 100);
+        else if (is_opt(a, "--momentum")) opt.momentum = (float)fval(a, 0, 0.999999);
+        else if (is_opt(a, "--wd")) opt.weight_decay = (float)fval(a, 0, 1);
+        else if (is_opt(a, "--nesterov")) opt.nesterov = 1;
+        else if (is_opt(a, "--optim")) {
+            const char *v = val(a);
+            if (!strcmp(v, "sgd")) opt.kind = EE_SGD;
+            else if (!strcmp(v, "adam")) opt.kind = EE_ADAM;
+            else die("train --optim: '%s' is not sgd or adam", v);
+        } else if (is_opt(a, "--schedule")) {
+            const char *v = val(a);
+            if (!strcmp(v, "step")) sched.kind = EE_SCHED_STEP;
+            else if (!strcmp(v, "cosine")) sched.kind = EE_SCHED_COSINE;
+            else die("train --schedule: '%s' is not step or cosine", v);
+        } else if (is_opt(a, "--milestones")) milestones = val(a);
+        else if (is_opt(a, "--gamma")) sched.gamma = (float)fval(a, 0, 1);
+        else if (is_opt(a, "--val")) nval = (int)ival(a, 0, 100000000);
+        else if (is_opt(a, "--subset")) subset = (int)ival(a, 1, 100000000);
+        else if (is_opt(a, "--test-subset")) test_subset = (int)ival(a, 1, 100000000);
+        else if (is_opt(a, "--no-augment")) augment = 0;
+        else if (is_opt(a, "--resume")) resume = 1;
+        else if (is_opt(a, "--seed")) seed = ival(a, 0, 2147483647);
+        else if (is_opt(a, "--threads")) threads = (int)ival(a, 0, 256);
+        else if (is_opt(a, "--json")) json = 1;
+        else die("train: unknown option '%s' (see eenn train --help)", a->argv[a->i]);
+    }
+    if (opt.kind == EE_ADAM && opt.momentum == 0.9f) opt.momentum = 0;
+    if (opt.nesterov && opt.kind != EE_SGD) die("train --nesterov: only with --optim sgd");
+    /* milestones: fractions of the run */
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", milestones);
+    for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
+        char *end;
+        double f = strtod(t, &end);
+        if (*end || !(f > 0 && f < 1) || sched.nmilestones == 8) die("train --milestones: '%s' must be fractions in (0, 1)", milestones);
+        sched.milestones[sched.nmilestones++] = (int)(f * epochs + 0.5);
+    }
+    sched.base_lr = opt.lr;
+    sched.epochs = epochs;
+    char ckpt_buf[4200];
+    if (!ckpt) { snprintf(ckpt_buf, sizeof ckpt_buf, "%s.ckpt", out); ckpt = ckpt_buf; }
+
+    ee_ctx *ctx = ee_ctx_new();
+    if (!ctx) die("out of memory");
+    ee_ctx_seed(ctx, (uint64_t)seed);
+    ee_ctx_set_threads(ctx, threads);
+    ee_dataset *train = NULL, *val = NULL, *test = NULL;
+    load_data(ctx, data, &train, &val, &test, nval, subset, test_subset);
+    ee_net *net = NULL;
+    if (arch_file) {
+        char *text = read_text(arch_file);
+        check(ee_net_from_text(ctx, text, arch_file, &net), ctx);
+        free(text);
+    } else {
+        check(ee_net_builtin(ctx, arch, train->c, train->h, train->w, train->classes, &net), ctx);
+    }
+    check(ee_net_init(ctx, net), ctx);
+    char mean[64], stdv[64];
+    snprintf(mean, sizeof mean, "%g,%g,%g", train->mean[0], train->mean[1], train->mean[2]);
+    snprintf(stdv, sizeof stdv, "%g,%g,%g", train->std[0], train->std[1], train->std[2]);
+    ee_net_set_meta(ctx, net, "data.mean", mean);
+    ee_net_set_meta(ctx, net, "data.std", stdv);
+    ee_net_set_meta(ctx, net, "data.dir", data);
+    ee_train_config cfg = {epochs, batch, opt, sched, {augment ? 4 : 0, augment}, ckpt, resume, 0};
+    progress_state ps = {isatty(2), json, now_s()};
+    fprintf(stderr, "training %s (%zu parameters) on %s: %d train / %d val / %d test, %d epochs, batch %d, %d threads\n",
+            ee_net_name(net), ee_net_num_params(net), data, train->n, val ? val->n : 0, test->n, epochs, batch,
+            ee_ctx_threads(ctx));
+    check(ee_train(ctx, net, train, val, test, &cfg, on_progress, &ps), ctx);
+    double secs = now_s() - ps.t0;
+    char eps[32];
+    snprintf(eps, sizeof eps, "%d", epochs);
+    ee_net_set_meta(ctx, net, "train.epochs_done", eps);
+    check(ee_net_save(ctx, net, NULL, 0, out), ctx);
+    ee_eval_result te, ve = {0};
+    check(ee_evaluate(ctx, net, test, 256, &te), ctx);
+    if (val) check(ee_evaluate(ctx, net, val, 256, &ve), ctx);
+    if (json)
+        printf("{\"arch\":\"%s\",\"params\":%zu,\"epochs\":%d,\"batch\":%d,\"train_seconds\":%.1f,\"test_acc\":%.4f,"
+               "\"test_loss\":%.4f,\"val_acc\":%.4f,\"model\":\"%s\"}\n",
+               ee_net_name(net), ee_net_num_params(net), epochs, batch, secs, te.acc * 100, te.loss,
+               val ? ve.acc * 100 : -1.0, out);
+    else
+        printf("%s: test accuracy %.2f%% (loss %.4f)%s%.2f%s after %d epochs in %.0f s; model written to %s\n",
+               ee_net_name(net), te.acc * 100, te.loss, val ? ", validation " : "", val ? ve.acc * 100 : 0.0,
+               val ? "%" : "", epochs, secs, out);
+    ee_net_free(net);
+    ee_dataset_free(train); ee_dataset_free(val); ee_dataset_free(test);
+    ee_ctx_free(ctx);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- eval */
+static const char *eval_help =
+    "usage: eenn eval MODEL [options]\n"
+    "Evaluates a model file on a dataset split.\n"
+    "  --data DIR     dataset directory (default: the one the model was trained on)\n"
+    "  --split S      test (default) or train\n"
+    "  --batch N      (default 256)   --threads N   --json\n";
+
+static void apply_norm(const ee_net *net, ee_dataset *ds) {
+    const char *m = ee_net_meta(net, "data.mean"), *s = ee_net_meta(net, "data.std");
+    if (m && s) {
+        sscanf(m, "%f,%f,%f", &ds->mean[0], &ds->mean[1], &ds->mean[2]);
+        sscanf(s, "%f,%f,%f", &ds->std[0], &ds->std[1], &ds->std[2]);
+    }
+}
+
+static int cmd_eval(args *a) {
+    const char *model = NULL, *data = NULL, *split = "test";
+    int batch = 256, json = 0, threads = 0;
+    for (a->i = 2; a->i < a->argc; a->i++) {
+        if (is_opt(a, "--help") || is_opt(a, "-h")) { fputs(eval_help, stdout); return 0; }
+        else if (is_opt(a, "--data")) data = val(a);
+        else if (is_opt(a, "--split")) split = val(a);
+        else if (is_opt(a, "--batch")) batch = (int)ival(a, 1, 65536);
+        else if (is_opt(a, "--threads")) threads = (int)ival(a, 0, 256);
+        else if (is_opt(a, "--json")) json = 1;
+        else if (a->argv[a->i][0] == '-') die("eval: unknown option '%s' (see eenn eval --help)", a->argv[a->i]);
+        else if (!model) model = a->argv[a->i];
+        else die("eval: more than one model given");
+    }
+    if (!model) die("eval: no model file given (see eenn eval --help)");
+    ee_ctx *ctx = ee_ctx_new();
+    ee_ctx_set_threads(ctx, threads);
+    ee_net *net = NULL;
+    check(ee_net_load(ctx, model, &net), ctx);
+    if (!data) data = ee_net_meta(net, "data.dir") ? ee_net_meta(net, "data.dir") : DEFAULT_DATA;
+    ee_dataset *ds = NULL;
+    check(ee_dataset_load_dir(ctx, data, split, &ds), ctx);
+    apply_norm(net, ds);
+    ee_eval_result r;
+    check(ee_evaluate(ctx, net, ds, batch, &r), ctx);
+    if (json)
+        printf("{\"model\":\"%s\",\"data\":\"%s\",\"split\":\"%s\",\"n\":%d,\"acc\":%.4f,\"loss\":%.5f,\"img_per_s\":%.1f}\n",
+               model, data, split, r.n, r.acc * 100, r.loss, r.img_per_s);
+    else
+        printf("%s on %s (%s, %d images): accuracy %.2f%%, loss %.4f, %.0f img/s\n", model, data, split, r.n,
+               r.acc * 100, r.loss, r.img_per_s);
+    ee_net_free(net);
+    ee_dataset_free(ds);
+    ee_ctx_free(ctx);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- info */
+static const char *info_help =
+    "usage: eenn info [MODEL] [--arch NAME] [--input CxHxW] [--classes N] [--layers] [--json]\n"
+    "Parameters and FLOPs per layer and in total, of a model file or a built-in architecture\n"
+    "(default input 3x32x32, 10 classes). FLOPs count a multiply-add as 2; 'ref ops' is the SDN\n"
+    "reference profiler's count with its quirks (docs/design.md).\n";
+
+static int cmd_info(args *a) {
+    const char *model = NULL, *arch = NULL, *arch_file = NULL;
+    int c = 3, h = 32, w = 32, classes = 10, layers = 0, json = 0;
+    for (a->i = 2; a->i < a->argc; a->i++) {
+        if (is_opt(a, "--help") || is_opt(a, "-h")) { fputs(info_help, stdout); return 0; }
+        else if (is_opt(a, "--arch")) arch = val(a);
+        else if (is_opt(a, "--arch-file")) arch_file = val(a);
+        else if (is_opt(a, "--input")) parse_shape("info", val(a), &c, &h, &w);
+        else if (is_opt(a, "--classes")) classes = (int)ival(a, 2, 100000);
+        else if (is_opt(a, "--layers")) layers = 1;
+        else if (is_opt(a, "--json")) json = 1;
+        else if (a->argv[a->i][0] == '-') die("info: unknown option '%s' (see eenn info --help)", a->argv[a->i]);
+        else model = a->argv[a->i];
+    }
+    ee_ctx *ctx = ee_ctx_new();
+    ee_net *net = NULL;
+    if (model) check(ee_net_load(ctx, model, &net), ctx);
+    else if (arch_file) {
+        char *t = read_text(arch_file);
+        check(ee_net_from_text(ctx, t, arch_file, &net), ctx);
+        free(t);
+    } else check(ee_net_builtin(ctx, arch ? arch : "resnet56", c, h, w, classes, &net), ctx);
+    ee_net_input_shape(net, &c, &h, &w);
+    double macs = 0, flops = 0, prof = 0;
+    int nn = ee_net_num_nodes(net);
+    if (json) printf("{\"arch\":\"%s\",\"input\":[%d,%d,%d],\"classes\":%d,\"layers\":[", ee_net_name(net), c, h, w, ee_net_classes(net));
+    else if (layers) printf("%-22s %-8s %-14s %10s %12s %12s\n", "layer", "kind", "output", "params", "MFLOPs", "ref Mops");
+    for (int i = 0; i < nn; i++) {
+        ee_node_info in;
+        ee_net_node_info(net, i, &in);
+        macs += in.macs; flops += in.flops; prof += in.profiler_ops;
+        if (json)
+            printf("%s{\"name\":\"%s\",\"kind\":\"%s\",\"out\":[%d,%d,%d],\"params\":%zu,\"flops\":%.0f,\"macs\":%.0f,\"ref_ops\":%.0f}",
+                   i ? "," : "", in.name, in.kind, in.c, in.h, in.w, in.params, in.flops, in.macs, in.profiler_ops);
+        else if (layers) {
+            char shape[32];
+            snprintf(shape, sizeof shape, "%dx%dx%d", in.c, in.h, in.w);
+            printf("%-22s %-8s %-14s %10zu %12.3f %12.3f\n", in.name, in.kind, shape, in.params, in.flops / 1e6,
+                   in.profiler_ops / 1e6);
+        }
+    }
+    size_t np = ee_net_num_params(net);
+    if (json)
+        printf("],\"params\":%zu,\"macs\":%.0f,\"flops\":%.0f,\"ref_ops\":%.0f}\n", np, macs, flops, prof);
+    else
+        printf("%s, input %dx%dx%d, %d classes: %zu parameters (%.2fM), %.2fM MACs, %.1f MFLOPs per image "
+               "(reference profiler: %.1f Mops)\n",
+               ee_net_name(net), c, h, w, ee_net_classes(net), np, np / 1e6, macs / 1e6, flops / 1e6, prof / 1e6);
+    ee_net_free(net);
+    ee_ctx_free(ctx);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- bench */
+static const char *bench_help =
+    "usage: eenn bench [options]\n"
+    "Times inference (eval mode) and training steps (forward, backward, SGD) on random data.\n"
+    "Default: resnet56 and vgg16bn at 3x32x32 and resnet56 at 1x28x28; inference at batch 1 and 128,\n"
+    "training at batch 128.\n"
+    "  --arch NAME      one architecture only      --input CxHxW   its input shape\n"
+    "  --batch N        inference batch size only  --no-train      skip training\n"
+    "  --seconds X      time per measurement (default 3)\n"
+    "  --threads N      (0 = all cores)            --json\n";
+
+typedef struct { const char *arch; int c, h, w; } bench_net;
+
+static double time_loop(ee_ctx *ctx, ee_net *net, ee_optim_state *st, float *x, uint8_t *y, int n, int train,
+                        double secs, int *iters) {
+    int it = 0;
+    double t0 = 0;
+    for (int warm = 0;; it++) {
+        if (train) {
+            check(ee_net_forward(ctx, net, x, n, 1), ctx);
+            ee_net_zero_seeds(net);
+            check(ee_net_loss(ctx, net, ee_net_num_heads(net) - 1, y, n, 1.0f, NULL, NULL), ctx);
+            check(ee_net_backward(ctx, net, n), ctx);
+            check(ee_optim_step(ctx, net, st, 1e-3f), ctx);
+        } else {
+            check(ee_net_forward(ctx, net, x, n, 0), ctx);
+        }
+        if (warm < 2) { if (++warm == 2) { t0 = now_s(); it = -1; } continue; }
+        if (now_s() - t0 >= secs && it >= 2) break;
+    }
+    *iters = it + 1;
+    return (now_s() - t0) / (it + 1);
+}
+
+static int cmd_bench(args *a) {
+    const char *arch = NULL;
+    int c = 3, h = 32, w = 32, batch = 0, train = 1, json = 0, threads = 0, have_input = 0;
+    double secs = 3;
+    for (a->i = 2; a->i < a->argc; a->i++) {
+        if (is_opt(a, "--help") || is_opt(a, "-h")) { fputs(bench_help, stdout); return 0; }
+        else if (is_opt(a, "--arch")) arch = val(a);
+        else if (is_opt(a, "--input")) { parse_shape("bench", val(a), &c, &h, &w); have_input = 1; }
+        else if (is_opt(a, "--batch")) batch = (int)ival(a, 1, 4096);
+        else if (is_opt(a, "--no-train")) train = 0;
+        else if (is_opt(a, "--seconds")) secs = fval(a, 0.01, 3600);
+        else if (is_opt(a, "--threads")) threads = (int)ival(a, 0, 256);
+        else if (is_opt(a, "--json")) json = 1;
+        else die("bench: unknown option '%s' (see eenn bench --help)", a->argv[a->i]);
+    }
+    bench_net defaults[] = {{"resnet56", 3, 32, 32}, {"vgg16bn", 3, 32, 32}, {"resnet56", 1, 28, 28}};
+    bench_net one = {arch ? arch : "resnet56", c, h, w};
+    bench_net *list = arch || have_input ? &one : defaults;
+    int nlist = arch || have_input ? 1 : 3;
+    ee_ctx *ctx = ee_ctx_new();
+    ee_ctx_set_threads(ctx, threads);
+    if (json) printf("{\"threads\":%d,\"results\":[", ee_ctx_threads(ctx));
+    else printf("%-10s %-8s %-6s %6s %10s %9s %10s\n", "net", "input", "mode", "batch", "img/s", "GFLOP/s", "ms/batch");
+    int first = 1;
+    for (int k = 0; k < nlist; k++) {
+        int modes[3][2] = {{0, 1}, {0, 128}, {1, 128}}, nm = 0, ms[3][2];
+        for (int m = 0; m < 3; m++) {
+            if (modes[m][0] && !train) continue;
+            if (batch && !modes[m][0]) { if (m == 1) continue; modes[m][1] = batch; }
+            ms[nm][0] = modes[m][0]; ms[nm][1] = modes[m][1]; nm++;
+        }
+        for (int m = 0; m < nm; m++) {
+            int tr = ms[m][0], n = ms[m][1];
+            ee_net *net = NULL;
+            check(ee_net_builtin(ctx, list[k].arch, list[k].c, list[k].h, list[k].w, 10, &net), ctx);
+            check(ee_net_init(ctx, net), ctx);
+            check(ee_net_prepare(ctx, net, n, tr), ctx);
+            size_t img = (size_t)list[k].c * list[k].h * list[k].w;
+            float *x = malloc(img * n * sizeof(float));
+            uint8_t *y = malloc(n);
+            for (size_t i = 0; i < img * n; i++) x[i] = ee_rng_normal(ctx);
+            for (int i = 0; i < n; i++) y[i] = (uint8_t)(ee_rng_next(ctx) % 10);
+            ee_optim o = {EE_SGD, 1e-3f, 0.9f, 1e-4f, 0, 0, 0, 0};
+            ee_optim_state *st = NULL;
+            if (tr) check(ee_optim_state_new(ctx, net, &o, &st), ctx);
+            double flops = 0;
+            for (int i = 0; i < ee_net_num_nodes(net); i++) { ee_node_info in; ee_net_node_info(net, i, &in); flops += in.flops; }
+            if (tr) flops *= 3; /* forward + backward data + backward weights */
+            int iters;
+            double t = time_loop(ctx, net, st, x, y, n, tr, secs, &iters);
+            double ips = n / t, gf = flops * n / t / 1e9;
+            char shape[32];
+            snprintf(shape, sizeof shape, "%dx%dx%d", list[k].c, list[k].h, list[k].w);
+            if (json)
+                printf("%s{\"net\":\"%s\",\"input\":\"%s\",\"mode\":\"%s\",\"batch\":%d,\"img_per_s\":%.1f,\"gflops\":%.1f,"
+                       "\"ms_per_batch\":%.3f,\"iters\":%d}",
+                       first ? "" : ",", list[k].arch, shape, tr ? "train" : "infer", n, ips, gf, t * 1e3, iters);
+            else
+                printf("%-10s %-8s %-6s %6d %10.1f %9.1f %10.3f\n", list[k].arch, shape, tr ? "train" : "infer", n, ips,
+                       gf, t * 1e3);
+            fflush(stdout);
+            first = 0;
+            ee_optim_state_free(st);
+            free(x); free(y);
+            ee_net_free(net);
+        }
+    }
+    if (json) printf("]}\n");
+    ee_ctx_free(ctx);
+    return 0;
+}
+
+static const char *main_help =
+    "eenn " EE_VERSION_STRING ": early-exit neural networks (Shallow-Deep Networks) in C\n"
+    "usage: eenn COMMAND [options]   (eenn COMMAND --help for details)\n"
+    "  train   train a network on Fashion-MNIST, MNIST or CIFAR and write a model file\n"
+    "  eval    accuracy and loss of a model file on a dataset\n"
+    "  info    parameters and FLOPs per layer of a model or a built-in architecture\n"
+    "  bench   inference and training speed\n";
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { fputs(main_help, stdout); return argc < 2; }
+    if (!strcmp(argv[1], "--version")) { puts("eenn " EE_VERSION_STRING); return 0; }
+    args a = {argc, argv, 2, argv[1]};
+    if (!strcmp(argv[1], "train")) return cmd_train(&a);
+    if (!strcmp(argv[1], "eval")) return cmd_eval(&a);
+    if (!strcmp(argv[1], "info")) return cmd_info(&a);
+    if (!strcmp(argv[1], "bench")) return cmd_bench(&a);
+    die("unknown command '%s' (eenn --help lists them)", argv[1]);
+}

@@ -1,0 +1,243 @@
+/* eenn.h: the one public header of eenn, a C library for early-exit neural networks.
+ *
+ * Conventions:
+ *  - Every function that can fail returns an ee_status; EE_OK is 0. The readable reason is kept in the
+ *    ee_ctx passed in (ee_ctx_error). The library never exits and never writes to stdout.
+ *  - No hidden global state: random numbers, thread count and the last error travel in an ee_ctx.
+ *  - Activations are float32, NHWC (n, h, w, c). Weights are stored as PyTorch stores them (conv OIHW,
+ *    linear out x in), so that files and fixtures map one to one onto PyTorch modules.
+ *  - A network is a list of nodes in topological order. Any node may be marked as an output head;
+ *    a forward pass can run a range of nodes and continue later on a subset of the batch.
+ */
+#ifndef EENN_H
+#define EENN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EE_VERSION_STRING "0.1.0"
+
+typedef enum {
+    EE_OK = 0,
+    EE_ERR_ARG,      /* an impossible argument or flag */
+    EE_ERR_IO,       /* a file could not be opened, read or written */
+    EE_ERR_FORMAT,   /* a file is truncated, corrupted, of another version, or does not match */
+    EE_ERR_NOMEM,    /* an allocation failed */
+    EE_ERR_BACKEND,  /* oneDNN refused a primitive */
+    EE_ERR_NUMERIC,  /* NaN or infinite loss */
+} ee_status;
+
+/* ---------------------------------------------------------------- context */
+typedef struct ee_ctx ee_ctx;
+ee_ctx *ee_ctx_new(void);
+void ee_ctx_free(ee_ctx *ctx);
+const char *ee_ctx_error(const ee_ctx *ctx); /* message of the last failure, "" if none */
+void ee_ctx_set_threads(ee_ctx *ctx, int threads); /* 0: all cores */
+int ee_ctx_threads(const ee_ctx *ctx);
+void ee_ctx_seed(ee_ctx *ctx, uint64_t seed);
+uint64_t ee_ctx_rng_state(const ee_ctx *ctx);
+void ee_ctx_set_rng_state(ee_ctx *ctx, uint64_t state);
+uint64_t ee_rng_next(ee_ctx *ctx);         /* 64 random bits */
+float ee_rng_uniform(ee_ctx *ctx);         /* [0, 1) */
+float ee_rng_normal(ee_ctx *ctx);          /* N(0, 1) */
+const char *ee_status_name(ee_status s);
+
+/* ---------------------------------------------------------------- networks */
+typedef struct ee_net ee_net;
+
+typedef enum {
+    EE_CONV = 0, EE_BN, EE_RELU, EE_MAXPOOL, EE_AVGPOOL, EE_GAP, EE_LINEAR, EE_DROPOUT, EE_FLATTEN, EE_ADD,
+    EE_KIND_COUNT
+} ee_kind;
+
+/* What `eenn info` shows about one node. */
+typedef struct {
+    const char *name;      /* unique node name */
+    const char *kind;      /* "conv", "bn", ... */
+    int in_c, in_h, in_w;  /* shape of the first input */
+    int c, h, w;           /* output shape */
+    size_t params;         /* trainable parameters */
+    double macs;           /* true multiply-accumulates per image (FLOPs = 2 x macs for conv / linear) */
+    double flops;          /* true floating-point operations per image */
+    double profiler_ops;   /* the SDN reference profiler's count, quirks included (docs/design.md) */
+    int is_head;           /* 1 if this node is an output head */
+} ee_node_info;
+
+/* Builds one of the built-in backbones: "resnet20", "resnet56", "vgg16bn", "wrn32_4", "mobilenet".
+ * c, h, w: input shape; classes: output classes. Stems with stride 2 are chosen for 64-pixel inputs,
+ * as in the SDN reference code. */
+ee_status ee_net_builtin(ee_ctx *ctx, const char *arch, int c, int h, int w, int classes, ee_net **out);
+/* The text description of a built-in backbone, for users who want to start a custom one from it.
+ * The caller frees the returned string with free(). */
+ee_status ee_builtin_text(ee_ctx *ctx, const char *arch, int c, int h, int w, int classes, char **text);
+/* Parses an architecture description (docs/format.md). srcname is used in error messages. */
+ee_status ee_net_from_text(ee_ctx *ctx, const char *text, const char *srcname, ee_net **out);
+void ee_net_free(ee_net *net);
+const char *ee_net_arch(const ee_net *net);   /* the canonical text of the architecture */
+const char *ee_net_name(const ee_net *net);   /* the "name" of the architecture, e.g. "resnet56" */
+int ee_net_num_nodes(const ee_net *net);
+void ee_net_node_info(const ee_net *net, int i, ee_node_info *info);
+int ee_net_num_heads(const ee_net *net);
+int ee_net_head_node(const ee_net *net, int head);
+int ee_net_classes(const ee_net *net);
+void ee_net_input_shape(const ee_net *net, int *c, int *h, int *w);
+
+/* Parameters: one contiguous buffer; gradients and optimiser state have the same layout. */
+size_t ee_net_num_params(const ee_net *net);
+float *ee_net_params(ee_net *net);
+float *ee_net_grads(ee_net *net);
+/* Non-trained state (batch-norm running statistics), also one buffer. */
+size_t ee_net_num_state(const ee_net *net);
+float *ee_net_state(ee_net *net);
+/* Named tensors (parameters and state), for files and tests. Returns -1 if absent. */
+int ee_net_num_tensors(const ee_net *net);
+int ee_net_find_tensor(const ee_net *net, const char *name);
+void ee_net_tensor(ee_net *net, int i, const char **name, float **data, size_t *count, int *ndim, int dims[4],
+                   int *is_state);
+/* Call after changing parameters by hand, so that cached (reordered) weights are refreshed. */
+void ee_net_params_changed(ee_net *net);
+
+/* Initialises every parameter with the scheme the architecture names (reference initialisations). */
+ee_status ee_net_init(ee_ctx *ctx, ee_net *net);
+/* Allocates activations for batches up to max_batch. training != 0 also allocates gradients. */
+ee_status ee_net_prepare(ee_ctx *ctx, ee_net *net, int max_batch, int training);
+
+/* x: (n, h, w, c) NHWC input. train: batch statistics and dropout on. */
+ee_status ee_net_forward(ee_ctx *ctx, ee_net *net, const float *x, int n, int train);
+/* Runs nodes [from, to) only; from = 0 also takes x. Lets a caller stop after any node and go on. */
+ee_status ee_net_forward_range(ee_ctx *ctx, ee_net *net, const float *x, int from, int to, int n, int train);
+/* Keeps samples keep[0..nkeep) (ascending indices into the current batch) in every activation that a node
+ * at or after `from` still reads, packed at the front: the remaining nodes then run on nkeep samples. */
+ee_status ee_net_compact(ee_ctx *ctx, ee_net *net, int from, const int *keep, int nkeep);
+/* Output of a node for the current batch, (n, h, w, c). */
+const float *ee_net_node_output(const ee_net *net, int node);
+const float *ee_net_head_output(const ee_net *net, int head); /* logits (n, classes) */
+
+/* Softmax cross-entropy of head `head` against labels, averaged over n. Seeds the head's gradient with
+ * weight * dloss/dlogits (adding to it if already seeded). loss and correct may be NULL. */
+ee_status ee_net_loss(ee_ctx *ctx, ee_net *net, int head, const uint8_t *labels, int n, float weight,
+                      double *loss, int *correct);
+/* Starts a backward pass: clears the gradient seeds. Call before ee_net_loss in a training step. */
+void ee_net_zero_seeds(ee_net *net);
+/* Backpropagates from every seeded head; fills ee_net_grads (overwritten, not accumulated). */
+ee_status ee_net_backward(ee_ctx *ctx, ee_net *net, int n);
+/* Gradient of the input (n, h, w, c) after ee_net_backward, or NULL unless ee_net_want_input_grad(1). */
+void ee_net_want_input_grad(ee_net *net, int on);
+const float *ee_net_input_grad(const ee_net *net);
+
+/* ---------------------------------------------------------------- optimisers and schedules */
+typedef enum { EE_SGD = 0, EE_ADAM } ee_optim_kind;
+typedef struct {
+    ee_optim_kind kind;
+    float lr, momentum, weight_decay;
+    int nesterov;
+    float beta1, beta2, eps; /* Adam */
+} ee_optim;
+typedef struct ee_optim_state ee_optim_state;
+ee_status ee_optim_state_new(ee_ctx *ctx, const ee_net *net, const ee_optim *opt, ee_optim_state **st);
+void ee_optim_state_free(ee_optim_state *st);
+/* One step with learning rate lr on ee_net_params using ee_net_grads (PyTorch's SGD / Adam semantics). */
+ee_status ee_optim_step(ee_ctx *ctx, ee_net *net, ee_optim_state *st, float lr);
+size_t ee_optim_state_size(const ee_optim_state *st);
+float *ee_optim_state_data(ee_optim_state *st);
+int64_t *ee_optim_state_steps(ee_optim_state *st);
+
+typedef enum { EE_SCHED_STEP = 0, EE_SCHED_COSINE } ee_sched_kind;
+typedef struct {
+    ee_sched_kind kind;
+    float base_lr, gamma;   /* step: lr = base * gamma^(milestones passed) */
+    int milestones[8];      /* epochs (0-based) at which the lr is multiplied by gamma */
+    int nmilestones;
+    int epochs;             /* cosine: period */
+    float min_lr;
+} ee_schedule;
+float ee_schedule_lr(const ee_schedule *s, int epoch);
+
+/* ---------------------------------------------------------------- data */
+typedef struct {
+    int n, c, h, w, classes;
+    uint8_t *pixels;       /* (n, c, h, w) as stored in the files */
+    uint8_t *labels;       /* n */
+    float mean[4], std[4]; /* per-channel normalisation, in units of pixel/255 */
+} ee_dataset;
+
+/* IDX image + label files, gzipped or raw (MNIST, Fashion-MNIST). */
+ee_status ee_dataset_load_idx(ee_ctx *ctx, const char *images, const char *labels, ee_dataset **out);
+/* CIFAR binary batches: fine = 0 for CIFAR-10 (1 label byte), 1 for CIFAR-100 fine labels, 2 coarse. */
+ee_status ee_dataset_load_cifar(ee_ctx *ctx, const char *const *files, int nfiles, int cifar100_label,
+                                ee_dataset **out);
+/* A dataset directory: "fashion-mnist"/"mnist" IDX names or cifar-10/100 binary names. split: "train" or
+ * "test". Sets the per-dataset normalisation. */
+ee_status ee_dataset_load_dir(ee_ctx *ctx, const char *dir, const char *split, ee_dataset **out);
+void ee_dataset_free(ee_dataset *ds);
+/* Moves the last `count` samples of ds into a new dataset (the validation split). */
+ee_status ee_dataset_split(ee_ctx *ctx, ee_dataset *ds, int count, ee_dataset **tail);
+/* Sets mean/std from the pixels of ds. */
+void ee_dataset_compute_norm(ee_dataset *ds);
+/* Named normalisation presets ("fashion-mnist", "mnist", "cifar10", "cifar100", "tinyimagenet").
+ * Returns 0 if unknown. */
+int ee_dataset_norm_preset(ee_dataset *ds, const char *name);
+
+typedef struct {
+    int crop_pad;   /* random crop with this zero padding; 0 = off */
+    int flip;       /* random horizontal flip */
+} ee_augment;
+/* Writes samples idx[0..n) normalised as NHWC floats into x and their labels into y. aug may be NULL. */
+void ee_dataset_batch(ee_ctx *ctx, const ee_dataset *ds, const int *idx, int n, const ee_augment *aug,
+                      float *x, uint8_t *y);
+/* Fisher-Yates shuffle of perm[0..n) with the context's RNG. */
+void ee_shuffle(ee_ctx *ctx, int *perm, int n);
+
+/* ---------------------------------------------------------------- model files (docs/format.md) */
+typedef struct {
+    const char *key, *value;
+} ee_meta;
+/* Writes the architecture, every named tensor and the metadata, atomically (temp file + rename). */
+ee_status ee_net_save(ee_ctx *ctx, const ee_net *net, const ee_meta *meta, int nmeta, const char *path);
+/* Reads and validates a model file. */
+ee_status ee_net_load(ee_ctx *ctx, const char *path, ee_net **out);
+/* Metadata of the last loaded file: value for key or NULL. */
+const char *ee_net_meta(const ee_net *net, const char *key);
+/* Sets a metadata entry kept with the network and written by ee_net_save. */
+ee_status ee_net_set_meta(ee_ctx *ctx, ee_net *net, const char *key, const char *value);
+
+/* ---------------------------------------------------------------- training and evaluation */
+typedef struct {
+    int epoch, epochs, step, steps;   /* step within the epoch */
+    double loss, acc, img_per_s, eta_s, lr;
+    int epoch_done;                   /* 1 on the end-of-epoch call */
+    double val_acc, val_loss, test_acc, epoch_s;
+} ee_progress;
+typedef void (*ee_progress_fn)(const ee_progress *p, void *user);
+
+typedef struct {
+    int epochs, batch;
+    ee_optim optim;
+    ee_schedule sched;
+    ee_augment aug;
+    const char *checkpoint;  /* written atomically after every epoch; NULL = none */
+    int resume;              /* continue from checkpoint if it exists */
+    int progress_every;      /* steps between progress calls */
+} ee_train_config;
+
+typedef struct {
+    double loss, acc;     /* of the final head */
+    int n, correct;
+    double seconds, img_per_s;
+} ee_eval_result;
+
+/* Trains all heads with unit weight (plain CNN training). val / test may be NULL; they are evaluated
+ * after each epoch and reported through progress. */
+ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_dataset *val,
+                   const ee_dataset *test, const ee_train_config *cfg, ee_progress_fn fn, void *user);
+/* Evaluates the last head; batch 0 means 256. */
+ee_status ee_evaluate(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int batch, ee_eval_result *res);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

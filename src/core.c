@@ -1,0 +1,82 @@
+/* core.c: the context (errors, RNG, threads), aligned allocation and random fills. */
+#include "internal.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+ee_ctx *ee_ctx_new(void) {
+    ee_ctx *c = calloc(1, sizeof *c);
+    if (c) ee_ctx_seed(c, 1221);
+    return c;
+}
+void ee_ctx_free(ee_ctx *ctx) { free(ctx); }
+const char *ee_ctx_error(const ee_ctx *ctx) { return ctx ? ctx->err : "no context"; }
+void ee_ctx_set_threads(ee_ctx *ctx, int threads) { ctx->threads = threads < 0 ? 0 : threads; }
+int ee_ctx_threads(const ee_ctx *ctx) {
+#ifdef _OPENMP
+    return ctx->threads > 0 ? ctx->threads : omp_get_num_procs();
+#else
+    (void)ctx;
+    return 1;
+#endif
+}
+void ee_threads_apply(const ee_ctx *ctx) {
+#ifdef _OPENMP
+    int t = ee_ctx_threads(ctx);
+    if (omp_get_max_threads() != t) omp_set_num_threads(t);
+#else
+    (void)ctx;
+#endif
+}
+
+ee_status ee_fail(ee_ctx *ctx, ee_status s, const char *fmt, ...) {
+    if (ctx) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
+        va_end(ap);
+    }
+    return s;
+}
+
+const char *ee_status_name(ee_status s) {
+    static const char *const names[] = {"ok", "bad argument", "I/O error", "bad file format", "out of memory",
+                                        "oneDNN error", "numerical error"};
+    return (unsigned)s < sizeof names / sizeof *names ? names[s] : "unknown error";
+}
+
+/* splitmix64: tiny, fast, and its whole state is one integer that a checkpoint can store */
+void ee_ctx_seed(ee_ctx *ctx, uint64_t seed) { ctx->rng = seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull; }
+uint64_t ee_ctx_rng_state(const ee_ctx *ctx) { return ctx->rng; }
+void ee_ctx_set_rng_state(ee_ctx *ctx, uint64_t state) { ctx->rng = state; }
+uint64_t ee_rng_next(ee_ctx *ctx) {
+    uint64_t z = (ctx->rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+float ee_rng_uniform(ee_ctx *ctx) { return (float)(ee_rng_next(ctx) >> 40) * (1.0f / 16777216.0f); }
+float ee_rng_normal(ee_ctx *ctx) {
+    double u1 = ((ee_rng_next(ctx) >> 11) + 1.0) * (1.0 / 9007199254740993.0);
+    double u2 = (ee_rng_next(ctx) >> 11) * (1.0 / 9007199254740992.0);
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+void *ee_alloc(size_t bytes) {
+    size_t sz = (bytes + 63) / 64 * 64;
+    if (sz == 0) sz = 64;
+    void *p = aligned_alloc(64, sz);
+    if (p) memset(p, 0, sz);
+    return p;
+}
+void ee_free(void *p) { free(p); }
+
+void ee_fill_uniform(ee_ctx *ctx, float *p, size_t n, float lo, float hi) {
+    for (size_t i = 0; i < n; i++) p[i] = lo + (hi - lo) * ee_rng_uniform(ctx);
+}
+void ee_fill_normal(ee_ctx *ctx, float *p, size_t n, float stdv) {
+    for (size_t i = 0; i < n; i++) p[i] = stdv * ee_rng_normal(ctx);
+}

@@ -1,0 +1,277 @@
+/* data.c: datasets: IDX (MNIST, Fashion-MNIST; gzipped or raw, through zlib) and the CIFAR-10/100 binary
+ * format, a validation split, per-dataset normalisation, augmentation (random crop with zero padding,
+ * horizontal flip) and batches written as normalised NHWC floats. Every file is checked against its format:
+ * magic numbers, dimensions, counts, label ranges and truncation give errors that name the file. */
+#include "internal.h"
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <zlib.h>
+
+static double sqrt_pos(double v) { return v > 0 ? sqrt(v) : 0; }
+
+/* Reads a whole (possibly gzipped) file. */
+static ee_status read_all(ee_ctx *ctx, const char *path, uint8_t **data, size_t *len) {
+    gzFile f = gzopen(path, "rb");
+    if (!f) return ee_fail(ctx, EE_ERR_IO, "%s: cannot open", path);
+    size_t cap = 1 << 20, n = 0;
+    uint8_t *buf = malloc(cap);
+    for (;;) {
+        if (!buf) { gzclose(f); return ee_fail(ctx, EE_ERR_NOMEM, "%s: out of memory", path); }
+        int r = gzread(f, buf + n, (unsigned)(cap - n > (1u << 30) ? (1u << 30) : cap - n));
+        if (r < 0) {
+            int e;
+            const char *m = gzerror(f, &e);
+            ee_status s = ee_fail(ctx, EE_ERR_FORMAT, "%s: corrupted compressed data (%s)", path, m);
+            free(buf); gzclose(f);
+            return s;
+        }
+        if (r == 0) break;
+        n += r;
+        if (n == cap) { uint8_t *nb = realloc(buf, cap *= 2); if (!nb) free(buf); buf = nb; }
+    }
+    /* a truncated gzip stream reads as a short file: zlib reports it on close */
+    int e = gzclose_r(f);
+    if (e != Z_OK && e != Z_BUF_ERROR) { free(buf); return ee_fail(ctx, EE_ERR_FORMAT, "%s: truncated or corrupted gzip data", path); }
+    if (e == Z_BUF_ERROR) { free(buf); return ee_fail(ctx, EE_ERR_FORMAT, "%s: truncated gzip stream", path); }
+    *data = buf;
+    *len = n;
+    return EE_OK;
+}
+
+static uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+
+static ee_dataset *ds_new(int n, int c, int h, int w) {
+    ee_dataset *ds = calloc(1, sizeof *ds);
+    if (!ds) return NULL;
+    ds->n = n; ds->c = c; ds->h = h; ds->w = w;
+    ds->pixels = malloc((size_t)n * c * h * w + 1);
+    ds->labels = malloc((size_t)n + 1);
+    if (!ds->pixels || !ds->labels) { ee_dataset_free(ds); return NULL; }
+    for (int i = 0; i < c && i < 4; i++) { ds->mean[i] = 0; ds->std[i] = 1; }
+    return ds;
+}
+void ee_dataset_free(ee_dataset *ds) {
+    if (!ds) return;
+    free(ds->pixels);
+    free(ds->labels);
+    free(ds);
+}
+
+static void set_classes(ee_dataset *ds) {
+    int mx = 0;
+    for (int i = 0; i < ds->n; i++) if (ds->labels[i] > mx) mx = ds->labels[i];
+    ds->classes = mx + 1 < 10 ? 10 : mx + 1;
+}
+
+ee_status ee_dataset_load_idx(ee_ctx *ctx, const char *images, const char *labels, ee_dataset **out) {
+    *out = NULL;
+    uint8_t *im = NULL, *lb = NULL;
+    size_t nim, nlb;
+    ee_status s = read_all(ctx, images, &im, &nim);
+    if (s) return s;
+    if ((s = read_all(ctx, labels, &lb, &nlb))) { free(im); return s; }
+    ee_dataset *ds = NULL;
+    if (nim < 16 || be32(im) != 0x803) {
+        s = ee_fail(ctx, EE_ERR_FORMAT, "%s: not an IDX image file (magic 0x%08x, expected 0x00000803)", images,
+                    nim >= 4 ? be32(im) : 0);
+    } else if (nlb < 8 || be32(lb) != 0x801) {
+        s = ee_fail(ctx, EE_ERR_FORMAT, "%s: not an IDX label file (magic 0x%08x, expected 0x00000801)", labels,
+                    nlb >= 4 ? be32(lb) : 0);
+    } else {
+        uint32_t n = be32(im + 4), h = be32(im + 8), w = be32(im + 12), nl = be32(lb + 4);
+        if (!n || !h || !w || h > 4096 || w > 4096 || n > 100000000u)
+            s = ee_fail(ctx, EE_ERR_FORMAT, "%s: implausible dimensions %ux%ux%u", images, n, h, w);
+        else if (nim != 16 + (size_t)n * h * w)
+            s = ee_fail(ctx, EE_ERR_FORMAT, "%s: %s: header says %u images of %ux%u (%zu bytes), file has %zu", images,
+                        nim < 16 + (size_t)n * h * w ? "truncated" : "trailing bytes", n, h, w, 16 + (size_t)n * h * w, nim);
+        else if (nl != n)
+            s = ee_fail(ctx, EE_ERR_FORMAT, "%s: %u labels for %u images in %s", labels, nl, n, images);
+        else if (nlb != 8 + (size_t)n)
+            s = ee_fail(ctx, EE_ERR_FORMAT, "%s: %s: header says %u labels, file has %zu bytes of them", labels,
+                        nlb < 8 + (size_t)n ? "truncated" : "trailing bytes", n, nlb - 8);
+        else if (!(ds = ds_new(n, 1, h, w)))
+            s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+        else {
+            memcpy(ds->pixels, im + 16, (size_t)n * h * w);
+            memcpy(ds->labels, lb + 8, n);
+            set_classes(ds);
+            if (ds->classes > 256) s = ee_fail(ctx, EE_ERR_FORMAT, "%s: label out of range", labels);
+        }
+    }
+    free(im);
+    free(lb);
+    if (s) { ee_dataset_free(ds); return s; }
+    *out = ds;
+    return EE_OK;
+}
+
+ee_status ee_dataset_load_cifar(ee_ctx *ctx, const char *const *files, int nfiles, int cifar100_label,
+                                ee_dataset **out) {
+    *out = NULL;
+    int lbytes = cifar100_label ? 2 : 1;
+    size_t rec = lbytes + 3072, total = 0;
+    uint8_t **bufs = calloc(nfiles, sizeof *bufs);
+    size_t *lens = calloc(nfiles, sizeof *lens);
+    ee_status s = bufs && lens ? EE_OK : ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < nfiles && !s; i++) {
+        if ((s = read_all(ctx, files[i], &bufs[i], &lens[i]))) break;
+        if (lens[i] == 0 || lens[i] % rec)
+            s = ee_fail(ctx, EE_ERR_FORMAT, "%s: %zu bytes is not a whole number of %zu-byte CIFAR-%s records (truncated?)",
+                        files[i], lens[i], rec, cifar100_label ? "100" : "10");
+        total += lens[i] / rec;
+    }
+    ee_dataset *ds = NULL;
+    if (!s && !(ds = ds_new((int)total, 3, 32, 32))) s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    size_t k = 0;
+    for (int i = 0; i < nfiles && !s; i++)
+        for (size_t r = 0; r < lens[i] / rec && !s; r++, k++) {
+            const uint8_t *p = bufs[i] + r * rec;
+            int label = cifar100_label == 2 ? p[0] : p[lbytes - 1];
+            int limit = cifar100_label == 0 ? 10 : cifar100_label == 1 ? 100 : 20;
+            if (label >= limit)
+                s = ee_fail(ctx, EE_ERR_FORMAT, "%s: record %zu has label %d, CIFAR-%s has %d classes", files[i], r, label,
+                            cifar100_label ? "100" : "10", limit);
+            ds->labels[k] = (uint8_t)label;
+            memcpy(ds->pixels + k * 3072, p + lbytes, 3072);
+        }
+    if (ds) ds->classes = cifar100_label == 0 ? 10 : cifar100_label == 1 ? 100 : 20;
+    for (int i = 0; i < nfiles && bufs; i++) free(bufs[i]);
+    free(bufs);
+    free(lens);
+    if (s) { ee_dataset_free(ds); return s; }
+    *out = ds;
+    return EE_OK;
+}
+
+static int exists(const char *p) {
+    FILE *f = fopen(p, "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
+int ee_dataset_norm_preset(ee_dataset *ds, const char *name) {
+    static const struct { const char *name; float mean[3], std[3]; } presets[] = {
+        {"fashion-mnist", {0.2860f}, {0.3530f}},
+        {"mnist", {0.1307f}, {0.3081f}},
+        /* the SDN reference normalises CIFAR-10 with ImageNet statistics (a quirk kept on purpose) */
+        {"cifar10", {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}},
+        {"cifar100", {0.507f, 0.487f, 0.441f}, {0.267f, 0.256f, 0.276f}},
+        {"tinyimagenet", {0.4802f, 0.4481f, 0.3975f}, {0.2302f, 0.2265f, 0.2262f}},
+    };
+    for (size_t i = 0; i < sizeof presets / sizeof *presets; i++)
+        if (!strcmp(name, presets[i].name)) {
+            for (int c = 0; c < ds->c && c < 3; c++) { ds->mean[c] = presets[i].mean[c]; ds->std[c] = presets[i].std[c]; }
+            return 1;
+        }
+    return 0;
+}
+
+ee_status ee_dataset_load_dir(ee_ctx *ctx, const char *dir, const char *split, ee_dataset **out) {
+    *out = NULL;
+    int train = !strcmp(split, "train");
+    if (!train && strcmp(split, "test")) return ee_fail(ctx, EE_ERR_ARG, "split must be train or test, not '%s'", split);
+    char a[4096], b[4096];
+    const char *pre = train ? "train" : "t10k";
+    for (int gz = 1; gz >= 0; gz--) {
+        snprintf(a, sizeof a, "%s/%s-images-idx3-ubyte%s", dir, pre, gz ? ".gz" : "");
+        snprintf(b, sizeof b, "%s/%s-labels-idx1-ubyte%s", dir, pre, gz ? ".gz" : "");
+        if (exists(a) && exists(b)) {
+            ee_status s = ee_dataset_load_idx(ctx, a, b, out);
+            if (s) return s;
+            ee_dataset_norm_preset(*out, strstr(dir, "fashion") ? "fashion-mnist" : "mnist");
+            return EE_OK;
+        }
+    }
+    snprintf(a, sizeof a, "%s/data_batch_1.bin", dir);
+    if (exists(a)) {
+        char names[6][4096];
+        const char *files[6];
+        int nf = 0;
+        if (train)
+            for (int i = 1; i <= 5; i++) { snprintf(names[nf], sizeof names[nf], "%s/data_batch_%d.bin", dir, i); files[nf] = names[nf]; nf++; }
+        else { snprintf(names[0], sizeof names[0], "%s/test_batch.bin", dir); files[0] = names[0]; nf = 1; }
+        ee_status s = ee_dataset_load_cifar(ctx, files, nf, 0, out);
+        if (!s) ee_dataset_norm_preset(*out, "cifar10");
+        return s;
+    }
+    snprintf(a, sizeof a, "%s/%s.bin", dir, train ? "train" : "test");
+    if (exists(a)) {
+        const char *files[1] = {a};
+        ee_status s = ee_dataset_load_cifar(ctx, files, 1, 1, out);
+        if (!s) ee_dataset_norm_preset(*out, "cifar100");
+        return s;
+    }
+    return ee_fail(ctx, EE_ERR_IO, "%s: no dataset found (expected IDX files %s-images-idx3-ubyte[.gz], or CIFAR binaries)",
+                   dir, pre);
+}
+
+ee_status ee_dataset_split(ee_ctx *ctx, ee_dataset *ds, int count, ee_dataset **tail) {
+    *tail = NULL;
+    if (count <= 0 || count >= ds->n)
+        return ee_fail(ctx, EE_ERR_ARG, "validation split of %d must be between 1 and %d", count, ds->n - 1);
+    ee_dataset *t = ds_new(count, ds->c, ds->h, ds->w);
+    if (!t) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    size_t img = (size_t)ds->c * ds->h * ds->w;
+    int keep = ds->n - count;
+    memcpy(t->pixels, ds->pixels + keep * img, count * img);
+    memcpy(t->labels, ds->labels + keep, count);
+    t->classes = ds->classes;
+    memcpy(t->mean, ds->mean, sizeof t->mean);
+    memcpy(t->std, ds->std, sizeof t->std);
+    ds->n = keep;
+    *tail = t;
+    return EE_OK;
+}
+
+void ee_dataset_compute_norm(ee_dataset *ds) {
+    size_t hw = (size_t)ds->h * ds->w;
+    for (int c = 0; c < ds->c && c < 4; c++) {
+        double s = 0, s2 = 0;
+        for (int i = 0; i < ds->n; i++) {
+            const uint8_t *p = ds->pixels + ((size_t)i * ds->c + c) * hw;
+            for (size_t q = 0; q < hw; q++) { double v = p[q] / 255.0; s += v; s2 += v * v; }
+        }
+        double cnt = (double)ds->n * hw, m = s / cnt;
+        ds->mean[c] = (float)m;
+        ds->std[c] = (float)sqrt_pos(s2 / cnt - m * m);
+    }
+}
+
+void ee_shuffle(ee_ctx *ctx, int *perm, int n) {
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)(ee_rng_next(ctx) % (uint64_t)(i + 1));
+        int t = perm[i]; perm[i] = perm[j]; perm[j] = t;
+    }
+}
+
+void ee_dataset_batch(ee_ctx *ctx, const ee_dataset *ds, const int *idx, int n, const ee_augment *aug, float *x,
+                      uint8_t *y) {
+    int C = ds->c, H = ds->h, W = ds->w;
+    float scale[4], shift[4], pad_val[4];
+    for (int c = 0; c < C && c < 4; c++) {
+        scale[c] = 1.0f / (255.0f * ds->std[c]);
+        shift[c] = -ds->mean[c] / ds->std[c];
+        pad_val[c] = shift[c];
+    }
+    for (int i = 0; i < n; i++) {
+        int dy = 0, dx = 0, flip = 0;
+        if (aug && aug->flip) flip = ee_rng_next(ctx) & 1;
+        if (aug && aug->crop_pad > 0) {
+            int span = 2 * aug->crop_pad + 1;
+            dy = (int)(ee_rng_next(ctx) % span) - aug->crop_pad;
+            dx = (int)(ee_rng_next(ctx) % span) - aug->crop_pad;
+        }
+        const uint8_t *src = ds->pixels + (size_t)idx[i] * C * H * W;
+        float *dst = x + (size_t)i * H * W * C;
+        for (int r = 0; r < H; r++)
+            for (int q = 0; q < W; q++) {
+                int sr = r + dy, sq = (flip ? W - 1 - q : q) + dx;
+                float *d = dst + ((size_t)r * W + q) * C;
+                int inside = sr >= 0 && sr < H && sq >= 0 && sq < W;
+                for (int c = 0; c < C; c++)
+                    d[c] = inside ? src[((size_t)c * H + sr) * W + sq] * scale[c] + shift[c] : pad_val[c];
+            }
+        if (y) y[i] = ds->labels[idx[i]];
+    }
+}

@@ -1,0 +1,136 @@
+/* internal.h: structures shared by the library's files; not installed. */
+#ifndef EE_INTERNAL_H
+#define EE_INTERNAL_H
+
+#include "eenn.h"
+#include <stdarg.h>
+#include <stdio.h>
+
+#define EE_MAX_NODES 512
+#define EE_MAX_HEADS 16
+#define EE_NAME 48
+
+struct ee_ctx {
+    char err[512];
+    int threads;
+    uint64_t rng;
+};
+
+/* returns s after formatting the message into ctx */
+ee_status ee_fail(ee_ctx *ctx, ee_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+typedef struct { int c, h, w; } ee_shape;
+
+/* Parameter initialisation schemes, named in the architecture text. */
+enum {
+    EE_INIT_TORCH = 0,   /* PyTorch default: kaiming_uniform(a=sqrt 5) weights, U(+-1/sqrt(fan_in)) bias */
+    EE_INIT_KAIMING_OUT, /* kaiming_normal, fan_out, relu gain (ResNet) */
+    EE_INIT_VGG,         /* N(0, sqrt(2/(k*k*cout))), zero bias (VGG conv) */
+    EE_INIT_XAVIER,      /* xavier_uniform gain sqrt 2, zero bias (WRN) */
+    EE_INIT_NORMAL001,   /* N(0, 0.01), zero bias (reference linear layers) */
+    EE_INIT_COUNT
+};
+extern const char *const ee_init_names[EE_INIT_COUNT];
+
+typedef struct ee_node {
+    ee_kind kind;
+    char name[EE_NAME];
+    int in[2], nin;       /* input nodes; -1 is the network input */
+    ee_shape ins, out;    /* first input's shape and the output shape */
+    /* arguments: conv: cout k stride pad groups bias | pool: k stride pad | linear: out bias |
+     * bn: (fargs momentum eps) | dropout: (fargs p) */
+    int a[8];
+    float f[4];
+    int init;
+    size_t p_off, p_len, s_off, s_len; /* params and state */
+    int ntens, tens0;     /* named tensors of this node in net->tens */
+    float *y, *dy;        /* activations and their gradients, max_batch x size */
+    void *priv;           /* layer-private data (oneDNN primitives, saved statistics, masks) */
+    int consumers;
+    int seeded;           /* dy holds a value in this backward pass */
+    int keep;             /* output needed after the node that reads it last (heads) */
+} ee_node;
+
+typedef struct {
+    char name[EE_NAME + 24];
+    int node, ndim, dims[4], is_state;
+    size_t off, count;
+} ee_tensor;
+
+struct ee_net {
+    char arch_name[EE_NAME];
+    char *arch_text;
+    ee_shape in;
+    int classes;
+    int nnodes;
+    ee_node nodes[EE_MAX_NODES];
+    int heads[EE_MAX_HEADS], nheads;
+    ee_tensor *tens;
+    int ntens;
+    float *params, *grads, *state;
+    size_t nparams, nstate;
+    uint64_t params_version;
+    int max_batch, training, cur_n;
+    float *x;             /* copy of the network input, max_batch */
+    float *dx;            /* input gradient if wanted */
+    int want_dx, dx_seeded;
+    float *scratch;       /* max activation size x max_batch, for gradient accumulation */
+    size_t scratch_len;
+    void *dnnl;           /* engine and stream (dnnl.c) */
+    char **meta_keys, **meta_vals;
+    int nmeta;
+};
+
+/* one table line per layer kind */
+typedef struct {
+    const char *name;
+    /* checks arguments, sets node->out, p_len and s_len; returns EE_OK or an error with a message */
+    ee_status (*shape)(ee_ctx *ctx, ee_net *net, ee_node *nd);
+    /* declares named tensors (ee_net_add_tensor) */
+    void (*tensors)(ee_net *net, ee_node *nd);
+    void (*init)(ee_ctx *ctx, ee_net *net, ee_node *nd);
+    ee_status (*forward)(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train);
+    ee_status (*backward)(ee_ctx *ctx, ee_net *net, ee_node *nd, int n);
+    void (*count)(const ee_net *net, const ee_node *nd, double *macs, double *flops, double *prof_ops);
+    void (*release)(ee_node *nd);
+} ee_layer_ops;
+extern const ee_layer_ops *const ee_layers[EE_KIND_COUNT];
+
+/* helpers */
+static inline size_t ee_shape_size(ee_shape s) { return (size_t)s.c * s.h * s.w; }
+const float *ee_node_input(const ee_net *net, const ee_node *nd, int i);
+ee_shape ee_node_input_shape(const ee_net *net, const ee_node *nd, int i);
+/* gradient buffer of input i and whether this node must add into it (1) or may overwrite it (0); NULL if the
+ * input needs no gradient */
+float *ee_node_input_grad(ee_net *net, ee_node *nd, int i, int *accumulate);
+void ee_net_add_tensor(ee_net *net, ee_node *nd, const char *suffix, int is_state, size_t off, int ndim, int d0,
+                       int d1, int d2, int d3);
+void *ee_alloc(size_t bytes);  /* 64-byte aligned, zeroed; NULL on failure */
+void ee_free(void *p);
+void ee_fill_uniform(ee_ctx *ctx, float *p, size_t n, float lo, float hi);
+void ee_fill_normal(ee_ctx *ctx, float *p, size_t n, float stdv);
+
+/* oneDNN glue (dnnl.c) */
+ee_status ee_dnnl_init(ee_ctx *ctx, ee_net *net);
+void ee_dnnl_free(ee_net *net);
+void ee_threads_apply(const ee_ctx *ctx);
+/* row-major C(m,n) = alpha * op(A) op(B) + beta * C */
+void ee_sgemm(char ta, char tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb,
+              float beta, float *c, int ldc);
+
+/* crc32 of the model file (zlib) */
+uint32_t ee_crc32(uint32_t crc, const void *buf, size_t len);
+
+/* architecture text */
+ee_status ee_arch_parse(ee_ctx *ctx, const char *text, const char *srcname, ee_net *net);
+char *ee_arch_builtin(const char *arch, int c, int h, int w, int classes, ee_ctx *ctx);
+char *ee_arch_to_text(const ee_net *net); /* malloc-ed canonical text, NULL if out of memory */
+
+/* model files (io.c) */
+typedef struct { const char *name; const float *data; size_t count; int ndim, dims[4]; } io_tensor;
+ee_status ee_io_write(ee_ctx *ctx, const ee_net *net, const ee_meta *meta, int nmeta, const io_tensor *extra,
+                      int nextra, const char *path);
+ee_status ee_io_read(ee_ctx *ctx, const char *path, ee_net **net_out, const char *extra_name, float *extra_dst,
+                     size_t extra_count);
+
+#endif

@@ -1,0 +1,222 @@
+/* bn.c: batch normalisation over NHWC activations, PyTorch semantics: batch statistics (biased variance) in
+ * training, running statistics updated with `momentum` and the unbiased variance, running statistics in eval.
+ * Per-channel sums are reduced per thread chunk in double and combined in a fixed order, so results are
+ * deterministic for a given thread count. Parameters: weight (gamma), bias (beta); state: running mean/var. */
+#include "../internal.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define MAXT 64
+typedef struct {
+    float *mean, *invstd;  /* of the last training forward */
+    double *part;          /* MAXT x 2c partial sums */
+    int last_train;
+} bn_priv;
+
+static ee_status bn_shape(ee_ctx *ctx, ee_net *net, ee_node *nd) {
+    (void)ctx; (void)net;
+    nd->out = nd->ins;
+    nd->p_len = 2 * (size_t)nd->ins.c;
+    nd->s_len = 2 * (size_t)nd->ins.c;
+    return EE_OK;
+}
+static void bn_tensors(ee_net *net, ee_node *nd) {
+    int c = nd->ins.c;
+    ee_net_add_tensor(net, nd, "weight", 0, nd->p_off, 1, c, 0, 0, 0);
+    ee_net_add_tensor(net, nd, "bias", 0, nd->p_off + c, 1, c, 0, 0, 0);
+    ee_net_add_tensor(net, nd, "running_mean", 1, nd->s_off, 1, c, 0, 0, 0);
+    ee_net_add_tensor(net, nd, "running_var", 1, nd->s_off + c, 1, c, 0, 0, 0);
+}
+static void bn_init(ee_ctx *ctx, ee_net *net, ee_node *nd) {
+    (void)ctx;
+    int c = nd->ins.c;
+    for (int i = 0; i < c; i++) {
+        net->params[nd->p_off + i] = 1;
+        net->params[nd->p_off + c + i] = 0;
+        net->state[nd->s_off + i] = 0;
+        net->state[nd->s_off + c + i] = 1;
+    }
+}
+static void bn_count(const ee_net *net, const ee_node *nd, double *macs, double *flops, double *prof) {
+    (void)net;
+    double e = (double)ee_shape_size(nd->out);
+    *macs = 0;
+    *flops = 2 * e; /* scale and shift once folded */
+    *prof = 2 * e;
+}
+static void bn_release(ee_node *nd) {
+    bn_priv *p = nd->priv;
+    if (!p) return;
+    free(p->mean); free(p->invstd); free(p->part);
+    free(p);
+    nd->priv = NULL;
+}
+static bn_priv *priv(ee_ctx *ctx, ee_node *nd) {
+    if (nd->priv) return nd->priv;
+    int c = nd->ins.c;
+    bn_priv *p = calloc(1, sizeof *p);
+    if (p) {
+        p->mean = malloc(c * sizeof(float));
+        p->invstd = malloc(c * sizeof(float));
+        p->part = malloc((size_t)MAXT * 2 * c * sizeof(double));
+    }
+    if (!p || !p->mean || !p->invstd || !p->part) {
+        if (p) { free(p->mean); free(p->invstd); free(p->part); free(p); }
+        ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    nd->priv = p;
+    return p;
+}
+
+static int nthreads(void) {
+#ifdef _OPENMP
+    int t = omp_get_max_threads();
+    return t > MAXT ? MAXT : t;
+#else
+    return 1;
+#endif
+}
+static int tid(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* out[j] (j < c) = sum over rows of a[r][j]; out[c + j] = sum of b-terms: mode 0: (a - m)^2, mode 1: dy, and
+ * mode 2: dy * (x - m) with b = dy. Rows are split in T contiguous chunks summed in order. */
+static void reduce(const float *x, const float *dy, const float *m, size_t rows, int c, int mode, double *part,
+                   double *out) {
+    int T = nthreads();
+#pragma omp parallel num_threads(T)
+    {
+        int t = tid();
+        size_t r0 = rows * t / T, r1 = rows * (t + 1) / T;
+        double *acc = part + (size_t)t * 2 * c;
+        memset(acc, 0, 2 * c * sizeof(double));
+        for (size_t r = r0; r < r1; r++) {
+            const float *xr = x + r * c;
+            if (mode == 0) {
+                for (int j = 0; j < c; j++) { double v = xr[j] - m[j]; acc[j] += xr[j]; acc[c + j] += v * v; }
+            } else {
+                const float *g = dy + r * c;
+                for (int j = 0; j < c; j++) { acc[j] += g[j]; acc[c + j] += g[j] * (xr[j] - m[j]); }
+            }
+        }
+    }
+    memset(out, 0, 2 * c * sizeof(double));
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < 2 * c; j++) out[j] += part[(size_t)t * 2 * c + j];
+}
+
+/* y = x * scale + shift per channel */
+static void affine(float *y, const float *x, const float *scale, const float *shift, size_t rows, int c) {
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * c;
+        float *yr = y + r * c;
+        for (int j = 0; j < c; j++) yr[j] = xr[j] * scale[j] + shift[j];
+    }
+}
+
+static ee_status bn_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
+    bn_priv *p = priv(ctx, nd);
+    if (!p) return EE_ERR_NOMEM;
+    int c = nd->ins.c;
+    size_t rows = (size_t)n * nd->ins.h * nd->ins.w;
+    const float *x = ee_node_input(net, nd, 0);
+    const float *gamma = net->params + nd->p_off, *beta = gamma + c;
+    float *rm = net->state + nd->s_off, *rv = rm + c;
+    float eps = nd->f[1], mom = nd->f[0];
+    float scale[4096], shift[4096];
+    float *sc = c <= 4096 ? scale : malloc(2 * c * sizeof(float)), *sh = c <= 4096 ? shift : sc + c;
+    if (!sc) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    p->last_train = train;
+    if (train) {
+        double sums[2 * 4096], *s = c <= 4096 ? sums : malloc(2 * c * sizeof(double));
+        if (!s) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+        /* shift by the first row for a stable one-pass variance */
+        float ref[4096], *rf = c <= 4096 ? ref : malloc(c * sizeof(float));
+        memcpy(rf, x, c * sizeof(float));
+        reduce(x, NULL, rf, rows, c, 0, p->part, s);
+        for (int j = 0; j < c; j++) {
+            double mean = s[j] / rows, d = mean - rf[j];
+            double var = s[c + j] / rows - d * d;
+            if (var < 0) var = 0;
+            p->mean[j] = (float)mean;
+            p->invstd[j] = (float)(1.0 / sqrt(var + eps));
+            double unb = rows > 1 ? var * rows / (rows - 1) : var;
+            rm[j] = (1 - mom) * rm[j] + mom * (float)mean;
+            rv[j] = (1 - mom) * rv[j] + mom * (float)unb;
+            sc[j] = gamma[j] * p->invstd[j];
+            sh[j] = beta[j] - p->mean[j] * sc[j];
+        }
+        if (s != sums) free(s);
+        if (rf != ref) free(rf);
+    } else {
+        for (int j = 0; j < c; j++) {
+            sc[j] = gamma[j] / sqrtf(rv[j] + eps);
+            sh[j] = beta[j] - rm[j] * sc[j];
+        }
+    }
+    affine(nd->y, x, sc, sh, rows, c);
+    if (sc != scale) free(sc);
+    return EE_OK;
+}
+
+static ee_status bn_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
+    bn_priv *p = priv(ctx, nd);
+    if (!p) return EE_ERR_NOMEM;
+    int c = nd->ins.c;
+    size_t rows = (size_t)n * nd->ins.h * nd->ins.w;
+    const float *x = ee_node_input(net, nd, 0), *dy = nd->dy;
+    const float *gamma = net->params + nd->p_off;
+    float *dgamma = net->grads + nd->p_off, *dbeta = dgamma + c;
+    double *s = malloc(2 * c * sizeof(double));
+    float *k1 = malloc(3 * c * sizeof(float)), *k2 = k1 + c, *k3 = k2 + c;
+    if (!s || !k1) { free(s); free(k1); return ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); }
+    const float *mean = p->mean;
+    float *evm = NULL;
+    if (!p->last_train) { /* eval-mode backward (Grad-CAM through a frozen net) */
+        const float *rm = net->state + nd->s_off, *rv = rm + c;
+        evm = malloc(c * sizeof(float));
+        for (int j = 0; j < c; j++) { evm[j] = rm[j]; p->invstd[j] = 1.0f / sqrtf(rv[j] + nd->f[1]); }
+        mean = evm;
+    }
+    reduce(x, dy, mean, rows, c, 1, p->part, s);
+    for (int j = 0; j < c; j++) {
+        double db = s[j], dg = s[c + j] * p->invstd[j];
+        dbeta[j] = (float)db;
+        dgamma[j] = (float)dg;
+        /* dx = gamma*invstd * (dy - db/M - xhat*dg/M) = k1*dy + k2*x + k3 */
+        float gi = gamma[j] * p->invstd[j];
+        if (p->last_train) {
+            k1[j] = gi;
+            k2[j] = (float)(-gi * p->invstd[j] * dg / rows);
+            k3[j] = (float)(-gi * db / rows - k2[j] * (double)mean[j]);
+        } else {
+            k1[j] = gi; k2[j] = 0; k3[j] = 0;
+        }
+    }
+    int acc = 0;
+    float *dx = ee_node_input_grad(net, nd, 0, &acc);
+    if (dx) {
+#pragma omp parallel for schedule(static)
+        for (size_t r = 0; r < rows; r++) {
+            const float *xr = x + r * c, *g = dy + r * c;
+            float *d = dx + r * c;
+            if (acc) for (int j = 0; j < c; j++) d[j] += k1[j] * g[j] + k2[j] * xr[j] + k3[j];
+            else for (int j = 0; j < c; j++) d[j] = k1[j] * g[j] + k2[j] * xr[j] + k3[j];
+        }
+    }
+    free(s); free(k1); free(evm);
+    return EE_OK;
+}
+
+const ee_layer_ops ee_bn_ops = {"bn", bn_shape, bn_tensors, bn_init, bn_forward, bn_backward, bn_count, bn_release};

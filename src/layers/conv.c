@@ -1,0 +1,274 @@
+/* conv.c: 2-D convolution (stride, padding, groups incl. depthwise, optional bias) through oneDNN.
+ * Activations are NHWC; user weights are OIHW (GOIHW with groups). Primitives are created once per
+ * (batch size, train/eval) and cached; weights are reordered into oneDNN's preferred layout only when the
+ * parameters changed (net->params_version). */
+#include "../dnnl_glue.h"
+#include "init.h"
+#include <stdlib.h>
+#include <string.h>
+
+#define CONV_CACHE 24
+
+typedef struct {
+    int n, train;
+    dnnl_primitive_t fwd, bwd_d, bwd_w, reo_f, reo_d, reo_dw;
+    dnnl_memory_t src, dst, w_user, w_f, bias, dsrc, ddst, w_d, dw, dw_user, dbias, bsrc;
+    uint64_t ver_f, ver_d;
+    char impl[64];
+} conv_prim;
+
+typedef struct {
+    conv_prim c[CONV_CACHE];
+    int nc;
+} conv_priv;
+
+#define COUT a[0]
+#define K a[1]
+#define STRIDE a[2]
+#define PAD a[3]
+#define GROUPS a[4]
+#define BIAS a[5]
+
+static size_t wcount(const ee_node *nd) { return (size_t)nd->COUT * (nd->ins.c / nd->GROUPS) * nd->K * nd->K; }
+
+static ee_status conv_shape(ee_ctx *ctx, ee_net *net, ee_node *nd) {
+    (void)net;
+    int g = nd->GROUPS;
+    if (nd->ins.c % g || nd->COUT % g)
+        return ee_fail(ctx, EE_ERR_FORMAT, "conv '%s': groups=%d must divide in %d and out %d channels", nd->name, g,
+                       nd->ins.c, nd->COUT);
+    nd->out.c = nd->COUT;
+    nd->out.h = (nd->ins.h + 2 * nd->PAD - nd->K) / nd->STRIDE + 1;
+    nd->out.w = (nd->ins.w + 2 * nd->PAD - nd->K) / nd->STRIDE + 1;
+    if (nd->ins.h + 2 * nd->PAD < nd->K || nd->ins.w + 2 * nd->PAD < nd->K) nd->out.h = 0;
+    nd->p_len = wcount(nd) + (nd->BIAS ? nd->COUT : 0);
+    return EE_OK;
+}
+
+static void conv_tensors(ee_net *net, ee_node *nd) {
+    ee_net_add_tensor(net, nd, "weight", 0, nd->p_off, 4, nd->COUT, nd->ins.c / nd->GROUPS, nd->K, nd->K);
+    if (nd->BIAS) ee_net_add_tensor(net, nd, "bias", 0, nd->p_off + wcount(nd), 1, nd->COUT, 0, 0, 0);
+}
+
+static void conv_init(ee_ctx *ctx, ee_net *net, ee_node *nd) {
+    float *w = net->params + nd->p_off;
+    int fan_in = nd->ins.c / nd->GROUPS * nd->K * nd->K, fan_out = nd->COUT / nd->GROUPS * nd->K * nd->K;
+    if (nd->init == EE_INIT_KAIMING_OUT || nd->init == EE_INIT_VGG || nd->init == EE_INIT_XAVIER)
+        fan_out = nd->COUT * nd->K * nd->K; /* PyTorch's fan_out: dim 0 x receptive field */
+    ee_init_weights(ctx, nd->init, w, wcount(nd), fan_in, fan_out, nd->BIAS ? w + wcount(nd) : NULL, nd->COUT);
+}
+
+static void conv_count(const ee_net *net, const ee_node *nd, double *macs, double *flops, double *prof) {
+    (void)net;
+    double outs = (double)nd->out.c * nd->out.h * nd->out.w, per = (double)nd->ins.c / nd->GROUPS * nd->K * nd->K;
+    *macs = outs * per;
+    *flops = 2 * outs * per + (nd->BIAS ? outs : 0);
+    /* the SDN profiler: (k^2 Cin/g mults + k^2 Cin/g - 1 adds + bias) per output, times groups */
+    *prof = outs * (2 * per - 1 + (nd->BIAS ? 1 : 0)) * nd->GROUPS;
+}
+
+static void conv_release(ee_node *nd) {
+    conv_priv *p = nd->priv;
+    if (!p) return;
+    for (int i = 0; i < p->nc; i++) {
+        conv_prim *c = &p->c[i];
+        dnnl_primitive_t prims[] = {c->fwd, c->bwd_d, c->bwd_w, c->reo_f, c->reo_d, c->reo_dw};
+        for (size_t j = 0; j < sizeof prims / sizeof *prims; j++)
+            if (prims[j]) dnnl_primitive_destroy(prims[j]);
+        dnnl_memory_t mems[] = {c->src, c->dst, c->w_user, c->w_f, c->bias, c->dsrc, c->ddst, c->w_d, c->dw,
+                                c->dw_user, c->dbias, c->bsrc};
+        for (size_t j = 0; j < sizeof mems / sizeof *mems; j++)
+            if (mems[j] && !(j == 3 && c->w_f == c->w_user) && !(j == 7 && c->w_d == c->w_user) &&
+                !(j == 8 && c->dw == c->dw_user))
+                dnnl_memory_destroy(mems[j]);
+    }
+    free(p);
+    nd->priv = NULL;
+}
+
+#define TRY(x) do { if ((x) != dnnl_success) goto fail; } while (0)
+
+static void dims4(dnnl_dims_t d, int a, int b, int c, int e) { d[0] = a; d[1] = b; d[2] = c; d[3] = e; }
+
+/* weights descriptor: 4-D OIHW, or 5-D GOIHW with groups */
+static void weights_md(const ee_node *nd, dnnl_memory_desc_t *md, int any) {
+    dnnl_dims_t d;
+    int g = nd->GROUPS;
+    if (g == 1) {
+        dims4(d, nd->COUT, nd->ins.c, nd->K, nd->K);
+        dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, any ? dnnl_format_tag_any : dnnl_oihw);
+    } else {
+        d[0] = g; d[1] = nd->COUT / g; d[2] = nd->ins.c / g; d[3] = nd->K; d[4] = nd->K;
+        dnnl_memory_desc_init_by_tag(md, 5, d, dnnl_f32, any ? dnnl_format_tag_any : dnnl_goihw);
+    }
+}
+
+/* makes `*mem` hold the layout `want`; if it differs from `user`, allocates it and a reorder user->want or
+ * want->user (dir 1) */
+static dnnl_status_t layout(ee_dnnl *d, dnnl_memory_t user, const dnnl_memory_desc_t *want, dnnl_memory_t *mem,
+                            dnnl_primitive_t *reo, int dir) {
+    const dnnl_memory_desc_t *umd;
+    dnnl_memory_get_memory_desc(user, &umd);
+    if (dnnl_memory_desc_equal(umd, want)) { *mem = user; return dnnl_success; }
+    dnnl_status_t s = dnnl_memory_create(mem, want, d->eng, DNNL_MEMORY_ALLOCATE);
+    if (s != dnnl_success) return s;
+    dnnl_primitive_desc_t rpd;
+    s = dir ? dnnl_reorder_primitive_desc_create(&rpd, want, d->eng, umd, d->eng, NULL)
+            : dnnl_reorder_primitive_desc_create(&rpd, umd, d->eng, want, d->eng, NULL);
+    if (s != dnnl_success) return s;
+    s = dnnl_primitive_create(reo, rpd);
+    dnnl_primitive_desc_destroy(rpd);
+    return s;
+}
+
+static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
+    conv_priv *p = nd->priv;
+    if (!p) {
+        p = nd->priv = calloc(1, sizeof *p);
+        if (!p) { ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); return NULL; }
+    }
+    for (int i = 0; i < p->nc; i++)
+        if (p->c[i].n == n && p->c[i].train == train) return &p->c[i];
+    if (p->nc == CONV_CACHE) { /* evict everything: rare (many distinct batch sizes) */
+        conv_release(nd);
+        return get_prim(ctx, net, nd, n, train);
+    }
+    ee_dnnl *d = EE_DNNL(net);
+    conv_prim *c = &p->c[p->nc];
+    memset(c, 0, sizeof *c);
+    c->n = n; c->train = train;
+    c->ver_f = c->ver_d = (uint64_t)-1;
+    dnnl_dims_t sd, dd, bd = {nd->COUT}, str = {nd->STRIDE, nd->STRIDE}, pad = {nd->PAD, nd->PAD};
+    dims4(sd, n, nd->ins.c, nd->ins.h, nd->ins.w);
+    dims4(dd, n, nd->COUT, nd->out.h, nd->out.w);
+    dnnl_memory_desc_t smd, dmd, wany, wuser, bmd;
+    dnnl_memory_desc_init_by_tag(&smd, 4, sd, dnnl_f32, dnnl_nhwc);
+    dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dnnl_f32, dnnl_nhwc);
+    dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x);
+    weights_md(nd, &wany, 1);
+    weights_md(nd, &wuser, 0);
+    const dnnl_memory_desc_t *bp = nd->BIAS ? &bmd : NULL;
+    dnnl_convolution_desc_t cd;
+    dnnl_primitive_desc_t fpd = NULL, dpd = NULL, wpd = NULL;
+    TRY(dnnl_convolution_forward_desc_init(&cd, train ? dnnl_forward_training : dnnl_forward_inference,
+                                           dnnl_convolution_direct, &smd, &wany, bp, &dmd, str, pad, pad));
+    TRY(dnnl_primitive_desc_create(&fpd, &cd, NULL, d->eng, NULL));
+    const char *impl = "";
+    dnnl_primitive_desc_query(fpd, dnnl_query_impl_info_str, 0, &impl);
+    snprintf(c->impl, sizeof c->impl, "%s", impl);
+    TRY(dnnl_primitive_create(&c->fwd, fpd));
+    TRY(dnnl_memory_create(&c->src, &smd, d->eng, DNNL_MEMORY_NONE));
+    TRY(dnnl_memory_create(&c->dst, &dmd, d->eng, DNNL_MEMORY_NONE));
+    TRY(dnnl_memory_create(&c->w_user, &wuser, d->eng, DNNL_MEMORY_NONE));
+    TRY(dnnl_memory_create(&c->bias, &bmd, d->eng, DNNL_MEMORY_NONE));
+    TRY(layout(d, c->w_user, dnnl_primitive_desc_query_md(fpd, dnnl_query_weights_md, 0), &c->w_f, &c->reo_f, 0));
+    if (train) {
+        dnnl_convolution_desc_t bdd, bwd;
+        TRY(dnnl_convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct, &smd, &wany, &dmd, str, pad, pad));
+        TRY(dnnl_primitive_desc_create(&dpd, &bdd, NULL, d->eng, fpd));
+        TRY(dnnl_primitive_create(&c->bwd_d, dpd));
+        TRY(dnnl_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct, &smd, &wany, bp, &dmd, str, pad,
+                                                        pad));
+        TRY(dnnl_primitive_desc_create(&wpd, &bwd, NULL, d->eng, fpd));
+        TRY(dnnl_primitive_create(&c->bwd_w, wpd));
+        TRY(dnnl_memory_create(&c->dsrc, &smd, d->eng, DNNL_MEMORY_NONE));
+        TRY(dnnl_memory_create(&c->bsrc, &smd, d->eng, DNNL_MEMORY_NONE));
+        TRY(dnnl_memory_create(&c->ddst, &dmd, d->eng, DNNL_MEMORY_NONE));
+        TRY(dnnl_memory_create(&c->dbias, &bmd, d->eng, DNNL_MEMORY_NONE));
+        TRY(dnnl_memory_create(&c->dw_user, &wuser, d->eng, DNNL_MEMORY_NONE));
+        TRY(layout(d, c->w_user, dnnl_primitive_desc_query_md(dpd, dnnl_query_weights_md, 0), &c->w_d, &c->reo_d, 0));
+        TRY(layout(d, c->dw_user, dnnl_primitive_desc_query_md(wpd, dnnl_query_diff_weights_md, 0), &c->dw, &c->reo_dw, 1));
+    }
+    dnnl_primitive_desc_destroy(fpd);
+    if (dpd) dnnl_primitive_desc_destroy(dpd);
+    if (wpd) dnnl_primitive_desc_destroy(wpd);
+    p->nc++;
+    return c;
+fail:
+    if (fpd) dnnl_primitive_desc_destroy(fpd);
+    if (dpd) dnnl_primitive_desc_destroy(dpd);
+    if (wpd) dnnl_primitive_desc_destroy(wpd);
+    p->nc++; /* so that release frees what was created */
+    conv_release(nd);
+    ee_fail(ctx, EE_ERR_BACKEND, "oneDNN could not build conv '%s' (%d->%d k%d s%d g%d at %dx%d, batch %d)", nd->name,
+            nd->ins.c, nd->COUT, nd->K, nd->STRIDE, nd->GROUPS, nd->ins.h, nd->ins.w, n);
+    return NULL;
+}
+
+static ee_status run(ee_ctx *ctx, ee_dnnl *d, dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *args,
+                     const char *what) {
+    if (dnnl_primitive_execute(p, d->strm, nargs, args) != dnnl_success)
+        return ee_fail(ctx, EE_ERR_BACKEND, "oneDNN failed to run %s", what);
+    return EE_OK;
+}
+
+static ee_status reorder(ee_ctx *ctx, ee_dnnl *d, dnnl_primitive_t r, dnnl_memory_t from, dnnl_memory_t to) {
+    dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+    return run(ctx, d, r, 2, a, "a weight reorder");
+}
+
+static ee_status conv_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
+    conv_prim *c = get_prim(ctx, net, nd, n, train);
+    if (!c) return EE_ERR_BACKEND;
+    ee_dnnl *d = EE_DNNL(net);
+    float *w = net->params + nd->p_off;
+    dnnl_memory_set_data_handle(c->src, (void *)ee_node_input(net, nd, 0));
+    dnnl_memory_set_data_handle(c->dst, nd->y);
+    dnnl_memory_set_data_handle(c->w_user, w);
+    dnnl_memory_set_data_handle(c->bias, w + wcount(nd));
+    ee_status s;
+    if (c->reo_f && c->ver_f != net->params_version) {
+        if ((s = reorder(ctx, d, c->reo_f, c->w_user, c->w_f))) return s;
+        c->ver_f = net->params_version;
+    }
+    dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, c->src}, {DNNL_ARG_WEIGHTS, c->w_f}, {DNNL_ARG_DST, c->dst},
+                            {DNNL_ARG_BIAS, c->bias}};
+    if ((s = run(ctx, d, c->fwd, nd->BIAS ? 4 : 3, a, "a convolution"))) return s;
+    dnnl_stream_wait(d->strm);
+    return EE_OK;
+}
+
+static ee_status conv_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
+    conv_prim *c = get_prim(ctx, net, nd, n, 1);
+    if (!c) return EE_ERR_BACKEND;
+    ee_dnnl *d = EE_DNNL(net);
+    ee_status s;
+    float *w = net->params + nd->p_off, *g = net->grads + nd->p_off;
+    dnnl_memory_set_data_handle(c->ddst, nd->dy);
+    int acc = 0;
+    float *dx = ee_node_input_grad(net, nd, 0, &acc);
+    if (dx) {
+        dnnl_memory_set_data_handle(c->w_user, w);
+        if (c->reo_d && c->ver_d != net->params_version) {
+            if ((s = reorder(ctx, d, c->reo_d, c->w_user, c->w_d))) return s;
+            c->ver_d = net->params_version;
+        }
+        float *target = acc ? net->scratch : dx;
+        dnnl_memory_set_data_handle(c->dsrc, target);
+        dnnl_exec_arg_t a[3] = {{DNNL_ARG_DIFF_DST, c->ddst}, {DNNL_ARG_WEIGHTS, c->w_d}, {DNNL_ARG_DIFF_SRC, c->dsrc}};
+        if ((s = run(ctx, d, c->bwd_d, 3, a, "a convolution backward (data)"))) return s;
+        dnnl_stream_wait(d->strm);
+        if (acc) {
+            size_t len = ee_shape_size(nd->ins) * n;
+#pragma omp parallel for schedule(static)
+            for (size_t i = 0; i < len; i++) dx[i] += target[i];
+        }
+    }
+    dnnl_memory_set_data_handle(c->bsrc, (void *)ee_node_input(net, nd, 0));
+    dnnl_memory_set_data_handle(c->dw_user, g);
+    dnnl_memory_set_data_handle(c->dbias, g + wcount(nd));
+    dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, c->bsrc}, {DNNL_ARG_DIFF_DST, c->ddst}, {DNNL_ARG_DIFF_WEIGHTS, c->dw},
+                            {DNNL_ARG_DIFF_BIAS, c->dbias}};
+    if ((s = run(ctx, d, c->bwd_w, nd->BIAS ? 4 : 3, a, "a convolution backward (weights)"))) return s;
+    if (c->reo_dw && (s = reorder(ctx, d, c->reo_dw, c->dw, c->dw_user))) return s;
+    dnnl_stream_wait(d->strm);
+    return EE_OK;
+}
+
+const char *ee_conv_impl(const ee_node *nd) {
+    const conv_priv *p = nd->priv;
+    return p && p->nc ? p->c[p->nc - 1].impl : "";
+}
+
+const ee_layer_ops ee_conv_ops = {"conv", conv_shape, conv_tensors, conv_init, conv_forward, conv_backward,
+                                  conv_count, conv_release};

@@ -1,0 +1,196 @@
+/* pool.c: max pooling, average pooling (zero padding counted, as PyTorch's default) and global average
+ * pooling over NHWC activations. Max pooling keeps the argmax of each output for the backward pass. */
+#include "../internal.h"
+#include <float.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct { int *arg; size_t len; } maxpool_priv;
+
+static ee_status pool_shape(ee_ctx *ctx, ee_net *net, ee_node *nd) {
+    (void)ctx; (void)net;
+    int k = nd->a[0], s = nd->a[1], p = nd->a[2];
+    if (p * 2 > k) return ee_fail(ctx, EE_ERR_FORMAT, "pool '%s': pad %d exceeds half the kernel %d", nd->name, p, k);
+    nd->out.c = nd->ins.c;
+    nd->out.h = nd->ins.h + 2 * p < k ? 0 : (nd->ins.h + 2 * p - k) / s + 1;
+    nd->out.w = nd->ins.w + 2 * p < k ? 0 : (nd->ins.w + 2 * p - k) / s + 1;
+    return EE_OK;
+}
+static ee_status gap_shape(ee_ctx *ctx, ee_net *net, ee_node *nd) {
+    (void)ctx; (void)net;
+    nd->out.c = nd->ins.c;
+    nd->out.h = nd->out.w = 1;
+    return EE_OK;
+}
+static void pool_count(const ee_net *net, const ee_node *nd, double *macs, double *flops, double *prof) {
+    (void)net;
+    double outs = (double)ee_shape_size(nd->out), k = nd->a[0];
+    *macs = 0;
+    if (nd->kind == EE_GAP) {
+        *flops = (double)ee_shape_size(nd->ins);
+        *prof = *flops; /* AvgPool(H) in the reference: k (an int) per output would be H; we count the true adds */
+        *prof = outs * nd->ins.h;
+    } else {
+        *flops = outs * k * k;
+        /* the reference profiler counts (k-1) per output for max, k for avg: the kernel is an int, not k^2 */
+        *prof = outs * (nd->kind == EE_MAXPOOL ? k - 1 : k);
+    }
+}
+
+static ee_status maxpool_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
+    maxpool_priv *p = nd->priv;
+    size_t outlen = ee_shape_size(nd->out) * n;
+    if (train) {
+        if (!p) p = nd->priv = calloc(1, sizeof *p);
+        if (p && p->len < outlen) {
+            free(p->arg);
+            p->arg = malloc(outlen * sizeof(int));
+            p->len = p->arg ? outlen : 0;
+        }
+        if (!p || !p->arg) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    }
+    int k = nd->a[0], s = nd->a[1], pad = nd->a[2], C = nd->ins.c, H = nd->ins.h, W = nd->ins.w;
+    int OH = nd->out.h, OW = nd->out.w;
+    const float *x = ee_node_input(net, nd, 0);
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n * OH; i++) {
+        int b = i / OH, oh = i % OH;
+        const float *xb = x + (size_t)b * H * W * C;
+        for (int ow = 0; ow < OW; ow++) {
+            float *y = nd->y + (((size_t)b * OH + oh) * OW + ow) * C;
+            int *arg = train ? p->arg + (((size_t)b * OH + oh) * OW + ow) * C : NULL;
+            for (int c = 0; c < C; c++) y[c] = -FLT_MAX;
+            for (int ki = 0; ki < k; ki++) {
+                int ih = oh * s - pad + ki;
+                if (ih < 0 || ih >= H) continue;
+                for (int kj = 0; kj < k; kj++) {
+                    int iw = ow * s - pad + kj;
+                    if (iw < 0 || iw >= W) continue;
+                    const float *xr = xb + ((size_t)ih * W + iw) * C;
+                    for (int c = 0; c < C; c++)
+                        if (xr[c] > y[c]) { y[c] = xr[c]; if (arg) arg[c] = (ih * W + iw) * C + c; }
+                }
+            }
+        }
+    }
+    return EE_OK;
+}
+static ee_status maxpool_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
+    (void)ctx;
+    maxpool_priv *p = nd->priv;
+    int acc;
+    float *dx = ee_node_input_grad(net, nd, 0, &acc);
+    if (!dx) return EE_OK;
+    size_t in1 = ee_shape_size(nd->ins), out1 = ee_shape_size(nd->out);
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < n; b++) {
+        float *d = dx + b * in1;
+        if (!acc) memset(d, 0, in1 * sizeof(float));
+        const float *g = nd->dy + b * out1;
+        const int *arg = p->arg + b * out1;
+        for (size_t o = 0; o < out1; o++) d[arg[o]] += g[o];
+    }
+    return EE_OK;
+}
+static void maxpool_release(ee_node *nd) {
+    maxpool_priv *p = nd->priv;
+    if (p) free(p->arg);
+    free(p);
+    nd->priv = NULL;
+}
+
+static ee_status avgpool_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
+    (void)ctx; (void)train;
+    int k = nd->a[0], s = nd->a[1], pad = nd->a[2], C = nd->ins.c, H = nd->ins.h, W = nd->ins.w;
+    int OH = nd->out.h, OW = nd->out.w;
+    const float *x = ee_node_input(net, nd, 0);
+    float inv = 1.0f / (k * k);
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n * OH; i++) {
+        int b = i / OH, oh = i % OH;
+        for (int ow = 0; ow < OW; ow++) {
+            float *y = nd->y + (((size_t)b * OH + oh) * OW + ow) * C;
+            for (int c = 0; c < C; c++) y[c] = 0;
+            for (int ki = 0; ki < k; ki++) {
+                int ih = oh * s - pad + ki;
+                if (ih < 0 || ih >= H) continue;
+                for (int kj = 0; kj < k; kj++) {
+                    int iw = ow * s - pad + kj;
+                    if (iw < 0 || iw >= W) continue;
+                    const float *xr = x + (((size_t)b * H + ih) * W + iw) * C;
+                    for (int c = 0; c < C; c++) y[c] += xr[c];
+                }
+            }
+            for (int c = 0; c < C; c++) y[c] *= inv;
+        }
+    }
+    return EE_OK;
+}
+static ee_status avgpool_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
+    (void)ctx;
+    int acc;
+    float *dx = ee_node_input_grad(net, nd, 0, &acc);
+    if (!dx) return EE_OK;
+    int k = nd->a[0], s = nd->a[1], pad = nd->a[2], C = nd->ins.c, H = nd->ins.h, W = nd->ins.w;
+    int OH = nd->out.h, OW = nd->out.w;
+    float inv = 1.0f / (k * k);
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < n; b++) {
+        float *d = dx + (size_t)b * H * W * C;
+        if (!acc) memset(d, 0, (size_t)H * W * C * sizeof(float));
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++) {
+                const float *g = nd->dy + (((size_t)b * OH + oh) * OW + ow) * C;
+                for (int ki = 0; ki < k; ki++) {
+                    int ih = oh * s - pad + ki;
+                    if (ih < 0 || ih >= H) continue;
+                    for (int kj = 0; kj < k; kj++) {
+                        int iw = ow * s - pad + kj;
+                        if (iw < 0 || iw >= W) continue;
+                        float *dr = d + ((size_t)ih * W + iw) * C;
+                        for (int c = 0; c < C; c++) dr[c] += g[c] * inv;
+                    }
+                }
+            }
+    }
+    return EE_OK;
+}
+
+static ee_status gap_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
+    (void)ctx; (void)train;
+    int C = nd->ins.c, P = nd->ins.h * nd->ins.w;
+    const float *x = ee_node_input(net, nd, 0);
+    float inv = 1.0f / P;
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < n; b++) {
+        float *y = nd->y + (size_t)b * C;
+        const float *xb = x + (size_t)b * P * C;
+        for (int c = 0; c < C; c++) y[c] = 0;
+        for (int q = 0; q < P; q++)
+            for (int c = 0; c < C; c++) y[c] += xb[(size_t)q * C + c];
+        for (int c = 0; c < C; c++) y[c] *= inv;
+    }
+    return EE_OK;
+}
+static ee_status gap_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
+    (void)ctx;
+    int acc;
+    float *dx = ee_node_input_grad(net, nd, 0, &acc);
+    if (!dx) return EE_OK;
+    int C = nd->ins.c, P = nd->ins.h * nd->ins.w;
+    float inv = 1.0f / P;
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < n; b++) {
+        const float *g = nd->dy + (size_t)b * C;
+        float *d = dx + (size_t)b * P * C;
+        for (int q = 0; q < P; q++)
+            for (int c = 0; c < C; c++) d[(size_t)q * C + c] = (acc ? d[(size_t)q * C + c] : 0) + g[c] * inv;
+    }
+    return EE_OK;
+}
+
+const ee_layer_ops ee_maxpool_ops = {"maxpool", pool_shape, NULL, NULL, maxpool_forward, maxpool_backward,
+                                     pool_count, maxpool_release};
+const ee_layer_ops ee_avgpool_ops = {"avgpool", pool_shape, NULL, NULL, avgpool_forward, avgpool_backward,
+                                     pool_count, NULL};
+const ee_layer_ops ee_gap_ops = {"gap", gap_shape, NULL, NULL, gap_forward, gap_backward, pool_count, NULL};

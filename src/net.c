@@ -1,0 +1,344 @@
+/* net.c: a network as a list of nodes: construction from text, parameter layout, forward over a node range,
+ * batch compaction for early exits, loss seeding and the backward pass. */
+#include "internal.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+const float *ee_node_input(const ee_net *net, const ee_node *nd, int i) {
+    return nd->in[i] < 0 ? net->x : net->nodes[nd->in[i]].y;
+}
+ee_shape ee_node_input_shape(const ee_net *net, const ee_node *nd, int i) {
+    return nd->in[i] < 0 ? net->in : net->nodes[nd->in[i]].out;
+}
+float *ee_node_input_grad(ee_net *net, ee_node *nd, int i, int *accumulate) {
+    if (nd->in[i] < 0) {
+        if (!net->want_dx) return NULL;
+        *accumulate = net->dx_seeded;
+        net->dx_seeded = 1;
+        return net->dx;
+    }
+    ee_node *src = &net->nodes[nd->in[i]];
+    *accumulate = src->seeded;
+    src->seeded = 1;
+    return src->dy;
+}
+
+void ee_net_add_tensor(ee_net *net, ee_node *nd, const char *suffix, int is_state, size_t off, int ndim, int d0,
+                       int d1, int d2, int d3) {
+    ee_tensor *t = &net->tens[net->ntens++];
+    snprintf(t->name, sizeof t->name, "%s.%s", nd->name, suffix);
+    t->node = (int)(nd - net->nodes);
+    t->ndim = ndim;
+    t->dims[0] = d0; t->dims[1] = d1; t->dims[2] = d2; t->dims[3] = d3;
+    t->count = 1;
+    for (int i = 0; i < ndim; i++) t->count *= t->dims[i];
+    t->is_state = is_state;
+    t->off = off;
+    nd->ntens++;
+}
+
+static ee_status finalize(ee_ctx *ctx, ee_net *net) {
+    size_t np = 0, ns = 0;
+    for (int i = 0; i < net->nnodes; i++) {
+        ee_node *nd = &net->nodes[i];
+        nd->ins = ee_node_input_shape(net, nd, 0);
+        ee_status s = ee_layers[nd->kind]->shape(ctx, net, nd);
+        if (s) return s;
+        if (nd->out.c < 1 || nd->out.h < 1 || nd->out.w < 1)
+            return ee_fail(ctx, EE_ERR_FORMAT, "node '%s': output shape %dx%dx%d is empty (input %dx%dx%d too small)",
+                           nd->name, nd->out.c, nd->out.h, nd->out.w, nd->ins.c, nd->ins.h, nd->ins.w);
+        nd->p_off = np; np += nd->p_len;
+        nd->s_off = ns; ns += nd->s_len;
+        for (int j = 0; j < nd->nin; j++)
+            if (nd->in[j] >= 0) net->nodes[nd->in[j]].consumers++;
+    }
+    ee_node *last = &net->nodes[net->nnodes - 1];
+    if (last->out.h != 1 || last->out.w != 1)
+        return ee_fail(ctx, EE_ERR_FORMAT, "the final node '%s' must produce a vector (1x1 spatial), not %dx%dx%d",
+                       last->name, last->out.c, last->out.h, last->out.w);
+    net->classes = last->out.c;
+    for (int h = 0; h < net->nheads; h++) {
+        ee_node *hd = &net->nodes[net->heads[h]];
+        if (hd->out.h != 1 || hd->out.w != 1 || hd->out.c != net->classes)
+            return ee_fail(ctx, EE_ERR_FORMAT, "head '%s' must output %d classes", hd->name, net->classes);
+        hd->keep = 1;
+    }
+    net->nparams = np;
+    net->nstate = ns;
+    net->params = ee_alloc(np * sizeof(float));
+    net->grads = ee_alloc(np * sizeof(float));
+    net->state = ee_alloc(ns * sizeof(float));
+    net->tens = calloc((size_t)net->nnodes * 4 + 1, sizeof(ee_tensor));
+    if (!net->params || !net->grads || !net->state || !net->tens) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < net->nnodes; i++) {
+        ee_node *nd = &net->nodes[i];
+        nd->tens0 = net->ntens;
+        if (ee_layers[nd->kind]->tensors) ee_layers[nd->kind]->tensors(net, nd);
+    }
+    net->arch_text = ee_arch_to_text(net);
+    if (!net->arch_text) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    return ee_dnnl_init(ctx, net);
+}
+
+ee_status ee_net_from_text(ee_ctx *ctx, const char *text, const char *srcname, ee_net **out) {
+    *out = NULL;
+    ee_net *net = calloc(1, sizeof *net);
+    if (!net) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    ee_status s = ee_arch_parse(ctx, text, srcname, net);
+    if (!s) s = finalize(ctx, net);
+    if (s) { ee_net_free(net); return s; }
+    *out = net;
+    return EE_OK;
+}
+
+ee_status ee_net_builtin(ee_ctx *ctx, const char *arch, int c, int h, int w, int classes, ee_net **out) {
+    *out = NULL;
+    if (c < 1 || h < 1 || w < 1 || classes < 2 || classes > 100000)
+        return ee_fail(ctx, EE_ERR_ARG, "bad input shape %dx%dx%d or class count %d", c, h, w, classes);
+    char *text = ee_arch_builtin(arch, c, h, w, classes, ctx);
+    if (!text) return EE_ERR_ARG;
+    ee_status s = ee_net_from_text(ctx, text, arch, out);
+    free(text);
+    return s;
+}
+
+static void free_buffers(ee_net *net) {
+    for (int i = 0; i < net->nnodes; i++) {
+        ee_free(net->nodes[i].y);
+        ee_free(net->nodes[i].dy);
+        net->nodes[i].y = net->nodes[i].dy = NULL;
+    }
+    ee_free(net->x); ee_free(net->dx); ee_free(net->scratch);
+    net->x = net->dx = net->scratch = NULL;
+}
+
+void ee_net_free(ee_net *net) {
+    if (!net) return;
+    for (int i = 0; i < net->nnodes; i++)
+        if (ee_layers[net->nodes[i].kind]->release) ee_layers[net->nodes[i].kind]->release(&net->nodes[i]);
+    ee_dnnl_free(net);
+    free_buffers(net);
+    ee_free(net->params); ee_free(net->grads); ee_free(net->state);
+    free(net->tens);
+    free(net->arch_text);
+    for (int i = 0; i < net->nmeta; i++) { free(net->meta_keys[i]); free(net->meta_vals[i]); }
+    free(net->meta_keys); free(net->meta_vals);
+    free(net);
+}
+
+const char *ee_net_arch(const ee_net *net) { return net->arch_text; }
+const char *ee_net_name(const ee_net *net) { return net->arch_name[0] ? net->arch_name : "custom"; }
+int ee_net_num_nodes(const ee_net *net) { return net->nnodes; }
+int ee_net_num_heads(const ee_net *net) { return net->nheads; }
+int ee_net_head_node(const ee_net *net, int head) { return net->heads[head]; }
+int ee_net_classes(const ee_net *net) { return net->classes; }
+void ee_net_input_shape(const ee_net *net, int *c, int *h, int *w) { *c = net->in.c; *h = net->in.h; *w = net->in.w; }
+size_t ee_net_num_params(const ee_net *net) { return net->nparams; }
+float *ee_net_params(ee_net *net) { return net->params; }
+float *ee_net_grads(ee_net *net) { return net->grads; }
+size_t ee_net_num_state(const ee_net *net) { return net->nstate; }
+float *ee_net_state(ee_net *net) { return net->state; }
+int ee_net_num_tensors(const ee_net *net) { return net->ntens; }
+void ee_net_params_changed(ee_net *net) { net->params_version++; }
+
+int ee_net_find_tensor(const ee_net *net, const char *name) {
+    for (int i = 0; i < net->ntens; i++)
+        if (!strcmp(net->tens[i].name, name)) return i;
+    return -1;
+}
+void ee_net_tensor(ee_net *net, int i, const char **name, float **data, size_t *count, int *ndim, int dims[4],
+                   int *is_state) {
+    ee_tensor *t = &net->tens[i];
+    if (name) *name = t->name;
+    if (data) *data = (t->is_state ? net->state : net->params) + t->off;
+    if (count) *count = t->count;
+    if (ndim) *ndim = t->ndim;
+    if (dims) memcpy(dims, t->dims, sizeof t->dims);
+    if (is_state) *is_state = t->is_state;
+}
+
+void ee_net_node_info(const ee_net *net, int i, ee_node_info *info) {
+    static const char *const kinds[EE_KIND_COUNT] = {"conv", "bn", "relu", "maxpool", "avgpool",
+                                                     "gap", "linear", "dropout", "flatten", "add"};
+    const ee_node *nd = &net->nodes[i];
+    memset(info, 0, sizeof *info);
+    info->name = nd->name;
+    info->kind = kinds[nd->kind];
+    info->in_c = nd->ins.c; info->in_h = nd->ins.h; info->in_w = nd->ins.w;
+    info->c = nd->out.c; info->h = nd->out.h; info->w = nd->out.w;
+    info->params = nd->p_len;
+    if (ee_layers[nd->kind]->count) ee_layers[nd->kind]->count(net, nd, &info->macs, &info->flops, &info->profiler_ops);
+    for (int h = 0; h < net->nheads; h++)
+        if (net->heads[h] == i) info->is_head = 1;
+}
+
+ee_status ee_net_init(ee_ctx *ctx, ee_net *net) {
+    for (int i = 0; i < net->nnodes; i++)
+        if (ee_layers[net->nodes[i].kind]->init) ee_layers[net->nodes[i].kind]->init(ctx, net, &net->nodes[i]);
+    net->params_version++;
+    return EE_OK;
+}
+
+ee_status ee_net_prepare(ee_ctx *ctx, ee_net *net, int max_batch, int training) {
+    if (max_batch < 1) return ee_fail(ctx, EE_ERR_ARG, "batch size must be at least 1, not %d", max_batch);
+    if (max_batch <= net->max_batch && (training <= net->training)) return EE_OK;
+    free_buffers(net);
+    size_t mx = ee_shape_size(net->in);
+    net->x = ee_alloc(mx * max_batch * sizeof(float));
+    int ok = net->x != NULL;
+    for (int i = 0; i < net->nnodes && ok; i++) {
+        ee_node *nd = &net->nodes[i];
+        size_t sz = ee_shape_size(nd->out) * max_batch * sizeof(float);
+        if (ee_shape_size(nd->out) > mx) mx = ee_shape_size(nd->out);
+        nd->y = ee_alloc(sz);
+        ok = nd->y != NULL;
+        if (training && ok) { nd->dy = ee_alloc(sz); ok = nd->dy != NULL; }
+    }
+    if (ok && training) {
+        net->scratch_len = mx * max_batch;
+        net->scratch = ee_alloc(net->scratch_len * sizeof(float));
+        net->dx = ee_alloc(ee_shape_size(net->in) * max_batch * sizeof(float));
+        ok = net->scratch && net->dx;
+    }
+    if (!ok) {
+        free_buffers(net);
+        net->max_batch = 0;
+        return ee_fail(ctx, EE_ERR_NOMEM, "out of memory for activations at batch %d", max_batch);
+    }
+    net->max_batch = max_batch;
+    net->training = training;
+    return EE_OK;
+}
+
+ee_status ee_net_forward_range(ee_ctx *ctx, ee_net *net, const float *x, int from, int to, int n, int train) {
+    if (n < 1 || n > net->max_batch)
+        return ee_fail(ctx, EE_ERR_ARG, "batch of %d exceeds the prepared size %d (call ee_net_prepare)", n, net->max_batch);
+    if (from < 0 || to > net->nnodes || from > to) return ee_fail(ctx, EE_ERR_ARG, "bad node range [%d, %d)", from, to);
+    if (train && !net->training) return ee_fail(ctx, EE_ERR_ARG, "network not prepared for training");
+    ee_threads_apply(ctx);
+    if (from == 0 && x) memcpy(net->x, x, ee_shape_size(net->in) * n * sizeof(float));
+    net->cur_n = n;
+    for (int i = from; i < to; i++) {
+        ee_status s = ee_layers[net->nodes[i].kind]->forward(ctx, net, &net->nodes[i], n, train);
+        if (s) return s;
+    }
+    return EE_OK;
+}
+
+ee_status ee_net_forward(ee_ctx *ctx, ee_net *net, const float *x, int n, int train) {
+    return ee_net_forward_range(ctx, net, x, 0, net->nnodes, n, train);
+}
+
+/* Gathers rows keep[] of buf (rows of `row` floats) to the front; keep is ascending so this is in place. */
+static void gather_rows(float *buf, size_t row, const int *keep, int nkeep) {
+    for (int j = 0; j < nkeep; j++)
+        if (keep[j] != j) memmove(buf + (size_t)j * row, buf + (size_t)keep[j] * row, row * sizeof(float));
+}
+
+ee_status ee_net_compact(ee_ctx *ctx, ee_net *net, int from, const int *keep, int nkeep) {
+    for (int j = 0; j < nkeep; j++)
+        if (keep[j] < 0 || keep[j] >= net->cur_n || (j && keep[j] <= keep[j - 1]))
+            return ee_fail(ctx, EE_ERR_ARG, "compaction indices must be ascending and below %d", net->cur_n);
+    /* which activations does any node >= from still read? */
+    int need_x = 0;
+    for (int i = from; i < net->nnodes; i++)
+        for (int j = 0; j < net->nodes[i].nin; j++)
+            if (net->nodes[i].in[j] < 0) need_x = 1;
+    if (need_x) gather_rows(net->x, ee_shape_size(net->in), keep, nkeep);
+    for (int s = 0; s < from && s < net->nnodes; s++) {
+        int needed = net->nodes[s].keep;
+        for (int i = from; i < net->nnodes && !needed; i++)
+            for (int j = 0; j < net->nodes[i].nin; j++)
+                if (net->nodes[i].in[j] == s) needed = 1;
+        if (needed) gather_rows(net->nodes[s].y, ee_shape_size(net->nodes[s].out), keep, nkeep);
+    }
+    net->cur_n = nkeep;
+    return EE_OK;
+}
+
+const float *ee_net_node_output(const ee_net *net, int node) { return net->nodes[node].y; }
+const float *ee_net_head_output(const ee_net *net, int head) { return net->nodes[net->heads[head]].y; }
+
+void ee_net_zero_seeds(ee_net *net) {
+    for (int i = 0; i < net->nnodes; i++) net->nodes[i].seeded = 0;
+    net->dx_seeded = 0;
+}
+
+ee_status ee_net_loss(ee_ctx *ctx, ee_net *net, int head, const uint8_t *labels, int n, float weight, double *loss,
+                      int *correct) {
+    if (head < 0 || head >= net->nheads) return ee_fail(ctx, EE_ERR_ARG, "no head %d", head);
+    ee_node *nd = &net->nodes[net->heads[head]];
+    int k = nd->out.c, right = 0;
+    double total = 0;
+    int seed = net->training && nd->dy && weight != 0;
+    int acc = nd->seeded;
+    for (int i = 0; i < n; i++) {
+        const float *z = nd->y + (size_t)i * k;
+        if (labels[i] >= k) return ee_fail(ctx, EE_ERR_ARG, "label %d out of range for %d classes", labels[i], k);
+        float mx = z[0];
+        int arg = 0;
+        for (int j = 1; j < k; j++)
+            if (z[j] > mx) { mx = z[j]; arg = j; }
+        double sum = 0;
+        for (int j = 0; j < k; j++) sum += exp((double)z[j] - mx);
+        double lse = mx + log(sum);
+        total += lse - z[labels[i]];
+        right += arg == labels[i];
+        if (seed) {
+            float *g = nd->dy + (size_t)i * k;
+            for (int j = 0; j < k; j++) {
+                float v = (float)((exp((double)z[j] - lse) - (j == labels[i])) * weight / n);
+                g[j] = acc ? g[j] + v : v;
+            }
+        }
+    }
+    if (seed) nd->seeded = 1;
+    if (!isfinite(total)) return ee_fail(ctx, EE_ERR_NUMERIC, "loss is not finite (NaN or Inf): training diverged");
+    if (loss) *loss = total / n;
+    if (correct) *correct = right;
+    return EE_OK;
+}
+
+void ee_net_want_input_grad(ee_net *net, int on) { net->want_dx = on; }
+const float *ee_net_input_grad(const ee_net *net) { return net->want_dx && net->dx_seeded ? net->dx : NULL; }
+
+ee_status ee_net_backward(ee_ctx *ctx, ee_net *net, int n) {
+    if (!net->training) return ee_fail(ctx, EE_ERR_ARG, "network not prepared for training");
+    ee_threads_apply(ctx);
+    memset(net->grads, 0, net->nparams * sizeof(float));
+    for (int i = net->nnodes - 1; i >= 0; i--) {
+        ee_node *nd = &net->nodes[i];
+        if (!nd->seeded) continue; /* no gradient reaches this node */
+        ee_status s = ee_layers[nd->kind]->backward(ctx, net, nd, n);
+        if (s) return s;
+    }
+    return EE_OK;
+}
+
+const char *ee_net_meta(const ee_net *net, const char *key) {
+    for (int i = 0; i < net->nmeta; i++)
+        if (!strcmp(net->meta_keys[i], key)) return net->meta_vals[i];
+    return NULL;
+}
+
+ee_status ee_net_set_meta(ee_ctx *ctx, ee_net *net, const char *key, const char *value) {
+    for (int i = 0; i < net->nmeta; i++)
+        if (!strcmp(net->meta_keys[i], key)) {
+            char *v = strdup(value);
+            if (!v) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+            free(net->meta_vals[i]);
+            net->meta_vals[i] = v;
+            return EE_OK;
+        }
+    char **k = realloc(net->meta_keys, (net->nmeta + 1) * sizeof *k);
+    if (k) net->meta_keys = k;
+    char **v = realloc(net->meta_vals, (net->nmeta + 1) * sizeof *v);
+    if (v) net->meta_vals = v;
+    if (!k || !v) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    net->meta_keys[net->nmeta] = strdup(key);
+    net->meta_vals[net->nmeta] = strdup(value);
+    if (!net->meta_keys[net->nmeta] || !net->meta_vals[net->nmeta]) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    net->nmeta++;
+    return EE_OK;
+}

@@ -1,0 +1,181 @@
+/* train.c: the training loop (shuffled mini-batches, augmentation, all heads with unit weight, SGD/Adam with
+ * a schedule), per-epoch validation and test evaluation, atomic checkpoints after every epoch and resume. */
+#include "internal.h"
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static ee_status check_data(ee_ctx *ctx, const ee_net *net, const ee_dataset *ds, const char *what) {
+    if (ds->c != net->in.c || ds->h != net->in.h || ds->w != net->in.w)
+        return ee_fail(ctx, EE_ERR_ARG, "%s data is %dx%dx%d but the network takes %dx%dx%d", what, ds->c, ds->h, ds->w,
+                       net->in.c, net->in.h, net->in.w);
+    for (int i = 0; i < ds->n; i++)
+        if (ds->labels[i] >= net->classes)
+            return ee_fail(ctx, EE_ERR_ARG, "%s data has label %d but the network has %d classes", what, ds->labels[i],
+                           net->classes);
+    return EE_OK;
+}
+
+ee_status ee_evaluate(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int batch, ee_eval_result *res) {
+    memset(res, 0, sizeof *res);
+    if (batch <= 0) batch = 256;
+    ee_status s = check_data(ctx, net, ds, "evaluation");
+    if (s) return s;
+    if (batch > ds->n) batch = ds->n;
+    if (net->max_batch < batch && (s = ee_net_prepare(ctx, net, batch, net->training))) return s;
+    size_t img = ee_shape_size(net->in);
+    float *x = ee_alloc(img * batch * sizeof(float));
+    uint8_t *y = malloc(batch);
+    int *idx = malloc(batch * sizeof(int));
+    if (!x || !y || !idx) { ee_free(x); free(y); free(idx); return ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); }
+    double t0 = now_s(), loss_sum = 0;
+    for (int i = 0; i < ds->n && !s; i += batch) {
+        int n = ds->n - i < batch ? ds->n - i : batch, right = 0;
+        for (int j = 0; j < n; j++) idx[j] = i + j;
+        ee_dataset_batch(ctx, ds, idx, n, NULL, x, y);
+        double l = 0;
+        if (!(s = ee_net_forward(ctx, net, x, n, 0)) &&
+            !(s = ee_net_loss(ctx, net, net->nheads - 1, y, n, 0, &l, &right))) {
+            loss_sum += l * n;
+            res->correct += right;
+        }
+    }
+    res->seconds = now_s() - t0;
+    res->n = ds->n;
+    res->loss = loss_sum / ds->n;
+    res->acc = (double)res->correct / ds->n;
+    res->img_per_s = ds->n / (res->seconds > 0 ? res->seconds : 1e-9);
+    ee_free(x); free(y); free(idx);
+    return s;
+}
+
+static int file_exists(const char *p) {
+    FILE *f = fopen(p, "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
+static ee_status save_checkpoint(ee_ctx *ctx, ee_net *net, ee_optim_state *st, int epoch, const char *path) {
+    char ep[32], rng[32], steps[32];
+    snprintf(ep, sizeof ep, "%d", epoch);
+    snprintf(rng, sizeof rng, "%" PRIu64, ee_ctx_rng_state(ctx));
+    snprintf(steps, sizeof steps, "%" PRId64, *ee_optim_state_steps(st));
+    ee_meta meta[3] = {{"train.epoch", ep}, {"train.rng", rng}, {"train.steps", steps}};
+    io_tensor t = {"train.optim", ee_optim_state_data(st), ee_optim_state_size(st), 1, {(int)ee_optim_state_size(st)}};
+    return ee_io_write(ctx, net, meta, 3, &t, 1, path);
+}
+
+static ee_status load_checkpoint(ee_ctx *ctx, ee_net *net, ee_optim_state *st, const char *path, int *epoch) {
+    ee_net *ck = NULL;
+    ee_status s = ee_net_load(ctx, path, &ck);
+    if (s) return s;
+    const char *ep = ee_net_meta(ck, "train.epoch"), *rng = ee_net_meta(ck, "train.rng"), *steps = ee_net_meta(ck, "train.steps");
+    if (strcmp(ck->arch_text, net->arch_text))
+        s = ee_fail(ctx, EE_ERR_FORMAT, "%s: checkpoint is for another architecture", path);
+    else if (!ep || !rng || !steps)
+        s = ee_fail(ctx, EE_ERR_FORMAT, "%s: not a training checkpoint (no train.epoch)", path);
+    else if (!(s = ee_io_read(ctx, path, NULL, "train.optim", ee_optim_state_data(st), ee_optim_state_size(st)))) {
+        memcpy(net->params, ck->params, net->nparams * sizeof(float));
+        memcpy(net->state, ck->state, net->nstate * sizeof(float));
+        net->params_version++;
+        *epoch = atoi(ep);
+        ee_ctx_set_rng_state(ctx, strtoull(rng, NULL, 10));
+        *ee_optim_state_steps(st) = strtoll(steps, NULL, 10);
+        for (int i = 0; i < ck->nmeta; i++)
+            if (strncmp(ck->meta_keys[i], "train.", 6) && (s = ee_net_set_meta(ctx, net, ck->meta_keys[i], ck->meta_vals[i])))
+                break;
+    }
+    ee_net_free(ck);
+    return s;
+}
+
+ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_dataset *val, const ee_dataset *test,
+                   const ee_train_config *cfg, ee_progress_fn fn, void *user) {
+    int B = cfg->batch;
+    if (B < 1 || cfg->epochs < 1) return ee_fail(ctx, EE_ERR_ARG, "batch (%d) and epochs (%d) must be positive", B, cfg->epochs);
+    if (B > train->n) B = train->n;
+    ee_status s = check_data(ctx, net, train, "training");
+    if (!s && val) s = check_data(ctx, net, val, "validation");
+    if (!s && test) s = check_data(ctx, net, test, "test");
+    if (!s) s = ee_net_prepare(ctx, net, B, 1);
+    if (s) return s;
+    ee_optim_state *st = NULL;
+    if ((s = ee_optim_state_new(ctx, net, &cfg->optim, &st))) return s;
+    int start = 0;
+    if (cfg->resume && cfg->checkpoint && file_exists(cfg->checkpoint) &&
+        (s = load_checkpoint(ctx, net, st, cfg->checkpoint, &start))) {
+        ee_optim_state_free(st);
+        return s;
+    }
+    size_t img = ee_shape_size(net->in);
+    float *x = ee_alloc(img * B * sizeof(float));
+    uint8_t *y = malloc(B);
+    int *perm = malloc(train->n * sizeof(int));
+    if (!x || !y || !perm) s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    int steps = (train->n + B - 1) / B, every = cfg->progress_every > 0 ? cfg->progress_every : 20;
+    double t_all = now_s();
+    long done_imgs = 0;
+    for (int epoch = start; epoch < cfg->epochs && !s; epoch++) {
+        for (int i = 0; i < train->n; i++) perm[i] = i;
+        ee_shuffle(ctx, perm, train->n);
+        float lr = ee_schedule_lr(&cfg->sched, epoch);
+        double t0 = now_s(), loss_sum = 0;
+        long seen = 0, right_sum = 0;
+        for (int step = 0; step < steps && !s; step++) {
+            int n = step == steps - 1 ? train->n - step * B : B;
+            ee_dataset_batch(ctx, train, perm + (size_t)step * B, n, &cfg->aug, x, y);
+            if ((s = ee_net_forward(ctx, net, x, n, 1))) break;
+            ee_net_zero_seeds(net);
+            double l_final = 0;
+            int right = 0;
+            for (int h = 0; h < net->nheads && !s; h++) {
+                double l;
+                int r;
+                s = ee_net_loss(ctx, net, h, y, n, 1.0f, &l, &r);
+                if (h == net->nheads - 1) { l_final = l; right = r; }
+            }
+            if (s) {
+                if (s == EE_ERR_NUMERIC)
+                    s = ee_fail(ctx, s, "loss became NaN/Inf at epoch %d step %d (lr %g): training diverged", epoch + 1,
+                                step + 1, lr);
+                break;
+            }
+            if ((s = ee_net_backward(ctx, net, n)) || (s = ee_optim_step(ctx, net, st, lr))) break;
+            loss_sum += l_final * n;
+            right_sum += right;
+            seen += n;
+            done_imgs += n;
+            if (fn && (step % every == 0 || step == steps - 1)) {
+                double el = now_s() - t0, rate = seen / (el > 0 ? el : 1e-9);
+                long left = (long)(cfg->epochs - epoch) * train->n - seen;
+                ee_progress p = {epoch + 1, cfg->epochs, step + 1, steps, loss_sum / seen, (double)right_sum / seen,
+                                 rate, left / rate, lr, 0, 0, 0, 0, el};
+                fn(&p, user);
+            }
+        }
+        if (s) break;
+        ee_progress p = {epoch + 1, cfg->epochs, steps, steps, loss_sum / seen, (double)right_sum / seen, 0, 0, lr, 1,
+                         -1, -1, -1, now_s() - t0};
+        p.img_per_s = seen / (p.epoch_s > 0 ? p.epoch_s : 1e-9);
+        p.eta_s = (double)(cfg->epochs - epoch - 1) * train->n / (p.img_per_s > 0 ? p.img_per_s : 1);
+        ee_eval_result r;
+        if (val && !(s = ee_evaluate(ctx, net, val, B, &r))) { p.val_acc = r.acc; p.val_loss = r.loss; }
+        if (!s && test && !(s = ee_evaluate(ctx, net, test, B, &r))) p.test_acc = r.acc;
+        if (!s && cfg->checkpoint) s = save_checkpoint(ctx, net, st, epoch + 1, cfg->checkpoint);
+        if (!s && fn) fn(&p, user);
+    }
+    (void)t_all;
+    (void)done_imgs;
+    ee_free(x);
+    free(y);
+    free(perm);
+    ee_optim_state_free(st);
+    return s;
+}
