@@ -176,7 +176,8 @@ static int cmd_train(args *a) {
         char *end;
         double f = strtod(t, &end);
         if (*end || !(f > 0 && f < 1) || sched.nmilestones == 8) die("train --milestones: '%s' must be fractions in (0, 1)", milestones);
-        sched.milestones[sched.nmilestones++] = (int)(f * epochs + 0.5);
+        int m = (int)(f * epochs + 0.5);
+        if (m >= 1 && m < epochs) sched.milestones[sched.nmilestones++] = m;
     }
     sched.base_lr = opt.lr;
     sched.epochs = epochs;

@@ -1,0 +1,164 @@
+/* test_grad.c: central finite differences against the analytic gradient of every layer kind, for parameters
+ * and inputs, through a small network that ends in softmax cross-entropy. Also checks the conv forward against
+ * a naive loop (the oracle), including stride, padding and groups. */
+#include "testlib.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define N 4
+
+static double loss_at(ee_ctx *ctx, ee_net *net, const float *x, const uint8_t *y, uint64_t rng) {
+    ee_ctx_set_rng_state(ctx, rng); /* the same dropout mask every time */
+    ee_net_params_changed(net);
+    double l = 0;
+    ee_net_forward(ctx, net, x, N, 1);
+    ee_net_loss(ctx, net, ee_net_num_heads(net) - 1, y, N, 0, &l, NULL);
+    return l;
+}
+
+static double rel_err(const double *a, const double *b, size_t n) {
+    double d = 0, na = 0, nb = 0;
+    for (size_t i = 0; i < n; i++) { d += (a[i] - b[i]) * (a[i] - b[i]); na += a[i] * a[i]; nb += b[i] * b[i]; }
+    double den = sqrt(na > nb ? na : nb);
+    return den > 0 ? sqrt(d) / den : sqrt(d);
+}
+
+static void gradcheck(const char *label, const char *text, double tol) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_ctx_set_threads(ctx, 1);
+    ee_net *net = NULL;
+    ee_status s = ee_net_from_text(ctx, text, label, &net);
+    CHECK(s == EE_OK, "%s: %s", label, ee_ctx_error(ctx));
+    if (s) { ee_ctx_free(ctx); return; }
+    ee_net_init(ctx, net);
+    int c, h, w;
+    ee_net_input_shape(net, &c, &h, &w);
+    size_t nin = (size_t)N * c * h * w, np = ee_net_num_params(net);
+    float *x = malloc(nin * sizeof(float)), *p = ee_net_params(net);
+    uint8_t y[N];
+    for (size_t i = 0; i < nin; i++) x[i] = ee_rng_normal(ctx);
+    /* keep BN-free nets well scaled: bigger weights make every layer matter */
+    for (int i = 0; i < N; i++) y[i] = (uint8_t)(i % ee_net_classes(net));
+    CHECK_OK(ctx, ee_net_prepare(ctx, net, N, 1));
+    ee_net_want_input_grad(net, 1);
+    uint64_t rng = 12345;
+    ee_ctx_set_rng_state(ctx, rng);
+    ee_net_params_changed(net);
+    CHECK_OK(ctx, ee_net_forward(ctx, net, x, N, 1));
+    ee_net_zero_seeds(net);
+    CHECK_OK(ctx, ee_net_loss(ctx, net, ee_net_num_heads(net) - 1, y, N, 1.0f, NULL, NULL));
+    CHECK_OK(ctx, ee_net_backward(ctx, net, N));
+    double *ga = malloc((np + nin) * sizeof(double)), *gf = malloc((np + nin) * sizeof(double));
+    for (size_t i = 0; i < np; i++) ga[i] = ee_net_grads(net)[i];
+    const float *dx = ee_net_input_grad(net);
+    CHECK(dx != NULL, "%s: no input gradient", label);
+    for (size_t i = 0; i < nin; i++) ga[np + i] = dx ? dx[i] : 0;
+    const float hstep = getenv("EE_FD_STEP") ? (float)atof(getenv("EE_FD_STEP")) : 2e-3f;
+    for (size_t i = 0; i < np + nin; i++) {
+        float *v = i < np ? &p[i] : &x[i - np], old = *v;
+        *v = old + hstep;
+        double lp = loss_at(ctx, net, x, y, rng);
+        *v = old - hstep;
+        double lm = loss_at(ctx, net, x, y, rng);
+        *v = old;
+        gf[i] = (lp - lm) / (2 * hstep);
+    }
+    double ep = rel_err(ga, gf, np), ex = rel_err(ga + np, gf + np, nin);
+    if (tol > 0) {
+        CHECK(ep < tol, "%s: parameter gradient relative error %.3g (tolerance %.3g)", label, ep, tol);
+        CHECK(ex < tol, "%s: input gradient relative error %.3g (tolerance %.3g)", label, ex, tol);
+    } else {
+        /* ReLU and max-pool kinks: a finite difference that crosses a kink is wrong by design, so require that
+         * nearly every element agrees instead of a norm bound */
+        size_t good = 0;
+        for (size_t i = 0; i < np + nin; i++) good += fabs(ga[i] - gf[i]) <= 2e-4 + 2e-2 * fabs(gf[i]);
+        double frac = (double)good / (np + nin);
+        CHECK(frac >= 0.9, "%s: only %.1f%% of gradient elements match finite differences", label, 100 * frac);
+        CHECK(ep < 0.1 && ex < 0.1, "%s: gradient relative error %.3g / %.3g", label, ep, ex);
+    }
+    if (getenv("VERBOSE")) printf("  %-28s params %.2e  input %.2e\n", label, ep, ex);
+    free(ga); free(gf); free(x);
+    ee_net_free(net);
+    ee_ctx_free(ctx);
+}
+
+/* naive NHWC convolution, the oracle for the oneDNN path */
+static void conv_naive(const float *x, const float *wt, const float *b, float *y, int n, int C, int H, int W, int O, int k,
+                       int s, int pad, int g, int OH, int OW) {
+    int cg = C / g, og = O / g;
+    for (int i = 0; i < n; i++)
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++)
+                for (int o = 0; o < O; o++) {
+                    double acc = b ? b[o] : 0;
+                    int grp = o / og;
+                    for (int ci = 0; ci < cg; ci++)
+                        for (int ki = 0; ki < k; ki++)
+                            for (int kj = 0; kj < k; kj++) {
+                                int ih = oh * s - pad + ki, iw = ow * s - pad + kj;
+                                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                                acc += (double)x[(((size_t)i * H + ih) * W + iw) * C + grp * cg + ci] *
+                                       wt[(((size_t)o * cg + ci) * k + ki) * k + kj];
+                            }
+                    y[(((size_t)i * OH + oh) * OW + ow) * O + o] = (float)acc;
+                }
+}
+
+static void conv_oracle(int C, int H, int O, int k, int s, int pad, int g, int bias) {
+    char text[512];
+    snprintf(text, sizeof text, "input c=%d h=%d w=%d\nconv name=c out=%d k=%d stride=%d pad=%d groups=%d bias=%d\n"
+             "gap\nlinear out=2\n", C, H, H, O, k, s, pad, g, bias);
+    ee_ctx *ctx = ee_ctx_new();
+    ee_net *net = NULL;
+    CHECK_OK(ctx, ee_net_from_text(ctx, text, "oracle", &net));
+    if (!net) { ee_ctx_free(ctx); return; }
+    ee_net_init(ctx, net);
+    int n = 3, OH = (H + 2 * pad - k) / s + 1;
+    size_t nin = (size_t)n * C * H * H, nout = (size_t)n * O * OH * OH;
+    float *x = malloc(nin * 4), *ref = malloc(nout * 4);
+    for (size_t i = 0; i < nin; i++) x[i] = ee_rng_normal(ctx);
+    ee_net_prepare(ctx, net, n, 0);
+    CHECK_OK(ctx, ee_net_forward(ctx, net, x, n, 0));
+    float *wt = ee_net_params(net);
+    conv_naive(x, wt, bias ? wt + (size_t)O * (C / g) * k * k : NULL, ref, n, C, H, H, O, k, s, pad, g, OH, OH);
+    double e = tl_close(ee_net_node_output(net, 0), ref, nout, 1e-4, 1e-4, NULL);
+    CHECK(e <= 1, "conv %d->%d k%d s%d p%d g%d bias%d: oneDNN differs from the naive oracle (%.3g)", C, O, k, s, pad, g,
+          bias, e);
+    free(x); free(ref);
+    ee_net_free(net);
+    ee_ctx_free(ctx);
+}
+
+int main(void) {
+    const char *head = "gap\nlinear out=3\n";
+    char t[1024];
+#define NET(label, body, tol) do { snprintf(t, sizeof t, "input c=3 h=6 w=6\n%s%s", body, head); gradcheck(label, t, tol); } while (0)
+    NET("conv k3 s1 p1 bias", "conv out=4 k=3 stride=1 pad=1 bias=1\n", 2e-3);
+    NET("conv k3 s2 p1 no bias", "conv out=5 k=3 stride=2 pad=1 bias=0\n", 2e-3);
+    NET("conv k1 s2", "conv out=4 k=1 stride=2 pad=0 bias=1\n", 2e-3);
+    NET("conv groups=3", "conv out=6 k=3 stride=1 pad=1 groups=3 bias=1\n", 2e-3);
+    NET("conv depthwise", "conv out=3 k=3 stride=2 pad=1 groups=3 bias=0\nconv out=4 k=1 bias=0\n", 2e-3);
+    NET("bn (train)", "conv out=4 k=3 pad=1 bias=0\nbn\n", 5e-3);
+    NET("relu", "relu\n", 5e-3);
+    NET("maxpool k2 s2", "maxpool k=2 stride=2\n", 5e-3);
+    NET("maxpool k3 s2 p1", "maxpool k=3 stride=2 pad=1\n", 5e-3);
+    NET("conv relu maxpool", "conv out=4 k=3 pad=1\nrelu\nmaxpool k=3 stride=2 pad=1\n", -1);
+    NET("avgpool k2 s2", "conv out=4 k=3 pad=1\navgpool k=2 stride=2\n", 2e-3);
+    NET("avgpool k3 s1 p1", "conv out=4 k=3 pad=1\navgpool k=3 stride=1 pad=1\n", 2e-3);
+    NET("dropout", "conv out=4 k=3 pad=1\ndropout p=0.3\n", 2e-3);
+    NET("residual add", "conv name=a out=3 k=3 pad=1\nadd in=a,input\nconv out=4 k=3 pad=1\n", 2e-3);
+    NET("bn relu add block",
+        "conv name=c1 out=4 k=3 pad=1 bias=0\nbn name=b1\nrelu name=r1\nconv name=c2 out=4 k=3 pad=1 bias=0\nbn name=b2\n"
+        "conv name=sc in=input out=4 k=1 bias=0\nadd in=b2,sc\nrelu\n", -1);
+    gradcheck("flatten + linear (bias, no bias)",
+              "input c=2 h=3 w=3\nflatten\nlinear out=5 bias=0\nrelu\nlinear out=3 bias=1\n", 5e-3);
+    gradcheck("bn on vectors + dropout", "input c=2 h=3 w=3\nflatten\nlinear out=6\nbn\ndropout p=0.5\nlinear out=3\n", 5e-3);
+    gradcheck("gap multi-use", "input c=3 h=4 w=4\nconv name=a out=3 k=3 pad=1\nadd in=a,a\ngap\nlinear out=3\n", 2e-3);
+    conv_oracle(3, 8, 8, 3, 1, 1, 1, 1);
+    conv_oracle(16, 9, 32, 3, 2, 1, 1, 0);
+    conv_oracle(8, 7, 8, 3, 1, 1, 8, 0);
+    conv_oracle(6, 8, 9, 3, 2, 0, 3, 1);
+    conv_oracle(4, 5, 6, 1, 1, 0, 1, 1);
+    return tl_summary("test_grad");
+}
