@@ -1,0 +1,232 @@
+"""Writes the PyTorch reference fixtures that tests/test_torch.c compares eenn against.
+
+Run with Debian's PyTorch:  /usr/bin/python3 tests/make_fixtures.py tests/fixtures
+Weights and inputs are not stored: both sides generate them from a hash of the tensor name (hval below and
+tl_hash_fill in test_torch.c), so the fixtures stay small. The module names mirror eenn's node names, so
+state_dict keys equal eenn's tensor names.
+
+Fixture format: repeated records of u32 name length, name bytes, u32 count, count float32 (little-endian).
+"""
+import os, struct, sys, zlib
+import numpy as np
+import torch, torch.nn as nn, torch.nn.functional as F
+
+torch.set_num_threads(1)
+torch.backends.cudnn.deterministic = True
+
+
+def hval(name, n):
+    """n values in [0, 1) from the tensor name: the same integer hash as the C side."""
+    seed = zlib.crc32(name.encode()) & 0xFFFFFFFF
+    i = np.arange(n, dtype=np.uint64)
+    h = (i * np.uint64(2654435761) + np.uint64(seed)) & np.uint64(0xFFFFFFFF)
+    h ^= h >> np.uint64(16)
+    h = (h * np.uint64(0x45D9F3B)) & np.uint64(0xFFFFFFFF)
+    h ^= h >> np.uint64(16)
+    return h.astype(np.float64) / 4294967296.0
+
+
+def fill(name, shape):
+    """The value rule, by the tensor's role: weights U(+-sqrt(3/fan_in)), BN gamma near 1, biases small."""
+    n = int(np.prod(shape))
+    u = hval(name, n)
+    if name.endswith("running_var"):
+        v = 0.5 + u
+    elif name.endswith("running_mean") or name.endswith("bias"):
+        v = 0.2 * (2 * u - 1)
+    elif name.endswith("weight") and len(shape) == 1:  # BN gamma
+        v = 0.8 + 0.4 * u
+    else:
+        fan_in = n // shape[0]
+        v = (2 * u - 1) * np.sqrt(3.0 / fan_in)
+    return torch.from_numpy(v.astype(np.float32).reshape(shape))
+
+
+class Out:
+    def __init__(self, path):
+        self.f = open(path, "wb")
+
+    def put(self, name, t):
+        a = np.ascontiguousarray(t.detach().numpy() if torch.is_tensor(t) else np.asarray(t), dtype=np.float32).ravel()
+        b = name.encode()
+        self.f.write(struct.pack("<I", len(b)) + b + struct.pack("<I", a.size) + a.tobytes())
+
+
+def set_weights(model):
+    sd = model.state_dict()
+    for k, v in sd.items():
+        if k.endswith("num_batches_tracked"):
+            continue
+        v.copy_(fill(k, tuple(v.shape)))
+
+
+def hinput(name, shape):
+    n = int(np.prod(shape))
+    return torch.from_numpy((2 * hval(name, n) - 1).astype(np.float32).reshape(shape))
+
+
+# ---------------------------------------------------------------- networks named like eenn's built-ins
+class CBR(nn.Module):
+    def __init__(self, cin, cout, k, s, groups=1, relu=True):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.relu = relu
+
+    def forward(self, x):
+        x = self.bn(self.conv(x))
+        return F.relu(x) if self.relu else x
+
+
+class Block(nn.Module):
+    def __init__(self, cin, cout, s):
+        super().__init__()
+        self.add_module("1", CBR(cin, cout, 3, s))
+        self.add_module("2", CBR(cout, cout, 3, 1, relu=False))
+        self.sc = CBR(cin, cout, 1, s, relu=False) if (s != 1 or cin != cout) else None
+
+    def forward(self, x):
+        y = getattr(self, "2")(getattr(self, "1")(x))
+        return F.relu(y + (self.sc(x) if self.sc is not None else x))
+
+
+class ResNet(nn.Module):
+    def __init__(self, n, cin, classes):
+        super().__init__()
+        self.stem = CBR(cin, 16, 3, 1)
+        c = 16
+        self.order = []
+        for st in range(3):
+            w = 16 << st
+            stage = nn.Module()
+            for j in range(n):
+                stage.add_module("b%d" % (j + 1), Block(c, w, 2 if (j == 0 and st > 0) else 1))
+                c = w
+            self.add_module("s%d" % (st + 1), stage)
+        self.fc = nn.Linear(64, classes)
+
+    def forward(self, x):
+        x = self.stem(x)
+        for st in range(3):
+            for b in getattr(self, "s%d" % (st + 1)).children():
+                x = b(x)
+        return self.fc(x.mean((2, 3)))
+
+
+class MobileNet(nn.Module):
+    cfg = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1), (512, 1), (512, 1), (512, 1),
+           (1024, 2), (1024, 1)]
+
+    def __init__(self, cin, classes):
+        super().__init__()
+        self.stem = CBR(cin, 32, 3, 1)
+        c = 32
+        for i, (o, s) in enumerate(self.cfg):
+            m = nn.Module()
+            m.dw = CBR(c, c, 3, s, groups=c)
+            m.pw = CBR(c, o, 1, 1)
+            self.add_module("b%d" % (i + 1), m)
+            c = o
+        self.fc = nn.Linear(1024, classes)
+
+    def forward(self, x):
+        x = self.stem(x)
+        for i in range(13):
+            m = getattr(self, "b%d" % (i + 1))
+            x = m.pw(m.dw(x))
+        return self.fc(x.mean((2, 3)))
+
+
+def whole_net(out, tag, model, shape, batch):
+    set_weights(model)
+    x = hinput("input", (batch,) + shape)
+    y = torch.arange(batch) % 10
+    model.eval()
+    with torch.no_grad():
+        out.put(tag + ".eval_logits", model(x))
+    model.train()
+    logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    loss.backward()
+    out.put(tag + ".train_logits", logits)
+    out.put(tag + ".loss", loss.reshape(1))
+    for k, p in model.named_parameters():
+        g = p.grad.detach().ravel()
+        out.put(tag + ".gradnorm." + k, g.norm().reshape(1))
+        out.put(tag + ".grad." + k, g[:16])
+    opt = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9, weight_decay=1e-4)
+    opt.zero_grad()
+    losses = []
+    for step in range(3):
+        opt.zero_grad()
+        l = F.cross_entropy(model(x), y)
+        l.backward()
+        opt.step()
+        losses.append(l.item())
+    out.put(tag + ".sgd_losses", torch.tensor(losses))
+    model.eval()
+    with torch.no_grad():
+        out.put(tag + ".sgd_eval_logits", model(x))
+    sd = model.state_dict()
+    out.put(tag + ".sgd_stem_running_mean", sd["stem.bn.running_mean"])
+    out.put(tag + ".sgd_stem_running_var", sd["stem.bn.running_var"])
+    out.put(tag + ".sgd_fc_weight", sd["fc.weight"].ravel()[:64])
+
+
+# ---------------------------------------------------------------- single layers
+def layer(out, tag, mod, shape, names):
+    for k, v in mod.state_dict().items():
+        if k in names:
+            v.copy_(fill(names[k], tuple(v.shape)))
+    x = hinput(tag + ".x", shape).requires_grad_(True)
+    y = mod(x)
+    gy = hinput(tag + ".gy", tuple(y.shape))
+    (y * gy).sum().backward()
+    out.put(tag + ".y", y)
+    out.put(tag + ".gx", x.grad)
+    for k, p in mod.named_parameters():
+        out.put(tag + ".g" + k, p.grad)
+    if isinstance(mod, nn.BatchNorm2d):
+        out.put(tag + ".running_mean", mod.running_mean)
+        out.put(tag + ".running_var", mod.running_var)
+
+
+def main():
+    d = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures"
+    os.makedirs(d, exist_ok=True)
+    torch.manual_seed(0)
+    o = Out(os.path.join(d, "layers.bin"))
+    conv = lambda **kw: nn.Conv2d(**kw)
+    L = {"weight": "L.weight", "bias": "L.bias"}
+    layer(o, "conv", conv(in_channels=3, out_channels=4, kernel_size=3, stride=2, padding=1, bias=True), (2, 3, 7, 7), L)
+    layer(o, "gconv", conv(in_channels=4, out_channels=6, kernel_size=3, stride=1, padding=1, groups=2, bias=False),
+          (2, 4, 5, 5), L)
+    layer(o, "dwconv", conv(in_channels=4, out_channels=4, kernel_size=3, stride=2, padding=1, groups=4, bias=False),
+          (2, 4, 6, 6), L)
+    bn = nn.BatchNorm2d(4)
+    layer(o, "bn", bn, (3, 4, 5, 5), {"weight": "L.weight", "bias": "L.bias", "running_mean": "L.running_mean",
+                                        "running_var": "L.running_var"})
+    bne = nn.BatchNorm2d(4).eval()
+    layer(o, "bneval", bne, (3, 4, 5, 5), {"weight": "L.weight", "bias": "L.bias", "running_mean": "L.running_mean",
+                                             "running_var": "L.running_var"})
+    layer(o, "maxpool", nn.MaxPool2d(3, 2, 1), (2, 3, 7, 7), {})
+    layer(o, "avgpool", nn.AvgPool2d(3, 2, 1), (2, 3, 7, 7), {})
+    layer(o, "linear", nn.Linear(5, 3), (4, 5), L)
+    # softmax cross-entropy
+    z = hinput("ce.z", (4, 10)).mul(3).requires_grad_(True)
+    t = torch.tensor([1, 0, 9, 3])
+    l = F.cross_entropy(z, t)
+    l.backward()
+    o.put("ce.z", z)
+    o.put("ce.loss", l.reshape(1))
+    o.put("ce.gz", z.grad)
+    o.f.close()
+    o = Out(os.path.join(d, "nets.bin"))
+    whole_net(o, "resnet56", ResNet(9, 3, 10), (3, 32, 32), 4)
+    whole_net(o, "mobilenet", MobileNet(3, 10), (3, 32, 32), 4)
+    o.f.close()
+    print("fixtures written to", d)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+/* test_torch.c: eenn against PyTorch 1.13 fixtures (tests/make_fixtures.py): single layers (conv, grouped and
+ * depthwise conv, batch norm in train and eval, max/avg pooling, linear, softmax cross-entropy) forward and
+ * backward, and whole ResNet-56 and MobileNet passes: eval logits, train logits, loss, every parameter's
+ * gradient (norm and first 16 values), then three SGD steps. Weights and inputs come from a hash of the tensor
+ * name on both sides. */
+#include "internal.h"
+#include "testlib.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+static const char *FIX = "tests/fixtures";
+
+static double hval(uint32_t seed, size_t i) {
+    uint32_t h = (uint32_t)((uint64_t)i * 2654435761u + seed);
+    h ^= h >> 16;
+    h = (uint32_t)((uint64_t)h * 0x45D9F3Bu);
+    h ^= h >> 16;
+    return h / 4294967296.0;
+}
+static int ends(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+/* the fill rule of make_fixtures.py */
+static void hash_fill(const char *name, float *dst, size_t n, int ndim, const int *dims) {
+    uint32_t seed = (uint32_t)crc32(0, (const Bytef *)name, (uInt)strlen(name));
+    for (size_t i = 0; i < n; i++) {
+        double u = hval(seed, i), v;
+        if (ends(name, "running_var")) v = 0.5 + u;
+        else if (ends(name, "running_mean") || ends(name, "bias")) v = 0.2 * (2 * u - 1);
+        else if (ends(name, "weight") && ndim == 1) v = 0.8 + 0.4 * u;
+        else v = (2 * u - 1) * sqrt(3.0 / (double)(n / dims[0]));
+        dst[i] = (float)v;
+    }
+}
+/* NCHW hash input placed NHWC */
+static void hash_input(const char *name, float *x, int n, int c, int h, int w) {
+    uint32_t seed = (uint32_t)crc32(0, (const Bytef *)name, (uInt)strlen(name));
+    for (int b = 0; b < n; b++)
+        for (int ch = 0; ch < c; ch++)
+            for (int i = 0; i < h * w; i++)
+                x[((size_t)b * h * w + i) * c + ch] = (float)(2 * hval(seed, (((size_t)b * c + ch) * h * w) + i) - 1);
+}
+static void nchw_to_nhwc(const float *src, float *dst, int n, int c, int hw) {
+    for (int b = 0; b < n; b++)
+        for (int ch = 0; ch < c; ch++)
+            for (int i = 0; i < hw; i++) dst[((size_t)b * hw + i) * c + ch] = src[((size_t)b * c + ch) * hw + i];
+}
+static void fill_all(ee_net *net) {
+    for (int t = 0; t < ee_net_num_tensors(net); t++) {
+        const char *nm;
+        float *d;
+        size_t cnt;
+        int nd, dims[4];
+        ee_net_tensor(net, t, &nm, &d, &cnt, &nd, dims, NULL);
+        hash_fill(nm, d, cnt, nd, dims);
+    }
+    ee_net_params_changed(net);
+}
+static float *fx(const char *file, const char *name, size_t *n) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", FIX, file);
+    float *d = tl_fixture(path, name, n);
+    CHECK(d != NULL, "fixture %s/%s missing", file, name);
+    return d;
+}
+static void cmp(const char *what, const float *got, const float *want, size_t n, double atol, double rtol) {
+    size_t worst = 0;
+    double e = tl_close(got, want, n, atol, rtol, &worst);
+    CHECK(e <= 1, "%s: off by %.3g x tolerance at %zu (eenn %.7g, PyTorch %.7g)", what, e, worst, got[worst], want[worst]);
+    if (getenv("VERBOSE")) printf("  %-40s %.3g x tolerance\n", what, e);
+}
+
+/* one layer named L as node 0 of `text`; input (n, c, h, w) */
+static void layer_case(const char *tag, const char *text, int n, int c, int h, int w, int train) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_ctx_set_threads(ctx, 1);
+    ee_net *net = NULL;
+    CHECK_OK(ctx, ee_net_from_text(ctx, text, tag, &net));
+    if (!net) { ee_ctx_free(ctx); return; }
+    fill_all(net);
+    char nm[64];
+    size_t cnt;
+    snprintf(nm, sizeof nm, "%s.x", tag);
+    float *x = malloc((size_t)n * c * h * w * 4);
+    hash_input(nm, x, n, c, h, w);
+    ee_net_prepare(ctx, net, n, 1);
+    ee_net_want_input_grad(net, 1);
+    CHECK_OK(ctx, ee_net_forward_range(ctx, net, x, 0, 1, n, train));
+    ee_node *L = &net->nodes[0];
+    int oc = L->out.c, ohw = L->out.h * L->out.w;
+    size_t outn = (size_t)n * oc * ohw;
+    snprintf(nm, sizeof nm, "%s.y", tag);
+    float *want = fx("layers.bin", nm, &cnt), *tmp = malloc(outn * 4);
+    if (want) { nchw_to_nhwc(want, tmp, n, oc, ohw); cmp(nm, L->y, tmp, outn, 1e-5, 1e-4); }
+    free(want);
+    /* seed the layer's output gradient with the fixture's gy and backpropagate through it alone */
+    ee_net_zero_seeds(net);
+    snprintf(nm, sizeof nm, "%s.gy", tag);
+    hash_input(nm, L->dy, n, oc, L->out.h, L->out.w);
+    L->seeded = 1;
+    memset(net->grads, 0, net->nparams * 4);
+    CHECK_OK(ctx, ee_layers[L->kind]->backward(ctx, net, L, n));
+    snprintf(nm, sizeof nm, "%s.gx", tag);
+    want = fx("layers.bin", nm, &cnt);
+    float *t2 = malloc(cnt * 4);
+    if (want) { nchw_to_nhwc(want, t2, n, c, h * w); cmp(nm, ee_net_input_grad(net), t2, cnt, 1e-5, 1e-4); }
+    free(want); free(t2);
+    for (int t = L->tens0; t < L->tens0 + L->ntens; t++) {
+        const ee_tensor *tt = &net->tens[t];
+        if (tt->is_state) {
+            if (!train) continue;
+            snprintf(nm, sizeof nm, "%s.%s", tag, strchr(tt->name, '.') + 1);
+            want = fx("layers.bin", nm, &cnt);
+            if (want) cmp(nm, net->state + tt->off, want, cnt, 1e-6, 1e-5);
+        } else {
+            snprintf(nm, sizeof nm, "%s.g%s", tag, strchr(tt->name, '.') + 1);
+            want = fx("layers.bin", nm, &cnt);
+            if (want) { CHECK(cnt == tt->count, "%s: %zu values, expected %zu", nm, cnt, tt->count); cmp(nm, net->grads + tt->off, want, tt->count, 1e-5, 1e-4); }
+        }
+        free(want);
+    }
+    free(tmp); free(x);
+    ee_net_free(net);
+    ee_ctx_free(ctx);
+}
+
+static void ce_case(void) {
+    size_t n;
+    float *z = fx("layers.bin", "ce.z", &n), *loss = fx("layers.bin", "ce.loss", &n), *gz = fx("layers.bin", "ce.gz", &n);
+    if (!z || !loss || !gz) return;
+    ee_ctx *ctx = ee_ctx_new();
+    ee_net *net = NULL;
+    CHECK_OK(ctx, ee_net_from_text(ctx, "input c=10 h=1 w=1\ndropout p=0\n", "ce", &net));
+    ee_net_prepare(ctx, net, 4, 1);
+    CHECK_OK(ctx, ee_net_forward(ctx, net, z, 4, 1));
+    uint8_t y[4] = {1, 0, 9, 3};
+    double l;
+    ee_net_zero_seeds(net);
+    CHECK_OK(ctx, ee_net_loss(ctx, net, 0, y, 4, 1.0f, &l, NULL));
+    float lf = (float)l;
+    cmp("ce.loss", &lf, loss, 1, 1e-6, 1e-5);
+    cmp("ce.gz", net->nodes[0].dy, gz, 40, 1e-7, 1e-4);
+    free(z); free(loss); free(gz);
+    ee_net_free(net);
+    ee_ctx_free(ctx);
+}
+
+static void net_case(const char *arch, int threads) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_ctx_set_threads(ctx, threads);
+    ee_net *net = NULL;
+    CHECK_OK(ctx, ee_net_builtin(ctx, arch, 3, 32, 32, 10, &net));
+    if (!net) { ee_ctx_free(ctx); return; }
+    fill_all(net);
+    int n = 4;
+    float *x = malloc((size_t)n * 3 * 32 * 32 * 4);
+    hash_input("input", x, n, 3, 32, 32);
+    uint8_t y[4] = {0, 1, 2, 3};
+    char nm[256];
+    size_t cnt;
+    ee_net_prepare(ctx, net, n, 1);
+    CHECK_OK(ctx, ee_net_forward(ctx, net, x, n, 0));
+    snprintf(nm, sizeof nm, "%s.eval_logits", arch);
+    float *want = fx("nets.bin", nm, &cnt);
+    if (want) cmp(nm, ee_net_head_output(net, 0), want, 40, 1e-4, 1e-3);
+    free(want);
+    CHECK_OK(ctx, ee_net_forward(ctx, net, x, n, 1));
+    snprintf(nm, sizeof nm, "%s.train_logits", arch);
+    want = fx("nets.bin", nm, &cnt);
+    if (want) cmp(nm, ee_net_head_output(net, 0), want, 40, 1e-4, 1e-3);
+    free(want);
+    /* the forward just updated BN running stats; PyTorch's train forward did the same before backward */
+    double l;
+    ee_net_zero_seeds(net);
+    CHECK_OK(ctx, ee_net_loss(ctx, net, 0, y, n, 1.0f, &l, NULL));
+    CHECK_OK(ctx, ee_net_backward(ctx, net, n));
+    float lf = (float)l;
+    snprintf(nm, sizeof nm, "%s.loss", arch);
+    want = fx("nets.bin", nm, &cnt);
+    if (want) cmp(nm, &lf, want, 1, 1e-6, 1e-5);
+    free(want);
+    int bad = 0;
+    double worst = 0;
+    for (int t = 0; t < ee_net_num_tensors(net); t++) {
+        const ee_tensor *tt = &net->tens[t];
+        if (tt->is_state) continue;
+        const float *g = net->grads + tt->off;
+        double norm = 0;
+        for (size_t i = 0; i < tt->count; i++) norm += (double)g[i] * g[i];
+        float nf = (float)sqrt(norm);
+        snprintf(nm, sizeof nm, "%s.gradnorm.%s", arch, tt->name);
+        float *wn = tl_fixture("tests/fixtures/nets.bin", nm, &cnt);
+        snprintf(nm, sizeof nm, "%s.grad.%s", arch, tt->name);
+        float *wh = tl_fixture("tests/fixtures/nets.bin", nm, &cnt);
+        if (!wn || !wh) { bad++; free(wn); free(wh); continue; }
+        double e1 = tl_close(&nf, wn, 1, 1e-6, 5e-3, NULL), e2 = tl_close(g, wh, cnt, 5e-3 * wn[0] + 1e-6, 2e-2, NULL);
+        if (e1 > 1 || e2 > 1) {
+            bad++;
+            fprintf(stderr, "  %s: gradient norm %.6g vs PyTorch %.6g, head error %.3g\n", tt->name, nf, wn[0], e2);
+        }
+        if (e1 > worst) worst = e1;
+        if (e2 > worst) worst = e2;
+        free(wn); free(wh);
+    }
+    CHECK(bad == 0, "%s: %d parameter gradients differ from PyTorch", arch, bad);
+    if (getenv("VERBOSE")) printf("  %-40s worst %.3g x tolerance\n", "all parameter gradients", worst);
+    /* three SGD steps on the same batch (fresh run from the fixture weights) */
+    fill_all(net);
+    ee_optim o = {EE_SGD, 0.001f, 0.9f, 1e-4f, 0, 0, 0, 0};
+    ee_optim_state *st = NULL;
+    CHECK_OK(ctx, ee_optim_state_new(ctx, net, &o, &st));
+    float losses[3];
+    /* PyTorch ran one train forward (the gradient case) before the SGD steps: replay its BN update */
+    ee_net_forward(ctx, net, x, n, 1);
+    for (int s = 0; s < 3 && st; s++) {
+        CHECK_OK(ctx, ee_net_forward(ctx, net, x, n, 1));
+        ee_net_zero_seeds(net);
+        CHECK_OK(ctx, ee_net_loss(ctx, net, 0, y, n, 1.0f, &l, NULL));
+        losses[s] = (float)l;
+        CHECK_OK(ctx, ee_net_backward(ctx, net, n));
+        CHECK_OK(ctx, ee_optim_step(ctx, net, st, 0.001f));
+    }
+    snprintf(nm, sizeof nm, "%s.sgd_losses", arch);
+    want = fx("nets.bin", nm, &cnt);
+    if (want) cmp(nm, losses, want, 3, 1e-4, 1.5e-2);
+    if (getenv("VERBOSE")) printf("  losses %g %g %g\n", losses[0], losses[1], losses[2]);
+    free(want);
+    CHECK_OK(ctx, ee_net_forward(ctx, net, x, n, 0));
+    snprintf(nm, sizeof nm, "%s.sgd_eval_logits", arch);
+    want = fx("nets.bin", nm, &cnt);
+    if (want) cmp(nm, ee_net_head_output(net, 0), want, 40, 2e-2, 3e-2);
+    free(want);
+    int t = ee_net_find_tensor(net, "stem.bn.running_var");
+    snprintf(nm, sizeof nm, "%s.sgd_stem_running_var", arch);
+    want = fx("nets.bin", nm, &cnt);
+    if (want && t >= 0) cmp(nm, net->state + net->tens[t].off, want, cnt, 1e-4, 1e-3);
+    free(want);
+    ee_optim_state_free(st);
+    free(x);
+    ee_net_free(net);
+    ee_ctx_free(ctx);
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1) FIX = argv[1];
+    layer_case("conv", "input c=3 h=7 w=7\nconv name=L out=4 k=3 stride=2 pad=1 bias=1\ngap\nlinear out=2\n", 2, 3, 7, 7, 1);
+    layer_case("gconv", "input c=4 h=5 w=5\nconv name=L out=6 k=3 stride=1 pad=1 groups=2 bias=0\ngap\nlinear out=2\n", 2, 4, 5, 5, 1);
+    layer_case("dwconv", "input c=4 h=6 w=6\nconv name=L out=4 k=3 stride=2 pad=1 groups=4 bias=0\ngap\nlinear out=2\n", 2, 4, 6, 6, 1);
+    layer_case("bn", "input c=4 h=5 w=5\nbn name=L\ngap\nlinear out=2\n", 3, 4, 5, 5, 1);
+    layer_case("bneval", "input c=4 h=5 w=5\nbn name=L\ngap\nlinear out=2\n", 3, 4, 5, 5, 0);
+    layer_case("maxpool", "input c=3 h=7 w=7\nmaxpool name=L k=3 stride=2 pad=1\ngap\nlinear out=2\n", 2, 3, 7, 7, 1);
+    layer_case("avgpool", "input c=3 h=7 w=7\navgpool name=L k=3 stride=2 pad=1\ngap\nlinear out=2\n", 2, 3, 7, 7, 1);
+    layer_case("linear", "input c=5 h=1 w=1\nlinear name=L out=3\n", 4, 5, 1, 1, 1);
+    ce_case();
+    net_case("resnet56", 1);
+    net_case("mobilenet", 2);
+    return tl_summary("test_torch");
+}
