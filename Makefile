@@ -31,9 +31,24 @@ $(BUILD)/tests/%: tests/%.c tests/testlib.c tests/testlib.h $(BUILD)/libeenn.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -Isrc -o $@ $< tests/testlib.c $(BUILD)/libeenn.a $(LDLIBS)
 
 # make check: unit and reference tests, then the same tests under ASan+UBSan, then the CLI tests.
-check: all $(TESTS)
+check: all $(TESTS) check-clang check-install
 	@sh tests/run_tests.sh $(BUILD)
 	$(MAKE) check-asan
+
+# the sources must also be warning-free under clang
+check-clang:
+	@for f in $(SRC) cli/eenn.c; do clang -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -fopenmp -Iinclude \
+	    -fsyntax-only $$f || exit 1; done; echo "clang: no warnings"
+
+# make install into a scratch prefix, then build and run an example through pkg-config
+check-install: all
+	@rm -rf $(BUILD)/prefix && $(MAKE) -s install PREFIX=$(CURDIR)/$(BUILD)/prefix >/dev/null
+	@PKG_CONFIG_PATH=$(BUILD)/prefix/lib/pkgconfig $(CC) -std=c11 -Wall -Werror -o $(BUILD)/classify examples/classify.c \
+	    $$(PKG_CONFIG_PATH=$(BUILD)/prefix/lib/pkgconfig pkg-config --cflags --libs --static eenn)
+	@LD_LIBRARY_PATH=$(BUILD)/prefix/lib $(BUILD)/classify >/dev/null && echo "install: header, static library and pkg-config file work"
+
+demo: all
+	sh scripts/demo.sh
 
 check-asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
@@ -51,4 +66,4 @@ install: all
 clean:
 	rm -rf build build-asan
 
-.PHONY: all check check-asan install clean
+.PHONY: all check check-asan check-clang check-install demo install clean

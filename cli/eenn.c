@@ -91,7 +91,7 @@ static void on_progress(const ee_progress *p, void *user) {
     if (ps->tty) {
         fprintf(stderr, "\r\033[Kepoch %d/%d step %d/%d  loss %.4f  acc %.2f%%  %.0f img/s  ETA %.0f s", p->epoch,
                 p->epochs, p->step, p->steps, p->loss, 100 * p->acc, p->img_per_s, p->eta_s);
-    } else if (p->step == 1 || p->step % (p->steps / 4 > 0 ? p->steps / 4 : 1) == 0) {
+    } else if ((p->step - 1) % 100 == 0 || p->step == p->steps) {
         fprintf(stderr, "epoch %d/%d step %d/%d  loss %.4f  acc %.2f%%  %.0f img/s  ETA %.0f s\n", p->epoch, p->epochs,
                 p->step, p->steps, p->loss, 100 * p->acc, p->img_per_s, p->eta_s);
     }

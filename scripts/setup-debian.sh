@@ -1,0 +1,16 @@
+#!/bin/sh
+# Installs what eenn needs on a fresh Debian 12 machine: compilers, oneDNN, zlib, stb and the Fashion-MNIST
+# dataset. Runs apt-get as root, or through sudo. Safe to run again.
+set -e
+PKGS="build-essential pkg-config clang libdnnl-dev zlib1g-dev libstb-dev dataset-fashion-mnist"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "installing:$missing"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi

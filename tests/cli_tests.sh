@@ -1,0 +1,98 @@
+#!/bin/sh
+# CLI tests: help texts, impossible flags, bad model and dataset files (one clear line naming the file and a
+# non-zero exit), info numbers, and an integration run that trains ResNet-20 briefly on a Fashion-MNIST subset
+# and asserts an accuracy floor. Under EENN_ASAN=1 the integration run is replaced by a tiny train + eval.
+B=${1:-build}
+E="$B/eenn"
+DATA=${EENN_DATA:-/usr/share/datasets/fashion-mnist}
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0; fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL cli: $*"; }
+
+# expect_fail DESCRIPTION NEEDLE CMD...: non-zero exit, exactly one stderr line, containing NEEDLE
+expect_fail() {
+    what=$1; needle=$2; shift 2
+    "$@" >"$T/out" 2>"$T/err"; rc=$?
+    if [ "$rc" -eq 0 ]; then bad "$what: exit 0"; return; fi
+    if [ "$(wc -l <"$T/err")" -ne 1 ]; then bad "$what: expected one error line, got: $(cat "$T/err")"; return; fi
+    if ! grep -q -- "$needle" "$T/err"; then bad "$what: '$needle' not in: $(cat "$T/err")"; return; fi
+    ok
+}
+
+for c in train eval info bench; do
+    if "$E" $c --help | grep -q "usage: eenn $c"; then ok; else bad "$c --help"; fi
+done
+"$E" --help >/dev/null && ok || bad "--help"
+expect_fail "unknown command" "unknown command 'frobnicate'" "$E" frobnicate
+expect_fail "zero epochs" "train --epochs: '0' is not an integer" "$E" train --epochs 0
+expect_fail "bad lr" "train --lr: 'fast'" "$E" train --lr fast
+expect_fail "unknown flag" "unknown option '--colour'" "$E" train --colour
+expect_fail "bad milestones" "train --milestones" "$E" train --milestones 2,3
+expect_fail "unknown arch" "unknown architecture 'resnet7'" "$E" info --arch resnet7
+expect_fail "missing model" "$T/none.eenn: cannot open" "$E" eval "$T/none.eenn"
+printf 'input c=1 h=28 w=28\nconv out=8 k=3 size=big\n' >"$T/arch.txt"
+expect_fail "bad arch file" "arch.txt:2: unknown key 'size'" "$E" info --arch-file "$T/arch.txt"
+
+"$E" info --arch resnet56 --json | grep -q '"params":855770' && ok || bad "info resnet56 --json params"
+"$E" info --arch mobilenet | grep -q "3217226 parameters" && ok || bad "info mobilenet params"
+
+# bad dataset files: truncated and corrupted gzip, wrong magic
+mkdir -p "$T/d1" "$T/d2"
+head -c 5000 "$DATA/t10k-images-idx3-ubyte.gz" >"$T/d1/t10k-images-idx3-ubyte.gz"
+cp "$DATA/t10k-labels-idx1-ubyte.gz" "$T/d1/"
+cp "$DATA/t10k-labels-idx1-ubyte.gz" "$T/d2/t10k-images-idx3-ubyte.gz"
+cp "$DATA/t10k-labels-idx1-ubyte.gz" "$T/d2/"
+
+if [ -n "$EENN_ASAN" ]; then
+    # tiny train + eval under AddressSanitizer / UBSan
+    "$E" train --arch-file /dev/stdin --subset 256 --val 64 --test-subset 128 --epochs 2 --batch 32 --out "$T/m.eenn" \
+        --json >"$T/train.json" 2>"$T/train.log" <<'ARCH' && ok || { bad "tiny train under ASan"; cat "$T/train.log"; }
+arch tiny
+input c=1 h=28 w=28
+conv out=8 k=3 stride=2 pad=1 bias=0
+bn
+relu name=r
+conv out=8 k=3 pad=1 bias=0
+bn
+add in=bn4,r
+relu
+maxpool k=2 stride=2
+dropout p=0.1
+flatten
+linear out=10
+ARCH
+else
+    # integration: ResNet-20 on 6000 Fashion-MNIST images, 3 epochs (about 80%); the floor is 70%
+    "$E" train --arch resnet20 --subset 6000 --val 1000 --test-subset 2000 --epochs 3 --schedule cosine --out "$T/m.eenn" --json \
+        >"$T/train.json" 2>"$T/train.log" && ok || { bad "integration training"; cat "$T/train.log"; }
+    cat "$T/train.log"
+fi
+acc=$(sed -E 's/.*"test_acc":([0-9.]+).*/\1/' "$T/train.json")
+floor=${EENN_ASAN:+30}; floor=${floor:-70}
+echo "trained: test accuracy $acc% (floor $floor%)"
+awk -v a="$acc" -v f="$floor" 'BEGIN { exit !(a >= f) }' && ok || bad "accuracy $acc below the floor $floor"
+"$E" eval "$T/m.eenn" --json >"$T/eval.json" && ok || bad "eval of the trained model"
+grep -q '"acc":' "$T/eval.json" && ok || bad "eval --json output"
+"$E" info "$T/m.eenn" >/dev/null && ok || bad "info of a model file"
+# resume: one more epoch from the checkpoint
+if [ -z "$EENN_ASAN" ]; then
+    "$E" train --arch resnet20 --subset 1000 --val 200 --test-subset 500 --epochs 1 --out "$T/r.eenn" 2>/dev/null >/dev/null
+    "$E" train --arch resnet20 --subset 1000 --val 200 --test-subset 500 --epochs 2 --out "$T/r.eenn" --resume \
+        2>"$T/resume.log" >/dev/null && grep -q "epoch 2/2" "$T/resume.log" && ! grep -q "epoch 1/2" "$T/resume.log" && ok ||
+        bad "resume from checkpoint: $(cat "$T/resume.log")"
+fi
+# bad model files
+size=$(wc -c <"$T/m.eenn")
+head -c $((size / 2)) "$T/m.eenn" >"$T/trunc.eenn"
+expect_fail "truncated model" "$T/trunc.eenn: truncated" "$E" eval "$T/trunc.eenn"
+cp "$T/m.eenn" "$T/corrupt.eenn"
+printf 'XXXX' | dd of="$T/corrupt.eenn" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
+expect_fail "corrupted model" "$T/corrupt.eenn: checksum mismatch" "$E" eval "$T/corrupt.eenn"
+expect_fail "dataset as model" "not an eenn model file" "$E" eval "$DATA/t10k-labels-idx1-ubyte.gz"
+expect_fail "truncated dataset" "$T/d1/t10k-images-idx3-ubyte.gz: truncated" "$E" eval "$T/m.eenn" --data "$T/d1"
+expect_fail "labels as images" "$T/d2/t10k-images-idx3-ubyte.gz: not an IDX image file" "$E" eval "$T/m.eenn" --data "$T/d2"
+expect_fail "missing dataset" "no dataset found" "$E" eval "$T/m.eenn" --data "$T"
+echo "cli_tests: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

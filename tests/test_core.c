@@ -1,0 +1,374 @@
+/* test_core.c: hand-computed and round-trip tests of everything around the layers: optimisers and schedules,
+ * the architecture parser (strictness, line numbers), parameter and FLOP counts of the SDN backbones, model
+ * files (round trip; truncated, corrupted, wrong-version and mismatched files), the IDX and CIFAR loaders on
+ * files generated here in the published layouts, batch compaction, and bit-identical training from a seed. */
+#include "internal.h"
+#include "testlib.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+static char tmpdir[256];
+
+static void test_sgd_adam(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_net *net = NULL;
+    CHECK_OK(ctx, ee_net_from_text(ctx, "input c=2 h=1 w=1\nlinear out=2 bias=0\n", "t", &net));
+    float *p = ee_net_params(net), *g = ee_net_grads(net);
+    /* SGD, momentum 0.9, wd 0.1, lr 0.5, grads 1 then 2: hand-computed
+     * step1: d = 1 + 0.1*1 = 1.1, buf = 1.1, p = 1 - 0.55 = 0.45
+     * step2: d = 2 + 0.045 = 2.045, buf = 0.99 + 2.045 = 3.035, p = 0.45 - 1.5175 = -1.0675 */
+    ee_optim o = {EE_SGD, 0.5f, 0.9f, 0.1f, 0, 0, 0, 0};
+    ee_optim_state *st;
+    CHECK_OK(ctx, ee_optim_state_new(ctx, net, &o, &st));
+    p[0] = 1; g[0] = 1;
+    ee_optim_step(ctx, net, st, 0.5f);
+    CHECK(fabsf(p[0] - 0.45f) < 1e-6f, "SGD step 1: %g", p[0]);
+    g[0] = 2;
+    ee_optim_step(ctx, net, st, 0.5f);
+    CHECK(fabsf(p[0] + 1.0675f) < 1e-5f, "SGD step 2: %g", p[0]);
+    ee_optim_state_free(st);
+    /* Nesterov, no wd: step1 d=1, buf=1, upd = 1 + 0.9 = 1.9 -> p = 1 - 0.19 = 0.81 (lr 0.1) */
+    ee_optim on = {EE_SGD, 0.1f, 0.9f, 0, 1, 0, 0, 0};
+    CHECK_OK(ctx, ee_optim_state_new(ctx, net, &on, &st));
+    p[0] = 1; g[0] = 1;
+    ee_optim_step(ctx, net, st, 0.1f);
+    CHECK(fabsf(p[0] - 0.81f) < 1e-6f, "Nesterov step: %g", p[0]);
+    ee_optim_state_free(st);
+    /* Adam: the first step moves by lr * sign(g) (bias-corrected m/sqrt(v) = 1) */
+    ee_optim oa = {EE_ADAM, 0.01f, 0, 0, 0, 0.9f, 0.999f, 1e-8f};
+    CHECK_OK(ctx, ee_optim_state_new(ctx, net, &oa, &st));
+    p[0] = 1; g[0] = 3; p[1] = 2; g[1] = -0.5f;
+    ee_optim_step(ctx, net, st, 0.01f);
+    CHECK(fabsf(p[0] - 0.99f) < 1e-6f && fabsf(p[1] - 2.01f) < 1e-6f, "Adam step 1: %g %g", p[0], p[1]);
+    /* step 2 with g = 1: m = 0.09*3... computed in double below */
+    double m = 0.1 * 3, v = 0.001 * 9;
+    g[0] = 1;
+    m = 0.9 * m + 0.1 * 1; v = 0.999 * v + 0.001 * 1;
+    double want = 0.99 - 0.01 * (m / (1 - 0.81)) / (sqrt(v / (1 - 0.998001)) + 1e-8);
+    ee_optim_step(ctx, net, st, 0.01f);
+    CHECK(fabs(p[0] - want) < 1e-6, "Adam step 2: %g vs %g", p[0], want);
+    ee_optim_state_free(st);
+    ee_optim bad = {EE_SGD, -1, 0, 0, 0, 0, 0, 0};
+    CHECK(ee_optim_state_new(ctx, net, &bad, &st) == EE_ERR_ARG, "negative lr accepted");
+    ee_schedule s = {EE_SCHED_STEP, 0.1f, 0.1f, {35, 60, 85}, 3, 100, 0};
+    CHECK(fabsf(ee_schedule_lr(&s, 34) - 0.1f) < 1e-7f && fabsf(ee_schedule_lr(&s, 35) - 0.01f) < 1e-8f &&
+          fabsf(ee_schedule_lr(&s, 99) - 1e-4f) < 1e-9f, "multi-step schedule");
+    ee_schedule c = {EE_SCHED_COSINE, 0.1f, 0, {0}, 0, 10, 0};
+    CHECK(fabsf(ee_schedule_lr(&c, 0) - 0.1f) < 1e-7f && fabsf(ee_schedule_lr(&c, 5) - 0.05f) < 1e-6f, "cosine schedule");
+    ee_net_free(net);
+    ee_ctx_free(ctx);
+}
+
+static void expect_parse_error(const char *text, const char *needle) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_net *net = NULL;
+    ee_status s = ee_net_from_text(ctx, text, "arch.txt", &net);
+    CHECK(s != EE_OK && strstr(ee_ctx_error(ctx), needle), "expected error containing '%s', got '%s'", needle,
+          ee_ctx_error(ctx));
+    ee_net_free(net);
+    ee_ctx_free(ctx);
+}
+
+static void test_arch(void) {
+    expect_parse_error("input c=1 h=8 w=8\nconv out=4 k=3 colour=red\n", "arch.txt:2: unknown key 'colour'");
+    expect_parse_error("input c=1 h=8 w=8\nconv out=4\n", "arch.txt:2: conv needs out= and k=");
+    expect_parse_error("input c=1 h=8 w=8\n\n# c\nconv out= k=3\n", "arch.txt:4: key 'out' has no value");
+    expect_parse_error("input c=1 h=8 w=8\nconv out=4x k=3\n", "arch.txt:2: key 'out' needs an integer");
+    expect_parse_error("input c=1 h=8 w=8\nfoo\n", "arch.txt:2: unknown layer kind 'foo'");
+    expect_parse_error("conv out=4 k=3\n", "arch.txt:1: the 'input' line must come before");
+    expect_parse_error("input c=1 h=8 w=8\nadd in=input\n", "add needs in=A,B");
+    expect_parse_error("input c=1 h=8 w=8\nrelu in=nothere\n", "input 'nothere' is not an earlier node");
+    expect_parse_error("input c=1 h=8 w=8\nconv out=4 k=3\n", "must produce a vector");
+    expect_parse_error("input c=3 h=8 w=8\nconv out=4 k=3 groups=2\ngap\nlinear out=2\n", "groups=2 must divide");
+    expect_parse_error("input c=1 h=8 w=8\nlinear out=3\n", "needs a vector input");
+    expect_parse_error("input c=1 h=2 w=2\nconv out=2 k=5\ngap\nlinear out=2\n", "is empty");
+    /* canonical text round trip */
+    ee_ctx *ctx = ee_ctx_new();
+    ee_net *a = NULL, *b = NULL;
+    CHECK_OK(ctx, ee_net_builtin(ctx, "wrn32_4", 3, 32, 32, 10, &a));
+    CHECK_OK(ctx, ee_net_from_text(ctx, ee_net_arch(a), "canonical", &b));
+    CHECK(a && b && !strcmp(ee_net_arch(a), ee_net_arch(b)), "canonical text does not round-trip");
+    ee_net_free(a); ee_net_free(b);
+    /* parameter counts of the SDN paper's CIFAR-10 backbones and the reference profiler's GOps (sdn.md) */
+    struct { const char *arch; double params, ref_gops; } want[] = {
+        {"resnet56", 0.86e6, 0.253}, {"vgg16bn", 15.25e6, 0.628}, {"wrn32_4", 7.40e6, 2.375}, {"mobilenet", 3.22e6, 0.750}};
+    for (int i = 0; i < 4; i++) {
+        ee_net *n = NULL;
+        CHECK_OK(ctx, ee_net_builtin(ctx, want[i].arch, 3, 32, 32, 10, &n));
+        if (!n) continue;
+        double prof = 0;
+        for (int j = 0; j < ee_net_num_nodes(n); j++) { ee_node_info in; ee_net_node_info(n, j, &in); prof += in.profiler_ops; }
+        double np = (double)ee_net_num_params(n);
+        CHECK(fabs(np / want[i].params - 1) < 0.01, "%s: %.0f parameters, expected %.2fM", want[i].arch, np, want[i].params / 1e6);
+        CHECK(fabs(prof / 1e9 / want[i].ref_gops - 1) < 0.005, "%s: %.4f reference GOps, expected %.3f", want[i].arch,
+              prof / 1e9, want[i].ref_gops);
+        ee_net_free(n);
+    }
+    /* Tiny ImageNet: stride-2 stems keep ResNet at 32x32 after the stem; VGG's 64-pixel head is 2048 wide */
+    ee_net *t = NULL;
+    CHECK_OK(ctx, ee_net_builtin(ctx, "resnet56", 3, 64, 64, 200, &t));
+    if (t) { ee_node_info in; ee_net_node_info(t, 0, &in); CHECK(in.h == 32, "ResNet 64px stem output %d", in.h); ee_net_free(t); }
+    CHECK_OK(ctx, ee_net_builtin(ctx, "vgg16bn", 3, 64, 64, 200, &t));
+    if (t) { CHECK(fabs(ee_net_num_params(t) / 21.22e6 - 1) < 0.01, "VGG TinyImageNet params %zu", ee_net_num_params(t)); ee_net_free(t); }
+    for (int i = 0; i < 4; i++) { /* every backbone builds at Fashion-MNIST's 1x28x28 */
+        CHECK_OK(ctx, ee_net_builtin(ctx, want[i].arch, 1, 28, 28, 10, &t));
+        ee_net_free(t);
+    }
+    ee_ctx_free(ctx);
+}
+
+static void write_bytes(const char *path, const void *d, size_t n, int gz) {
+    if (gz) {
+        gzFile f = gzopen(path, "wb");
+        gzwrite(f, d, (unsigned)n);
+        gzclose(f);
+    } else {
+        FILE *f = fopen(path, "wb");
+        fwrite(d, 1, n, f);
+        fclose(f);
+    }
+}
+
+static void make_idx(const char *dir, const char *pre, int n, int gz, int truncate) {
+    char p[1200];
+    size_t len = 16 + (size_t)n * 28 * 28;
+    uint8_t *im = calloc(1, len), lb[8 + 64];
+    uint8_t hdr[16] = {0, 0, 8, 3, 0, 0, 0, (uint8_t)n, 0, 0, 0, 28, 0, 0, 0, 28};
+    memcpy(im, hdr, 16);
+    for (int i = 0; i < n; i++) im[16 + (size_t)i * 784 + i] = (uint8_t)(10 * i);
+    uint8_t lh[8] = {0, 0, 8, 1, 0, 0, 0, (uint8_t)n};
+    memcpy(lb, lh, 8);
+    for (int i = 0; i < n; i++) lb[8 + i] = (uint8_t)(i % 10);
+    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte%s", dir, pre, gz ? ".gz" : "");
+    write_bytes(p, im, truncate ? len - 100 : len, gz);
+    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte%s", dir, pre, gz ? ".gz" : "");
+    write_bytes(p, lb, 8 + n, gz);
+    free(im);
+}
+
+static void test_data(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    char d[512], p[600], q[600];
+    for (int gz = 0; gz < 2; gz++) {
+        snprintf(d, sizeof d, "%s/idx%d", tmpdir, gz);
+        snprintf(p, sizeof p, "mkdir -p %s", d);
+        CHECK(system(p) == 0, "mkdir");
+        make_idx(d, "train", 20, gz, 0);
+        make_idx(d, "t10k", 7, gz, 0);
+        ee_dataset *ds = NULL;
+        CHECK_OK(ctx, ee_dataset_load_dir(ctx, d, "train", &ds));
+        if (ds) {
+            CHECK(ds->n == 20 && ds->h == 28 && ds->c == 1 && ds->labels[13] == 3 && ds->pixels[5 * 784 + 5] == 50,
+                  "IDX contents (gz=%d)", gz);
+            ee_dataset *val = NULL;
+            CHECK_OK(ctx, ee_dataset_split(ctx, ds, 5, &val));
+            CHECK(ds->n == 15 && val && val->n == 5 && val->labels[0] == 5, "validation split");
+            /* normalised NHWC batch, flip and crop */
+            float x[2 * 784];
+            uint8_t y[2];
+            int idx[2] = {1, 2};
+            ds->mean[0] = 0.5f; ds->std[0] = 0.25f;
+            ee_dataset_batch(ctx, ds, idx, 2, NULL, x, y);
+            CHECK(fabsf(x[1] - (10 / 255.0f - 0.5f) / 0.25f) < 1e-5f && fabsf(x[784 + 2] - (20 / 255.0f - 0.5f) / 0.25f) < 1e-5f && y[1] == 2, "batch values");
+            ee_augment aug = {0, 1};
+            int flipped = 0;
+            for (int t = 0; t < 20; t++) { ee_dataset_batch(ctx, ds, idx, 1, &aug, x, y); flipped += x[26] > -1.9f; }
+            CHECK(flipped > 0 && flipped < 20, "horizontal flip happens about half of the time (%d/20)", flipped);
+            ee_dataset_free(val);
+        }
+        ee_dataset_free(ds);
+        /* truncated image file */
+        make_idx(d, "train", 20, gz, 1);
+        CHECK(ee_dataset_load_dir(ctx, d, "train", &ds) == EE_ERR_FORMAT && strstr(ee_ctx_error(ctx), "train-images") &&
+                  (strstr(ee_ctx_error(ctx), "truncated")),
+              "truncated IDX: '%s'", ee_ctx_error(ctx));
+    }
+    /* corrupted gzip and a label file of another kind */
+    snprintf(p, sizeof p, "%s/bad-images.gz", tmpdir);
+    write_bytes(p, "\x1f\x8b\x08\x00garbagegarbage", 18, 0);
+    snprintf(q, sizeof q, "%s/idx1/train-labels-idx1-ubyte.gz", tmpdir);
+    ee_dataset *ds = NULL;
+    CHECK(ee_dataset_load_idx(ctx, p, q, &ds) != EE_OK && strstr(ee_ctx_error(ctx), "bad-images.gz"), "corrupt gzip: '%s'",
+          ee_ctx_error(ctx));
+    snprintf(p, sizeof p, "%s/idx1/train-images-idx3-ubyte.gz", tmpdir);
+    CHECK(ee_dataset_load_idx(ctx, q, q, &ds) == EE_ERR_FORMAT && strstr(ee_ctx_error(ctx), "not an IDX image file"),
+          "labels as images: '%s'", ee_ctx_error(ctx));
+    /* CIFAR-10: 5 data batches + test batch of 3 records each: label byte + 3072 pixels (R, G, B planes) */
+    snprintf(d, sizeof d, "%s/cifar10", tmpdir);
+    snprintf(p, sizeof p, "mkdir -p %s", d);
+    CHECK(system(p) == 0, "mkdir");
+    uint8_t rec[3 * 3073];
+    for (int r = 0; r < 3; r++) {
+        rec[r * 3073] = (uint8_t)(r + 7);
+        for (int k = 0; k < 3072; k++) rec[r * 3073 + 1 + k] = (uint8_t)(k / 1024 * 100 + r);
+    }
+    for (int b = 1; b <= 5; b++) { snprintf(p, sizeof p, "%s/data_batch_%d.bin", d, b); write_bytes(p, rec, sizeof rec, 0); }
+    snprintf(p, sizeof p, "%s/test_batch.bin", d);
+    write_bytes(p, rec, sizeof rec, 0);
+    CHECK_OK(ctx, ee_dataset_load_dir(ctx, d, "train", &ds));
+    if (ds) {
+        CHECK(ds->n == 15 && ds->c == 3 && ds->labels[4] == 8 && ds->pixels[4 * 3072 + 2048 + 5] == 201 && ds->classes == 10,
+              "CIFAR-10 contents");
+        CHECK(fabsf(ds->mean[0] - 0.485f) < 1e-6f, "CIFAR-10 uses the reference's ImageNet normalisation");
+        float x[3072];
+        int idx = 4;
+        ee_dataset_batch(ctx, ds, &idx, 1, NULL, x, NULL);
+        CHECK(fabsf(x[2] - (201 / 255.0f - 0.406f) / 0.225f) < 1e-5f, "CIFAR NHWC channel order");
+        ee_dataset_free(ds);
+    }
+    write_bytes(p, rec, sizeof rec - 5, 0);
+    CHECK(ee_dataset_load_dir(ctx, d, "test", &ds) == EE_ERR_FORMAT && strstr(ee_ctx_error(ctx), "test_batch.bin"),
+          "truncated CIFAR: '%s'", ee_ctx_error(ctx));
+    rec[0] = 12;
+    write_bytes(p, rec, sizeof rec, 0);
+    CHECK(ee_dataset_load_dir(ctx, d, "test", &ds) == EE_ERR_FORMAT && strstr(ee_ctx_error(ctx), "label 12"),
+          "bad CIFAR label: '%s'", ee_ctx_error(ctx));
+    /* CIFAR-100: coarse + fine label bytes */
+    snprintf(d, sizeof d, "%s/cifar100", tmpdir);
+    snprintf(p, sizeof p, "mkdir -p %s", d);
+    CHECK(system(p) == 0, "mkdir");
+    uint8_t r100[2 * 3074] = {0};
+    r100[0] = 3; r100[1] = 77; r100[3074] = 19; r100[3075] = 99;
+    snprintf(p, sizeof p, "%s/train.bin", d);
+    write_bytes(p, r100, sizeof r100, 0);
+    CHECK_OK(ctx, ee_dataset_load_dir(ctx, d, "train", &ds));
+    if (ds) { CHECK(ds->n == 2 && ds->labels[0] == 77 && ds->labels[1] == 99 && ds->classes == 100, "CIFAR-100 fine labels"); ee_dataset_free(ds); }
+    ee_ctx_free(ctx);
+}
+
+static void test_io(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_net *a = NULL, *b = NULL;
+    CHECK_OK(ctx, ee_net_builtin(ctx, "resnet20", 1, 28, 28, 10, &a));
+    ee_net_init(ctx, a);
+    for (size_t i = 0; i < ee_net_num_state(a); i++) ee_net_state(a)[i] = (float)i * 0.25f;
+    ee_net_set_meta(ctx, a, "note", "hello");
+    char path[512], bad[600], cmd[1400];
+    snprintf(path, sizeof path, "%s/m.eenn", tmpdir);
+    CHECK_OK(ctx, ee_net_save(ctx, a, NULL, 0, path));
+    CHECK_OK(ctx, ee_net_load(ctx, path, &b));
+    if (b) {
+        CHECK(!strcmp(ee_net_arch(a), ee_net_arch(b)), "architecture round trip");
+        CHECK(!memcmp(ee_net_params(a), ee_net_params(b), ee_net_num_params(a) * 4), "parameters round trip");
+        CHECK(!memcmp(ee_net_state(a), ee_net_state(b), ee_net_num_state(a) * 4), "BN statistics round trip");
+        CHECK(ee_net_meta(b, "note") && !strcmp(ee_net_meta(b, "note"), "hello"), "metadata round trip");
+        ee_net_free(b);
+    }
+    FILE *f = fopen(path, "rb");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = malloc(n);
+    CHECK(fread(buf, 1, n, f) == (size_t)n, "read");
+    fclose(f);
+    struct { const char *what, *needle; long len; long flip; uint8_t val; } cases[] = {
+        {"truncated", "truncated", n / 2, -1, 0},
+        {"empty", "empty", 0, -1, 0},
+        {"corrupted", "checksum", n, n / 2, 0x5A},
+        {"wrong magic", "not an eenn model", n, 0, 'X'},
+        {"wrong version", "format version 7", n, 8, 7},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        snprintf(bad, sizeof bad, "%s/bad%zu.eenn", tmpdir, i);
+        uint8_t *c = malloc(n);
+        memcpy(c, buf, n);
+        if (cases[i].flip >= 0) c[cases[i].flip] ^= cases[i].flip == 8 ? (c[8] ^ cases[i].val) : cases[i].val;
+        write_bytes(bad, c, cases[i].len, 0);
+        free(c);
+        ee_status s = ee_net_load(ctx, bad, &b);
+        CHECK(s == EE_ERR_FORMAT && strstr(ee_ctx_error(ctx), cases[i].needle) && strstr(ee_ctx_error(ctx), bad),
+              "%s file: '%s'", cases[i].what, ee_ctx_error(ctx));
+        CHECK(b == NULL, "%s file returned a network", cases[i].what);
+    }
+    CHECK(ee_net_load(ctx, "/nonexistent/x.eenn", &b) == EE_ERR_IO && strstr(ee_ctx_error(ctx), "/nonexistent/x.eenn"),
+          "missing file");
+    /* atomic save: no temp file left behind, an unwritable path fails cleanly */
+    snprintf(cmd, sizeof cmd, "ls %s | grep -c tmp > /dev/null", tmpdir);
+    CHECK(system(cmd) != 0, "a temporary file was left behind");
+    CHECK(ee_net_save(ctx, a, NULL, 0, "/nonexistent/dir/m.eenn") == EE_ERR_IO, "save to a missing directory");
+    free(buf);
+    ee_net_free(a);
+    ee_ctx_free(ctx);
+}
+
+/* stopping after node k, dropping samples and continuing gives the same outputs as a full pass on the subset */
+static void test_compact(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_net *net = NULL;
+    CHECK_OK(ctx, ee_net_builtin(ctx, "resnet20", 1, 28, 28, 10, &net));
+    ee_net_init(ctx, net);
+    int n = 9, keep[4] = {0, 3, 4, 8};
+    float *x = malloc(n * 784 * 4), *xs = malloc(4 * 784 * 4), ref[40];
+    for (int i = 0; i < n * 784; i++) x[i] = ee_rng_normal(ctx);
+    for (int j = 0; j < 4; j++) memcpy(xs + j * 784, x + keep[j] * 784, 784 * 4);
+    ee_net_prepare(ctx, net, n, 0);
+    CHECK_OK(ctx, ee_net_forward(ctx, net, xs, 4, 0));
+    memcpy(ref, ee_net_head_output(net, 0), sizeof ref);
+    int mid = ee_net_num_nodes(net) / 2;
+    CHECK_OK(ctx, ee_net_forward_range(ctx, net, x, 0, mid, n, 0));
+    CHECK_OK(ctx, ee_net_compact(ctx, net, mid, keep, 4));
+    CHECK_OK(ctx, ee_net_forward_range(ctx, net, NULL, mid, ee_net_num_nodes(net), 4, 0));
+    CHECK(tl_close(ee_net_head_output(net, 0), ref, 40, 1e-5, 1e-4, NULL) <= 1, "compacted batch differs from a direct pass");
+    int badk[2] = {3, 1};
+    CHECK(ee_net_compact(ctx, net, mid, badk, 2) == EE_ERR_ARG, "unsorted compaction accepted");
+    free(x); free(xs);
+    ee_net_free(net);
+    ee_ctx_free(ctx);
+}
+
+/* the same seed with one thread gives bit-identical weights; resume continues exactly */
+static void train_small(const char *ckpt, int epochs, int resume, float *out, size_t *np) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_ctx_set_threads(ctx, 1);
+    ee_ctx_seed(ctx, 7);
+    ee_net *net = NULL;
+    ee_net_from_text(ctx, "input c=1 h=8 w=8\nconv out=4 k=3 pad=1\nbn\nrelu\nmaxpool k=2\ndropout p=0.2\nflatten\nlinear out=3\n",
+                     "small", &net);
+    ee_net_init(ctx, net);
+    ee_dataset ds = {64, 1, 8, 8, 3, malloc(64 * 64), malloc(64), {0.5f}, {0.3f}};
+    for (int i = 0; i < 64 * 64; i++) ds.pixels[i] = (uint8_t)((i * 37) % 251);
+    for (int i = 0; i < 64; i++) ds.labels[i] = (uint8_t)(ds.pixels[i * 64 + 9] % 3);
+    ee_train_config cfg = {epochs, 16, {EE_SGD, 0.05f, 0.9f, 1e-4f, 1, 0, 0, 0}, {EE_SCHED_STEP, 0.05f, 0.1f, {2}, 1, 0, 0},
+                           {1, 1}, ckpt, resume, 0};
+    ee_status s = ee_train(ctx, net, &ds, NULL, NULL, &cfg, NULL, NULL);
+    CHECK(s == EE_OK, "training: %s", ee_ctx_error(ctx));
+    *np = ee_net_num_params(net);
+    memcpy(out, ee_net_params(net), *np * 4);
+    free(ds.pixels); free(ds.labels);
+    ee_net_free(net);
+    ee_ctx_free(ctx);
+}
+
+static void test_determinism(void) {
+    float a[1024], b[1024], c[1024];
+    size_t na, nb, nc;
+    char ck[512];
+    snprintf(ck, sizeof ck, "%s/small.ckpt", tmpdir);
+    train_small(NULL, 3, 0, a, &na);
+    train_small(NULL, 3, 0, b, &nb);
+    CHECK(na == nb && !memcmp(a, b, na * 4), "same seed, one thread: weights differ");
+    /* 2 epochs with a checkpoint, then resume to 3: identical to 3 straight epochs */
+    remove(ck);
+    train_small(ck, 2, 0, c, &nc);
+    train_small(ck, 3, 1, c, &nc);
+    CHECK(nc == na && !memcmp(a, c, na * 4), "resumed training differs from an uninterrupted run");
+}
+
+int main(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/eenn-test-%ld", (long)getpid());
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", tmpdir);
+    if (system(cmd) != 0) return 1;
+    test_sgd_adam();
+    test_arch();
+    test_data();
+    test_io();
+    test_compact();
+    test_determinism();
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (system(cmd) != 0) return 1;
+    return tl_summary("test_core");
+}
