@@ -101,14 +101,16 @@ static void on_progress(const ee_progress *p, void *user) {
 static char *read_text(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) die("%s: cannot open", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc(n + 1);
-    if (!s || fread(s, 1, n, f) != (size_t)n) die("%s: cannot read", path);
-    s[n] = 0;
+    size_t n = 0, cap = 4096;
+    char *s = malloc(cap);
+    for (size_t r; s && (r = fread(s + n, 1, cap - n - 1, f)) > 0;) {
+        n += r;
+        if (n + 1 == cap) { char *t = realloc(s, cap *= 2); if (!t) free(s); s = t; }
+    }
+    if (!s || ferror(f)) die("%s: cannot read", path);
     fclose(f);
-    if (strlen(s) != (size_t)n) die("%s: not a text file", path);
+    s[n] = 0;
+    if (strlen(s) != n) die("%s: not a text file", path);
     return s;
 }
 

@@ -47,7 +47,8 @@ cp "$DATA/t10k-labels-idx1-ubyte.gz" "$T/d2/"
 
 if [ -n "$EENN_ASAN" ]; then
     # tiny train + eval under AddressSanitizer / UBSan
-    "$E" train --arch-file /dev/stdin --subset 256 --val 64 --test-subset 128 --epochs 2 --batch 32 --out "$T/m.eenn" \
+    "$E" train --arch-file /dev/stdin --subset 512 --val 64 --test-subset 256 --epochs 3 --batch 32 --lr 0.05 \
+        --schedule cosine --out "$T/m.eenn" \
         --json >"$T/train.json" 2>"$T/train.log" <<'ARCH' && ok || { bad "tiny train under ASan"; cat "$T/train.log"; }
 arch tiny
 input c=1 h=28 w=28

@@ -49,7 +49,8 @@ static void gradcheck(const char *label, const char *text, double tol) {
     ee_net_zero_seeds(net);
     CHECK_OK(ctx, ee_net_loss(ctx, net, ee_net_num_heads(net) - 1, y, N, 1.0f, NULL, NULL));
     CHECK_OK(ctx, ee_net_backward(ctx, net, N));
-    double *ga = malloc((np + nin) * sizeof(double)), *gf = malloc((np + nin) * sizeof(double));
+    double *ga = calloc(np + nin, sizeof(double)), *gf = calloc(np + nin, sizeof(double));
+    if (!ga || !gf) abort();
     for (size_t i = 0; i < np; i++) ga[i] = ee_net_grads(net)[i];
     const float *dx = ee_net_input_grad(net);
     CHECK(dx != NULL, "%s: no input gradient", label);
