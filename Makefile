@@ -50,6 +50,10 @@ check-install: all
 demo: all
 	sh scripts/demo.sh
 
+# eenn beside PyTorch (Debian's python3-torch) in one run
+bench: all
+	/usr/bin/python3 scripts/bench_compare.py
+
 check-asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	    LDFLAGS="-fsanitize=address,undefined" build-asan/eenn $(TESTS:$(BUILD)/%=build-asan/%)
@@ -66,4 +70,4 @@ install: all
 clean:
 	rm -rf build build-asan
 
-.PHONY: all check check-asan check-clang check-install demo install clean
+.PHONY: all check check-asan check-clang check-install demo bench install clean

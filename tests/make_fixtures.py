@@ -11,6 +11,8 @@ import os, struct, sys, zlib
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 torch.set_num_threads(1)
 torch.backends.cudnn.deterministic = True
 
@@ -65,76 +67,7 @@ def hinput(name, shape):
     return torch.from_numpy((2 * hval(name, n) - 1).astype(np.float32).reshape(shape))
 
 
-# ---------------------------------------------------------------- networks named like eenn's built-ins
-class CBR(nn.Module):
-    def __init__(self, cin, cout, k, s, groups=1, relu=True):
-        super().__init__()
-        self.conv = nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(cout)
-        self.relu = relu
-
-    def forward(self, x):
-        x = self.bn(self.conv(x))
-        return F.relu(x) if self.relu else x
-
-
-class Block(nn.Module):
-    def __init__(self, cin, cout, s):
-        super().__init__()
-        self.add_module("1", CBR(cin, cout, 3, s))
-        self.add_module("2", CBR(cout, cout, 3, 1, relu=False))
-        self.sc = CBR(cin, cout, 1, s, relu=False) if (s != 1 or cin != cout) else None
-
-    def forward(self, x):
-        y = getattr(self, "2")(getattr(self, "1")(x))
-        return F.relu(y + (self.sc(x) if self.sc is not None else x))
-
-
-class ResNet(nn.Module):
-    def __init__(self, n, cin, classes):
-        super().__init__()
-        self.stem = CBR(cin, 16, 3, 1)
-        c = 16
-        self.order = []
-        for st in range(3):
-            w = 16 << st
-            stage = nn.Module()
-            for j in range(n):
-                stage.add_module("b%d" % (j + 1), Block(c, w, 2 if (j == 0 and st > 0) else 1))
-                c = w
-            self.add_module("s%d" % (st + 1), stage)
-        self.fc = nn.Linear(64, classes)
-
-    def forward(self, x):
-        x = self.stem(x)
-        for st in range(3):
-            for b in getattr(self, "s%d" % (st + 1)).children():
-                x = b(x)
-        return self.fc(x.mean((2, 3)))
-
-
-class MobileNet(nn.Module):
-    cfg = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1), (512, 1), (512, 1), (512, 1),
-           (1024, 2), (1024, 1)]
-
-    def __init__(self, cin, classes):
-        super().__init__()
-        self.stem = CBR(cin, 32, 3, 1)
-        c = 32
-        for i, (o, s) in enumerate(self.cfg):
-            m = nn.Module()
-            m.dw = CBR(c, c, 3, s, groups=c)
-            m.pw = CBR(c, o, 1, 1)
-            self.add_module("b%d" % (i + 1), m)
-            c = o
-        self.fc = nn.Linear(1024, classes)
-
-    def forward(self, x):
-        x = self.stem(x)
-        for i in range(13):
-            m = getattr(self, "b%d" % (i + 1))
-            x = m.pw(m.dw(x))
-        return self.fc(x.mean((2, 3)))
+from torch_models import ResNet, MobileNet  # noqa: E402
 
 
 def whole_net(out, tag, model, shape, batch):
