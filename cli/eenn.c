@@ -291,14 +291,15 @@ static int cmd_eval(args *a) {
 
 /* ---------------------------------------------------------------- info */
 static const char *info_help =
-    "usage: eenn info [MODEL] [--arch NAME] [--input CxHxW] [--classes N] [--layers] [--json]\n"
+    "usage: eenn info [MODEL] [--arch NAME | --arch-file FILE] [--input CxHxW] [--classes N] [--summary] [--text] [--json]\n"
     "Parameters and FLOPs per layer and in total, of a model file or a built-in architecture\n"
     "(default input 3x32x32, 10 classes). FLOPs count a multiply-add as 2; 'ref ops' is the SDN\n"
-    "reference profiler's count with its quirks (docs/design.md).\n";
+    "reference profiler's count with its quirks (docs/design.md). --summary prints the totals only;\n"
+    "--text prints the architecture in eenn's text format (a start for custom networks).\n";
 
 static int cmd_info(args *a) {
     const char *model = NULL, *arch = NULL, *arch_file = NULL;
-    int c = 3, h = 32, w = 32, classes = 10, layers = 0, json = 0;
+    int c = 3, h = 32, w = 32, classes = 10, layers = 1, json = 0, text = 0;
     for (a->i = 2; a->i < a->argc; a->i++) {
         if (is_opt(a, "--help") || is_opt(a, "-h")) { fputs(info_help, stdout); return 0; }
         else if (is_opt(a, "--arch")) arch = val(a);
@@ -306,6 +307,8 @@ static int cmd_info(args *a) {
         else if (is_opt(a, "--input")) parse_shape("info", val(a), &c, &h, &w);
         else if (is_opt(a, "--classes")) classes = (int)ival(a, 2, 100000);
         else if (is_opt(a, "--layers")) layers = 1;
+        else if (is_opt(a, "--summary")) layers = 0;
+        else if (is_opt(a, "--text")) text = 1;
         else if (is_opt(a, "--json")) json = 1;
         else if (a->argv[a->i][0] == '-') die("info: unknown option '%s' (see eenn info --help)", a->argv[a->i]);
         else model = a->argv[a->i];
@@ -319,6 +322,12 @@ static int cmd_info(args *a) {
         free(t);
     } else check(ee_net_builtin(ctx, arch ? arch : "resnet56", c, h, w, classes, &net), ctx);
     ee_net_input_shape(net, &c, &h, &w);
+    if (text) {
+        fputs(ee_net_arch(net), stdout);
+        ee_net_free(net);
+        ee_ctx_free(ctx);
+        return 0;
+    }
     double macs = 0, flops = 0, prof = 0;
     int nn = ee_net_num_nodes(net);
     if (json) printf("{\"arch\":\"%s\",\"input\":[%d,%d,%d],\"classes\":%d,\"layers\":[", ee_net_name(net), c, h, w, ee_net_classes(net));

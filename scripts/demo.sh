@@ -7,6 +7,6 @@ EPOCHS=${1:-15}
 ARCH=${2:-resnet20}
 B=${BUILD:-build}
 mkdir -p runs
-"$B/eenn" info --arch "$ARCH" --input 1x28x28
+"$B/eenn" info --arch "$ARCH" --input 1x28x28 --summary
 "$B/eenn" train --arch "$ARCH" --epochs "$EPOCHS" --out "runs/$ARCH-fmnist.eenn" --resume
 "$B/eenn" eval "runs/$ARCH-fmnist.eenn"

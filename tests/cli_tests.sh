@@ -36,7 +36,7 @@ printf 'input c=1 h=28 w=28\nconv out=8 k=3 size=big\n' >"$T/arch.txt"
 expect_fail "bad arch file" "arch.txt:2: unknown key 'size'" "$E" info --arch-file "$T/arch.txt"
 
 "$E" info --arch resnet56 --json | grep -q '"params":855770' && ok || bad "info resnet56 --json params"
-"$E" info --arch mobilenet | grep -q "3217226 parameters" && ok || bad "info mobilenet params"
+"$E" info --arch mobilenet --summary | grep -q "3217226 parameters" && ok || bad "info mobilenet params"
 
 # bad dataset files: truncated and corrupted gzip, wrong magic
 mkdir -p "$T/d1" "$T/d2"

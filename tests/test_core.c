@@ -342,6 +342,27 @@ static void train_small(const char *ckpt, int epochs, int resume, float *out, si
     ee_ctx_free(ctx);
 }
 
+/* a NaN loss stops training with a clear error instead of silently producing garbage */
+static void test_nan(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_net *net = NULL;
+    CHECK_OK(ctx, ee_net_from_text(ctx, "input c=1 h=4 w=4\nflatten\nlinear out=3\n", "nan", &net));
+    ee_net_init(ctx, net);
+    ee_net_params(net)[0] = NAN;
+    ee_dataset ds = {8, 1, 4, 4, 3, calloc(8, 16), calloc(8, 1), {0.5f}, {0.3f}};
+    for (int i = 0; i < 8 * 16; i++) ds.pixels[i] = (uint8_t)(i * 7);
+    ee_train_config cfg = {1, 4, {EE_SGD, 0.1f, 0, 0, 0, 0, 0, 0}, {EE_SCHED_STEP, 0.1f, 0.1f, {0}, 0, 0, 0}, {0, 0}, NULL, 0, 0};
+    ee_status s = ee_train(ctx, net, &ds, NULL, NULL, &cfg, NULL, NULL);
+    CHECK(s == EE_ERR_NUMERIC && strstr(ee_ctx_error(ctx), "diverged"), "NaN loss: %s", ee_ctx_error(ctx));
+    ds.labels[3] = 7;
+    ee_net_params(net)[0] = 0;
+    s = ee_train(ctx, net, &ds, NULL, NULL, &cfg, NULL, NULL);
+    CHECK(s == EE_ERR_ARG && strstr(ee_ctx_error(ctx), "label 7"), "label out of range: %s", ee_ctx_error(ctx));
+    free(ds.pixels); free(ds.labels);
+    ee_net_free(net);
+    ee_ctx_free(ctx);
+}
+
 static void test_determinism(void) {
     float a[1024], b[1024], c[1024];
     size_t na, nb, nc;
@@ -368,6 +389,7 @@ int main(void) {
     test_io();
     test_compact();
     test_determinism();
+    test_nan();
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0) return 1;
     return tl_summary("test_core");
