@@ -51,7 +51,7 @@ typedef struct ee_net ee_net;
 
 typedef enum {
     EE_CONV = 0, EE_BN, EE_RELU, EE_MAXPOOL, EE_AVGPOOL, EE_GAP, EE_LINEAR, EE_DROPOUT, EE_FLATTEN, EE_ADD,
-    EE_KIND_COUNT
+    EE_MIXPOOL, EE_KIND_COUNT
 } ee_kind;
 
 /* What `eenn info` shows about one node. */

@@ -10,12 +10,12 @@
 
 const char *const ee_init_names[EE_INIT_COUNT] = {"torch", "kaiming_out", "vgg", "xavier", "normal001"};
 static const char *const kind_names[EE_KIND_COUNT] = {"conv", "bn", "relu", "maxpool", "avgpool",
-                                                      "gap", "linear", "dropout", "flatten", "add"};
+                                                      "gap", "linear", "dropout", "flatten", "add", "mixpool"};
 
 /* allowed keys per kind besides name, in, head */
 static const char *const kind_keys[EE_KIND_COUNT] = {
     "out k stride pad groups bias init", "momentum eps", "", "k stride pad", "k stride pad", "", "out bias init",
-    "p", "", ""};
+    "p", "", "", "out"};
 
 typedef struct {
     ee_ctx *ctx;
@@ -111,6 +111,7 @@ static ee_status parse_line(parser *p, ee_net *net, char *line, int *saw_input) 
     if (kind == EE_BN) { nd->f[0] = 0.1f; nd->f[1] = 1e-5f; }
     if (kind == EE_LINEAR) nd->a[1] = 1;
     if (kind == EE_DROPOUT) nd->f[0] = 0.5f;
+    if (kind == EE_MIXPOOL) nd->a[0] = 4;
     for (int i = 1; i < nt; i++) {
         char *eq = strchr(tok[i], '=');
         if (!eq || eq == tok[i]) return perr(p, "'%s' is not key=value", tok[i], NULL);
@@ -159,6 +160,8 @@ static ee_status parse_line(parser *p, ee_net *net, char *line, int *saw_input) 
             s = !strcmp(k, "momentum") ? parse_float(p, k, v, 0, 1, &nd->f[0]) : parse_float(p, k, v, 1e-12f, 1, &nd->f[1]);
         } else if (kind == EE_DROPOUT) {
             s = parse_float(p, k, v, 0, 0.999f, &nd->f[0]);
+        } else if (kind == EE_MIXPOOL) {
+            s = parse_int(p, k, v, 1, 4096, &nd->a[0]);
         }
         if (s) return s;
     }
@@ -229,7 +232,7 @@ char *ee_arch_to_text(const ee_net *net) {
     for (int i = 0; i < net->nnodes; i++) {
         const ee_node *nd = &net->nodes[i];
         sb_printf(&b, "%s name=%s", kind_names[nd->kind], nd->name);
-        if (nd->nin == 2 || nd->in[0] != i - 1) {
+        {   /* inputs are always explicit, so that lines (e.g. internal classifiers) can be inserted anywhere */
             sb_printf(&b, " in=%s", nd->in[0] < 0 ? "input" : net->nodes[nd->in[0]].name);
             if (nd->nin == 2) sb_printf(&b, ",%s", nd->in[1] < 0 ? "input" : net->nodes[nd->in[1]].name);
         }
@@ -242,6 +245,7 @@ char *ee_arch_to_text(const ee_net *net) {
         case EE_LINEAR: sb_printf(&b, " out=%d bias=%d init=%s", nd->a[0], nd->a[1], ee_init_names[nd->init]); break;
         case EE_BN: sb_printf(&b, " momentum=%g eps=%g", nd->f[0], nd->f[1]); break;
         case EE_DROPOUT: sb_printf(&b, " p=%g", nd->f[0]); break;
+        case EE_MIXPOOL: sb_printf(&b, " out=%d", nd->a[0]); break;
         default: break;
         }
         for (int h = 0; h < net->nheads; h++)

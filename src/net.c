@@ -160,7 +160,7 @@ void ee_net_tensor(ee_net *net, int i, const char **name, float **data, size_t *
 
 void ee_net_node_info(const ee_net *net, int i, ee_node_info *info) {
     static const char *const kinds[EE_KIND_COUNT] = {"conv", "bn", "relu", "maxpool", "avgpool",
-                                                     "gap", "linear", "dropout", "flatten", "add"};
+                                                     "gap", "linear", "dropout", "flatten", "add", "mixpool"};
     const ee_node *nd = &net->nodes[i];
     memset(info, 0, sizeof *info);
     info->name = nd->name;

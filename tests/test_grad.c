@@ -155,6 +155,9 @@ int main(void) {
     gradcheck("flatten + linear (bias, no bias)",
               "input c=2 h=3 w=3\nflatten\nlinear out=5 bias=0\nrelu\nlinear out=3 bias=1\n", 5e-3);
     gradcheck("bn on vectors + dropout", "input c=2 h=3 w=3\nflatten\nlinear out=6\nbn\ndropout p=0.5\nlinear out=3\n", 5e-3);
+    gradcheck("mixpool 8->4 (reference windows)", "input c=3 h=8 w=8\nmixpool out=4\nflatten\nlinear out=3\n", 5e-3);
+    gradcheck("mixpool 7->4 (adaptive windows)", "input c=2 h=7 w=7\nmixpool out=4\nflatten\nlinear out=3\n", 5e-3);
+    gradcheck("mixpool 2x2 passthrough", "input c=3 h=2 w=2\nmixpool out=4\nflatten\nlinear out=3\n", 5e-3);
     gradcheck("gap multi-use", "input c=3 h=4 w=4\nconv name=a out=3 k=3 pad=1\nadd in=a,a\ngap\nlinear out=3\n", 2e-3);
     conv_oracle(3, 8, 8, 3, 1, 1, 1, 1);
     conv_oracle(16, 9, 32, 3, 2, 1, 1, 0);

@@ -110,7 +110,7 @@ static ee_status flatten_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) 
 }
 
 extern const ee_layer_ops ee_conv_ops, ee_bn_ops, ee_relu_ops, ee_maxpool_ops, ee_avgpool_ops, ee_gap_ops,
-    ee_linear_ops, ee_add_ops;
+    ee_linear_ops, ee_add_ops, ee_mixpool_ops;
 static const ee_layer_ops ee_dropout_ops = {"dropout", keep_shape, NULL, NULL, dropout_forward, dropout_backward,
                                             zero_count, dropout_release};
 static const ee_layer_ops ee_flatten_ops = {"flatten", flatten_shape, NULL, NULL, flatten_forward, flatten_backward,
@@ -119,5 +119,5 @@ static const ee_layer_ops ee_flatten_ops = {"flatten", flatten_shape, NULL, NULL
 /* the layer table: one line per kind, in ee_kind order */
 const ee_layer_ops *const ee_layers[EE_KIND_COUNT] = {
     &ee_conv_ops, &ee_bn_ops, &ee_relu_ops, &ee_maxpool_ops, &ee_avgpool_ops,
-    &ee_gap_ops, &ee_linear_ops, &ee_dropout_ops, &ee_flatten_ops, &ee_add_ops,
+    &ee_gap_ops, &ee_linear_ops, &ee_dropout_ops, &ee_flatten_ops, &ee_add_ops, &ee_mixpool_ops,
 };
