@@ -129,6 +129,20 @@ ee_status ee_net_backward(ee_ctx *ctx, ee_net *net, int n);
 void ee_net_want_input_grad(ee_net *net, int on);
 const float *ee_net_input_grad(const ee_net *net);
 
+/* ---------------------------------------------------------------- Shallow-Deep Networks */
+/* IC positions (node indices, ascending) for a CNN: the SDN reference tables for resnet56, vgg16bn, wrn32_4 and
+ * mobilenet (6, 6, 6 and 5 ICs); for any other network the block ends closest to 15..90% of its FLOPs.
+ * Returns the count (at most max). */
+int ee_sdn_default_positions(const ee_net *cnn, int *nodes, int max);
+int ee_sdn_flops_positions(const ee_net *cnn, int *nodes, int max);
+/* A new network: the CNN with an IC head (mixpool to 4x4, flatten, linear) after each given node. Backbone
+ * weights and statistics are copied; IC heads are initialised from the context's RNG. */
+ee_status ee_sdn_attach(ee_ctx *ctx, const ee_net *cnn, const int *nodes, int nic, ee_net **sdn);
+/* Cumulative true FLOPs of each head (earlier IC heads included), and as a fraction of the backbone alone. */
+void ee_net_head_costs(const ee_net *net, double *frac, double *flops);
+/* Freezes every node the final head depends on (the CNN): eval-mode BN and dropout, no gradient, no update. */
+void ee_net_freeze_backbone(ee_net *net, int on);
+
 /* ---------------------------------------------------------------- optimisers and schedules */
 typedef enum { EE_SGD = 0, EE_ADAM } ee_optim_kind;
 typedef struct {

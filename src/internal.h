@@ -49,6 +49,7 @@ typedef struct ee_node {
     int consumers;
     int seeded;           /* dy holds a value in this backward pass */
     int keep;             /* output needed after the node that reads it last (heads) */
+    int frozen;           /* runs in eval mode, gets no gradient and no optimiser update (IC-only training) */
 } ee_node;
 
 typedef struct {
@@ -74,6 +75,7 @@ struct ee_net {
     float *x;             /* copy of the network input, max_batch */
     float *dx;            /* input gradient if wanted */
     int want_dx, dx_seeded;
+    int any_frozen;
     float *scratch;       /* max activation size x max_batch, for gradient accumulation */
     size_t scratch_len;
     void *dnnl;           /* engine and stream (dnnl.c) */
@@ -125,6 +127,8 @@ uint32_t ee_crc32(uint32_t crc, const void *buf, size_t len);
 ee_status ee_arch_parse(ee_ctx *ctx, const char *text, const char *srcname, ee_net *net);
 char *ee_arch_builtin(const char *arch, int c, int h, int w, int classes, ee_ctx *ctx);
 char *ee_arch_to_text(const ee_net *net); /* malloc-ed canonical text, NULL if out of memory */
+
+void ee_net_backbone_mask(const ee_net *net, uint8_t *mask);
 
 /* model files (io.c) */
 typedef struct { const char *name; const float *data; size_t count; int ndim, dims[4]; } io_tensor;

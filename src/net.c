@@ -19,6 +19,7 @@ float *ee_node_input_grad(ee_net *net, ee_node *nd, int i, int *accumulate) {
         return net->dx;
     }
     ee_node *src = &net->nodes[nd->in[i]];
+    if (src->frozen) return NULL;
     *accumulate = src->seeded;
     src->seeded = 1;
     return src->dy;
@@ -220,7 +221,7 @@ ee_status ee_net_forward_range(ee_ctx *ctx, ee_net *net, const float *x, int fro
     if (from == 0 && x) memcpy(net->x, x, ee_shape_size(net->in) * n * sizeof(float));
     net->cur_n = n;
     for (int i = from; i < to; i++) {
-        ee_status s = ee_layers[net->nodes[i].kind]->forward(ctx, net, &net->nodes[i], n, train);
+        ee_status s = ee_layers[net->nodes[i].kind]->forward(ctx, net, &net->nodes[i], n, train && !net->nodes[i].frozen);
         if (s) return s;
     }
     return EE_OK;
@@ -309,7 +310,7 @@ ee_status ee_net_backward(ee_ctx *ctx, ee_net *net, int n) {
     memset(net->grads, 0, net->nparams * sizeof(float));
     for (int i = net->nnodes - 1; i >= 0; i--) {
         ee_node *nd = &net->nodes[i];
-        if (!nd->seeded) continue; /* no gradient reaches this node */
+        if (!nd->seeded || nd->frozen) continue; /* no gradient reaches this node, or it is frozen */
         ee_status s = ee_layers[nd->kind]->backward(ctx, net, nd, n);
         if (s) return s;
     }

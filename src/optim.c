@@ -39,18 +39,14 @@ size_t ee_optim_state_size(const ee_optim_state *st) { return st->n * (st->opt.k
 float *ee_optim_state_data(ee_optim_state *st) { return st->buf; }
 int64_t *ee_optim_state_steps(ee_optim_state *st) { return &st->steps; }
 
-ee_status ee_optim_step(ee_ctx *ctx, ee_net *net, ee_optim_state *st, float lr) {
-    if (st->n != net->nparams) return ee_fail(ctx, EE_ERR_ARG, "optimiser state does not match the network");
-    ee_threads_apply(ctx);
-    float *p = net->params;
-    const float *g = net->grads;
+/* one update of params [off, off + n) */
+static void update(ee_optim_state *st, ee_net *net, size_t off, size_t n, float lr, int first) {
+    float *p = net->params + off;
+    const float *g = net->grads + off;
     const ee_optim *o = &st->opt;
     float wd = o->weight_decay, mom = o->momentum;
-    size_t n = st->n;
-    int first = st->steps == 0;
-    st->steps++;
     if (o->kind == EE_SGD) {
-        float *b = st->buf;
+        float *b = st->buf + off;
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < n; i++) {
             float d = g[i] + wd * p[i];
@@ -61,7 +57,7 @@ ee_status ee_optim_step(ee_ctx *ctx, ee_net *net, ee_optim_state *st, float lr) 
             p[i] -= lr * d;
         }
     } else {
-        float *m = st->buf, *v = st->buf + n, b1 = o->beta1, b2 = o->beta2, eps = o->eps;
+        float *m = st->buf + off, *v = st->buf + st->n + off, b1 = o->beta1, b2 = o->beta2, eps = o->eps;
         double bc1 = 1 - pow(b1, (double)st->steps), bc2 = 1 - pow(b2, (double)st->steps);
         float step = (float)(lr / bc1), sq = (float)sqrt(bc2);
 #pragma omp parallel for schedule(static)
@@ -72,6 +68,18 @@ ee_status ee_optim_step(ee_ctx *ctx, ee_net *net, ee_optim_state *st, float lr) 
             p[i] -= step * m[i] / (sqrtf(v[i]) / sq + eps);
         }
     }
+}
+
+ee_status ee_optim_step(ee_ctx *ctx, ee_net *net, ee_optim_state *st, float lr) {
+    if (st->n != net->nparams) return ee_fail(ctx, EE_ERR_ARG, "optimiser state does not match the network");
+    ee_threads_apply(ctx);
+    int first = st->steps == 0;
+    st->steps++;
+    if (!net->any_frozen) update(st, net, 0, st->n, lr, first);
+    else
+        for (int i = 0; i < net->nnodes; i++)
+            if (!net->nodes[i].frozen && net->nodes[i].p_len)
+                update(st, net, net->nodes[i].p_off, net->nodes[i].p_len, lr, first);
     net->params_version++;
     return EE_OK;
 }

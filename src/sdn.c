@@ -1,0 +1,176 @@
+/* sdn.c: Shallow-Deep Networks: where internal classifiers (ICs) go and how they are attached.
+ * Positions: the reference code's add_ic tables for its four backbones (attach points: after the block's pool
+ * for VGG, the pre-ReLU residual sum for ResNet, the pre-activation block output for WRN, the block output for
+ * MobileNet); for any other network, the block ends closest to 15/30/45/60/75/90% of the network's FLOPs.
+ * An IC is three nodes inserted right after its attach node: mixpool to 4x4, flatten, linear (a head). */
+#include "internal.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const double TARGETS[6] = {0.15, 0.30, 0.45, 0.60, 0.75, 0.90};
+
+static int find(const ee_net *net, const char *name) {
+    for (int i = 0; i < net->nnodes; i++)
+        if (!strcmp(net->nodes[i].name, name)) return i;
+    return -1;
+}
+
+/* the reference tables, by the built-in backbones' node names */
+static int reference_positions(const ee_net *net, int *nodes) {
+    static const char *const resnet56[] = {"s1.b4.add", "s1.b8.add", "s2.b3.add", "s2.b7.add", "s3.b2.add", "s3.b6.add", 0};
+    static const char *const vgg[] = {"b2.pool", "b4.pool", "b6.relu", "b7.pool", "b9.relu", "b10.pool", 0};
+    static const char *const wrn[] = {"s1.b3.add", "s1.b5.add", "s2.b2.add", "s2.b4.add", "s3.b1.add", "s3.b3.add", 0};
+    static const char *const mobilenet[] = {"b3.pw.relu", "b5.pw.relu", "b7.pw.relu", "b9.pw.relu", "b12.pw.relu", 0};
+    const char *const *t = !strcmp(net->arch_name, "resnet56") ? resnet56 : !strcmp(net->arch_name, "vgg16bn") ? vgg
+                         : !strcmp(net->arch_name, "wrn32_4") ? wrn : !strcmp(net->arch_name, "mobilenet") ? mobilenet : NULL;
+    if (!t) return 0;
+    int n = 0;
+    for (; t[n]; n++) {
+        /* VGG at 28 px drops its last pool; a block without a pool is read after its ReLU */
+        int id = find(net, t[n]);
+        if (id < 0 && strstr(t[n], ".pool")) {
+            char alt[EE_NAME];
+            snprintf(alt, sizeof alt, "%.*s.relu", (int)(strstr(t[n], ".pool") - t[n]), t[n]);
+            id = find(net, alt);
+        }
+        if (id < 0) return 0;
+        nodes[n] = id;
+    }
+    return n;
+}
+
+/* A block end: a residual sum, a pool, or a ReLU not followed by a pool; spatial output only. */
+static int is_block_end(const ee_net *net, int i) {
+    const ee_node *nd = &net->nodes[i];
+    if (nd->out.h < 2 || nd->consumers == 0) return 0;
+    if (nd->kind == EE_ADD || nd->kind == EE_MAXPOOL || nd->kind == EE_AVGPOOL) return 1;
+    if (nd->kind != EE_RELU) return 0;
+    for (int j = i + 1; j < net->nnodes; j++)
+        for (int k = 0; k < net->nodes[j].nin; k++)
+            if (net->nodes[j].in[k] == i && (net->nodes[j].kind == EE_MAXPOOL || net->nodes[j].kind == EE_ADD)) return 0;
+    /* inside a residual block (its output feeds an add later through a conv chain) ReLUs are not block ends
+     * when the network has residual sums at all */
+    for (int j = 0; j < net->nnodes; j++)
+        if (net->nodes[j].kind == EE_ADD) return 0;
+    return 1;
+}
+
+int ee_sdn_flops_positions(const ee_net *net, int *nodes, int max) {
+    double total = 0, *cum = malloc(net->nnodes * sizeof(double));
+    if (!cum) return 0;
+    for (int i = 0; i < net->nnodes; i++) {
+        ee_node_info in;
+        ee_net_node_info(net, i, &in);
+        total += in.flops;
+        cum[i] = total;
+    }
+    int n = 0, last = -1;
+    for (int t = 0; t < 6 && n < max; t++) {
+        int best = -1;
+        double bd = 1e300;
+        for (int i = last + 1; i < net->nnodes; i++) {
+            if (!is_block_end(net, i)) continue;
+            double d = fabs(cum[i] / total - TARGETS[t]);
+            if (d < bd) { bd = d; best = i; }
+        }
+        if (best < 0) break;
+        nodes[n++] = last = best;
+    }
+    free(cum);
+    return n;
+}
+
+int ee_sdn_default_positions(const ee_net *net, int *nodes, int max) {
+    int tmp[8];
+    int n = reference_positions(net, tmp);
+    if (n > 0 && n <= max) { memcpy(nodes, tmp, n * sizeof(int)); return n; }
+    return ee_sdn_flops_positions(net, nodes, max);
+}
+
+ee_status ee_sdn_attach(ee_ctx *ctx, const ee_net *cnn, const int *nodes, int nic, ee_net **out) {
+    *out = NULL;
+    if (nic < 1 || nic > EE_MAX_HEADS - 1) return ee_fail(ctx, EE_ERR_ARG, "between 1 and %d internal classifiers, not %d", EE_MAX_HEADS - 1, nic);
+    for (int k = 0; k < nic; k++) {
+        if (nodes[k] < 0 || nodes[k] >= cnn->nnodes - 1 || (k && nodes[k] <= nodes[k - 1]))
+            return ee_fail(ctx, EE_ERR_ARG, "IC positions must be increasing nodes before the final layer");
+        if (cnn->nodes[nodes[k]].out.h < 1) return ee_fail(ctx, EE_ERR_ARG, "bad IC position");
+    }
+    if (cnn->nheads != 1) return ee_fail(ctx, EE_ERR_ARG, "the network already has internal classifiers");
+    /* insert three lines after each attach node's line in the canonical text (line i+2 is node i) */
+    const char *src = cnn->arch_text;
+    size_t cap = strlen(src) + (size_t)nic * 400 + 64;
+    char *text = malloc(cap), *w = text;
+    if (!text) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    int line = 0, k = 0;
+    const char *init = !strcmp(cnn->arch_name, "vgg16bn") ? "normal001" : "torch";
+    for (const char *s = src; *s;) {
+        const char *e = strchr(s, '\n');
+        size_t len = e ? (size_t)(e - s + 1) : strlen(s);
+        memcpy(w, s, len);
+        w += len;
+        s += len;
+        int node = line - 2;
+        if (k < nic && node == nodes[k]) {
+            const char *at = cnn->nodes[node].name;
+            w += sprintf(w, "mixpool name=ic%d.pool in=%s out=4\nflatten name=ic%d.flat in=ic%d.pool\n"
+                            "linear name=ic%d.fc in=ic%d.flat out=%d init=%s head=1\n",
+                         k + 1, at, k + 1, k + 1, k + 1, k + 1, cnn->classes, init);
+            k++;
+        }
+        line++;
+    }
+    *w = 0;
+    ee_net *sdn = NULL;
+    ee_status s = ee_net_from_text(ctx, text, "sdn", &sdn);
+    free(text);
+    if (s) return s;
+    /* backbone weights by name; IC heads freshly initialised from the context's RNG */
+    ee_net_init(ctx, sdn);
+    for (int t = 0; t < cnn->ntens; t++) {
+        const ee_tensor *a = &cnn->tens[t];
+        int j = ee_net_find_tensor(sdn, a->name);
+        if (j < 0) continue;
+        memcpy((sdn->tens[j].is_state ? sdn->state : sdn->params) + sdn->tens[j].off,
+               (a->is_state ? cnn->state : cnn->params) + a->off, a->count * sizeof(float));
+    }
+    for (int i = 0; i < cnn->nmeta; i++) ee_net_set_meta(ctx, sdn, cnn->meta_keys[i], cnn->meta_vals[i]);
+    sdn->params_version++;
+    *out = sdn;
+    return EE_OK;
+}
+
+/* marks the nodes the final head depends on: the backbone (the CNN), as opposed to IC heads */
+void ee_net_backbone_mask(const ee_net *net, uint8_t *mask) {
+    memset(mask, 0, net->nnodes);
+    mask[net->nnodes - 1] = 1;
+    for (int i = net->nnodes - 1; i >= 0; i--)
+        if (mask[i])
+            for (int k = 0; k < net->nodes[i].nin; k++)
+                if (net->nodes[i].in[k] >= 0) mask[net->nodes[i].in[k]] = 1;
+}
+
+void ee_net_head_costs(const ee_net *net, double *frac, double *flops) {
+    uint8_t mask[EE_MAX_NODES];
+    ee_net_backbone_mask(net, mask);
+    double total = 0, backbone = 0, cum[EE_MAX_HEADS];
+    int h = 0;
+    for (int i = 0; i < net->nnodes; i++) {
+        ee_node_info in;
+        ee_net_node_info(net, i, &in);
+        total += in.flops;
+        if (mask[i]) backbone += in.flops;
+        if (h < net->nheads && net->heads[h] == i) cum[h++] = total;
+    }
+    for (int k = 0; k < net->nheads; k++) {
+        if (frac) frac[k] = cum[k] / backbone;
+        if (flops) flops[k] = cum[k];
+    }
+}
+
+void ee_net_freeze_backbone(ee_net *net, int on) {
+    uint8_t mask[EE_MAX_NODES];
+    ee_net_backbone_mask(net, mask);
+    for (int i = 0; i < net->nnodes; i++) net->nodes[i].frozen = on && mask[i];
+    net->any_frozen = on;
+}
