@@ -60,12 +60,17 @@ static void parse_shape(const char *cmd, const char *s, int *c, int *h, int *w) 
 static const char *train_help =
     "usage: eenn train [options]\n"
     "Trains a network on a dataset directory and writes the model file.\n"
+    "  --mode M           cnn (default): the plain network; sdn: internal classifiers trained jointly from the\n"
+    "                     CNN's initialisation (SDN training); ic-only: ICs on a trained CNN (--from), CNN frozen\n"
+    "  --from FILE        the trained CNN for --mode ic-only\n"
+    "  --ics A,B,..       IC positions as node names (default: the SDN reference's, or the FLOPs rule)\n"
     "  --arch NAME        resnet20 (default), resnet56, resnet110, vgg16bn, wrn32_4, mobilenet\n"
     "  --arch-file FILE   a custom architecture in eenn's text format (docs/format.md)\n"
     "  --data DIR         IDX or CIFAR binaries (default " DEFAULT_DATA ")\n"
     "  --out FILE         model file to write (default model.eenn)\n"
-    "  --epochs N         (default 15)      --batch N (default 128)\n"
-    "  --optim sgd|adam   (default sgd)     --lr X (0.1)  --momentum X (0.9)  --wd X (1e-4)  --nesterov\n"
+    "  --epochs N         (default 15; ic-only 25)      --batch N (default 128)\n"
+    "  --optim sgd|adam   (default sgd; ic-only adam)   --lr X (0.1; ic-only 1e-3)  --momentum X (0.9)\n"
+    "  --wd X             (1e-4; 5e-4 for vgg16bn and wrn32_4, as the reference)    --nesterov\n"
     "  --schedule step|cosine (step)        --milestones A,B,..  fractions of the epochs (0.35,0.6,0.85)\n"
     "  --gamma X          lr factor at each milestone (0.1)\n"
     "  --val N            validation samples carved from the end of the training set (5000; 0 = none)\n"
@@ -127,9 +132,37 @@ static void load_data(ee_ctx *ctx, const char *dir, ee_dataset **train, ee_datas
     }
 }
 
+/* replaces net by net + internal classifiers at `ics` (node names) or the default positions */
+static ee_net *attach_ics(ee_ctx *ctx, ee_net *net, const char *ics) {
+    int nodes[16], n = 0;
+    if (ics) {
+        char buf[1024];
+        snprintf(buf, sizeof buf, "%s", ics);
+        for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
+            int found = -1;
+            for (int i = 0; i < ee_net_num_nodes(net); i++) {
+                ee_node_info in;
+                ee_net_node_info(net, i, &in);
+                if (!strcmp(in.name, t)) found = i;
+            }
+            if (found < 0) die("train --ics: no node named '%s' (eenn info lists them)", t);
+            if (n == 15) die("train --ics: at most 15 internal classifiers");
+            nodes[n++] = found;
+        }
+    } else {
+        n = ee_sdn_default_positions(net, nodes, 15);
+        if (n == 0) die("no place for internal classifiers found in %s; give --ics", ee_net_name(net));
+    }
+    ee_net *sdn = NULL;
+    check(ee_sdn_attach(ctx, net, nodes, n, &sdn), ctx);
+    ee_net_free(net);
+    return sdn;
+}
+
 static int cmd_train(args *a) {
     const char *arch = "resnet20", *arch_file = NULL, *data = DEFAULT_DATA, *out = "model.eenn", *ckpt = NULL;
-    const char *milestones = "0.35,0.6,0.85";
+    const char *milestones = NULL, *mode_s = "cnn", *from = NULL, *ics = NULL;
+    int set_optim = 0, set_lr = 0, set_wd = 0, set_epochs = 0;
     int epochs = 15, batch = 128, nval = 5000, subset = 0, test_subset = 0, augment = 1, resume = 0, json = 0, threads = 0;
     long seed = 1221;
     ee_optim opt = {EE_SGD, 0.1f, 0.9f, 1e-4f, 0, 0, 0, 0};
@@ -138,20 +171,24 @@ static int cmd_train(args *a) {
         if (is_opt(a, "--help") || is_opt(a, "-h")) { fputs(train_help, stdout); return 0; }
         else if (is_opt(a, "--arch")) arch = val(a);
         else if (is_opt(a, "--arch-file")) arch_file = val(a);
+        else if (is_opt(a, "--mode")) mode_s = val(a);
+        else if (is_opt(a, "--from")) from = val(a);
+        else if (is_opt(a, "--ics")) ics = val(a);
         else if (is_opt(a, "--data")) data = val(a);
         else if (is_opt(a, "--out")) out = val(a);
         else if (is_opt(a, "--checkpoint")) ckpt = val(a);
-        else if (is_opt(a, "--epochs")) epochs = (int)ival(a, 1, 100000);
+        else if (is_opt(a, "--epochs")) { epochs = (int)ival(a, 1, 100000); set_epochs = 1; }
         else if (is_opt(a, "--batch")) batch = (int)ival(a, 1, 65536);
-        else if (is_opt(a, "--lr")) opt.lr = (float)fval(a, 0, 100);
+        else if (is_opt(a, "--lr")) { opt.lr = (float)fval(a, 0, 100); set_lr = 1; }
         else if (is_opt(a, "--momentum")) opt.momentum = (float)fval(a, 0, 0.999999);
-        else if (is_opt(a, "--wd")) opt.weight_decay = (float)fval(a, 0, 1);
+        else if (is_opt(a, "--wd")) { opt.weight_decay = (float)fval(a, 0, 1); set_wd = 1; }
         else if (is_opt(a, "--nesterov")) opt.nesterov = 1;
         else if (is_opt(a, "--optim")) {
             const char *v = val(a);
             if (!strcmp(v, "sgd")) opt.kind = EE_SGD;
             else if (!strcmp(v, "adam")) opt.kind = EE_ADAM;
             else die("train --optim: '%s' is not sgd or adam", v);
+            set_optim = 1;
         } else if (is_opt(a, "--schedule")) {
             const char *v = val(a);
             if (!strcmp(v, "step")) sched.kind = EE_SCHED_STEP;
@@ -169,7 +206,22 @@ static int cmd_train(args *a) {
         else if (is_opt(a, "--json")) json = 1;
         else die("train: unknown option '%s' (see eenn train --help)", a->argv[a->i]);
     }
-    if (opt.kind == EE_ADAM && opt.momentum == 0.9f) opt.momentum = 0;
+    ee_train_mode mode = EE_MODE_CNN;
+    if (!strcmp(mode_s, "ic-only")) mode = EE_MODE_IC_ONLY;
+    else if (!strcmp(mode_s, "sdn")) mode = EE_MODE_SDN;
+    else if (strcmp(mode_s, "cnn")) die("train --mode: '%s' is not cnn, sdn or ic-only", mode_s);
+    if (mode == EE_MODE_IC_ONLY && !from) die("train --mode ic-only: needs --from TRAINED_CNN.eenn");
+    if (mode != EE_MODE_IC_ONLY && from) die("train --from: only with --mode ic-only");
+    if (mode == EE_MODE_CNN && ics) die("train --ics: only with --mode sdn or ic-only");
+    if (mode == EE_MODE_IC_ONLY) { /* the reference's IC-only recipe: Adam 1e-3, 25 epochs, x0.1 at 15 */
+        if (!set_optim) opt.kind = EE_ADAM;
+        if (!set_lr) opt.lr = 1e-3f;
+        if (!set_epochs) epochs = 25;
+        if (!milestones) milestones = "0.6";
+    }
+    if (!milestones) milestones = "0.35,0.6,0.85";
+    if (!set_wd && (!strcmp(arch, "vgg16bn") || !strcmp(arch, "wrn32_4"))) opt.weight_decay = 5e-4f;
+    if (opt.kind == EE_ADAM) opt.momentum = 0;
     if (opt.nesterov && opt.kind != EE_SGD) die("train --nesterov: only with --optim sgd");
     /* milestones: fractions of the run */
     char buf[256];
@@ -193,21 +245,28 @@ static int cmd_train(args *a) {
     ee_dataset *train = NULL, *val = NULL, *test = NULL;
     load_data(ctx, data, &train, &val, &test, nval, subset, test_subset);
     ee_net *net = NULL;
-    if (arch_file) {
+    if (from) {
+        check(ee_net_load(ctx, from, &net), ctx);
+        if (ee_net_num_heads(net) > 1) die("%s: already has internal classifiers", from);
+        if (!set_wd && (!strcmp(ee_net_name(net), "vgg16bn") || !strcmp(ee_net_name(net), "wrn32_4"))) opt.weight_decay = 5e-4f;
+    } else if (arch_file) {
         char *text = read_text(arch_file);
         check(ee_net_from_text(ctx, text, arch_file, &net), ctx);
         free(text);
+        check(ee_net_init(ctx, net), ctx);
     } else {
         check(ee_net_builtin(ctx, arch, train->c, train->h, train->w, train->classes, &net), ctx);
+        check(ee_net_init(ctx, net), ctx);
     }
-    check(ee_net_init(ctx, net), ctx);
+    if (mode != EE_MODE_CNN) net = attach_ics(ctx, net, ics);
     char mean[64], stdv[64];
     snprintf(mean, sizeof mean, "%g,%g,%g", train->mean[0], train->mean[1], train->mean[2]);
     snprintf(stdv, sizeof stdv, "%g,%g,%g", train->std[0], train->std[1], train->std[2]);
     ee_net_set_meta(ctx, net, "data.mean", mean);
     ee_net_set_meta(ctx, net, "data.std", stdv);
     ee_net_set_meta(ctx, net, "data.dir", data);
-    ee_train_config cfg = {epochs, batch, opt, sched, {augment ? 4 : 0, augment}, ckpt, resume, 0};
+    sched.base_lr = opt.lr;
+    ee_train_config cfg = {epochs, batch, opt, sched, {augment ? 4 : 0, augment}, ckpt, resume, 0, mode};
     progress_state ps = {isatty(2), json, now_s()};
     fprintf(stderr, "training %s (%zu parameters) on %s: %d train / %d val / %d test, %d epochs, batch %d, %d threads\n",
             ee_net_name(net), ee_net_num_params(net), data, train->n, val ? val->n : 0, test->n, epochs, batch,

@@ -20,6 +20,7 @@ extern "C" {
 #endif
 
 #define EE_VERSION_STRING "0.1.0"
+#define EE_MAX_HEADS_PUBLIC 16
 
 typedef enum {
     EE_OK = 0,
@@ -228,6 +229,12 @@ typedef struct {
 } ee_progress;
 typedef void (*ee_progress_fn)(const ee_progress *p, void *user);
 
+typedef enum {
+    EE_MODE_CNN = 0,   /* every head with weight 1 (a plain CNN has one) */
+    EE_MODE_IC_ONLY,   /* the CNN frozen (BN statistics included), the sum of the IC losses (SDN reference) */
+    EE_MODE_SDN,       /* joint: sum_i tau_i(e) CE_i + CE_final, tau_i(e) = min(C_i, 0.01 + e C_i / E), C_i = 0.15 i */
+} ee_train_mode;
+
 typedef struct {
     int epochs, batch;
     ee_optim optim;
@@ -236,7 +243,10 @@ typedef struct {
     const char *checkpoint;  /* written atomically after every epoch; NULL = none */
     int resume;              /* continue from checkpoint if it exists */
     int progress_every;      /* steps between progress calls */
+    ee_train_mode mode;
 } ee_train_config;
+/* The loss weight of each head at (0-based) epoch for a mode: weights[nheads]. */
+void ee_train_head_weights(const ee_net *net, ee_train_mode mode, int epoch, int epochs, float *weights);
 
 typedef struct {
     double loss, acc;     /* of the final head */
@@ -250,6 +260,34 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
                    const ee_dataset *test, const ee_train_config *cfg, ee_progress_fn fn, void *user);
 /* Evaluates the last head; batch 0 means 256. */
 ee_status ee_evaluate(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int batch, ee_eval_result *res);
+
+/* ---------------------------------------------------------------- early exits */
+/* Predictions and confidences (max softmax) of every head on a dataset, for exit analysis and calibration. */
+typedef struct {
+    int n, heads;
+    uint8_t *pred;   /* n x heads */
+    float *conf;     /* n x heads */
+    uint8_t *label;  /* n */
+} ee_outputs;
+ee_status ee_collect_outputs(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int batch, ee_outputs **out);
+void ee_outputs_free(ee_outputs *o);
+void ee_head_accuracy(const ee_outputs *o, double *acc);
+
+typedef struct {
+    float q;
+    double acc, cost;             /* accuracy and average cost (in the units of `cost`) */
+    int exits[EE_MAX_HEADS_PUBLIC];
+} ee_exit_stats;
+/* Exit rule: the first IC whose confidence is >= q; if none, the final head, or with fallback the most
+ * confident of all heads (the SDN reference). cost[h]: the cost charged for exiting at head h. */
+void ee_exit_simulate(const ee_outputs *o, const double *cost, float q, int fallback, ee_exit_stats *st);
+/* The lowest-cost q whose accuracy on `val` is at least the final head's minus max_drop (a fraction). */
+ee_status ee_calibrate(ee_ctx *ctx, const ee_outputs *val, const double *cost, double max_drop, int fallback,
+                       ee_exit_stats *best);
+/* Early-exit inference on n samples (x NHWC): stops at the exit for each sample, compacting the batch after
+ * every IC. Writes the predicted class, its confidence and the head that answered. */
+ee_status ee_infer_exits(ee_ctx *ctx, ee_net *net, const float *x, int n, float q, int fallback, uint8_t *pred,
+                         float *conf, uint8_t *exit_head);
 
 #ifdef __cplusplus
 }

@@ -96,11 +96,23 @@ static ee_status load_checkpoint(ee_ctx *ctx, ee_net *net, ee_optim_state *st, c
     return s;
 }
 
+void ee_train_head_weights(const ee_net *net, ee_train_mode mode, int epoch, int epochs, float *w) {
+    int nic = net->nheads - 1;
+    for (int h = 0; h < nic; h++) {
+        float cap = 0.15f * (h + 1), e = (float)(epoch + 1);
+        float tau = 0.01f + e * cap / epochs;
+        w[h] = mode == EE_MODE_IC_ONLY ? 1.0f : mode == EE_MODE_SDN ? (tau < cap ? tau : cap) : 1.0f;
+    }
+    w[nic] = mode == EE_MODE_IC_ONLY ? 0.0f : 1.0f;
+}
+
 ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_dataset *val, const ee_dataset *test,
                    const ee_train_config *cfg, ee_progress_fn fn, void *user) {
     int B = cfg->batch;
     if (B < 1 || cfg->epochs < 1) return ee_fail(ctx, EE_ERR_ARG, "batch (%d) and epochs (%d) must be positive", B, cfg->epochs);
     if (B > train->n) B = train->n;
+    if (cfg->mode != EE_MODE_CNN && net->nheads < 2)
+        return ee_fail(ctx, EE_ERR_ARG, "IC-only and SDN training need a network with internal classifiers");
     ee_status s = check_data(ctx, net, train, "training");
     if (!s && val) s = check_data(ctx, net, val, "validation");
     if (!s && test) s = check_data(ctx, net, test, "test");
@@ -125,7 +137,9 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
     for (int epoch = start; epoch < cfg->epochs && !s; epoch++) {
         for (int i = 0; i < train->n; i++) perm[i] = i;
         ee_shuffle(ctx, perm, train->n);
-        float lr = ee_schedule_lr(&cfg->sched, epoch);
+        float lr = ee_schedule_lr(&cfg->sched, epoch), hw[EE_MAX_HEADS];
+        ee_train_head_weights(net, cfg->mode, epoch, cfg->epochs, hw);
+        ee_net_freeze_backbone(net, cfg->mode == EE_MODE_IC_ONLY);
         double t0 = now_s(), loss_sum = 0;
         long seen = 0, right_sum = 0;
         for (int step = 0; step < steps && !s; step++) {
@@ -138,7 +152,7 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
             for (int h = 0; h < net->nheads && !s; h++) {
                 double l;
                 int r;
-                s = ee_net_loss(ctx, net, h, y, n, 1.0f, &l, &r);
+                s = ee_net_loss(ctx, net, h, y, n, hw[h], &l, &r);
                 if (h == net->nheads - 1) { l_final = l; right = r; }
             }
             if (s) {
@@ -173,6 +187,7 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
     }
     (void)t_all;
     (void)done_imgs;
+    ee_net_freeze_backbone(net, 0);
     ee_free(x);
     free(y);
     free(perm);

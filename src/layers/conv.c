@@ -207,13 +207,13 @@ static ee_status reorder(ee_ctx *ctx, ee_dnnl *d, dnnl_primitive_t r, dnnl_memor
     return run(ctx, d, r, 2, a, "a weight reorder");
 }
 
-static ee_status conv_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
+static ee_status conv_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train, size_t off) {
     conv_prim *c = get_prim(ctx, net, nd, n, train);
     if (!c) return EE_ERR_BACKEND;
     ee_dnnl *d = EE_DNNL(net);
     float *w = net->params + nd->p_off;
-    dnnl_memory_set_data_handle(c->src, (void *)ee_node_input(net, nd, 0));
-    dnnl_memory_set_data_handle(c->dst, nd->y);
+    dnnl_memory_set_data_handle(c->src, (void *)(ee_node_input(net, nd, 0) + off * ee_shape_size(nd->ins)));
+    dnnl_memory_set_data_handle(c->dst, nd->y + off * ee_shape_size(nd->out));
     dnnl_memory_set_data_handle(c->w_user, w);
     dnnl_memory_set_data_handle(c->bias, w + wcount(nd));
     ee_status s;
@@ -225,6 +225,21 @@ static ee_status conv_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int 
                             {DNNL_ARG_BIAS, c->bias}};
     if ((s = run(ctx, d, c->fwd, nd->BIAS ? 4 : 3, a, "a convolution"))) return s;
     dnnl_stream_wait(d->strm);
+    return EE_OK;
+}
+
+/* Inference runs a batch as power-of-two chunks (100 = 64 + 32 + 4), so that the shrinking batches of early
+ * exits reuse at most eight cached primitives per layer instead of creating one per size. */
+static ee_status conv_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
+    if (train) return conv_run(ctx, net, nd, n, 1, 0);
+    size_t off = 0;
+    for (int chunk = 1 << 30; n > 0; chunk >>= 1)
+        if (n >= chunk) {
+            ee_status s = conv_run(ctx, net, nd, chunk, 0, off);
+            if (s) return s;
+            off += chunk;
+            n -= chunk;
+        }
     return EE_OK;
 }
 
