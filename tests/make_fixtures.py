@@ -67,7 +67,7 @@ def hinput(name, shape):
     return torch.from_numpy((2 * hval(name, n) - 1).astype(np.float32).reshape(shape))
 
 
-from torch_models import ResNet, MobileNet  # noqa: E402
+from torch_models import ResNet, MobileNet, ResNetSDN  # noqa: E402
 
 
 def whole_net(out, tag, model, shape, batch):
@@ -157,6 +157,28 @@ def main():
     o = Out(os.path.join(d, "nets.bin"))
     whole_net(o, "resnet56", ResNet(9, 3, 10), (3, 32, 32), 4)
     whole_net(o, "mobilenet", MobileNet(3, 10), (3, 32, 32), 4)
+    o.f.close()
+    # the ResNet-56 SDN: IC heads and every output, eval and train mode, and the gradient of a weighted loss
+    o = Out(os.path.join(d, "sdn.bin"))
+    m = ResNetSDN(9, 3, 10, [(1, 4), (1, 8), (2, 3), (2, 7), (3, 2), (3, 6)], 32)
+    set_weights(m)
+    x = hinput("input", (4, 3, 32, 32))
+    y = torch.arange(4) % 10
+    m.eval()
+    with torch.no_grad():
+        for k, z in enumerate(m(x)):
+            o.put("eval_out%d" % k, z)
+    m.train()
+    outs = m(x)
+    w = [0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.0]
+    loss = sum(wk * F.cross_entropy(z, y) for wk, z in zip(w, outs))
+    loss.backward()
+    for k, z in enumerate(outs):
+        o.put("train_out%d" % k, z)
+    for k in range(6):
+        o.put("grad.ic%d.pool.alpha" % (k + 1), getattr(m, "ic%d" % (k + 1)).pool.alpha.grad)
+        o.put("grad.ic%d.fc.weight" % (k + 1), getattr(m, "ic%d" % (k + 1)).fc.weight.grad.ravel()[:32])
+    o.put("grad.stem.conv.weight", m.stem.conv.weight.grad.ravel()[:32])
     o.f.close()
     print("fixtures written to", d)
 

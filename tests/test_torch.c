@@ -8,57 +8,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 static const char *FIX = "tests/fixtures";
 
-static double hval(uint32_t seed, size_t i) {
-    uint32_t h = (uint32_t)((uint64_t)i * 2654435761u + seed);
-    h ^= h >> 16;
-    h = (uint32_t)((uint64_t)h * 0x45D9F3Bu);
-    h ^= h >> 16;
-    return h / 4294967296.0;
-}
-static int ends(const char *s, const char *suf) {
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
-}
-/* the fill rule of make_fixtures.py */
-static void hash_fill(const char *name, float *dst, size_t n, int ndim, const int *dims) {
-    uint32_t seed = (uint32_t)crc32(0, (const Bytef *)name, (uInt)strlen(name));
-    for (size_t i = 0; i < n; i++) {
-        double u = hval(seed, i), v;
-        if (ends(name, "running_var")) v = 0.5 + u;
-        else if (ends(name, "running_mean") || ends(name, "bias")) v = 0.2 * (2 * u - 1);
-        else if (ends(name, "weight") && ndim == 1) v = 0.8 + 0.4 * u;
-        else v = (2 * u - 1) * sqrt(3.0 / (double)(n / dims[0]));
-        dst[i] = (float)v;
-    }
-}
-/* NCHW hash input placed NHWC */
-static void hash_input(const char *name, float *x, int n, int c, int h, int w) {
-    uint32_t seed = (uint32_t)crc32(0, (const Bytef *)name, (uInt)strlen(name));
-    for (int b = 0; b < n; b++)
-        for (int ch = 0; ch < c; ch++)
-            for (int i = 0; i < h * w; i++)
-                x[((size_t)b * h * w + i) * c + ch] = (float)(2 * hval(seed, (((size_t)b * c + ch) * h * w) + i) - 1);
-}
-static void nchw_to_nhwc(const float *src, float *dst, int n, int c, int hw) {
-    for (int b = 0; b < n; b++)
-        for (int ch = 0; ch < c; ch++)
-            for (int i = 0; i < hw; i++) dst[((size_t)b * hw + i) * c + ch] = src[((size_t)b * c + ch) * hw + i];
-}
-static void fill_all(ee_net *net) {
-    for (int t = 0; t < ee_net_num_tensors(net); t++) {
-        const char *nm;
-        float *d;
-        size_t cnt;
-        int nd, dims[4];
-        ee_net_tensor(net, t, &nm, &d, &cnt, &nd, dims, NULL);
-        hash_fill(nm, d, cnt, nd, dims);
-    }
-    ee_net_params_changed(net);
-}
 static float *fx(const char *file, const char *name, size_t *n) {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", FIX, file);
@@ -80,12 +32,12 @@ static void layer_case(const char *tag, const char *text, int n, int c, int h, i
     ee_net *net = NULL;
     CHECK_OK(ctx, ee_net_from_text(ctx, text, tag, &net));
     if (!net) { ee_ctx_free(ctx); return; }
-    fill_all(net);
+    tl_fill_all(net);
     char nm[64];
     size_t cnt;
     snprintf(nm, sizeof nm, "%s.x", tag);
     float *x = malloc((size_t)n * c * h * w * 4);
-    hash_input(nm, x, n, c, h, w);
+    tl_hash_input(nm, x, n, c, h, w);
     ee_net_prepare(ctx, net, n, 1);
     ee_net_want_input_grad(net, 1);
     CHECK_OK(ctx, ee_net_forward_range(ctx, net, x, 0, 1, n, train));
@@ -94,19 +46,19 @@ static void layer_case(const char *tag, const char *text, int n, int c, int h, i
     size_t outn = (size_t)n * oc * ohw;
     snprintf(nm, sizeof nm, "%s.y", tag);
     float *want = fx("layers.bin", nm, &cnt), *tmp = malloc(outn * 4);
-    if (want) { nchw_to_nhwc(want, tmp, n, oc, ohw); cmp(nm, L->y, tmp, outn, 1e-5, 1e-4); }
+    if (want) { tl_nchw_to_nhwc(want, tmp, n, oc, ohw); cmp(nm, L->y, tmp, outn, 1e-5, 1e-4); }
     free(want);
     /* seed the layer's output gradient with the fixture's gy and backpropagate through it alone */
     ee_net_zero_seeds(net);
     snprintf(nm, sizeof nm, "%s.gy", tag);
-    hash_input(nm, L->dy, n, oc, L->out.h, L->out.w);
+    tl_hash_input(nm, L->dy, n, oc, L->out.h, L->out.w);
     L->seeded = 1;
     memset(net->grads, 0, net->nparams * 4);
     CHECK_OK(ctx, ee_layers[L->kind]->backward(ctx, net, L, n));
     snprintf(nm, sizeof nm, "%s.gx", tag);
     want = fx("layers.bin", nm, &cnt);
     float *t2 = malloc(cnt * 4);
-    if (want) { nchw_to_nhwc(want, t2, n, c, h * w); cmp(nm, ee_net_input_grad(net), t2, cnt, 1e-5, 1e-4); }
+    if (want) { tl_nchw_to_nhwc(want, t2, n, c, h * w); cmp(nm, ee_net_input_grad(net), t2, cnt, 1e-5, 1e-4); }
     free(want); free(t2);
     for (int t = L->tens0; t < L->tens0 + L->ntens; t++) {
         const ee_tensor *tt = &net->tens[t];
@@ -154,10 +106,10 @@ static void net_case(const char *arch, int threads) {
     ee_net *net = NULL;
     CHECK_OK(ctx, ee_net_builtin(ctx, arch, 3, 32, 32, 10, &net));
     if (!net) { ee_ctx_free(ctx); return; }
-    fill_all(net);
+    tl_fill_all(net);
     int n = 4;
     float *x = malloc((size_t)n * 3 * 32 * 32 * 4);
-    hash_input("input", x, n, 3, 32, 32);
+    tl_hash_input("input", x, n, 3, 32, 32);
     uint8_t y[4] = {0, 1, 2, 3};
     char nm[256];
     size_t cnt;
@@ -208,7 +160,7 @@ static void net_case(const char *arch, int threads) {
     CHECK(bad == 0, "%s: %d parameter gradients differ from PyTorch", arch, bad);
     if (getenv("VERBOSE")) printf("  %-40s worst %.3g x tolerance\n", "all parameter gradients", worst);
     /* three SGD steps on the same batch (fresh run from the fixture weights) */
-    fill_all(net);
+    tl_fill_all(net);
     ee_optim o = {EE_SGD, 0.001f, 0.9f, 1e-4f, 0, 0, 0, 0};
     ee_optim_state *st = NULL;
     CHECK_OK(ctx, ee_optim_state_new(ctx, net, &o, &st));

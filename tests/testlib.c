@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 int tl_pass, tl_fail;
 
@@ -42,4 +43,53 @@ float *tl_fixture(const char *file, const char *name, size_t *count) {
     fclose(f);
     fprintf(stderr, "fixture %s has no tensor %s\n", file, name);
     return NULL;
+}
+
+/* ---- deterministic weights and inputs shared with tests/make_fixtures.py (hval, fill) */
+static double hval(uint32_t seed, size_t i) {
+    uint32_t h = (uint32_t)((uint64_t)i * 2654435761u + seed);
+    h ^= h >> 16;
+    h = (uint32_t)((uint64_t)h * 0x45D9F3Bu);
+    h ^= h >> 16;
+    return h / 4294967296.0;
+}
+static int ends(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+/* the fill rule of make_fixtures.py */
+void tl_hash_fill(const char *name, float *dst, size_t n, int ndim, const int *dims) {
+    uint32_t seed = (uint32_t)crc32(0, (const Bytef *)name, (uInt)strlen(name));
+    for (size_t i = 0; i < n; i++) {
+        double u = hval(seed, i), v;
+        if (ends(name, "running_var")) v = 0.5 + u;
+        else if (ends(name, "running_mean") || ends(name, "bias")) v = 0.2 * (2 * u - 1);
+        else if (ends(name, "weight") && ndim == 1) v = 0.8 + 0.4 * u;
+        else v = (2 * u - 1) * sqrt(3.0 / (double)(n / dims[0]));
+        dst[i] = (float)v;
+    }
+}
+/* NCHW hash input placed NHWC */
+void tl_hash_input(const char *name, float *x, int n, int c, int h, int w) {
+    uint32_t seed = (uint32_t)crc32(0, (const Bytef *)name, (uInt)strlen(name));
+    for (int b = 0; b < n; b++)
+        for (int ch = 0; ch < c; ch++)
+            for (int i = 0; i < h * w; i++)
+                x[((size_t)b * h * w + i) * c + ch] = (float)(2 * hval(seed, (((size_t)b * c + ch) * h * w) + i) - 1);
+}
+void tl_nchw_to_nhwc(const float *src, float *dst, int n, int c, int hw) {
+    for (int b = 0; b < n; b++)
+        for (int ch = 0; ch < c; ch++)
+            for (int i = 0; i < hw; i++) dst[((size_t)b * hw + i) * c + ch] = src[((size_t)b * c + ch) * hw + i];
+}
+void tl_fill_all(ee_net *net) {
+    for (int t = 0; t < ee_net_num_tensors(net); t++) {
+        const char *nm;
+        float *d;
+        size_t cnt;
+        int nd, dims[4];
+        ee_net_tensor(net, t, &nm, &d, &cnt, &nd, dims, NULL);
+        tl_hash_fill(nm, d, cnt, nd, dims);
+    }
+    ee_net_params_changed(net);
 }

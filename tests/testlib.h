@@ -26,4 +26,9 @@ int tl_summary(const char *name);
 double tl_close(const float *a, const float *b, size_t n, double atol, double rtol, size_t *worst);
 /* reads a fixture file (tests/fixtures/NAME.bin): returns the tensor named `name` (malloc-ed) or NULL */
 float *tl_fixture(const char *file, const char *name, size_t *count);
+/* the fixture generator's weights and inputs: hash of the tensor name (tests/make_fixtures.py) */
+void tl_hash_fill(const char *name, float *dst, size_t n, int ndim, const int *dims);
+void tl_hash_input(const char *name, float *x, int n, int c, int h, int w); /* NCHW values placed NHWC */
+void tl_nchw_to_nhwc(const float *src, float *dst, int n, int c, int hw);
+void tl_fill_all(ee_net *net);
 #endif

@@ -1,5 +1,6 @@
 """PyTorch versions of eenn's built-in backbones. Module names mirror eenn's node names, so a state_dict key
 equals the eenn tensor name (e.g. "s1.b1.1.conv.weight"). Used by make_fixtures.py and scripts/bench_peers.py."""
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -106,3 +107,45 @@ class VGG16BN(nn.Module):
         x = F.dropout(F.relu(self.fc1(x.flatten(1))), 0.5, self.training)
         x = F.dropout(self.fc2(x), 0.5, self.training)
         return self.fc(x)
+
+
+class IC(nn.Module):
+    """The SDN internal classifier: alpha * maxpool + (1 - alpha) * avgpool to 4x4 (kernel = stride = H/4), no
+    reduction below 4x4, then one linear layer. Named like eenn's icK.pool / icK.fc nodes."""
+
+    def __init__(self, c, h, classes):
+        super().__init__()
+        self.k = h // 4 if h >= 4 else 1
+        self.pool = nn.Module()
+        self.pool.alpha = nn.Parameter(torch.rand(1))
+        side = h // self.k if h >= 4 else h
+        self.fc = nn.Linear(c * side * side, classes)
+
+    def forward(self, x):
+        if self.k > 1:
+            a = self.pool.alpha
+            x = a * F.max_pool2d(x, self.k) + (1 - a) * F.avg_pool2d(x, self.k)
+        return self.fc(x.flatten(1))
+
+
+class ResNetSDN(ResNet):
+    """ResNet with ICs reading the pre-ReLU residual sum after the given blocks (stage, block), as the reference."""
+
+    def __init__(self, n, cin, classes, at, size):
+        super().__init__(n, cin, classes)
+        self.at = at
+        for k, (st, b) in enumerate(at):
+            c, h = 16 << (st - 1), size >> (st - 1)
+            self.add_module("ic%d" % (k + 1), IC(c, h, classes))
+
+    def forward(self, x):
+        outs, x = [], self.stem(x)
+        for st in range(3):
+            for j, blk in enumerate(getattr(self, "s%d" % (st + 1)).children()):
+                y = getattr(blk, "2")(getattr(blk, "1")(x))
+                y = y + (blk.sc(x) if blk.sc is not None else x)
+                if (st + 1, j + 1) in self.at:
+                    outs.append(getattr(self, "ic%d" % (self.at.index((st + 1, j + 1)) + 1))(y))
+                x = F.relu(y)
+        outs.append(self.fc(x.mean((2, 3))))
+        return outs

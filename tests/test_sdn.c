@@ -1,0 +1,275 @@
+/* test_sdn.c: Shallow-Deep Networks. IC positions of the four CIFAR backbones against the reference tables;
+ * the ResNet-56 SDN (IC heads, every output, weighted-loss gradients) against PyTorch; IC-only training leaves
+ * every CNN weight and BN statistic byte-identical; early-exit predictions agree between batch 1, batch 64 and
+ * the simulated rule; q above 1 reproduces the plain network and q = 0 exits everything at IC 1; calibration
+ * on hand-built outputs picks the known threshold. */
+#include "internal.h"
+#include "testlib.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void test_positions(void) {
+    struct { const char *arch; const char *want; } t[] = {
+        {"resnet56", "s1.b4.add s1.b8.add s2.b3.add s2.b7.add s3.b2.add s3.b6.add"},
+        {"vgg16bn", "b2.pool b4.pool b6.relu b7.pool b9.relu b10.pool"},
+        {"wrn32_4", "s1.b3.add s1.b5.add s2.b2.add s2.b4.add s3.b1.add s3.b3.add"},
+        {"mobilenet", "b3.pw.relu b5.pw.relu b7.pw.relu b9.pw.relu b12.pw.relu"},
+    };
+    /* cumulative costs from sdn.md (reference profiler, CIFAR-10) for the ResNet-56 heads */
+    ee_ctx *ctx = ee_ctx_new();
+    for (int i = 0; i < 4; i++) {
+        ee_net *net = NULL;
+        CHECK_OK(ctx, ee_net_builtin(ctx, t[i].arch, 3, 32, 32, 10, &net));
+        if (!net) continue;
+        int nodes[16], n = ee_sdn_default_positions(net, nodes, 16);
+        char got[512] = "";
+        for (int k = 0; k < n; k++) {
+            ee_node_info in;
+            ee_net_node_info(net, nodes[k], &in);
+            strcat(got, k ? " " : "");
+            strcat(got, in.name);
+        }
+        CHECK(!strcmp(got, t[i].want), "%s IC positions: %s, expected %s", t[i].arch, got, t[i].want);
+        ee_net_free(net);
+    }
+    /* the FLOPs rule reproduces the ResNet-56 table, and the Fashion-MNIST ResNet-20 costs of the PyTorch run */
+    ee_net *net = NULL, *sdn = NULL;
+    CHECK_OK(ctx, ee_net_builtin(ctx, "resnet20", 1, 28, 28, 10, &net));
+    int nodes[16], n = ee_sdn_flops_positions(net, nodes, 16);
+    CHECK_OK(ctx, ee_sdn_attach(ctx, net, nodes, n, &sdn));
+    double frac[16], want[7] = {0.12, 0.35, 0.44, 0.56, 0.77, 0.89, 1.00};
+    if (sdn) {
+        ee_net_head_costs(sdn, frac, NULL);
+        for (int k = 0; k < 7; k++) CHECK(fabs(frac[k] - want[k]) < 0.01, "ResNet-20 head %d cost %.3f, expected %.2f", k, frac[k], want[k]);
+    }
+    ee_net_free(net); ee_net_free(sdn);
+    ee_ctx_free(ctx);
+}
+
+static void cmp(const char *what, const float *got, const float *want, size_t n, double atol, double rtol) {
+    size_t worst = 0;
+    double e = tl_close(got, want, n, atol, rtol, &worst);
+    CHECK(e <= 1, "%s: off by %.3g x tolerance at %zu (eenn %.7g, PyTorch %.7g)", what, e, worst, got[worst], want[worst]);
+    if (getenv("VERBOSE")) printf("  %-32s %.3g x tolerance\n", what, e);
+}
+
+static void test_torch_sdn(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_ctx_set_threads(ctx, 1);
+    ee_net *cnn = NULL, *net = NULL;
+    CHECK_OK(ctx, ee_net_builtin(ctx, "resnet56", 3, 32, 32, 10, &cnn));
+    int nodes[16], nic = ee_sdn_default_positions(cnn, nodes, 16);
+    CHECK_OK(ctx, ee_sdn_attach(ctx, cnn, nodes, nic, &net));
+    ee_net_free(cnn);
+    if (!net) { ee_ctx_free(ctx); return; }
+    tl_fill_all(net);
+    float *x = malloc(4 * 3072 * 4);
+    tl_hash_input("input", x, 4, 3, 32, 32);
+    uint8_t y[4] = {0, 1, 2, 3};
+    ee_net_prepare(ctx, net, 4, 1);
+    const char *F = "tests/fixtures/sdn.bin";
+    char nm[64];
+    size_t cnt;
+    CHECK_OK(ctx, ee_net_forward(ctx, net, x, 4, 0));
+    for (int h = 0; h < 7; h++) {
+        snprintf(nm, sizeof nm, "eval_out%d", h);
+        float *w = tl_fixture(F, nm, &cnt);
+        CHECK(w != NULL, "fixture %s", nm);
+        if (w) cmp(nm, ee_net_head_output(net, h), w, 40, 1e-4, 1e-3);
+        free(w);
+    }
+    CHECK_OK(ctx, ee_net_forward(ctx, net, x, 4, 1));
+    ee_net_zero_seeds(net);
+    float wts[7] = {0.15f, 0.3f, 0.45f, 0.6f, 0.75f, 0.9f, 1.0f};
+    for (int h = 0; h < 7; h++) {
+        snprintf(nm, sizeof nm, "train_out%d", h);
+        float *w = tl_fixture(F, nm, &cnt);
+        if (w) cmp(nm, ee_net_head_output(net, h), w, 40, 1e-4, 1e-3);
+        free(w);
+        CHECK_OK(ctx, ee_net_loss(ctx, net, h, y, 4, wts[h], NULL, NULL));
+    }
+    CHECK_OK(ctx, ee_net_backward(ctx, net, 4));
+    const char *tens[] = {"ic1.pool.alpha", "ic3.pool.alpha", "ic6.pool.alpha", "ic1.fc.weight", "ic4.fc.weight",
+                          "ic6.fc.weight", "stem.conv.weight"};
+    for (size_t i = 0; i < sizeof tens / sizeof *tens; i++) {
+        snprintf(nm, sizeof nm, "grad.%s", tens[i]);
+        float *w = tl_fixture(F, nm, &cnt);
+        int t = ee_net_find_tensor(net, tens[i]);
+        CHECK(w && t >= 0, "%s", nm);
+        /* deep-path gradients are ill-conditioned at these weights: tolerance relative to the largest value */
+        float mx = 0;
+        for (size_t j = 0; w && j < cnt; j++) mx = fabsf(w[j]) > mx ? fabsf(w[j]) : mx;
+        if (w && t >= 0) cmp(nm, ee_net_grads(net) + net->tens[t].off, w, cnt, 1e-5 + 5e-3 * mx, 2e-3);
+        free(w);
+    }
+    free(x);
+    ee_net_free(net);
+    ee_ctx_free(ctx);
+}
+
+/* a small synthetic dataset the nets can partly learn: the class is the brightest of ten image regions */
+static ee_dataset *toy_data(int n) {
+    ee_dataset *ds = calloc(1, sizeof *ds);
+    ds->n = n; ds->c = 1; ds->h = 28; ds->w = 28; ds->classes = 10;
+    ds->pixels = malloc((size_t)n * 784);
+    ds->labels = malloc(n);
+    ds->mean[0] = 0.3f; ds->std[0] = 0.3f;
+    uint64_t r = 99;
+    for (int i = 0; i < n; i++) {
+        int k = i % 10;
+        for (int p = 0; p < 784; p++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            int region = (p / 28) / 3;
+            ds->pixels[(size_t)i * 784 + p] = (uint8_t)((r >> 57) + (region == k ? 90 + (r >> 60) * 8 : 0));
+        }
+        ds->labels[i] = (uint8_t)k;
+    }
+    return ds;
+}
+
+static ee_net *small_sdn(ee_ctx *ctx) {
+    ee_net *cnn = NULL, *sdn = NULL;
+    ee_net_builtin(ctx, "resnet20", 1, 28, 28, 10, &cnn);
+    ee_net_init(ctx, cnn);
+    int nodes[16], n = ee_sdn_default_positions(cnn, nodes, 16);
+    ee_sdn_attach(ctx, cnn, nodes, n, &sdn);
+    ee_net_free(cnn);
+    return sdn;
+}
+
+static void test_ic_only_frozen(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_net *net = small_sdn(ctx);
+    CHECK(net != NULL, "SDN");
+    if (!net) return;
+    ee_dataset *ds = toy_data(256);
+    /* non-trivial running statistics, to see that nothing moves them */
+    for (size_t i = 0; i < ee_net_num_state(net); i++) ee_net_state(net)[i] = 0.5f + (float)(i % 7) * 0.1f;
+    uint8_t mask[EE_MAX_NODES];
+    ee_net_backbone_mask(net, mask);
+    size_t np = ee_net_num_params(net), ns = ee_net_num_state(net);
+    float *p0 = malloc(np * 4), *s0 = malloc(ns * 4);
+    memcpy(p0, ee_net_params(net), np * 4);
+    memcpy(s0, ee_net_state(net), ns * 4);
+    ee_train_config cfg = {2, 32, {EE_ADAM, 1e-3f, 0, 1e-4f, 0, 0.9f, 0.999f, 1e-8f}, {EE_SCHED_STEP, 1e-3f, 0.1f, {1}, 1, 0, 0},
+                           {4, 1}, NULL, 0, 0, EE_MODE_IC_ONLY};
+    CHECK_OK(ctx, ee_train(ctx, net, ds, NULL, NULL, &cfg, NULL, NULL));
+    int backbone_same = 1, ic_moved = 0;
+    for (int i = 0; i < net->nnodes; i++) {
+        const ee_node *nd = &net->nodes[i];
+        int same = !memcmp(p0 + nd->p_off, net->params + nd->p_off, nd->p_len * 4) &&
+                   !memcmp(s0 + nd->s_off, net->state + nd->s_off, nd->s_len * 4);
+        if (mask[i]) backbone_same &= same;
+        else ic_moved |= !same;
+    }
+    CHECK(backbone_same, "IC-only training changed a CNN weight or BN statistic");
+    CHECK(ic_moved, "IC-only training did not change the IC heads");
+    free(p0); free(s0);
+    ee_dataset_free(ds);
+    ee_net_free(net);
+    ee_ctx_free(ctx);
+}
+
+static void test_exits(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_net *net = small_sdn(ctx);
+    if (!net) return;
+    ee_dataset *ds = toy_data(64);
+    /* a little SDN training so that confidences spread over the exits */
+    ee_train_config cfg = {2, 32, {EE_SGD, 0.05f, 0.9f, 1e-4f, 0, 0, 0, 0}, {EE_SCHED_STEP, 0.05f, 0.1f, {0}, 0, 0, 0},
+                           {0, 0}, NULL, 0, 0, EE_MODE_SDN};
+    CHECK_OK(ctx, ee_train(ctx, net, ds, NULL, NULL, &cfg, NULL, NULL));
+    ee_outputs *o = NULL;
+    CHECK_OK(ctx, ee_collect_outputs(ctx, net, ds, 64, &o));
+    if (!o) return;
+    int H = o->heads, n = 64;
+    /* q: the median confidence of IC 2, so that samples leave at several heads */
+    float c2[64];
+    for (int i = 0; i < n; i++) c2[i] = o->conf[i * H + 1];
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (c2[j] < c2[i]) { float t = c2[i]; c2[i] = c2[j]; c2[j] = t; }
+    float q = 0.5f * (c2[n / 2 - 1] + c2[n / 2]); /* between two samples, not on one */
+    double cost[16];
+    ee_net_head_costs(net, cost, NULL);
+    ee_exit_stats st;
+    ee_exit_simulate(o, cost, q, 0, &st);
+    int used = 0;
+    for (int h = 0; h < H; h++) used += st.exits[h] > 0;
+    CHECK(used >= 2, "the test threshold uses only %d exits", used);
+    float *x = malloc((size_t)n * 784 * 4);
+    int idx[64];
+    for (int i = 0; i < n; i++) idx[i] = i;
+    ee_dataset_batch(ctx, ds, idx, n, NULL, x, NULL);
+    uint8_t pb[64], eb[64], p1[64], e1[64];
+    float cb[64], c1[64];
+    ee_net_prepare(ctx, net, n, 0);
+    CHECK_OK(ctx, ee_infer_exits(ctx, net, x, n, q, 0, pb, cb, eb));
+    for (int i = 0; i < n; i++) CHECK_OK(ctx, ee_infer_exits(ctx, net, x + (size_t)i * 784, 1, q, 0, p1 + i, c1 + i, e1 + i));
+    int agree = 1, sim = 1;
+    for (int i = 0; i < n; i++) {
+        agree &= pb[i] == p1[i] && eb[i] == e1[i] && fabsf(cb[i] - c1[i]) < 1e-4f;
+        if (getenv("VERBOSE") && (pb[i] != p1[i] || eb[i] != e1[i])) printf("  sample %d: batch %d/%d conf %.6f, single %d/%d conf %.6f (q %.6f)\n", i, pb[i], eb[i], cb[i], p1[i], e1[i], c1[i], q);
+        int e = H - 1;
+        for (int h = 0; h < H - 1; h++) if (o->conf[i * H + h] >= q) { e = h; break; }
+        sim &= eb[i] == e && pb[i] == o->pred[i * H + e];
+    }
+    CHECK(agree, "early exits at batch 1 and batch 64 disagree");
+    CHECK(sim, "real early exits disagree with the simulated rule");
+    /* q above 1: the plain network's answers; q = 0: everything leaves at IC 1 */
+    CHECK_OK(ctx, ee_infer_exits(ctx, net, x, n, 1.5f, 0, pb, cb, eb));
+    int plain = 1, first = 1;
+    for (int i = 0; i < n; i++) plain &= eb[i] == H - 1 && pb[i] == o->pred[i * H + H - 1];
+    CHECK_OK(ctx, ee_infer_exits(ctx, net, x, n, 0.0f, 0, pb, cb, eb));
+    for (int i = 0; i < n; i++) first &= eb[i] == 0 && pb[i] == o->pred[i * H];
+    CHECK(plain, "q > 1 does not reproduce the plain network");
+    CHECK(first, "q = 0 does not exit everything at IC 1");
+    /* fallback: with q > 1 the answer is the most confident head */
+    CHECK_OK(ctx, ee_infer_exits(ctx, net, x, n, 1.5f, 1, pb, cb, eb));
+    int fb = 1;
+    for (int i = 0; i < n; i++) {
+        int best = 0;
+        for (int h = 1; h < H; h++) if (o->conf[i * H + h] > o->conf[i * H + best]) best = h;
+        fb &= pb[i] == o->pred[i * H + best];
+    }
+    CHECK(fb, "the most-confident fallback picks another head");
+    free(x);
+    ee_outputs_free(o);
+    ee_dataset_free(ds);
+    ee_net_free(net);
+    ee_ctx_free(ctx);
+}
+
+/* hand-built outputs: 2 ICs + final, costs 0.2, 0.5, 1; (confidence, right/wrong) per sample:
+ *   s0: IC1 .95 R, IC2 .99 R, final R      s1: IC1 .6 W, IC2 .7 R, final R      s2: IC1 .9 R, IC2 .8 R, final R
+ *   s3: IC1 .3 W,  IC2 .97 W, final R      s4: IC1 .2 W, IC2 .4 R, final W      final accuracy 4/5
+ * No drop allowed: any q <= .97 lets s3 leave wrongly, so q in (.97, .99]: s0 at IC2, the rest final,
+ * accuracy 4/5, cost (0.5 + 4) / 5 = 0.9. Drop 0.2 allowed: q in (.2, .3]: s0 s1 s2 s3 at IC1, s4 at IC2,
+ * accuracy 3/5, cost (4 x 0.2 + 0.5) / 5 = 0.26, the cheapest with at least 3/5 (q <= .2 gives 2/5). */
+static void test_calibration(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    uint8_t pred[15] = {1, 1, 1, 9, 2, 2, 3, 3, 3, 0, 8, 4, 0, 5, 7};
+    float conf[15] = {.95f, .99f, .5f, .6f, .7f, .5f, .9f, .8f, .5f, .3f, .97f, .5f, .2f, .4f, .5f};
+    uint8_t label[5] = {1, 2, 3, 4, 5};
+    ee_outputs o = {5, 3, pred, conf, label};
+    double cost[3] = {0.2, 0.5, 1.0};
+    ee_exit_stats st;
+    CHECK_OK(ctx, ee_calibrate(ctx, &o, cost, 0.0, 0, &st));
+    CHECK(fabs(st.acc - 0.8) < 1e-9 && fabs(st.cost - 0.9) < 1e-9 && st.q > 0.97f && st.q <= 0.99f,
+          "calibration (no drop): q %.3f acc %.2f cost %.3f", st.q, st.acc, st.cost);
+    CHECK_OK(ctx, ee_calibrate(ctx, &o, cost, 0.2, 0, &st));
+    CHECK(fabs(st.acc - 0.6) < 1e-9 && fabs(st.cost - 0.26) < 1e-9 && st.q > 0.2f && st.q <= 0.3f,
+          "calibration (0.2 drop): q %.3f acc %.2f cost %.3f", st.q, st.acc, st.cost);
+    CHECK(ee_calibrate(ctx, &o, cost, 2.0, 0, &st) == EE_ERR_ARG, "a drop above 1 accepted");
+    ee_ctx_free(ctx);
+}
+
+int main(void) {
+    test_positions();
+    test_torch_sdn();
+    test_ic_only_frozen();
+    test_exits();
+    test_calibration();
+    return tl_summary("test_sdn");
+}
