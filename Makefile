@@ -24,7 +24,7 @@ $(BUILD)/libeenn.so: $(OBJ)
 	$(CC) -shared -fopenmp $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/eenn: cli/eenn.c $(BUILD)/libeenn.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libeenn.a $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libeenn.a $(LDLIBS) -lstb
 
 $(BUILD)/tests/%: tests/%.c tests/testlib.c tests/testlib.h $(BUILD)/libeenn.a
 	@mkdir -p $(dir $@)

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <stb/stb_image.h>
 
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
 
@@ -265,6 +266,10 @@ static int cmd_train(args *a) {
     ee_net_set_meta(ctx, net, "data.mean", mean);
     ee_net_set_meta(ctx, net, "data.std", stdv);
     ee_net_set_meta(ctx, net, "data.dir", data);
+    char nval_s[32];
+    snprintf(nval_s, sizeof nval_s, "%d", nval);
+    ee_net_set_meta(ctx, net, "data.val", nval_s);
+    ee_net_set_meta(ctx, net, "train.mode", mode_s);
     sched.base_lr = opt.lr;
     ee_train_config cfg = {epochs, batch, opt, sched, {augment ? 4 : 0, augment}, ckpt, resume, 0, mode};
     progress_state ps = {isatty(2), json, now_s()};
@@ -297,10 +302,14 @@ static int cmd_train(args *a) {
 
 /* ---------------------------------------------------------------- eval */
 static const char *eval_help =
-    "usage: eenn eval MODEL [options]\n"
-    "Evaluates a model file on a dataset split.\n"
+    "usage: eenn eval MODEL [MODEL...] [options]\n"
+    "Accuracy of a model on a dataset split. For a model with internal classifiers (an SDN): the accuracy and\n"
+    "cumulative cost of every exit and, if the model was calibrated, early exits at its threshold. Several\n"
+    "models (e.g. CNN, IC-only and SDN training) are compared side by side, exit by exit.\n"
     "  --data DIR     dataset directory (default: the one the model was trained on)\n"
     "  --split S      test (default) or train\n"
+    "  --q X          early-exit threshold (default: the calibrated one stored in the model)\n"
+    "  --sweep        the SDN reference's threshold sweep: accuracy, exits and cost for each q\n"
     "  --batch N      (default 256)   --threads N   --json\n";
 
 static void apply_norm(const ee_net *net, ee_dataset *ds) {
@@ -311,39 +320,383 @@ static void apply_norm(const ee_net *net, ee_dataset *ds) {
     }
 }
 
+typedef struct {
+    const char *path;
+    ee_net *net;
+    ee_outputs *out;
+    double acc[16], cost[16];
+    int heads;
+    double secs;
+} eval_model;
+
+static const char *head_name(const ee_net *net, int h, char *buf, size_t n) {
+    ee_node_info in;
+    int node = ee_net_head_node(net, h);
+    if (h == ee_net_num_heads(net) - 1) { snprintf(buf, n, "final"); return buf; }
+    /* the IC's attach node: the input of its mixpool, two nodes before the head */
+    ee_net_node_info(net, node - 2, &in);
+    snprintf(buf, n, "IC%d", h + 1);
+    (void)in;
+    return buf;
+}
+
+static void print_exit_stats(const ee_exit_stats *st, int heads, int n, double final_acc, int json) {
+    if (json) {
+        printf("{\"q\":%.4f,\"acc\":%.4f,\"cost\":%.4f,\"exits\":[", st->q, st->acc * 100, st->cost);
+        for (int h = 0; h < heads; h++) printf("%s%.4f", h ? "," : "", (double)st->exits[h] / n);
+        printf("]}");
+        return;
+    }
+    printf("  q %-6.4g accuracy %6.2f%% (final alone %.2f%%)  average cost %5.1f%% of the CNN (%.2fx fewer FLOPs)  exits:",
+           st->q, st->acc * 100, final_acc * 100, st->cost * 100, 1 / st->cost);
+    for (int h = 0; h < heads; h++) printf(" %.1f", 100.0 * st->exits[h] / n);
+    printf(" %%\n");
+}
+
 static int cmd_eval(args *a) {
-    const char *model = NULL, *data = NULL, *split = "test";
-    int batch = 256, json = 0, threads = 0;
+    const char *models[8], *data = NULL, *split = "test";
+    int nmodels = 0, batch = 256, json = 0, threads = 0, sweep = 0;
+    double qopt = -1;
     for (a->i = 2; a->i < a->argc; a->i++) {
         if (is_opt(a, "--help") || is_opt(a, "-h")) { fputs(eval_help, stdout); return 0; }
         else if (is_opt(a, "--data")) data = val(a);
         else if (is_opt(a, "--split")) split = val(a);
         else if (is_opt(a, "--batch")) batch = (int)ival(a, 1, 65536);
         else if (is_opt(a, "--threads")) threads = (int)ival(a, 0, 256);
+        else if (is_opt(a, "--q")) qopt = fval(a, 0, 2);
+        else if (is_opt(a, "--sweep")) sweep = 1;
         else if (is_opt(a, "--json")) json = 1;
         else if (a->argv[a->i][0] == '-') die("eval: unknown option '%s' (see eenn eval --help)", a->argv[a->i]);
-        else if (!model) model = a->argv[a->i];
-        else die("eval: more than one model given");
+        else if (nmodels == 8) die("eval: at most 8 models");
+        else models[nmodels++] = a->argv[a->i];
     }
-    if (!model) die("eval: no model file given (see eenn eval --help)");
+    if (!nmodels) die("eval: no model file given (see eenn eval --help)");
+    ee_ctx *ctx = ee_ctx_new();
+    ee_ctx_set_threads(ctx, threads);
+    eval_model m[8];
+    memset(m, 0, sizeof m);
+    ee_dataset *ds = NULL;
+    int maxh = 0;
+    for (int k = 0; k < nmodels; k++) {
+        m[k].path = models[k];
+        check(ee_net_load(ctx, models[k], &m[k].net), ctx);
+        if (!ds) {
+            if (!data) data = ee_net_meta(m[k].net, "data.dir") ? ee_net_meta(m[k].net, "data.dir") : DEFAULT_DATA;
+            check(ee_dataset_load_dir(ctx, data, split, &ds), ctx);
+        }
+        apply_norm(m[k].net, ds);
+        double t0 = now_s();
+        check(ee_collect_outputs(ctx, m[k].net, ds, batch, &m[k].out), ctx);
+        m[k].secs = now_s() - t0;
+        m[k].heads = ee_net_num_heads(m[k].net);
+        ee_head_accuracy(m[k].out, m[k].acc);
+        ee_net_head_costs(m[k].net, m[k].cost, NULL);
+        if (m[k].heads > maxh) maxh = m[k].heads;
+    }
+    if (json) printf("{\"data\":\"%s\",\"split\":\"%s\",\"n\":%d,\"models\":[", data, split, ds->n);
+    for (int k = 0; k < nmodels; k++) {
+        ee_net *net = m[k].net;
+        int H = m[k].heads;
+        if (json) {
+            printf("%s{\"model\":\"%s\",\"arch\":\"%s\",\"img_per_s\":%.1f,\"exits\":[", k ? "," : "", m[k].path,
+                   ee_net_name(net), ds->n / m[k].secs);
+            for (int h = 0; h < H; h++) {
+                char nm[32];
+                printf("%s{\"exit\":\"%s\",\"acc\":%.4f,\"cost\":%.4f}", h ? "," : "", head_name(net, h, nm, sizeof nm),
+                       m[k].acc[h] * 100, m[k].cost[h]);
+            }
+            printf("]");
+        } else if (nmodels == 1) {
+            printf("%s (%s) on %s (%s, %d images): final accuracy %.2f%%, %.0f img/s through all exits\n", m[k].path,
+                   ee_net_name(net), data, split, ds->n, m[k].acc[H - 1] * 100, ds->n / m[k].secs);
+            if (H > 1) {
+                printf("  %-6s %10s %10s\n", "exit", "cost", "accuracy");
+                for (int h = 0; h < H; h++) {
+                    char nm[32];
+                    printf("  %-6s %9.1f%% %9.2f%%\n", head_name(net, h, nm, sizeof nm), m[k].cost[h] * 100, m[k].acc[h] * 100);
+                }
+            }
+        }
+        if (H > 1) {
+            const char *qs = ee_net_meta(net, "exit.q"), *fb = ee_net_meta(net, "exit.fallback");
+            int fallback = fb && !strcmp(fb, "1");
+            double q = qopt >= 0 ? qopt : qs ? atof(qs) : -1;
+            if (q >= 0) {
+                ee_exit_stats st;
+                ee_exit_simulate(m[k].out, m[k].cost, (float)q, fallback, &st);
+                if (json) { printf(",\"early_exit\":"); print_exit_stats(&st, H, ds->n, m[k].acc[H - 1], 1); }
+                else {
+                    printf("early exits (%s):\n", qopt >= 0 ? "threshold given" : "calibrated threshold");
+                    print_exit_stats(&st, H, ds->n, m[k].acc[H - 1], 0);
+                }
+            }
+            if (sweep) {
+                static const float grid[] = {0.1f, 0.15f, 0.25f, 0.5f, 0.6f, 0.7f, 0.8f, 0.9f, 0.95f, 0.99f, 0.999f};
+                if (json) printf(",\"sweep\":[");
+                else printf("threshold sweep (exit fractions per head, %%):\n");
+                double best[3] = {-1, -1, -1};
+                for (size_t g = 0; g < sizeof grid / sizeof *grid; g++) {
+                    ee_exit_stats st;
+                    ee_exit_simulate(m[k].out, m[k].cost, grid[g], fallback, &st);
+                    if (json) { printf("%s", g ? "," : ""); print_exit_stats(&st, H, ds->n, m[k].acc[H - 1], 1); }
+                    else print_exit_stats(&st, H, ds->n, m[k].acc[H - 1], 0);
+                    for (int b = 0; b < 3; b++)
+                        if (st.cost <= 0.25 * (b + 1) && st.acc > best[b]) best[b] = st.acc;
+                }
+                if (json) printf("]");
+                else
+                    for (int b = 0; b < 3; b++)
+                        printf("  best accuracy within %d%% of the CNN's cost: %s%.2f%%\n", 25 * (b + 1),
+                               best[b] < 0 ? "none " : "", best[b] < 0 ? 0 : best[b] * 100);
+            }
+        }
+        if (json) printf("}");
+    }
+    if (json) printf("]}\n");
+    else if (nmodels > 1) {
+        /* the paper's comparison: one column per model, one row per exit */
+        printf("%-8s", "exit");
+        for (int k = 0; k < nmodels; k++) printf(" %26.26s", m[k].path);
+        printf("\n");
+        for (int r = 0; r < maxh; r++) {
+            int final_row = r == maxh - 1;
+            printf("%-8s", final_row ? "final" : "");
+            if (!final_row) printf("\rIC%-6d", r + 1);
+            for (int k = 0; k < nmodels; k++) {
+                int h = final_row ? m[k].heads - 1 : r;
+                if (!final_row && r >= m[k].heads - 1) printf(" %26s", "-");
+                else printf("    %6.2f%% (cost %5.1f%%)", m[k].acc[h] * 100, m[k].cost[h] * 100);
+            }
+            printf("\n");
+        }
+    }
+    for (int k = 0; k < nmodels; k++) { ee_outputs_free(m[k].out); ee_net_free(m[k].net); }
+    ee_dataset_free(ds);
+    ee_ctx_free(ctx);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- calibrate */
+static const char *calibrate_help =
+    "usage: eenn calibrate MODEL [--max-drop X] [options]\n"
+    "Picks the early-exit threshold q of an SDN on the held-out validation split (the last images of the\n"
+    "training set that training kept out): the lowest-cost q whose accuracy is within X of the final\n"
+    "classifier's. Stores q in the model file (rewritten atomically).\n"
+    "  --max-drop X   allowed accuracy drop: '1%' or a fraction such as 0.01 (default 1%)\n"
+    "  --fallback     when no IC is confident, answer with the most confident output (the SDN reference)\n"
+    "                 instead of the final one\n"
+    "  --val N        validation images (default: the number the model was trained with)\n"
+    "  --data DIR  --threads N  --json\n";
+
+static double parse_drop(const char *v) {
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || !(x >= 0)) die("calibrate --max-drop: '%s' is not a percentage or a fraction", v);
+    if (!strcmp(end, "%")) x /= 100;
+    else if (*end) die("calibrate --max-drop: '%s' is not a percentage or a fraction", v);
+    if (x > 1) die("calibrate --max-drop: '%s' is more than 100%%", v);
+    return x;
+}
+
+static int cmd_calibrate(args *a) {
+    const char *model = NULL, *data = NULL;
+    double drop = 0.01;
+    int nval = -1, fallback = 0, json = 0, threads = 0;
+    for (a->i = 2; a->i < a->argc; a->i++) {
+        if (is_opt(a, "--help") || is_opt(a, "-h")) { fputs(calibrate_help, stdout); return 0; }
+        else if (is_opt(a, "--max-drop")) drop = parse_drop(val(a));
+        else if (is_opt(a, "--fallback")) fallback = 1;
+        else if (is_opt(a, "--val")) nval = (int)ival(a, 1, 100000000);
+        else if (is_opt(a, "--data")) data = val(a);
+        else if (is_opt(a, "--threads")) threads = (int)ival(a, 0, 256);
+        else if (is_opt(a, "--json")) json = 1;
+        else if (a->argv[a->i][0] == '-') die("calibrate: unknown option '%s' (see eenn calibrate --help)", a->argv[a->i]);
+        else model = a->argv[a->i];
+    }
+    if (!model) die("calibrate: no model file given");
     ee_ctx *ctx = ee_ctx_new();
     ee_ctx_set_threads(ctx, threads);
     ee_net *net = NULL;
     check(ee_net_load(ctx, model, &net), ctx);
+    if (ee_net_num_heads(net) < 2) die("%s: has no internal classifiers to calibrate (train it with --mode sdn or ic-only)", model);
     if (!data) data = ee_net_meta(net, "data.dir") ? ee_net_meta(net, "data.dir") : DEFAULT_DATA;
-    ee_dataset *ds = NULL;
-    check(ee_dataset_load_dir(ctx, data, split, &ds), ctx);
-    apply_norm(net, ds);
-    ee_eval_result r;
-    check(ee_evaluate(ctx, net, ds, batch, &r), ctx);
-    if (json)
-        printf("{\"model\":\"%s\",\"data\":\"%s\",\"split\":\"%s\",\"n\":%d,\"acc\":%.4f,\"loss\":%.5f,\"img_per_s\":%.1f}\n",
-               model, data, split, r.n, r.acc * 100, r.loss, r.img_per_s);
-    else
-        printf("%s on %s (%s, %d images): accuracy %.2f%%, loss %.4f, %.0f img/s\n", model, data, split, r.n,
-               r.acc * 100, r.loss, r.img_per_s);
+    if (nval < 0) nval = ee_net_meta(net, "data.val") ? atoi(ee_net_meta(net, "data.val")) : 5000;
+    if (nval <= 0) die("%s: was trained without a validation split; give --val N", model);
+    ee_dataset *train = NULL, *val = NULL;
+    check(ee_dataset_load_dir(ctx, data, "train", &train), ctx);
+    check(ee_dataset_split(ctx, train, nval, &val), ctx);
+    apply_norm(net, val);
+    ee_outputs *o = NULL;
+    check(ee_collect_outputs(ctx, net, val, 256, &o), ctx);
+    int H = ee_net_num_heads(net);
+    double cost[16], acc[16];
+    ee_net_head_costs(net, cost, NULL);
+    ee_head_accuracy(o, acc);
+    ee_exit_stats st;
+    check(ee_calibrate(ctx, o, cost, drop, fallback, &st), ctx);
+    char qs[32], ds_[32];
+    snprintf(qs, sizeof qs, "%.6g", st.q);
+    snprintf(ds_, sizeof ds_, "%g", drop);
+    ee_net_set_meta(ctx, net, "exit.q", qs);
+    ee_net_set_meta(ctx, net, "exit.max_drop", ds_);
+    ee_net_set_meta(ctx, net, "exit.fallback", fallback ? "1" : "0");
+    check(ee_net_save(ctx, net, NULL, 0, model), ctx);
+    if (json) {
+        printf("{\"model\":\"%s\",\"val_n\":%d,\"max_drop\":%g,\"final_val_acc\":%.4f,\"early_exit\":", model, val->n, drop,
+               acc[H - 1] * 100);
+        print_exit_stats(&st, H, val->n, acc[H - 1], 1);
+        printf("}\n");
+    } else {
+        printf("%s: calibrated on %d validation images, allowed drop %.2f points:\n", model, val->n, drop * 100);
+        print_exit_stats(&st, H, val->n, acc[H - 1], 0);
+        printf("q = %s stored in %s\n", qs, model);
+    }
+    ee_outputs_free(o);
+    ee_dataset_free(train); ee_dataset_free(val);
     ee_net_free(net);
+    ee_ctx_free(ctx);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- infer */
+static const char *infer_help =
+    "usage: eenn infer MODEL INPUT... [options]\n"
+    "Classifies inputs with early exits: PNG or JPEG images (converted to the model's channels and resized\n"
+    "to its input size), IDX image files (MNIST, Fashion-MNIST; .gz or raw) and CIFAR binary batches.\n"
+    "Prints, for each input, the class, its confidence, the exit taken and its cost (%% of the CNN).\n"
+    "  --q X          threshold (default: the model's calibrated one; 1.01 = never exit early)\n"
+    "  --fallback     the most confident output when no IC fires (default: as calibrated)\n"
+    "  --limit N      at most N images from each IDX or CIFAR file (default 20)\n"
+    "  --batch N      images per batch (default 64)   --threads N   --json (one object per input)\n";
+
+typedef struct { float *x; int n, cap; char **names; size_t img; } input_set;
+
+static void add_input(input_set *s, const float *x, const char *name) {
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 64;
+        s->x = realloc(s->x, s->cap * s->img * sizeof(float));
+        s->names = realloc(s->names, s->cap * sizeof(char *));
+        if (!s->x || !s->names) die("out of memory");
+    }
+    memcpy(s->x + (size_t)s->n * s->img, x, s->img * sizeof(float));
+    s->names[s->n++] = strdup(name);
+}
+
+static int has_suffix(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+static void load_image(ee_ctx *ctx, const ee_net *net, const char *path, input_set *s, int limit) {
+    int C, H, W;
+    ee_net_input_shape(net, &C, &H, &W);
+    const char *m = ee_net_meta(net, "data.mean"), *sd = ee_net_meta(net, "data.std");
+    ee_dataset norm = {0};
+    for (int c = 0; c < 3; c++) { norm.mean[c] = 0; norm.std[c] = 1; }
+    if (m && sd) {
+        sscanf(m, "%f,%f,%f", &norm.mean[0], &norm.mean[1], &norm.mean[2]);
+        sscanf(sd, "%f,%f,%f", &norm.std[0], &norm.std[1], &norm.std[2]);
+    }
+    float *x = malloc(s->img * sizeof(float));
+    if (has_suffix(path, ".png") || has_suffix(path, ".jpg") || has_suffix(path, ".jpeg") || has_suffix(path, ".PNG") ||
+        has_suffix(path, ".JPG")) {
+        int w, h, ch;
+        unsigned char *px = stbi_load(path, &w, &h, &ch, C == 1 ? 1 : 3);
+        if (!px) die("%s: cannot read the image (%s)", path, stbi_failure_reason());
+        if (C != 1 && C != 3) die("%s: the model takes %d channels; images give 1 or 3", path, C);
+        /* nearest-neighbour resize to the model's input, then the model's normalisation */
+        for (int r = 0; r < H; r++)
+            for (int q = 0; q < W; q++)
+                for (int c = 0; c < C; c++) {
+                    int sr = r * h / H, sq = q * w / W;
+                    x[((size_t)r * W + q) * C + c] = (px[((size_t)sr * w + sq) * C + c] / 255.0f - norm.mean[c]) / norm.std[c];
+                }
+        stbi_image_free(px);
+        add_input(s, x, path);
+        free(x);
+        return;
+    }
+    ee_dataset *ds = NULL;
+    char lab[4200];
+    ee_status st = EE_ERR_FORMAT;
+    if (has_suffix(path, ".bin")) {
+        const char *files[1] = {path};
+        st = ee_dataset_load_cifar(ctx, files, 1, 0, &ds);
+    } else {
+        /* IDX images: use the matching labels file if there is one, else a dummy */
+        snprintf(lab, sizeof lab, "%s", path);
+        char *p = strstr(lab, "images-idx3");
+        if (p) memcpy(p, "labels-idx1", 11);
+        FILE *f = p ? fopen(lab, "rb") : NULL;
+        if (f) { fclose(f); st = ee_dataset_load_idx(ctx, path, lab, &ds); }
+        else die("%s: not a PNG/JPEG image, and no matching IDX labels file (%s)", path, p ? lab : "images-idx3 name expected");
+    }
+    check(st, ctx);
+    if (ds->c != C || ds->h != H || ds->w != W) die("%s: images are %dx%dx%d, the model takes %dx%dx%d", path, ds->c, ds->h, ds->w, C, H, W);
+    memcpy(ds->mean, norm.mean, sizeof norm.mean);
+    memcpy(ds->std, norm.std, sizeof norm.std);
+    for (int i = 0; i < ds->n && i < limit; i++) {
+        char name[4300];
+        snprintf(name, sizeof name, "%s#%d (label %d)", path, i, ds->labels[i]);
+        ee_dataset_batch(ctx, ds, &i, 1, NULL, x, NULL);
+        add_input(s, x, name);
+    }
     ee_dataset_free(ds);
+    free(x);
+}
+
+static int cmd_infer(args *a) {
+    const char *model = NULL, *inputs[256];
+    int ninputs = 0, limit = 20, batch = 64, json = 0, threads = 0, fallback = -1;
+    double q = -1;
+    for (a->i = 2; a->i < a->argc; a->i++) {
+        if (is_opt(a, "--help") || is_opt(a, "-h")) { fputs(infer_help, stdout); return 0; }
+        else if (is_opt(a, "--q")) q = fval(a, 0, 2);
+        else if (is_opt(a, "--fallback")) fallback = 1;
+        else if (is_opt(a, "--limit")) limit = (int)ival(a, 1, 100000000);
+        else if (is_opt(a, "--batch")) batch = (int)ival(a, 1, 4096);
+        else if (is_opt(a, "--threads")) threads = (int)ival(a, 0, 256);
+        else if (is_opt(a, "--json")) json = 1;
+        else if (a->argv[a->i][0] == '-') die("infer: unknown option '%s' (see eenn infer --help)", a->argv[a->i]);
+        else if (!model) model = a->argv[a->i];
+        else if (ninputs == 256) die("infer: at most 256 input files");
+        else inputs[ninputs++] = a->argv[a->i];
+    }
+    if (!model || !ninputs) die("infer: give a model and at least one input (see eenn infer --help)");
+    ee_ctx *ctx = ee_ctx_new();
+    ee_ctx_set_threads(ctx, threads);
+    ee_net *net = NULL;
+    check(ee_net_load(ctx, model, &net), ctx);
+    if (q < 0) q = ee_net_meta(net, "exit.q") ? atof(ee_net_meta(net, "exit.q")) : 1.01;
+    if (fallback < 0) fallback = ee_net_meta(net, "exit.fallback") && !strcmp(ee_net_meta(net, "exit.fallback"), "1");
+    int C, H, W;
+    ee_net_input_shape(net, &C, &H, &W);
+    input_set set = {0};
+    set.img = (size_t)C * H * W;
+    for (int i = 0; i < ninputs; i++) load_image(ctx, net, inputs[i], &set, limit);
+    check(ee_net_prepare(ctx, net, batch, 0), ctx);
+    int heads = ee_net_num_heads(net);
+    double cost[16];
+    ee_net_head_costs(net, cost, NULL);
+    uint8_t pred[4096], ex[4096];
+    float conf[4096];
+    for (int i = 0; i < set.n; i += batch) {
+        int n = set.n - i < batch ? set.n - i : batch;
+        check(ee_infer_exits(ctx, net, set.x + (size_t)i * set.img, n, (float)q, fallback, pred, conf, ex), ctx);
+        for (int j = 0; j < n; j++) {
+            char nm[32];
+            head_name(net, ex[j], nm, sizeof nm);
+            if (json)
+                printf("{\"input\":\"%s\",\"class\":%d,\"confidence\":%.4f,\"exit\":\"%s\",\"exit_index\":%d,\"cost\":%.4f}\n",
+                       set.names[i + j], pred[j], conf[j], nm, ex[j], cost[ex[j]]);
+            else
+                printf("%s: class %d, confidence %.3f, exit %s of %d, cost %.1f%% of the CNN\n", set.names[i + j], pred[j],
+                       conf[j], nm, heads, cost[ex[j]] * 100);
+        }
+    }
+    for (int i = 0; i < set.n; i++) free(set.names[i]);
+    free(set.names); free(set.x);
+    ee_net_free(net);
     ee_ctx_free(ctx);
     return 0;
 }
@@ -526,10 +879,12 @@ static int cmd_bench(args *a) {
 static const char *main_help =
     "eenn " EE_VERSION_STRING ": early-exit neural networks (Shallow-Deep Networks) in C\n"
     "usage: eenn COMMAND [options]   (eenn COMMAND --help for details)\n"
-    "  train   train a network on Fashion-MNIST, MNIST or CIFAR and write a model file\n"
-    "  eval    accuracy and loss of a model file on a dataset\n"
+    "  train   train a CNN, or an SDN (--mode sdn, or --mode ic-only on a trained CNN)\n"
+    "  eval    accuracy of a model (per exit for an SDN), or several models side by side\n"
     "  info    parameters and FLOPs per layer of a model or a built-in architecture\n"
-    "  bench   inference and training speed\n";
+    "  calibrate  pick an SDN's early-exit threshold on the validation split\n"
+    "  infer   classify images or dataset files with early exits\n"
+    "  bench   inference and training speed, and measured early-exit speedup (--exits)\n";
 
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { fputs(main_help, stdout); return argc < 2; }
@@ -539,5 +894,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "eval")) return cmd_eval(&a);
     if (!strcmp(argv[1], "info")) return cmd_info(&a);
     if (!strcmp(argv[1], "bench")) return cmd_bench(&a);
+    if (!strcmp(argv[1], "calibrate")) return cmd_calibrate(&a);
+    if (!strcmp(argv[1], "infer")) return cmd_infer(&a);
     die("unknown command '%s' (eenn --help lists them)", argv[1]);
 }

@@ -139,6 +139,8 @@ int ee_sdn_flops_positions(const ee_net *cnn, int *nodes, int max);
 /* A new network: the CNN with an IC head (mixpool to 4x4, flatten, linear) after each given node. Backbone
  * weights and statistics are copied; IC heads are initialised from the context's RNG. */
 ee_status ee_sdn_attach(ee_ctx *ctx, const ee_net *cnn, const int *nodes, int nic, ee_net **sdn);
+/* The CNN inside an SDN: the network without its IC heads, weights copied. */
+ee_status ee_sdn_strip(ee_ctx *ctx, const ee_net *sdn, ee_net **cnn);
 /* Cumulative true FLOPs of each head (earlier IC heads included), and as a fraction of the backbone alone. */
 void ee_net_head_costs(const ee_net *net, double *frac, double *flops);
 /* Freezes every node the final head depends on (the CNN): eval-mode BN and dropout, no gradient, no update. */

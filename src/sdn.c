@@ -174,3 +174,40 @@ void ee_net_freeze_backbone(ee_net *net, int on) {
     for (int i = 0; i < net->nnodes; i++) net->nodes[i].frozen = on && mask[i];
     net->any_frozen = on;
 }
+
+ee_status ee_sdn_strip(ee_ctx *ctx, const ee_net *sdn, ee_net **out) {
+    *out = NULL;
+    uint8_t mask[EE_MAX_NODES];
+    ee_net_backbone_mask(sdn, mask);
+    /* canonical text: line 0 arch, line 1 input, line i + 2 node i; drop the IC nodes and their head marks */
+    size_t len = strlen(sdn->arch_text);
+    char *text = malloc(len + 1), *w = text;
+    if (!text) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    int line = 0;
+    for (const char *s = sdn->arch_text; *s; line++) {
+        const char *e = strchr(s, '\n');
+        size_t l = e ? (size_t)(e - s + 1) : strlen(s);
+        if (line < 2 || mask[line - 2]) {
+            memcpy(w, s, l);
+            w[l] = 0;
+            char *hd = line - 2 < sdn->nnodes - 1 ? strstr(w, " head=1") : NULL;
+            if (hd) memmove(hd, hd + 7, strlen(hd + 7) + 1);
+            w += strlen(w);
+        }
+        s += l;
+    }
+    *w = 0;
+    ee_status st = ee_net_from_text(ctx, text, "cnn", out);
+    free(text);
+    if (st) return st;
+    ee_net *cnn = *out;
+    for (int t = 0; t < cnn->ntens; t++) {
+        int j = ee_net_find_tensor(sdn, cnn->tens[t].name);
+        const ee_tensor *a = &sdn->tens[j];
+        memcpy((cnn->tens[t].is_state ? cnn->state : cnn->params) + cnn->tens[t].off,
+               (a->is_state ? sdn->state : sdn->params) + a->off, a->count * sizeof(float));
+    }
+    for (int i = 0; i < sdn->nmeta; i++) ee_net_set_meta(ctx, cnn, sdn->meta_keys[i], sdn->meta_vals[i]);
+    cnn->params_version++;
+    return EE_OK;
+}
