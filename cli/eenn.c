@@ -779,7 +779,10 @@ static const char *bench_help =
     "  --arch NAME      one architecture only      --input CxHxW   its input shape\n"
     "  --batch N        inference batch size only  --no-train      skip training\n"
     "  --seconds X      time per measurement (default 3)\n"
-    "  --threads N      (0 = all cores)            --json\n";
+    "  --threads N      (0 = all cores)            --json\n"
+    "  --exits MODEL    early exits of an SDN on its real test data, beside its CNN without ICs: measured\n"
+    "                   wall-clock speedup next to the FLOPs reduction, at batch 1 (with p50/p99 latency)\n"
+    "                   and batch 128; --q X overrides the calibrated threshold, --n N images (default 2000)\n";
 
 typedef struct { const char *arch; int c, h, w; } bench_net;
 
@@ -804,10 +807,128 @@ static double time_loop(ee_ctx *ctx, ee_net *net, ee_optim_state *st, float *x, 
     return (now_s() - t0) / (it + 1);
 }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* early-exit inference against the same CNN without ICs, on real test images */
+static int bench_exits(const char *model, double q, int nimg, int threads, int json) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_ctx_set_threads(ctx, threads);
+    ee_net *sdn = NULL, *cnn = NULL;
+    check(ee_net_load(ctx, model, &sdn), ctx);
+    if (ee_net_num_heads(sdn) < 2) die("%s: has no internal classifiers (bench --exits needs an SDN)", model);
+    if (q < 0) q = ee_net_meta(sdn, "exit.q") ? atof(ee_net_meta(sdn, "exit.q")) : -1;
+    if (q < 0) die("%s: not calibrated; run eenn calibrate first or give --q", model);
+    int fallback = ee_net_meta(sdn, "exit.fallback") && !strcmp(ee_net_meta(sdn, "exit.fallback"), "1");
+    check(ee_sdn_strip(ctx, sdn, &cnn), ctx);
+    const char *data = ee_net_meta(sdn, "data.dir") ? ee_net_meta(sdn, "data.dir") : DEFAULT_DATA;
+    ee_dataset *ds = NULL;
+    check(ee_dataset_load_dir(ctx, data, "test", &ds), ctx);
+    apply_norm(sdn, ds);
+    if (nimg > ds->n) nimg = ds->n;
+    int C, H, W, heads = ee_net_num_heads(sdn);
+    ee_net_input_shape(sdn, &C, &H, &W);
+    size_t img = (size_t)C * H * W;
+    float *x = malloc(img * nimg * sizeof(float));
+    int *idx = malloc(nimg * sizeof(int));
+    uint8_t *y = malloc(nimg), *pred = malloc(nimg), *ex = malloc(nimg);
+    float *conf = malloc(nimg * sizeof(float));
+    double *lat_e = malloc(nimg * sizeof(double)), *lat_c = malloc(nimg * sizeof(double));
+    for (int i = 0; i < nimg; i++) idx[i] = i;
+    ee_dataset_batch(ctx, ds, idx, nimg, NULL, x, y);
+    double cost[16], cnn_flops = 0;
+    ee_net_head_costs(sdn, cost, NULL);
+    for (int i = 0; i < ee_net_num_nodes(cnn); i++) { ee_node_info in; ee_net_node_info(cnn, i, &in); cnn_flops += in.flops; }
+    check(ee_net_prepare(ctx, sdn, 128, 0), ctx);
+    check(ee_net_prepare(ctx, cnn, 128, 0), ctx);
+    /* warm-up: primitives for every power-of-two batch, both networks */
+    for (int n = 128; n >= 1; n /= 2) {
+        check(ee_infer_exits(ctx, sdn, x, n, (float)q, fallback, pred, conf, ex), ctx);
+        check(ee_net_forward(ctx, cnn, x, n, 0), ctx);
+    }
+    double res[2][2]; /* [batch 1, batch 128][cnn, exits] seconds */
+    double avg_cost = 0;
+    int right_e = 0, right_c = 0, exits[16] = {0};
+    for (int rep = 0; rep < 2; rep++) {
+        /* batch 1: one image at a time, latency per image */
+        double t0 = now_s();
+        for (int i = 0; i < nimg; i++) {
+            double a0 = now_s();
+            check(ee_net_forward(ctx, cnn, x + i * img, 1, 0), ctx);
+            lat_c[i] = now_s() - a0;
+        }
+        double t1 = now_s();
+        for (int i = 0; i < nimg; i++) {
+            double a0 = now_s();
+            check(ee_infer_exits(ctx, sdn, x + i * img, 1, (float)q, fallback, pred + i, conf + i, ex + i), ctx);
+            lat_e[i] = now_s() - a0;
+        }
+        double t2 = now_s();
+        /* batch 128 */
+        for (int i = 0; i < nimg; i += 128)
+            check(ee_net_forward(ctx, cnn, x + i * img, nimg - i < 128 ? nimg - i : 128, 0), ctx);
+        double t3 = now_s();
+        for (int i = 0; i < nimg; i += 128)
+            check(ee_infer_exits(ctx, sdn, x + i * img, nimg - i < 128 ? nimg - i : 128, (float)q, fallback, pred + i, conf + i, ex + i), ctx);
+        double t4 = now_s();
+        if (rep == 0 || t1 - t0 < res[0][0]) res[0][0] = t1 - t0;
+        if (rep == 0 || t2 - t1 < res[0][1]) res[0][1] = t2 - t1;
+        if (rep == 0 || t3 - t2 < res[1][0]) res[1][0] = t3 - t2;
+        if (rep == 0 || t4 - t3 < res[1][1]) res[1][1] = t4 - t3;
+    }
+    const float *lc = NULL;
+    (void)lc;
+    for (int i = 0; i < nimg; i++) { avg_cost += cost[ex[i]]; exits[ex[i]]++; right_e += pred[i] == y[i]; }
+    avg_cost /= nimg;
+    for (int i = 0; i < nimg; i += 128) {
+        int n = nimg - i < 128 ? nimg - i : 128;
+        check(ee_net_forward(ctx, cnn, x + i * img, n, 0), ctx);
+        const float *z = ee_net_head_output(cnn, 0);
+        int K = ee_net_classes(cnn);
+        for (int j = 0; j < n; j++) {
+            int b = 0;
+            for (int k = 1; k < K; k++) if (z[j * K + k] > z[j * K + b]) b = k;
+            right_c += b == y[i + j];
+        }
+    }
+    qsort(lat_e, nimg, sizeof(double), cmp_double);
+    qsort(lat_c, nimg, sizeof(double), cmp_double);
+    double flops_speedup = 1 / avg_cost, s1 = res[0][0] / res[0][1], s128 = res[1][0] / res[1][1];
+    if (json) {
+        printf("{\"model\":\"%s\",\"q\":%g,\"images\":%d,\"acc_exits\":%.4f,\"acc_cnn\":%.4f,\"avg_cost\":%.4f,"
+               "\"flops_speedup\":%.3f,\"batch1\":{\"cnn_img_s\":%.1f,\"exit_img_s\":%.1f,\"speedup\":%.3f,"
+               "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"cnn_p50_ms\":%.3f,\"cnn_p99_ms\":%.3f},"
+               "\"batch128\":{\"cnn_img_s\":%.1f,\"exit_img_s\":%.1f,\"speedup\":%.3f},\"exits\":[",
+               model, q, nimg, 100.0 * right_e / nimg, 100.0 * right_c / nimg, avg_cost, flops_speedup, nimg / res[0][0],
+               nimg / res[0][1], s1, lat_e[nimg / 2] * 1e3, lat_e[nimg * 99 / 100] * 1e3, lat_c[nimg / 2] * 1e3,
+               lat_c[nimg * 99 / 100] * 1e3, nimg / res[1][0], nimg / res[1][1], s128);
+        for (int h = 0; h < heads; h++) printf("%s%.4f", h ? "," : "", (double)exits[h] / nimg);
+        printf("]}\n");
+    } else {
+        printf("%s at q = %g on %d test images: accuracy %.2f%% with exits, %.2f%% for the CNN\n", model, q, nimg,
+               100.0 * right_e / nimg, 100.0 * right_c / nimg);
+        printf("average cost %.1f%% of the CNN's %.1f MFLOPs: %.2fx fewer FLOPs; exits (%%):", avg_cost * 100,
+               cnn_flops / 1e6, flops_speedup);
+        for (int h = 0; h < heads; h++) printf(" %.1f", 100.0 * exits[h] / nimg);
+        printf("\n%-10s %12s %14s %9s %16s\n", "batch", "CNN img/s", "exits img/s", "speedup", "vs FLOPs speedup");
+        printf("%-10d %12.1f %14.1f %8.2fx %15.2f\n", 1, nimg / res[0][0], nimg / res[0][1], s1, s1 / flops_speedup);
+        printf("%-10d %12.1f %14.1f %8.2fx %15.2f\n", 128, nimg / res[1][0], nimg / res[1][1], s128, s128 / flops_speedup);
+        printf("batch-1 latency: p50 %.3f ms, p99 %.3f ms with exits; p50 %.3f ms, p99 %.3f ms for the CNN\n",
+               lat_e[nimg / 2] * 1e3, lat_e[nimg * 99 / 100] * 1e3, lat_c[nimg / 2] * 1e3, lat_c[nimg * 99 / 100] * 1e3);
+    }
+    free(x); free(idx); free(y); free(pred); free(ex); free(conf); free(lat_e); free(lat_c);
+    ee_dataset_free(ds);
+    ee_net_free(sdn); ee_net_free(cnn);
+    ee_ctx_free(ctx);
+    return 0;
+}
+
 static int cmd_bench(args *a) {
-    const char *arch = NULL;
-    int c = 3, h = 32, w = 32, batch = 0, train = 1, json = 0, threads = 0, have_input = 0;
-    double secs = 3;
+    const char *arch = NULL, *exits_model = NULL;
+    int c = 3, h = 32, w = 32, batch = 0, train = 1, json = 0, threads = 0, have_input = 0, nimg = 2000;
+    double secs = 3, q = -1;
     for (a->i = 2; a->i < a->argc; a->i++) {
         if (is_opt(a, "--help") || is_opt(a, "-h")) { fputs(bench_help, stdout); return 0; }
         else if (is_opt(a, "--arch")) arch = val(a);
@@ -817,8 +938,12 @@ static int cmd_bench(args *a) {
         else if (is_opt(a, "--seconds")) secs = fval(a, 0.01, 3600);
         else if (is_opt(a, "--threads")) threads = (int)ival(a, 0, 256);
         else if (is_opt(a, "--json")) json = 1;
+        else if (is_opt(a, "--exits")) exits_model = val(a);
+        else if (is_opt(a, "--q")) q = fval(a, 0, 2);
+        else if (is_opt(a, "--n")) nimg = (int)ival(a, 1, 1000000);
         else die("bench: unknown option '%s' (see eenn bench --help)", a->argv[a->i]);
     }
+    if (exits_model) return bench_exits(exits_model, q, nimg, threads, json);
     bench_net defaults[] = {{"resnet56", 3, 32, 32}, {"vgg16bn", 3, 32, 32}, {"resnet56", 1, 28, 28}};
     bench_net one = {arch ? arch : "resnet56", c, h, w};
     bench_net *list = arch || have_input ? &one : defaults;
