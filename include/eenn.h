@@ -114,6 +114,9 @@ ee_status ee_net_forward_range(ee_ctx *ctx, ee_net *net, const float *x, int fro
 /* Keeps samples keep[0..nkeep) (ascending indices into the current batch) in every activation that a node
  * at or after `from` still reads, packed at the front: the remaining nodes then run on nkeep samples. */
 ee_status ee_net_compact(ee_ctx *ctx, ee_net *net, int from, const int *keep, int nkeep);
+/* Inference runs the whole network on chunks of this many samples so that activations stay in cache
+ * (default: chosen from the largest activation in ee_net_prepare; 0 = automatic, a huge value = off). */
+void ee_net_set_eval_chunk(ee_net *net, int chunk);
 /* Output of a node for the current batch, (n, h, w, c). */
 const float *ee_net_node_output(const ee_net *net, int node);
 const float *ee_net_head_output(const ee_net *net, int head); /* logits (n, classes) */

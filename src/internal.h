@@ -72,6 +72,7 @@ struct ee_net {
     size_t nparams, nstate;
     uint64_t params_version;
     int max_batch, training, cur_n;
+    int eval_chunk;       /* inference runs the whole network on chunks of this many samples (cache-sized) */
     float *x;             /* copy of the network input, max_batch */
     float *dx;            /* input gradient if wanted */
     int want_dx, dx_seeded;

@@ -2,6 +2,7 @@
  * batch compaction for early exits, loss seeding and the backward pass. */
 #include "internal.h"
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -209,8 +210,24 @@ ee_status ee_net_prepare(ee_ctx *ctx, ee_net *net, int max_batch, int training) 
     }
     net->max_batch = max_batch;
     net->training = training;
+    if (!net->eval_chunk) {
+        /* the largest power of two whose biggest activation stays within about 1 MB (L2-sized) */
+        size_t per = 1;
+        for (int i = 0; i < net->nnodes; i++) if (ee_shape_size(net->nodes[i].out) > per) per = ee_shape_size(net->nodes[i].out);
+        int c = 1;
+        while (c < 64 && (size_t)c * 2 * per * sizeof(float) <= (1u << 20)) c *= 2;
+        net->eval_chunk = c;
+    }
     return EE_OK;
 }
+
+/* moves every activation pointer `rows` samples on, so that a chunk of the batch runs as if it were a batch */
+static void shift_rows(ee_net *net, ptrdiff_t rows) {
+    net->x += rows * (ptrdiff_t)ee_shape_size(net->in);
+    for (int i = 0; i < net->nnodes; i++) net->nodes[i].y += rows * (ptrdiff_t)ee_shape_size(net->nodes[i].out);
+}
+
+void ee_net_set_eval_chunk(ee_net *net, int chunk) { net->eval_chunk = chunk; }
 
 ee_status ee_net_forward_range(ee_ctx *ctx, ee_net *net, const float *x, int from, int to, int n, int train) {
     if (n < 1 || n > net->max_batch)
@@ -220,11 +237,18 @@ ee_status ee_net_forward_range(ee_ctx *ctx, ee_net *net, const float *x, int fro
     ee_threads_apply(ctx);
     if (from == 0 && x) memcpy(net->x, x, ee_shape_size(net->in) * n * sizeof(float));
     net->cur_n = n;
-    for (int i = from; i < to; i++) {
-        ee_status s = ee_layers[net->nodes[i].kind]->forward(ctx, net, &net->nodes[i], n, train && !net->nodes[i].frozen);
-        if (s) return s;
+    /* inference: the whole range on one cache-sized chunk of samples at a time, instead of each layer over the
+     * whole batch (samples are independent in eval mode) */
+    int chunk = !train && net->eval_chunk > 0 && n > net->eval_chunk ? net->eval_chunk : n;
+    ee_status s = EE_OK;
+    for (int c0 = 0; c0 < n && !s; c0 += chunk) {
+        int m = n - c0 < chunk ? n - c0 : chunk;
+        if (c0) shift_rows(net, chunk);
+        for (int i = from; i < to && !s; i++)
+            s = ee_layers[net->nodes[i].kind]->forward(ctx, net, &net->nodes[i], m, train && !net->nodes[i].frozen);
     }
-    return EE_OK;
+    if (chunk < n) shift_rows(net, -(ptrdiff_t)((n - 1) / chunk) * chunk);
+    return s;
 }
 
 ee_status ee_net_forward(ee_ctx *ctx, ee_net *net, const float *x, int n, int train) {

@@ -312,6 +312,14 @@ static void test_compact(void) {
     CHECK_OK(ctx, ee_net_compact(ctx, net, mid, keep, 4));
     CHECK_OK(ctx, ee_net_forward_range(ctx, net, NULL, mid, ee_net_num_nodes(net), 4, 0));
     CHECK(tl_close(ee_net_head_output(net, 0), ref, 40, 1e-5, 1e-4, NULL) <= 1, "compacted batch differs from a direct pass");
+    /* cache-sized chunks give the same outputs as one pass over the whole batch */
+    float full[90];
+    ee_net_set_eval_chunk(net, 1 << 30);
+    CHECK_OK(ctx, ee_net_forward(ctx, net, x, n, 0));
+    memcpy(full, ee_net_head_output(net, 0), sizeof full);
+    ee_net_set_eval_chunk(net, 4);
+    CHECK_OK(ctx, ee_net_forward(ctx, net, x, n, 0));
+    CHECK(tl_close(ee_net_head_output(net, 0), full, 90, 1e-5, 1e-4, NULL) <= 1, "chunked inference differs");
     int badk[2] = {3, 1};
     CHECK(ee_net_compact(ctx, net, mid, badk, 2) == EE_ERR_ARG, "unsorted compaction accepted");
     free(x); free(xs);
