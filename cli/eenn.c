@@ -621,7 +621,7 @@ static void load_image(ee_ctx *ctx, const ee_net *net, const char *path, input_s
     ee_status st = EE_ERR_FORMAT;
     if (has_suffix(path, ".bin")) {
         const char *files[1] = {path};
-        st = ee_dataset_load_cifar(ctx, files, 1, 0, &ds);
+        st = ee_dataset_load_cifar(ctx, files, 1, ee_net_classes(net) == 100 ? 1 : 0, &ds);
     } else {
         /* IDX images: use the matching labels file if there is one, else a dummy */
         snprintf(lab, sizeof lab, "%s", path);

@@ -84,6 +84,28 @@ if [ -z "$EENN_ASAN" ]; then
         2>"$T/resume.log" >/dev/null && grep -q "epoch 2/2" "$T/resume.log" && ! grep -q "epoch 1/2" "$T/resume.log" && ok ||
         bad "resume from checkpoint: $(cat "$T/resume.log")"
 fi
+# the SDN pipeline: SDN training, calibration, per-exit evaluation, inference on images and dataset files,
+# measured early exits
+FIX=tests/fixtures
+if [ -n "$EENN_ASAN" ]; then
+    sdn_train="--arch-file $T/tiny.txt --ics r,relu6 --subset 512 --val 128 --test-subset 128 --epochs 2 --batch 32 --lr 0.05"
+    printf 'arch tiny\ninput c=1 h=28 w=28\nconv out=8 k=3 stride=2 pad=1 bias=0\nbn\nrelu name=r\nconv out=8 k=3 pad=1 bias=0\nbn\nadd in=bn4,r\nrelu\nmaxpool k=2 stride=2\nflatten\nlinear out=10\n' >"$T/tiny.txt"
+else
+    sdn_train="--arch resnet20 --subset 3000 --val 1000 --test-subset 1000 --epochs 2"
+fi
+"$E" train --mode sdn $sdn_train --schedule cosine --out "$T/s.eenn" >/dev/null 2>"$T/sdn.log" && ok || { bad "SDN training"; cat "$T/sdn.log"; }
+"$E" calibrate "$T/s.eenn" --max-drop 1% >"$T/cal.txt" && grep -q "stored in" "$T/cal.txt" && ok || bad "calibrate: $(cat "$T/cal.txt")"
+"$E" eval "$T/s.eenn" --sweep >"$T/ev.txt" && grep -q "^  IC1 " "$T/ev.txt" && grep -q "calibrated threshold" "$T/ev.txt" && ok ||
+    bad "eval of an SDN: $(cat "$T/ev.txt")"
+"$E" eval "$T/m.eenn" "$T/s.eenn" >"$T/cmp.txt" && grep -q "^final" "$T/cmp.txt" && ok || bad "eval comparison: $(cat "$T/cmp.txt")"
+"$E" infer "$T/s.eenn" $FIX/fmnist-test0-label9.png $FIX/fmnist-test1-label2-56px.jpg "$DATA/t10k-images-idx3-ubyte.gz" \
+    --limit 3 --json >"$T/inf.json" && [ "$(grep -c '"exit":"' "$T/inf.json")" -eq 5 ] && ok || bad "infer: $(cat "$T/inf.json")"
+"$E" bench --exits "$T/s.eenn" --n 64 --json >"$T/bx.json" && grep -q '"flops_speedup"' "$T/bx.json" && ok || bad "bench --exits"
+expect_fail "calibrate a CNN" "has no internal classifiers" "$E" calibrate "$T/m.eenn"
+expect_fail "ic-only without a CNN" "needs --from" "$E" train --mode ic-only
+expect_fail "bad drop" "calibrate --max-drop: '150%' is more than 100%" "$E" calibrate "$T/s.eenn" --max-drop 150%
+expect_fail "missing image" "$T/none.png: cannot read the image" "$E" infer "$T/s.eenn" "$T/none.png"
+
 # bad model files
 size=$(wc -c <"$T/m.eenn")
 head -c $((size / 2)) "$T/m.eenn" >"$T/trunc.eenn"
