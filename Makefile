@@ -4,7 +4,7 @@ CC ?= cc
 OPT ?= -O3 -march=x86-64-v3 -mtune=native
 CFLAGS ?= $(OPT)
 CFLAGS += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -fopenmp -fPIC -Iinclude
-LDLIBS = -ldnnl -lz -lm
+LDLIBS = -ldnnl -lstb -lz -lm
 BUILD ?= build
 
 SRC = $(wildcard src/*.c src/layers/*.c)
@@ -24,7 +24,7 @@ $(BUILD)/libeenn.so: $(OBJ)
 	$(CC) -shared -fopenmp $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/eenn: cli/eenn.c $(BUILD)/libeenn.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libeenn.a $(LDLIBS) -lstb
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libeenn.a $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/testlib.c tests/testlib.h $(BUILD)/libeenn.a
 	@mkdir -p $(dir $@)

@@ -190,7 +190,10 @@ ee_status ee_dataset_load_idx(ee_ctx *ctx, const char *images, const char *label
 /* CIFAR binary batches: fine = 0 for CIFAR-10 (1 label byte), 1 for CIFAR-100 fine labels, 2 coarse. */
 ee_status ee_dataset_load_cifar(ee_ctx *ctx, const char *const *files, int nfiles, int cifar100_label,
                                 ee_dataset **out);
-/* A dataset directory: "fashion-mnist"/"mnist" IDX names or cifar-10/100 binary names. split: "train" or
+/* Tiny ImageNet (tiny-imagenet-200 layout): train = train/WNID/images/NAME.JPEG, test = the official val set
+ * (val/images + val/val_annotations.txt). Classes: the sorted wnids.txt. */
+ee_status ee_dataset_load_tinyimagenet(ee_ctx *ctx, const char *dir, int train, ee_dataset **out);
+/* A dataset directory: "fashion-mnist"/"mnist" IDX names, cifar-10/100 binary names or Tiny ImageNet. split: "train" or
  * "test". Sets the per-dataset normalisation. */
 ee_status ee_dataset_load_dir(ee_ctx *ctx, const char *dir, const char *split, ee_dataset **out);
 void ee_dataset_free(ee_dataset *ds);

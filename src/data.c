@@ -5,7 +5,9 @@
 #include "internal.h"
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <math.h>
+#include <stb/stb_image.h>
 #include <zlib.h>
 
 static double sqrt_pos(double v) { return v > 0 ? sqrt(v) : 0; }
@@ -167,6 +169,106 @@ int ee_dataset_norm_preset(ee_dataset *ds, const char *name) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- Tiny ImageNet (tiny-imagenet-200 layout) */
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* decodes one 64x64 RGB JPEG into (3, 64, 64) planes */
+static ee_status tin_image(ee_ctx *ctx, const char *path, uint8_t *dst) {
+    int w, h, ch;
+    unsigned char *px = stbi_load(path, &w, &h, &ch, 3);
+    if (!px) return ee_fail(ctx, EE_ERR_FORMAT, "%s: cannot decode the image (%s)", path, stbi_failure_reason());
+    if (w != 64 || h != 64) { stbi_image_free(px); return ee_fail(ctx, EE_ERR_FORMAT, "%s: %dx%d, Tiny ImageNet images are 64x64", path, w, h); }
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < 64 * 64; i++) dst[c * 4096 + i] = px[i * 3 + c];
+    stbi_image_free(px);
+    return EE_OK;
+}
+
+static ee_status tin_add(ee_ctx *ctx, ee_dataset *ds, int *cap, const char *path, int label) {
+    if (ds->n == *cap) {
+        *cap = *cap ? *cap * 2 : 1024;
+        uint8_t *p = realloc(ds->pixels, (size_t)*cap * 12288), *l = p ? realloc(ds->labels, *cap) : NULL;
+        if (p) ds->pixels = p;
+        if (l) ds->labels = l;
+        if (!p || !l) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    }
+    ee_status s = tin_image(ctx, path, ds->pixels + (size_t)ds->n * 12288);
+    if (!s) ds->labels[ds->n++] = (uint8_t)label;
+    return s;
+}
+
+/* train: DIR/train/WNID/images/NAME.JPEG; test: the official val set, DIR/val/images/NAME.JPEG labelled by
+ * DIR/val/val_annotations.txt (the SDN reference's test set). Classes are the sorted lines of wnids.txt.
+ * Labels are stored in a byte: the 200 classes fit. */
+ee_status ee_dataset_load_tinyimagenet(ee_ctx *ctx, const char *dir, int train, ee_dataset **out) {
+    *out = NULL;
+    char path[4096], line[1024];
+    snprintf(path, sizeof path, "%s/wnids.txt", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return ee_fail(ctx, EE_ERR_IO, "%s: cannot open", path);
+    char *wn[256];
+    int nw = 0;
+    ee_status s = EE_OK;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        if (!*line) continue;
+        if (nw == 256) { s = ee_fail(ctx, EE_ERR_FORMAT, "%s: more than 256 classes", path); break; }
+        wn[nw++] = strdup(line);
+    }
+    fclose(f);
+    if (!s && nw < 2) s = ee_fail(ctx, EE_ERR_FORMAT, "%s: fewer than 2 classes", path);
+    qsort(wn, nw, sizeof *wn, cmp_str);
+    ee_dataset *ds = calloc(1, sizeof *ds);
+    int cap = 0;
+    if (!ds) s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    if (!s && train) {
+        for (int k = 0; k < nw && !s; k++) {
+            snprintf(path, sizeof path, "%s/train/%s/images", dir, wn[k]);
+            DIR *d = opendir(path);
+            if (!d) { s = ee_fail(ctx, EE_ERR_IO, "%s: cannot open the directory", path); break; }
+            char **names = NULL;
+            int nn = 0, nc = 0;
+            for (struct dirent *e; (e = readdir(d));) {
+                if (e->d_name[0] == '.') continue;
+                if (nn == nc) { nc = nc ? nc * 2 : 512; char **t = realloc(names, nc * sizeof *t); if (!t) break; names = t; }
+                names[nn++] = strdup(e->d_name);
+            }
+            closedir(d);
+            qsort(names, nn, sizeof *names, cmp_str); /* a fixed order, whatever the file system's */
+            for (int i = 0; i < nn; i++) {
+                char img[4400];
+                snprintf(img, sizeof img, "%s/%s", path, names[i]);
+                if (!s) s = tin_add(ctx, ds, &cap, img, k);
+                free(names[i]);
+            }
+            free(names);
+        }
+    } else if (!s) {
+        snprintf(path, sizeof path, "%s/val/val_annotations.txt", dir);
+        f = fopen(path, "r");
+        if (!f) s = ee_fail(ctx, EE_ERR_IO, "%s: cannot open", path);
+        for (int ln = 1; f && !s && fgets(line, sizeof line, f); ln++) {
+            char *file = strtok(line, "\t"), *id = strtok(NULL, "\t\r\n");
+            if (!file || !id) { s = ee_fail(ctx, EE_ERR_FORMAT, "%s:%d: expected 'FILE<tab>WNID...'", path, ln); break; }
+            int k = -1;
+            for (int j = 0; j < nw; j++) if (!strcmp(wn[j], id)) k = j;
+            if (k < 0) { s = ee_fail(ctx, EE_ERR_FORMAT, "%s:%d: class '%s' is not in wnids.txt", path, ln, id); break; }
+            char img[4400];
+            snprintf(img, sizeof img, "%s/val/images/%s", dir, file);
+            s = tin_add(ctx, ds, &cap, img, k);
+        }
+        if (f) fclose(f);
+    }
+    for (int k = 0; k < nw; k++) free(wn[k]);
+    if (!s && ds->n == 0) s = ee_fail(ctx, EE_ERR_FORMAT, "%s: no images", dir);
+    if (s) { ee_dataset_free(ds); return s; }
+    ds->c = 3; ds->h = 64; ds->w = 64;
+    ds->classes = nw;
+    ee_dataset_norm_preset(ds, "tinyimagenet");
+    *out = ds;
+    return EE_OK;
+}
+
 ee_status ee_dataset_load_dir(ee_ctx *ctx, const char *dir, const char *split, ee_dataset **out) {
     *out = NULL;
     int train = !strcmp(split, "train");
@@ -195,6 +297,8 @@ ee_status ee_dataset_load_dir(ee_ctx *ctx, const char *dir, const char *split, e
         if (!s) ee_dataset_norm_preset(*out, "cifar10");
         return s;
     }
+    snprintf(a, sizeof a, "%s/wnids.txt", dir);
+    if (exists(a)) return ee_dataset_load_tinyimagenet(ctx, dir, train, out);
     snprintf(a, sizeof a, "%s/%s.bin", dir, train ? "train" : "test");
     if (exists(a)) {
         const char *files[1] = {a};
@@ -202,7 +306,8 @@ ee_status ee_dataset_load_dir(ee_ctx *ctx, const char *dir, const char *split, e
         if (!s) ee_dataset_norm_preset(*out, "cifar100");
         return s;
     }
-    return ee_fail(ctx, EE_ERR_IO, "%s: no dataset found (expected IDX files %s-images-idx3-ubyte[.gz], or CIFAR binaries)",
+    return ee_fail(ctx, EE_ERR_IO, "%s: no dataset found (expected IDX files %s-images-idx3-ubyte[.gz], CIFAR binaries or "
+                   "Tiny ImageNet's wnids.txt)",
                    dir, pre);
 }
 

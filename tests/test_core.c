@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stb/stb_image_write.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -239,6 +240,69 @@ static void test_data(void) {
     ee_ctx_free(ctx);
 }
 
+/* Tiny ImageNet: 3 classes, 2 training JPEGs each, 3 validation JPEGs with annotations, in the published layout */
+static void test_tinyimagenet(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    char d[512], p[1200];
+    const char *wn[3] = {"n02123394", "n01443537", "n02099601"}; /* sorted: n01443537 n02099601 n02123394 */
+    snprintf(d, sizeof d, "%s/tiny-imagenet-200", tmpdir);
+    uint8_t img[64 * 64 * 3];
+    for (int k = 0; k < 3; k++) {
+        snprintf(p, sizeof p, "mkdir -p %s/train/%s/images %s/val/images", d, wn[k], d);
+        CHECK(system(p) == 0, "mkdir");
+        for (int i = 0; i < 2; i++) {
+            for (int q = 0; q < 64 * 64; q++) { img[q * 3] = (uint8_t)(40 * k + 20 * i); img[q * 3 + 1] = 128; img[q * 3 + 2] = 200; }
+            snprintf(p, sizeof p, "%s/train/%s/images/%s_%d.JPEG", d, wn[k], wn[k], i);
+            CHECK(stbi_write_jpg(p, 64, 64, 3, img, 95), "write %s", p);
+        }
+    }
+    snprintf(p, sizeof p, "%s/wnids.txt", d);
+    FILE *f = fopen(p, "w");
+    fprintf(f, "%s\n%s\n%s\n", wn[0], wn[1], wn[2]);
+    fclose(f);
+    snprintf(p, sizeof p, "%s/val/val_annotations.txt", d);
+    f = fopen(p, "w");
+    for (int i = 0; i < 3; i++) fprintf(f, "val_%d.JPEG\t%s\t0\t0\t63\t63\n", i, wn[2 - i]);
+    fclose(f);
+    for (int i = 0; i < 3; i++) {
+        for (int q = 0; q < 64 * 64; q++) { img[q * 3] = (uint8_t)(60 * i); img[q * 3 + 1] = 10; img[q * 3 + 2] = 250; }
+        snprintf(p, sizeof p, "%s/val/images/val_%d.JPEG", d, i);
+        stbi_write_jpg(p, 64, 64, 3, img, 95);
+    }
+    ee_dataset *ds = NULL;
+    CHECK_OK(ctx, ee_dataset_load_dir(ctx, d, "train", &ds));
+    if (ds) {
+        /* class 0 is n01443537 (wn[1]); its images have red 40 and 60 */
+        CHECK(ds->n == 6 && ds->c == 3 && ds->h == 64 && ds->classes == 3 && ds->labels[0] == 0 && ds->labels[5] == 2,
+              "Tiny ImageNet train: n %d classes %d", ds->n, ds->classes);
+        CHECK(abs(ds->pixels[0] - 40) <= 3 && abs(ds->pixels[4096] - 128) <= 3 && abs(ds->pixels[8192 + 77] - 200) <= 3,
+              "Tiny ImageNet pixels %d %d %d", ds->pixels[0], ds->pixels[4096], ds->pixels[8192 + 77]);
+        CHECK(fabsf(ds->mean[0] - 0.4802f) < 1e-6f, "Tiny ImageNet normalisation");
+        ee_dataset_free(ds);
+    }
+    CHECK_OK(ctx, ee_dataset_load_dir(ctx, d, "test", &ds));
+    if (ds) {
+        /* val_0 is wn[2] = n02099601 -> class 1; val_2 is wn[0] = n02123394 -> class 2 */
+        CHECK(ds->n == 3 && ds->labels[0] == 1 && ds->labels[1] == 0 && ds->labels[2] == 2 && abs(ds->pixels[2 * 12288] - 120) <= 3,
+              "Tiny ImageNet val labels %d %d %d", ds->labels[0], ds->labels[1], ds->labels[2]);
+        ee_dataset_free(ds);
+    }
+    /* a broken image and an unknown class give errors that name the file */
+    snprintf(p, sizeof p, "%s/val/images/val_1.JPEG", d);
+    f = fopen(p, "w");
+    fputs("not a jpeg", f);
+    fclose(f);
+    CHECK(ee_dataset_load_dir(ctx, d, "test", &ds) == EE_ERR_FORMAT && strstr(ee_ctx_error(ctx), "val_1.JPEG"),
+          "broken JPEG: %s", ee_ctx_error(ctx));
+    snprintf(p, sizeof p, "%s/val/val_annotations.txt", d);
+    f = fopen(p, "w");
+    fputs("val_0.JPEG\tn09999999\t0\t0\t1\t1\n", f);
+    fclose(f);
+    CHECK(ee_dataset_load_dir(ctx, d, "test", &ds) == EE_ERR_FORMAT && strstr(ee_ctx_error(ctx), "val_annotations.txt:1"),
+          "unknown class: %s", ee_ctx_error(ctx));
+    ee_ctx_free(ctx);
+}
+
 static void test_io(void) {
     ee_ctx *ctx = ee_ctx_new();
     ee_net *a = NULL, *b = NULL;
@@ -394,6 +458,7 @@ int main(void) {
     test_sgd_adam();
     test_arch();
     test_data();
+    test_tinyimagenet();
     test_io();
     test_compact();
     test_determinism();
