@@ -13,7 +13,8 @@ mkdir -p runs
 for a in resnet56 vgg16bn wrn32_4 mobilenet; do "$B/eenn" info --arch "$a" --summary; done
 for spec in "resnet56 $E56" "resnet20 $E20"; do
     set -- $spec
-    /usr/bin/time -f "$1: %e s wall-clock" "$B/eenn" train --arch "$1" --epochs "$2" --out "runs/$1-cnn-e$2.eenn" \
-        --resume --json | tee "runs/$1-cnn-e$2.json"
+    t0=$(date +%s)
+    "$B/eenn" train --arch "$1" --epochs "$2" --out "runs/$1-cnn-e$2.eenn" --resume --json | tee "runs/$1-cnn-e$2.json"
+    echo "$1: $(( $(date +%s) - t0 )) s wall-clock"
 done
 /usr/bin/python3 scripts/bench_compare.py
