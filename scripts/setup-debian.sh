@@ -2,7 +2,7 @@
 # Installs what eenn needs on a fresh Debian 12 machine: compilers, oneDNN, zlib, stb and the Fashion-MNIST
 # dataset. Runs apt-get as root, or through sudo. Safe to run again.
 set -e
-PKGS="build-essential pkg-config clang libdnnl-dev zlib1g-dev libstb-dev dataset-fashion-mnist"
+PKGS="build-essential pkg-config clang libomp-dev libdnnl-dev zlib1g-dev libstb-dev dataset-fashion-mnist"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 missing=""
