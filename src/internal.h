@@ -46,6 +46,7 @@ typedef struct ee_node {
     int ntens, tens0;     /* named tensors of this node in net->tens */
     float *y, *dy;        /* activations and their gradients, max_batch x size */
     void *priv;           /* layer-private data (oneDNN primitives, saved statistics, masks) */
+    size_t priv_bytes;    /* size of priv when it is a plain scratch buffer (ee_node_scratch) */
     int consumers;
     int seeded;           /* dy holds a value in this backward pass */
     int keep;             /* output needed after the node that reads it last (heads) */
@@ -108,6 +109,9 @@ ee_shape ee_node_input_shape(const ee_net *net, const ee_node *nd, int i);
 float *ee_node_input_grad(ee_net *net, ee_node *nd, int i, int *accumulate);
 void ee_net_add_tensor(ee_net *net, ee_node *nd, const char *suffix, int is_state, size_t off, int ndim, int d0,
                        int d1, int d2, int d3);
+/* the node's scratch buffer (nd->priv) grown to at least `bytes` and kept between calls; NULL if out of memory */
+void *ee_node_scratch(ee_node *nd, size_t bytes);
+void ee_node_release_scratch(ee_node *nd);
 void *ee_alloc(size_t bytes);  /* 64-byte aligned, zeroed; NULL on failure */
 void ee_free(void *p);
 void ee_fill_uniform(ee_ctx *ctx, float *p, size_t n, float lo, float hi);

@@ -26,6 +26,20 @@ float *ee_node_input_grad(ee_net *net, ee_node *nd, int i, int *accumulate) {
     return src->dy;
 }
 
+void *ee_node_scratch(ee_node *nd, size_t bytes) {
+    if (nd->priv_bytes < bytes) {
+        free(nd->priv);
+        nd->priv = malloc(bytes);
+        nd->priv_bytes = nd->priv ? bytes : 0;
+    }
+    return nd->priv;
+}
+void ee_node_release_scratch(ee_node *nd) {
+    free(nd->priv);
+    nd->priv = NULL;
+    nd->priv_bytes = 0;
+}
+
 void ee_net_add_tensor(ee_net *net, ee_node *nd, const char *suffix, int is_state, size_t off, int ndim, int d0,
                        int d1, int d2, int d3) {
     ee_tensor *t = &net->tens[net->ntens++];

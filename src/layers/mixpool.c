@@ -5,10 +5,7 @@
  * through unchanged (the reference's "no reduction" case). */
 #include "../internal.h"
 #include <float.h>
-#include <stdlib.h>
 #include <string.h>
-
-typedef struct { int *arg; size_t len; } mix_priv;
 
 static int passthrough(const ee_node *nd) { return nd->ins.h <= nd->a[0] && nd->ins.w <= nd->a[0]; }
 static int lo(int i, int in, int out) { return i * in / out; }
@@ -40,13 +37,8 @@ static ee_status mix_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int t
         memcpy(nd->y, x, ee_shape_size(nd->out) * n * sizeof(float));
         return EE_OK;
     }
-    mix_priv *p = nd->priv;
-    size_t outlen = ee_shape_size(nd->out) * n;
-    if (train) {
-        if (!p) p = nd->priv = calloc(1, sizeof *p);
-        if (p && p->len < outlen) { free(p->arg); p->arg = malloc(outlen * sizeof(int)); p->len = p->arg ? outlen : 0; }
-        if (!p || !p->arg) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
-    }
+    int *args = train ? ee_node_scratch(nd, ee_shape_size(nd->out) * n * sizeof(int)) : NULL;
+    if (train && !args) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
     int C = nd->ins.c, H = nd->ins.h, W = nd->ins.w, O = nd->a[0];
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n * O; i++) {
@@ -54,7 +46,7 @@ static ee_status mix_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int t
         for (int ow = 0; ow < O; ow++) {
             int w0 = lo(ow, W, O), w1 = hi(ow, W, O);
             float *y = nd->y + (((size_t)b * O + oh) * O + ow) * C;
-            int *arg = train ? p->arg + (((size_t)b * O + oh) * O + ow) * C : NULL;
+            int *arg = args ? args + (((size_t)b * O + oh) * O + ow) * C : NULL;
             float inv = 1.0f / ((h1 - h0) * (w1 - w0));
             for (int c = 0; c < C; c++) {
                 float mx = -FLT_MAX, sum = 0;
@@ -86,7 +78,7 @@ static ee_status mix_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
         net->grads[nd->p_off] = 0;
         return EE_OK;
     }
-    mix_priv *p = nd->priv;
+    const int *args = nd->priv;
     int C = nd->ins.c, H = nd->ins.h, W = nd->ins.w, O = nd->a[0];
     double da = 0;
     for (int b = 0; b < n; b++) {
@@ -104,7 +96,7 @@ static ee_status mix_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
                             sum += x[xi];
                             if (dx) dx[xi] += (1 - a) * inv * g;
                         }
-                    int am = p->arg[o + c];
+                    int am = args[o + c];
                     float mx = x[((size_t)b * H * W + am) * C + c];
                     if (dx) dx[((size_t)b * H * W + am) * C + c] += a * g;
                     da += (double)g * (mx - sum * inv);
@@ -115,12 +107,6 @@ static ee_status mix_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     return EE_OK;
 }
 
-static void mix_release(ee_node *nd) {
-    mix_priv *p = nd->priv;
-    if (p) free(p->arg);
-    free(p);
-    nd->priv = NULL;
-}
 
 const ee_layer_ops ee_mixpool_ops = {"mixpool", mix_shape, mix_tensors, mix_init, mix_forward, mix_backward,
-                                     mix_count, mix_release};
+                                     mix_count, ee_node_release_scratch};

@@ -5,8 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct { int *arg; size_t len; } maxpool_priv;
-
 static ee_status pool_shape(ee_ctx *ctx, ee_net *net, ee_node *nd) {
     (void)ctx; (void)net;
     int k = nd->a[0], s = nd->a[1], p = nd->a[2];
@@ -38,17 +36,9 @@ static void pool_count(const ee_net *net, const ee_node *nd, double *macs, doubl
 }
 
 static ee_status maxpool_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
-    maxpool_priv *p = nd->priv;
-    size_t outlen = ee_shape_size(nd->out) * n;
-    if (train) {
-        if (!p) p = nd->priv = calloc(1, sizeof *p);
-        if (p && p->len < outlen) {
-            free(p->arg);
-            p->arg = malloc(outlen * sizeof(int));
-            p->len = p->arg ? outlen : 0;
-        }
-        if (!p || !p->arg) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
-    }
+    /* training keeps the argmax of every output for the backward pass */
+    int *args = train ? ee_node_scratch(nd, ee_shape_size(nd->out) * n * sizeof(int)) : NULL;
+    if (train && !args) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
     int k = nd->a[0], s = nd->a[1], pad = nd->a[2], C = nd->ins.c, H = nd->ins.h, W = nd->ins.w;
     int OH = nd->out.h, OW = nd->out.w;
     const float *x = ee_node_input(net, nd, 0);
@@ -58,7 +48,7 @@ static ee_status maxpool_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, i
         const float *xb = x + (size_t)b * H * W * C;
         for (int ow = 0; ow < OW; ow++) {
             float *y = nd->y + (((size_t)b * OH + oh) * OW + ow) * C;
-            int *arg = train ? p->arg + (((size_t)b * OH + oh) * OW + ow) * C : NULL;
+            int *arg = args ? args + (((size_t)b * OH + oh) * OW + ow) * C : NULL;
             for (int c = 0; c < C; c++) y[c] = -FLT_MAX;
             for (int ki = 0; ki < k; ki++) {
                 int ih = oh * s - pad + ki;
@@ -77,7 +67,7 @@ static ee_status maxpool_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, i
 }
 static ee_status maxpool_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     (void)ctx;
-    maxpool_priv *p = nd->priv;
+    const int *args = nd->priv;
     int acc;
     float *dx = ee_node_input_grad(net, nd, 0, &acc);
     if (!dx) return EE_OK;
@@ -87,16 +77,10 @@ static ee_status maxpool_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) 
         float *d = dx + b * in1;
         if (!acc) memset(d, 0, in1 * sizeof(float));
         const float *g = nd->dy + b * out1;
-        const int *arg = p->arg + b * out1;
+        const int *arg = args + b * out1;
         for (size_t o = 0; o < out1; o++) d[arg[o]] += g[o];
     }
     return EE_OK;
-}
-static void maxpool_release(ee_node *nd) {
-    maxpool_priv *p = nd->priv;
-    if (p) free(p->arg);
-    free(p);
-    nd->priv = NULL;
 }
 
 static ee_status avgpool_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
@@ -190,7 +174,7 @@ static ee_status gap_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
 }
 
 const ee_layer_ops ee_maxpool_ops = {"maxpool", pool_shape, NULL, NULL, maxpool_forward, maxpool_backward,
-                                     pool_count, maxpool_release};
+                                     pool_count, ee_node_release_scratch};
 const ee_layer_ops ee_avgpool_ops = {"avgpool", pool_shape, NULL, NULL, avgpool_forward, avgpool_backward,
                                      pool_count, NULL};
 const ee_layer_ops ee_gap_ops = {"gap", gap_shape, NULL, NULL, gap_forward, gap_backward, pool_count, NULL};

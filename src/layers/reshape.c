@@ -4,8 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct { float *mask; size_t len; } dropout_priv;
-
 static ee_status keep_shape(ee_ctx *ctx, ee_net *net, ee_node *nd) {
     (void)ctx; (void)net;
     nd->out = nd->ins;
@@ -38,21 +36,15 @@ static ee_status dropout_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, i
         memcpy(nd->y, x, len * sizeof(float));
         return EE_OK;
     }
-    dropout_priv *d = nd->priv;
-    if (!d) d = nd->priv = calloc(1, sizeof *d);
-    if (d && d->len < len) {
-        free(d->mask);
-        d->mask = malloc(len * sizeof(float));
-        d->len = d->mask ? len : 0;
-    }
-    if (!d || !d->mask) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    float *mask = ee_node_scratch(nd, len * sizeof(float));
+    if (!mask) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
     uint64_t base = ee_rng_next(ctx);
     float scale = 1.0f / (1.0f - p);
     uint64_t thr = (uint64_t)((double)p * 18446744073709551616.0);
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < n; b++) {
         uint64_t s = base ^ ((uint64_t)b * 0xD1B54A32D192ED03ull);
-        float *m = d->mask + (size_t)b * per;
+        float *m = mask + (size_t)b * per;
         const float *xb = x + (size_t)b * per;
         float *yb = nd->y + (size_t)b * per;
         for (size_t i = 0; i < per; i++) {
@@ -67,21 +59,14 @@ static ee_status dropout_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) 
     int acc;
     float *dx = ee_node_input_grad(net, nd, 0, &acc);
     if (!dx) return EE_OK;
-    dropout_priv *d = nd->priv;
     size_t len = ee_shape_size(nd->out) * n;
-    const float *m = d && nd->f[0] > 0 ? d->mask : NULL;
+    const float *m = nd->f[0] > 0 ? nd->priv : NULL;
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < len; i++) {
         float v = m ? nd->dy[i] * m[i] : nd->dy[i];
         dx[i] = acc ? dx[i] + v : v;
     }
     return EE_OK;
-}
-static void dropout_release(ee_node *nd) {
-    dropout_priv *d = nd->priv;
-    if (d) free(d->mask);
-    free(d);
-    nd->priv = NULL;
 }
 
 static ee_status flatten_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
@@ -112,7 +97,7 @@ static ee_status flatten_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) 
 extern const ee_layer_ops ee_conv_ops, ee_bn_ops, ee_relu_ops, ee_maxpool_ops, ee_avgpool_ops, ee_gap_ops,
     ee_linear_ops, ee_add_ops, ee_mixpool_ops;
 static const ee_layer_ops ee_dropout_ops = {"dropout", keep_shape, NULL, NULL, dropout_forward, dropout_backward,
-                                            zero_count, dropout_release};
+                                            zero_count, ee_node_release_scratch};
 static const ee_layer_ops ee_flatten_ops = {"flatten", flatten_shape, NULL, NULL, flatten_forward, flatten_backward,
                                             zero_count, NULL};
 
