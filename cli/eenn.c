@@ -92,6 +92,11 @@ static void on_progress(const ee_progress *p, void *user) {
         if (p->val_acc >= 0) fprintf(stderr, "  val acc %.2f%%", 100 * p->val_acc);
         if (p->test_acc >= 0) fprintf(stderr, "  test acc %.2f%%", 100 * p->test_acc);
         fprintf(stderr, "  lr %g  %.0f img/s  %.0f s  ETA %.0f s\n", p->lr, p->img_per_s, p->epoch_s, p->eta_s);
+        if (p->heads > 1 && p->val_acc >= 0) {
+            fprintf(stderr, "  val acc per exit:");
+            for (int h = 0; h < p->heads; h++) fprintf(stderr, " %.2f", 100 * p->val_head_acc[h]);
+            fprintf(stderr, "\n");
+        }
         return;
     }
     if (ps->tty) {

@@ -234,6 +234,8 @@ typedef struct {
     double loss, acc, img_per_s, eta_s, lr;
     int epoch_done;                   /* 1 on the end-of-epoch call */
     double val_acc, val_loss, test_acc, epoch_s;
+    int heads;                        /* > 1 for an SDN: val_head_acc holds every exit's validation accuracy */
+    double val_head_acc[16];
 } ee_progress;
 typedef void (*ee_progress_fn)(const ee_progress *p, void *user);
 

@@ -170,17 +170,22 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
                 double el = now_s() - t0, rate = seen / (el > 0 ? el : 1e-9);
                 long left = (long)(cfg->epochs - epoch) * train->n - seen;
                 ee_progress p = {epoch + 1, cfg->epochs, step + 1, steps, loss_sum / seen, (double)right_sum / seen,
-                                 rate, left / rate, lr, 0, 0, 0, 0, el};
+                                 rate, left / rate, lr, 0, 0, 0, 0, el, net->nheads, {0}};
                 fn(&p, user);
             }
         }
         if (s) break;
         ee_progress p = {epoch + 1, cfg->epochs, steps, steps, loss_sum / seen, (double)right_sum / seen, 0, 0, lr, 1,
-                         -1, -1, -1, now_s() - t0};
+                         -1, -1, -1, now_s() - t0, net->nheads, {0}};
         p.img_per_s = seen / (p.epoch_s > 0 ? p.epoch_s : 1e-9);
         p.eta_s = (double)(cfg->epochs - epoch - 1) * train->n / (p.img_per_s > 0 ? p.img_per_s : 1);
         ee_eval_result r;
         if (val && !(s = ee_evaluate(ctx, net, val, B, &r))) { p.val_acc = r.acc; p.val_loss = r.loss; }
+        if (!s && val && net->nheads > 1) { /* every exit's validation accuracy */
+            ee_outputs *o = NULL;
+            if (!(s = ee_collect_outputs(ctx, net, val, B, &o))) ee_head_accuracy(o, p.val_head_acc);
+            ee_outputs_free(o);
+        }
         if (!s && test && !(s = ee_evaluate(ctx, net, test, B, &r))) p.test_acc = r.acc;
         if (!s && cfg->checkpoint) s = save_checkpoint(ctx, net, st, epoch + 1, cfg->checkpoint);
         if (!s && fn) fn(&p, user);
