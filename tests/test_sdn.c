@@ -234,6 +234,18 @@ static void test_exits(void) {
         fb &= pb[i] == o->pred[i * H + best];
     }
     CHECK(fb, "the most-confident fallback picks another head");
+    /* the CNN inside the SDN answers exactly as the SDN's final head */
+    ee_net *cnn = NULL;
+    CHECK_OK(ctx, ee_sdn_strip(ctx, net, &cnn));
+    if (cnn) {
+        CHECK(ee_net_num_heads(cnn) == 1 && ee_net_num_params(cnn) < ee_net_num_params(net), "stripped CNN shape");
+        ee_net_prepare(ctx, cnn, n, 0);
+        CHECK_OK(ctx, ee_net_forward(ctx, cnn, x, n, 0));
+        CHECK_OK(ctx, ee_net_forward(ctx, net, x, n, 0));
+        CHECK(tl_close(ee_net_head_output(cnn, 0), ee_net_head_output(net, H - 1), (size_t)n * 10, 1e-5, 1e-5, NULL) <= 1,
+              "the stripped CNN differs from the SDN's final head");
+        ee_net_free(cnn);
+    }
     free(x);
     ee_outputs_free(o);
     ee_dataset_free(ds);
