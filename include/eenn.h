@@ -99,7 +99,7 @@ int ee_net_num_tensors(const ee_net *net);
 int ee_net_find_tensor(const ee_net *net, const char *name);
 void ee_net_tensor(ee_net *net, int i, const char **name, float **data, size_t *count, int *ndim, int dims[4],
                    int *is_state);
-/* Call after changing parameters by hand, so that cached (reordered) weights are refreshed. */
+/* Call after changing parameters or state by hand, so that cached (reordered, BN-folded) weights are refreshed. */
 void ee_net_params_changed(ee_net *net);
 
 /* Initialises every parameter with the scheme the architecture names (reference initialisations). */

@@ -51,6 +51,8 @@ typedef struct ee_node {
     int seeded;           /* dy holds a value in this backward pass */
     int keep;             /* output needed after the node that reads it last (heads) */
     int frozen;           /* runs in eval mode, gets no gradient and no optimiser update (IC-only training) */
+    int fused;            /* inference: this BN or ReLU is computed by the conv before it (folded BN, ReLU post-op) */
+    int fuse_bn, fuse_relu; /* on a conv: the BN and ReLU nodes it absorbs in inference, or -1 */
 } ee_node;
 
 typedef struct {
@@ -72,6 +74,7 @@ struct ee_net {
     float *params, *grads, *state;
     size_t nparams, nstate;
     uint64_t params_version;
+    uint64_t state_version; /* bumped when BN running statistics change (folded inference weights follow) */
     int max_batch, training, cur_n;
     int eval_chunk;       /* inference runs the whole network on chunks of this many samples (cache-sized) */
     float *x;             /* copy of the network input, max_batch */
@@ -119,6 +122,8 @@ void ee_fill_normal(ee_ctx *ctx, float *p, size_t n, float stdv);
 
 /* oneDNN glue (dnnl.c) */
 ee_status ee_dnnl_init(ee_ctx *ctx, ee_net *net);
+/* marks conv -> BN (-> ReLU) chains that inference runs as one fused convolution */
+void ee_net_plan_fusion(ee_net *net);
 void ee_dnnl_free(ee_net *net);
 void ee_threads_apply(const ee_ctx *ctx);
 /* row-major C(m,n) = alpha * op(A) op(B) + beta * C */

@@ -233,7 +233,7 @@ ee_status ee_io_read(ee_ctx *ctx, const char *path, ee_net **net_out, const char
     for (uint32_t i = 0; i < nt && !s; i++)
         if (strncmp(dir[i].name, "train.", 6) && ee_net_find_tensor(net, dir[i].name) < 0)
             s = ee_fail(ctx, EE_ERR_FORMAT, "%s: tensor '%s' does not belong to this architecture", path, dir[i].name);
-    if (!s) net->params_version++;
+    if (!s) { net->params_version++; net->state_version++; }
 done:
     for (uint32_t i = 0; dir && i < nt; i++) free(dir[i].name);
     free(dir);

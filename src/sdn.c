@@ -135,7 +135,7 @@ ee_status ee_sdn_attach(ee_ctx *ctx, const ee_net *cnn, const int *nodes, int ni
                (a->is_state ? cnn->state : cnn->params) + a->off, a->count * sizeof(float));
     }
     for (int i = 0; i < cnn->nmeta; i++) ee_net_set_meta(ctx, sdn, cnn->meta_keys[i], cnn->meta_vals[i]);
-    sdn->params_version++;
+    ee_net_params_changed(sdn);
     *out = sdn;
     return EE_OK;
 }
@@ -208,6 +208,6 @@ ee_status ee_sdn_strip(ee_ctx *ctx, const ee_net *sdn, ee_net **out) {
                (a->is_state ? sdn->state : sdn->params) + a->off, a->count * sizeof(float));
     }
     for (int i = 0; i < sdn->nmeta; i++) ee_net_set_meta(ctx, cnn, sdn->meta_keys[i], sdn->meta_vals[i]);
-    cnn->params_version++;
+    ee_net_params_changed(cnn);
     return EE_OK;
 }

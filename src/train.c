@@ -84,7 +84,7 @@ static ee_status load_checkpoint(ee_ctx *ctx, ee_net *net, ee_optim_state *st, c
     else if (!(s = ee_io_read(ctx, path, NULL, "train.optim", ee_optim_state_data(st), ee_optim_state_size(st)))) {
         memcpy(net->params, ck->params, net->nparams * sizeof(float));
         memcpy(net->state, ck->state, net->nstate * sizeof(float));
-        net->params_version++;
+        ee_net_params_changed(net);
         *epoch = atoi(ep);
         ee_ctx_set_rng_state(ctx, strtoull(rng, NULL, 10));
         *ee_optim_state_steps(st) = strtoll(steps, NULL, 10);

@@ -159,6 +159,7 @@ static ee_status bn_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tr
         }
         if (s != sums) free(s);
         if (rf != ref) free(rf);
+        net->state_version++;
     } else {
         for (int j = 0; j < c; j++) {
             sc[j] = gamma[j] / sqrtf(rv[j] + eps);

@@ -4,6 +4,7 @@
  * parameters changed (net->params_version). */
 #include "../dnnl_glue.h"
 #include "init.h"
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,9 @@ typedef struct {
 typedef struct {
     conv_prim c[CONV_CACHE];
     int nc;
+    float *fw, *fb;        /* inference: weights and bias with the following BN folded in (OIHW) */
+    uint64_t fold_gen;     /* bumped at every fold; tags the reordered folded weights */
+    uint64_t fold_ver, fold_state;
 } conv_priv;
 
 #define COUT a[0]
@@ -70,6 +74,8 @@ static void conv_count(const ee_net *net, const ee_node *nd, double *macs, doubl
 static void conv_release(ee_node *nd) {
     conv_priv *p = nd->priv;
     if (!p) return;
+    free(p->fw);
+    free(p->fb);
     for (int i = 0; i < p->nc; i++) {
         conv_prim *c = &p->c[i];
         dnnl_primitive_t prims[] = {c->fwd, c->bwd_d, c->bwd_w, c->reo_f, c->reo_d, c->reo_dw};
@@ -133,6 +139,7 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
         conv_release(nd);
         return get_prim(ctx, net, nd, n, train);
     }
+    int fuse = !train && nd->fuse_bn >= 0;
     ee_dnnl *d = EE_DNNL(net);
     conv_prim *c = &p->c[p->nc];
     memset(c, 0, sizeof *c);
@@ -147,12 +154,22 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x);
     weights_md(nd, &wany, 1);
     weights_md(nd, &wuser, 0);
-    const dnnl_memory_desc_t *bp = nd->BIAS ? &bmd : NULL;
+    const dnnl_memory_desc_t *bp = nd->BIAS || fuse ? &bmd : NULL;
     dnnl_convolution_desc_t cd;
     dnnl_primitive_desc_t fpd = NULL, dpd = NULL, wpd = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    if (fuse && nd->fuse_relu >= 0) { /* ReLU as a post-op of the folded convolution */
+        TRY(dnnl_post_ops_create(&po));
+        TRY(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
+        TRY(dnnl_primitive_attr_create(&attr));
+        TRY(dnnl_primitive_attr_set_post_ops(attr, po));
+    }
     TRY(dnnl_convolution_forward_desc_init(&cd, train ? dnnl_forward_training : dnnl_forward_inference,
                                            dnnl_convolution_direct, &smd, &wany, bp, &dmd, str, pad, pad));
-    TRY(dnnl_primitive_desc_create(&fpd, &cd, NULL, d->eng, NULL));
+    TRY(dnnl_primitive_desc_create(&fpd, &cd, attr, d->eng, NULL));
+    if (attr) { dnnl_primitive_attr_destroy(attr); attr = NULL; }
+    if (po) { dnnl_post_ops_destroy(po); po = NULL; }
     const char *impl = "";
     dnnl_primitive_desc_query(fpd, dnnl_query_impl_info_str, 0, &impl);
     snprintf(c->impl, sizeof c->impl, "%s", impl);
@@ -185,6 +202,8 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     p->nc++;
     return c;
 fail:
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (po) dnnl_post_ops_destroy(po);
     if (fpd) dnnl_primitive_desc_destroy(fpd);
     if (dpd) dnnl_primitive_desc_destroy(dpd);
     if (wpd) dnnl_primitive_desc_destroy(wpd);
@@ -207,23 +226,54 @@ static ee_status reorder(ee_ctx *ctx, ee_dnnl *d, dnnl_primitive_t r, dnnl_memor
     return run(ctx, d, r, 2, a, "a weight reorder");
 }
 
+/* w' = w * gamma / sqrt(var + eps) per output channel, b' = (b - mean) * that + beta */
+static ee_status fold_bn(ee_ctx *ctx, ee_net *net, ee_node *nd) {
+    conv_priv *p = nd->priv;
+    if (p->fw && p->fold_ver == net->params_version && p->fold_state == net->state_version) return EE_OK;
+    size_t nw = wcount(nd), per = nw / nd->COUT;
+    if (!p->fw) { p->fw = malloc(nw * sizeof(float)); p->fb = malloc(nd->COUT * sizeof(float)); }
+    if (!p->fw || !p->fb) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    const ee_node *bn = &net->nodes[nd->fuse_bn];
+    const float *w = net->params + nd->p_off, *gamma = net->params + bn->p_off, *beta = gamma + nd->COUT;
+    const float *mean = net->state + bn->s_off, *var = mean + nd->COUT;
+    for (int o = 0; o < nd->COUT; o++) {
+        float sc = gamma[o] / sqrtf(var[o] + bn->f[1]), b = nd->BIAS ? w[nw + o] : 0.0f;
+        for (size_t i = 0; i < per; i++) p->fw[o * per + i] = w[o * per + i] * sc;
+        p->fb[o] = (b - mean[o]) * sc + beta[o];
+    }
+    p->fold_ver = net->params_version;
+    p->fold_state = net->state_version;
+    p->fold_gen++;
+    return EE_OK;
+}
+
 static ee_status conv_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train, size_t off) {
     conv_prim *c = get_prim(ctx, net, nd, n, train);
     if (!c) return EE_ERR_BACKEND;
     ee_dnnl *d = EE_DNNL(net);
-    float *w = net->params + nd->p_off;
+    float *w = net->params + nd->p_off, *b = w + wcount(nd), *y = nd->y;
+    uint64_t want = net->params_version;
+    if (!train && nd->fuse_bn >= 0) { /* inference: folded BN, output straight into the last fused node */
+        ee_status s = fold_bn(ctx, net, nd);
+        if (s) return s;
+        conv_priv *p = nd->priv;
+        w = p->fw;
+        b = p->fb;
+        y = net->nodes[nd->fuse_relu >= 0 ? nd->fuse_relu : nd->fuse_bn].y;
+        want = p->fold_gen | (1ull << 63);
+    }
     dnnl_memory_set_data_handle(c->src, (void *)(ee_node_input(net, nd, 0) + off * ee_shape_size(nd->ins)));
-    dnnl_memory_set_data_handle(c->dst, nd->y + off * ee_shape_size(nd->out));
+    dnnl_memory_set_data_handle(c->dst, y + off * ee_shape_size(nd->out));
     dnnl_memory_set_data_handle(c->w_user, w);
-    dnnl_memory_set_data_handle(c->bias, w + wcount(nd));
+    dnnl_memory_set_data_handle(c->bias, b);
     ee_status s;
-    if (c->reo_f && c->ver_f != net->params_version) {
+    if (c->reo_f && c->ver_f != want) {
         if ((s = reorder(ctx, d, c->reo_f, c->w_user, c->w_f))) return s;
-        c->ver_f = net->params_version;
+        c->ver_f = want;
     }
     dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, c->src}, {DNNL_ARG_WEIGHTS, c->w_f}, {DNNL_ARG_DST, c->dst},
                             {DNNL_ARG_BIAS, c->bias}};
-    if ((s = run(ctx, d, c->fwd, nd->BIAS ? 4 : 3, a, "a convolution"))) return s;
+    if ((s = run(ctx, d, c->fwd, nd->BIAS || (!train && nd->fuse_bn >= 0) ? 4 : 3, a, "a convolution"))) return s;
     dnnl_stream_wait(d->strm);
     return EE_OK;
 }
