@@ -850,6 +850,7 @@ static int bench_exits(const char *model, double q, int nimg, int threads, int j
     check(ee_net_prepare(ctx, cnn, 128, 0), ctx);
     /* warm-up: primitives for every power-of-two batch, both networks */
     for (int n = 128; n >= 1; n /= 2) {
+        if (n > nimg) continue;
         check(ee_infer_exits(ctx, sdn, x, n, (float)q, fallback, pred, conf, ex), ctx);
         check(ee_net_forward(ctx, cnn, x, n, 0), ctx);
     }
