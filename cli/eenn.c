@@ -854,7 +854,7 @@ static int bench_exits(const char *model, double q, int nimg, int threads, int j
         check(ee_infer_exits(ctx, sdn, x, n, (float)q, fallback, pred, conf, ex), ctx);
         check(ee_net_forward(ctx, cnn, x, n, 0), ctx);
     }
-    double res[2][2]; /* [batch 1, batch 128][cnn, exits] seconds */
+    double res[2][2] = {{1e300, 1e300}, {1e300, 1e300}}; /* [batch 1, batch 128][cnn, exits]: best seconds */
     double avg_cost = 0;
     int right_e = 0, right_c = 0, exits[16] = {0};
     for (int rep = 0; rep < 2; rep++) {
@@ -879,10 +879,10 @@ static int bench_exits(const char *model, double q, int nimg, int threads, int j
         for (int i = 0; i < nimg; i += 128)
             check(ee_infer_exits(ctx, sdn, x + i * img, nimg - i < 128 ? nimg - i : 128, (float)q, fallback, pred + i, conf + i, ex + i), ctx);
         double t4 = now_s();
-        if (rep == 0 || t1 - t0 < res[0][0]) res[0][0] = t1 - t0;
-        if (rep == 0 || t2 - t1 < res[0][1]) res[0][1] = t2 - t1;
-        if (rep == 0 || t3 - t2 < res[1][0]) res[1][0] = t3 - t2;
-        if (rep == 0 || t4 - t3 < res[1][1]) res[1][1] = t4 - t3;
+        if (t1 - t0 < res[0][0]) res[0][0] = t1 - t0;
+        if (t2 - t1 < res[0][1]) res[0][1] = t2 - t1;
+        if (t3 - t2 < res[1][0]) res[1][0] = t3 - t2;
+        if (t4 - t3 < res[1][1]) res[1][1] = t4 - t3;
     }
     const float *lc = NULL;
     (void)lc;
