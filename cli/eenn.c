@@ -335,13 +335,8 @@ typedef struct {
 } eval_model;
 
 static const char *head_name(const ee_net *net, int h, char *buf, size_t n) {
-    ee_node_info in;
-    int node = ee_net_head_node(net, h);
-    if (h == ee_net_num_heads(net) - 1) { snprintf(buf, n, "final"); return buf; }
-    /* the IC's attach node: the input of its mixpool, two nodes before the head */
-    ee_net_node_info(net, node - 2, &in);
-    snprintf(buf, n, "IC%d", h + 1);
-    (void)in;
+    if (h == ee_net_num_heads(net) - 1) snprintf(buf, n, "final");
+    else snprintf(buf, n, "IC%d", h + 1);
     return buf;
 }
 
@@ -884,8 +879,6 @@ static int bench_exits(const char *model, double q, int nimg, int threads, int j
         if (t3 - t2 < res[1][0]) res[1][0] = t3 - t2;
         if (t4 - t3 < res[1][1]) res[1][1] = t4 - t3;
     }
-    const float *lc = NULL;
-    (void)lc;
     for (int i = 0; i < nimg; i++) { avg_cost += cost[ex[i]]; exits[ex[i]]++; right_e += pred[i] == y[i]; }
     avg_cost /= nimg;
     for (int i = 0; i < nimg; i += 128) {

@@ -132,8 +132,6 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
     int *perm = malloc(train->n * sizeof(int));
     if (!x || !y || !perm) s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
     int steps = (train->n + B - 1) / B, every = cfg->progress_every > 0 ? cfg->progress_every : 20;
-    double t_all = now_s();
-    long done_imgs = 0;
     for (int epoch = start; epoch < cfg->epochs && !s; epoch++) {
         for (int i = 0; i < train->n; i++) perm[i] = i;
         ee_shuffle(ctx, perm, train->n);
@@ -165,7 +163,6 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
             loss_sum += l_final * n;
             right_sum += right;
             seen += n;
-            done_imgs += n;
             if (fn && (step % every == 0 || step == steps - 1)) {
                 double el = now_s() - t0, rate = seen / (el > 0 ? el : 1e-9);
                 long left = (long)(cfg->epochs - epoch) * train->n - seen;
@@ -190,8 +187,6 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
         if (!s && cfg->checkpoint) s = save_checkpoint(ctx, net, st, epoch + 1, cfg->checkpoint);
         if (!s && fn) fn(&p, user);
     }
-    (void)t_all;
-    (void)done_imgs;
     ee_net_freeze_backbone(net, 0);
     ee_free(x);
     free(y);

@@ -14,6 +14,8 @@
 typedef struct {
     float *mean, *invstd;  /* of the last training forward */
     double *part;          /* MAXT x 2c partial sums */
+    double *sums;          /* 2c reduced sums */
+    float *k;              /* 4c: backward coefficients and eval-mode means */
     int last_train;
 } bn_priv;
 
@@ -51,7 +53,7 @@ static void bn_count(const ee_net *net, const ee_node *nd, double *macs, double 
 static void bn_release(ee_node *nd) {
     bn_priv *p = nd->priv;
     if (!p) return;
-    free(p->mean); free(p->invstd); free(p->part);
+    free(p->mean); free(p->invstd); free(p->part); free(p->sums); free(p->k);
     free(p);
     nd->priv = NULL;
 }
@@ -63,9 +65,11 @@ static bn_priv *priv(ee_ctx *ctx, ee_node *nd) {
         p->mean = malloc(c * sizeof(float));
         p->invstd = malloc(c * sizeof(float));
         p->part = malloc((size_t)MAXT * 2 * c * sizeof(double));
+        p->sums = malloc(2 * c * sizeof(double));
+        p->k = malloc(4 * c * sizeof(float));
     }
-    if (!p || !p->mean || !p->invstd || !p->part) {
-        if (p) { free(p->mean); free(p->invstd); free(p->part); free(p); }
+    if (!p || !p->mean || !p->invstd || !p->part || !p->sums || !p->k) {
+        if (p) { free(p->mean); free(p->invstd); free(p->part); free(p->sums); free(p->k); free(p); }
         ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
         return NULL;
     }
@@ -179,14 +183,12 @@ static ee_status bn_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     const float *x = ee_node_input(net, nd, 0), *dy = nd->dy;
     const float *gamma = net->params + nd->p_off;
     float *dgamma = net->grads + nd->p_off, *dbeta = dgamma + c;
-    double *s = malloc(2 * c * sizeof(double));
-    float *k1 = malloc(3 * c * sizeof(float)), *k2 = k1 + c, *k3 = k2 + c;
-    if (!s || !k1) { free(s); free(k1); return ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); }
+    double *s = p->sums;
+    float *k1 = p->k, *k2 = k1 + c, *k3 = k2 + c;
     const float *mean = p->mean;
-    float *evm = NULL;
-    if (!p->last_train) { /* eval-mode backward (Grad-CAM through a frozen net) */
+    if (!p->last_train) { /* eval-mode backward (Grad-CAM through a frozen net): the running statistics */
         const float *rm = net->state + nd->s_off, *rv = rm + c;
-        evm = malloc(c * sizeof(float));
+        float *evm = k3 + c;
         for (int j = 0; j < c; j++) { evm[j] = rm[j]; p->invstd[j] = 1.0f / sqrtf(rv[j] + nd->f[1]); }
         mean = evm;
     }
@@ -216,7 +218,6 @@ static ee_status bn_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
             else for (int j = 0; j < c; j++) d[j] = k1[j] * g[j] + k2[j] * xr[j] + k3[j];
         }
     }
-    free(s); free(k1); free(evm);
     return EE_OK;
 }
 

@@ -330,10 +330,5 @@ static ee_status conv_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     return EE_OK;
 }
 
-const char *ee_conv_impl(const ee_node *nd) {
-    const conv_priv *p = nd->priv;
-    return p && p->nc ? p->c[p->nc - 1].impl : "";
-}
-
 const ee_layer_ops ee_conv_ops = {"conv", conv_shape, conv_tensors, conv_init, conv_forward, conv_backward,
                                   conv_count, conv_release};

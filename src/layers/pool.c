@@ -26,8 +26,7 @@ static void pool_count(const ee_net *net, const ee_node *nd, double *macs, doubl
     *macs = 0;
     if (nd->kind == EE_GAP) {
         *flops = (double)ee_shape_size(nd->ins);
-        *prof = *flops; /* AvgPool(H) in the reference: k (an int) per output would be H; we count the true adds */
-        *prof = outs * nd->ins.h;
+        *prof = outs * nd->ins.h; /* the reference's AvgPool(H): k = H (an int) per output, not H^2 */
     } else {
         *flops = outs * k * k;
         /* the reference profiler counts (k-1) per output for max, k for avg: the kernel is an int, not k^2 */
