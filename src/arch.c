@@ -105,7 +105,7 @@ static ee_status parse_line(parser *p, ee_net *net, char *line, int *saw_input) 
     nd->in[0] = net->nnodes - 1;
     nd->nin = 1;
     snprintf(nd->name, EE_NAME, "%s%d", kind_names[kind], net->nnodes);
-    int have[8] = {0}, head = 0, explicit_in = 0;
+    int have[8] = {0}, head = 0;
     /* defaults */
     if (kind == EE_CONV) { nd->a[2] = 1; nd->a[3] = 0; nd->a[4] = 1; nd->a[5] = 1; }
     if (kind == EE_BN) { nd->f[0] = 0.1f; nd->f[1] = 1e-5f; }
@@ -135,7 +135,6 @@ static ee_status parse_line(parser *p, ee_net *net, char *line, int *saw_input) 
                 if (id < -1) return perr(p, "input '%s' is not an earlier node", q, NULL);
                 nd->in[nd->nin++] = id;
             }
-            explicit_in = 1;
         } else if (!strcmp(k, "head")) {
             s = parse_int(p, k, v, 0, 1, &head);
         } else if (!has_word(kind_keys[kind], k)) {
@@ -171,7 +170,6 @@ static ee_status parse_line(parser *p, ee_net *net, char *line, int *saw_input) 
     if (kind == EE_LINEAR && !have[0]) return perr(p, "linear needs out=%s", "", NULL);
     if (kind == EE_ADD && nd->nin != 2) return perr(p, "add needs in=A,B (two inputs)%s", "", NULL);
     if (kind != EE_ADD && nd->nin != 1) return perr(p, "%s takes one input", kind_names[kind], NULL);
-    (void)explicit_in;
     if (head) {
         if (net->nheads == EE_MAX_HEADS) return perr(p, "too many heads%s", "", NULL);
         net->heads[net->nheads++] = net->nnodes;
