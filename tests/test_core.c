@@ -347,6 +347,21 @@ static void test_io(void) {
               "%s file: '%s'", cases[i].what, ee_ctx_error(ctx));
         CHECK(b == NULL, "%s file returned a network", cases[i].what);
     }
+    /* a well-formed file whose tensors do not fit its architecture (as another tool might write) */
+    {
+        ee_net *c5 = NULL;
+        CHECK_OK(ctx, ee_net_builtin(ctx, "resnet20", 1, 28, 28, 5, &c5));
+        if (c5) {
+            char *keep = a->arch_text;
+            a->arch_text = (char *)ee_net_arch(c5); /* 5-class text, 10-class tensors */
+            snprintf(bad, sizeof bad, "%s/mismatch.eenn", tmpdir);
+            CHECK_OK(ctx, ee_net_save(ctx, a, NULL, 0, bad));
+            a->arch_text = keep;
+            CHECK(ee_net_load(ctx, bad, &b) == EE_ERR_FORMAT && strstr(ee_ctx_error(ctx), "fc.weight' has the wrong shape"),
+                  "mismatched file: '%s'", ee_ctx_error(ctx));
+            ee_net_free(c5);
+        }
+    }
     CHECK(ee_net_load(ctx, "/nonexistent/x.eenn", &b) == EE_ERR_IO && strstr(ee_ctx_error(ctx), "/nonexistent/x.eenn"),
           "missing file");
     /* atomic save: no temp file left behind, an unwritable path fails cleanly */
