@@ -460,8 +460,10 @@ static int cmd_eval(args *a) {
         printf("\n");
         for (int r = 0; r < maxh; r++) {
             int final_row = r == maxh - 1;
-            printf("%-8s", final_row ? "final" : "");
-            if (!final_row) printf("\rIC%-6d", r + 1);
+            char label[16];
+            if (final_row) snprintf(label, sizeof label, "final");
+            else snprintf(label, sizeof label, "IC%d", r + 1);
+            printf("%-8s", label);
             for (int k = 0; k < nmodels; k++) {
                 int h = final_row ? m[k].heads - 1 : r;
                 if (!final_row && r >= m[k].heads - 1) printf(" %26s", "-");
