@@ -289,15 +289,12 @@ static void test_tinyimagenet(void) {
     }
     /* a broken image and an unknown class give errors that name the file */
     snprintf(p, sizeof p, "%s/val/images/val_1.JPEG", d);
-    f = fopen(p, "w");
-    fputs("not a jpeg", f);
-    fclose(f);
+    write_bytes(p, "not a jpeg", 10, 0);
     CHECK(ee_dataset_load_dir(ctx, d, "test", &ds) == EE_ERR_FORMAT && strstr(ee_ctx_error(ctx), "val_1.JPEG"),
           "broken JPEG: %s", ee_ctx_error(ctx));
     snprintf(p, sizeof p, "%s/val/val_annotations.txt", d);
-    f = fopen(p, "w");
-    fputs("val_0.JPEG\tn09999999\t0\t0\t1\t1\n", f);
-    fclose(f);
+    const char *bad_line = "val_0.JPEG\tn09999999\t0\t0\t1\t1\n";
+    write_bytes(p, bad_line, strlen(bad_line), 0);
     CHECK(ee_dataset_load_dir(ctx, d, "test", &ds) == EE_ERR_FORMAT && strstr(ee_ctx_error(ctx), "val_annotations.txt:1"),
           "unknown class: %s", ee_ctx_error(ctx));
     ee_ctx_free(ctx);

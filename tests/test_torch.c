@@ -25,6 +25,16 @@ static void cmp(const char *what, const float *got, const float *want, size_t n,
     if (getenv("VERBOSE")) printf("  %-40s %.3g x tolerance\n", what, e);
 }
 
+/* compares `got` with the nets.bin fixture "ARCH.SUFFIX" */
+static void cmp_net(const char *arch, const char *suffix, const float *got, size_t n, double atol, double rtol) {
+    char nm[256];
+    size_t cnt;
+    snprintf(nm, sizeof nm, "%s.%s", arch, suffix);
+    float *want = fx("nets.bin", nm, &cnt);
+    if (want) cmp(nm, got, want, n, atol, rtol);
+    free(want);
+}
+
 /* one layer named L as node 0 of `text`; input (n, c, h, w) */
 static void layer_case(const char *tag, const char *text, int n, int c, int h, int w, int train) {
     ee_ctx *ctx = ee_ctx_new();
@@ -115,25 +125,16 @@ static void net_case(const char *arch, int threads) {
     size_t cnt;
     ee_net_prepare(ctx, net, n, 1);
     CHECK_OK(ctx, ee_net_forward(ctx, net, x, n, 0));
-    snprintf(nm, sizeof nm, "%s.eval_logits", arch);
-    float *want = fx("nets.bin", nm, &cnt);
-    if (want) cmp(nm, ee_net_head_output(net, 0), want, 40, 1e-4, 1e-3);
-    free(want);
+    cmp_net(arch, "eval_logits", ee_net_head_output(net, 0), 40, 1e-4, 1e-3);
     CHECK_OK(ctx, ee_net_forward(ctx, net, x, n, 1));
-    snprintf(nm, sizeof nm, "%s.train_logits", arch);
-    want = fx("nets.bin", nm, &cnt);
-    if (want) cmp(nm, ee_net_head_output(net, 0), want, 40, 1e-4, 1e-3);
-    free(want);
+    cmp_net(arch, "train_logits", ee_net_head_output(net, 0), 40, 1e-4, 1e-3);
     /* the forward just updated BN running stats; PyTorch's train forward did the same before backward */
     double l;
     ee_net_zero_seeds(net);
     CHECK_OK(ctx, ee_net_loss(ctx, net, 0, y, n, 1.0f, &l, NULL));
     CHECK_OK(ctx, ee_net_backward(ctx, net, n));
     float lf = (float)l;
-    snprintf(nm, sizeof nm, "%s.loss", arch);
-    want = fx("nets.bin", nm, &cnt);
-    if (want) cmp(nm, &lf, want, 1, 1e-6, 1e-5);
-    free(want);
+    cmp_net(arch, "loss", &lf, 1, 1e-6, 1e-5);
     int bad = 0;
     double worst = 0;
     for (int t = 0; t < ee_net_num_tensors(net); t++) {
@@ -175,21 +176,12 @@ static void net_case(const char *arch, int threads) {
         CHECK_OK(ctx, ee_net_backward(ctx, net, n));
         CHECK_OK(ctx, ee_optim_step(ctx, net, st, 0.001f));
     }
-    snprintf(nm, sizeof nm, "%s.sgd_losses", arch);
-    want = fx("nets.bin", nm, &cnt);
-    if (want) cmp(nm, losses, want, 3, 1e-4, 1.5e-2);
-    if (getenv("VERBOSE")) printf("  losses %g %g %g\n", losses[0], losses[1], losses[2]);
-    free(want);
+    cmp_net(arch, "sgd_losses", losses, 3, 1e-4, 1.5e-2);
     CHECK_OK(ctx, ee_net_forward(ctx, net, x, n, 0));
-    snprintf(nm, sizeof nm, "%s.sgd_eval_logits", arch);
-    want = fx("nets.bin", nm, &cnt);
-    if (want) cmp(nm, ee_net_head_output(net, 0), want, 40, 2e-2, 3e-2);
-    free(want);
+    cmp_net(arch, "sgd_eval_logits", ee_net_head_output(net, 0), 40, 2e-2, 3e-2);
     int t = ee_net_find_tensor(net, "stem.bn.running_var");
-    snprintf(nm, sizeof nm, "%s.sgd_stem_running_var", arch);
-    want = fx("nets.bin", nm, &cnt);
-    if (want && t >= 0) cmp(nm, net->state + net->tens[t].off, want, cnt, 1e-4, 1e-3);
-    free(want);
+    CHECK(t >= 0, "no stem.bn.running_var");
+    if (t >= 0) cmp_net(arch, "sgd_stem_running_var", net->state + net->tens[t].off, net->tens[t].count, 1e-4, 1e-3);
     ee_optim_state_free(st);
     free(x);
     ee_net_free(net);
