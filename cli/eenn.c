@@ -77,7 +77,8 @@ static const char *train_help =
     "  --val N            validation samples carved from the end of the training set (5000; 0 = none)\n"
     "  --subset N         train on the first N training samples only\n"
     "  --test-subset N    evaluate on the first N test samples only\n"
-    "  --no-augment       no random crop (pad 4) or horizontal flip\n"
+    "  --augment A        crop+flip (default: random crop with padding 4 and horizontal flip), flip, crop or none\n"
+    "  --no-augment       the same as --augment none\n"
     "  --checkpoint FILE  checkpoint written after every epoch (default OUT.ckpt)\n"
     "  --resume           continue from the checkpoint if it exists\n"
     "  --seed N (1221)    --threads N (0 = all cores)   --json  final results as JSON\n";
@@ -169,7 +170,8 @@ static int cmd_train(args *a) {
     const char *arch = "resnet20", *arch_file = NULL, *data = DEFAULT_DATA, *out = "model.eenn", *ckpt = NULL;
     const char *milestones = NULL, *mode_s = "cnn", *from = NULL, *ics = NULL;
     int set_optim = 0, set_lr = 0, set_wd = 0, set_epochs = 0;
-    int epochs = 15, batch = 128, nval = 5000, subset = 0, test_subset = 0, augment = 1, resume = 0, json = 0, threads = 0;
+    int epochs = 15, batch = 128, nval = 5000, subset = 0, test_subset = 0, resume = 0, json = 0, threads = 0;
+    const char *augment = "crop+flip";
     long seed = 1221;
     ee_optim opt = {EE_SGD, 0.1f, 0.9f, 1e-4f, 0, 0, 0, 0};
     ee_schedule sched = {EE_SCHED_STEP, 0.1f, 0.1f, {0}, 0, 0, 0};
@@ -205,7 +207,8 @@ static int cmd_train(args *a) {
         else if (is_opt(a, "--val")) nval = (int)ival(a, 0, 100000000);
         else if (is_opt(a, "--subset")) subset = (int)ival(a, 1, 100000000);
         else if (is_opt(a, "--test-subset")) test_subset = (int)ival(a, 1, 100000000);
-        else if (is_opt(a, "--no-augment")) augment = 0;
+        else if (is_opt(a, "--no-augment")) augment = "none";
+        else if (is_opt(a, "--augment")) augment = val(a);
         else if (is_opt(a, "--resume")) resume = 1;
         else if (is_opt(a, "--seed")) seed = ival(a, 0, 2147483647);
         else if (is_opt(a, "--threads")) threads = (int)ival(a, 0, 256);
@@ -226,6 +229,11 @@ static int cmd_train(args *a) {
         if (!milestones) milestones = "0.6";
     }
     if (!milestones) milestones = "0.35,0.6,0.85";
+    ee_augment aug = {0, 0};
+    if (!strcmp(augment, "crop+flip") || !strcmp(augment, "flip+crop")) aug = (ee_augment){4, 1};
+    else if (!strcmp(augment, "flip")) aug.flip = 1;
+    else if (!strcmp(augment, "crop")) aug.crop_pad = 4;
+    else if (strcmp(augment, "none")) die("train --augment: '%s' is not crop+flip, flip, crop or none", augment);
     if (!set_wd && (!strcmp(arch, "vgg16bn") || !strcmp(arch, "wrn32_4"))) opt.weight_decay = 5e-4f;
     if (opt.kind == EE_ADAM) opt.momentum = 0;
     if (opt.nesterov && opt.kind != EE_SGD) die("train --nesterov: only with --optim sgd");
@@ -275,8 +283,9 @@ static int cmd_train(args *a) {
     snprintf(nval_s, sizeof nval_s, "%d", nval);
     ee_net_set_meta(ctx, net, "data.val", nval_s);
     ee_net_set_meta(ctx, net, "train.mode", mode_s);
+    ee_net_set_meta(ctx, net, "train.augment", augment);
     sched.base_lr = opt.lr;
-    ee_train_config cfg = {epochs, batch, opt, sched, {augment ? 4 : 0, augment}, ckpt, resume, 0, mode};
+    ee_train_config cfg = {epochs, batch, opt, sched, aug, ckpt, resume, 0, mode};
     progress_state ps = {isatty(2), json, now_s()};
     fprintf(stderr, "training %s (%zu parameters) on %s: %d train / %d val / %d test, %d epochs, batch %d, %d threads\n",
             ee_net_name(net), ee_net_num_params(net), data, train->n, val ? val->n : 0, test->n, epochs, batch,

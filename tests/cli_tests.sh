@@ -30,6 +30,7 @@ expect_fail "zero epochs" "train --epochs: '0' is not an integer" "$E" train --e
 expect_fail "bad lr" "train --lr: 'fast'" "$E" train --lr fast
 expect_fail "unknown flag" "unknown option '--colour'" "$E" train --colour
 expect_fail "bad milestones" "train --milestones" "$E" train --milestones 2,3
+expect_fail "bad augment" "train --augment: 'rotate' is not crop+flip" "$E" train --augment rotate
 expect_fail "unknown arch" "unknown architecture 'resnet7'" "$E" info --arch resnet7
 expect_fail "missing model" "$T/none.eenn: cannot open" "$E" eval "$T/none.eenn"
 printf 'input c=1 h=28 w=28\nconv out=8 k=3 size=big\n' >"$T/arch.txt"
