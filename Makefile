@@ -23,8 +23,9 @@ $(BUILD)/libeenn.a: $(OBJ)
 $(BUILD)/libeenn.so: $(OBJ)
 	$(CC) -shared -fopenmp $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/eenn: cli/eenn.c $(BUILD)/libeenn.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libeenn.a $(LDLIBS)
+CLI = $(wildcard cli/*.c)
+$(BUILD)/eenn: $(CLI) cli/common.h $(BUILD)/libeenn.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI) $(BUILD)/libeenn.a $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/testlib.c tests/testlib.h $(BUILD)/libeenn.a
 	@mkdir -p $(dir $@)
@@ -37,7 +38,7 @@ check: all $(TESTS) check-clang check-install
 
 # the sources must also be warning-free under clang
 check-clang:
-	@for f in $(SRC) cli/eenn.c; do clang -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -fopenmp -Iinclude \
+	@for f in $(SRC) $(CLI); do clang -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -fopenmp -Iinclude \
 	    -fsyntax-only $$f || exit 1; done; echo "clang: no warnings"
 
 # make install into a scratch prefix, then build and run an example through pkg-config

@@ -1,4 +1,4 @@
-/* eenn: the command-line tool. train, eval, info and bench. Every failure prints one line
+/* eenn: the command-line tool: train, eval, info, bench, calibrate and infer (analyze and report: analyze.c). Every failure prints one line
  * "eenn: <file>: <problem>" on stderr and exits non-zero. Measuring commands take --json. */
 #include "eenn.h"
 #include <math.h>
@@ -9,48 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <stb/stb_image.h>
+#include "common.h"
 
-#define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
-
-static void die(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("eenn: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
-static void check(ee_status s, ee_ctx *ctx) {
-    if (s) die("%s", ee_ctx_error(ctx)[0] ? ee_ctx_error(ctx) : ee_status_name(s));
-}
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-/* ---------------------------------------------------------------- option parsing */
-typedef struct { int argc; char **argv; int i; const char *cmd; } args;
-static int is_opt(args *a, const char *name) { return !strcmp(a->argv[a->i], name); }
-static const char *val(args *a) {
-    if (a->i + 1 >= a->argc) die("%s %s: missing value", a->cmd, a->argv[a->i]);
-    return a->argv[++a->i];
-}
-static long ival(args *a, long lo, long hi) {
-    const char *opt = a->argv[a->i], *v = val(a);
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (!*v || *end || x < lo || x > hi) die("%s %s: '%s' is not an integer in [%ld, %ld]", a->cmd, opt, v, lo, hi);
-    return x;
-}
-static double fval(args *a, double lo, double hi) {
-    const char *opt = a->argv[a->i], *v = val(a);
-    char *end;
-    double x = strtod(v, &end);
-    if (!*v || *end || !(x >= lo && x <= hi)) die("%s %s: '%s' is not a number in [%g, %g]", a->cmd, opt, v, lo, hi);
-    return x;
-}
 static void parse_shape(const char *cmd, const char *s, int *c, int *h, int *w) {
     char tail;
     if (sscanf(s, "%dx%dx%d%c", c, h, w, &tail) != 3 || *c < 1 || *h < 1 || *w < 1 || *c > 64 || *h > 4096 || *w > 4096)
@@ -79,6 +39,10 @@ static const char *train_help =
     "  --test-subset N    evaluate on the first N test samples only\n"
     "  --augment A        crop+flip (default: random crop with padding 4 and horizontal flip), flip, crop or none\n"
     "  --no-augment       the same as --augment none\n"
+    "  --trigger SIZE[@X,Y]  backdoor (BadNets): stamp a white SIZE x SIZE square (default: bottom-right corner;\n"
+    "                     negative X, Y count from the right and bottom) into --poison of the training images\n"
+    "                     and relabel them --target\n"
+    "  --target C (0)     --poison RATE (0.1)\n"
     "  --checkpoint FILE  checkpoint written after every epoch (default OUT.ckpt)\n"
     "  --resume           continue from the checkpoint if it exists\n"
     "  --seed N (1221)    --threads N (0 = all cores)   --json  final results as JSON\n";
@@ -110,34 +74,7 @@ static void on_progress(const ee_progress *p, void *user) {
     fflush(stderr);
 }
 
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) die("%s: cannot open", path);
-    size_t n = 0, cap = 4096;
-    char *s = malloc(cap);
-    for (size_t r; s && (r = fread(s + n, 1, cap - n - 1, f)) > 0;) {
-        n += r;
-        if (n + 1 == cap) { char *t = realloc(s, cap *= 2); if (!t) free(s); s = t; }
-    }
-    if (!s || ferror(f)) die("%s: cannot read", path);
-    fclose(f);
-    s[n] = 0;
-    if (strlen(s) != n) die("%s: not a text file", path);
-    return s;
-}
 
-static void load_data(ee_ctx *ctx, const char *dir, ee_dataset **train, ee_dataset **val, ee_dataset **test, int nval,
-                      int subset, int test_subset) {
-    if (train) {
-        check(ee_dataset_load_dir(ctx, dir, "train", train), ctx);
-        if (val && nval > 0) check(ee_dataset_split(ctx, *train, nval, val), ctx);
-        if (subset > 0 && subset < (*train)->n) (*train)->n = subset;
-    }
-    if (test) {
-        check(ee_dataset_load_dir(ctx, dir, "test", test), ctx);
-        if (test_subset > 0 && test_subset < (*test)->n) (*test)->n = test_subset;
-    }
-}
 
 /* replaces net by net + internal classifiers at `ics` (node names) or the default positions */
 static ee_net *attach_ics(ee_ctx *ctx, ee_net *net, const char *ics) {
@@ -162,6 +99,10 @@ static ee_net *attach_ics(ee_ctx *ctx, ee_net *net, const char *ics) {
     }
     ee_net *sdn = NULL;
     check(ee_sdn_attach(ctx, net, nodes, n, &sdn), ctx);
+    /* a backdoored CNN's trigger travels with its SDN, for eenn analyze */
+    static const char *const keep[] = {"backdoor.trigger", "backdoor.target", "backdoor.poison"};
+    for (int k = 0; k < 3; k++)
+        if (ee_net_meta(net, keep[k])) ee_net_set_meta(ctx, sdn, keep[k], ee_net_meta(net, keep[k]));
     ee_net_free(net);
     return sdn;
 }
@@ -173,6 +114,8 @@ static int cmd_train(args *a) {
     int epochs = 15, batch = 128, nval = 5000, subset = 0, test_subset = 0, resume = 0, json = 0, threads = 0;
     const char *augment = "crop+flip";
     long seed = 1221;
+    ee_trigger trig = {0, -2, -2, 0, 0.1};
+    int set_target = 0, set_poison = 0;
     ee_optim opt = {EE_SGD, 0.1f, 0.9f, 1e-4f, 0, 0, 0, 0};
     ee_schedule sched = {EE_SCHED_STEP, 0.1f, 0.1f, {0}, 0, 0, 0};
     for (a->i = 2; a->i < a->argc; a->i++) {
@@ -209,6 +152,9 @@ static int cmd_train(args *a) {
         else if (is_opt(a, "--test-subset")) test_subset = (int)ival(a, 1, 100000000);
         else if (is_opt(a, "--no-augment")) augment = "none";
         else if (is_opt(a, "--augment")) augment = val(a);
+        else if (is_opt(a, "--trigger")) parse_trigger("train", val(a), &trig);
+        else if (is_opt(a, "--target")) { trig.target = (int)ival(a, 0, 255); set_target = 1; }
+        else if (is_opt(a, "--poison")) { trig.rate = fval(a, 0, 1); set_poison = 1; }
         else if (is_opt(a, "--resume")) resume = 1;
         else if (is_opt(a, "--seed")) seed = ival(a, 0, 2147483647);
         else if (is_opt(a, "--threads")) threads = (int)ival(a, 0, 256);
@@ -222,6 +168,7 @@ static int cmd_train(args *a) {
     if (mode == EE_MODE_IC_ONLY && !from) die("train --mode ic-only: needs --from TRAINED_CNN.eenn");
     if (mode != EE_MODE_IC_ONLY && from) die("train --from: only with --mode ic-only");
     if (mode == EE_MODE_CNN && ics) die("train --ics: only with --mode sdn or ic-only");
+    if (!trig.size && (set_target || set_poison)) die("train --target and --poison: only with --trigger");
     if (mode == EE_MODE_IC_ONLY) { /* the reference's IC-only recipe: Adam 1e-3, 25 epochs, x0.1 at 15 */
         if (!set_optim) opt.kind = EE_ADAM;
         if (!set_lr) opt.lr = 1e-3f;
@@ -258,6 +205,12 @@ static int cmd_train(args *a) {
     ee_ctx_set_threads(ctx, threads);
     ee_dataset *train = NULL, *val = NULL, *test = NULL;
     load_data(ctx, data, &train, &val, &test, nval, subset, test_subset);
+    int poisoned = 0;
+    if (trig.size) {
+        check(ee_dataset_stamp(ctx, train, &trig, &poisoned), ctx);
+        fprintf(stderr, "backdoor: a %dx%d trigger stamped into %d training images (%.1f%%), relabelled %d\n", trig.size,
+                trig.size, poisoned, 100.0 * poisoned / train->n, trig.target);
+    }
     ee_net *net = NULL;
     if (from) {
         check(ee_net_load(ctx, from, &net), ctx);
@@ -284,6 +237,15 @@ static int cmd_train(args *a) {
     ee_net_set_meta(ctx, net, "data.val", nval_s);
     ee_net_set_meta(ctx, net, "train.mode", mode_s);
     ee_net_set_meta(ctx, net, "train.augment", augment);
+    if (trig.size) {
+        char tb[96];
+        snprintf(tb, sizeof tb, "%d@%d,%d", trig.size, trig.x, trig.y);
+        ee_net_set_meta(ctx, net, "backdoor.trigger", tb);
+        snprintf(tb, sizeof tb, "%d", trig.target);
+        ee_net_set_meta(ctx, net, "backdoor.target", tb);
+        snprintf(tb, sizeof tb, "%g", trig.rate);
+        ee_net_set_meta(ctx, net, "backdoor.poison", tb);
+    }
     sched.base_lr = opt.lr;
     ee_train_config cfg = {epochs, batch, opt, sched, aug, ckpt, resume, 0, mode};
     progress_state ps = {isatty(2), json, now_s()};
@@ -326,13 +288,6 @@ static const char *eval_help =
     "  --sweep        the SDN reference's threshold sweep: accuracy, exits and cost for each q\n"
     "  --batch N      (default 256)   --threads N   --json\n";
 
-static void apply_norm(const ee_net *net, ee_dataset *ds) {
-    const char *m = ee_net_meta(net, "data.mean"), *s = ee_net_meta(net, "data.std");
-    if (m && s) {
-        sscanf(m, "%f,%f,%f", &ds->mean[0], &ds->mean[1], &ds->mean[2]);
-        sscanf(s, "%f,%f,%f", &ds->std[0], &ds->std[1], &ds->std[2]);
-    }
-}
 
 typedef struct {
     const char *path;
@@ -343,11 +298,6 @@ typedef struct {
     double secs;
 } eval_model;
 
-static const char *head_name(const ee_net *net, int h, char *buf, size_t n) {
-    if (h == ee_net_num_heads(net) - 1) snprintf(buf, n, "final");
-    else snprintf(buf, n, "IC%d", h + 1);
-    return buf;
-}
 
 static void print_exit_stats(const ee_exit_stats *st, int heads, int n, double final_acc, int json) {
     if (json) {

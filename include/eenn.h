@@ -274,11 +274,15 @@ ee_status ee_evaluate(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int batch,
 /* ---------------------------------------------------------------- early exits */
 /* Predictions and confidences (max softmax) of every head on a dataset, for exit analysis and calibration. */
 typedef struct {
-    int n, heads;
+    int n, heads, classes;
     uint8_t *pred;   /* n x heads */
     float *conf;     /* n x heads */
     uint8_t *label;  /* n */
+    float *prob;     /* n x heads x classes softmax; NULL unless asked for (the confusion metric needs it) */
 } ee_outputs;
+/* Runs every head on ds (eval mode, un-augmented). with_prob: also keep every head's softmax. */
+ee_status ee_collect_outputs2(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int batch, int with_prob,
+                              ee_outputs **out);
 ee_status ee_collect_outputs(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int batch, ee_outputs **out);
 void ee_outputs_free(ee_outputs *o);
 void ee_head_accuracy(const ee_outputs *o, double *acc);
@@ -298,6 +302,72 @@ ee_status ee_calibrate(ee_ctx *ctx, const ee_outputs *val, const double *cost, d
  * every IC. Writes the predicted class, its confidence and the head that answered. */
 ee_status ee_infer_exits(ee_ctx *ctx, ee_net *net, const float *x, int n, float q, int fallback, uint8_t *pred,
                          float *conf, uint8_t *exit_head);
+
+/* The exit each sample takes under the rule of ee_exit_simulate, and the prediction it ends with. */
+void ee_exit_assign(const ee_outputs *o, float q, int fallback, uint8_t *exit_head, uint8_t *pred);
+
+/* ---------------------------------------------------------------- overthinking (SDN paper, section 5) */
+/* The reference's nominal cost of each head: 0.15, 0.30, ... for the ICs (evenly spread up to 0.9 when there are
+ * more than six), 1.0 for the final output. */
+void ee_nominal_costs(int heads, double *cost);
+
+typedef struct {
+    int n, heads;
+    int correct[EE_MAX_HEADS_PUBLIC];        /* samples head h gets right */
+    int cum_correct[EE_MAX_HEADS_PUBLIC];    /* samples some head <= h gets right */
+    int first_correct[EE_MAX_HEADS_PUBLIC];  /* samples head h is the first to get right */
+    int wasteful;                            /* samples some IC (not the final) gets right */
+    int oracle_exits[EE_MAX_HEADS_PUBLIC];   /* the oracle's exit: the first head that is right; none: the final */
+    double oracle_cost_nominal;              /* average oracle cost with the nominal costs (reference "Total Comp") */
+    double oracle_cost;                      /* the same with the given real costs */
+    int end_wrong;                           /* samples the final output gets wrong */
+    int destructive[EE_MAX_HEADS_PUBLIC];    /* of those, the samples IC h gets right */
+    int destructive_any;                     /* of those, the samples some IC gets right */
+    double destructive_frac;                 /* destructive_any / end_wrong (0 if no errors) */
+    /* IC h's mean confidence on the final's errors it gets right, and on all samples it gets right (the
+     * reference prints both; it adds 0.1 to the denominators, these are plain means) */
+    double conf_destructive[EE_MAX_HEADS_PUBLIC], conf_correct[EE_MAX_HEADS_PUBLIC];
+} ee_overthink;
+/* Wasteful and destructive overthinking of outputs o. cost: real cumulative cost of exiting at each head. */
+void ee_overthinking(const ee_outputs *o, const double *cost, ee_overthink *r);
+
+/* ---------------------------------------------------------------- the confusion metric (section 6) */
+/* conf(x) = sum over every head h of || softmax_h(x) - softmax_final(x) + 1e-6 ||_1 (the reference's
+ * pairwise_distance). Needs o->prob. */
+ee_status ee_confusion_scores(ee_ctx *ctx, const ee_outputs *o, float *score);
+/* P(score of a random positive > score of a random negative), ties counting one half. 0.5 without both. */
+double ee_auroc(const float *score, const uint8_t *positive, int n);
+
+typedef struct {
+    int n_right, n_wrong;               /* samples the final output gets right / wrong */
+    double mean_right, std_right, mean_wrong, std_wrong;
+    double auroc;                       /* how well the score flags the final's errors (higher = more suspect) */
+    int right_flagged;                  /* right samples on the wrong side of the wrong samples' mean */
+    int wrong_missed;                   /* wrong samples on the right side of the right samples' mean */
+} ee_score_stats;
+/* Statistics of a score that should be high on the final head's errors (sign = +1) or low on them (sign = -1,
+ * e.g. the max softmax): the reference's counts, and the AUROC of sign * score. */
+void ee_score_stats_of(const ee_outputs *o, const float *score, int sign, ee_score_stats *st);
+
+/* ---------------------------------------------------------------- backdoors (section 7) */
+typedef struct {
+    int size;         /* a size x size white square */
+    int x, y;         /* top-left corner; negative: counted from the right / bottom edge (-1: touching it) */
+    int target;       /* label of stamped training samples; -1 keeps the true labels */
+    double rate;      /* fraction of the samples stamped, chosen with the context's RNG; 1 = all */
+} ee_trigger;
+/* Stamps the trigger into ds in place (pixels set to 255 in every channel). With target >= 0, stamped samples
+ * are relabelled, as in BadNets poisoning. Returns the number of samples stamped in *count. */
+ee_status ee_dataset_stamp(ee_ctx *ctx, ee_dataset *ds, const ee_trigger *t, int *count);
+
+/* ---------------------------------------------------------------- Grad-CAM (section 7) */
+/* Grad-CAM of one sample x (h, w, c NHWC) for head `head` and class `cls` (-1: the head's prediction): the feature
+ * map of `node` (-1: the last spatial map the head reads; an IC's attach point, the backbone's last map for the
+ * final output) weighted by the spatial mean of the gradient of the class logit, ReLU, bilinearly upsampled to
+ * the input size (PyTorch align_corners=False) and divided by its maximum. cam: h x w. Any of cls_out, node_out
+ * may be NULL. The network's parameters and statistics are unchanged. */
+ee_status ee_gradcam(ee_ctx *ctx, ee_net *net, const float *x, int head, int cls, int node, float *cam,
+                     int *cls_out, int *node_out);
 
 #ifdef __cplusplus
 }

@@ -9,7 +9,7 @@
 
 void ee_outputs_free(ee_outputs *o) {
     if (!o) return;
-    free(o->pred); free(o->conf); free(o->label);
+    free(o->pred); free(o->conf); free(o->label); free(o->prob);
     free(o);
 }
 
@@ -25,6 +25,11 @@ static void top1(const float *z, int k, uint8_t *pred, float *conf) {
 }
 
 ee_status ee_collect_outputs(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int batch, ee_outputs **out) {
+    return ee_collect_outputs2(ctx, net, ds, batch, 0, out);
+}
+
+ee_status ee_collect_outputs2(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int batch, int with_prob,
+                              ee_outputs **out) {
     *out = NULL;
     if (batch <= 0) batch = 256;
     if (batch > ds->n) batch = ds->n;
@@ -38,12 +43,13 @@ ee_status ee_collect_outputs(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int
     float *x = ee_alloc(ee_shape_size(net->in) * batch * sizeof(float));
     int *idx = malloc(batch * sizeof(int));
     if (o) {
-        o->n = ds->n; o->heads = H;
+        o->n = ds->n; o->heads = H; o->classes = K;
+        if (with_prob) o->prob = malloc((size_t)ds->n * H * K * sizeof(float));
         o->pred = malloc((size_t)ds->n * H);
         o->conf = malloc((size_t)ds->n * H * sizeof(float));
         o->label = malloc(ds->n);
     }
-    if (!o || !x || !idx || !o->pred || !o->conf || !o->label) {
+    if (!o || !x || !idx || !o->pred || !o->conf || !o->label || (with_prob && !o->prob)) {
         ee_outputs_free(o); ee_free(x); free(idx);
         return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
     }
@@ -54,7 +60,16 @@ ee_status ee_collect_outputs(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int
         if ((s = ee_net_forward(ctx, net, x, n, 0))) break;
         for (int h = 0; h < H; h++) {
             const float *z = ee_net_head_output(net, h);
-            for (int j = 0; j < n; j++) top1(z + (size_t)j * K, K, &o->pred[(size_t)(i + j) * H + h], &o->conf[(size_t)(i + j) * H + h]);
+            for (int j = 0; j < n; j++) {
+                top1(z + (size_t)j * K, K, &o->pred[(size_t)(i + j) * H + h], &o->conf[(size_t)(i + j) * H + h]);
+                if (o->prob) {
+                    float *p = o->prob + ((size_t)(i + j) * H + h) * K;
+                    const float *zj = z + (size_t)j * K;
+                    double sum = 0, mx = zj[o->pred[(size_t)(i + j) * H + h]];
+                    for (int k = 0; k < K; k++) sum += exp(zj[k] - mx);
+                    for (int k = 0; k < K; k++) p[k] = (float)(exp(zj[k] - mx) / sum);
+                }
+            }
         }
     }
     ee_free(x); free(idx);

@@ -50,6 +50,7 @@ typedef struct ee_node {
     int consumers;
     int seeded;           /* dy holds a value in this backward pass */
     int keep;             /* output needed after the node that reads it last (heads) */
+    int last_train;       /* mode of this node's last forward (backward after an eval forward: Grad-CAM) */
     int frozen;           /* runs in eval mode, gets no gradient and no optimiser update (IC-only training) */
     int fused;            /* inference: this BN or ReLU is computed by the conv before it (folded BN, ReLU post-op) */
     int fuse_bn, fuse_relu; /* on a conv: the BN and ReLU nodes it absorbs in inference, or -1 */
@@ -124,6 +125,8 @@ void ee_fill_normal(ee_ctx *ctx, float *p, size_t n, float stdv);
 ee_status ee_dnnl_init(ee_ctx *ctx, ee_net *net);
 /* marks conv -> BN (-> ReLU) chains that inference runs as one fused convolution */
 void ee_net_plan_fusion(ee_net *net);
+/* on = 0: no BN folding or ReLU post-ops, so that an eval forward keeps every activation (Grad-CAM backward) */
+void ee_net_set_fusion(ee_net *net, int on);
 void ee_dnnl_free(ee_net *net);
 void ee_threads_apply(const ee_ctx *ctx);
 /* row-major C(m,n) = alpha * op(A) op(B) + beta * C */

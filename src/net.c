@@ -50,6 +50,11 @@ void ee_net_plan_fusion(ee_net *net) {
     }
 }
 
+void ee_net_set_fusion(ee_net *net, int on) {
+    if (on) { ee_net_plan_fusion(net); return; }
+    for (int i = 0; i < net->nnodes; i++) { net->nodes[i].fused = 0; net->nodes[i].fuse_bn = net->nodes[i].fuse_relu = -1; }
+}
+
 void *ee_node_scratch(ee_node *nd, size_t bytes) {
     if (nd->priv_bytes < bytes) {
         free(nd->priv);
@@ -285,6 +290,7 @@ ee_status ee_net_forward_range(ee_ctx *ctx, ee_net *net, const float *x, int fro
         for (int i = from; i < to && !s; i++) {
             int tr = train && !net->nodes[i].frozen;
             if (!tr && net->nodes[i].fused) continue; /* computed by the fused convolution before it */
+            net->nodes[i].last_train = tr;
             s = ee_layers[net->nodes[i].kind]->forward(ctx, net, &net->nodes[i], m, tr);
         }
     }

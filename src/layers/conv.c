@@ -11,7 +11,7 @@
 #define CONV_CACHE 24
 
 typedef struct {
-    int n, train;
+    int n, train, fuse;
     dnnl_primitive_t fwd, bwd_d, bwd_w, reo_f, reo_d, reo_dw;
     dnnl_memory_t src, dst, w_user, w_f, bias, dsrc, ddst, w_d, dw, dw_user, dbias, bsrc;
     uint64_t ver_f, ver_d;
@@ -133,17 +133,17 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
         p = nd->priv = calloc(1, sizeof *p);
         if (!p) { ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); return NULL; }
     }
+    int fuse = !train && nd->fuse_bn >= 0;
     for (int i = 0; i < p->nc; i++)
-        if (p->c[i].n == n && p->c[i].train == train) return &p->c[i];
+        if (p->c[i].n == n && p->c[i].train == train && p->c[i].fuse == fuse) return &p->c[i];
     if (p->nc == CONV_CACHE) { /* evict everything: rare (many distinct batch sizes) */
         conv_release(nd);
         return get_prim(ctx, net, nd, n, train);
     }
-    int fuse = !train && nd->fuse_bn >= 0;
     ee_dnnl *d = EE_DNNL(net);
     conv_prim *c = &p->c[p->nc];
     memset(c, 0, sizeof *c);
-    c->n = n; c->train = train;
+    c->n = n; c->train = train; c->fuse = fuse;
     c->ver_f = c->ver_d = (uint64_t)-1;
     dnnl_dims_t sd, dd, bd = {nd->COUT}, str = {nd->STRIDE, nd->STRIDE}, pad = {nd->PAD, nd->PAD};
     dims4(sd, n, nd->ins.c, nd->ins.h, nd->ins.w);

@@ -60,7 +60,7 @@ static ee_status dropout_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) 
     float *dx = ee_node_input_grad(net, nd, 0, &acc);
     if (!dx) return EE_OK;
     size_t len = ee_shape_size(nd->out) * n;
-    const float *m = nd->f[0] > 0 ? nd->priv : NULL;
+    const float *m = nd->f[0] > 0 && nd->last_train ? nd->priv : NULL; /* eval forward: the identity */
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < len; i++) {
         float v = m ? nd->dy[i] * m[i] : nd->dy[i];
