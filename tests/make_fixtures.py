@@ -106,6 +106,30 @@ def whole_net(out, tag, model, shape, batch):
     out.put(tag + ".sgd_fc_weight", sd["fc.weight"].ravel()[:64])
 
 
+def gradcam(out, m, x):
+    m.eval()
+    feats, outs, h = {}, [], m.stem(x)
+    for st in range(3):
+        for j, blk in enumerate(getattr(m, "s%d" % (st + 1)).children()):
+            y = getattr(blk, "2")(getattr(blk, "1")(h))
+            y = y + (blk.sc(h) if blk.sc is not None else h)
+            if (st + 1, j + 1) in m.at:
+                feats[len(outs)] = y
+                outs.append(getattr(m, "ic%d" % (m.at.index((st + 1, j + 1)) + 1))(y))
+            h = F.relu(y)
+    feats[len(outs)] = h
+    outs.append(m.fc(h.mean((2, 3))))
+    for head, tag in ((0, "ic1"), (len(outs) - 1, "final")):
+        cls = int(outs[head][0].argmax())
+        a = feats[head]
+        (g,) = torch.autograd.grad(outs[head][0, cls], a, retain_graph=True)
+        cam = F.relu((g.mean((2, 3), keepdim=True) * a).sum(1, keepdim=True))
+        cam = F.interpolate(cam, size=x.shape[2:], mode="bilinear", align_corners=False)
+        cam = cam / cam.max()
+        out.put(tag + ".cls", torch.tensor([float(cls)]))
+        out.put(tag + ".cam", cam[0, 0])
+
+
 # ---------------------------------------------------------------- single layers
 def layer(out, tag, mod, shape, names):
     for k, v in mod.state_dict().items():
@@ -179,6 +203,12 @@ def main():
         o.put("grad.ic%d.pool.alpha" % (k + 1), getattr(m, "ic%d" % (k + 1)).pool.alpha.grad)
         o.put("grad.ic%d.fc.weight" % (k + 1), getattr(m, "ic%d" % (k + 1)).fc.weight.grad.ravel()[:32])
     o.put("grad.stem.conv.weight", m.stem.conv.weight.grad.ravel()[:32])
+    o.f.close()
+    # Grad-CAM of IC 1 (its attach point, the pre-ReLU sum of s1.b4, 32x32) and of the final output (the last
+    # block's output, 8x8, upsampled) on the first input, eval mode, for each head's predicted class
+    o = Out(os.path.join(d, "gradcam.bin"))
+    set_weights(m)  # the train-mode forward above moved the BN running statistics
+    gradcam(o, m, x[:1])
     o.f.close()
     print("fixtures written to", d)
 

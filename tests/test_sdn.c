@@ -264,7 +264,7 @@ static void test_calibration(void) {
     uint8_t pred[15] = {1, 1, 1, 9, 2, 2, 3, 3, 3, 0, 8, 4, 0, 5, 7};
     float conf[15] = {.95f, .99f, .5f, .6f, .7f, .5f, .9f, .8f, .5f, .3f, .97f, .5f, .2f, .4f, .5f};
     uint8_t label[5] = {1, 2, 3, 4, 5};
-    ee_outputs o = {5, 3, pred, conf, label};
+    ee_outputs o = {.n = 5, .heads = 3, .classes = 10, .pred = pred, .conf = conf, .label = label};
     double cost[3] = {0.2, 0.5, 1.0};
     ee_exit_stats st;
     CHECK_OK(ctx, ee_calibrate(ctx, &o, cost, 0.0, 0, &st));

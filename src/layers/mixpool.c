@@ -37,8 +37,10 @@ static ee_status mix_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int t
         memcpy(nd->y, x, ee_shape_size(nd->out) * n * sizeof(float));
         return EE_OK;
     }
-    int *args = train ? ee_node_scratch(nd, ee_shape_size(nd->out) * n * sizeof(int)) : NULL;
-    if (train && !args) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    /* a net prepared for training may run backward after an eval forward too (Grad-CAM, one sample) */
+    int keep = train || net->training;
+    int *args = keep ? ee_node_scratch(nd, ee_shape_size(nd->out) * n * sizeof(int)) : NULL;
+    if (keep && !args) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
     int C = nd->ins.c, H = nd->ins.h, W = nd->ins.w, O = nd->a[0];
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n * O; i++) {

@@ -36,8 +36,10 @@ static void pool_count(const ee_net *net, const ee_node *nd, double *macs, doubl
 
 static ee_status maxpool_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
     /* training keeps the argmax of every output for the backward pass */
-    int *args = train ? ee_node_scratch(nd, ee_shape_size(nd->out) * n * sizeof(int)) : NULL;
-    if (train && !args) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    /* a net prepared for training may run backward after an eval forward too (Grad-CAM, one sample) */
+    int keep = train || net->training;
+    int *args = keep ? ee_node_scratch(nd, ee_shape_size(nd->out) * n * sizeof(int)) : NULL;
+    if (keep && !args) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
     int k = nd->a[0], s = nd->a[1], pad = nd->a[2], C = nd->ins.c, H = nd->ins.h, W = nd->ins.w;
     int OH = nd->out.h, OW = nd->out.w;
     const float *x = ee_node_input(net, nd, 0);
