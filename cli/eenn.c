@@ -969,7 +969,9 @@ static const char *main_help =
     "  info    parameters and FLOPs per layer of a model or a built-in architecture\n"
     "  calibrate  pick an SDN's early-exit threshold on the validation split\n"
     "  infer   classify images or dataset files with early exits\n"
-    "  bench   inference and training speed, and measured early-exit speedup (--exits)\n";
+    "  bench   inference and training speed, and measured early-exit speedup (--exits)\n"
+    "  analyze overthinking in an SDN: wasteful and destructive effects, confusion metric, backdoors\n"
+    "  report  the analysis as one self-contained HTML page with charts, Grad-CAM and image galleries\n";
 
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { fputs(main_help, stdout); return argc < 2; }
@@ -981,5 +983,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "bench")) return cmd_bench(&a);
     if (!strcmp(argv[1], "calibrate")) return cmd_calibrate(&a);
     if (!strcmp(argv[1], "infer")) return cmd_infer(&a);
+    if (!strcmp(argv[1], "analyze")) return cmd_analyze(&a);
+    if (!strcmp(argv[1], "report")) return cmd_report(&a);
     die("unknown command '%s' (eenn --help lists them)", argv[1]);
 }

@@ -1,0 +1,56 @@
+/* analysis.h: everything `eenn analyze` measures about an SDN on a dataset, shared with `eenn report`. */
+#ifndef EENN_CLI_ANALYSIS_H
+#define EENN_CLI_ANALYSIS_H
+#include "common.h"
+
+#define CURVE_MAX 160
+
+typedef struct {
+    ee_dataset *ds;            /* the (possibly triggered) test images, normalised as the model expects */
+    ee_outputs *o;             /* every head's outputs, softmax included */
+    double acc[EE_MAX_HEADS_PUBLIC];
+    ee_overthink ot;
+    ee_exit_stats at_q;        /* early exits at the analysis threshold */
+    uint8_t *exit_of, *pred_of; /* per sample, at the threshold */
+    float *confusion;          /* z-normalised confusion score per sample */
+    ee_score_stats conf_stats, soft_stats; /* confusion (high = suspect) and the final's max softmax (low = suspect) */
+} split_result;
+
+typedef struct {
+    const char *model, *data;
+    ee_ctx *ctx;
+    ee_net *net;
+    int heads, classes;
+    double cost[EE_MAX_HEADS_PUBLIC], nominal[EE_MAX_HEADS_PUBLIC];
+    double q;
+    int fallback, q_calibrated_here; /* q came from the model, --q, or a calibration run on the validation split */
+    double mu, sigma;          /* of the raw confusion score on the un-augmented training images */
+    int train_n;
+    split_result clean;
+    ee_exit_stats curve[CURVE_MAX];
+    int ncurve;
+    /* backdoor: the test images with the trigger stamped in, their true labels kept */
+    int has_trigger;
+    ee_trigger trig;
+    split_result trig_res;
+    double attack[EE_MAX_HEADS_PUBLIC];  /* per exit: share of non-target images predicted as the target */
+    double attack_at_q;
+    int nontarget;
+    double seconds;
+} analysis;
+
+typedef struct {
+    const char *model, *data;
+    double q;                  /* < 0: the model's calibrated q, else calibrated here on the validation split */
+    int train_subset;          /* images of the training split for the confusion normalisation (0 = all) */
+    const char *trigger;       /* NULL: the model's own backdoor trigger, if any; "none": no backdoor study */
+    int target;                /* < 0: the model's */
+    int threads;
+} analysis_opts;
+
+/* the options analyze and report share; 0 if a->argv[a->i] is none of them */
+int parse_analysis_opt(args *a, analysis_opts *o);
+void run_analysis(const analysis_opts *opt, analysis *an);
+void free_analysis(analysis *an);
+const char *class_name(const analysis *an, int k, char *buf, size_t n);
+#endif
