@@ -31,8 +31,12 @@ $(BUILD)/tests/%: tests/%.c tests/testlib.c tests/testlib.h $(BUILD)/libeenn.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -Isrc -o $@ $< tests/testlib.c $(BUILD)/libeenn.a $(LDLIBS)
 
+$(BUILD)/tests/pngstat: tests/pngstat.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lstb -lm
+
 # make check: unit and reference tests, then the same tests under ASan+UBSan, then the CLI tests.
-check: all $(TESTS) check-clang check-install
+check: all $(TESTS) $(BUILD)/tests/pngstat check-clang check-install
 	@sh tests/run_tests.sh $(BUILD)
 	$(MAKE) check-asan
 
@@ -57,7 +61,7 @@ bench: all
 
 check-asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    LDFLAGS="-fsanitize=address,undefined" build-asan/eenn $(TESTS:$(BUILD)/%=build-asan/%)
+	    LDFLAGS="-fsanitize=address,undefined" build-asan/eenn build-asan/tests/pngstat $(TESTS:$(BUILD)/%=build-asan/%)
 	@ASAN_OPTIONS=detect_leaks=1 EENN_ASAN=1 sh tests/run_tests.sh build-asan
 
 install: all

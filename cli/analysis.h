@@ -43,6 +43,7 @@ typedef struct {
     const char *model, *data;
     double q;                  /* < 0: the model's calibrated q, else calibrated here on the validation split */
     int train_subset;          /* images of the training split for the confusion normalisation (0 = all) */
+    int test_subset;           /* the first N test images only (0 = all) */
     const char *trigger;       /* NULL: the model's own backdoor trigger, if any; "none": no backdoor study */
     int target;                /* < 0: the model's */
     int threads;

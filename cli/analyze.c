@@ -86,7 +86,7 @@ void run_analysis(const analysis_opts *opt, analysis *an) {
 
     ee_dataset *train = NULL, *val = NULL, *test = NULL;
     int nval = ee_net_meta(net, "data.val") ? atoi(ee_net_meta(net, "data.val")) : 0;
-    load_data(ctx, an->data, &train, nval > 0 ? &val : NULL, &test, nval, 0, 0);
+    load_data(ctx, an->data, &train, nval > 0 ? &val : NULL, &test, nval, 0, opt->test_subset);
     apply_norm(net, train);
     apply_norm(net, test);
     if (val) apply_norm(net, val);
@@ -275,14 +275,20 @@ static const char *analyze_help =
     "  --trigger SIZE[@X,Y]  stamp this trigger into the test images (default: the model's; 'none': skip)\n"
     "  --target C         the backdoor's target class (default: the model's)\n"
     "  --train-subset N   training images for the confusion normalisation (default: all)\n"
+    "  --test-subset N    the first N test images only (default: all)\n"
     "  --threads N  --json\n";
 
 int parse_analysis_opt(args *a, analysis_opts *o) {
     if (is_opt(a, "--data")) o->data = val(a);
     else if (is_opt(a, "--q")) o->q = fval(a, 0, 2);
-    else if (is_opt(a, "--trigger")) o->trigger = val(a);
+    else if (is_opt(a, "--trigger")) {
+        o->trigger = val(a);
+        ee_trigger t;
+        if (strcmp(o->trigger, "none")) parse_trigger(a->cmd, o->trigger, &t); /* fail before any work */
+    }
     else if (is_opt(a, "--target")) o->target = (int)ival(a, 0, 255);
     else if (is_opt(a, "--train-subset")) o->train_subset = (int)ival(a, 1, 100000000);
+    else if (is_opt(a, "--test-subset")) o->test_subset = (int)ival(a, 1, 100000000);
     else if (is_opt(a, "--threads")) o->threads = (int)ival(a, 0, 256);
     else if (a->argv[a->i][0] != '-') {
         if (!o->model) o->model = a->argv[a->i];
@@ -293,7 +299,7 @@ int parse_analysis_opt(args *a, analysis_opts *o) {
 }
 
 int cmd_analyze(args *a) {
-    analysis_opts opt = {NULL, NULL, -1, 0, NULL, -1, 0};
+    analysis_opts opt = {NULL, NULL, -1, 0, 0, NULL, -1, 0};
     int json = 0;
     for (a->i = 2; a->i < a->argc; a->i++) {
         if (is_opt(a, "--help") || is_opt(a, "-h")) { fputs(analyze_help, stdout); return 0; }

@@ -21,7 +21,7 @@ expect_fail() {
     ok
 }
 
-for c in train eval info bench; do
+for c in train eval info bench calibrate infer analyze report; do
     if "$E" $c --help | grep -q "usage: eenn $c"; then ok; else bad "$c --help"; fi
 done
 "$E" --help >/dev/null && ok || bad "--help"
@@ -102,6 +102,35 @@ fi
 "$E" infer "$T/s.eenn" $FIX/fmnist-test0-label9.png $FIX/fmnist-test1-label2-56px.jpg "$DATA/t10k-images-idx3-ubyte.gz" \
     --limit 3 --json >"$T/inf.json" && [ "$(grep -c '"exit":"' "$T/inf.json")" -eq 5 ] && ok || bad "infer: $(cat "$T/inf.json")"
 "$E" bench --exits "$T/s.eenn" --n 64 --json >"$T/bx.json" && grep -q '"flops_speedup"' "$T/bx.json" && ok || bad "bench --exits"
+# overthinking analysis and the HTML report; a backdoored SDN (trigger in 20% of the training images)
+"$E" analyze "$T/s.eenn" --train-subset 300 --test-subset 400 >"$T/an.txt" && grep -q "wasteful effect" "$T/an.txt" &&
+    grep -q "destructive effect" "$T/an.txt" && grep -q "^  confusion (z-score)" "$T/an.txt" && ok || bad "analyze: $(cat "$T/an.txt")"
+"$E" analyze "$T/s.eenn" --train-subset 300 --test-subset 400 --json >"$T/an.json" 2>/dev/null &&
+    grep -q '"destructive_frac":' "$T/an.json" && grep -q '"auroc":' "$T/an.json" && grep -q '"per_class_exits":' "$T/an.json" &&
+    ok || bad "analyze --json: $(cat "$T/an.json")"
+"$E" train --mode sdn $sdn_train --trigger 4 --target 3 --poison 0.2 --out "$T/bd.eenn" >/dev/null 2>"$T/bd.log" &&
+    grep -q "backdoor: a 4x4 trigger stamped into" "$T/bd.log" && ok || { bad "backdoored training"; cat "$T/bd.log"; }
+"$E" report "$T/bd.eenn" --train-subset 300 --test-subset 300 --gallery 4 -o "$T/report.html" >"$T/rep.txt" 2>"$T/rep.err" &&
+    grep -q "report written to" "$T/rep.txt" && ok || bad "report: $(cat "$T/rep.txt" "$T/rep.err")"
+# self-contained: no scripts, no external resources; charts and embedded images present
+if grep -q "<svg" "$T/report.html" && grep -q "data:image/png;base64," "$T/report.html" && grep -q "Backdoor" "$T/report.html" &&
+    ! grep -qi "<script\|https\?://\|<link\|@import\|url(" "$T/report.html"; then ok; else bad "report is not self-contained"; fi
+[ "$(grep -c "<figure><h3>" "$T/report.html")" -eq "$(grep -c "<p class=\"cap\">" "$T/report.html")" ] && ok ||
+    bad "every chart needs a caption"
+if [ -n "$EENN_ASAN" ]; then :
+elif command -v chromium >/dev/null 2>&1; then
+    # the report in headless Chromium: no console messages, and a screenshot with coloured charts in it
+    timeout 120 chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --enable-logging=stderr --v=0 \
+        --window-size=1000,4000 --screenshot="$T/shot.png" "file://$T/report.html" >/dev/null 2>"$T/chromium.log"
+    if grep -q "CONSOLE" "$T/chromium.log"; then bad "report: console messages: $(grep CONSOLE "$T/chromium.log")"; else ok; fi
+    stat=$("$B/tests/pngstat" "$T/shot.png") && echo "report screenshot (width height coloured-share): $stat" &&
+        awk -v s="$stat" 'BEGIN { split(s, a, " "); exit !(a[1] == 1000 && a[3] > 0.02) }' && ok ||
+        bad "report screenshot is blank or missing: $stat"
+else
+    echo "SKIP: chromium is not installed (apt-get install chromium), the report was not opened in a browser"
+fi
+expect_fail "analyze a CNN" "has no internal classifiers to analyse" "$E" analyze "$T/m.eenn"
+expect_fail "bad trigger" "analyze --trigger: 'big' is not SIZE" "$E" analyze "$T/s.eenn" --trigger big --test-subset 10 --train-subset 10
 expect_fail "calibrate a CNN" "has no internal classifiers" "$E" calibrate "$T/m.eenn"
 expect_fail "ic-only without a CNN" "needs --from" "$E" train --mode ic-only
 expect_fail "bad drop" "calibrate --max-drop: '150%' is more than 100%" "$E" calibrate "$T/s.eenn" --max-drop 150%
