@@ -365,7 +365,8 @@ ee_status ee_dataset_stamp(ee_ctx *ctx, ee_dataset *ds, const ee_trigger *t, int
  * map of `node` (-1: the last spatial map the head reads; an IC's attach point, the backbone's last map for the
  * final output) weighted by the spatial mean of the gradient of the class logit, ReLU, bilinearly upsampled to
  * the input size (PyTorch align_corners=False) and divided by its maximum. cam: h x w. Any of cls_out, node_out
- * may be NULL. The network's parameters and statistics are unchanged. */
+ * may be NULL. The network's parameters, statistics and gradients are unchanged, and it can run the batch size it
+ * was prepared for afterwards (activation buffers may be reallocated). */
 ee_status ee_gradcam(ee_ctx *ctx, ee_net *net, const float *x, int head, int cls, int node, float *cam,
                      int *cls_out, int *node_out);
 

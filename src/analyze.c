@@ -214,7 +214,10 @@ ee_status ee_gradcam(ee_ctx *ctx, ee_net *net, const float *x, int head, int cls
     if (node < 0) node = gradcam_node(net, head);
     if (node < 0 || node >= net->nnodes || net->nodes[node].out.h * net->nodes[node].out.w < 1)
         return ee_fail(ctx, EE_ERR_ARG, "no feature map to explain head %d", head);
-    ee_status s = ee_net_prepare(ctx, net, net->max_batch > 0 ? net->max_batch : 1, 1);
+    /* a net prepared for inference only is re-prepared for training at batch 1 (buffers for the gradients), and
+     * for its former batch size afterwards */
+    int old_batch = net->max_batch, old_training = net->training;
+    ee_status s = ee_net_prepare(ctx, net, net->training ? net->max_batch : 1, 1);
     if (s) return s;
     /* an unfused eval forward keeps every activation; nothing may be frozen for the backward to reach the map */
     int frozen[EE_MAX_NODES];
@@ -265,5 +268,6 @@ done:
     ee_net_zero_seeds(net);
     ee_net_set_fusion(net, 1);
     for (int i = 0; i < net->nnodes; i++) net->nodes[i].frozen = frozen[i];
+    if (!s && old_batch > net->max_batch) s = ee_net_prepare(ctx, net, old_batch, old_training);
     return s;
 }

@@ -35,10 +35,20 @@ static int sole_consumer(const ee_net *net, int i) {
     return -1;
 }
 
-/* Inference folds a BN that only reads a conv (which nobody else reads) into the conv's weights, and a ReLU that
- * only reads that BN into a oneDNN post-op: one pass instead of three. The fused BN and ReLU are skipped. */
+static void no_fusion(ee_net *net) {
+    for (int i = 0; i < net->nnodes; i++) {
+        ee_node *nd = &net->nodes[i];
+        nd->fused = 0;
+        nd->fuse_bn = nd->fuse_relu = nd->fuse_add = nd->add_other = -1;
+    }
+}
+
+/* Inference folds a BN that only reads a conv (which nobody else reads) into the conv's weights. What only reads
+ * that BN joins the conv as oneDNN post-ops: a ReLU, or a residual add whose other operand is ready before the
+ * conv runs, then a ReLU that only reads the add. One pass instead of up to four; the fused nodes are skipped.
+ * An add that an IC also reads keeps its output (the pre-ReLU sum) and its ReLU runs on its own. */
 void ee_net_plan_fusion(ee_net *net) {
-    for (int i = 0; i < net->nnodes; i++) { net->nodes[i].fused = 0; net->nodes[i].fuse_bn = net->nodes[i].fuse_relu = -1; }
+    no_fusion(net);
     for (int i = 0; i < net->nnodes; i++) {
         ee_node *c = &net->nodes[i];
         int b = c->kind == EE_CONV ? sole_consumer(net, i) : -1;
@@ -46,13 +56,23 @@ void ee_net_plan_fusion(ee_net *net) {
         c->fuse_bn = b;
         net->nodes[b].fused = 1;
         int r = sole_consumer(net, b);
+        if (r >= 0 && net->nodes[r].kind == EE_ADD && net->nodes[r].nin == 2) {
+            ee_node *a = &net->nodes[r];
+            int k = a->in[0] == b ? 1 : 0;
+            if (a->in[k] != b && a->in[k] < i) {
+                c->fuse_add = r;
+                c->add_other = k;
+                a->fused = 1;
+                r = sole_consumer(net, r);
+            } else r = -1;
+        }
         if (r >= 0 && net->nodes[r].kind == EE_RELU) { c->fuse_relu = r; net->nodes[r].fused = 1; }
     }
 }
 
 void ee_net_set_fusion(ee_net *net, int on) {
-    if (on) { ee_net_plan_fusion(net); return; }
-    for (int i = 0; i < net->nnodes; i++) { net->nodes[i].fused = 0; net->nodes[i].fuse_bn = net->nodes[i].fuse_relu = -1; }
+    if (on) ee_net_plan_fusion(net);
+    else no_fusion(net);
 }
 
 void *ee_node_scratch(ee_node *nd, size_t bytes) {

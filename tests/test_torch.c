@@ -126,6 +126,16 @@ static void net_case(const char *arch, int threads) {
     ee_net_prepare(ctx, net, n, 1);
     CHECK_OK(ctx, ee_net_forward(ctx, net, x, n, 0));
     cmp_net(arch, "eval_logits", ee_net_head_output(net, 0), 40, 1e-4, 1e-3);
+    /* that inference ran fused: every BN folded; in ResNet-56 every residual add and its ReLU post-ops of a conv */
+    int bn = 0, bn_fused = 0, adds = 0, adds_fused = 0;
+    for (int i = 0; i < net->nnodes; i++) {
+        bn += net->nodes[i].kind == EE_BN;
+        bn_fused += net->nodes[i].kind == EE_BN && net->nodes[i].fused;
+        adds += net->nodes[i].kind == EE_ADD;
+        adds_fused += net->nodes[i].kind == EE_ADD && net->nodes[i].fused;
+    }
+    CHECK(bn > 0 && bn_fused == bn && adds_fused == adds, "%s: %d of %d BN and %d of %d adds fused", arch, bn_fused, bn,
+          adds_fused, adds);
     CHECK_OK(ctx, ee_net_forward(ctx, net, x, n, 1));
     cmp_net(arch, "train_logits", ee_net_head_output(net, 0), 40, 1e-4, 1e-3);
     /* the forward just updated BN running stats; PyTorch's train forward did the same before backward */

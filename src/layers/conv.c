@@ -13,7 +13,7 @@
 typedef struct {
     int n, train, fuse;
     dnnl_primitive_t fwd, bwd_d, bwd_w, reo_f, reo_d, reo_dw;
-    dnnl_memory_t src, dst, w_user, w_f, bias, dsrc, ddst, w_d, dw, dw_user, dbias, bsrc;
+    dnnl_memory_t src, dst, w_user, w_f, bias, dsrc, ddst, w_d, dw, dw_user, dbias, bsrc, src1;
     uint64_t ver_f, ver_d;
     char impl[64];
 } conv_prim;
@@ -82,7 +82,7 @@ static void conv_release(ee_node *nd) {
         for (size_t j = 0; j < sizeof prims / sizeof *prims; j++)
             if (prims[j]) dnnl_primitive_destroy(prims[j]);
         dnnl_memory_t mems[] = {c->src, c->dst, c->w_user, c->w_f, c->bias, c->dsrc, c->ddst, c->w_d, c->dw,
-                                c->dw_user, c->dbias, c->bsrc};
+                                c->dw_user, c->dbias, c->bsrc, c->src1};
         for (size_t j = 0; j < sizeof mems / sizeof *mems; j++)
             if (mems[j] && !(j == 3 && c->w_f == c->w_user) && !(j == 7 && c->w_d == c->w_user) &&
                 !(j == 8 && c->dw == c->dw_user))
@@ -159,9 +159,10 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     dnnl_primitive_desc_t fpd = NULL, dpd = NULL, wpd = NULL;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
-    if (fuse && nd->fuse_relu >= 0) { /* ReLU as a post-op of the folded convolution */
+    if (fuse && (nd->fuse_relu >= 0 || nd->fuse_add >= 0)) { /* residual add, then ReLU, as post-ops */
         TRY(dnnl_post_ops_create(&po));
-        TRY(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
+        if (nd->fuse_add >= 0) TRY(dnnl_post_ops_append_binary(po, dnnl_binary_add, &dmd));
+        if (nd->fuse_relu >= 0) TRY(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
         TRY(dnnl_primitive_attr_create(&attr));
         TRY(dnnl_primitive_attr_set_post_ops(attr, po));
     }
@@ -178,6 +179,7 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     TRY(dnnl_memory_create(&c->dst, &dmd, d->eng, DNNL_MEMORY_NONE));
     TRY(dnnl_memory_create(&c->w_user, &wuser, d->eng, DNNL_MEMORY_NONE));
     TRY(dnnl_memory_create(&c->bias, &bmd, d->eng, DNNL_MEMORY_NONE));
+    if (fuse && nd->fuse_add >= 0) TRY(dnnl_memory_create(&c->src1, &dmd, d->eng, DNNL_MEMORY_NONE));
     TRY(layout(d, c->w_user, dnnl_primitive_desc_query_md(fpd, dnnl_query_weights_md, 0), &c->w_f, &c->reo_f, 0));
     if (train) {
         dnnl_convolution_desc_t bdd, bwd;
@@ -259,8 +261,16 @@ static ee_status conv_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int trai
         conv_priv *p = nd->priv;
         w = p->fw;
         b = p->fb;
-        y = net->nodes[nd->fuse_relu >= 0 ? nd->fuse_relu : nd->fuse_bn].y;
+        y = net->nodes[nd->fuse_relu >= 0 ? nd->fuse_relu : nd->fuse_add >= 0 ? nd->fuse_add : nd->fuse_bn].y;
         want = p->fold_gen | (1ull << 63);
+    }
+    int nargs = nd->BIAS || (!train && nd->fuse_bn >= 0) ? 4 : 3;
+    dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, c->src}, {DNNL_ARG_WEIGHTS, c->w_f}, {DNNL_ARG_DST, c->dst},
+                            {DNNL_ARG_BIAS, c->bias}, {0, NULL}};
+    if (!train && nd->fuse_add >= 0 && nd->fuse_bn >= 0) { /* the shortcut operand of the fused residual add */
+        const ee_node *add = &net->nodes[nd->fuse_add];
+        dnnl_memory_set_data_handle(c->src1, (void *)(ee_node_input(net, add, nd->add_other) + off * ee_shape_size(nd->out)));
+        a[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, c->src1};
     }
     dnnl_memory_set_data_handle(c->src, (void *)(ee_node_input(net, nd, 0) + off * ee_shape_size(nd->ins)));
     dnnl_memory_set_data_handle(c->dst, y + off * ee_shape_size(nd->out));
@@ -271,9 +281,7 @@ static ee_status conv_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int trai
         if ((s = reorder(ctx, d, c->reo_f, c->w_user, c->w_f))) return s;
         c->ver_f = want;
     }
-    dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, c->src}, {DNNL_ARG_WEIGHTS, c->w_f}, {DNNL_ARG_DST, c->dst},
-                            {DNNL_ARG_BIAS, c->bias}};
-    if ((s = run(ctx, d, c->fwd, nd->BIAS || (!train && nd->fuse_bn >= 0) ? 4 : 3, a, "a convolution"))) return s;
+    if ((s = run(ctx, d, c->fwd, nargs, a, "a convolution"))) return s;
     dnnl_stream_wait(d->strm);
     return EE_OK;
 }
