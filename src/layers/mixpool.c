@@ -42,25 +42,40 @@ static ee_status mix_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int t
     int *args = keep ? ee_node_scratch(nd, ee_shape_size(nd->out) * n * sizeof(int)) : NULL;
     if (keep && !args) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
     int C = nd->ins.c, H = nd->ins.h, W = nd->ins.w, O = nd->a[0];
+    /* channels are contiguous (NHWC): accumulate a block of channels per window pixel, so the inner loop is a
+     * vector loop instead of a stride-C gather */
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n * O; i++) {
         int b = i / O, oh = i % O, h0 = lo(oh, H, O), h1 = hi(oh, H, O);
+        float mx[256], sum[256];
+        int am[256];
         for (int ow = 0; ow < O; ow++) {
             int w0 = lo(ow, W, O), w1 = hi(ow, W, O);
             float *y = nd->y + (((size_t)b * O + oh) * O + ow) * C;
             int *arg = args ? args + (((size_t)b * O + oh) * O + ow) * C : NULL;
             float inv = 1.0f / ((h1 - h0) * (w1 - w0));
-            for (int c = 0; c < C; c++) {
-                float mx = -FLT_MAX, sum = 0;
-                int am = 0;
+            for (int c0 = 0; c0 < C; c0 += 256) {
+                int cn = C - c0 < 256 ? C - c0 : 256;
+                for (int c = 0; c < cn; c++) { mx[c] = -FLT_MAX; sum[c] = 0; am[c] = 0; }
                 for (int ih = h0; ih < h1; ih++)
                     for (int iw = w0; iw < w1; iw++) {
-                        float v = x[(((size_t)b * H + ih) * W + iw) * C + c];
-                        sum += v;
-                        if (v > mx) { mx = v; am = ih * W + iw; }
+                        const float *xr = x + (((size_t)b * H + ih) * W + iw) * C + c0;
+                        int pos = ih * W + iw;
+                        if (arg) /* training: the first argmax of each window, for backward */
+                            for (int c = 0; c < cn; c++) {
+                                float v = xr[c];
+                                sum[c] += v;
+                                if (v > mx[c]) { mx[c] = v; am[c] = pos; }
+                            }
+                        else
+                            for (int c = 0; c < cn; c++) {
+                                sum[c] += xr[c];
+                                mx[c] = xr[c] > mx[c] ? xr[c] : mx[c];
+                            }
                     }
-                y[c] = a * mx + (1 - a) * sum * inv;
-                if (arg) arg[c] = am;
+                for (int c = 0; c < cn; c++) y[c0 + c] = a * mx[c] + (1 - a) * sum[c] * inv;
+                if (arg)
+                    for (int c = 0; c < cn; c++) arg[c0 + c] = am[c];
             }
         }
     }
