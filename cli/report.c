@@ -63,11 +63,11 @@ static void plot_begin(plot *p, FILE *f, double x0, double x1, double y0, double
     }
     p->f = f;
     p->x0 = x0; p->x1 = x1; p->y0 = y0; p->y1 = y1;
-    p->W = 640; p->H = 380; p->L = 62; p->R = 16; p->T = 52; p->B = 52;
+    p->W = 560; p->H = 400; p->L = 66; p->R = 14; p->T = 58; p->B = 58;
     p->nleg = 0;
     p->legx = p->L;
     p->legy = 16;
-    fprintf(f, "<svg viewBox=\"0 0 %d %d\" role=\"img\" font-size=\"12\" font-family=\"sans-serif\">\n", p->W, p->H);
+    fprintf(f, "<svg viewBox=\"0 0 %d %d\" role=\"img\" font-size=\"15\" font-family=\"sans-serif\">\n", p->W, p->H);
     fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#fff\" stroke=\"#999\"/>\n", p->L, p->T,
             p->W - p->L - p->R, p->H - p->T - p->B);
     for (double v = y0; v <= y1 + ys * 1e-6; v += ys) {
@@ -95,8 +95,8 @@ static void plot_begin(plot *p, FILE *f, double x0, double x1, double y0, double
 
 /* legend entries flow left to right in the band above the plot, wrapping to a second row */
 static void legend(plot *p, const char *color, const char *label, int dashed) {
-    double w = strlen(label) * 6.4 + 40;
-    if (p->legx + w > p->W - p->R && p->legx > p->L) { p->legx = p->L; p->legy += 18; }
+    double w = strlen(label) * 7.6 + 40;
+    if (p->legx + w > p->W - p->R && p->legx > p->L) { p->legx = p->L; p->legy += 20; }
     double x = p->legx, y = p->legy;
     p->legx += w;
     p->nleg++;
@@ -123,7 +123,7 @@ static void bars(plot *p, const double *y, int n, int k, int nb, const char *col
         double x = PX(p, i) - slot / 2 + k * w, top = PY(p, y[i]), base = PY(p, p->y0 > 0 ? p->y0 : 0);
         fprintf(p->f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>", x, top < base ? top : base,
                 w - 1, fabs(base - top), color);
-        if (labels) fprintf(p->f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"10\">%.4g</text>", x + w / 2, top - 3, y[i]);
+        if (labels) fprintf(p->f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"12\">%.3g</text>", x + w / 2, top - 3, y[i]);
     }
     fprintf(p->f, "\n");
 }
@@ -428,18 +428,18 @@ static void chart_roc(FILE *f, const analysis *an, const split_result *r, const 
 static void chart_classes(FILE *f, const analysis *an) {
     const split_result *r = &an->clean;
     int H = an->heads, K = an->classes > 20 ? 20 : an->classes;
-    int W = 640, rowh = 22, L = 110, T = 10, Hh = T + K * rowh + 80;
+    int W = 560, rowh = 26, L = 118, T = 10, Hh = T + K * rowh + 90;
     char cap[300], nb[32], nm[32];
     snprintf(cap, sizeof cap, "Easy classes leave early and hard ones late: for each class, the share of its test images that "
              "take each exit at the calibrated threshold q = %.3g.", an->q);
     figure(f, "Which exit each class takes", cap);
-    fprintf(f, "<svg viewBox=\"0 0 %d %d\" role=\"img\" font-size=\"12\" font-family=\"sans-serif\">\n", W, Hh);
+    fprintf(f, "<svg viewBox=\"0 0 %d %d\" role=\"img\" font-size=\"15\" font-family=\"sans-serif\">\n", W, Hh);
     for (int k = 0; k < K; k++) {
         int cnt[EE_MAX_HEADS_PUBLIC] = {0}, tot = 0;
         for (int i = 0; i < r->o->n; i++)
             if (r->o->label[i] == k) { cnt[r->exit_of[i]]++; tot++; }
         double x = L, y = T + k * rowh;
-        fprintf(f, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">", L - 6, y + 14);
+        fprintf(f, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">", L - 6, y + 18);
         esc(f, class_name(an, k, nb, sizeof nb));
         fprintf(f, "</text>");
         for (int h = 0; h < H; h++) {
@@ -452,12 +452,12 @@ static void chart_classes(FILE *f, const analysis *an) {
     double ax = T + K * rowh + 4;
     for (int i = 0; i <= 4; i++) {
         double x = L + (W - L - 20.0) * i / 4;
-        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%d</text>", x, ax + 12, 25 * i);
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%d</text>", x, ax + 14, 25 * i);
     }
     fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-weight=\"bold\">percent of the class's test images</text>",
-            L + (W - L - 20.0) / 2, ax + 30);
+            L + (W - L - 20.0) / 2, ax + 34);
     for (int h = 0; h < H; h++) {
-        double x = L + h * 70.0, y = ax + 50;
+        double x = 10 + h * 64.0, y = ax + 52;
         fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"12\" fill=\"%s\"/><text x=\"%.1f\" y=\"%.1f\">%s</text>", x, y,
                 palette[h], x + 16, y + 11, head_name(an->net, h, nm, sizeof nm));
     }
