@@ -3,10 +3,19 @@
 
 /* dst (+)= src * (y > 0), or dst (+)= src */
 static void add_or_set(float *dst, const float *src, const float *mask, size_t len, int acc) {
+    /* four branch-free loops, so that each vectorises */
+    if (mask && acc) {
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < len; i++) {
-        float v = mask && mask[i] <= 0 ? 0.0f : src[i];
-        dst[i] = acc ? dst[i] + v : v;
+        for (size_t i = 0; i < len; i++) dst[i] += mask[i] > 0 ? src[i] : 0.0f;
+    } else if (mask) {
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < len; i++) dst[i] = mask[i] > 0 ? src[i] : 0.0f;
+    } else if (acc) {
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < len; i++) dst[i] += src[i];
+    } else {
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < len; i++) dst[i] = src[i];
     }
 }
 
