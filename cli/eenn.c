@@ -743,7 +743,10 @@ static const char *bench_help =
     "  --threads N      (0 = all cores)            --json\n"
     "  --exits MODEL    early exits of an SDN on its real test data, beside its CNN without ICs: measured\n"
     "                   wall-clock speedup next to the FLOPs reduction, at batch 1 (with p50/p99 latency)\n"
-    "                   and batch 128; --q X overrides the calibrated threshold, --n N images (default 2000)\n";
+    "                   and batch 128; --q X overrides the calibrated threshold, --n N images (default 2000)\n"
+    "  --save-model FILE with --arch: write the randomly initialised network that is timed (--seed N, default\n"
+    "                   1221), so that peers (PyTorch, ONNX Runtime) can be timed on the same weights\n"
+    "  --gemm           the fp32 GEMM ceiling instead: 1024^3 sgemm through oneDNN, in GFLOP/s\n";
 
 typedef struct { const char *arch; int c, h, w; } bench_net;
 
@@ -886,8 +889,9 @@ static int bench_exits(const char *model, double q, int nimg, int threads, int j
 }
 
 static int cmd_bench(args *a) {
-    const char *arch = NULL, *exits_model = NULL;
-    int c = 3, h = 32, w = 32, batch = 0, train = 1, json = 0, threads = 0, have_input = 0, nimg = 2000;
+    const char *arch = NULL, *exits_model = NULL, *save = NULL;
+    int c = 3, h = 32, w = 32, batch = 0, train = 1, json = 0, threads = 0, have_input = 0, nimg = 2000, gemm = 0;
+    long seed = 1221;
     double secs = 3, q = -1;
     for (a->i = 2; a->i < a->argc; a->i++) {
         if (is_opt(a, "--help") || is_opt(a, "-h")) { fputs(bench_help, stdout); return 0; }
@@ -901,9 +905,23 @@ static int cmd_bench(args *a) {
         else if (is_opt(a, "--exits")) exits_model = val(a);
         else if (is_opt(a, "--q")) q = fval(a, 0, 2);
         else if (is_opt(a, "--n")) nimg = (int)ival(a, 1, 1000000);
+        else if (is_opt(a, "--save-model")) save = val(a);
+        else if (is_opt(a, "--seed")) seed = ival(a, 0, 2147483647);
+        else if (is_opt(a, "--gemm")) gemm = 1;
         else die("bench: unknown option '%s' (see eenn bench --help)", a->argv[a->i]);
     }
     if (exits_model) return bench_exits(exits_model, q, nimg, threads, json);
+    if (save && !arch) die("bench --save-model: needs --arch");
+    if (gemm) {
+        ee_ctx *ctx = ee_ctx_new();
+        ee_ctx_set_threads(ctx, threads);
+        double gf = 0;
+        check(ee_bench_sgemm(ctx, 1024, secs, &gf), ctx);
+        if (json) printf("{\"gemm\":1024,\"threads\":%d,\"gflops\":%.1f}\n", ee_ctx_threads(ctx), gf);
+        else printf("fp32 sgemm 1024x1024x1024 (oneDNN), %d threads: %.1f GFLOP/s\n", ee_ctx_threads(ctx), gf);
+        ee_ctx_free(ctx);
+        return 0;
+    }
     bench_net defaults[] = {{"resnet56", 3, 32, 32}, {"vgg16bn", 3, 32, 32}, {"resnet56", 1, 28, 28}};
     bench_net one = {arch ? arch : "resnet56", c, h, w};
     bench_net *list = arch || have_input ? &one : defaults;
@@ -923,8 +941,10 @@ static int cmd_bench(args *a) {
         for (int m = 0; m < nm; m++) {
             int tr = ms[m][0], n = ms[m][1];
             ee_net *net = NULL;
+            ee_ctx_seed(ctx, (uint64_t)seed); /* the same weights in every mode, and in --save-model */
             check(ee_net_builtin(ctx, list[k].arch, list[k].c, list[k].h, list[k].w, 10, &net), ctx);
             check(ee_net_init(ctx, net), ctx);
+            if (save && m == 0) check(ee_net_save(ctx, net, NULL, 0, save), ctx);
             check(ee_net_prepare(ctx, net, n, tr), ctx);
             size_t img = (size_t)list[k].c * list[k].h * list[k].w;
             float *x = malloc(img * n * sizeof(float));

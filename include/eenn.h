@@ -370,6 +370,11 @@ ee_status ee_dataset_stamp(ee_ctx *ctx, ee_dataset *ds, const ee_trigger *t, int
 ee_status ee_gradcam(ee_ctx *ctx, ee_net *net, const float *x, int head, int cls, int node, float *cam,
                      int *cls_out, int *node_out);
 
+/* ---------------------------------------------------------------- benchmarking */
+/* The fp32 GEMM rate this library reaches on the machine (n x n x n sgemm through oneDNN, the context's threads),
+ * in GFLOP/s: the ceiling that convolutions lowered to GEMM are compared with. */
+ee_status ee_bench_sgemm(ee_ctx *ctx, int n, double seconds, double *gflops);
+
 #ifdef __cplusplus
 }
 #endif

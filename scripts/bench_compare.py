@@ -1,82 +1,263 @@
-"""eenn against PyTorch in one run, on the same networks and shapes: inference at batch 1 and 128 and training
-steps at batch 128 (random data, fp32). PyTorch is timed with 1 and 2 threads and its best is used (at batch 1
-it is overhead-bound and often faster with one thread); the thread count is printed.
+"""eenn, PyTorch and ONNX Runtime in one run, on the same networks, shapes and weights (`make bench`).
 
-Run: /usr/bin/python3 scripts/bench_compare.py [--seconds S] [--json]   (needs Debian's python3-torch)
+- eenn writes the randomly initialised network it times (`eenn bench --save-model`); PyTorch loads those weights
+  (scripts/eenn_torch.py) and exports them to ONNX for ONNX Runtime (the CPU library in npm's onnxruntime-node,
+  peers/ort_bench.js).
+- Dense networks: ResNet-56, VGG-16-BN, WRN-32-4 and MobileNet at 3x32x32, ResNet-56 at 1x28x28; inference at
+  batch 1 and 128, training at batch 128 (PyTorch only: ONNX Runtime here is an inference runtime). Each peer runs
+  with 1 and 2 threads and its best is kept (the thread count is printed).
+- GFLOP/s counts true FLOPs (a training step is 3x the forward pass), beside the fp32 GEMM ceiling measured in the
+  same run (`eenn bench --gemm`).
+- Thread scaling: eenn with 1 and 2 threads.
+- Early exits: an SDN on real Fashion-MNIST test images at its calibrated threshold (`eenn bench --exits`), against
+  ONNX Runtime running the same backbone without ICs.
+- Peak RSS of ResNet-56 inference and training, eenn beside PyTorch, each measured in its own process.
+
+Run: /usr/bin/python3 scripts/bench_compare.py [--seconds S] [--exits SDN.eenn] [--json FILE]
 """
-import argparse, json, os, subprocess, sys, time
+import argparse, json, os, resource, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-CASES = [("resnet56", (3, 32, 32)), ("vgg16bn", (3, 32, 32)), ("resnet56", (1, 28, 28))]
-MODES = [("infer", 1), ("infer", 128), ("train", 128)]
+CASES = [("resnet56", "3x32x32"), ("vgg16bn", "3x32x32"), ("wrn32_4", "3x32x32"), ("mobilenet", "3x32x32"),
+         ("resnet56", "1x28x28")]
+T0 = time.time()
 
 
-def torch_time(arch, shape, mode, batch, threads, secs):
+def progress(msg):
+    print(f"[{time.time() - T0:5.0f} s] {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd, **kw):
+    """Runs a command; returns (stdout, peak RSS in MB of that process)."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    out, err = p.communicate()
+    if p.returncode:
+        raise SystemExit(f"bench_compare: {' '.join(cmd[:3])} failed: {err.strip()}")
+    return out, None
+
+
+def run_rss(cmd):
+    """Runs a command alone and returns (stdout, its peak RSS in MB) from wait4's rusage."""
+    with tempfile.TemporaryFile(mode="w+") as f:
+        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.DEVNULL)
+        _, status, ru = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode:
+            raise SystemExit(f"bench_compare: {' '.join(cmd[:4])} failed")
+        f.seek(0)
+        return f.read(), ru.ru_maxrss / 1024
+
+
+# ---------------------------------------------------------------- PyTorch (in a child process, for clean RSS)
+TORCH_CHILD = r"""
+import sys, json, time, torch, torch.nn.functional as F
+sys.path.insert(0, %(here)r)
+from eenn_torch import load_torch, FinalHead
+path, mode, batch, threads, secs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+torch.set_num_threads(threads)
+g, _ = load_torch(path)
+m = FinalHead(g)
+shape = [int(v) for v in sys.argv[6].split("x")]
+x = torch.randn(batch, *shape)
+y = torch.randint(0, 10, (batch,))
+opt = torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
+m.train(mode == "train")
+def step():
+    if mode == "train":
+        opt.zero_grad(); F.cross_entropy(m(x), y).backward(); opt.step()
+    else:
+        with torch.no_grad(): m(x)
+for _ in range(2): step()
+n, t0 = 0, time.perf_counter()
+while True:
+    step(); n += 1
+    dt = time.perf_counter() - t0
+    if dt >= secs and n >= 2: break
+print(json.dumps({"img_per_s": n * batch / dt}))
+"""
+
+
+def torch_time(model, shape, mode, batch, threads, secs):
+    out, rss = run_rss([sys.executable, "-c", TORCH_CHILD % {"here": HERE}, model, mode, str(batch), str(threads),
+                        str(secs), shape])
+    return json.loads(out)["img_per_s"], rss
+
+
+def export_onnx(model, shape, path):
     import torch
-    import torch.nn.functional as F
-    from torch_models import ResNet, VGG16BN
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = ResNet(9, shape[0], 10) if arch == "resnet56" else VGG16BN(shape[0], shape[1], 10)
-    x = torch.randn(batch, *shape)
-    y = torch.randint(0, 10, (batch,))
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
-    model.train(mode == "train")
+    from eenn_torch import load_torch, FinalHead
+    g, _ = load_torch(model)
+    m = FinalHead(g).eval()
+    c, h, w = (int(v) for v in shape.split("x"))
+    torch.onnx.export(m, torch.zeros(1, c, h, w), path, input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=13)
 
-    def step():
-        if mode == "train":
-            opt.zero_grad()
-            F.cross_entropy(model(x), y).backward()
-            opt.step()
-        else:
-            with torch.no_grad():
-                model(x)
-    for _ in range(2):
-        step()
-    n, t0 = 0, time.perf_counter()
-    while True:
-        step()
-        n += 1
-        dt = time.perf_counter() - t0
-        if dt >= secs and n >= 2:
-            return n * batch / dt
+
+def ort_time(onnx, shape, batches, threads, secs):
+    c, h, w = shape.split("x")
+    out, rss = run_rss(["node", os.path.join(ROOT, "peers", "ort_bench.js"), onnx, c, h, w,
+                        ",".join(map(str, batches)), str(threads), str(secs)])
+    r = json.loads(out)
+    return {int(k): v for k, v in r["img_per_s"].items()}, rss
+
+
+def ensure_ort():
+    if os.path.isdir(os.path.join(ROOT, "peers", "node_modules", "onnxruntime-node")):
+        return
+    progress("installing onnxruntime-node into peers/ (npm install --ignore-scripts) ...")
+    subprocess.run(["npm", "install", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=os.path.join(ROOT, "peers"),
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def eenn_bench(eenn, arch, shape, threads, secs, save=None, extra=()):
+    cmd = [eenn, "bench", "--arch", arch, "--input", shape, "--threads", str(threads), "--seconds", str(secs),
+           "--json", *extra]
+    if save:
+        cmd += ["--save-model", save]
+    out, _ = run(cmd)
+    return {(r["mode"], r["batch"]): r for r in json.loads(out)["results"]}
+
+
+def strip_ics(sdn, path):
+    """The SDN's backbone alone (its IC nodes and tensors dropped), as an eenn-format-free torch export input."""
+    from eenn_file import read_eenn
+    arch, _, tensors = read_eenn(sdn)
+    lines = [l for l in arch.splitlines() if not (" name=ic" in l)]
+    return "\n".join(lines), {k: v for k, v in tensors.items() if not k.startswith("ic")}
+
+
+def export_stripped_onnx(sdn, shape, path):
+    import torch
+    from eenn_torch import Graph, FinalHead
+    text, tensors = strip_ics(sdn, path)
+    g = Graph(text)
+    sd = g.state_dict()
+    for k in sd:
+        if k.endswith("num_batches_tracked"):
+            continue
+        node, _, what = k[len("mods."):].rpartition(".")
+        sd[k].copy_(torch.from_numpy(tensors[node.replace("__", ".") + "." + what]).reshape(sd[k].shape))
+    c, h, w = (int(v) for v in shape.split("x"))
+    torch.onnx.export(FinalHead(g).eval(), torch.zeros(1, c, h, w), path, input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=13)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--eenn", default=os.path.join(HERE, "..", "build", "eenn"))
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--eenn", default=os.path.join(ROOT, "build", "eenn"))
+    ap.add_argument("--exits", default=None, help="a calibrated SDN (default: runs/resnet56-iconly.eenn if present)")
+    ap.add_argument("--json", default=None, help="also write every number to this file")
+    ap.add_argument("--cases", default=None, help="comma-separated arch:CxHxW subset")
+    ap.add_argument("--exits-n", type=int, default=10000, help="test images for the early-exit measurement")
     a = ap.parse_args()
-    print("timing eenn ...", file=sys.stderr, flush=True)
-    out = subprocess.run([a.eenn, "bench", "--json", "--seconds", str(a.seconds)], check=True, capture_output=True,
-                         text=True).stdout
-    ee = {(r["net"], r["input"], r["mode"], r["batch"]): r for r in json.loads(out)["results"]}
-    rows = []
-    for arch, shape in CASES:
-        sh = "x".join(map(str, shape))
-        for mode, batch in MODES:
-            best, best_t = 0, 0
-            for threads in (1, 2):
-                print(f"timing PyTorch {arch} {sh} {mode} batch {batch}, {threads} thread(s) ...", file=sys.stderr,
-                      flush=True)
-                r = torch_time(arch, shape, mode, batch, threads, a.seconds)
-                if r > best:
-                    best, best_t = r, threads
-            e = ee[(arch, sh, mode, batch)]
-            rows.append({"net": arch, "input": sh, "mode": mode, "batch": batch, "eenn_img_s": e["img_per_s"],
-                         "eenn_gflops": e["gflops"], "torch_img_s": round(best, 1), "torch_threads": best_t,
-                         "ratio": round(e["img_per_s"] / best, 2)})
+    secs = a.seconds
+    ensure_ort()
+    tmp = tempfile.mkdtemp(prefix="eenn-bench-")
+    cases = CASES if not a.cases else [tuple(c.split(":")) for c in a.cases.split(",")]
+    res = {"seconds": secs, "dense": [], "scaling": [], "exits": None, "memory": []}
+
+    progress("GEMM ceiling (oneDNN sgemm 1024^3), 1 and 2 threads")
+    ceiling = {}
+    for t in (1, 2):
+        out, _ = run([a.eenn, "bench", "--gemm", "--threads", str(t), "--seconds", str(secs), "--json"])
+        ceiling[t] = json.loads(out)["gflops"]
+    res["gemm_gflops"] = ceiling
+
+    for arch, shape in cases:
+        model = os.path.join(tmp, f"{arch}-{shape}.eenn")
+        progress(f"eenn {arch} {shape}, 2 threads")
+        e2 = eenn_bench(a.eenn, arch, shape, 2, secs, save=model)
+        progress(f"eenn {arch} {shape}, 1 thread")
+        e1 = eenn_bench(a.eenn, arch, shape, 1, secs)
+        onnx = os.path.join(tmp, f"{arch}-{shape}.onnx")
+        progress(f"export {arch} {shape} to ONNX")
+        export_onnx(model, shape, onnx)
+        ort = {}
+        for t in (1, 2):
+            progress(f"ONNX Runtime {arch} {shape}, {t} thread(s)")
+            r, _ = ort_time(onnx, shape, [1, 128], t, secs)
+            for b, v in r.items():
+                if v > ort.get(b, (0, 0))[0]:
+                    ort[b] = (v, t)
+        for mode, batch in (("infer", 1), ("infer", 128), ("train", 128)):
+            best = (0, 0)
+            for t in (1, 2):
+                progress(f"PyTorch {arch} {shape} {mode} batch {batch}, {t} thread(s)")
+                v, _ = torch_time(model, shape, mode, batch, t, secs)
+                if v > best[0]:
+                    best = (v, t)
+            e = e2[(mode, batch)]
+            row = {"net": arch, "input": shape, "mode": mode, "batch": batch, "eenn_img_s": e["img_per_s"],
+                   "eenn_gflops": e["gflops"], "ceiling_pct": 100 * e["gflops"] / ceiling[2],
+                   "torch_img_s": best[0], "torch_threads": best[1],
+                   "ort_img_s": ort[batch][0] if mode == "infer" else None,
+                   "ort_threads": ort[batch][1] if mode == "infer" else None}
+            res["dense"].append(row)
+            res["scaling"].append({"net": arch, "input": shape, "mode": mode, "batch": batch,
+                                   "eenn_1t": e1[(mode, batch)]["img_per_s"], "eenn_2t": e["img_per_s"]})
+
+    sdn = a.exits or os.path.join(ROOT, "runs", "resnet56-iconly.eenn")
+    if os.path.exists(sdn):
+        progress(f"early exits of {sdn} on Fashion-MNIST test images")
+        out, _ = run([a.eenn, "bench", "--exits", sdn, "--n", str(a.exits_n), "--json", "--threads", "2"])
+        ex = json.loads(out)
+        from eenn_file import read_eenn
+        arch_text, _, _ = read_eenn(sdn)
+        inp = [l for l in arch_text.splitlines() if l.startswith("input")][0]
+        kv = dict(p.split("=") for p in inp.split()[1:])
+        shape = f"{kv['c']}x{kv['h']}x{kv['w']}"
+        onnx = os.path.join(tmp, "exits-cnn.onnx")
+        export_stripped_onnx(sdn, shape, onnx)
+        ort = {}
+        for t in (1, 2):
+            progress(f"ONNX Runtime on the same backbone without ICs, {t} thread(s)")
+            r, _ = ort_time(onnx, shape, [1, 128], t, secs)
+            for b, v in r.items():
+                ort[b] = max(ort.get(b, 0), v)
+        res["exits"] = {"model": sdn, "eenn": ex, "ort_img_s": ort}
+
+    progress("peak RSS: ResNet-56 3x32x32, each run in its own process")
+    model = os.path.join(tmp, "resnet56-3x32x32.eenn")
+    for mode, batch, extra in (("infer", 1, ["--batch", "1", "--no-train"]), ("infer", 128, ["--batch", "128", "--no-train"])):
+        _, rss = run_rss([a.eenn, "bench", "--arch", "resnet56", "--input", "3x32x32", "--seconds", "1", "--json", *extra])
+        _, trss = torch_time(model, "3x32x32", mode, batch, 2, 1) if os.path.exists(model) else (0, 0)
+        res["memory"].append({"mode": mode, "batch": batch, "eenn_mb": rss, "torch_mb": trss})
+
     if a.json:
-        print(json.dumps({"rows": rows}))
-        return
-    print("| net | input | mode | batch | eenn img/s | eenn GFLOP/s | PyTorch img/s (threads) | eenn / PyTorch |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['net']} | {r['input']} | {r['mode']} | {r['batch']} | {r['eenn_img_s']:.0f} | {r['eenn_gflops']:.0f} "
-              f"| {r['torch_img_s']:.0f} ({r['torch_threads']}) | {r['ratio']:.2f}x |")
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+    print(f"GEMM ceiling (oneDNN sgemm, fp32): {ceiling[1]:.0f} GFLOP/s on 1 thread, {ceiling[2]:.0f} on 2\n")
+    print("| net | input | mode | batch | eenn img/s | GFLOP/s | % of GEMM ceiling | PyTorch img/s (threads) | "
+          "ONNX Runtime img/s (threads) | eenn / PyTorch | eenn / ONNX Runtime |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in res["dense"]:
+        ort = f"{r['ort_img_s']:.0f} ({r['ort_threads']})" if r["ort_img_s"] else "-"
+        ratio = f"{r['eenn_img_s'] / r['ort_img_s']:.2f}x" if r["ort_img_s"] else "-"
+        print(f"| {r['net']} | {r['input']} | {r['mode']} | {r['batch']} | {r['eenn_img_s']:.0f} | {r['eenn_gflops']:.0f} | "
+              f"{r['ceiling_pct']:.0f}% | {r['torch_img_s']:.0f} ({r['torch_threads']}) | {ort} | "
+              f"{r['eenn_img_s'] / r['torch_img_s']:.2f}x | {ratio} |")
+    print("\nThread scaling (eenn img/s):\n\n| net | input | mode | batch | 1 thread | 2 threads | speedup |")
+    print("|---|---|---|---|---|---|---|")
+    for r in res["scaling"]:
+        print(f"| {r['net']} | {r['input']} | {r['mode']} | {r['batch']} | {r['eenn_1t']:.0f} | {r['eenn_2t']:.0f} | "
+              f"{r['eenn_2t'] / r['eenn_1t']:.2f}x |")
+    if res["exits"]:
+        ex, ort = res["exits"]["eenn"], res["exits"]["ort_img_s"]
+        print(f"\nEarly exits: {res['exits']['model']} at q = {ex['q']:.4g} on {ex['images']} Fashion-MNIST test images: "
+              f"accuracy {ex['acc_exits']:.2f}% (CNN {ex['acc_cnn']:.2f}%), {ex['flops_speedup']:.2f}x fewer FLOPs\n")
+        print("| batch | eenn exits img/s | eenn dense img/s | ONNX Runtime dense img/s | exits / ONNX Runtime |")
+        print("|---|---|---|---|---|")
+        for b, key in ((1, "batch1"), (128, "batch128")):
+            r = ex[key]
+            print(f"| {b} | {r['exit_img_s']:.0f} | {r['cnn_img_s']:.0f} | {ort[b]:.0f} | {r['exit_img_s'] / ort[b]:.2f}x |")
+    print("\nPeak RSS, ResNet-56 3x32x32 (whole process, MB):\n\n| mode | batch | eenn | PyTorch |\n|---|---|---|---|")
+    for r in res["memory"]:
+        print(f"| {r['mode']} | {r['batch']} | {r['eenn_mb']:.0f} | {r['torch_mb']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,141 @@
+"""Builds a PyTorch module from an eenn model file or architecture text, with eenn's weights: any architecture,
+built-in or custom, SDNs included (every head is returned). Used to time peers (PyTorch, and ONNX Runtime through
+torch.onnx.export) on exactly the network and weights eenn runs.
+
+    from eenn_torch import load_torch
+    model, heads = load_torch("model.eenn")      # model(x NCHW) -> list of head outputs
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from eenn_file import read_eenn
+
+
+class MixPool(nn.Module):
+    """The SDN IC reduction: alpha * max + (1 - alpha) * avg down to out x out (adaptive windows)."""
+
+    def __init__(self, out):
+        super().__init__()
+        self.out = out
+        self.alpha = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        if x.shape[2] <= self.out and x.shape[3] <= self.out:
+            return x
+        a = self.alpha
+        return a * F.adaptive_max_pool2d(x, self.out) + (1 - a) * F.adaptive_avg_pool2d(x, self.out)
+
+
+def _parse(text):
+    lines = []
+    for raw in text.splitlines():
+        raw = raw.split("#")[0].strip()
+        if not raw:
+            continue
+        kind, *kv = raw.split()
+        args = dict(p.split("=", 1) for p in kv if "=" in p)
+        lines.append((kind, args))
+    return lines
+
+
+class Graph(nn.Module):
+    """The nodes of an eenn architecture in order; node outputs are kept by name."""
+
+    def __init__(self, text):
+        super().__init__()
+        self.nodes, self.heads, shapes = [], [], {}
+        self.mods = nn.ModuleDict()
+        for kind, a in _parse(text):
+            if kind == "arch":
+                continue
+            if kind == "input":
+                shapes["input"] = (int(a["c"]), int(a["h"]), int(a["w"]))
+                continue
+            name, ins = a["name"], a.get("in", "").split(",")
+            c, h, w = shapes[ins[0]]
+            key = name.replace(".", "__")
+            mod = None
+            if kind == "conv":
+                k, s, p, g = int(a["k"]), int(a.get("stride", 1)), int(a.get("pad", 0)), int(a.get("groups", 1))
+                mod = nn.Conv2d(c, int(a["out"]), k, s, p, groups=g, bias=a.get("bias", "0") == "1")
+                shape = (int(a["out"]), (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)
+            elif kind == "bn":
+                mod = nn.BatchNorm2d(c, eps=float(a.get("eps", 1e-5)), momentum=float(a.get("momentum", 0.1)))
+                shape = (c, h, w)
+            elif kind in ("maxpool", "avgpool"):
+                k, s, p = int(a["k"]), int(a.get("stride", a["k"])), int(a.get("pad", 0))
+                mod = (nn.MaxPool2d if kind == "maxpool" else nn.AvgPool2d)(k, s, p)
+                shape = (c, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)
+            elif kind == "linear":
+                mod = nn.Linear(c * h * w, int(a["out"]), bias=a.get("bias", "1") == "1")
+                shape = (int(a["out"]), 1, 1)
+            elif kind == "dropout":
+                mod = nn.Dropout(float(a.get("p", 0.5)))
+                shape = (c, h, w)
+            elif kind == "mixpool":
+                o = int(a.get("out", 4))
+                mod = MixPool(o)
+                shape = (c, h, w) if (h <= o and w <= o) else (c, o, o)
+            elif kind == "gap":
+                shape = (c, 1, 1)
+            elif kind == "flatten":
+                shape = (c * h * w, 1, 1)
+            elif kind in ("relu", "add"):
+                shape = (c, h, w)
+            else:
+                raise ValueError(f"unknown node kind {kind}")
+            if mod is not None:
+                self.mods[key] = mod
+            self.nodes.append((kind, name, key, ins))
+            shapes[name] = shape
+            if a.get("head") == "1":
+                self.heads.append(name)
+
+    def forward(self, x):
+        y = {"input": x}
+        outs = []
+        for kind, name, key, ins in self.nodes:
+            v = y[ins[0]]
+            if kind == "relu":
+                r = F.relu(v)
+            elif kind == "add":
+                r = v + y[ins[1]]
+            elif kind == "gap":
+                r = v.mean((2, 3), keepdim=True)
+            elif kind == "flatten":
+                r = v.flatten(1)
+            elif kind == "linear":
+                r = self.mods[key](v.flatten(1))
+            else:
+                r = self.mods[key](v)
+            y[name] = r
+            if name in self.heads:
+                outs.append(r)
+        return outs
+
+
+def load_torch(path):
+    """The network of an eenn model file as a Graph module with its weights, and its head names."""
+    arch, _, tensors = read_eenn(path)
+    g = Graph(arch)
+    sd = g.state_dict()
+    for k in sd:
+        if k.endswith("num_batches_tracked"):
+            continue
+        node, _, what = k[len("mods."):].rpartition(".")
+        name = node.replace("__", ".") + "." + what
+        t = torch.from_numpy(tensors[name]).reshape(sd[k].shape)
+        sd[k].copy_(t)
+    return g, g.heads
+
+
+class FinalHead(nn.Module):
+    """Only the last head (a plain CNN's output), for export."""
+
+    def __init__(self, g):
+        super().__init__()
+        self.g = g
+
+    def forward(self, x):
+        return self.g(x)[-1]
