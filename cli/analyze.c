@@ -200,7 +200,7 @@ static void print_split_text(const analysis *an, const split_result *r, const ch
     }
     printf("  (right: images the exit gets right; cum.right: right at this exit or an earlier one; first: right here\n"
            "   for the first time; rescues: the final output's errors that this IC gets right)\n");
-    printf("  wasteful effect: %d of %d images (%.1f%%) are already right at some IC; only %.1f%% need the final output\n",
+    printf("  wasteful effect: %d of %d images (%.1f%%) are already right at some IC; %.1f%% are right at the final output only\n",
            ot->wasteful, n, 100.0 * ot->wasteful / n, 100.0 * ot->first_correct[H - 1] / n);
     printf("  oracle (exit at the first IC that is right): %.1f%% of the CNN's cost with the nominal costs, %.1f%% in FLOPs\n",
            ot->oracle_cost_nominal * 100, ot->oracle_cost * 100);
