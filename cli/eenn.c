@@ -563,8 +563,12 @@ static void load_image(ee_ctx *ctx, const ee_net *net, const char *path, input_s
         has_suffix(path, ".JPG")) {
         int w, h, ch;
         unsigned char *px = stbi_load(path, &w, &h, &ch, C == 1 ? 1 : 3);
-        if (!px) die("%s: cannot read the image (%s)", path, stbi_failure_reason());
-        if (C != 1 && C != 3) die("%s: the model takes %d channels; images give 1 or 3", path, C);
+        if (!px || (C != 1 && C != 3)) {
+            free(x); /* a clean exit for the leak checker */
+            if (px) stbi_image_free(px);
+            if (!px) die("%s: cannot read the image (%s)", path, stbi_failure_reason());
+            die("%s: the model takes %d channels; images give 1 or 3", path, C);
+        }
         /* nearest-neighbour resize to the model's input, then the model's normalisation */
         for (int r = 0; r < H; r++)
             for (int q = 0; q < W; q++)

@@ -205,7 +205,7 @@ static void img(FILE *f, const ee_dataset *ds, int i, const float *cam, const ch
 
 /* one gallery card: the image, Grad-CAM of IC 1 and of the final output, and every exit's prediction */
 static void card(FILE *f, analysis *an, const split_result *r, int i, int with_cam, const char *note) {
-    int H = an->heads, K = an->classes;
+    int H = an->heads;
     char nm[32], nb[32];
     const ee_dataset *ds = r->ds;
     float *x = malloc((size_t)ds->c * ds->h * ds->w * sizeof(float)), *cam = malloc((size_t)ds->h * ds->w * sizeof(float));
@@ -233,7 +233,6 @@ static void card(FILE *f, analysis *an, const split_result *r, int i, int with_c
         fprintf(f, "<li class=\"%s\">%s: %s <small>%.0f%%</small></li>", p == y ? "ok" : "bad", head_name(an->net, h, nm, sizeof nm),
                 class_name(an, p, nb, sizeof nb), 100 * r->o->conf[(size_t)i * H + h]);
     }
-    (void)K;
     fprintf(f, "</ol></div>\n");
     free(x);
     free(cam);

@@ -15,7 +15,7 @@
 
 Run: /usr/bin/python3 scripts/bench_compare.py [--seconds S] [--exits SDN.eenn] [--json FILE]
 """
-import argparse, json, os, resource, subprocess, sys, tempfile, time
+import argparse, json, os, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -32,7 +32,7 @@ def progress(msg):
 
 
 def run(cmd, **kw):
-    """Runs a command; returns (stdout, peak RSS in MB of that process)."""
+    """Runs a command; returns (stdout, None)."""
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
     out, err = p.communicate()
     if p.returncode:
@@ -105,6 +105,18 @@ def ort_time(onnx, shape, batches, threads, secs):
     return {int(k): v for k, v in r["img_per_s"].items()}, rss
 
 
+def ort_best(onnx, shape, secs):
+    """ONNX Runtime at batch 1 and 128, best of 1 and 2 threads: {batch: (img/s, threads)}."""
+    best = {}
+    for t in (1, 2):
+        progress(f"ONNX Runtime {os.path.basename(onnx)}, {t} thread(s)")
+        r, _ = ort_time(onnx, shape, [1, 128], t, secs)
+        for b, v in r.items():
+            if v > best.get(b, (0, 0))[0]:
+                best[b] = (v, t)
+    return best
+
+
 def ensure_ort():
     if os.path.isdir(os.path.join(ROOT, "peers", "node_modules", "onnxruntime-node")):
         return
@@ -122,8 +134,8 @@ def eenn_bench(eenn, arch, shape, threads, secs, save=None, extra=()):
     return {(r["mode"], r["batch"]): r for r in json.loads(out)["results"]}
 
 
-def strip_ics(sdn, path):
-    """The SDN's backbone alone (its IC nodes and tensors dropped), as an eenn-format-free torch export input."""
+def strip_ics(sdn):
+    """The SDN's backbone alone: its architecture text and tensors without the IC nodes."""
     from eenn_file import read_eenn
     arch, _, tensors = read_eenn(sdn)
     lines = [l for l in arch.splitlines() if not (" name=ic" in l)]
@@ -132,15 +144,9 @@ def strip_ics(sdn, path):
 
 def export_stripped_onnx(sdn, shape, path):
     import torch
-    from eenn_torch import Graph, FinalHead
-    text, tensors = strip_ics(sdn, path)
-    g = Graph(text)
-    sd = g.state_dict()
-    for k in sd:
-        if k.endswith("num_batches_tracked"):
-            continue
-        node, _, what = k[len("mods."):].rpartition(".")
-        sd[k].copy_(torch.from_numpy(tensors[node.replace("__", ".") + "." + what]).reshape(sd[k].shape))
+    from eenn_torch import Graph, FinalHead, set_tensors
+    text, tensors = strip_ics(sdn)
+    g = set_tensors(Graph(text), tensors)
     c, h, w = (int(v) for v in shape.split("x"))
     torch.onnx.export(FinalHead(g).eval(), torch.zeros(1, c, h, w), path, input_names=["x"], output_names=["y"],
                       dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=13)
@@ -177,13 +183,7 @@ def main():
         onnx = os.path.join(tmp, f"{arch}-{shape}.onnx")
         progress(f"export {arch} {shape} to ONNX")
         export_onnx(model, shape, onnx)
-        ort = {}
-        for t in (1, 2):
-            progress(f"ONNX Runtime {arch} {shape}, {t} thread(s)")
-            r, _ = ort_time(onnx, shape, [1, 128], t, secs)
-            for b, v in r.items():
-                if v > ort.get(b, (0, 0))[0]:
-                    ort[b] = (v, t)
+        ort = ort_best(onnx, shape, secs)
         for mode, batch in (("infer", 1), ("infer", 128), ("train", 128)):
             best = (0, 0)
             for t in (1, 2):
@@ -213,12 +213,7 @@ def main():
         shape = f"{kv['c']}x{kv['h']}x{kv['w']}"
         onnx = os.path.join(tmp, "exits-cnn.onnx")
         export_stripped_onnx(sdn, shape, onnx)
-        ort = {}
-        for t in (1, 2):
-            progress(f"ONNX Runtime on the same backbone without ICs, {t} thread(s)")
-            r, _ = ort_time(onnx, shape, [1, 128], t, secs)
-            for b, v in r.items():
-                ort[b] = max(ort.get(b, 0), v)
+        ort = {b: v for b, (v, _) in ort_best(onnx, shape, secs).items()}
         res["exits"] = {"model": sdn, "eenn": ex, "ort_img_s": ort}
 
     progress("peak RSS: ResNet-56 3x32x32, each run in its own process")

@@ -115,18 +115,21 @@ class Graph(nn.Module):
         return outs
 
 
-def load_torch(path):
-    """The network of an eenn model file as a Graph module with its weights, and its head names."""
-    arch, _, tensors = read_eenn(path)
-    g = Graph(arch)
+def set_tensors(g, tensors):
+    """Copies eenn tensors (name -> array, eenn names) into a Graph's parameters and statistics."""
     sd = g.state_dict()
     for k in sd:
         if k.endswith("num_batches_tracked"):
             continue
         node, _, what = k[len("mods."):].rpartition(".")
-        name = node.replace("__", ".") + "." + what
-        t = torch.from_numpy(tensors[name]).reshape(sd[k].shape)
-        sd[k].copy_(t)
+        sd[k].copy_(torch.from_numpy(tensors[node.replace("__", ".") + "." + what]).reshape(sd[k].shape))
+    return g
+
+
+def load_torch(path):
+    """The network of an eenn model file as a Graph module with its weights, and its head names."""
+    arch, _, tensors = read_eenn(path)
+    g = set_tensors(Graph(arch), tensors)
     return g, g.heads
 
 

@@ -9,18 +9,10 @@
 #include <string.h>
 
 void ee_exit_assign(const ee_outputs *o, float q, int fallback, uint8_t *exit_head, uint8_t *pred) {
-    int H = o->heads;
     for (int i = 0; i < o->n; i++) {
-        const float *c = o->conf + (size_t)i * H;
-        const uint8_t *p = o->pred + (size_t)i * H;
-        int e = H - 1, use = H - 1;
-        for (int h = 0; h < H - 1; h++)
-            if (c[h] >= q) { e = use = h; break; }
-        if (e == H - 1 && fallback)
-            for (int h = 0; h < H; h++)
-                if (c[h] > c[use]) use = h;
+        int use, e = ee_exit_rule(o, i, q, fallback, &use);
         if (exit_head) exit_head[i] = (uint8_t)e;
-        if (pred) pred[i] = p[use];
+        if (pred) pred[i] = o->pred[(size_t)i * o->heads + use];
     }
 }
 

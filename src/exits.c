@@ -78,19 +78,25 @@ ee_status ee_collect_outputs2(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, in
     return EE_OK;
 }
 
+int ee_exit_rule(const ee_outputs *o, int i, float q, int fallback, int *answer) {
+    int H = o->heads, e = H - 1, use = H - 1;
+    const float *c = o->conf + (size_t)i * H;
+    for (int h = 0; h < H - 1; h++)
+        if (c[h] >= q) { e = use = h; break; }
+    if (e == H - 1 && fallback)
+        for (int h = 0; h < H; h++)
+            if (c[h] > c[use]) use = h;
+    *answer = use;
+    return e;
+}
+
 void ee_exit_simulate(const ee_outputs *o, const double *cost, float q, int fallback, ee_exit_stats *st) {
     int H = o->heads, right = 0;
     double total = 0;
     memset(st, 0, sizeof *st);
     for (int i = 0; i < o->n; i++) {
-        const float *c = o->conf + (size_t)i * H;
         const uint8_t *p = o->pred + (size_t)i * H;
-        int e = H - 1, use = H - 1;
-        for (int h = 0; h < H - 1; h++)
-            if (c[h] >= q) { e = use = h; break; }
-        if (e == H - 1 && fallback)
-            for (int h = 0; h < H; h++)
-                if (c[h] > c[use]) use = h;
+        int use, e = ee_exit_rule(o, i, q, fallback, &use);
         st->exits[e]++;
         total += cost[e];
         right += p[use] == o->label[i];

@@ -129,6 +129,8 @@ ee_status ee_dnnl_init(ee_ctx *ctx, ee_net *net);
 void ee_net_plan_fusion(ee_net *net);
 /* on = 0: no BN folding or ReLU post-ops, so that an eval forward keeps every activation (Grad-CAM backward) */
 void ee_net_set_fusion(ee_net *net, int on);
+/* the exit rule for sample i of o: returns the exit taken; *answer is the head whose prediction is used */
+int ee_exit_rule(const ee_outputs *o, int i, float q, int fallback, int *answer);
 void ee_dnnl_free(ee_net *net);
 void ee_threads_apply(const ee_ctx *ctx);
 /* row-major C(m,n) = alpha * op(A) op(B) + beta * C */
