@@ -754,6 +754,19 @@ static const char *bench_help =
 
 typedef struct { const char *arch; int c, h, w; } bench_net;
 
+/* a field of /proc/self/status in MB (VmRSS: resident now, VmHWM: peak so far, RssAnon: allocated memory,
+ * RssFile: mapped library code and files); 0 if unknown */
+static double status_mb(const char *key) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    char line[256];
+    double kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, key, strlen(key))) { kb = atof(line + strlen(key)); break; }
+    fclose(f);
+    return kb / 1024;
+}
+
 static double time_loop(ee_ctx *ctx, ee_net *net, ee_optim_state *st, float *x, uint8_t *y, int n, int train,
                         double secs, int *iters) {
     int it = 0;
@@ -932,8 +945,10 @@ static int cmd_bench(args *a) {
     int nlist = arch || have_input ? 1 : 3;
     ee_ctx *ctx = ee_ctx_new();
     ee_ctx_set_threads(ctx, threads);
-    if (json) printf("{\"threads\":%d,\"results\":[", ee_ctx_threads(ctx));
-    else printf("%-10s %-8s %-6s %6s %10s %9s %10s\n", "net", "input", "mode", "batch", "img/s", "GFLOP/s", "ms/batch");
+    double rss0 = status_mb("VmRSS:"); /* the process before any network: code, libraries, runtime */
+    if (json) printf("{\"threads\":%d,\"start_rss_mb\":%.1f,\"results\":[", ee_ctx_threads(ctx), rss0);
+    else printf("%-10s %-8s %-6s %6s %10s %9s %10s %9s %9s\n", "net", "input", "mode", "batch", "img/s", "GFLOP/s", "ms/batch",
+                "act MB", "peak RSS");
     int first = 1;
     for (int k = 0; k < nlist; k++) {
         int modes[3][2] = {{0, 1}, {0, 128}, {1, 128}}, nm = 0, ms[3][2];
@@ -964,15 +979,28 @@ static int cmd_bench(args *a) {
             int iters;
             double t = time_loop(ctx, net, st, x, y, n, tr, secs, &iters);
             double ips = n / t, gf = flops * n / t / 1e9;
+            /* memory: weights and BN statistics, the largest input+output pair of any layer, the activation buffers
+             * the net holds, and the process's peak resident set so far */
+            double wmb = (ee_net_num_params(net) + ee_net_num_state(net)) * 4.0 / 1048576, pair = 0;
+            for (int i = 0; i < ee_net_num_nodes(net); i++) {
+                ee_node_info in;
+                ee_net_node_info(net, i, &in);
+                double p = ((double)in.in_c * in.in_h * in.in_w + (double)in.c * in.h * in.w) * n * 4.0 / 1048576;
+                if (p > pair) pair = p;
+            }
+            double act = ee_net_activation_bytes(net) / 1048576.0, peak = status_mb("VmHWM:"), anon = status_mb("RssAnon:"),
+                   file = status_mb("RssFile:");
             char shape[32];
             snprintf(shape, sizeof shape, "%dx%dx%d", list[k].c, list[k].h, list[k].w);
             if (json)
                 printf("%s{\"net\":\"%s\",\"input\":\"%s\",\"mode\":\"%s\",\"batch\":%d,\"img_per_s\":%.1f,\"gflops\":%.1f,"
-                       "\"ms_per_batch\":%.3f,\"iters\":%d}",
-                       first ? "" : ",", list[k].arch, shape, tr ? "train" : "infer", n, ips, gf, t * 1e3, iters);
+                       "\"ms_per_batch\":%.3f,\"iters\":%d,\"weights_mb\":%.2f,\"largest_pair_mb\":%.2f,"
+                       "\"activation_mb\":%.2f,\"peak_rss_mb\":%.1f,\"rss_anon_mb\":%.1f,\"rss_file_mb\":%.1f}",
+                       first ? "" : ",", list[k].arch, shape, tr ? "train" : "infer", n, ips, gf, t * 1e3, iters, wmb, pair,
+                       act, peak, anon, file);
             else
-                printf("%-10s %-8s %-6s %6d %10.1f %9.1f %10.3f\n", list[k].arch, shape, tr ? "train" : "infer", n, ips,
-                       gf, t * 1e3);
+                printf("%-10s %-8s %-6s %6d %10.1f %9.1f %10.3f %9.1f %9.1f\n", list[k].arch, shape, tr ? "train" : "infer",
+                       n, ips, gf, t * 1e3, act, peak);
             fflush(stdout);
             first = 0;
             ee_optim_state_free(st);

@@ -90,6 +90,7 @@ void ee_net_input_shape(const ee_net *net, int *c, int *h, int *w);
 /* Parameters: one contiguous buffer; gradients and optimiser state have the same layout. */
 size_t ee_net_num_params(const ee_net *net);
 float *ee_net_params(ee_net *net);
+/* gradients: allocated on first use (ee_net_prepare for training, or this call); NULL if out of memory */
 float *ee_net_grads(ee_net *net);
 /* Non-trained state (batch-norm running statistics), also one buffer. */
 size_t ee_net_num_state(const ee_net *net);
@@ -117,8 +118,15 @@ ee_status ee_net_compact(ee_ctx *ctx, ee_net *net, int from, const int *keep, in
 /* Inference runs the whole network on chunks of this many samples so that activations stay in cache
  * (default: chosen from the largest activation in ee_net_prepare; 0 = automatic, a huge value = off). */
 void ee_net_set_eval_chunk(ee_net *net, int chunk);
-/* Output of a node for the current batch, (n, h, w, c). */
+/* Output of a node for the current batch, (n, h, w, c). A net prepared for training keeps every node's output.
+ * A net prepared for inference only shares activation buffers between nodes whose lifetimes do not overlap,
+ * so after a forward only the heads and the nodes marked with ee_net_keep_output are still valid. */
 const float *ee_net_node_output(const ee_net *net, int node);
+/* Keeps a node's output valid after inference forwards (features for a side classifier, inspection). The node
+ * is then never fused into the convolution before it. */
+ee_status ee_net_keep_output(ee_ctx *ctx, ee_net *net, int node);
+/* Bytes of activation (and, in training, gradient) buffers the prepared net holds. */
+size_t ee_net_activation_bytes(const ee_net *net);
 const float *ee_net_head_output(const ee_net *net, int head); /* logits (n, classes) */
 
 /* Softmax cross-entropy of head `head` against labels, averaged over n. Seeds the head's gradient with

@@ -214,9 +214,9 @@ ee_status ee_gradcam(ee_ctx *ctx, ee_net *net, const float *x, int head, int cls
     /* an unfused eval forward keeps every activation; nothing may be frozen for the backward to reach the map */
     int frozen[EE_MAX_NODES];
     for (int i = 0; i < net->nnodes; i++) { frozen[i] = net->nodes[i].frozen; net->nodes[i].frozen = 0; }
-    ee_net_set_fusion(net, 0);
     float *saved = NULL;
     size_t np = net->nparams;
+    if ((s = ee_net_set_fusion(ctx, net, 0))) goto done;
     if (!(saved = malloc((np ? np : 1) * sizeof(float)))) { s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); goto done; }
     memcpy(saved, net->grads, np * sizeof(float)); /* a training loop's gradients survive */
     if ((s = ee_net_forward(ctx, net, x, 1, 0))) goto done;
@@ -258,7 +258,8 @@ ee_status ee_gradcam(ee_ctx *ctx, ee_net *net, const float *x, int head, int cls
 done:
     if (saved) { memcpy(net->grads, saved, np * sizeof(float)); free(saved); }
     ee_net_zero_seeds(net);
-    ee_net_set_fusion(net, 1);
+    ee_status s2 = ee_net_set_fusion(ctx, net, 1);
+    if (!s) s = s2;
     for (int i = 0; i < net->nnodes; i++) net->nodes[i].frozen = frozen[i];
     if (!s && old_batch > net->max_batch) s = ee_net_prepare(ctx, net, old_batch, old_training);
     return s;

@@ -56,6 +56,10 @@ typedef struct ee_node {
     int fuse_bn, fuse_relu; /* on a conv: the BN and ReLU nodes it absorbs in inference, or -1 */
     int fuse_add, add_other; /* on a conv: the residual add it absorbs (a oneDNN binary post-op), and which input
                               * of that add is the other operand (the shortcut); -1 if none */
+    int add_inplace;      /* on a conv with a fused add, in an inference-only net: the shortcut's buffer is dead after
+                           * this conv, so the conv writes into it and adds with oneDNN's sum post-op */
+    int def_step, last_step; /* inference-only nets: the node whose forward writes y (-1: never written, it is
+                              * fused away) and the last node whose forward reads it (EE_MAX_NODES: kept) */
 } ee_node;
 
 typedef struct {
@@ -84,6 +88,11 @@ struct ee_net {
     float *dx;            /* input gradient if wanted */
     int want_dx, dx_seeded;
     int any_frozen;
+    float *pool[EE_MAX_NODES]; /* inference-only nets: activation buffers shared by nodes whose lifetimes do not
+                                * overlap (npool of them); training nets give every node its own y and dy */
+    size_t pool_len[EE_MAX_NODES]; /* floats in each */
+    int npool;
+    int fusion_off;       /* inference fusion switched off (Grad-CAM) */
     float *scratch;       /* max activation size x max_batch, for gradient accumulation */
     size_t scratch_len;
     void *dnnl;           /* engine and stream (dnnl.c) */
@@ -128,7 +137,8 @@ ee_status ee_dnnl_init(ee_ctx *ctx, ee_net *net);
 /* marks conv -> BN (-> ReLU) chains that inference runs as one fused convolution */
 void ee_net_plan_fusion(ee_net *net);
 /* on = 0: no BN folding or ReLU post-ops, so that an eval forward keeps every activation (Grad-CAM backward) */
-void ee_net_set_fusion(ee_net *net, int on);
+/* fusion on or off; an inference-only net re-plans its shared activation buffers (EE_ERR_NOMEM possible) */
+ee_status ee_net_set_fusion(ee_ctx *ctx, ee_net *net, int on);
 /* the exit rule for sample i of o: returns the exit taken; *answer is the head whose prediction is used */
 int ee_exit_rule(const ee_outputs *o, int i, float q, int fallback, int *answer);
 void ee_dnnl_free(ee_net *net);

@@ -26,6 +26,18 @@ float *ee_node_input_grad(ee_net *net, ee_node *nd, int i, int *accumulate) {
     return src->dy;
 }
 
+static void free_buffers(ee_net *net) {
+    for (int i = 0; i < net->nnodes; i++) {
+        if (!net->npool) ee_free(net->nodes[i].y);
+        ee_free(net->nodes[i].dy);
+        net->nodes[i].y = net->nodes[i].dy = NULL;
+    }
+    for (int b = 0; b < net->npool; b++) { ee_free(net->pool[b]); net->pool[b] = NULL; }
+    net->npool = 0;
+    ee_free(net->x); ee_free(net->dx); ee_free(net->scratch);
+    net->x = net->dx = net->scratch = NULL;
+}
+
 /* the only node reading node i, or -1 */
 static int sole_consumer(const ee_net *net, int i) {
     if (net->nodes[i].consumers != 1 || net->nodes[i].keep) return -1;
@@ -70,9 +82,14 @@ void ee_net_plan_fusion(ee_net *net) {
     }
 }
 
-void ee_net_set_fusion(ee_net *net, int on) {
+static ee_status alloc_buffers(ee_ctx *ctx, ee_net *net, int max_batch, int training);
+
+ee_status ee_net_set_fusion(ee_ctx *ctx, ee_net *net, int on) {
+    net->fusion_off = !on;
     if (on) ee_net_plan_fusion(net);
     else no_fusion(net);
+    /* which node writes which activation changed: an inference-only net shares buffers by lifetime */
+    return net->max_batch && !net->training ? alloc_buffers(ctx, net, net->max_batch, 0) : EE_OK;
 }
 
 void *ee_node_scratch(ee_node *nd, size_t bytes) {
@@ -132,10 +149,9 @@ static ee_status finalize(ee_ctx *ctx, ee_net *net) {
     net->nparams = np;
     net->nstate = ns;
     net->params = ee_alloc(np * sizeof(float));
-    net->grads = ee_alloc(np * sizeof(float));
     net->state = ee_alloc(ns * sizeof(float));
     net->tens = calloc((size_t)net->nnodes * 4 + 1, sizeof(ee_tensor));
-    if (!net->params || !net->grads || !net->state || !net->tens) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    if (!net->params || !net->state || !net->tens) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
     for (int i = 0; i < net->nnodes; i++) {
         ee_node *nd = &net->nodes[i];
         nd->tens0 = net->ntens;
@@ -169,16 +185,6 @@ ee_status ee_net_builtin(ee_ctx *ctx, const char *arch, int c, int h, int w, int
     return s;
 }
 
-static void free_buffers(ee_net *net) {
-    for (int i = 0; i < net->nnodes; i++) {
-        ee_free(net->nodes[i].y);
-        ee_free(net->nodes[i].dy);
-        net->nodes[i].y = net->nodes[i].dy = NULL;
-    }
-    ee_free(net->x); ee_free(net->dx); ee_free(net->scratch);
-    net->x = net->dx = net->scratch = NULL;
-}
-
 void ee_net_free(ee_net *net) {
     if (!net) return;
     for (int i = 0; i < net->nnodes; i++)
@@ -202,7 +208,11 @@ int ee_net_classes(const ee_net *net) { return net->classes; }
 void ee_net_input_shape(const ee_net *net, int *c, int *h, int *w) { *c = net->in.c; *h = net->in.h; *w = net->in.w; }
 size_t ee_net_num_params(const ee_net *net) { return net->nparams; }
 float *ee_net_params(ee_net *net) { return net->params; }
-float *ee_net_grads(ee_net *net) { return net->grads; }
+/* gradients exist only in nets that train (an inference-only net does not hold a second copy of the weights) */
+float *ee_net_grads(ee_net *net) {
+    if (!net->grads) net->grads = ee_alloc(net->nparams * sizeof(float));
+    return net->grads;
+}
 size_t ee_net_num_state(const ee_net *net) { return net->nstate; }
 float *ee_net_state(ee_net *net) { return net->state; }
 int ee_net_num_tensors(const ee_net *net) { return net->ntens; }
@@ -246,26 +256,97 @@ ee_status ee_net_init(ee_ctx *ctx, ee_net *net) {
     return EE_OK;
 }
 
-ee_status ee_net_prepare(ee_ctx *ctx, ee_net *net, int max_batch, int training) {
-    if (max_batch < 1) return ee_fail(ctx, EE_ERR_ARG, "batch size must be at least 1, not %d", max_batch);
-    if (max_batch <= net->max_batch && (training <= net->training)) return EE_OK;
+/* Lifetimes of the activations in an inference forward (train = 0) with the current fusion plan: def_step is
+ * the node whose forward writes y (a fused conv writes into the last node of its chain), last_step the last
+ * node whose forward reads it. Heads and kept nodes live to the end. */
+static void plan_lifetimes(ee_net *net) {
+    for (int i = 0; i < net->nnodes; i++) {
+        net->nodes[i].def_step = -1;
+        net->nodes[i].last_step = net->nodes[i].keep ? EE_MAX_NODES : -1;
+    }
+    for (int i = 0; i < net->nnodes; i++) {
+        ee_node *nd = &net->nodes[i];
+        if (nd->fused) continue;
+        int target = i;
+        for (int j = 0; j < nd->nin; j++)
+            if (nd->in[j] >= 0 && net->nodes[nd->in[j]].last_step < i) net->nodes[nd->in[j]].last_step = i;
+        if (nd->kind == EE_CONV && nd->fuse_bn >= 0) {
+            target = nd->fuse_relu >= 0 ? nd->fuse_relu : nd->fuse_add >= 0 ? nd->fuse_add : nd->fuse_bn;
+            if (nd->fuse_add >= 0) {
+                int o = net->nodes[nd->fuse_add].in[nd->add_other];
+                if (o >= 0 && net->nodes[o].last_step < i) net->nodes[o].last_step = i;
+            }
+        }
+        net->nodes[target].def_step = i;
+        if (net->nodes[target].last_step < i) net->nodes[target].last_step = i;
+    }
+}
+
+/* Training nets: every node its own activation and gradient. Inference-only nets: activations share buffers
+ * whenever their lifetimes do not overlap (greedy, in execution order, best fit), so ResNet-56 at batch 128
+ * holds a handful of activations instead of one per node. A buffer is freed only after the step that last
+ * reads it, so no node writes over its own input. Stopping after any node and going on later (forward_range,
+ * compaction) is safe: what a later node reads was written before and is not reused until that node ran. */
+static ee_status alloc_buffers(ee_ctx *ctx, ee_net *net, int max_batch, int training) {
     free_buffers(net);
+    for (int i = 0; i < net->nnodes; i++) net->nodes[i].add_inplace = 0;
     size_t mx = ee_shape_size(net->in);
     net->x = ee_alloc(mx * max_batch * sizeof(float));
     int ok = net->x != NULL;
-    for (int i = 0; i < net->nnodes && ok; i++) {
-        ee_node *nd = &net->nodes[i];
-        size_t sz = ee_shape_size(nd->out) * max_batch * sizeof(float);
-        if (ee_shape_size(nd->out) > mx) mx = ee_shape_size(nd->out);
-        nd->y = ee_alloc(sz);
-        ok = nd->y != NULL;
-        if (training && ok) { nd->dy = ee_alloc(sz); ok = nd->dy != NULL; }
-    }
-    if (ok && training) {
-        net->scratch_len = mx * max_batch;
-        net->scratch = ee_alloc(net->scratch_len * sizeof(float));
-        net->dx = ee_alloc(ee_shape_size(net->in) * max_batch * sizeof(float));
-        ok = net->scratch && net->dx;
+    for (int i = 0; i < net->nnodes; i++)
+        if (ee_shape_size(net->nodes[i].out) > mx) mx = ee_shape_size(net->nodes[i].out);
+    if (training) {
+        ok = ee_net_grads(net) != NULL;
+        for (int i = 0; i < net->nnodes && ok; i++) {
+            ee_node *nd = &net->nodes[i];
+            size_t sz = ee_shape_size(nd->out) * max_batch * sizeof(float);
+            ok = (nd->y = ee_alloc(sz)) && (nd->dy = ee_alloc(sz));
+        }
+        if (ok) {
+            net->scratch_len = mx * max_batch;
+            ok = (net->scratch = ee_alloc(net->scratch_len * sizeof(float))) &&
+                 (net->dx = ee_alloc(ee_shape_size(net->in) * max_batch * sizeof(float)));
+        }
+    } else if (ok) {
+        plan_lifetimes(net);
+        size_t cap[EE_MAX_NODES];
+        int owner[EE_MAX_NODES], buf_of[EE_MAX_NODES], nb = 0;
+        for (int step = 0; step < net->nnodes; step++) {
+            for (int t = 0; t < net->nnodes; t++) { /* the activations this step writes */
+                if (net->nodes[t].def_step != step) continue;
+                size_t need = ee_shape_size(net->nodes[t].out) * max_batch, best_cap = 0;
+                int best = -1;
+                ee_node *c = &net->nodes[step];
+                int o = c->kind == EE_CONV && c->fuse_add >= 0 ? net->nodes[c->fuse_add].in[c->add_other] : -1;
+                if (o >= 0 && net->nodes[o].last_step == step && !net->nodes[o].keep &&
+                    ee_shape_size(net->nodes[o].out) == ee_shape_size(net->nodes[t].out)) {
+                    /* the residual sum goes into the shortcut's buffer, which nothing reads afterwards */
+                    c->add_inplace = 1;
+                    owner[buf_of[o]] = t;
+                    buf_of[t] = buf_of[o];
+                    continue;
+                }
+                for (int b = 0; b < nb; b++) {
+                    if (owner[b] >= 0) continue;
+                    int fits = cap[b] >= need, best_fits = best >= 0 && best_cap >= need;
+                    if (best < 0 || (fits && (!best_fits || cap[b] < best_cap)) || (!fits && !best_fits && cap[b] > best_cap))
+                        best = b, best_cap = cap[b];
+                }
+                if (best < 0) { best = nb++; cap[best] = 0; }
+                if (cap[best] < need) cap[best] = need;
+                owner[best] = t;
+                buf_of[t] = best;
+            }
+            for (int b = 0; b < nb; b++) /* free what no later step reads */
+                if (owner[b] >= 0 && net->nodes[owner[b]].last_step <= step) owner[b] = -1;
+        }
+        for (int b = 0; b < nb && ok; b++) {
+            ok = (net->pool[b] = ee_alloc(cap[b] * sizeof(float))) != NULL;
+            net->pool_len[b] = cap[b];
+        }
+        net->npool = nb;
+        for (int i = 0; i < net->nnodes && ok; i++)
+            net->nodes[i].y = net->nodes[i].def_step >= 0 ? net->pool[buf_of[i]] : NULL;
     }
     if (!ok) {
         free_buffers(net);
@@ -274,6 +355,14 @@ ee_status ee_net_prepare(ee_ctx *ctx, ee_net *net, int max_batch, int training) 
     }
     net->max_batch = max_batch;
     net->training = training;
+    return EE_OK;
+}
+
+ee_status ee_net_prepare(ee_ctx *ctx, ee_net *net, int max_batch, int training) {
+    if (max_batch < 1) return ee_fail(ctx, EE_ERR_ARG, "batch size must be at least 1, not %d", max_batch);
+    if (max_batch <= net->max_batch && (training <= net->training)) return EE_OK;
+    ee_status s = alloc_buffers(ctx, net, max_batch, training);
+    if (s) return s;
     if (!net->eval_chunk) {
         /* 32 or 64 samples: small enough that a chunk's activations stay in cache, large enough that the GEMMs of
          * deep layers with tiny maps stay efficient (measured: chunks of 4-8 cost VGG-16 up to 14%) */
@@ -287,7 +376,8 @@ ee_status ee_net_prepare(ee_ctx *ctx, ee_net *net, int max_batch, int training) 
 /* moves every activation pointer `rows` samples on, so that a chunk of the batch runs as if it were a batch */
 static void shift_rows(ee_net *net, ptrdiff_t rows) {
     net->x += rows * (ptrdiff_t)ee_shape_size(net->in);
-    for (int i = 0; i < net->nnodes; i++) net->nodes[i].y += rows * (ptrdiff_t)ee_shape_size(net->nodes[i].out);
+    for (int i = 0; i < net->nnodes; i++)
+        if (net->nodes[i].y) net->nodes[i].y += rows * (ptrdiff_t)ee_shape_size(net->nodes[i].out);
 }
 
 void ee_net_set_eval_chunk(ee_net *net, int chunk) { net->eval_chunk = chunk; }
@@ -340,7 +430,9 @@ ee_status ee_net_compact(ee_ctx *ctx, ee_net *net, int from, const int *keep, in
     if (need_x) gather_rows(net->x, ee_shape_size(net->in), keep, nkeep);
     for (int s = 0; s < from && s < net->nnodes; s++) {
         int needed = net->nodes[s].keep;
-        for (int i = from; i < net->nnodes && !needed; i++)
+        if (!net->training) /* shared buffers: exactly the activations written before `from` and read after it */
+            needed = net->nodes[s].def_step >= 0 && net->nodes[s].def_step < from && net->nodes[s].last_step >= from;
+        for (int i = from; i < net->nnodes && !needed && net->training; i++)
             for (int j = 0; j < net->nodes[i].nin; j++)
                 if (net->nodes[i].in[j] == s) needed = 1;
         if (needed) gather_rows(net->nodes[s].y, ee_shape_size(net->nodes[s].out), keep, nkeep);
@@ -350,6 +442,26 @@ ee_status ee_net_compact(ee_ctx *ctx, ee_net *net, int from, const int *keep, in
 }
 
 const float *ee_net_node_output(const ee_net *net, int node) { return net->nodes[node].y; }
+
+ee_status ee_net_keep_output(ee_ctx *ctx, ee_net *net, int node) {
+    if (node < 0 || node >= net->nnodes) return ee_fail(ctx, EE_ERR_ARG, "no node %d (the network has %d)", node, net->nnodes);
+    if (net->nodes[node].keep) return EE_OK;
+    net->nodes[node].keep = 1;
+    return ee_net_set_fusion(ctx, net, !net->fusion_off); /* re-plan fusion and buffers */
+}
+
+size_t ee_net_activation_bytes(const ee_net *net) {
+    if (!net->max_batch) return 0;
+    size_t n = ee_shape_size(net->in), b = net->max_batch;
+    if (net->training) {
+        for (int i = 0; i < net->nnodes; i++) n += 2 * ee_shape_size(net->nodes[i].out);
+        n += net->scratch_len / b + ee_shape_size(net->in);
+        return n * b * sizeof(float);
+    }
+    n *= b;
+    for (int k = 0; k < net->npool; k++) n += net->pool_len[k];
+    return n * sizeof(float);
+}
 const float *ee_net_head_output(const ee_net *net, int head) { return net->nodes[net->heads[head]].y; }
 
 void ee_net_zero_seeds(ee_net *net) {

@@ -119,6 +119,7 @@ static void conv_oracle(int C, int H, int O, int k, int s, int pad, int g, int b
     size_t nin = (size_t)n * C * H * H, nout = (size_t)n * O * OH * OH;
     float *x = malloc(nin * 4), *ref = malloc(nout * 4);
     for (size_t i = 0; i < nin; i++) x[i] = ee_rng_normal(ctx);
+    CHECK_OK(ctx, ee_net_keep_output(ctx, net, 0)); /* an inference-only net keeps heads only */
     ee_net_prepare(ctx, net, n, 0);
     CHECK_OK(ctx, ee_net_forward(ctx, net, x, n, 0));
     float *wt = ee_net_params(net);

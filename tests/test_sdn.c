@@ -217,6 +217,31 @@ static void test_exits(void) {
     }
     CHECK(agree, "early exits at batch 1 and batch 64 disagree");
     CHECK(sim, "real early exits disagree with the simulated rule");
+    /* the same weights in a net prepared for inference only (activation buffers shared by lifetime), run in
+     * chunks of 16 so that chunking, stopping at each IC and compaction all meet the shared buffers */
+    ee_net *inf = small_sdn(ctx);
+    if (inf) {
+        memcpy(ee_net_params(inf), ee_net_params(net), ee_net_num_params(net) * sizeof(float));
+        memcpy(ee_net_state(inf), ee_net_state(net), ee_net_num_state(net) * sizeof(float));
+        ee_net_params_changed(inf);
+        CHECK_OK(ctx, ee_net_prepare(ctx, inf, n, 0));
+        ee_net_set_eval_chunk(inf, 16);
+        CHECK(ee_net_activation_bytes(inf) * 4 < ee_net_activation_bytes(net),
+              "inference-only activations %zu bytes, not far below training's %zu", ee_net_activation_bytes(inf),
+              ee_net_activation_bytes(net));
+        uint8_t pi[64], ei[64];
+        float ci[64];
+        CHECK_OK(ctx, ee_infer_exits(ctx, inf, x, n, q, 0, pi, ci, ei));
+        int same = 1;
+        for (int i = 0; i < n; i++) same &= pi[i] == pb[i] && ei[i] == eb[i] && fabsf(ci[i] - cb[i]) < 1e-5f;
+        CHECK(same, "early exits of the inference-only net differ from the training-prepared one");
+        CHECK_OK(ctx, ee_net_forward(ctx, inf, x, n, 0));
+        CHECK_OK(ctx, ee_net_forward(ctx, net, x, n, 0));
+        for (int h = 0; h < H; h++)
+            CHECK(tl_close(ee_net_head_output(inf, h), ee_net_head_output(net, h), (size_t)n * 10, 1e-5, 1e-5, NULL) <= 1,
+                  "head %d of the inference-only net differs", h);
+        ee_net_free(inf);
+    }
     /* q above 1: the plain network's answers; q = 0: everything leaves at IC 1 */
     CHECK_OK(ctx, ee_infer_exits(ctx, net, x, n, 1.5f, 0, pb, cb, eb));
     int plain = 1, first = 1;

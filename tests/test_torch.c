@@ -136,6 +136,20 @@ static void net_case(const char *arch, int threads) {
     }
     CHECK(bn > 0 && bn_fused == bn && adds_fused == adds, "%s: %d of %d BN and %d of %d adds fused", arch, bn_fused, bn,
           adds_fused, adds);
+    /* the same weights in a net prepared for inference only: activation buffers shared by lifetime, and every
+     * residual sum written in place over its shortcut (oneDNN sum post-op) */
+    ee_net *inf = NULL;
+    CHECK_OK(ctx, ee_net_builtin(ctx, arch, 3, 32, 32, 10, &inf));
+    if (inf) {
+        tl_fill_all(inf);
+        CHECK_OK(ctx, ee_net_prepare(ctx, inf, n, 0));
+        CHECK_OK(ctx, ee_net_forward(ctx, inf, x, n, 0));
+        cmp_net(arch, "eval_logits", ee_net_head_output(inf, 0), 40, 1e-4, 1e-3);
+        int inplace = 0;
+        for (int i = 0; i < inf->nnodes; i++) inplace += inf->nodes[i].add_inplace;
+        CHECK(inplace == adds, "%s: %d of %d residual adds in place", arch, inplace, adds);
+        ee_net_free(inf);
+    }
     CHECK_OK(ctx, ee_net_forward(ctx, net, x, n, 1));
     cmp_net(arch, "train_logits", ee_net_head_output(net, 0), 40, 1e-4, 1e-3);
     /* the forward just updated BN running stats; PyTorch's train forward did the same before backward */

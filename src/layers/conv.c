@@ -133,7 +133,7 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
         p = nd->priv = calloc(1, sizeof *p);
         if (!p) { ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); return NULL; }
     }
-    int fuse = !train && nd->fuse_bn >= 0;
+    int fuse = !train && nd->fuse_bn >= 0 ? 1 + (nd->fuse_add >= 0 && nd->add_inplace) : 0; /* 2: sum in place */
     for (int i = 0; i < p->nc; i++)
         if (p->c[i].n == n && p->c[i].train == train && p->c[i].fuse == fuse) return &p->c[i];
     if (p->nc == CONV_CACHE) { /* evict everything: rare (many distinct batch sizes) */
@@ -161,7 +161,8 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     dnnl_post_ops_t po = NULL;
     if (fuse && (nd->fuse_relu >= 0 || nd->fuse_add >= 0)) { /* residual add, then ReLU, as post-ops */
         TRY(dnnl_post_ops_create(&po));
-        if (nd->fuse_add >= 0) TRY(dnnl_post_ops_append_binary(po, dnnl_binary_add, &dmd));
+        if (fuse == 2) TRY(dnnl_post_ops_append_sum(po, 1.0f)); /* dst += conv: dst holds the shortcut */
+        else if (nd->fuse_add >= 0) TRY(dnnl_post_ops_append_binary(po, dnnl_binary_add, &dmd));
         if (nd->fuse_relu >= 0) TRY(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
         TRY(dnnl_primitive_attr_create(&attr));
         TRY(dnnl_primitive_attr_set_post_ops(attr, po));
@@ -179,7 +180,7 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     TRY(dnnl_memory_create(&c->dst, &dmd, d->eng, DNNL_MEMORY_NONE));
     TRY(dnnl_memory_create(&c->w_user, &wuser, d->eng, DNNL_MEMORY_NONE));
     TRY(dnnl_memory_create(&c->bias, &bmd, d->eng, DNNL_MEMORY_NONE));
-    if (fuse && nd->fuse_add >= 0) TRY(dnnl_memory_create(&c->src1, &dmd, d->eng, DNNL_MEMORY_NONE));
+    if (fuse == 1 && nd->fuse_add >= 0) TRY(dnnl_memory_create(&c->src1, &dmd, d->eng, DNNL_MEMORY_NONE));
     TRY(layout(d, c->w_user, dnnl_primitive_desc_query_md(fpd, dnnl_query_weights_md, 0), &c->w_f, &c->reo_f, 0));
     if (train) {
         dnnl_convolution_desc_t bdd, bwd;
@@ -228,24 +229,29 @@ static ee_status reorder(ee_ctx *ctx, ee_dnnl *d, dnnl_primitive_t r, dnnl_memor
     return run(ctx, d, r, 2, a, "a weight reorder");
 }
 
-/* w' = w * gamma / sqrt(var + eps) per output channel, b' = (b - mean) * that + beta */
-static ee_status fold_bn(ee_ctx *ctx, ee_net *net, ee_node *nd) {
+/* w' = w * gamma / sqrt(var + eps) per output channel, b' = (b - mean) * that + beta. The folded bias fb is
+ * kept; the folded weights fw only while a primitive still has to reorder them (need_w), since every cached
+ * primitive holds its own copy in its preferred layout: one copy of the weights fewer in an inference process. */
+static ee_status fold_bn(ee_ctx *ctx, ee_net *net, ee_node *nd, int need_w) {
     conv_priv *p = nd->priv;
-    if (p->fw && p->fold_ver == net->params_version && p->fold_state == net->state_version) return EE_OK;
+    int current = p->fb && p->fold_ver == net->params_version && p->fold_state == net->state_version;
+    if (current && (p->fw || !need_w)) return EE_OK;
     size_t nw = wcount(nd), per = nw / nd->COUT;
-    if (!p->fw) { p->fw = malloc(nw * sizeof(float)); p->fb = malloc(nd->COUT * sizeof(float)); }
-    if (!p->fw || !p->fb) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    if (!p->fb) p->fb = malloc(nd->COUT * sizeof(float));
+    if (need_w && !p->fw) p->fw = malloc(nw * sizeof(float));
+    if (!p->fb || (need_w && !p->fw)) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
     const ee_node *bn = &net->nodes[nd->fuse_bn];
     const float *w = net->params + nd->p_off, *gamma = net->params + bn->p_off, *beta = gamma + nd->COUT;
     const float *mean = net->state + bn->s_off, *var = mean + nd->COUT;
     for (int o = 0; o < nd->COUT; o++) {
         float sc = gamma[o] / sqrtf(var[o] + bn->f[1]), b = nd->BIAS ? w[nw + o] : 0.0f;
-        for (size_t i = 0; i < per; i++) p->fw[o * per + i] = w[o * per + i] * sc;
+        if (p->fw)
+            for (size_t i = 0; i < per; i++) p->fw[o * per + i] = w[o * per + i] * sc;
         p->fb[o] = (b - mean[o]) * sc + beta[o];
     }
     p->fold_ver = net->params_version;
     p->fold_state = net->state_version;
-    p->fold_gen++;
+    if (!current) p->fold_gen++; /* new values: every reordered copy is stale */
     return EE_OK;
 }
 
@@ -255,10 +261,11 @@ static ee_status conv_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int trai
     ee_dnnl *d = EE_DNNL(net);
     float *w = net->params + nd->p_off, *b = w + wcount(nd), *y = nd->y;
     uint64_t want = net->params_version;
+    conv_priv *p = nd->priv;
     if (!train && nd->fuse_bn >= 0) { /* inference: folded BN, output straight into the last fused node */
-        ee_status s = fold_bn(ctx, net, nd);
+        ee_status s = fold_bn(ctx, net, nd, 0);
+        if (!s && (!c->reo_f || c->ver_f != (p->fold_gen | (1ull << 63)))) s = fold_bn(ctx, net, nd, 1);
         if (s) return s;
-        conv_priv *p = nd->priv;
         w = p->fw;
         b = p->fb;
         y = net->nodes[nd->fuse_relu >= 0 ? nd->fuse_relu : nd->fuse_add >= 0 ? nd->fuse_add : nd->fuse_bn].y;
@@ -267,7 +274,7 @@ static ee_status conv_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int trai
     int nargs = nd->BIAS || (!train && nd->fuse_bn >= 0) ? 4 : 3;
     dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, c->src}, {DNNL_ARG_WEIGHTS, c->w_f}, {DNNL_ARG_DST, c->dst},
                             {DNNL_ARG_BIAS, c->bias}, {0, NULL}};
-    if (!train && nd->fuse_add >= 0 && nd->fuse_bn >= 0) { /* the shortcut operand of the fused residual add */
+    if (!train && nd->fuse_add >= 0 && nd->fuse_bn >= 0 && !nd->add_inplace) { /* the shortcut operand */
         const ee_node *add = &net->nodes[nd->fuse_add];
         dnnl_memory_set_data_handle(c->src1, (void *)(ee_node_input(net, add, nd->add_other) + off * ee_shape_size(nd->out)));
         a[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, c->src1};
@@ -280,6 +287,7 @@ static ee_status conv_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int trai
     if (c->reo_f && c->ver_f != want) {
         if ((s = reorder(ctx, d, c->reo_f, c->w_user, c->w_f))) return s;
         c->ver_f = want;
+        if (w == p->fw) { free(p->fw); p->fw = NULL; } /* refolded if another batch size needs it */
     }
     if ((s = run(ctx, d, c->fwd, nargs, a, "a convolution"))) return s;
     dnnl_stream_wait(d->strm);
