@@ -743,6 +743,7 @@ static const char *bench_help =
     "training at batch 128.\n"
     "  --arch NAME      one architecture only      --input CxHxW   its input shape\n"
     "  --batch N        inference batch size only  --no-train      skip training\n"
+    "  --train-only     training only (its batch stays 128)\n"
     "  --seconds X      time per measurement (default 3)\n"
     "  --threads N      (0 = all cores)            --json\n"
     "  --exits MODEL    early exits of an SDN on its real test data, beside its CNN without ICs: measured\n"
@@ -916,6 +917,7 @@ static int cmd_bench(args *a) {
         else if (is_opt(a, "--input")) { parse_shape("bench", val(a), &c, &h, &w); have_input = 1; }
         else if (is_opt(a, "--batch")) batch = (int)ival(a, 1, 4096);
         else if (is_opt(a, "--no-train")) train = 0;
+        else if (is_opt(a, "--train-only")) train = 2;
         else if (is_opt(a, "--seconds")) secs = fval(a, 0.01, 3600);
         else if (is_opt(a, "--threads")) threads = (int)ival(a, 0, 256);
         else if (is_opt(a, "--json")) json = 1;
@@ -953,7 +955,7 @@ static int cmd_bench(args *a) {
     for (int k = 0; k < nlist; k++) {
         int modes[3][2] = {{0, 1}, {0, 128}, {1, 128}}, nm = 0, ms[3][2];
         for (int m = 0; m < 3; m++) {
-            if (modes[m][0] && !train) continue;
+            if (modes[m][0] ? !train : train == 2) continue;
             if (batch && !modes[m][0]) { if (m == 1) continue; modes[m][1] = batch; }
             ms[nm][0] = modes[m][0]; ms[nm][1] = modes[m][1]; nm++;
         }

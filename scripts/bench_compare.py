@@ -218,10 +218,14 @@ def main():
 
     progress("peak RSS: ResNet-56 3x32x32, each run in its own process")
     model = os.path.join(tmp, "resnet56-3x32x32.eenn")
-    for mode, batch, extra in (("infer", 1, ["--batch", "1", "--no-train"]), ("infer", 128, ["--batch", "128", "--no-train"])):
-        _, rss = run_rss([a.eenn, "bench", "--arch", "resnet56", "--input", "3x32x32", "--seconds", "1", "--json", *extra])
+    for mode, batch, extra in (("infer", 1, ["--batch", "1", "--no-train"]), ("infer", 128, ["--batch", "128", "--no-train"]),
+                               ("train", 128, ["--train-only"])):
+        out, rss = run_rss([a.eenn, "bench", "--arch", "resnet56", "--input", "3x32x32", "--seconds", "1", "--json", *extra])
+        r = [x for x in json.loads(out)["results"] if x["mode"] == mode][0]
         _, trss = torch_time(model, "3x32x32", mode, batch, 2, 1) if os.path.exists(model) else (0, 0)
-        res["memory"].append({"mode": mode, "batch": batch, "eenn_mb": rss, "torch_mb": trss})
+        res["memory"].append({"mode": mode, "batch": batch, "eenn_mb": rss, "eenn_anon_mb": r["rss_anon_mb"],
+                              "activation_mb": r["activation_mb"],
+                              "bound_mb": 2 * (r["weights_mb"] + r["largest_pair_mb"]), "torch_mb": trss})
 
     if a.json:
         with open(a.json, "w") as f:
@@ -250,9 +254,14 @@ def main():
         for b, key in ((1, "batch1"), (128, "batch128")):
             r = ex[key]
             print(f"| {b} | {r['exit_img_s']:.0f} | {r['cnn_img_s']:.0f} | {ort[b]:.0f} | {r['exit_img_s'] / ort[b]:.2f}x |")
-    print("\nPeak RSS, ResNet-56 3x32x32 (whole process, MB):\n\n| mode | batch | eenn | PyTorch |\n|---|---|---|---|")
+    print("\nMemory, ResNet-56 3x32x32 (MB). Peak RSS of the whole process, each run alone; eenn's allocated part "
+          "(RssAnon: without the shared library code) and its activation buffers; bound = 2 x (weights + the largest "
+          "input+output pair of a layer):\n")
+    print("| mode | batch | eenn peak RSS | eenn allocated | eenn activations | bound | PyTorch peak RSS |")
+    print("|---|---|---|---|---|---|---|")
     for r in res["memory"]:
-        print(f"| {r['mode']} | {r['batch']} | {r['eenn_mb']:.0f} | {r['torch_mb']:.0f} |")
+        print(f"| {r['mode']} | {r['batch']} | {r['eenn_mb']:.1f} | {r['eenn_anon_mb']:.1f} | {r['activation_mb']:.1f} | "
+              f"{r['bound_mb']:.1f} | {r['torch_mb']:.0f} |")
 
 
 if __name__ == "__main__":
