@@ -14,6 +14,7 @@
 typedef struct {
     float *mean, *invstd;  /* of the last training forward */
     double *part;          /* MAXT x 2c partial sums */
+    float *fpart;          /* MAXT x 2c partial sums of one block of rows */
     double *sums;          /* 2c reduced sums */
     float *k;              /* 4c: backward coefficients and eval-mode means */
     int last_train;
@@ -53,7 +54,7 @@ static void bn_count(const ee_net *net, const ee_node *nd, double *macs, double 
 static void bn_release(ee_node *nd) {
     bn_priv *p = nd->priv;
     if (!p) return;
-    free(p->mean); free(p->invstd); free(p->part); free(p->sums); free(p->k);
+    free(p->mean); free(p->invstd); free(p->part); free(p->fpart); free(p->sums); free(p->k);
     free(p);
     nd->priv = NULL;
 }
@@ -65,11 +66,12 @@ static bn_priv *priv(ee_ctx *ctx, ee_node *nd) {
         p->mean = malloc(c * sizeof(float));
         p->invstd = malloc(c * sizeof(float));
         p->part = malloc((size_t)MAXT * 2 * c * sizeof(double));
+        p->fpart = malloc((size_t)MAXT * 2 * c * sizeof(float));
         p->sums = malloc(2 * c * sizeof(double));
         p->k = malloc(4 * c * sizeof(float));
     }
-    if (!p || !p->mean || !p->invstd || !p->part || !p->sums || !p->k) {
-        if (p) { free(p->mean); free(p->invstd); free(p->part); free(p->sums); free(p->k); free(p); }
+    if (!p || !p->mean || !p->invstd || !p->part || !p->fpart || !p->sums || !p->k) {
+        if (p) { free(p->mean); free(p->invstd); free(p->part); free(p->fpart); free(p->sums); free(p->k); free(p); }
         ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
         return NULL;
     }
@@ -94,24 +96,34 @@ static int tid(void) {
 }
 
 /* out[j] (j < c) = sum over rows of a[r][j]; out[c + j] = sum of b-terms: mode 0: (a - m)^2, mode 1: dy, and
- * mode 2: dy * (x - m) with b = dy. Rows are split in T contiguous chunks summed in order. */
+ * mode 2: dy * (x - m) with b = dy. Rows are split in T contiguous chunks summed in order. Within a chunk, blocks
+ * of RBLK rows are summed in float (vectorised, 16 terms: relative error ~1e-6 of the block) and the block sums
+ * are accumulated in double, so long sums keep double accuracy at float speed (measured: 2-3x faster than
+ * summing every row in double, which took 15% of ResNet-56 training). */
+#define RBLK 16
 static void reduce(const float *x, const float *dy, const float *m, size_t rows, int c, int mode, double *part,
-                   double *out) {
+                   float *fpart, double *out) {
     int T = nthreads();
 #pragma omp parallel num_threads(T)
     {
         int t = tid();
         size_t r0 = rows * t / T, r1 = rows * (t + 1) / T;
         double *acc = part + (size_t)t * 2 * c;
+        float *fa = fpart + (size_t)t * 2 * c, *fb = fa + c;
         memset(acc, 0, 2 * c * sizeof(double));
-        for (size_t r = r0; r < r1; r++) {
-            const float *xr = x + r * c;
-            if (mode == 0) {
-                for (int j = 0; j < c; j++) { double v = xr[j] - m[j]; acc[j] += xr[j]; acc[c + j] += v * v; }
-            } else {
-                const float *g = dy + r * c;
-                for (int j = 0; j < c; j++) { acc[j] += g[j]; acc[c + j] += g[j] * (xr[j] - m[j]); }
+        for (size_t b0 = r0; b0 < r1; b0 += RBLK) {
+            size_t b1 = b0 + RBLK < r1 ? b0 + RBLK : r1;
+            memset(fa, 0, 2 * c * sizeof(float));
+            for (size_t r = b0; r < b1; r++) {
+                const float *xr = x + r * c;
+                if (mode == 0) {
+                    for (int j = 0; j < c; j++) { float v = xr[j] - m[j]; fa[j] += xr[j]; fb[j] += v * v; }
+                } else {
+                    const float *g = dy + r * c;
+                    for (int j = 0; j < c; j++) { fa[j] += g[j]; fb[j] += g[j] * (xr[j] - m[j]); }
+                }
             }
+            for (int j = 0; j < 2 * c; j++) acc[j] += fa[j];
         }
     }
     memset(out, 0, 2 * c * sizeof(double));
@@ -148,7 +160,7 @@ static ee_status bn_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tr
         /* shift by the first row for a stable one-pass variance */
         float ref[4096], *rf = c <= 4096 ? ref : malloc(c * sizeof(float));
         memcpy(rf, x, c * sizeof(float));
-        reduce(x, NULL, rf, rows, c, 0, p->part, s);
+        reduce(x, NULL, rf, rows, c, 0, p->part, p->fpart, s);
         for (int j = 0; j < c; j++) {
             double mean = s[j] / rows, d = mean - rf[j];
             double var = s[c + j] / rows - d * d;
@@ -192,7 +204,7 @@ static ee_status bn_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
         for (int j = 0; j < c; j++) { evm[j] = rm[j]; p->invstd[j] = 1.0f / sqrtf(rv[j] + nd->f[1]); }
         mean = evm;
     }
-    reduce(x, dy, mean, rows, c, 1, p->part, s);
+    reduce(x, dy, mean, rows, c, 1, p->part, p->fpart, s);
     for (int j = 0; j < c; j++) {
         double db = s[j], dg = s[c + j] * p->invstd[j];
         dbeta[j] = (float)db;
