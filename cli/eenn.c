@@ -415,7 +415,12 @@ static int cmd_eval(args *a) {
     else if (nmodels > 1) {
         /* the paper's comparison: one column per model, one row per exit */
         printf("%-8s", "exit");
-        for (int k = 0; k < nmodels; k++) printf(" %26.26s", m[k].path);
+        for (int k = 0; k < nmodels; k++) { /* the file name; its last 26 characters if longer */
+            const char *b = strrchr(m[k].path, '/');
+            b = b ? b + 1 : m[k].path;
+            size_t l = strlen(b);
+            printf(" %26s", l > 26 ? b + l - 26 : b);
+        }
         printf("\n");
         for (int r = 0; r < maxh; r++) {
             int final_row = r == maxh - 1;
