@@ -41,7 +41,8 @@ def run(cmd, **kw):
 
 
 def run_rss(cmd):
-    """Runs a command alone and returns (stdout, its peak RSS in MB) from wait4's rusage."""
+    """Runs a command alone and returns (stdout, peak RSS in MB from wait4's rusage). Linux carries a parent's
+    peak over fork and exec into this number, so the children also report their own VmHWM, which is used."""
     with tempfile.TemporaryFile(mode="w+") as f:
         p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.DEVNULL)
         _, status, ru = os.wait4(p.pid, 0)
@@ -77,14 +78,16 @@ while True:
     step(); n += 1
     dt = time.perf_counter() - t0
     if dt >= secs and n >= 2: break
-print(json.dumps({"img_per_s": n * batch / dt}))
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+print(json.dumps({"img_per_s": n * batch / dt, "peak_rss_mb": float(hwm.split()[1]) / 1024}))
 """
 
 
 def torch_time(model, shape, mode, batch, threads, secs):
     out, rss = run_rss([sys.executable, "-c", TORCH_CHILD % {"here": HERE}, model, mode, str(batch), str(threads),
                         str(secs), shape])
-    return json.loads(out)["img_per_s"], rss
+    r = json.loads(out)
+    return r["img_per_s"], r["peak_rss_mb"]
 
 
 def export_onnx(model, shape, path):
@@ -223,7 +226,7 @@ def main():
         out, rss = run_rss([a.eenn, "bench", "--arch", "resnet56", "--input", "3x32x32", "--seconds", "1", "--json", *extra])
         r = [x for x in json.loads(out)["results"] if x["mode"] == mode][0]
         _, trss = torch_time(model, "3x32x32", mode, batch, 2, 1) if os.path.exists(model) else (0, 0)
-        res["memory"].append({"mode": mode, "batch": batch, "eenn_mb": rss, "eenn_anon_mb": r["rss_anon_mb"],
+        res["memory"].append({"mode": mode, "batch": batch, "eenn_mb": r["peak_rss_mb"], "eenn_anon_mb": r["rss_anon_mb"],
                               "activation_mb": r["activation_mb"],
                               "bound_mb": 2 * (r["weights_mb"] + r["largest_pair_mb"]), "torch_mb": trss})
 
@@ -261,7 +264,7 @@ def main():
     print("|---|---|---|---|---|---|---|")
     for r in res["memory"]:
         print(f"| {r['mode']} | {r['batch']} | {r['eenn_mb']:.1f} | {r['eenn_anon_mb']:.1f} | {r['activation_mb']:.1f} | "
-              f"{r['bound_mb']:.1f} | {r['torch_mb']:.0f} |")
+              (f"{r['bound_mb']:.1f}" if r["mode"] == "infer" else "-") + f" | {r['torch_mb']:.0f} |")
 
 
 if __name__ == "__main__":
