@@ -429,13 +429,17 @@ ee_status ee_net_compact(ee_ctx *ctx, ee_net *net, int from, const int *keep, in
             if (net->nodes[i].in[j] < 0) need_x = 1;
     if (need_x) gather_rows(net->x, ee_shape_size(net->in), keep, nkeep);
     for (int s = 0; s < from && s < net->nnodes; s++) {
-        int needed = net->nodes[s].keep;
+        const ee_node *nd = &net->nodes[s];
+        int needed;
         if (!net->training) /* shared buffers: exactly the activations written before `from` and read after it */
-            needed = net->nodes[s].def_step >= 0 && net->nodes[s].def_step < from && net->nodes[s].last_step >= from;
-        for (int i = from; i < net->nnodes && !needed && net->training; i++)
-            for (int j = 0; j < net->nodes[i].nin; j++)
-                if (net->nodes[i].in[j] == s) needed = 1;
-        if (needed) gather_rows(net->nodes[s].y, ee_shape_size(net->nodes[s].out), keep, nkeep);
+            needed = nd->def_step >= 0 && nd->def_step < from && nd->last_step >= from;
+        else {
+            needed = nd->keep;
+            for (int i = from; i < net->nnodes && !needed; i++)
+                for (int j = 0; j < net->nodes[i].nin; j++)
+                    if (net->nodes[i].in[j] == s) needed = 1;
+        }
+        if (needed) gather_rows(nd->y, ee_shape_size(nd->out), keep, nkeep);
     }
     net->cur_n = nkeep;
     return EE_OK;

@@ -263,13 +263,13 @@ static ee_status conv_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int trai
     uint64_t want = net->params_version;
     conv_priv *p = nd->priv;
     if (!train && nd->fuse_bn >= 0) { /* inference: folded BN, output straight into the last fused node */
-        ee_status s = fold_bn(ctx, net, nd, 0);
-        if (!s && (!c->reo_f || c->ver_f != (p->fold_gen | (1ull << 63)))) s = fold_bn(ctx, net, nd, 1);
+        ee_status s = fold_bn(ctx, net, nd, 0); /* bias current; the weights only if a reorder needs them */
+        want = p->fold_gen | (1ull << 63);
+        if (!s && (!c->reo_f || c->ver_f != want)) s = fold_bn(ctx, net, nd, 1);
         if (s) return s;
         w = p->fw;
         b = p->fb;
         y = net->nodes[nd->fuse_relu >= 0 ? nd->fuse_relu : nd->fuse_add >= 0 ? nd->fuse_add : nd->fuse_bn].y;
-        want = p->fold_gen | (1ull << 63);
     }
     int nargs = nd->BIAS || (!train && nd->fuse_bn >= 0) ? 4 : 3;
     dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, c->src}, {DNNL_ARG_WEIGHTS, c->w_f}, {DNNL_ARG_DST, c->dst},
