@@ -799,10 +799,13 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+static ee_conv_kernel bench_conv = EE_CONV_AUTO; /* bench --conv */
+
 /* early-exit inference against the same CNN without ICs, on real test images */
 static int bench_exits(const char *model, double q, int nimg, int threads, int json) {
     ee_ctx *ctx = ee_ctx_new();
     ee_ctx_set_threads(ctx, threads);
+    ee_ctx_set_conv_kernel(ctx, bench_conv);
     ee_net *sdn = NULL, *cnn = NULL;
     check(ee_net_load(ctx, model, &sdn), ctx);
     if (ee_net_num_heads(sdn) < 2) die("%s: has no internal classifiers (bench --exits needs an SDN)", model);
@@ -932,6 +935,13 @@ static int cmd_bench(args *a) {
         else if (is_opt(a, "--save-model")) save = val(a);
         else if (is_opt(a, "--seed")) seed = ival(a, 0, 2147483647);
         else if (is_opt(a, "--gemm")) gemm = 1;
+        else if (is_opt(a, "--conv")) {
+            const char *k = val(a);
+            if (!strcmp(k, "auto")) bench_conv = EE_CONV_AUTO;
+            else if (!strcmp(k, "onednn")) bench_conv = EE_CONV_ONEDNN;
+            else if (!strcmp(k, "direct")) bench_conv = EE_CONV_DIRECT;
+            else die("bench --conv: '%s' is not auto, onednn or direct", k);
+        }
         else die("bench: unknown option '%s' (see eenn bench --help)", a->argv[a->i]);
     }
     if (exits_model) return bench_exits(exits_model, q, nimg, threads, json);
@@ -952,6 +962,7 @@ static int cmd_bench(args *a) {
     int nlist = arch || have_input ? 1 : 3;
     ee_ctx *ctx = ee_ctx_new();
     ee_ctx_set_threads(ctx, threads);
+    ee_ctx_set_conv_kernel(ctx, bench_conv);
     double rss0 = status_mb("VmRSS:"); /* the process before any network: code, libraries, runtime */
     if (json) printf("{\"threads\":%d,\"start_rss_mb\":%.1f,\"results\":[", ee_ctx_threads(ctx), rss0);
     else printf("%-10s %-8s %-6s %6s %10s %9s %10s %9s %9s\n", "net", "input", "mode", "batch", "img/s", "GFLOP/s", "ms/batch",

@@ -15,6 +15,10 @@ ee_ctx *ee_ctx_new(void) {
 void ee_ctx_free(ee_ctx *ctx) { free(ctx); }
 const char *ee_ctx_error(const ee_ctx *ctx) { return ctx ? ctx->err : "no context"; }
 void ee_ctx_set_threads(ee_ctx *ctx, int threads) { ctx->threads = threads < 0 ? 0 : threads; }
+void ee_ctx_set_conv_kernel(ee_ctx *ctx, ee_conv_kernel k) {
+    ctx->conv_kernel = k >= EE_CONV_AUTO && k <= EE_CONV_DIRECT ? k : EE_CONV_AUTO;
+}
+ee_conv_kernel ee_ctx_conv_kernel(const ee_ctx *ctx) { return (ee_conv_kernel)ctx->conv_kernel; }
 int ee_ctx_threads(const ee_ctx *ctx) {
 #ifdef _OPENMP
     return ctx->threads > 0 ? ctx->threads : omp_get_num_procs();

@@ -13,6 +13,7 @@
 struct ee_ctx {
     char err[512];
     int threads;
+    int conv_kernel;      /* ee_conv_kernel: the inference convolution kernel */
     uint64_t rng;
 };
 
@@ -114,6 +115,15 @@ typedef struct {
     void (*release)(ee_node *nd);
 } ee_layer_ops;
 extern const ee_layer_ops *const ee_layers[EE_KIND_COUNT];
+
+/* the direct AVX2 inference convolution (layers/dconv.c) */
+int ee_dconv_available(void);  /* built for and running on an AVX2 + FMA CPU */
+int ee_dconv_preferred(void);  /* available, and oneDNN has no AVX-512 kernels here */
+int ee_dconv_fits(const ee_node *nd);
+size_t ee_dconv_packed_len(const ee_node *nd);
+void ee_dconv_pack(const ee_node *nd, const float *w_oihw, float *packed);
+void ee_dconv_forward(const ee_node *nd, int n, const float *x, const float *packed, const float *bias,
+                      const float *res, float *y, int relu, const float *zero);
 
 /* helpers */
 static inline size_t ee_shape_size(ee_shape s) { return (size_t)s.c * s.h * s.w; }

@@ -318,7 +318,8 @@ static ee_status alloc_buffers(ee_ctx *ctx, ee_net *net, int max_batch, int trai
                 int best = -1;
                 ee_node *c = &net->nodes[step];
                 int o = c->kind == EE_CONV && c->fuse_add >= 0 ? net->nodes[c->fuse_add].in[c->add_other] : -1;
-                if (o >= 0 && net->nodes[o].last_step == step && !net->nodes[o].keep &&
+                /* not when the shortcut is also the conv's input: the conv would overwrite what it still reads */
+                if (o >= 0 && o != c->in[0] && net->nodes[o].last_step == step && !net->nodes[o].keep &&
                     ee_shape_size(net->nodes[o].out) == ee_shape_size(net->nodes[t].out)) {
                     /* the residual sum goes into the shortcut's buffer, which nothing reads afterwards */
                     c->add_inplace = 1;

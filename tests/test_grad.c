@@ -106,11 +106,12 @@ static void conv_naive(const float *x, const float *wt, const float *b, float *y
                 }
 }
 
-static void conv_oracle(int C, int H, int O, int k, int s, int pad, int g, int bias) {
+static void conv_oracle_k(int C, int H, int O, int k, int s, int pad, int g, int bias, ee_conv_kernel kern) {
     char text[512];
     snprintf(text, sizeof text, "input c=%d h=%d w=%d\nconv name=c out=%d k=%d stride=%d pad=%d groups=%d bias=%d\n"
              "gap\nlinear out=2\n", C, H, H, O, k, s, pad, g, bias);
     ee_ctx *ctx = ee_ctx_new();
+    ee_ctx_set_conv_kernel(ctx, kern);
     ee_net *net = NULL;
     CHECK_OK(ctx, ee_net_from_text(ctx, text, "oracle", &net));
     if (!net) { ee_ctx_free(ctx); return; }
@@ -125,11 +126,58 @@ static void conv_oracle(int C, int H, int O, int k, int s, int pad, int g, int b
     float *wt = ee_net_params(net);
     conv_naive(x, wt, bias ? wt + (size_t)O * (C / g) * k * k : NULL, ref, n, C, H, H, O, k, s, pad, g, OH, OH);
     double e = tl_close(ee_net_node_output(net, 0), ref, nout, 1e-4, 1e-4, NULL);
-    CHECK(e <= 1, "conv %d->%d k%d s%d p%d g%d bias%d: oneDNN differs from the naive oracle (%.3g)", C, O, k, s, pad, g,
-          bias, e);
+    CHECK(e <= 1, "conv %d->%d k%d s%d p%d g%d bias%d (%s kernel): differs from the naive oracle (%.3g)", C, O, k, s,
+          pad, g, bias, kern == EE_CONV_DIRECT ? "direct" : "oneDNN", e);
     free(x); free(ref);
     ee_net_free(net);
     ee_ctx_free(ctx);
+}
+static void conv_oracle(int C, int H, int O, int k, int s, int pad, int g, int bias) {
+    conv_oracle_k(C, H, O, k, s, pad, g, bias, EE_CONV_ONEDNN);
+    conv_oracle_k(C, H, O, k, s, pad, g, bias, EE_CONV_DIRECT);
+}
+
+/* A residual block in inference, where BN folds into the convs and the residual add and ReLUs are applied as the
+ * outputs are stored: the direct kernel against oneDNN, on the same weights and BN statistics. */
+static void fused_block_kernels(int C, int H, int O, int s) {
+    char text[1024];
+    snprintf(text, sizeof text,
+             "input c=%d h=%d w=%d\nconv name=c1 out=%d k=3 stride=%d pad=1 bias=0\nbn name=b1\nrelu name=r1\n"
+             "conv name=c2 out=%d k=3 pad=1 bias=0\nbn name=b2\nconv name=sc in=input out=%d k=1 stride=%d bias=0\n"
+             "bn name=bs\nadd name=a in=b2,bs\nrelu name=r2\nconv name=c3 out=%d k=3 pad=1 bias=1\nbn name=b3\n"
+             "add name=a2 in=b3,r2\nrelu\ngap\nlinear out=3\n", C, H, H, O, s, O, O, s, O);
+    int n = 5;
+    float *out[2] = {NULL, NULL};
+    size_t len = 0;
+    for (int v = 0; v < 2; v++) {
+        ee_ctx *ctx = ee_ctx_new();
+        ee_ctx_set_conv_kernel(ctx, v ? EE_CONV_DIRECT : EE_CONV_ONEDNN);
+        ee_net *net = NULL;
+        CHECK_OK(ctx, ee_net_from_text(ctx, text, "block", &net));
+        if (!net) { ee_ctx_free(ctx); return; }
+        ee_net_init(ctx, net);
+        float *st = ee_net_state(net); /* running statistics away from 0 and 1, so the folding matters */
+        for (size_t i = 0; i < ee_net_num_state(net); i++) st[i] = 0.5f + ee_rng_uniform(ctx);
+        float *pr = ee_net_params(net);
+        for (size_t i = 0; i < ee_net_num_params(net); i++) pr[i] += 0.05f * ee_rng_normal(ctx);
+        ee_net_params_changed(net);
+        int gap_node = 13; /* the GAP: its input is the last ReLU, fused into c3 */
+        CHECK_OK(ctx, ee_net_keep_output(ctx, net, gap_node));
+        size_t nin = (size_t)n * C * H * H;
+        float *x = malloc(nin * 4);
+        for (size_t i = 0; i < nin; i++) x[i] = ee_rng_normal(ctx);
+        CHECK_OK(ctx, ee_net_prepare(ctx, net, n, 0));
+        CHECK_OK(ctx, ee_net_forward(ctx, net, x, n, 0));
+        len = (size_t)n * O;
+        out[v] = malloc(len * 4);
+        memcpy(out[v], ee_net_node_output(net, gap_node), len * 4);
+        free(x);
+        ee_net_free(net);
+        ee_ctx_free(ctx);
+    }
+    double e = tl_close(out[1], out[0], len, 1e-4, 1e-4, NULL);
+    CHECK(e <= 1, "fused block %d->%d at %d, stride %d: the direct kernel differs from oneDNN (%.3g)", C, O, H, s, e);
+    free(out[0]); free(out[1]);
 }
 
 int main(void) {
@@ -165,5 +213,15 @@ int main(void) {
     conv_oracle(8, 7, 8, 3, 1, 1, 8, 0);
     conv_oracle(6, 8, 9, 3, 2, 0, 3, 1);
     conv_oracle(4, 5, 6, 1, 1, 0, 1, 1);
+    /* shapes the direct kernel takes: widths that split into 1..6-pixel segments, strides, 1x1 and 5x5 */
+    conv_oracle(3, 13, 16, 3, 1, 1, 1, 1);
+    conv_oracle(16, 8, 32, 3, 2, 1, 1, 0);
+    conv_oracle(24, 7, 16, 3, 1, 1, 1, 0);
+    conv_oracle(5, 11, 32, 5, 2, 2, 1, 1);
+    conv_oracle(32, 6, 16, 1, 2, 0, 1, 0);
+    conv_oracle(8, 2, 48, 3, 1, 1, 1, 1);
+    conv_oracle(7, 1, 16, 3, 1, 1, 1, 1);
+    fused_block_kernels(16, 9, 16, 1);
+    fused_block_kernels(8, 10, 32, 2);
     return tl_summary("test_grad");
 }

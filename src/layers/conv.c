@@ -14,6 +14,8 @@ typedef struct {
     int n, train, fuse;
     dnnl_primitive_t fwd, bwd_d, bwd_w, reo_f, reo_d, reo_dw;
     dnnl_memory_t src, dst, w_user, w_f, bias, dsrc, ddst, w_d, dw, dw_user, dbias, bsrc, src1;
+    dnnl_memory_t pad_f, pad_d, pad_w; /* scratchpads of fwd, bwd_d, bwd_w: views of `scratch` */
+    void *scratch;
     uint64_t ver_f, ver_d;
     char impl[64];
 } conv_prim;
@@ -24,6 +26,9 @@ typedef struct {
     float *fw, *fb;        /* inference: weights and bias with the following BN folded in (OIHW) */
     uint64_t fold_gen;     /* bumped at every fold; tags the reordered folded weights */
     uint64_t fold_ver, fold_state;
+    float *dpack, *dbias, *dzero; /* the direct kernel (dconv.c): packed weights, bias (zeros if none), cin zeros */
+    uint64_t dpack_tag;    /* what dpack was packed from: a fold generation (bit 63 set) or a params version */
+    int direct;            /* inference kernel: -1 not chosen yet, 0 oneDNN, 1 direct */
 } conv_priv;
 
 #define COUT a[0]
@@ -76,17 +81,21 @@ static void conv_release(ee_node *nd) {
     if (!p) return;
     free(p->fw);
     free(p->fb);
+    ee_free(p->dpack);
+    free(p->dbias);
+    free(p->dzero);
     for (int i = 0; i < p->nc; i++) {
         conv_prim *c = &p->c[i];
         dnnl_primitive_t prims[] = {c->fwd, c->bwd_d, c->bwd_w, c->reo_f, c->reo_d, c->reo_dw};
         for (size_t j = 0; j < sizeof prims / sizeof *prims; j++)
             if (prims[j]) dnnl_primitive_destroy(prims[j]);
         dnnl_memory_t mems[] = {c->src, c->dst, c->w_user, c->w_f, c->bias, c->dsrc, c->ddst, c->w_d, c->dw,
-                                c->dw_user, c->dbias, c->bsrc, c->src1};
+                                c->dw_user, c->dbias, c->bsrc, c->src1, c->pad_f, c->pad_d, c->pad_w};
         for (size_t j = 0; j < sizeof mems / sizeof *mems; j++)
             if (mems[j] && !(j == 3 && c->w_f == c->w_user) && !(j == 7 && c->w_d == c->w_user) &&
                 !(j == 8 && c->dw == c->dw_user))
                 dnnl_memory_destroy(mems[j]);
+        ee_free(c->scratch);
     }
     free(p);
     nd->priv = NULL;
@@ -127,12 +136,16 @@ static dnnl_status_t layout(ee_dnnl *d, dnnl_memory_t user, const dnnl_memory_de
     return s;
 }
 
+static conv_priv *new_priv(ee_ctx *ctx, ee_node *nd) {
+    conv_priv *p = nd->priv = calloc(1, sizeof *p);
+    if (!p) ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    else p->direct = -1;
+    return p;
+}
+
 static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
     conv_priv *p = nd->priv;
-    if (!p) {
-        p = nd->priv = calloc(1, sizeof *p);
-        if (!p) { ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); return NULL; }
-    }
+    if (!p && !(p = new_priv(ctx, nd))) return NULL;
     int fuse = !train && nd->fuse_bn >= 0 ? 1 + (nd->fuse_add >= 0 && nd->add_inplace) : 0; /* 2: sum in place */
     for (int i = 0; i < p->nc; i++)
         if (p->c[i].n == n && p->c[i].train == train && p->c[i].fuse == fuse) return &p->c[i];
@@ -157,20 +170,23 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     const dnnl_memory_desc_t *bp = nd->BIAS || fuse ? &bmd : NULL;
     dnnl_convolution_desc_t cd;
     dnnl_primitive_desc_t fpd = NULL, dpd = NULL, wpd = NULL;
-    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_attr_t attr = NULL, battr = NULL;
     dnnl_post_ops_t po = NULL;
+    /* Scratchpads are ours (user mode): allocated once per cached primitive, with slack at the end. oneDNN 2.6's
+     * jit_1x1:avx2 training conv with stride 2 and few channels writes up to 12 bytes past the scratchpad it
+     * asks for (seen under valgrind on an AVX2 CPU; with library-managed scratchpads that corrupted the heap). */
+    TRY(dnnl_primitive_attr_create(&attr));
+    TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
     if (fuse && (nd->fuse_relu >= 0 || nd->fuse_add >= 0)) { /* residual add, then ReLU, as post-ops */
         TRY(dnnl_post_ops_create(&po));
         if (fuse == 2) TRY(dnnl_post_ops_append_sum(po, 1.0f)); /* dst += conv: dst holds the shortcut */
         else if (nd->fuse_add >= 0) TRY(dnnl_post_ops_append_binary(po, dnnl_binary_add, &dmd));
         if (nd->fuse_relu >= 0) TRY(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
-        TRY(dnnl_primitive_attr_create(&attr));
         TRY(dnnl_primitive_attr_set_post_ops(attr, po));
     }
     TRY(dnnl_convolution_forward_desc_init(&cd, train ? dnnl_forward_training : dnnl_forward_inference,
                                            dnnl_convolution_direct, &smd, &wany, bp, &dmd, str, pad, pad));
     TRY(dnnl_primitive_desc_create(&fpd, &cd, attr, d->eng, NULL));
-    if (attr) { dnnl_primitive_attr_destroy(attr); attr = NULL; }
     if (po) { dnnl_post_ops_destroy(po); po = NULL; }
     const char *impl = "";
     dnnl_primitive_desc_query(fpd, dnnl_query_impl_info_str, 0, &impl);
@@ -185,11 +201,13 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     if (train) {
         dnnl_convolution_desc_t bdd, bwd;
         TRY(dnnl_convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct, &smd, &wany, &dmd, str, pad, pad));
-        TRY(dnnl_primitive_desc_create(&dpd, &bdd, NULL, d->eng, fpd));
+        TRY(dnnl_primitive_attr_create(&battr)); /* backward passes: the scratchpad mode only */
+        TRY(dnnl_primitive_attr_set_scratchpad_mode(battr, dnnl_scratchpad_mode_user));
+        TRY(dnnl_primitive_desc_create(&dpd, &bdd, battr, d->eng, fpd));
         TRY(dnnl_primitive_create(&c->bwd_d, dpd));
         TRY(dnnl_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct, &smd, &wany, bp, &dmd, str, pad,
                                                         pad));
-        TRY(dnnl_primitive_desc_create(&wpd, &bwd, NULL, d->eng, fpd));
+        TRY(dnnl_primitive_desc_create(&wpd, &bwd, battr, d->eng, fpd));
         TRY(dnnl_primitive_create(&c->bwd_w, wpd));
         TRY(dnnl_memory_create(&c->dsrc, &smd, d->eng, DNNL_MEMORY_NONE));
         TRY(dnnl_memory_create(&c->bsrc, &smd, d->eng, DNNL_MEMORY_NONE));
@@ -199,6 +217,21 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
         TRY(layout(d, c->w_user, dnnl_primitive_desc_query_md(dpd, dnnl_query_weights_md, 0), &c->w_d, &c->reo_d, 0));
         TRY(layout(d, c->dw_user, dnnl_primitive_desc_query_md(wpd, dnnl_query_diff_weights_md, 0), &c->dw, &c->reo_dw, 1));
     }
+    { /* one buffer serves the three scratchpads: the passes of one conv never run at the same time */
+        dnnl_primitive_desc_t pds[3] = {fpd, dpd, wpd};
+        dnnl_memory_t *pads[3] = {&c->pad_f, &c->pad_d, &c->pad_w};
+        size_t most = 0;
+        for (int k = 0; k < 3; k++) {
+            size_t sz = pds[k] ? dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pds[k], dnnl_query_scratchpad_md, 0)) : 0;
+            if (sz > most) most = sz;
+        }
+        if (!(c->scratch = ee_alloc(most + 4096))) goto fail;
+        for (int k = 0; k < 3; k++)
+            if (pds[k]) TRY(dnnl_memory_create(pads[k], dnnl_primitive_desc_query_md(pds[k], dnnl_query_scratchpad_md, 0),
+                                               d->eng, c->scratch));
+    }
+    dnnl_primitive_attr_destroy(attr);
+    if (battr) dnnl_primitive_attr_destroy(battr);
     dnnl_primitive_desc_destroy(fpd);
     if (dpd) dnnl_primitive_desc_destroy(dpd);
     if (wpd) dnnl_primitive_desc_destroy(wpd);
@@ -206,6 +239,7 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     return c;
 fail:
     if (attr) dnnl_primitive_attr_destroy(attr);
+    if (battr) dnnl_primitive_attr_destroy(battr);
     if (po) dnnl_post_ops_destroy(po);
     if (fpd) dnnl_primitive_desc_destroy(fpd);
     if (dpd) dnnl_primitive_desc_destroy(dpd);
@@ -272,8 +306,8 @@ static ee_status conv_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int trai
         y = net->nodes[nd->fuse_relu >= 0 ? nd->fuse_relu : nd->fuse_add >= 0 ? nd->fuse_add : nd->fuse_bn].y;
     }
     int nargs = nd->BIAS || (!train && nd->fuse_bn >= 0) ? 4 : 3;
-    dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, c->src}, {DNNL_ARG_WEIGHTS, c->w_f}, {DNNL_ARG_DST, c->dst},
-                            {DNNL_ARG_BIAS, c->bias}, {0, NULL}};
+    dnnl_exec_arg_t a[6] = {{DNNL_ARG_SRC, c->src}, {DNNL_ARG_WEIGHTS, c->w_f}, {DNNL_ARG_DST, c->dst},
+                            {DNNL_ARG_BIAS, c->bias}, {0, NULL}, {0, NULL}};
     if (!train && nd->fuse_add >= 0 && nd->fuse_bn >= 0 && !nd->add_inplace) { /* the shortcut operand */
         const ee_node *add = &net->nodes[nd->fuse_add];
         dnnl_memory_set_data_handle(c->src1, (void *)(ee_node_input(net, add, nd->add_other) + off * ee_shape_size(nd->out)));
@@ -289,15 +323,67 @@ static ee_status conv_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int trai
         c->ver_f = want;
         if (w == p->fw) { free(p->fw); p->fw = NULL; } /* refolded if another batch size needs it */
     }
+    a[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, c->pad_f};
     if ((s = run(ctx, d, c->fwd, nargs, a, "a convolution"))) return s;
     dnnl_stream_wait(d->strm);
     return EE_OK;
+}
+
+/* Inference with the direct kernel: the weights (BN folded in when a BN is fused) packed once per change, the
+ * output written into the last fused node, the residual read from the shortcut (or from that output itself when
+ * the sum is written in place). */
+static ee_status direct_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
+    conv_priv *p = nd->priv;
+    const float *w = net->params + nd->p_off, *b = nd->BIAS ? w + wcount(nd) : NULL;
+    uint64_t tag = net->params_version;
+    float *y = nd->y;
+    const float *res = NULL;
+    if (nd->fuse_bn >= 0) {
+        ee_status s = fold_bn(ctx, net, nd, 0);
+        tag = p->fold_gen | (1ull << 63);
+        if (!s && (!p->dpack || p->dpack_tag != tag)) s = fold_bn(ctx, net, nd, 1);
+        if (s) return s;
+        w = p->fw;
+        b = p->fb;
+        y = net->nodes[nd->fuse_relu >= 0 ? nd->fuse_relu : nd->fuse_add >= 0 ? nd->fuse_add : nd->fuse_bn].y;
+        if (nd->fuse_add >= 0)
+            res = nd->add_inplace ? y : ee_node_input(net, &net->nodes[nd->fuse_add], nd->add_other);
+    }
+    if (!p->dpack || p->dpack_tag != tag) {
+        if (!p->dpack && !(p->dpack = ee_alloc(ee_dconv_packed_len(nd) * sizeof(float))))
+            return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+        ee_dconv_pack(nd, w, p->dpack);
+        p->dpack_tag = tag;
+        if (w == p->fw) { free(p->fw); p->fw = NULL; }
+    }
+    if (!b) {
+        if (!p->dbias && !(p->dbias = calloc(nd->COUT, sizeof(float)))) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+        b = p->dbias;
+    }
+    if (!p->dzero && !(p->dzero = calloc(nd->ins.c, sizeof(float)))) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    ee_dconv_forward(nd, n, ee_node_input(net, nd, 0), p->dpack, b, res, y, nd->fuse_relu >= 0 && nd->fuse_bn >= 0,
+                     p->dzero);
+    return EE_OK;
+}
+
+/* The inference kernel, chosen once per node: oneDNN where it has its AVX-512 brgconv kernels, the direct AVX2
+ * kernel elsewhere (measured in dconv.c's header), unless the context forces one. */
+static int use_direct(ee_ctx *ctx, ee_node *nd) {
+    conv_priv *p = nd->priv;
+    if (p->direct < 0) {
+        int k = ee_ctx_conv_kernel(ctx);
+        p->direct = ee_dconv_fits(nd) &&
+                    (k == EE_CONV_DIRECT || (k == EE_CONV_AUTO && ee_dconv_preferred()));
+    }
+    return p->direct;
 }
 
 /* Inference runs a batch as power-of-two chunks (100 = 64 + 32 + 4), so that the shrinking batches of early
  * exits reuse at most eight cached primitives per layer instead of creating one per size. */
 static ee_status conv_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
     if (train) return conv_run(ctx, net, nd, n, 1, 0);
+    if (!nd->priv && !new_priv(ctx, nd)) return EE_ERR_NOMEM;
+    if (use_direct(ctx, nd)) return direct_forward(ctx, net, nd, n);
     size_t off = 0;
     for (int chunk = 1 << 30; n > 0; chunk >>= 1)
         if (n >= chunk) {
@@ -326,8 +412,9 @@ static ee_status conv_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
         }
         float *target = acc ? net->scratch : dx;
         dnnl_memory_set_data_handle(c->dsrc, target);
-        dnnl_exec_arg_t a[3] = {{DNNL_ARG_DIFF_DST, c->ddst}, {DNNL_ARG_WEIGHTS, c->w_d}, {DNNL_ARG_DIFF_SRC, c->dsrc}};
-        if ((s = run(ctx, d, c->bwd_d, 3, a, "a convolution backward (data)"))) return s;
+        dnnl_exec_arg_t a[4] = {{DNNL_ARG_DIFF_DST, c->ddst}, {DNNL_ARG_WEIGHTS, c->w_d}, {DNNL_ARG_DIFF_SRC, c->dsrc},
+                                {DNNL_ARG_SCRATCHPAD, c->pad_d}};
+        if ((s = run(ctx, d, c->bwd_d, 4, a, "a convolution backward (data)"))) return s;
         dnnl_stream_wait(d->strm);
         if (acc) {
             size_t len = ee_shape_size(nd->ins) * n;
@@ -338,9 +425,9 @@ static ee_status conv_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     dnnl_memory_set_data_handle(c->bsrc, (void *)ee_node_input(net, nd, 0));
     dnnl_memory_set_data_handle(c->dw_user, g);
     dnnl_memory_set_data_handle(c->dbias, g + wcount(nd));
-    dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, c->bsrc}, {DNNL_ARG_DIFF_DST, c->ddst}, {DNNL_ARG_DIFF_WEIGHTS, c->dw},
-                            {DNNL_ARG_DIFF_BIAS, c->dbias}};
-    if ((s = run(ctx, d, c->bwd_w, nd->BIAS ? 4 : 3, a, "a convolution backward (weights)"))) return s;
+    dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, c->bsrc}, {DNNL_ARG_DIFF_DST, c->ddst}, {DNNL_ARG_DIFF_WEIGHTS, c->dw},
+                            {DNNL_ARG_SCRATCHPAD, c->pad_w}, {DNNL_ARG_DIFF_BIAS, c->dbias}};
+    if ((s = run(ctx, d, c->bwd_w, nd->BIAS ? 5 : 4, a, "a convolution backward (weights)"))) return s;
     if (c->reo_dw && (s = reorder(ctx, d, c->reo_dw, c->dw, c->dw_user))) return s;
     dnnl_stream_wait(d->strm);
     return EE_OK;
