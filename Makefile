@@ -57,7 +57,9 @@ demo: all
 
 # eenn beside PyTorch (Debian's python3-torch) in one run
 bench: all
-	/usr/bin/python3 scripts/bench_compare.py
+	sh scripts/setup-debian.sh bench
+	@command -v node >/dev/null || { echo "make bench: needs Node.js and npm for ONNX Runtime (apt-get install nodejs npm)"; exit 1; }
+	/usr/bin/python3 scripts/bench_compare.py $(BENCH_ARGS)
 
 check-asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -g -march=x86-64-v3 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \

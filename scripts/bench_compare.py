@@ -169,6 +169,11 @@ def main():
     tmp = tempfile.mkdtemp(prefix="eenn-bench-")
     cases = CASES if not a.cases else [tuple(c.split(":")) for c in a.cases.split(",")]
     res = {"seconds": secs, "dense": [], "scaling": [], "exits": None, "memory": []}
+    info = open("/proc/cpuinfo").read()
+    model = [l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")]
+    avx512 = " avx512f" in info
+    res["cpu"] = f"{model[0] if model else 'unknown'}, {os.cpu_count()} cores, AVX-512 {'yes' if avx512 else 'no'}"
+    res["conv_kernel"] = "oneDNN (AVX-512 brgconv)" if avx512 else "eenn's direct AVX2 kernel (oneDNN has no brgconv without AVX-512)"
 
     progress("GEMM ceiling (oneDNN sgemm 1024^3), 1 and 2 threads")
     ceiling = {}
@@ -233,6 +238,7 @@ def main():
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)
+    print(f"CPU: {res['cpu']}; eenn's inference convolutions: {res['conv_kernel']}")
     print(f"GEMM ceiling (oneDNN sgemm, fp32): {ceiling[1]:.0f} GFLOP/s on 1 thread, {ceiling[2]:.0f} on 2\n")
     print("| net | input | mode | batch | eenn img/s | GFLOP/s | % of GEMM ceiling | PyTorch img/s (threads) | "
           "ONNX Runtime img/s (threads) | eenn / PyTorch | eenn / ONNX Runtime |")
@@ -263,8 +269,9 @@ def main():
     print("| mode | batch | eenn peak RSS | eenn allocated | eenn activations | bound | PyTorch peak RSS |")
     print("|---|---|---|---|---|---|---|")
     for r in res["memory"]:
+        bound = f"{r['bound_mb']:.1f}" if r["mode"] == "infer" else "-"
         print(f"| {r['mode']} | {r['batch']} | {r['eenn_mb']:.1f} | {r['eenn_anon_mb']:.1f} | {r['activation_mb']:.1f} | "
-              (f"{r['bound_mb']:.1f}" if r["mode"] == "infer" else "-") + f" | {r['torch_mb']:.0f} |")
+              f"{bound} | {r['torch_mb']:.0f} |")
 
 
 if __name__ == "__main__":

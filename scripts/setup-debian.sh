@@ -1,8 +1,10 @@
 #!/bin/sh
 # Installs what eenn needs on a fresh Debian 12 machine: compilers, oneDNN, zlib, stb and the Fashion-MNIST
-# dataset; Chromium for the test that opens the HTML report headless. Runs apt-get as root, or through sudo. Safe to run again.
+# dataset; Chromium for the test that opens the HTML report headless; with the argument `bench`, PyTorch too. Runs apt-get as root, or through sudo. Safe to run again.
 set -e
 PKGS="build-essential pkg-config clang libomp-dev libdnnl-dev zlib1g-dev libstb-dev dataset-fashion-mnist chromium"
+# `sh scripts/setup-debian.sh bench`: also the peers of `make bench` (PyTorch; ONNX Runtime comes from npm)
+[ "${1:-}" = bench ] && PKGS="$PKGS python3-torch"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 missing=""
