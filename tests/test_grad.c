@@ -221,7 +221,11 @@ int main(void) {
     conv_oracle(32, 6, 16, 1, 2, 0, 1, 0);
     conv_oracle(8, 2, 48, 3, 1, 1, 1, 1);
     conv_oracle(7, 1, 16, 3, 1, 1, 1, 1);
+    conv_oracle(16, 4, 64, 3, 1, 1, 1, 1); /* maps at most 4 wide: 32-channel blocks */
+    conv_oracle(24, 3, 32, 3, 1, 1, 1, 0);
+    conv_oracle(64, 4, 32, 3, 2, 1, 1, 1);
     fused_block_kernels(16, 9, 16, 1);
     fused_block_kernels(8, 10, 32, 2);
+    fused_block_kernels(32, 4, 64, 1);
     return tl_summary("test_grad");
 }
