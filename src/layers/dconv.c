@@ -93,7 +93,12 @@ static inline __attribute__((always_inline)) void row_kernel(const geom *g, cons
             const float *wp = wr + (size_t)kw * cin * cb;
             for (int ci = 0; ci < cin; ci++) {
                 __m256 wv[4];
-                for (int v = 0; v < nv; v++) wv[v] = _mm256_loadu_ps(wp + ci * cb + 8 * v);
+                for (int v = 0; v < nv; v++) {
+                    wv[v] = _mm256_loadu_ps(wp + ci * cb + 8 * v);
+                    /* keeps the weights in registers: gcc 12 would fold the load into every pixel's FMA, which
+                     * doubles the loads (4 pixels x 2 vectors: 12 loads per 8 FMAs, load-bound) */
+                    __asm__("" : "+x"(wv[v]));
+                }
                 for (int p = 0; p < nb; p++) {
                     __m256 b = _mm256_broadcast_ss(src[p] + ci);
                     for (int v = 0; v < nv; v++) acc[p][v] = _mm256_fmadd_ps(b, wv[v], acc[p][v]);
@@ -154,7 +159,10 @@ void ee_dconv_forward(const ee_node *nd, int n, const float *x, const float *pac
     /* Deep layers with small maps have more weights than input: there every channel block's weights go once
      * through all samples (block outermost); elsewhere each sample's input goes once through all blocks. */
     const int blocks_outer = wblock * ncb > in_img;
-#pragma omp parallel for collapse(3) schedule(static)
+    /* dynamic: on a shared machine one core is often slowed, and static halves made the other wait (a third of
+     * the time in libgomp's barrier at batch 128); every work item computes whole outputs, so the result does not
+     * depend on the schedule */
+#pragma omp parallel for collapse(3) schedule(dynamic, 4)
     for (int a = 0; a < (blocks_outer ? ncb : n); a++)
         for (int i2 = 0; i2 < (blocks_outer ? n : g.oh); i2++)
             for (int i3 = 0; i3 < (blocks_outer ? g.oh : ncb); i3++) {
