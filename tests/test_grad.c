@@ -24,9 +24,12 @@ static double rel_err(const double *a, const double *b, size_t n) {
     return den > 0 ? sqrt(d) / den : sqrt(d);
 }
 
+static ee_conv_kernel gc_kernel = EE_CONV_AUTO; /* the convolution kernel gradcheck's networks use */
+
 static void gradcheck(const char *label, const char *text, double tol) {
     ee_ctx *ctx = ee_ctx_new();
     ee_ctx_set_threads(ctx, 1);
+    ee_ctx_set_conv_kernel(ctx, gc_kernel);
     ee_net *net = NULL;
     ee_status s = ee_net_from_text(ctx, text, label, &net);
     CHECK(s == EE_OK, "%s: %s", label, ee_ctx_error(ctx));
@@ -208,6 +211,16 @@ int main(void) {
     gradcheck("mixpool 7->4 (adaptive windows)", "input c=2 h=7 w=7\nmixpool out=4\nflatten\nlinear out=3\n", 5e-3);
     gradcheck("mixpool 2x2 passthrough", "input c=3 h=2 w=2\nmixpool out=4\nflatten\nlinear out=3\n", 5e-3);
     gradcheck("gap multi-use", "input c=3 h=4 w=4\nconv name=a out=3 k=3 pad=1\nadd in=a,a\ngap\nlinear out=3\n", 2e-3);
+    /* training through the direct kernel (forward, and backward-data of stride-1 convs as a transposed conv);
+     * 16 channels so that it applies (on a CPU without AVX2 these run on oneDNN). Deeper nets: the finite
+     * differences in float carry ~2e-3 of noise here with either kernel. */
+    gc_kernel = EE_CONV_DIRECT;
+    gradcheck("direct: conv k3 s1 p1 16->16 (bias)",
+              "input c=16 h=5 w=5\nconv out=16 k=3 pad=1 bias=1\nconv out=16 k=3 pad=1 bias=0\ngap\nlinear out=3\n", 5e-3);
+    gradcheck("direct: k5 p1, k1, residual (accumulating dx)",
+              "input c=16 h=6 w=6\nconv name=a out=32 k=5 pad=1 bias=0\nconv name=b out=16 k=1 bias=0\n"
+              "conv name=c in=b out=16 k=3 pad=1 bias=1\nadd in=c,b\nconv out=32 k=3 stride=2 pad=1\ngap\nlinear out=3\n", 5e-3);
+    gc_kernel = EE_CONV_AUTO;
     conv_oracle(3, 8, 8, 3, 1, 1, 1, 1);
     conv_oracle(16, 9, 32, 3, 2, 1, 1, 0);
     conv_oracle(8, 7, 8, 3, 1, 1, 8, 0);

@@ -26,7 +26,9 @@ typedef struct {
     float *fw, *fb;        /* inference: weights and bias with the following BN folded in (OIHW) */
     uint64_t fold_gen;     /* bumped at every fold; tags the reordered folded weights */
     uint64_t fold_ver, fold_state;
-    float *dpack, *dbias, *dzero; /* the direct kernel (dconv.c): packed weights, bias (zeros if none), cin zeros */
+    float *dpack, *dzero;  /* the direct kernel (dconv.c): packed weights; zeros (bias, padding taps) */
+    float *tpack, *tw;     /* its backward-data: transposed, flipped weights, packed (and their OIHW staging) */
+    uint64_t tpack_ver;
     uint64_t dpack_tag;    /* what dpack was packed from: a fold generation (bit 63 set) or a params version */
     int direct;            /* inference kernel: -1 not chosen yet, 0 oneDNN, 1 direct */
 } conv_priv;
@@ -82,8 +84,9 @@ static void conv_release(ee_node *nd) {
     free(p->fw);
     free(p->fb);
     ee_free(p->dpack);
-    free(p->dbias);
     free(p->dzero);
+    ee_free(p->tpack);
+    free(p->tw);
     for (int i = 0; i < p->nc; i++) {
         conv_prim *c = &p->c[i];
         dnnl_primitive_t prims[] = {c->fwd, c->bwd_d, c->bwd_w, c->reo_f, c->reo_d, c->reo_dw};
@@ -332,13 +335,23 @@ static ee_status conv_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int trai
 /* Inference with the direct kernel: the weights (BN folded in when a BN is fused) packed once per change, the
  * output written into the last fused node, the residual read from the shortcut (or from that output itself when
  * the sum is written in place). */
-static ee_status direct_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
+/* zeros for the direct kernel: the bias of a conv without one, and the input row that padding taps read; as
+ * many as the larger channel count, since backward-data runs the kernel with the channels swapped */
+static const float *zeros(ee_ctx *ctx, conv_priv *p, const ee_node *nd) {
+    if (!p->dzero) p->dzero = calloc(nd->ins.c > nd->COUT ? nd->ins.c : nd->COUT, sizeof(float));
+    if (!p->dzero) ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    return p->dzero;
+}
+
+static ee_status direct_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
     conv_priv *p = nd->priv;
     const float *w = net->params + nd->p_off, *b = nd->BIAS ? w + wcount(nd) : NULL;
     uint64_t tag = net->params_version;
     float *y = nd->y;
     const float *res = NULL;
-    if (nd->fuse_bn >= 0) {
+    const float *z = zeros(ctx, p, nd);
+    if (!z) return EE_ERR_NOMEM;
+    if (!train && nd->fuse_bn >= 0) {
         ee_status s = fold_bn(ctx, net, nd, 0);
         tag = p->fold_gen | (1ull << 63);
         if (!s && (!p->dpack || p->dpack_tag != tag)) s = fold_bn(ctx, net, nd, 1);
@@ -356,13 +369,43 @@ static ee_status direct_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
         p->dpack_tag = tag;
         if (w == p->fw) { free(p->fw); p->fw = NULL; }
     }
-    if (!b) {
-        if (!p->dbias && !(p->dbias = calloc(nd->COUT, sizeof(float)))) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
-        b = p->dbias;
+    ee_dconv_forward(nd, n, ee_node_input(net, nd, 0), p->dpack, b ? b : z, res, y,
+                     !train && nd->fuse_relu >= 0 && nd->fuse_bn >= 0, z);
+    return EE_OK;
+}
+
+/* Backward-data of a stride-1 conv is a stride-1 conv of dy with the weights transposed (in <-> out) and flipped,
+ * padded k-1-pad: the direct kernel runs it on a node with the shapes swapped, adding into dx when it
+ * accumulates (the residual operand is dx itself). */
+static int direct_bwd_data_fits(const ee_node *nd) {
+    return nd->STRIDE == 1 && nd->PAD <= nd->K - 1 && nd->ins.c % 16 == 0;
+}
+static ee_status direct_backward_data(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, float *dx, int acc) {
+    conv_priv *p = nd->priv;
+    ee_node t = *nd; /* the transposed conv: dy (cout channels) -> dx (cin channels) */
+    t.ins = nd->out;
+    t.out = nd->ins;
+    t.COUT = nd->ins.c;
+    t.PAD = nd->K - 1 - nd->PAD;
+    t.BIAS = 0;
+    const float *z = zeros(ctx, p, nd);
+    if (!z) return EE_ERR_NOMEM;
+    if (!p->tpack || p->tpack_ver != net->params_version) {
+        size_t nw = wcount(nd);
+        if (!p->tpack && !(p->tpack = ee_alloc(nw * sizeof(float)))) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+        if (!p->tw && !(p->tw = malloc(nw * sizeof(float)))) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+        const float *w = net->params + nd->p_off;
+        int k = nd->K, ci = nd->ins.c, co = nd->COUT;
+        for (int o = 0; o < co; o++)
+            for (int i = 0; i < ci; i++)
+                for (int kh = 0; kh < k; kh++)
+                    for (int kw = 0; kw < k; kw++)
+                        p->tw[(((size_t)i * co + o) * k + (k - 1 - kh)) * k + (k - 1 - kw)] =
+                            w[(((size_t)o * ci + i) * k + kh) * k + kw];
+        ee_dconv_pack(&t, p->tw, p->tpack);
+        p->tpack_ver = net->params_version;
     }
-    if (!p->dzero && !(p->dzero = calloc(nd->ins.c, sizeof(float)))) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
-    ee_dconv_forward(nd, n, ee_node_input(net, nd, 0), p->dpack, b, res, y, nd->fuse_relu >= 0 && nd->fuse_bn >= 0,
-                     p->dzero);
+    ee_dconv_forward(&t, n, nd->dy, p->tpack, z, acc ? dx : NULL, dx, 0, z);
     return EE_OK;
 }
 
@@ -381,9 +424,9 @@ static int use_direct(ee_ctx *ctx, ee_node *nd) {
 /* Inference runs a batch as power-of-two chunks (100 = 64 + 32 + 4), so that the shrinking batches of early
  * exits reuse at most eight cached primitives per layer instead of creating one per size. */
 static ee_status conv_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
-    if (train) return conv_run(ctx, net, nd, n, 1, 0);
     if (!nd->priv && !new_priv(ctx, nd)) return EE_ERR_NOMEM;
-    if (use_direct(ctx, nd)) return direct_forward(ctx, net, nd, n);
+    if (train) return use_direct(ctx, nd) ? direct_forward(ctx, net, nd, n, 1) : conv_run(ctx, net, nd, n, 1, 0);
+    if (use_direct(ctx, nd)) return direct_forward(ctx, net, nd, n, 0);
     size_t off = 0;
     for (int chunk = 1 << 30; n > 0; chunk >>= 1)
         if (n >= chunk) {
@@ -404,7 +447,9 @@ static ee_status conv_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     dnnl_memory_set_data_handle(c->ddst, nd->dy);
     int acc = 0;
     float *dx = ee_node_input_grad(net, nd, 0, &acc);
-    if (dx) {
+    if (dx && use_direct(ctx, nd) && direct_bwd_data_fits(nd)) {
+        if ((s = direct_backward_data(ctx, net, nd, n, dx, acc))) return s;
+    } else if (dx) {
         dnnl_memory_set_data_handle(c->w_user, w);
         if (c->reo_d && c->ver_d != net->params_version) {
             if ((s = reorder(ctx, d, c->reo_d, c->w_user, c->w_d))) return s;

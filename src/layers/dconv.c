@@ -1,5 +1,6 @@
-/* dconv.c: a direct NHWC convolution for inference on AVX2 + FMA machines, with the folded BN bias, the residual
- * add and the ReLU applied as the outputs are stored.
+/* dconv.c: a direct NHWC convolution for AVX2 + FMA machines, with the folded BN bias, the residual add and the
+ * ReLU applied as the outputs are stored. conv.c runs inference, the training forward and the backward-data of
+ * stride-1 convs (a transposed conv) through it; weight gradients stay on oneDNN.
  *
  * Why it exists: oneDNN 2.6 has no brgconv kernels without AVX-512. On an AVX2-only CPU (measured on a 2-core
  * AMD EPYC) its jit:avx2 convolutions on NHWC activations ran ResNet-56 at 0.65x (batch 1) and 0.76x (batch 128)
