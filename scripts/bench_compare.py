@@ -13,7 +13,7 @@
   ONNX Runtime running the same backbone without ICs.
 - Peak RSS of ResNet-56 inference and training, eenn beside PyTorch, each measured in its own process.
 
-Run: /usr/bin/python3 scripts/bench_compare.py [--seconds S] [--exits SDN.eenn] [--json FILE]
+Run: /usr/bin/python3 scripts/bench_compare.py [--seconds S] [--rounds R] [--exits SDN.eenn] [--json FILE]
 """
 import argparse, json, os, subprocess, sys, tempfile, time
 
@@ -163,6 +163,8 @@ def main():
     ap.add_argument("--json", default=None, help="also write every number to this file")
     ap.add_argument("--cases", default=None, help="comma-separated arch:CxHxW subset")
     ap.add_argument("--exits-n", type=int, default=10000, help="test images for the early-exit measurement")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="dense inference: eenn and ONNX Runtime alternate this many times, best of each kept")
     a = ap.parse_args()
     secs = a.seconds
     ensure_ort()
@@ -192,6 +194,15 @@ def main():
         progress(f"export {arch} {shape} to ONNX")
         export_onnx(model, shape, onnx)
         ort = ort_best(onnx, shape, secs)
+        for r in range(1, a.rounds):  # noisy machines: eenn and ONNX Runtime alternate, the best of each is kept
+            progress(f"round {r + 1}/{a.rounds}: eenn {arch} {shape} inference and ONNX Runtime again")
+            again = eenn_bench(a.eenn, arch, shape, 2, secs, extra=("--no-train",))
+            for k, v in again.items():
+                if v["img_per_s"] > e2[k]["img_per_s"]:
+                    e2[k] = v
+            for b, v in ort_best(onnx, shape, secs).items():
+                if v[0] > ort[b][0]:
+                    ort[b] = v
         for mode, batch in (("infer", 1), ("infer", 128), ("train", 128)):
             best = (0, 0)
             for t in (1, 2):
@@ -239,6 +250,8 @@ def main():
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)
     print(f"CPU: {res['cpu']}; eenn's inference convolutions: {res['conv_kernel']}")
+    if a.rounds > 1:
+        print(f"Dense inference: best of {a.rounds} alternating rounds of eenn and ONNX Runtime")
     print(f"GEMM ceiling (oneDNN sgemm, fp32): {ceiling[1]:.0f} GFLOP/s on 1 thread, {ceiling[2]:.0f} on 2\n")
     print("| net | input | mode | batch | eenn img/s | GFLOP/s | % of GEMM ceiling | PyTorch img/s (threads) | "
           "ONNX Runtime img/s (threads) | eenn / PyTorch | eenn / ONNX Runtime |")
