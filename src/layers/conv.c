@@ -30,7 +30,7 @@ typedef struct {
     float *tpack, *tw;     /* its backward-data: transposed, flipped weights, packed (and their OIHW staging) */
     uint64_t tpack_ver;
     uint64_t dpack_tag;    /* what dpack was packed from: a fold generation (bit 63 set) or a params version */
-    int direct;            /* inference kernel: -1 not chosen yet, 0 oneDNN, 1 direct */
+    int direct;            /* forward and backward-data kernel: -1 not chosen yet, 0 oneDNN, 1 direct */
 } conv_priv;
 
 #define COUT a[0]
@@ -332,9 +332,6 @@ static ee_status conv_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int trai
     return EE_OK;
 }
 
-/* Inference with the direct kernel: the weights (BN folded in when a BN is fused) packed once per change, the
- * output written into the last fused node, the residual read from the shortcut (or from that output itself when
- * the sum is written in place). */
 /* zeros for the direct kernel: the bias of a conv without one, and the input row that padding taps read; as
  * many as the larger channel count, since backward-data runs the kernel with the channels swapped */
 static const float *zeros(ee_ctx *ctx, conv_priv *p, const ee_node *nd) {
@@ -343,6 +340,9 @@ static const float *zeros(ee_ctx *ctx, conv_priv *p, const ee_node *nd) {
     return p->dzero;
 }
 
+/* A forward pass through the direct kernel: the weights packed once per change. In inference the BN is folded in,
+ * the output goes into the last fused node and the residual is read from the shortcut (or from that output itself
+ * when the sum is written in place); training runs the conv alone. */
 static ee_status direct_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
     conv_priv *p = nd->priv;
     const float *w = net->params + nd->p_off, *b = nd->BIAS ? w + wcount(nd) : NULL;
@@ -409,8 +409,8 @@ static ee_status direct_backward_data(ee_ctx *ctx, ee_net *net, ee_node *nd, int
     return EE_OK;
 }
 
-/* The inference kernel, chosen once per node: oneDNN where it has its AVX-512 brgconv kernels, the direct AVX2
- * kernel elsewhere (measured in dconv.c's header), unless the context forces one. */
+/* The kernel, chosen once per node: oneDNN where it has its AVX-512 brgconv kernels, the direct AVX2 kernel
+ * elsewhere (measured: dconv.c's header), unless the context forces one. Weight gradients are always oneDNN's. */
 static int use_direct(ee_ctx *ctx, ee_node *nd) {
     conv_priv *p = nd->priv;
     if (p->direct < 0) {
