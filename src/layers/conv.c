@@ -292,6 +292,22 @@ static ee_status fold_bn(ee_ctx *ctx, ee_net *net, ee_node *nd, int need_w) {
     return EE_OK;
 }
 
+/* Inference with a fused BN: the folded bias, and the folded weights too unless the kernel's own copy of them
+ * (reordered or packed; has_copy) already carries the current tag (`have`); the output goes into the last fused
+ * node. *tag: what the folded values are tagged with. */
+static ee_status folded(ee_ctx *ctx, ee_net *net, ee_node *nd, int has_copy, uint64_t have, float **w, float **b,
+                        float **y, uint64_t *tag) {
+    conv_priv *p = nd->priv;
+    ee_status s = fold_bn(ctx, net, nd, 0); /* bias current; the weights only if the copy needs them */
+    *tag = p->fold_gen | (1ull << 63);
+    if (!s && (!has_copy || have != *tag)) s = fold_bn(ctx, net, nd, 1);
+    if (s) return s;
+    *w = p->fw;
+    *b = p->fb;
+    *y = net->nodes[nd->fuse_relu >= 0 ? nd->fuse_relu : nd->fuse_add >= 0 ? nd->fuse_add : nd->fuse_bn].y;
+    return EE_OK;
+}
+
 static ee_status conv_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train, size_t off) {
     conv_prim *c = get_prim(ctx, net, nd, n, train);
     if (!c) return EE_ERR_BACKEND;
@@ -300,13 +316,8 @@ static ee_status conv_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int trai
     uint64_t want = net->params_version;
     conv_priv *p = nd->priv;
     if (!train && nd->fuse_bn >= 0) { /* inference: folded BN, output straight into the last fused node */
-        ee_status s = fold_bn(ctx, net, nd, 0); /* bias current; the weights only if a reorder needs them */
-        want = p->fold_gen | (1ull << 63);
-        if (!s && (!c->reo_f || c->ver_f != want)) s = fold_bn(ctx, net, nd, 1);
+        ee_status s = folded(ctx, net, nd, c->reo_f != NULL, c->ver_f, &w, &b, &y, &want);
         if (s) return s;
-        w = p->fw;
-        b = p->fb;
-        y = net->nodes[nd->fuse_relu >= 0 ? nd->fuse_relu : nd->fuse_add >= 0 ? nd->fuse_add : nd->fuse_bn].y;
     }
     int nargs = nd->BIAS || (!train && nd->fuse_bn >= 0) ? 4 : 3;
     dnnl_exec_arg_t a[6] = {{DNNL_ARG_SRC, c->src}, {DNNL_ARG_WEIGHTS, c->w_f}, {DNNL_ARG_DST, c->dst},
@@ -345,20 +356,15 @@ static const float *zeros(ee_ctx *ctx, conv_priv *p, const ee_node *nd) {
  * when the sum is written in place); training runs the conv alone. */
 static ee_status direct_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
     conv_priv *p = nd->priv;
-    const float *w = net->params + nd->p_off, *b = nd->BIAS ? w + wcount(nd) : NULL;
+    float *w = net->params + nd->p_off, *b = nd->BIAS ? w + wcount(nd) : NULL;
     uint64_t tag = net->params_version;
     float *y = nd->y;
     const float *res = NULL;
     const float *z = zeros(ctx, p, nd);
     if (!z) return EE_ERR_NOMEM;
     if (!train && nd->fuse_bn >= 0) {
-        ee_status s = fold_bn(ctx, net, nd, 0);
-        tag = p->fold_gen | (1ull << 63);
-        if (!s && (!p->dpack || p->dpack_tag != tag)) s = fold_bn(ctx, net, nd, 1);
+        ee_status s = folded(ctx, net, nd, p->dpack != NULL, p->dpack_tag, &w, &b, &y, &tag);
         if (s) return s;
-        w = p->fw;
-        b = p->fb;
-        y = net->nodes[nd->fuse_relu >= 0 ? nd->fuse_relu : nd->fuse_add >= 0 ? nd->fuse_add : nd->fuse_bn].y;
         if (nd->fuse_add >= 0)
             res = nd->add_inplace ? y : ee_node_input(net, &net->nodes[nd->fuse_add], nd->add_other);
     }
