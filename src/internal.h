@@ -116,7 +116,7 @@ typedef struct {
 } ee_layer_ops;
 extern const ee_layer_ops *const ee_layers[EE_KIND_COUNT];
 
-/* the direct AVX2 inference convolution (layers/dconv.c) */
+/* the direct AVX2 convolution (layers/dconv.c): inference, training forward, stride-1 backward-data */
 int ee_dconv_available(void);  /* built for and running on an AVX2 + FMA CPU */
 int ee_dconv_preferred(void);  /* available, and oneDNN has no AVX-512 kernels here */
 int ee_dconv_fits(const ee_node *nd);
