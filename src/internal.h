@@ -116,7 +116,8 @@ typedef struct {
 } ee_layer_ops;
 extern const ee_layer_ops *const ee_layers[EE_KIND_COUNT];
 
-/* the direct AVX2 convolution (layers/dconv.c): inference, training forward, stride-1 backward-data */
+/* the direct AVX2 convolution (layers/dconv.c): inference, training forward, stride-1 backward-data, weight
+ * gradients */
 int ee_dconv_available(void);  /* built for and running on an AVX2 + FMA CPU */
 int ee_dconv_preferred(void);  /* available, and oneDNN has no AVX-512 kernels here */
 int ee_dconv_fits(const ee_node *nd);
@@ -124,6 +125,8 @@ size_t ee_dconv_packed_len(const ee_node *nd);
 void ee_dconv_pack(const ee_node *nd, const float *w_oihw, float *packed);
 void ee_dconv_forward(const ee_node *nd, int n, const float *x, const float *packed, const float *bias,
                       const float *res, float *y, int relu, const float *zero);
+void ee_dconv_backward_weights(const ee_node *nd, int n, const float *x, const float *dy, float *dw_oihw, float *db,
+                               float *buf);
 
 /* helpers */
 static inline size_t ee_shape_size(ee_shape s) { return (size_t)s.c * s.h * s.w; }

@@ -183,6 +183,49 @@ static void fused_block_kernels(int C, int H, int O, int s) {
     free(out[0]); free(out[1]);
 }
 
+
+/* Training gradients of every parameter, direct kernel against oneDNN on the same weights and a bigger batch
+ * than the gradchecks (several row chunks and samples per weight tile); and the direct kernel's gradients
+ * bit-identical with 1 and 2 threads (no BN here: its statistics are summed per thread). */
+static void train_grads_kernels(int C, int H, int O, int k, int s, int pad, int bias, int n) {
+    char text[512];
+    snprintf(text, sizeof text, "input c=%d h=%d w=%d\nconv out=%d k=%d stride=%d pad=%d bias=%d\nrelu\n"
+             "conv out=16 k=3 pad=1 bias=0\nrelu\ngap\nlinear out=3\n", C, H, H, O, k, s, pad, bias);
+    float *gr[3] = {NULL, NULL, NULL};
+    size_t np = 0;
+    for (int v = 0; v < 3; v++) {
+        ee_ctx *ctx = ee_ctx_new();
+        ee_ctx_set_conv_kernel(ctx, v ? EE_CONV_DIRECT : EE_CONV_ONEDNN);
+        if (v == 2) ee_ctx_set_threads(ctx, 1);
+        ee_net *net = NULL;
+        CHECK_OK(ctx, ee_net_from_text(ctx, text, "wgrad", &net));
+        if (!net) { ee_ctx_free(ctx); return; }
+        ee_net_init(ctx, net);
+        np = ee_net_num_params(net);
+        size_t nin = (size_t)n * C * H * H;
+        float *x = malloc(nin * 4);
+        uint8_t *y = malloc(n);
+        for (size_t i = 0; i < nin; i++) x[i] = ee_rng_normal(ctx);
+        for (int i = 0; i < n; i++) y[i] = (uint8_t)(i % 3);
+        CHECK_OK(ctx, ee_net_prepare(ctx, net, n, 1));
+        CHECK_OK(ctx, ee_net_forward(ctx, net, x, n, 1));
+        ee_net_zero_seeds(net);
+        CHECK_OK(ctx, ee_net_loss(ctx, net, ee_net_num_heads(net) - 1, y, n, 1.0f, NULL, NULL));
+        CHECK_OK(ctx, ee_net_backward(ctx, net, n));
+        gr[v] = malloc(np * 4);
+        memcpy(gr[v], ee_net_grads(net), np * 4);
+        free(x); free(y);
+        ee_net_free(net);
+        ee_ctx_free(ctx);
+    }
+    double e = tl_close(gr[1], gr[0], np, 1e-4, 2e-3, NULL);
+    CHECK(e <= 1, "training gradients, conv %d->%d k%d s%d p%d bias%d at %d, batch %d: direct differs from oneDNN "
+          "(%.3g)", C, O, k, s, pad, bias, H, n, e);
+    CHECK(memcmp(gr[1], gr[2], np * 4) == 0, "training gradients, conv %d->%d k%d s%d at %d: the direct kernel "
+              "differs between 1 and 2 threads", C, O, k, s, H);
+    free(gr[0]); free(gr[1]); free(gr[2]);
+}
+
 int main(void) {
     const char *head = "gap\nlinear out=3\n";
     char t[1024];
@@ -240,5 +283,11 @@ int main(void) {
     fused_block_kernels(16, 9, 16, 1);
     fused_block_kernels(8, 10, 32, 2);
     fused_block_kernels(32, 4, 64, 1);
+    train_grads_kernels(3, 32, 16, 3, 1, 1, 1, 8);   /* a stem: 3 input channels, bias */
+    train_grads_kernels(16, 16, 32, 3, 2, 1, 0, 12); /* stride 2 */
+    train_grads_kernels(13, 9, 16, 3, 1, 1, 1, 7);   /* input channels in groups of 6, 6 and 1 */
+    train_grads_kernels(16, 8, 48, 1, 2, 0, 0, 9);   /* a 1x1 shortcut */
+    train_grads_kernels(8, 11, 16, 5, 1, 2, 1, 5);   /* 5x5 */
+    train_grads_kernels(1, 28, 16, 3, 1, 1, 0, 4);   /* Fashion-MNIST's stem */
     return tl_summary("test_grad");
 }

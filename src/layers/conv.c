@@ -28,6 +28,7 @@ typedef struct {
     uint64_t fold_ver, fold_state;
     float *dpack, *dzero;  /* the direct kernel (dconv.c): packed weights; zeros (bias, padding taps) */
     float *tpack, *tw;     /* its backward-data: transposed, flipped weights, packed (and their OIHW staging) */
+    float *wbuf;           /* its weight gradient's scratch */
     uint64_t tpack_ver;
     uint64_t dpack_tag;    /* what dpack was packed from: a fold generation (bit 63 set) or a params version */
     int direct;            /* forward and backward-data kernel: -1 not chosen yet, 0 oneDNN, 1 direct */
@@ -87,6 +88,7 @@ static void conv_release(ee_node *nd) {
     free(p->dzero);
     ee_free(p->tpack);
     free(p->tw);
+    ee_free(p->wbuf);
     for (int i = 0; i < p->nc; i++) {
         conv_prim *c = &p->c[i];
         dnnl_primitive_t prims[] = {c->fwd, c->bwd_d, c->bwd_w, c->reo_f, c->reo_d, c->reo_dw};
@@ -416,7 +418,7 @@ static ee_status direct_backward_data(ee_ctx *ctx, ee_net *net, ee_node *nd, int
 }
 
 /* The kernel, chosen once per node: oneDNN where it has its AVX-512 brgconv kernels, the direct AVX2 kernel
- * elsewhere (measured: dconv.c's header), unless the context forces one. Weight gradients are always oneDNN's. */
+ * elsewhere (measured: dconv.c's header), unless the context forces one. */
 static int use_direct(ee_ctx *ctx, ee_node *nd) {
     conv_priv *p = nd->priv;
     if (p->direct < 0) {
@@ -472,6 +474,14 @@ static ee_status conv_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
 #pragma omp parallel for schedule(static)
             for (size_t i = 0; i < len; i++) dx[i] += target[i];
         }
+    }
+    if (use_direct(ctx, nd)) {
+        conv_priv *p = nd->priv;
+        if (!p->wbuf && !(p->wbuf = ee_alloc(ee_dconv_packed_len(nd) * sizeof(float))))
+            return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+        ee_dconv_backward_weights(nd, n, ee_node_input(net, nd, 0), nd->dy, g, nd->BIAS ? g + wcount(nd) : NULL,
+                                  p->wbuf);
+        return EE_OK;
     }
     dnnl_memory_set_data_handle(c->bsrc, (void *)ee_node_input(net, nd, 0));
     dnnl_memory_set_data_handle(c->dw_user, g);
