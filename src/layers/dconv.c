@@ -96,6 +96,9 @@ static inline __attribute__((always_inline)) void row_kernel(const geom *g, cons
                 src[p] = iw >= 0 && iw < g->w ? xr + (size_t)iw * cin : zero;
             }
             const float *wp = wr + (size_t)kw * cin * cb;
+            /* unrolled twice: 24 instructions per input channel otherwise leave the front end, not the FMA units,
+             * the limit (measured +6-11% at batch 1 with 1 thread, ResNet-56 and VGG-16-BN) */
+#pragma GCC unroll 2
             for (int ci = 0; ci < cin; ci++) {
                 __m256 wv[4];
                 for (int v = 0; v < nv; v++) {
