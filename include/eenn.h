@@ -40,8 +40,8 @@ const char *ee_ctx_error(const ee_ctx *ctx); /* message of the last failure, "" 
 void ee_ctx_set_threads(ee_ctx *ctx, int threads); /* 0: all cores */
 int ee_ctx_threads(const ee_ctx *ctx);
 /* The convolution kernel. AUTO: oneDNN on CPUs with AVX-512 (its brgconv kernels), eenn's direct AVX2 kernel on
- * AVX2-only CPUs, where it measured faster: for inference, the training forward and the backward-data of stride-1
- * convs (weight gradients stay on oneDNN). ONEDNN or DIRECT force one (DIRECT applies to ungrouped convs with a
+ * AVX2-only CPUs, where it measured faster: for inference, the training forward, the backward-data of stride-1
+ * convs and the weight gradients. ONEDNN or DIRECT force one (DIRECT applies to ungrouped convs with a
  * multiple of 16 output channels on an AVX2 CPU; others use oneDNN). Set it before a network's first pass: each
  * conv keeps the kernel it chose then. */
 typedef enum { EE_CONV_AUTO = 0, EE_CONV_ONEDNN, EE_CONV_DIRECT } ee_conv_kernel;

@@ -231,7 +231,8 @@ ee_status ee_gradcam(ee_ctx *ctx, ee_net *net, const float *x, int head, int cls
     memset(hd->dy, 0, K * sizeof(float));
     hd->dy[cls] = 1;
     hd->seeded = 1;
-    if ((s = ee_net_backward(ctx, net, 1))) goto done;
+    /* up to the node: its dy is then complete, and still in place (gradients share buffers in a backward) */
+    if ((s = ee_net_backward_until(ctx, net, 1, node))) goto done;
     const ee_node *t = &net->nodes[node];
     int h = t->out.h, w = t->out.w, c = t->out.c;
     float *map = calloc((size_t)h * w, sizeof(float)), *alpha = calloc(c, sizeof(float));

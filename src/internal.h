@@ -90,9 +90,13 @@ struct ee_net {
     int want_dx, dx_seeded;
     int any_frozen;
     float *pool[EE_MAX_NODES]; /* inference-only nets: activation buffers shared by nodes whose lifetimes do not
-                                * overlap (npool of them); training nets give every node its own y and dy */
+                                * overlap (npool of them); training nets give every node its own y */
     size_t pool_len[EE_MAX_NODES]; /* floats in each */
     int npool;
+    float *dpool[EE_MAX_NODES]; /* training nets: the gradients dy, shared by nodes whose backward lifetimes do not
+                                 * overlap (ndpool of them) */
+    size_t dpool_len[EE_MAX_NODES];
+    int ndpool;
     int fusion_off;       /* inference fusion switched off (Grad-CAM) */
     float *scratch;       /* max activation size x max_batch, for gradient accumulation */
     size_t scratch_len;
@@ -115,6 +119,9 @@ typedef struct {
     void (*release)(ee_node *nd);
 } ee_layer_ops;
 extern const ee_layer_ops *const ee_layers[EE_KIND_COUNT];
+
+/* ee_net_backward over the nodes after `stop` only: their gradients, and stop's dy complete (net.c) */
+ee_status ee_net_backward_until(ee_ctx *ctx, ee_net *net, int n, int stop);
 
 /* the direct AVX2 convolution (layers/dconv.c): inference, training forward, stride-1 backward-data, weight
  * gradients */

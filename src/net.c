@@ -29,11 +29,12 @@ float *ee_node_input_grad(ee_net *net, ee_node *nd, int i, int *accumulate) {
 static void free_buffers(ee_net *net) {
     for (int i = 0; i < net->nnodes; i++) {
         if (!net->npool) ee_free(net->nodes[i].y);
-        ee_free(net->nodes[i].dy);
         net->nodes[i].y = net->nodes[i].dy = NULL;
     }
     for (int b = 0; b < net->npool; b++) { ee_free(net->pool[b]); net->pool[b] = NULL; }
     net->npool = 0;
+    for (int b = 0; b < net->ndpool; b++) { ee_free(net->dpool[b]); net->dpool[b] = NULL; }
+    net->ndpool = 0;
     ee_free(net->x); ee_free(net->dx); ee_free(net->scratch);
     net->x = net->dx = net->scratch = NULL;
 }
@@ -282,11 +283,58 @@ static void plan_lifetimes(ee_net *net) {
     }
 }
 
-/* Training nets: every node its own activation and gradient. Inference-only nets: activations share buffers
+/* Training nets: every node its own activation; gradients by lifetime (plan_gradients). Inference-only nets: activations share buffers
  * whenever their lifetimes do not overlap (greedy, in execution order, best fit), so ResNet-56 at batch 128
  * holds a handful of activations instead of one per node. A buffer is freed only after the step that last
  * reads it, so no node writes over its own input. Stopping after any node and going on later (forward_range,
  * compaction) is safe: what a later node reads was written before and is not reused until that node ran. */
+
+/* Training nets: the gradients dy share buffers by their lifetimes in the backward pass, which runs the nodes
+ * in reverse. A head's dy lives from the loss that seeds it; any other node's from the backward of its last
+ * consumer, which writes it first, to its own backward, which reads it last. A node's input gradients are
+ * placed before its own dy is released, so no backward writes over the dy it reads. ResNet-56 at batch 128:
+ * a few buffers instead of one per node (half of the training activations). What reads a dy after the whole
+ * backward has to stop the backward early instead (ee_net_backward_until). */
+static int plan_gradients(ee_net *net, int max_batch) {
+    size_t cap[EE_MAX_NODES];
+    int owner[EE_MAX_NODES], buf_of[EE_MAX_NODES], nb = 0, placed[EE_MAX_NODES];
+    for (int i = 0; i < net->nnodes; i++) placed[i] = 0;
+    /* step nnodes: the loss seeds the heads; step i < nnodes: node i's backward writes its inputs' dy */
+    for (int step = net->nnodes; step >= 0; step--) {
+        for (int t = 0; t < net->nnodes; t++) {
+            int now = 0;
+            if (step == net->nnodes) {
+                for (int h = 0; h < net->nheads; h++) now |= net->heads[h] == t;
+            } else if (!placed[t] && t != step) {
+                const ee_node *c = &net->nodes[step];
+                for (int k = 0; k < c->nin; k++) now |= c->in[k] == t;
+            }
+            if (!now || placed[t]) continue;
+            size_t need = ee_shape_size(net->nodes[t].out) * max_batch, best_cap = 0;
+            int best = -1;
+            for (int b = 0; b < nb; b++) { /* the best fit among free buffers, else the largest */
+                if (owner[b] >= 0) continue;
+                int fits = cap[b] >= need, best_fits = best >= 0 && best_cap >= need;
+                if (best < 0 || (fits && (!best_fits || cap[b] < best_cap)) || (!fits && !best_fits && cap[b] > best_cap))
+                    best = b, best_cap = cap[b];
+            }
+            if (best < 0) { best = nb++; cap[best] = 0; }
+            if (cap[best] < need) cap[best] = need;
+            owner[best] = t;
+            buf_of[t] = best;
+            placed[t] = 1;
+        }
+        if (step < net->nnodes && placed[step]) owner[buf_of[step]] = -1; /* node `step` has read its dy */
+    }
+    net->ndpool = nb;
+    for (int b = 0; b < nb; b++) {
+        net->dpool_len[b] = cap[b];
+        if (!(net->dpool[b] = ee_alloc(cap[b] * sizeof(float)))) return 0;
+    }
+    for (int i = 0; i < net->nnodes; i++) net->nodes[i].dy = placed[i] ? net->dpool[buf_of[i]] : NULL;
+    return 1;
+}
+
 static ee_status alloc_buffers(ee_ctx *ctx, ee_net *net, int max_batch, int training) {
     free_buffers(net);
     for (int i = 0; i < net->nnodes; i++) net->nodes[i].add_inplace = 0;
@@ -299,9 +347,9 @@ static ee_status alloc_buffers(ee_ctx *ctx, ee_net *net, int max_batch, int trai
         ok = ee_net_grads(net) != NULL;
         for (int i = 0; i < net->nnodes && ok; i++) {
             ee_node *nd = &net->nodes[i];
-            size_t sz = ee_shape_size(nd->out) * max_batch * sizeof(float);
-            ok = (nd->y = ee_alloc(sz)) && (nd->dy = ee_alloc(sz));
+            ok = (nd->y = ee_alloc(ee_shape_size(nd->out) * max_batch * sizeof(float))) != NULL;
         }
+        if (ok) ok = plan_gradients(net, max_batch);
         if (ok) {
             net->scratch_len = mx * max_batch;
             ok = (net->scratch = ee_alloc(net->scratch_len * sizeof(float))) &&
@@ -459,9 +507,11 @@ size_t ee_net_activation_bytes(const ee_net *net) {
     if (!net->max_batch) return 0;
     size_t n = ee_shape_size(net->in), b = net->max_batch;
     if (net->training) {
-        for (int i = 0; i < net->nnodes; i++) n += 2 * ee_shape_size(net->nodes[i].out);
+        for (int i = 0; i < net->nnodes; i++) n += ee_shape_size(net->nodes[i].out);
         n += net->scratch_len / b + ee_shape_size(net->in);
-        return n * b * sizeof(float);
+        n *= b;
+        for (int k = 0; k < net->ndpool; k++) n += net->dpool_len[k];
+        return n * sizeof(float);
     }
     n *= b;
     for (int k = 0; k < net->npool; k++) n += net->pool_len[k];
@@ -512,11 +562,13 @@ ee_status ee_net_loss(ee_ctx *ctx, ee_net *net, int head, const uint8_t *labels,
 void ee_net_want_input_grad(ee_net *net, int on) { net->want_dx = on; }
 const float *ee_net_input_grad(const ee_net *net) { return net->want_dx && net->dx_seeded ? net->dx : NULL; }
 
-ee_status ee_net_backward(ee_ctx *ctx, ee_net *net, int n) {
+ee_status ee_net_backward(ee_ctx *ctx, ee_net *net, int n) { return ee_net_backward_until(ctx, net, n, -1); }
+
+ee_status ee_net_backward_until(ee_ctx *ctx, ee_net *net, int n, int stop) {
     if (!net->training) return ee_fail(ctx, EE_ERR_ARG, "network not prepared for training");
     ee_threads_apply(ctx);
     memset(net->grads, 0, net->nparams * sizeof(float));
-    for (int i = net->nnodes - 1; i >= 0; i--) {
+    for (int i = net->nnodes - 1; i > stop; i--) {
         ee_node *nd = &net->nodes[i];
         if (!nd->seeded || nd->frozen) continue; /* no gradient reaches this node, or it is frozen */
         ee_status s = ee_layers[nd->kind]->backward(ctx, net, nd, n);
