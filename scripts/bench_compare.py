@@ -237,11 +237,14 @@ def main():
 
     progress("peak RSS: ResNet-56 3x32x32, each run in its own process")
     model = os.path.join(tmp, "resnet56-3x32x32.eenn")
+    if not os.path.exists(model):  # not among the cases: write the same randomly initialised net for PyTorch
+        run([a.eenn, "bench", "--arch", "resnet56", "--input", "3x32x32", "--save-model", model, "--seconds", "0.1",
+             "--batch", "1", "--no-train", "--json"])
     for mode, batch, extra in (("infer", 1, ["--batch", "1", "--no-train"]), ("infer", 128, ["--batch", "128", "--no-train"]),
                                ("train", 128, ["--train-only"])):
         out, rss = run_rss([a.eenn, "bench", "--arch", "resnet56", "--input", "3x32x32", "--seconds", "1", "--json", *extra])
         r = [x for x in json.loads(out)["results"] if x["mode"] == mode][0]
-        _, trss = torch_time(model, "3x32x32", mode, batch, 2, 1) if os.path.exists(model) else (0, 0)
+        _, trss = torch_time(model, "3x32x32", mode, batch, 2, 1)
         res["memory"].append({"mode": mode, "batch": batch, "eenn_mb": r["peak_rss_mb"], "eenn_anon_mb": r["rss_anon_mb"],
                               "activation_mb": r["activation_mb"],
                               "bound_mb": 2 * (r["weights_mb"] + r["largest_pair_mb"]), "torch_mb": trss})
