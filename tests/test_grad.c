@@ -280,6 +280,8 @@ int main(void) {
     conv_oracle(16, 4, 64, 3, 1, 1, 1, 1); /* maps at most 4 wide: 32-channel blocks */
     conv_oracle(24, 3, 32, 3, 1, 1, 1, 0);
     conv_oracle(64, 4, 32, 3, 2, 1, 1, 1);
+    conv_oracle(32, 2, 64, 1, 1, 0, 1, 1); /* 1x1 stride 1: the batch's pixels as one row (12 = 6 + 6) */
+    conv_oracle(16, 7, 32, 1, 1, 0, 1, 0); /* 147 pixels: segments of 48, 48, 48 and 3 */
     fused_block_kernels(16, 9, 16, 1);
     fused_block_kernels(8, 10, 32, 2);
     fused_block_kernels(32, 4, 64, 1);
@@ -287,6 +289,7 @@ int main(void) {
     train_grads_kernels(16, 16, 32, 3, 2, 1, 0, 12); /* stride 2 */
     train_grads_kernels(13, 9, 16, 3, 1, 1, 1, 7);   /* input channels in groups of 6, 6 and 1 */
     train_grads_kernels(16, 8, 48, 1, 2, 0, 0, 9);   /* a 1x1 shortcut */
+    train_grads_kernels(32, 4, 32, 1, 1, 0, 1, 6);   /* pointwise (its backward-data is pointwise too) */
     train_grads_kernels(8, 11, 16, 5, 1, 2, 1, 5);   /* 5x5 */
     train_grads_kernels(1, 28, 16, 3, 1, 1, 0, 4);   /* Fashion-MNIST's stem */
     return tl_summary("test_grad");

@@ -55,7 +55,10 @@ int ee_dconv_fits(const ee_node *nd) {
 
 /* output channels per weight block: 16 (6 pixels x 2 vectors per step), or 32 on maps at most 4 wide (3 pixels x
  * 4 vectors), where rows are too short to fill 12 accumulators with pixels */
-static int block_of(const ee_node *nd) { return nd->out.w <= 4 && nd->a[0] % 32 == 0 ? 32 : 16; }
+static int pointwise(const ee_node *nd) { return nd->a[1] == 1 && nd->a[2] == 1 && nd->a[3] == 0; }
+static int block_of(const ee_node *nd) {
+    return !pointwise(nd) && nd->out.w <= 4 && nd->a[0] % 32 == 0 ? 32 : 16;
+}
 
 size_t ee_dconv_packed_len(const ee_node *nd) { return (size_t)nd->a[0] * nd->ins.c * nd->a[1] * nd->a[1]; }
 
@@ -280,6 +283,25 @@ void ee_dconv_forward(const ee_node *nd, int n, const float *x, const float *pac
     /* Deep layers with small maps have more weights than input: there every channel block's weights go once
      * through all samples (block outermost); elsewhere each sample's input goes once through all blocks. */
     const int blocks_outer = wblock * ncb > in_img;
+    if (pointwise(nd)) {
+        /* 1x1, stride 1, no padding: the pixels of the whole batch are one long row, cut into segments of 48
+         * (whole 6-pixel steps: 12 accumulators), instead of rows as short as 2 pixels (MobileNet's last maps) */
+        const size_t P = (size_t)n * g.h * g.w, SEG = 48;
+        const long nseg = (long)((P + SEG - 1) / SEG);
+        const int cb_outer = wblock * ncb > SEG * g.cin;
+#pragma omp parallel for collapse(2) schedule(dynamic, 4)
+        for (long a = 0; a < (cb_outer ? ncb : nseg); a++)
+            for (long c = 0; c < (cb_outer ? nseg : ncb); c++) {
+                long b = cb_outer ? a : c, sg = cb_outer ? c : a;
+                size_t p0 = (size_t)sg * SEG, len = P - p0 < SEG ? P - p0 : SEG;
+                geom g1 = g;
+                g1.h = g1.oh = 1;
+                g1.w = g1.ow = (int)len;
+                row(&g1, x + p0 * g.cin, packed + (size_t)b * wblock, 0, cb, zero, bias + b * cb,
+                    res ? res + p0 * g.cout + b * cb : NULL, y + p0 * g.cout + b * cb, relu);
+            }
+        return;
+    }
     /* dynamic: on a shared machine one core is often slowed, and static halves made the other wait (a third of
      * the time in libgomp's barrier at batch 128); every work item computes whole outputs, so the result does not
      * depend on the schedule */
