@@ -747,6 +747,7 @@ static const char *bench_help =
     "Default: resnet56 and vgg16bn at 3x32x32 and resnet56 at 1x28x28; inference at batch 1 and 128,\n"
     "training at batch 128.\n"
     "  --arch NAME      one architecture only      --input CxHxW   its input shape\n"
+    "  --arch-file FILE a custom architecture in eenn's text format (docs/format.md), at its own input shape\n"
     "  --batch N        inference batch size only  --no-train      skip training\n"
     "  --train-only     training only (its batch stays 128)\n"
     "  --seconds X      time per measurement (default 3)\n"
@@ -915,13 +916,14 @@ static int bench_exits(const char *model, double q, int nimg, int threads, int j
 }
 
 static int cmd_bench(args *a) {
-    const char *arch = NULL, *exits_model = NULL, *save = NULL;
+    const char *arch = NULL, *exits_model = NULL, *save = NULL, *arch_file = NULL;
     int c = 3, h = 32, w = 32, batch = 0, train = 1, json = 0, threads = 0, have_input = 0, nimg = 2000, gemm = 0;
     long seed = 1221;
     double secs = 3, q = -1;
     for (a->i = 2; a->i < a->argc; a->i++) {
         if (is_opt(a, "--help") || is_opt(a, "-h")) { fputs(bench_help, stdout); return 0; }
         else if (is_opt(a, "--arch")) arch = val(a);
+        else if (is_opt(a, "--arch-file")) arch_file = val(a);
         else if (is_opt(a, "--input")) { parse_shape("bench", val(a), &c, &h, &w); have_input = 1; }
         else if (is_opt(a, "--batch")) batch = (int)ival(a, 1, 4096);
         else if (is_opt(a, "--no-train")) train = 0;
@@ -945,7 +947,9 @@ static int cmd_bench(args *a) {
         else die("bench: unknown option '%s' (see eenn bench --help)", a->argv[a->i]);
     }
     if (exits_model) return bench_exits(exits_model, q, nimg, threads, json);
-    if (save && !arch) die("bench --save-model: needs --arch");
+    if (save && !arch && !arch_file) die("bench --save-model: needs --arch or --arch-file");
+    if (arch && arch_file) die("bench: --arch and --arch-file exclude each other");
+    if (arch_file && have_input) die("bench --arch-file: the file's input line gives the shape; drop --input");
     if (gemm) {
         ee_ctx *ctx = ee_ctx_new();
         ee_ctx_set_threads(ctx, threads);
@@ -958,9 +962,18 @@ static int cmd_bench(args *a) {
     }
     bench_net defaults[] = {{"resnet56", 3, 32, 32}, {"vgg16bn", 3, 32, 32}, {"resnet56", 1, 28, 28}};
     bench_net one = {arch ? arch : "resnet56", c, h, w};
-    bench_net *list = arch || have_input ? &one : defaults;
-    int nlist = arch || have_input ? 1 : 3;
+    bench_net *list = arch || have_input || arch_file ? &one : defaults;
+    int nlist = arch || have_input || arch_file ? 1 : 3;
+    char *text = NULL;
     ee_ctx *ctx = ee_ctx_new();
+    if (arch_file) { /* its name and input shape, from a first build */
+        ee_net *probe = NULL;
+        text = read_text(arch_file);
+        check(ee_net_from_text(ctx, text, arch_file, &probe), ctx);
+        ee_net_input_shape(probe, &one.c, &one.h, &one.w);
+        one.arch = arch_file;
+        ee_net_free(probe);
+    }
     ee_ctx_set_threads(ctx, threads);
     ee_ctx_set_conv_kernel(ctx, bench_conv);
     double rss0 = status_mb("VmRSS:"); /* the process before any network: code, libraries, runtime */
@@ -979,7 +992,8 @@ static int cmd_bench(args *a) {
             int tr = ms[m][0], n = ms[m][1];
             ee_net *net = NULL;
             ee_ctx_seed(ctx, (uint64_t)seed); /* the same weights in every mode, and in --save-model */
-            check(ee_net_builtin(ctx, list[k].arch, list[k].c, list[k].h, list[k].w, 10, &net), ctx);
+            if (text) check(ee_net_from_text(ctx, text, arch_file, &net), ctx);
+            else check(ee_net_builtin(ctx, list[k].arch, list[k].c, list[k].h, list[k].w, 10, &net), ctx);
             check(ee_net_init(ctx, net), ctx);
             if (save && m == 0) check(ee_net_save(ctx, net, NULL, 0, save), ctx);
             check(ee_net_prepare(ctx, net, n, tr), ctx);
@@ -987,7 +1001,7 @@ static int cmd_bench(args *a) {
             float *x = malloc(img * n * sizeof(float));
             uint8_t *y = malloc(n);
             for (size_t i = 0; i < img * n; i++) x[i] = ee_rng_normal(ctx);
-            for (int i = 0; i < n; i++) y[i] = (uint8_t)(ee_rng_next(ctx) % 10);
+            for (int i = 0; i < n; i++) y[i] = (uint8_t)(ee_rng_next(ctx) % (uint64_t)ee_net_classes(net));
             ee_optim o = {EE_SGD, 1e-3f, 0.9f, 1e-4f, 0, 0, 0, 0};
             ee_optim_state *st = NULL;
             if (tr) check(ee_optim_state_new(ctx, net, &o, &st), ctx);
@@ -1027,6 +1041,7 @@ static int cmd_bench(args *a) {
         }
     }
     if (json) printf("]}\n");
+    free(text);
     ee_ctx_free(ctx);
     return 0;
 }

@@ -102,6 +102,12 @@ fi
 "$E" infer "$T/s.eenn" $FIX/fmnist-test0-label9.png $FIX/fmnist-test1-label2-56px.jpg "$DATA/t10k-images-idx3-ubyte.gz" \
     --limit 3 --json >"$T/inf.json" && [ "$(grep -c '"exit":"' "$T/inf.json")" -eq 5 ] && ok || bad "infer: $(cat "$T/inf.json")"
 "$E" bench --exits "$T/s.eenn" --n 64 --json >"$T/bx.json" && grep -q '"flops_speedup"' "$T/bx.json" && ok || bad "bench --exits"
+# a custom architecture timed at its own input shape (5 classes: the random labels stay in range)
+printf 'input c=2 h=12 w=12\nconv out=16 k=3 pad=1\nrelu\ngap\nlinear out=5\n' >"$T/tiny.arch"
+"$E" bench --arch-file "$T/tiny.arch" --seconds 0.05 --json >"$T/ba.json" && grep -q '"input":"2x12x12","mode":"train"' "$T/ba.json" &&
+    ok || bad "bench --arch-file: $(cat "$T/ba.json")"
+"$E" bench --arch-file "$T/tiny.arch" --input 3x32x32 >/dev/null 2>"$T/ba.err"; [ $? -ne 0 ] && grep -q "drop --input" "$T/ba.err" &&
+    ok || bad "bench --arch-file with --input should fail"
 # overthinking analysis and the HTML report; a backdoored SDN (trigger in 20% of the training images)
 "$E" analyze "$T/s.eenn" --train-subset 300 --test-subset 400 >"$T/an.txt" && grep -q "wasteful effect" "$T/an.txt" &&
     grep -q "destructive effect" "$T/an.txt" && grep -q "^  confusion (z-score)" "$T/an.txt" && ok || bad "analyze: $(cat "$T/an.txt")"
