@@ -289,6 +289,23 @@ static void plan_lifetimes(ee_net *net) {
  * reads it, so no node writes over its own input. Stopping after any node and going on later (forward_range,
  * compaction) is safe: what a later node reads was written before and is not reused until that node ran. */
 
+/* The free buffer (owner < 0) that fits `need` floats most tightly, else the largest free one grown to fit,
+ * else a new one; it becomes t's. */
+static int take_buffer(size_t *cap, int *owner, int *nb, size_t need, int t) {
+    size_t best_cap = 0;
+    int best = -1;
+    for (int b = 0; b < *nb; b++) {
+        if (owner[b] >= 0) continue;
+        int fits = cap[b] >= need, best_fits = best >= 0 && best_cap >= need;
+        if (best < 0 || (fits && (!best_fits || cap[b] < best_cap)) || (!fits && !best_fits && cap[b] > best_cap))
+            best = b, best_cap = cap[b];
+    }
+    if (best < 0) { best = (*nb)++; cap[best] = 0; }
+    if (cap[best] < need) cap[best] = need;
+    owner[best] = t;
+    return best;
+}
+
 /* Training nets: the gradients dy share buffers by their lifetimes in the backward pass, which runs the nodes
  * in reverse. A head's dy lives from the loss that seeds it; any other node's from the backward of its last
  * consumer, which writes it first, to its own backward, which reads it last. A node's input gradients are
@@ -310,18 +327,7 @@ static int plan_gradients(ee_net *net, int max_batch) {
                 for (int k = 0; k < c->nin; k++) now |= c->in[k] == t;
             }
             if (!now || placed[t]) continue;
-            size_t need = ee_shape_size(net->nodes[t].out) * max_batch, best_cap = 0;
-            int best = -1;
-            for (int b = 0; b < nb; b++) { /* the best fit among free buffers, else the largest */
-                if (owner[b] >= 0) continue;
-                int fits = cap[b] >= need, best_fits = best >= 0 && best_cap >= need;
-                if (best < 0 || (fits && (!best_fits || cap[b] < best_cap)) || (!fits && !best_fits && cap[b] > best_cap))
-                    best = b, best_cap = cap[b];
-            }
-            if (best < 0) { best = nb++; cap[best] = 0; }
-            if (cap[best] < need) cap[best] = need;
-            owner[best] = t;
-            buf_of[t] = best;
+            buf_of[t] = take_buffer(cap, owner, &nb, ee_shape_size(net->nodes[t].out) * max_batch, t);
             placed[t] = 1;
         }
         if (step < net->nnodes && placed[step]) owner[buf_of[step]] = -1; /* node `step` has read its dy */
@@ -362,8 +368,7 @@ static ee_status alloc_buffers(ee_ctx *ctx, ee_net *net, int max_batch, int trai
         for (int step = 0; step < net->nnodes; step++) {
             for (int t = 0; t < net->nnodes; t++) { /* the activations this step writes */
                 if (net->nodes[t].def_step != step) continue;
-                size_t need = ee_shape_size(net->nodes[t].out) * max_batch, best_cap = 0;
-                int best = -1;
+                size_t need = ee_shape_size(net->nodes[t].out) * max_batch;
                 ee_node *c = &net->nodes[step];
                 int o = c->kind == EE_CONV && c->fuse_add >= 0 ? net->nodes[c->fuse_add].in[c->add_other] : -1;
                 /* not when the shortcut is also the conv's input: the conv would overwrite what it still reads */
@@ -375,16 +380,7 @@ static ee_status alloc_buffers(ee_ctx *ctx, ee_net *net, int max_batch, int trai
                     buf_of[t] = buf_of[o];
                     continue;
                 }
-                for (int b = 0; b < nb; b++) {
-                    if (owner[b] >= 0) continue;
-                    int fits = cap[b] >= need, best_fits = best >= 0 && best_cap >= need;
-                    if (best < 0 || (fits && (!best_fits || cap[b] < best_cap)) || (!fits && !best_fits && cap[b] > best_cap))
-                        best = b, best_cap = cap[b];
-                }
-                if (best < 0) { best = nb++; cap[best] = 0; }
-                if (cap[best] < need) cap[best] = need;
-                owner[best] = t;
-                buf_of[t] = best;
+                buf_of[t] = take_buffer(cap, owner, &nb, need, t);
             }
             for (int b = 0; b < nb; b++) /* free what no later step reads */
                 if (owner[b] >= 0 && net->nodes[owner[b]].last_step <= step) owner[b] = -1;
