@@ -318,15 +318,10 @@ static int plan_gradients(ee_net *net, int max_batch) {
     for (int i = 0; i < net->nnodes; i++) placed[i] = 0;
     /* step nnodes: the loss seeds the heads; step i < nnodes: node i's backward writes its inputs' dy */
     for (int step = net->nnodes; step >= 0; step--) {
-        for (int t = 0; t < net->nnodes; t++) {
-            int now = 0;
-            if (step == net->nnodes) {
-                for (int h = 0; h < net->nheads; h++) now |= net->heads[h] == t;
-            } else if (!placed[t] && t != step) {
-                const ee_node *c = &net->nodes[step];
-                for (int k = 0; k < c->nin; k++) now |= c->in[k] == t;
-            }
-            if (!now || placed[t]) continue;
+        int m = step == net->nnodes ? net->nheads : net->nodes[step].nin;
+        for (int k = 0; k < m; k++) {
+            int t = step == net->nnodes ? net->heads[k] : net->nodes[step].in[k];
+            if (t < 0 || placed[t]) continue; /* the network input, or a dy already live */
             buf_of[t] = take_buffer(cap, owner, &nb, ee_shape_size(net->nodes[t].out) * max_batch, t);
             placed[t] = 1;
         }

@@ -446,16 +446,22 @@ static ee_status conv_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int 
     return EE_OK;
 }
 
+/* The direct kernel computes the weight gradients and, where it fits, dx; oneDNN's primitives are built only for
+ * what is left to them. */
 static ee_status conv_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
-    conv_prim *c = get_prim(ctx, net, nd, n, 1);
-    if (!c) return EE_ERR_BACKEND;
-    ee_dnnl *d = EE_DNNL(net);
+    if (!nd->priv && !new_priv(ctx, nd)) return EE_ERR_NOMEM;
     ee_status s;
     float *w = net->params + nd->p_off, *g = net->grads + nd->p_off;
-    dnnl_memory_set_data_handle(c->ddst, nd->dy);
-    int acc = 0;
+    int acc = 0, direct = use_direct(ctx, nd);
     float *dx = ee_node_input_grad(net, nd, 0, &acc);
-    if (dx && use_direct(ctx, nd) && direct_bwd_data_fits(nd)) {
+    int direct_dx = dx && direct && direct_bwd_data_fits(nd);
+    conv_prim *c = NULL;
+    ee_dnnl *d = EE_DNNL(net);
+    if (!direct || (dx && !direct_dx)) {
+        if (!(c = get_prim(ctx, net, nd, n, 1))) return EE_ERR_BACKEND;
+        dnnl_memory_set_data_handle(c->ddst, nd->dy);
+    }
+    if (direct_dx) {
         if ((s = direct_backward_data(ctx, net, nd, n, dx, acc))) return s;
     } else if (dx) {
         dnnl_memory_set_data_handle(c->w_user, w);
@@ -475,7 +481,7 @@ static ee_status conv_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
             for (size_t i = 0; i < len; i++) dx[i] += target[i];
         }
     }
-    if (use_direct(ctx, nd)) {
+    if (direct) {
         conv_priv *p = nd->priv;
         if (!p->wbuf && !(p->wbuf = ee_alloc(ee_dconv_packed_len(nd) * sizeof(float))))
             return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");

@@ -54,7 +54,8 @@ int ee_dconv_fits(const ee_node *nd) {
 }
 
 /* output channels per weight block: 16 (6 pixels x 2 vectors per step), or 32 on maps at most 4 wide (3 pixels x
- * 4 vectors), where rows are too short to fill 12 accumulators with pixels */
+ * 4 vectors), where rows are too short to fill 12 accumulators with pixels; not for 1x1 stride-1 convs, which run
+ * the batch's pixels as one long row */
 static int pointwise(const ee_node *nd) { return nd->a[1] == 1 && nd->a[2] == 1 && nd->a[3] == 0; }
 static int block_of(const ee_node *nd) {
     return !pointwise(nd) && nd->out.w <= 4 && nd->a[0] % 32 == 0 ? 32 : 16;
