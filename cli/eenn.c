@@ -344,6 +344,8 @@ static int cmd_eval(args *a) {
             check(ee_dataset_load_dir(ctx, data, split, &ds), ctx);
         }
         apply_norm(m[k].net, ds);
+        check(ee_net_prepare(ctx, m[k].net, batch, 0), ctx);
+        check(ee_net_seal(ctx, m[k].net), ctx);
         double t0 = now_s();
         check(ee_collect_outputs(ctx, m[k].net, ds, batch, &m[k].out), ctx);
         m[k].secs = now_s() - t0;
@@ -645,6 +647,7 @@ static int cmd_infer(args *a) {
     set.img = (size_t)C * H * W;
     for (int i = 0; i < ninputs; i++) load_image(ctx, net, inputs[i], &set, limit);
     check(ee_net_prepare(ctx, net, batch, 0), ctx);
+    check(ee_net_seal(ctx, net), ctx); /* one copy of the weights: packed for the kernel */
     int heads = ee_net_num_heads(net);
     double cost[16];
     ee_net_head_costs(net, cost, NULL);
@@ -834,6 +837,8 @@ static int bench_exits(const char *model, double q, int nimg, int threads, int j
     for (int i = 0; i < ee_net_num_nodes(cnn); i++) { ee_node_info in; ee_net_node_info(cnn, i, &in); cnn_flops += in.flops; }
     check(ee_net_prepare(ctx, sdn, 128, 0), ctx);
     check(ee_net_prepare(ctx, cnn, 128, 0), ctx);
+    check(ee_net_seal(ctx, sdn), ctx);
+    check(ee_net_seal(ctx, cnn), ctx);
     /* warm-up: primitives for every power-of-two batch, both networks */
     for (int n = 128; n >= 1; n /= 2) {
         if (n > nimg) continue;
@@ -997,6 +1002,7 @@ static int cmd_bench(args *a) {
             check(ee_net_init(ctx, net), ctx);
             if (save && m == 0) check(ee_net_save(ctx, net, NULL, 0, save), ctx);
             check(ee_net_prepare(ctx, net, n, tr), ctx);
+            if (!tr) check(ee_net_seal(ctx, net), ctx); /* inference as deployed: one copy of the weights */
             size_t img = (size_t)list[k].c * list[k].h * list[k].w;
             float *x = malloc(img * n * sizeof(float));
             uint8_t *y = malloc(n);

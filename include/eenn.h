@@ -97,7 +97,7 @@ void ee_net_input_shape(const ee_net *net, int *c, int *h, int *w);
 
 /* Parameters: one contiguous buffer; gradients and optimiser state have the same layout. */
 size_t ee_net_num_params(const ee_net *net);
-float *ee_net_params(ee_net *net);
+float *ee_net_params(ee_net *net); /* NULL once the net is sealed (ee_net_seal) */
 /* gradients: allocated on first use (ee_net_prepare for training, or this call); NULL if out of memory */
 float *ee_net_grads(ee_net *net);
 /* Non-trained state (batch-norm running statistics), also one buffer. */
@@ -115,6 +115,14 @@ void ee_net_params_changed(ee_net *net);
 ee_status ee_net_init(ee_ctx *ctx, ee_net *net);
 /* Allocates activations for batches up to max_batch. training != 0 also allocates gradients. */
 ee_status ee_net_prepare(ee_ctx *ctx, ee_net *net, int max_batch, int training);
+
+/* Inference only from here on, with one copy of the weights instead of two: every convolution that eenn's
+ * direct kernel runs gets its weights packed for that kernel, with the batch norm it absorbs folded in, in the
+ * place of its parameters (as ONNX Runtime frees initializers after prepacking). Call after
+ * ee_net_prepare(..., training = 0) and any ee_net_keep_output. Outputs are unchanged. Afterwards ee_net_params
+ * and the parameter tensors' data are NULL, and training, saving, ee_net_init, ee_sdn_attach, ee_sdn_strip
+ * and ee_net_keep_output fail with EE_ERR_ARG. Convolutions that oneDNN runs keep their parameters. */
+ee_status ee_net_seal(ee_ctx *ctx, ee_net *net);
 
 /* x: (n, h, w, c) NHWC input. train: batch statistics and dropout on. */
 ee_status ee_net_forward(ee_ctx *ctx, ee_net *net, const float *x, int n, int train);

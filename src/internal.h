@@ -98,6 +98,7 @@ struct ee_net {
     size_t dpool_len[EE_MAX_NODES];
     int ndpool;
     int fusion_off;       /* inference fusion switched off (Grad-CAM) */
+    int sealed;           /* ee_net_seal: inference only, packed weights in place of some parameters */
     float *scratch;       /* max activation size x max_batch, for gradient accumulation */
     size_t scratch_len;
     void *dnnl;           /* engine and stream (dnnl.c) */
@@ -122,6 +123,11 @@ extern const ee_layer_ops *const ee_layers[EE_KIND_COUNT];
 
 /* ee_net_backward over the nodes after `stop` only: their gradients, and stop's dy complete (net.c) */
 ee_status ee_net_backward_until(ee_ctx *ctx, ee_net *net, int n, int stop);
+
+/* packs a conv's weights in place of its parameters when the direct kernel runs it (ee_net_seal; conv.c) */
+ee_status ee_conv_seal(ee_ctx *ctx, ee_net *net, ee_node *nd);
+/* EE_ERR_ARG with a message if the net is sealed: `what` cannot be done any more */
+ee_status ee_net_check_unsealed(ee_ctx *ctx, const ee_net *net, const char *what);
 
 /* the direct AVX2 convolution (layers/dconv.c): inference, training forward, stride-1 backward-data, weight
  * gradients */

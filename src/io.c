@@ -42,6 +42,7 @@ static void putstr(wbuf *b, const char *s) { put32(b, (uint32_t)strlen(s)); put(
 
 ee_status ee_io_write(ee_ctx *ctx, const ee_net *net, const ee_meta *meta, int nmeta, const io_tensor *extra,
                       int nextra, const char *path) {
+    if (net->sealed) return ee_net_check_unsealed(ctx, net, "save the network");
     wbuf b = {0};
     put(&b, MAGIC, 8);
     put32(&b, FORMAT_VERSION);

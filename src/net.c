@@ -86,6 +86,8 @@ void ee_net_plan_fusion(ee_net *net) {
 static ee_status alloc_buffers(ee_ctx *ctx, ee_net *net, int max_batch, int training);
 
 ee_status ee_net_set_fusion(ee_ctx *ctx, ee_net *net, int on) {
+    ee_status s = ee_net_check_unsealed(ctx, net, "change which layers are fused");
+    if (s) return s;
     net->fusion_off = !on;
     if (on) ee_net_plan_fusion(net);
     else no_fusion(net);
@@ -208,7 +210,7 @@ int ee_net_head_node(const ee_net *net, int head) { return net->heads[head]; }
 int ee_net_classes(const ee_net *net) { return net->classes; }
 void ee_net_input_shape(const ee_net *net, int *c, int *h, int *w) { *c = net->in.c; *h = net->in.h; *w = net->in.w; }
 size_t ee_net_num_params(const ee_net *net) { return net->nparams; }
-float *ee_net_params(ee_net *net) { return net->params; }
+float *ee_net_params(ee_net *net) { return net->sealed ? NULL : net->params; }
 /* gradients exist only in nets that train (an inference-only net does not hold a second copy of the weights) */
 float *ee_net_grads(ee_net *net) {
     if (!net->grads) net->grads = ee_alloc(net->nparams * sizeof(float));
@@ -228,7 +230,7 @@ void ee_net_tensor(ee_net *net, int i, const char **name, float **data, size_t *
                    int *is_state) {
     ee_tensor *t = &net->tens[i];
     if (name) *name = t->name;
-    if (data) *data = (t->is_state ? net->state : net->params) + t->off;
+    if (data) *data = t->is_state ? net->state + t->off : net->sealed ? NULL : net->params + t->off;
     if (count) *count = t->count;
     if (ndim) *ndim = t->ndim;
     if (dims) memcpy(dims, t->dims, sizeof t->dims);
@@ -250,7 +252,30 @@ void ee_net_node_info(const ee_net *net, int i, ee_node_info *info) {
         if (net->heads[h] == i) info->is_head = 1;
 }
 
+ee_status ee_net_check_unsealed(ee_ctx *ctx, const ee_net *net, const char *what) {
+    if (!net->sealed) return EE_OK;
+    return ee_fail(ctx, EE_ERR_ARG, "cannot %s: the network was sealed for inference (ee_net_seal), its convolution "
+                   "weights are packed in place of the parameters", what);
+}
+
+ee_status ee_net_seal(ee_ctx *ctx, ee_net *net) {
+    if (net->sealed) return EE_OK;
+    if (!net->max_batch || net->training)
+        return ee_fail(ctx, EE_ERR_ARG, "seal a network prepared for inference only (ee_net_prepare with training 0)");
+    if (net->fusion_off) return ee_fail(ctx, EE_ERR_ARG, "cannot seal a network whose fusion is switched off");
+    for (int i = 0; i < net->nnodes; i++)
+        if (net->nodes[i].kind == EE_CONV) {
+            ee_status s = ee_conv_seal(ctx, net, &net->nodes[i]);
+            if (s) return s; /* the convs sealed so far stay sealed, and consistent */
+            net->sealed = 1;
+        }
+    net->sealed = 1;
+    return EE_OK;
+}
+
 ee_status ee_net_init(ee_ctx *ctx, ee_net *net) {
+    ee_status s = ee_net_check_unsealed(ctx, net, "initialise the parameters");
+    if (s) return s;
     for (int i = 0; i < net->nnodes; i++)
         if (ee_layers[net->nodes[i].kind]->init) ee_layers[net->nodes[i].kind]->init(ctx, net, &net->nodes[i]);
     ee_net_params_changed(net);
@@ -401,6 +426,7 @@ static ee_status alloc_buffers(ee_ctx *ctx, ee_net *net, int max_batch, int trai
 ee_status ee_net_prepare(ee_ctx *ctx, ee_net *net, int max_batch, int training) {
     if (max_batch < 1) return ee_fail(ctx, EE_ERR_ARG, "batch size must be at least 1, not %d", max_batch);
     if (max_batch <= net->max_batch && (training <= net->training)) return EE_OK;
+    if (training && net->sealed) return ee_net_check_unsealed(ctx, net, "prepare for training");
     ee_status s = alloc_buffers(ctx, net, max_batch, training);
     if (s) return s;
     if (!net->eval_chunk) {

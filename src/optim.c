@@ -72,6 +72,7 @@ static void update(ee_optim_state *st, ee_net *net, size_t off, size_t n, float 
 
 ee_status ee_optim_step(ee_ctx *ctx, ee_net *net, ee_optim_state *st, float lr) {
     if (st->n != net->nparams) return ee_fail(ctx, EE_ERR_ARG, "optimiser state does not match the network");
+    if (net->sealed) return ee_net_check_unsealed(ctx, net, "update the parameters");
     if (!ee_net_grads(net)) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory for gradients");
     ee_threads_apply(ctx);
     int first = st->steps == 0;

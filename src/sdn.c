@@ -90,6 +90,7 @@ int ee_sdn_default_positions(const ee_net *net, int *nodes, int max) {
 
 ee_status ee_sdn_attach(ee_ctx *ctx, const ee_net *cnn, const int *nodes, int nic, ee_net **out) {
     *out = NULL;
+    if (cnn->sealed) return ee_net_check_unsealed(ctx, cnn, "attach internal classifiers");
     if (nic < 1 || nic > EE_MAX_HEADS - 1) return ee_fail(ctx, EE_ERR_ARG, "between 1 and %d internal classifiers, not %d", EE_MAX_HEADS - 1, nic);
     for (int k = 0; k < nic; k++) {
         if (nodes[k] < 0 || nodes[k] >= cnn->nnodes - 1 || (k && nodes[k] <= nodes[k - 1]))
@@ -177,6 +178,7 @@ void ee_net_freeze_backbone(ee_net *net, int on) {
 
 ee_status ee_sdn_strip(ee_ctx *ctx, const ee_net *sdn, ee_net **out) {
     *out = NULL;
+    if (sdn->sealed) return ee_net_check_unsealed(ctx, sdn, "strip the internal classifiers");
     uint8_t mask[EE_MAX_NODES];
     ee_net_backbone_mask(sdn, mask);
     /* canonical text: line 0 arch, line 1 input, line i + 2 node i; drop the IC nodes and their head marks */

@@ -403,6 +403,74 @@ static void test_compact(void) {
     ee_ctx_free(ctx);
 }
 
+/* ee_net_seal: the packed, BN-folded weights in place of the parameters give the same outputs as the unsealed
+ * net (bit for bit: the same folded values, packed the same way), at the prepared batch and after a larger
+ * prepare; what needs the parameters then fails with a message. */
+static void seal_case(const char *arch, int c, int hw) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_ctx_set_conv_kernel(ctx, EE_CONV_DIRECT); /* oneDNN where the direct kernel cannot run */
+    ee_net *net = NULL;
+    CHECK_OK(ctx, ee_net_builtin(ctx, arch, c, hw, hw, 10, &net));
+    ee_net_init(ctx, net);
+    for (int t = 0; t < ee_net_num_tensors(net); t++) { /* BN statistics and affine parameters far from 0 and 1 */
+        const char *name;
+        float *d;
+        size_t cnt;
+        ee_net_tensor(net, t, &name, &d, &cnt, NULL, NULL, NULL);
+        int bn = strstr(name, ".bn") != NULL, var = strstr(name, "running_var") != NULL;
+        for (size_t i = 0; bn && i < cnt; i++)
+            d[i] = var ? 0.3f + ee_rng_uniform(ctx) : strstr(name, "weight") ? 0.5f + ee_rng_uniform(ctx)
+                                                                               : 0.2f * ee_rng_normal(ctx);
+    }
+    ee_net_params_changed(net);
+    int n = 7, img = c * hw * hw;
+    float *x = malloc((size_t)2 * n * img * 4), ref[140], ref1[10];
+    for (int i = 0; i < 2 * n * img; i++) x[i] = ee_rng_normal(ctx);
+    CHECK_OK(ctx, ee_net_prepare(ctx, net, n, 0));
+    CHECK_OK(ctx, ee_net_forward(ctx, net, x, n, 0));
+    memcpy(ref, ee_net_head_output(net, 0), n * 10 * 4);
+    double mag = 0;
+    for (int i = 0; i < n * 10; i++) mag += fabs(ref[i]);
+    CHECK(mag > 1e-3 * n, "%s: outputs too small to compare (%g)", arch, mag);
+    CHECK_OK(ctx, ee_net_seal(ctx, net));
+    CHECK(ee_net_params(net) == NULL, "%s: a sealed net still hands out its parameters", arch);
+    CHECK_OK(ctx, ee_net_forward(ctx, net, x, n, 0));
+    CHECK(!memcmp(ee_net_head_output(net, 0), ref, n * 10 * 4), "%s: sealed outputs differ (%g vs %g)", arch,
+          ee_net_head_output(net, 0)[0], ref[0]);
+    CHECK_OK(ctx, ee_net_forward(ctx, net, x + (size_t)(n - 1) * img, 1, 0));
+    memcpy(ref1, ee_net_head_output(net, 0), sizeof ref1);
+    /* other batch sizes sum in other orders (pixel segments, oneDNN primitives): close, not bit-identical */
+    CHECK(tl_close(ref1, ref + (n - 1) * 10, 10, 1e-5, 1e-4, NULL) <= 1, "%s: sealed batch-1 output differs", arch);
+    CHECK_OK(ctx, ee_net_prepare(ctx, net, 2 * n, 0)); /* a larger batch after sealing */
+    CHECK_OK(ctx, ee_net_forward(ctx, net, x, 2 * n, 0));
+    CHECK(tl_close(ee_net_head_output(net, 0), ref, n * 10, 1e-5, 1e-4, NULL) <= 1,
+          "%s: sealed outputs differ after a re-prepare", arch);
+    char path[400];
+    snprintf(path, sizeof path, "%s/sealed.eenn", tmpdir);
+    CHECK(ee_net_save(ctx, net, NULL, 0, path) == EE_ERR_ARG && strstr(ee_ctx_error(ctx), "sealed"),
+          "%s: saving a sealed net: %s", arch, ee_ctx_error(ctx));
+    CHECK(ee_net_prepare(ctx, net, n, 1) == EE_ERR_ARG, "%s: a sealed net prepared for training", arch);
+    CHECK(ee_net_init(ctx, net) == EE_ERR_ARG, "%s: a sealed net re-initialised", arch);
+    CHECK(ee_net_keep_output(ctx, net, 3) == EE_ERR_ARG, "%s: fusion changed on a sealed net", arch);
+    CHECK(ee_net_seal(ctx, net) == EE_OK, "%s: sealing twice", arch);
+    free(x);
+    ee_net_free(net);
+    ee_ctx_free(ctx);
+}
+
+static void test_seal(void) {
+    seal_case("resnet20", 1, 28); /* stem, stride-2 convs, 1x1 shortcuts, fused residual adds */
+    seal_case("mobilenet", 3, 32); /* depthwise convs stay on oneDNN, pointwise ones are sealed */
+    ee_ctx *ctx = ee_ctx_new();
+    ee_net *net = NULL;
+    CHECK_OK(ctx, ee_net_builtin(ctx, "resnet20", 1, 28, 28, 10, &net));
+    CHECK(ee_net_seal(ctx, net) == EE_ERR_ARG, "sealing an unprepared net");
+    CHECK_OK(ctx, ee_net_prepare(ctx, net, 2, 1));
+    CHECK(ee_net_seal(ctx, net) == EE_ERR_ARG, "sealing a net prepared for training");
+    ee_net_free(net);
+    ee_ctx_free(ctx);
+}
+
 /* the same seed with one thread gives bit-identical weights; resume continues exactly */
 static void train_small(const char *ckpt, int epochs, int resume, float *out, size_t *np) {
     ee_ctx *ctx = ee_ctx_new();
@@ -473,6 +541,7 @@ int main(void) {
     test_tinyimagenet();
     test_io();
     test_compact();
+    test_seal();
     test_determinism();
     test_nan();
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);

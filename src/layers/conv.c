@@ -32,6 +32,7 @@ typedef struct {
     uint64_t tpack_ver;
     uint64_t dpack_tag;    /* what dpack was packed from: a fold generation (bit 63 set) or a params version */
     int direct;            /* forward and backward-data kernel: -1 not chosen yet, 0 oneDNN, 1 direct */
+    int sealed;            /* inference only (ee_net_seal): the parameters hold the packed, BN-folded weights */
 } conv_priv;
 
 #define COUT a[0]
@@ -294,6 +295,11 @@ static ee_status fold_bn(ee_ctx *ctx, ee_net *net, ee_node *nd, int need_w) {
     return EE_OK;
 }
 
+/* where a conv with a fused BN writes: the last node it absorbs */
+static float *fused_output(ee_net *net, const ee_node *nd) {
+    return net->nodes[nd->fuse_relu >= 0 ? nd->fuse_relu : nd->fuse_add >= 0 ? nd->fuse_add : nd->fuse_bn].y;
+}
+
 /* Inference with a fused BN: the folded bias, and the folded weights too unless the kernel's own copy of them
  * (reordered or packed; has_copy) already carries the current tag (`have`); the output goes into the last fused
  * node. *tag: what the folded values are tagged with. */
@@ -306,7 +312,7 @@ static ee_status folded(ee_ctx *ctx, ee_net *net, ee_node *nd, int has_copy, uin
     if (s) return s;
     *w = p->fw;
     *b = p->fb;
-    *y = net->nodes[nd->fuse_relu >= 0 ? nd->fuse_relu : nd->fuse_add >= 0 ? nd->fuse_add : nd->fuse_bn].y;
+    *y = fused_output(net, nd);
     return EE_OK;
 }
 
@@ -365,10 +371,20 @@ static ee_status direct_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, in
     const float *z = zeros(ctx, p, nd);
     if (!z) return EE_ERR_NOMEM;
     if (!train && nd->fuse_bn >= 0) {
-        ee_status s = folded(ctx, net, nd, p->dpack != NULL, p->dpack_tag, &w, &b, &y, &tag);
-        if (s) return s;
+        if (p->sealed) {
+            b = p->fb;
+            y = fused_output(net, nd);
+        } else {
+            ee_status s = folded(ctx, net, nd, p->dpack != NULL, p->dpack_tag, &w, &b, &y, &tag);
+            if (s) return s;
+        }
         if (nd->fuse_add >= 0)
             res = nd->add_inplace ? y : ee_node_input(net, &net->nodes[nd->fuse_add], nd->add_other);
+    }
+    if (p->sealed) {
+        ee_dconv_forward(nd, n, ee_node_input(net, nd, 0), net->params + nd->p_off, b ? b : z, res, y,
+                         nd->fuse_relu >= 0 && nd->fuse_bn >= 0, z);
+        return EE_OK;
     }
     if (!p->dpack || p->dpack_tag != tag) {
         if (!p->dpack && !(p->dpack = ee_alloc(ee_dconv_packed_len(nd) * sizeof(float))))
@@ -379,6 +395,45 @@ static ee_status direct_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, in
     }
     ee_dconv_forward(nd, n, ee_node_input(net, nd, 0), p->dpack, b ? b : z, res, y,
                      !train && nd->fuse_relu >= 0 && nd->fuse_bn >= 0, z);
+    return EE_OK;
+}
+
+/* The kernel, chosen once per node: oneDNN where it has its AVX-512 brgconv kernels, the direct AVX2 kernel
+ * elsewhere (measured: dconv.c's header), unless the context forces one. */
+static int use_direct(ee_ctx *ctx, ee_node *nd) {
+    conv_priv *p = nd->priv;
+    if (p->direct < 0) {
+        int k = ee_ctx_conv_kernel(ctx);
+        p->direct = ee_dconv_fits(nd) &&
+                    (k == EE_CONV_DIRECT || (k == EE_CONV_AUTO && ee_dconv_preferred()));
+    }
+    return p->direct;
+}
+
+/* ee_net_seal: the packed weights (BN folded in when the BN is fused) replace the parameters, so that an
+ * inference process holds one copy of them. Only where the direct kernel runs the conv; oneDNN keeps its own
+ * reordered copies and needs the parameters for every new batch size. */
+ee_status ee_conv_seal(ee_ctx *ctx, ee_net *net, ee_node *nd) {
+    if (!nd->priv && !new_priv(ctx, nd)) return EE_ERR_NOMEM;
+    conv_priv *p = nd->priv;
+    if (p->sealed || !use_direct(ctx, nd)) return EE_OK;
+    float *w = net->params + nd->p_off;
+    const float *from = w;
+    if (nd->fuse_bn >= 0) {
+        ee_status s = fold_bn(ctx, net, nd, 1);
+        if (s) return s;
+        from = p->fw;
+    }
+    float *packed = malloc(ee_dconv_packed_len(nd) * sizeof(float));
+    if (!packed) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    ee_dconv_pack(nd, from, packed);
+    memcpy(w, packed, ee_dconv_packed_len(nd) * sizeof(float));
+    free(packed);
+    free(p->fw);
+    p->fw = NULL;
+    ee_free(p->dpack);
+    p->dpack = NULL;
+    p->sealed = 1;
     return EE_OK;
 }
 
@@ -417,17 +472,6 @@ static ee_status direct_backward_data(ee_ctx *ctx, ee_net *net, ee_node *nd, int
     return EE_OK;
 }
 
-/* The kernel, chosen once per node: oneDNN where it has its AVX-512 brgconv kernels, the direct AVX2 kernel
- * elsewhere (measured: dconv.c's header), unless the context forces one. */
-static int use_direct(ee_ctx *ctx, ee_node *nd) {
-    conv_priv *p = nd->priv;
-    if (p->direct < 0) {
-        int k = ee_ctx_conv_kernel(ctx);
-        p->direct = ee_dconv_fits(nd) &&
-                    (k == EE_CONV_DIRECT || (k == EE_CONV_AUTO && ee_dconv_preferred()));
-    }
-    return p->direct;
-}
 
 /* Inference runs a batch as power-of-two chunks (100 = 64 + 32 + 4), so that the shrinking batches of early
  * exits reuse at most eight cached primitives per layer instead of creating one per size. */
