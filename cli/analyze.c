@@ -313,7 +313,7 @@ int cmd_analyze(args *a) {
     if (json) {
         printf("{\"model\":\"%s\",\"arch\":\"%s\",\"data\":\"%s\",\"q\":%.5f,\"q_source\":\"%s\",\"confusion_mu\":%.6f,"
                "\"confusion_sigma\":%.6f,\"confusion_train_n\":%d,\"seconds\":%.1f,\"test\":",
-               an.model, ee_net_name(an.net), an.data, an.q, an.q_calibrated_here ? "calibrated now" : opt.q >= 0 ? "given" : "model",
+               js(an.model), js(ee_net_name(an.net)), js(an.data), an.q, an.q_calibrated_here ? "calibrated now" : opt.q >= 0 ? "given" : "model",
                an.mu, an.sigma, an.train_n, an.seconds);
         json_split(&an, &an.clean);
         printf(",\"curve\":[");

@@ -90,3 +90,18 @@ void parse_trigger(const char *cmd, const char *s, ee_trigger *t) {
     if (sscanf(s, "%d@%d,%d%c", &t->size, &t->x, &t->y, &tail) == 3) return;
     die("%s --trigger: '%s' is not SIZE or SIZE@X,Y (negative X, Y count from the right and bottom)", cmd, s);
 }
+
+const char *js(const char *s) {
+    static char ring[8][2048];
+    static int next;
+    char *b = ring[next++ & 7];
+    size_t o = 0;
+    for (; s && *s && o + 8 < sizeof ring[0]; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') { b[o++] = '\\'; b[o++] = (char)ch; }
+        else if (ch < 0x20) o += (size_t)snprintf(b + o, sizeof ring[0] - o, "\\u%04x", ch);
+        else b[o++] = (char)ch;
+    }
+    b[o] = 0;
+    return b;
+}

@@ -26,6 +26,10 @@ void apply_norm(const ee_net *net, ee_dataset *ds);
 /* "IC3" or "final" */
 const char *head_name(const ee_net *net, int h, char *buf, size_t n);
 
+/* s as the inside of a JSON string (quotes, backslashes and control characters escaped), in one of 8 rotating
+ * buffers: valid until 8 more calls, so that one printf can take several */
+const char *js(const char *s);
+
 /* "SIZE" (bottom-right corner) or "SIZE@X,Y" into t->size, x, y */
 void parse_trigger(const char *cmd, const char *s, ee_trigger *t);
 

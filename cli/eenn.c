@@ -264,8 +264,8 @@ static int cmd_train(args *a) {
     if (json)
         printf("{\"arch\":\"%s\",\"params\":%zu,\"epochs\":%d,\"batch\":%d,\"train_seconds\":%.1f,\"test_acc\":%.4f,"
                "\"test_loss\":%.4f,\"val_acc\":%.4f,\"model\":\"%s\"}\n",
-               ee_net_name(net), ee_net_num_params(net), epochs, batch, secs, te.acc * 100, te.loss,
-               val ? ve.acc * 100 : -1.0, out);
+               js(ee_net_name(net)), ee_net_num_params(net), epochs, batch, secs, te.acc * 100, te.loss,
+               val ? ve.acc * 100 : -1.0, js(out));
     else
         printf("%s: test accuracy %.2f%% (loss %.4f)%s%.2f%s after %d epochs in %.0f s; model written to %s\n",
                ee_net_name(net), te.acc * 100, te.loss, val ? ", validation " : "", val ? ve.acc * 100 : 0.0,
@@ -354,13 +354,13 @@ static int cmd_eval(args *a) {
         ee_net_head_costs(m[k].net, m[k].cost, NULL);
         if (m[k].heads > maxh) maxh = m[k].heads;
     }
-    if (json) printf("{\"data\":\"%s\",\"split\":\"%s\",\"n\":%d,\"models\":[", data, split, ds->n);
+    if (json) printf("{\"data\":\"%s\",\"split\":\"%s\",\"n\":%d,\"models\":[", js(data), js(split), ds->n);
     for (int k = 0; k < nmodels; k++) {
         ee_net *net = m[k].net;
         int H = m[k].heads;
         if (json) {
-            printf("%s{\"model\":\"%s\",\"arch\":\"%s\",\"img_per_s\":%.1f,\"exits\":[", k ? "," : "", m[k].path,
-                   ee_net_name(net), ds->n / m[k].secs);
+            printf("%s{\"model\":\"%s\",\"arch\":\"%s\",\"img_per_s\":%.1f,\"exits\":[", k ? "," : "", js(m[k].path),
+                   js(ee_net_name(net)), ds->n / m[k].secs);
             for (int h = 0; h < H; h++) {
                 char nm[32];
                 printf("%s{\"exit\":\"%s\",\"acc\":%.4f,\"cost\":%.4f}", h ? "," : "", head_name(net, h, nm, sizeof nm),
@@ -510,7 +510,7 @@ static int cmd_calibrate(args *a) {
     ee_net_set_meta(ctx, net, "exit.fallback", fallback ? "1" : "0");
     check(ee_net_save(ctx, net, NULL, 0, model), ctx);
     if (json) {
-        printf("{\"model\":\"%s\",\"val_n\":%d,\"max_drop\":%g,\"final_val_acc\":%.4f,\"early_exit\":", model, val->n, drop,
+        printf("{\"model\":\"%s\",\"val_n\":%d,\"max_drop\":%g,\"final_val_acc\":%.4f,\"early_exit\":", js(model), val->n, drop,
                acc[H - 1] * 100);
         print_exit_stats(&st, H, val->n, acc[H - 1], 1);
         printf("}\n");
@@ -661,7 +661,7 @@ static int cmd_infer(args *a) {
             head_name(net, ex[j], nm, sizeof nm);
             if (json)
                 printf("{\"input\":\"%s\",\"class\":%d,\"confidence\":%.4f,\"exit\":\"%s\",\"exit_index\":%d,\"cost\":%.4f}\n",
-                       set.names[i + j], pred[j], conf[j], nm, ex[j], cost[ex[j]]);
+                       js(set.names[i + j]), pred[j], conf[j], nm, ex[j], cost[ex[j]]);
             else
                 printf("%s: class %d, confidence %.3f, exit %s of %d, cost %.1f%% of the CNN\n", set.names[i + j], pred[j],
                        conf[j], nm, heads, cost[ex[j]] * 100);
@@ -715,7 +715,7 @@ static int cmd_info(args *a) {
     }
     double macs = 0, flops = 0, prof = 0;
     int nn = ee_net_num_nodes(net);
-    if (json) printf("{\"arch\":\"%s\",\"input\":[%d,%d,%d],\"classes\":%d,\"layers\":[", ee_net_name(net), c, h, w, ee_net_classes(net));
+    if (json) printf("{\"arch\":\"%s\",\"input\":[%d,%d,%d],\"classes\":%d,\"layers\":[", js(ee_net_name(net)), c, h, w, ee_net_classes(net));
     else if (layers) printf("%-22s %-8s %-14s %10s %12s %12s\n", "layer", "kind", "output", "params", "MFLOPs", "ref Mops");
     for (int i = 0; i < nn; i++) {
         ee_node_info in;
@@ -723,7 +723,7 @@ static int cmd_info(args *a) {
         macs += in.macs; flops += in.flops; prof += in.profiler_ops;
         if (json)
             printf("%s{\"name\":\"%s\",\"kind\":\"%s\",\"out\":[%d,%d,%d],\"params\":%zu,\"flops\":%.0f,\"macs\":%.0f,\"ref_ops\":%.0f}",
-                   i ? "," : "", in.name, in.kind, in.c, in.h, in.w, in.params, in.flops, in.macs, in.profiler_ops);
+                   i ? "," : "", js(in.name), in.kind, in.c, in.h, in.w, in.params, in.flops, in.macs, in.profiler_ops);
         else if (layers) {
             char shape[32];
             snprintf(shape, sizeof shape, "%dx%dx%d", in.c, in.h, in.w);
@@ -896,7 +896,7 @@ static int bench_exits(const char *model, double q, int nimg, int threads, int j
                "\"flops_speedup\":%.3f,\"batch1\":{\"cnn_img_s\":%.1f,\"exit_img_s\":%.1f,\"speedup\":%.3f,"
                "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"cnn_p50_ms\":%.3f,\"cnn_p99_ms\":%.3f},"
                "\"batch128\":{\"cnn_img_s\":%.1f,\"exit_img_s\":%.1f,\"speedup\":%.3f},\"exits\":[",
-               model, q, nimg, 100.0 * right_e / nimg, 100.0 * right_c / nimg, avg_cost, flops_speedup, nimg / res[0][0],
+               js(model), q, nimg, 100.0 * right_e / nimg, 100.0 * right_c / nimg, avg_cost, flops_speedup, nimg / res[0][0],
                nimg / res[0][1], s1, lat_e[nimg / 2] * 1e3, lat_e[nimg * 99 / 100] * 1e3, lat_c[nimg / 2] * 1e3,
                lat_c[nimg * 99 / 100] * 1e3, nimg / res[1][0], nimg / res[1][1], s128);
         for (int h = 0; h < heads; h++) printf("%s%.4f", h ? "," : "", (double)exits[h] / nimg);
@@ -1034,7 +1034,7 @@ static int cmd_bench(args *a) {
                 printf("%s{\"net\":\"%s\",\"input\":\"%s\",\"mode\":\"%s\",\"batch\":%d,\"img_per_s\":%.1f,\"gflops\":%.1f,"
                        "\"ms_per_batch\":%.3f,\"iters\":%d,\"weights_mb\":%.2f,\"largest_pair_mb\":%.2f,"
                        "\"activation_mb\":%.2f,\"peak_rss_mb\":%.1f,\"rss_anon_mb\":%.1f,\"rss_file_mb\":%.1f}",
-                       first ? "" : ",", list[k].arch, shape, tr ? "train" : "infer", n, ips, gf, t * 1e3, iters, wmb, pair,
+                       first ? "" : ",", js(list[k].arch), shape, tr ? "train" : "infer", n, ips, gf, t * 1e3, iters, wmb, pair,
                        act, peak, anon, file);
             else
                 printf("%-10s %-8s %-6s %6d %10.1f %9.1f %10.3f %9.1f %9.1f\n", list[k].arch, shape, tr ? "train" : "infer",

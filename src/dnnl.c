@@ -1,30 +1,95 @@
-/* dnnl.c: the oneDNN engine and stream of a network, and GEMM through oneDNN's sgemm. */
+/* dnnl.c: oneDNN, loaded on first use; the engine and stream of a network; GEMM. */
+#define EE_DNNL_LOADER /* this file calls the table's pointers by name */
 #include "dnnl_glue.h"
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
-ee_status ee_dnnl_init(ee_ctx *ctx, ee_net *net) {
+#define EE_STR2(x) #x
+#define EE_STR(x) EE_STR2(x)
+/* the library of the major version eenn is built against (Debian's libdnnl2: libdnnl.so.2) */
+#define EE_DNNL_SONAME "libdnnl.so." EE_STR(DNNL_VERSION_MAJOR)
+
+ee_dnnl_api ee_dnnl_fn;
+static pthread_once_t dnnl_once = PTHREAD_ONCE_INIT;
+static int dnnl_loaded;
+static char dnnl_why[320];
+
+/* once per process; the library stays loaded (the dynamic linker would have kept it too) */
+static void dnnl_load_once(void) {
+    void *h = dlopen(EE_DNNL_SONAME, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        const char *e = dlerror();
+        snprintf(dnnl_why, sizeof dnnl_why, "%s", e ? e : "dlopen failed");
+        return;
+    }
+#define EE_DNNL_SYM(name)                                                                                     \
+    if (!(ee_dnnl_fn.name = (__typeof__(ee_dnnl_fn.name))dlsym(h, "dnnl_" #name))) {                          \
+        snprintf(dnnl_why, sizeof dnnl_why, "%s has no symbol dnnl_%s", EE_DNNL_SONAME, #name);               \
+        return;                                                                                               \
+    }
+    EE_DNNL_FUNCS(EE_DNNL_SYM)
+#undef EE_DNNL_SYM
+    dnnl_loaded = 1;
+}
+
+ee_status ee_dnnl_load(ee_ctx *ctx) {
+    pthread_once(&dnnl_once, dnnl_load_once);
+    return dnnl_loaded ? EE_OK
+                       : ee_fail(ctx, EE_ERR_BACKEND, "cannot load oneDNN (%s): %s", EE_DNNL_SONAME, dnnl_why);
+}
+
+ee_dnnl *ee_dnnl_get(ee_ctx *ctx, ee_net *net) {
+    if (net->dnnl) return net->dnnl;
+    if (ee_dnnl_load(ctx)) return NULL;
     ee_dnnl *d = calloc(1, sizeof *d);
-    if (!d) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    if (!d) { ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); return NULL; }
+    if (ee_dnnl_fn.engine_create(&d->eng, dnnl_cpu, 0) != dnnl_success ||
+        ee_dnnl_fn.stream_create(&d->strm, d->eng, dnnl_stream_default_flags) != dnnl_success) {
+        if (d->eng) ee_dnnl_fn.engine_destroy(d->eng);
+        free(d);
+        ee_fail(ctx, EE_ERR_BACKEND, "oneDNN: cannot create a CPU engine");
+        return NULL;
+    }
     net->dnnl = d;
-    if (dnnl_engine_create(&d->eng, dnnl_cpu, 0) != dnnl_success ||
-        dnnl_stream_create(&d->strm, d->eng, dnnl_stream_default_flags) != dnnl_success)
-        return ee_fail(ctx, EE_ERR_BACKEND, "oneDNN: cannot create a CPU engine");
-    return EE_OK;
+    return d;
 }
 
 void ee_dnnl_free(ee_net *net) {
     ee_dnnl *d = net->dnnl;
     if (!d) return;
-    if (d->strm) dnnl_stream_destroy(d->strm);
-    if (d->eng) dnnl_engine_destroy(d->eng);
+    if (d->strm) ee_dnnl_fn.stream_destroy(d->strm);
+    if (d->eng) ee_dnnl_fn.engine_destroy(d->eng);
     free(d);
     net->dnnl = NULL;
 }
 
-void ee_sgemm(char ta, char tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb,
-              float beta, float *c, int ldc) {
-    dnnl_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+/* Products of at most this many multiply-adds (ResNet-56's classifier, 64 x 10, up to batch 204) are summed here: a
+ * library call costs more than they do, and a net whose convolutions all run on the direct kernel then never
+ * loads oneDNN. Larger ones go to oneDNN's sgemm. */
+#define EE_SMALL_GEMM 131072
+
+ee_status ee_sgemm(ee_ctx *ctx, char ta, char tb, int m, int n, int k, float alpha, const float *a, int lda,
+                   const float *b, int ldb, float beta, float *c, int ldc) {
+    if ((double)m * n * k <= EE_SMALL_GEMM) {
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) {
+                float s = 0;
+                for (int l = 0; l < k; l++)
+                    s += (ta == 'N' ? a[(size_t)i * lda + l] : a[(size_t)l * lda + i]) *
+                         (tb == 'N' ? b[(size_t)l * ldb + j] : b[(size_t)j * ldb + l]);
+                float *o = c + (size_t)i * ldc + j;
+                *o = beta == 0.0f ? alpha * s : alpha * s + beta * *o;
+            }
+        return EE_OK;
+    }
+    ee_status s = ee_dnnl_load(ctx);
+    if (s) return s;
+    if (ee_dnnl_fn.sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) != dnnl_success)
+        return ee_fail(ctx, EE_ERR_BACKEND, "oneDNN sgemm failed (%dx%dx%d)", m, n, k);
+    return EE_OK;
 }
 
 /* The machine's fp32 GEMM rate as this library reaches it: square n x n x n products through the same sgemm the
@@ -36,13 +101,14 @@ ee_status ee_bench_sgemm(ee_ctx *ctx, int n, double seconds, double *gflops) {
     if (!a || !b || !c) { ee_free(a); ee_free(b); ee_free(c); return ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); }
     for (size_t i = 0; i < len; i++) { a[i] = ee_rng_uniform(ctx) - 0.5f; b[i] = ee_rng_uniform(ctx) - 0.5f; }
     ee_threads_apply(ctx);
-    ee_sgemm('N', 'N', n, n, n, 1.0f, a, n, b, n, 0.0f, c, n); /* warm-up */
+    ee_status s = ee_sgemm(ctx, 'N', 'N', n, n, n, 1.0f, a, n, b, n, 0.0f, c, n); /* warm-up */
+    if (s) { ee_free(a); ee_free(b); ee_free(c); return s; }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int reps = 0;
     double dt;
     do {
-        ee_sgemm('N', 'N', n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        ee_sgemm(ctx, 'N', 'N', n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
         reps++;
         clock_gettime(CLOCK_MONOTONIC, &t1);
         dt = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;

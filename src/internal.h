@@ -136,6 +136,8 @@ int ee_dconv_preferred(void);  /* available, and oneDNN has no AVX-512 kernels h
 int ee_dconv_fits(const ee_node *nd);
 size_t ee_dconv_packed_len(const ee_node *nd);
 void ee_dconv_pack(const ee_node *nd, const float *w_oihw, float *packed);
+size_t ee_dconv_block_len(const ee_node *nd);
+void ee_dconv_pack_inplace(const ee_node *nd, float *w_oihw, const float *scale, float *tmp);
 void ee_dconv_forward(const ee_node *nd, int n, const float *x, const float *packed, const float *bias,
                       const float *res, float *y, int relu, const float *zero);
 void ee_dconv_backward_weights(const ee_node *nd, int n, const float *x, const float *dy, float *dw_oihw, float *db,
@@ -158,8 +160,7 @@ void ee_free(void *p);
 void ee_fill_uniform(ee_ctx *ctx, float *p, size_t n, float lo, float hi);
 void ee_fill_normal(ee_ctx *ctx, float *p, size_t n, float stdv);
 
-/* oneDNN glue (dnnl.c) */
-ee_status ee_dnnl_init(ee_ctx *ctx, ee_net *net);
+/* oneDNN glue (dnnl.c; dnnl_glue.h) */
 /* marks conv -> BN (-> ReLU) chains that inference runs as one fused convolution */
 void ee_net_plan_fusion(ee_net *net);
 /* on = 0: no BN folding or ReLU post-ops, so that an eval forward keeps every activation (Grad-CAM backward) */
@@ -169,9 +170,9 @@ ee_status ee_net_set_fusion(ee_ctx *ctx, ee_net *net, int on);
 int ee_exit_rule(const ee_outputs *o, int i, float q, int fallback, int *answer);
 void ee_dnnl_free(ee_net *net);
 void ee_threads_apply(const ee_ctx *ctx);
-/* row-major C(m,n) = alpha * op(A) op(B) + beta * C */
-void ee_sgemm(char ta, char tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb,
-              float beta, float *c, int ldc);
+/* row-major C(m,n) = alpha * op(A) op(B) + beta * C; small products in plain C, others through oneDNN */
+ee_status ee_sgemm(ee_ctx *ctx, char ta, char tb, int m, int n, int k, float alpha, const float *a, int lda,
+                   const float *b, int ldb, float beta, float *c, int ldc);
 
 /* crc32 of the model file (zlib) */
 uint32_t ee_crc32(uint32_t crc, const void *buf, size_t len);

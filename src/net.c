@@ -163,7 +163,7 @@ static ee_status finalize(ee_ctx *ctx, ee_net *net) {
     net->arch_text = ee_arch_to_text(net);
     if (!net->arch_text) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
     ee_net_plan_fusion(net);
-    return ee_dnnl_init(ctx, net);
+    return EE_OK; /* oneDNN's engine: on first use (ee_dnnl_get) */
 }
 
 ee_status ee_net_from_text(ee_ctx *ctx, const char *text, const char *srcname, ee_net **out) {

@@ -77,6 +77,10 @@ echo "trained: test accuracy $acc% (floor $floor%)"
 awk -v a="$acc" -v f="$floor" 'BEGIN { exit !(a >= f) }' && ok || bad "accuracy $acc below the floor $floor"
 "$E" eval "$T/m.eenn" --json >"$T/eval.json" && ok || bad "eval of the trained model"
 grep -q '"acc":' "$T/eval.json" && ok || bad "eval --json output"
+# a path with a quote and a backslash stays valid JSON (escaped)
+cp "$T/m.eenn" "$T/we\"ird\\name.eenn"
+"$E" eval "$T/we\"ird\\name.eenn" --json | grep -qF '"model":"'"$T"'/we\"ird\\name.eenn"' && ok ||
+    bad "eval --json escapes the model path: $("$E" eval "$T/we\"ird\\name.eenn" --json | head -c 300)"
 "$E" info "$T/m.eenn" >/dev/null && ok || bad "info of a model file"
 # resume: one more epoch from the checkpoint
 if [ -z "$EENN_ASAN" ]; then

@@ -21,7 +21,7 @@ typedef struct {
 } conv_prim;
 
 typedef struct {
-    conv_prim c[CONV_CACHE];
+    conv_prim *c;          /* CONV_CACHE of them, allocated with the first primitive (the direct kernel needs none) */
     int nc;
     float *fw, *fb;        /* inference: weights and bias with the following BN folded in (OIHW) */
     uint64_t fold_gen;     /* bumped at every fold; tags the reordered folded weights */
@@ -103,6 +103,7 @@ static void conv_release(ee_node *nd) {
                 dnnl_memory_destroy(mems[j]);
         ee_free(c->scratch);
     }
+    free(p->c);
     free(p);
     nd->priv = NULL;
 }
@@ -159,7 +160,9 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
         conv_release(nd);
         return get_prim(ctx, net, nd, n, train);
     }
-    ee_dnnl *d = EE_DNNL(net);
+    ee_dnnl *d = ee_dnnl_get(ctx, net); /* loads oneDNN on the first primitive */
+    if (!d) return NULL;
+    if (!p->c && !(p->c = calloc(CONV_CACHE, sizeof *p->c))) { ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); return NULL; }
     conv_prim *c = &p->c[p->nc];
     memset(c, 0, sizeof *c);
     c->n = n; c->train = train; c->fuse = fuse;
@@ -417,18 +420,18 @@ ee_status ee_conv_seal(ee_ctx *ctx, ee_net *net, ee_node *nd) {
     if (!nd->priv && !new_priv(ctx, nd)) return EE_ERR_NOMEM;
     conv_priv *p = nd->priv;
     if (p->sealed || !use_direct(ctx, nd)) return EE_OK;
-    float *w = net->params + nd->p_off;
-    const float *from = w;
-    if (nd->fuse_bn >= 0) {
-        ee_status s = fold_bn(ctx, net, nd, 1);
-        if (s) return s;
-        from = p->fw;
+    ee_status s = nd->fuse_bn >= 0 ? fold_bn(ctx, net, nd, 0) : EE_OK; /* the folded bias */
+    if (s) return s;
+    float *scale = NULL, *tmp = malloc(ee_dconv_block_len(nd) * sizeof(float));
+    if (nd->fuse_bn >= 0 && (scale = malloc(nd->COUT * sizeof(float)))) {
+        const ee_node *bn = &net->nodes[nd->fuse_bn];
+        const float *gamma = net->params + bn->p_off, *var = net->state + bn->s_off + nd->COUT;
+        for (int o = 0; o < nd->COUT; o++) scale[o] = gamma[o] / sqrtf(var[o] + bn->f[1]); /* as fold_bn */
     }
-    float *packed = malloc(ee_dconv_packed_len(nd) * sizeof(float));
-    if (!packed) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
-    ee_dconv_pack(nd, from, packed);
-    memcpy(w, packed, ee_dconv_packed_len(nd) * sizeof(float));
-    free(packed);
+    if (!tmp || (nd->fuse_bn >= 0 && !scale)) { free(tmp); free(scale); return ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); }
+    ee_dconv_pack_inplace(nd, net->params + nd->p_off, scale, tmp);
+    free(tmp);
+    free(scale);
     free(p->fw);
     p->fw = NULL;
     ee_free(p->dpack);
@@ -500,9 +503,10 @@ static ee_status conv_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     float *dx = ee_node_input_grad(net, nd, 0, &acc);
     int direct_dx = dx && direct && direct_bwd_data_fits(nd);
     conv_prim *c = NULL;
-    ee_dnnl *d = EE_DNNL(net);
+    ee_dnnl *d = NULL;
     if (!direct || (dx && !direct_dx)) {
         if (!(c = get_prim(ctx, net, nd, n, 1))) return EE_ERR_BACKEND;
+        d = EE_DNNL(net);
         dnnl_memory_set_data_handle(c->ddst, nd->dy);
     }
     if (direct_dx) {

@@ -75,6 +75,29 @@ void ee_dconv_pack(const ee_node *nd, const float *w, float *packed) {
                         w[(((size_t)o * g.cin + i) * g.k + kh) * g.k + kw];
 }
 
+/* The same layout written over the OIHW weights themselves, each output channel o scaled by scale[o] (NULL: 1):
+ * a block of cb output channels is contiguous in both layouts, so one block of scratch (ee_dconv_block_len
+ * floats) is all it takes. Values are bit-identical to scaling first and packing then. */
+size_t ee_dconv_block_len(const ee_node *nd) { return (size_t)block_of(nd) * nd->ins.c * nd->a[1] * nd->a[1]; }
+void ee_dconv_pack_inplace(const ee_node *nd, float *w, const float *scale, float *tmp) {
+    geom g = geom_of(nd);
+    const int cb = block_of(nd);
+    const size_t per = (size_t)g.cin * g.k * g.k;
+    for (int ob = 0; ob < g.cout / cb; ob++) {
+        float *blk = w + (size_t)ob * cb * per;
+        memcpy(tmp, blk, cb * per * sizeof(float));
+        for (int oo = 0; oo < cb; oo++) {
+            const float sc = scale ? scale[ob * cb + oo] : 1.0f;
+            for (int i = 0; i < g.cin; i++)
+                for (int kh = 0; kh < g.k; kh++)
+                    for (int kw = 0; kw < g.k; kw++) {
+                        float v = tmp[((size_t)oo * g.cin + i) * g.k * g.k + kh * g.k + kw];
+                        blk[(((size_t)kh * g.k + kw) * g.cin + i) * cb + oo] = scale ? v * sc : v;
+                    }
+        }
+    }
+}
+
 #ifdef EE_DCONV
 /* nb pixels of one output row x nv vectors of 8 channels (both constants at every call, so the loops unroll into
  * nb x nv accumulators), the first pixel reading input column iw0. Rows outside the input are skipped; a tap

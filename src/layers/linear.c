@@ -30,21 +30,22 @@ static void linear_count(const ee_net *net, const ee_node *nd, double *macs, dou
     *prof = (2 * in - 1) * out; /* the reference profiler: bias not counted */
 }
 static ee_status linear_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
-    (void)ctx; (void)train;
+    (void)train;
     int in = nd->ins.c, out = nd->a[0];
     const float *x = ee_node_input(net, nd, 0), *w = net->params + nd->p_off, *b = w + (size_t)in * out;
-    ee_sgemm('N', 'T', n, out, in, 1.0f, x, in, w, in, 0.0f, nd->y, out);
+    ee_status s = ee_sgemm(ctx, 'N', 'T', n, out, in, 1.0f, x, in, w, in, 0.0f, nd->y, out);
+    if (s) return s;
     if (nd->a[1])
         for (int i = 0; i < n; i++)
             for (int j = 0; j < out; j++) nd->y[(size_t)i * out + j] += b[j];
     return EE_OK;
 }
 static ee_status linear_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
-    (void)ctx;
     int in = nd->ins.c, out = nd->a[0];
     const float *x = ee_node_input(net, nd, 0), *w = net->params + nd->p_off, *dy = nd->dy;
     float *dw = net->grads + nd->p_off, *db = dw + (size_t)in * out;
-    ee_sgemm('T', 'N', out, in, n, 1.0f, dy, out, x, in, 0.0f, dw, in);
+    ee_status s = ee_sgemm(ctx, 'T', 'N', out, in, n, 1.0f, dy, out, x, in, 0.0f, dw, in);
+    if (s) return s;
     if (nd->a[1]) {
         for (int j = 0; j < out; j++) db[j] = 0;
         for (int i = 0; i < n; i++)
@@ -52,8 +53,7 @@ static ee_status linear_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     }
     int acc;
     float *dx = ee_node_input_grad(net, nd, 0, &acc);
-    if (dx) ee_sgemm('N', 'N', n, in, out, 1.0f, dy, out, w, in, acc ? 1.0f : 0.0f, dx, in);
-    return EE_OK;
+    return dx ? ee_sgemm(ctx, 'N', 'N', n, in, out, 1.0f, dy, out, w, in, acc ? 1.0f : 0.0f, dx, in) : EE_OK;
 }
 
 const ee_layer_ops ee_linear_ops = {"linear", linear_shape, linear_tensors, linear_init, linear_forward,
