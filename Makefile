@@ -51,6 +51,9 @@ check-install: all
 	@PKG_CONFIG_PATH=$(BUILD)/prefix/lib/pkgconfig $(CC) -std=c11 -Wall -Werror -o $(BUILD)/classify examples/classify.c \
 	    $$(PKG_CONFIG_PATH=$(BUILD)/prefix/lib/pkgconfig pkg-config --cflags --libs --static eenn)
 	@LD_LIBRARY_PATH=$(BUILD)/prefix/lib $(BUILD)/classify >/dev/null && echo "install: header, static library and pkg-config file work"
+	@PKG_CONFIG_PATH=$(BUILD)/prefix/lib/pkgconfig $(CC) -std=c11 -Wall -Werror -o $(BUILD)/classify-so examples/classify.c \
+	    $$(PKG_CONFIG_PATH=$(BUILD)/prefix/lib/pkgconfig pkg-config --cflags --libs eenn)
+	@LD_LIBRARY_PATH=$(BUILD)/prefix/lib $(BUILD)/classify-so >/dev/null && echo "install: the shared library works"
 
 demo: all
 	sh scripts/demo.sh

@@ -10,6 +10,7 @@ int main(int argc, char **argv) {
     ee_status s = argc > 1 ? ee_net_load(ctx, argv[1], &net) : ee_net_builtin(ctx, "resnet20", 1, 28, 28, 10, &net);
     if (!s && argc == 1) s = ee_net_init(ctx, net);
     if (!s) s = ee_net_prepare(ctx, net, 1, 0);
+    if (!s) s = ee_net_seal(ctx, net); /* inference only: one copy of the weights */
     int c, h, w;
     float *x = NULL;
     if (!s) {
