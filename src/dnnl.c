@@ -17,22 +17,35 @@ static pthread_once_t dnnl_once = PTHREAD_ONCE_INIT;
 static int dnnl_loaded;
 static char dnnl_why[320];
 
-/* once per process; the library stays loaded (the dynamic linker would have kept it too) */
-static void dnnl_load_once(void) {
-    void *h = dlopen(EE_DNNL_SONAME, RTLD_NOW | RTLD_LOCAL);
+/* opens `soname` and fills *api; 0, or -1 with the reason in why */
+static int load_api(const char *soname, ee_dnnl_api *api, char *why, size_t nwhy) {
+    void *h = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         const char *e = dlerror();
-        snprintf(dnnl_why, sizeof dnnl_why, "%s", e ? e : "dlopen failed");
-        return;
+        snprintf(why, nwhy, "%s", e ? e : "dlopen failed");
+        return -1;
     }
 #define EE_DNNL_SYM(name)                                                                                     \
-    if (!(ee_dnnl_fn.name = (__typeof__(ee_dnnl_fn.name))dlsym(h, "dnnl_" #name))) {                          \
-        snprintf(dnnl_why, sizeof dnnl_why, "%s has no symbol dnnl_%s", EE_DNNL_SONAME, #name);               \
-        return;                                                                                               \
+    if (!(api->name = (__typeof__(api->name))dlsym(h, "dnnl_" #name))) {                                      \
+        snprintf(why, nwhy, "%s has no symbol dnnl_%s", soname, #name);                                       \
+        dlclose(h);                                                                                           \
+        return -1;                                                                                            \
     }
     EE_DNNL_FUNCS(EE_DNNL_SYM)
 #undef EE_DNNL_SYM
-    dnnl_loaded = 1;
+    return 0; /* the library stays loaded for the process's lifetime, as the dynamic linker would keep it */
+}
+
+static void dnnl_load_once(void) {
+    dnnl_loaded = !load_api(EE_DNNL_SONAME, &ee_dnnl_fn, dnnl_why, sizeof dnnl_why);
+}
+
+ee_status ee_dnnl_probe(ee_ctx *ctx, const char *soname) {
+    ee_dnnl_api api;
+    char why[320];
+    if (load_api(soname, &api, why, sizeof why))
+        return ee_fail(ctx, EE_ERR_BACKEND, "cannot load oneDNN (%s): %s", soname, why);
+    return EE_OK;
 }
 
 ee_status ee_dnnl_load(ee_ctx *ctx) {

@@ -59,6 +59,8 @@ extern ee_dnnl_api ee_dnnl_fn; /* written once, under pthread_once, before ee_dn
 
 /* loads oneDNN if this process has not yet: EE_ERR_BACKEND with the reason if it cannot */
 ee_status ee_dnnl_load(ee_ctx *ctx);
+/* loads `soname` into a table of its own, for tests of the loader: EE_OK, or EE_ERR_BACKEND with the reason */
+ee_status ee_dnnl_probe(ee_ctx *ctx, const char *soname);
 /* the net's engine and stream, created (and oneDNN loaded) on first use; NULL with ctx's error set on failure */
 ee_dnnl *ee_dnnl_get(ee_ctx *ctx, ee_net *net);
 

@@ -3,6 +3,10 @@
  * files (round trip; truncated, corrupted, wrong-version and mismatched files), the IDX and CIFAR loaders on
  * files generated here in the published layouts, batch compaction, and bit-identical training from a seed. */
 #include "internal.h"
+#include "dnnl_glue.h"
+#define EE_STR_DNNL2(x) #x
+#define EE_STR_DNNL1(x) EE_STR_DNNL2(x)
+#define EE_STR_DNNL_MAJOR EE_STR_DNNL1(DNNL_VERSION_MAJOR)
 #include "testlib.h"
 #include <math.h>
 #include <stdlib.h>
@@ -471,6 +475,35 @@ static void test_seal(void) {
     ee_ctx_free(ctx);
 }
 
+/* oneDNN is loaded on first use: the loader's errors name the library and the reason; a net whose convs all run
+ * on the direct kernel never creates a oneDNN engine, one with a depthwise conv does */
+static void test_dnnl_loader(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    CHECK_OK(ctx, ee_dnnl_probe(ctx, "libdnnl.so." EE_STR_DNNL_MAJOR));
+    CHECK(ee_dnnl_probe(ctx, "libeenn-no-such-library.so.9") == EE_ERR_BACKEND &&
+              strstr(ee_ctx_error(ctx), "libeenn-no-such-library.so.9"),
+          "a missing library: %s", ee_ctx_error(ctx));
+    CHECK(ee_dnnl_probe(ctx, "libz.so.1") == EE_ERR_BACKEND && strstr(ee_ctx_error(ctx), "no symbol dnnl_"),
+          "a library without oneDNN's symbols: %s", ee_ctx_error(ctx));
+    if (ee_dconv_available()) {
+        ee_net *net = NULL;
+        float x[784] = {0};
+        CHECK_OK(ctx, ee_net_builtin(ctx, "resnet20", 1, 28, 28, 10, &net));
+        ee_net_init(ctx, net);
+        CHECK_OK(ctx, ee_net_prepare(ctx, net, 1, 0));
+        CHECK_OK(ctx, ee_net_forward(ctx, net, x, 1, 0));
+        CHECK(net->dnnl == NULL, "resnet20 inference on the direct kernel created a oneDNN engine");
+        ee_net_free(net);
+        CHECK_OK(ctx, ee_net_builtin(ctx, "mobilenet", 1, 28, 28, 10, &net));
+        ee_net_init(ctx, net);
+        CHECK_OK(ctx, ee_net_prepare(ctx, net, 1, 0));
+        CHECK_OK(ctx, ee_net_forward(ctx, net, x, 1, 0));
+        CHECK(net->dnnl != NULL, "mobilenet's depthwise convs ran without a oneDNN engine");
+        ee_net_free(net);
+    }
+    ee_ctx_free(ctx);
+}
+
 /* the same seed with one thread gives bit-identical weights; resume continues exactly */
 static void train_small(const char *ckpt, int epochs, int resume, float *out, size_t *np) {
     ee_ctx *ctx = ee_ctx_new();
@@ -542,6 +575,7 @@ int main(void) {
     test_io();
     test_compact();
     test_seal();
+    test_dnnl_loader();
     test_determinism();
     test_nan();
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
