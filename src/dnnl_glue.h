@@ -66,6 +66,8 @@ ee_dnnl *ee_dnnl_get(ee_ctx *ctx, ee_net *net);
 
 #define EE_DNNL(net) ((ee_dnnl *)(net)->dnnl)
 
+/* one line per EE_DNNL_FUNCS entry; a name missing here would call the real symbol and fail to link, one missing
+ * there would name no field and fail to compile */
 #ifndef EE_DNNL_LOADER
 #define dnnl_engine_create ee_dnnl_fn.engine_create
 #define dnnl_engine_destroy ee_dnnl_fn.engine_destroy

@@ -275,6 +275,11 @@ static ee_status reorder(ee_ctx *ctx, ee_dnnl *d, dnnl_primitive_t r, dnnl_memor
 /* w' = w * gamma / sqrt(var + eps) per output channel, b' = (b - mean) * that + beta. The folded bias fb is
  * kept; the folded weights fw only while a primitive still has to reorder them (need_w), since every cached
  * primitive holds its own copy in its preferred layout: one copy of the weights fewer in an inference process. */
+static float bn_scale(const ee_net *net, const ee_node *nd, int o) {
+    const ee_node *bn = &net->nodes[nd->fuse_bn];
+    return net->params[bn->p_off + o] / sqrtf(net->state[bn->s_off + nd->COUT + o] + bn->f[1]); /* gamma, var */
+}
+
 static ee_status fold_bn(ee_ctx *ctx, ee_net *net, ee_node *nd, int need_w) {
     conv_priv *p = nd->priv;
     int current = p->fb && p->fold_ver == net->params_version && p->fold_state == net->state_version;
@@ -284,10 +289,10 @@ static ee_status fold_bn(ee_ctx *ctx, ee_net *net, ee_node *nd, int need_w) {
     if (need_w && !p->fw) p->fw = malloc(nw * sizeof(float));
     if (!p->fb || (need_w && !p->fw)) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
     const ee_node *bn = &net->nodes[nd->fuse_bn];
-    const float *w = net->params + nd->p_off, *gamma = net->params + bn->p_off, *beta = gamma + nd->COUT;
-    const float *mean = net->state + bn->s_off, *var = mean + nd->COUT;
+    const float *w = net->params + nd->p_off, *beta = net->params + bn->p_off + nd->COUT;
+    const float *mean = net->state + bn->s_off;
     for (int o = 0; o < nd->COUT; o++) {
-        float sc = gamma[o] / sqrtf(var[o] + bn->f[1]), b = nd->BIAS ? w[nw + o] : 0.0f;
+        float sc = bn_scale(net, nd, o), b = nd->BIAS ? w[nw + o] : 0.0f;
         if (p->fw)
             for (size_t i = 0; i < per; i++) p->fw[o * per + i] = w[o * per + i] * sc;
         p->fb[o] = (b - mean[o]) * sc + beta[o];
@@ -384,19 +389,15 @@ static ee_status direct_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, in
         if (nd->fuse_add >= 0)
             res = nd->add_inplace ? y : ee_node_input(net, &net->nodes[nd->fuse_add], nd->add_other);
     }
-    if (p->sealed) {
-        ee_dconv_forward(nd, n, ee_node_input(net, nd, 0), net->params + nd->p_off, b ? b : z, res, y,
-                         nd->fuse_relu >= 0 && nd->fuse_bn >= 0, z);
-        return EE_OK;
-    }
-    if (!p->dpack || p->dpack_tag != tag) {
+    if (!p->sealed && (!p->dpack || p->dpack_tag != tag)) {
         if (!p->dpack && !(p->dpack = ee_alloc(ee_dconv_packed_len(nd) * sizeof(float))))
             return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
         ee_dconv_pack(nd, w, p->dpack);
         p->dpack_tag = tag;
         if (w == p->fw) { free(p->fw); p->fw = NULL; }
     }
-    ee_dconv_forward(nd, n, ee_node_input(net, nd, 0), p->dpack, b ? b : z, res, y,
+    /* a sealed conv's parameters are its packed weights */
+    ee_dconv_forward(nd, n, ee_node_input(net, nd, 0), p->sealed ? w : p->dpack, b ? b : z, res, y,
                      !train && nd->fuse_relu >= 0 && nd->fuse_bn >= 0, z);
     return EE_OK;
 }
@@ -422,12 +423,9 @@ ee_status ee_conv_seal(ee_ctx *ctx, ee_net *net, ee_node *nd) {
     if (p->sealed || !use_direct(ctx, nd)) return EE_OK;
     ee_status s = nd->fuse_bn >= 0 ? fold_bn(ctx, net, nd, 0) : EE_OK; /* the folded bias */
     if (s) return s;
-    float *scale = NULL, *tmp = malloc(ee_dconv_block_len(nd) * sizeof(float));
-    if (nd->fuse_bn >= 0 && (scale = malloc(nd->COUT * sizeof(float)))) {
-        const ee_node *bn = &net->nodes[nd->fuse_bn];
-        const float *gamma = net->params + bn->p_off, *var = net->state + bn->s_off + nd->COUT;
-        for (int o = 0; o < nd->COUT; o++) scale[o] = gamma[o] / sqrtf(var[o] + bn->f[1]); /* as fold_bn */
-    }
+    float *tmp = malloc(ee_dconv_block_len(nd) * sizeof(float)), *scale = NULL;
+    if (tmp && nd->fuse_bn >= 0 && (scale = malloc(nd->COUT * sizeof(float))))
+        for (int o = 0; o < nd->COUT; o++) scale[o] = bn_scale(net, nd, o);
     if (!tmp || (nd->fuse_bn >= 0 && !scale)) { free(tmp); free(scale); return ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); }
     ee_dconv_pack_inplace(nd, net->params + nd->p_off, scale, tmp);
     free(tmp);

@@ -63,16 +63,23 @@ static int block_of(const ee_node *nd) {
 
 size_t ee_dconv_packed_len(const ee_node *nd) { return (size_t)nd->a[0] * nd->ins.c * nd->a[1] * nd->a[1]; }
 
+/* one block of cb output channels, OIHW -> [kh][kw][i][cb], channel o scaled by scale[o] (NULL: unscaled) */
+static void pack_block(const geom *g, int cb, const float *src, float *dst, const float *scale) {
+    for (int oo = 0; oo < cb; oo++)
+        for (int i = 0; i < g->cin; i++)
+            for (int kh = 0; kh < g->k; kh++)
+                for (int kw = 0; kw < g->k; kw++) {
+                    float v = src[(((size_t)oo * g->cin + i) * g->k + kh) * g->k + kw];
+                    dst[(((size_t)kh * g->k + kw) * g->cin + i) * cb + oo] = scale ? v * scale[oo] : v;
+                }
+}
+
 /* OIHW -> [o/CB][kh][kw][i][CB] */
 void ee_dconv_pack(const ee_node *nd, const float *w, float *packed) {
     geom g = geom_of(nd);
     const int cb = block_of(nd);
-    for (int o = 0; o < g.cout; o++)
-        for (int i = 0; i < g.cin; i++)
-            for (int kh = 0; kh < g.k; kh++)
-                for (int kw = 0; kw < g.k; kw++)
-                    packed[((((size_t)(o / cb) * g.k + kh) * g.k + kw) * g.cin + i) * cb + o % cb] =
-                        w[(((size_t)o * g.cin + i) * g.k + kh) * g.k + kw];
+    const size_t blk = (size_t)cb * g.cin * g.k * g.k;
+    for (int ob = 0; ob < g.cout / cb; ob++) pack_block(&g, cb, w + ob * blk, packed + ob * blk, NULL);
 }
 
 /* The same layout written over the OIHW weights themselves, each output channel o scaled by scale[o] (NULL: 1):
@@ -82,19 +89,10 @@ size_t ee_dconv_block_len(const ee_node *nd) { return (size_t)block_of(nd) * nd-
 void ee_dconv_pack_inplace(const ee_node *nd, float *w, const float *scale, float *tmp) {
     geom g = geom_of(nd);
     const int cb = block_of(nd);
-    const size_t per = (size_t)g.cin * g.k * g.k;
+    const size_t blk = ee_dconv_block_len(nd);
     for (int ob = 0; ob < g.cout / cb; ob++) {
-        float *blk = w + (size_t)ob * cb * per;
-        memcpy(tmp, blk, cb * per * sizeof(float));
-        for (int oo = 0; oo < cb; oo++) {
-            const float sc = scale ? scale[ob * cb + oo] : 1.0f;
-            for (int i = 0; i < g.cin; i++)
-                for (int kh = 0; kh < g.k; kh++)
-                    for (int kw = 0; kw < g.k; kw++) {
-                        float v = tmp[((size_t)oo * g.cin + i) * g.k * g.k + kh * g.k + kw];
-                        blk[(((size_t)kh * g.k + kw) * g.cin + i) * cb + oo] = scale ? v * sc : v;
-                    }
-        }
+        memcpy(tmp, w + ob * blk, blk * sizeof(float));
+        pack_block(&g, cb, tmp, w + ob * blk, scale ? scale + ob * cb : NULL);
     }
 }
 
