@@ -102,7 +102,7 @@ void ee_dconv_pack_inplace(const ee_node *nd, float *w, const float *scale, floa
  * that falls in the padding reads from `zero` (cin zeros), so border pixels take the same path as the interior.
  * Then bias, residual and ReLU as the outputs are stored. */
 static inline __attribute__((always_inline)) void row_kernel(const geom *g, const float *x, const float *wb, int ih0,
-                                                             int iw0, int nb, int nv, const float *zero,
+                                                             int iw0, int nb, int nv, int contig, const float *zero,
                                                              const float *bias, const float *res, float *y,
                                                              int relu) {
     __m256 acc[6][4];
@@ -115,16 +115,20 @@ static inline __attribute__((always_inline)) void row_kernel(const geom *g, cons
         if (ih < 0 || ih >= g->h) continue;
         const float *xr = x + (size_t)ih * g->w * cin;
         const float *wr = wb + (size_t)kh * g->k * cin * cb;
-        for (int kw = 0; kw < g->k; kw++) {
+        /* contig (stride 1, every tap of the segment inside the row): pixel p's taps along the row are the k cin
+         * floats from its first column on, and the weights of one kh are [kw][ci] in the same order, so the k
+         * taps run as one loop of k cin steps */
+        const int nkw = contig ? 1 : g->k, len = contig ? g->k * cin : cin;
+        for (int kw = 0; kw < nkw; kw++) {
             for (int p = 0; p < nb; p++) {
                 int iw = iw0 + p * g->s + kw;
-                src[p] = iw >= 0 && iw < g->w ? xr + (size_t)iw * cin : zero;
+                src[p] = contig || (iw >= 0 && iw < g->w) ? xr + (size_t)iw * cin : zero;
             }
             const float *wp = wr + (size_t)kw * cin * cb;
             /* unrolled twice: 24 instructions per input channel otherwise leave the front end, not the FMA units,
              * the limit (measured +6-11% at batch 1 with 1 thread, ResNet-56 and VGG-16-BN) */
 #pragma GCC unroll 2
-            for (int ci = 0; ci < cin; ci++) {
+            for (int ci = 0; ci < len; ci++) {
                 __m256 wv[4];
                 for (int v = 0; v < nv; v++) {
                     wv[v] = _mm256_loadu_ps(wp + ci * cb + 8 * v);
@@ -160,7 +164,9 @@ static void row(const geom *g, const float *xi, const float *wb, int ih0, int cb
         int len = (g->ow - ow) / (nseg - sg), iw0 = ow * g->s - g->pad;
         const float *r = rr ? rr + (size_t)ow * g->cout : NULL;
         float *y = yr + (size_t)ow * g->cout;
-#define K(NB, NV) row_kernel(g, xi, wb, ih0, iw0, NB, NV, zero, bb, r, y, relu)
+        const int contig = g->s == 1 && g->k > 1 && iw0 >= 0 && iw0 + len + g->k - 1 <= g->w;
+#define K(NB, NV) (contig ? row_kernel(g, xi, wb, ih0, iw0, NB, NV, 1, zero, bb, r, y, relu) \
+                          : row_kernel(g, xi, wb, ih0, iw0, NB, NV, 0, zero, bb, r, y, relu))
         if (cb == 32) {
             if (len == 3) K(3, 4);
             else if (len == 2) K(2, 4);
