@@ -8,7 +8,9 @@
   with 1 and 2 threads and its best is kept (the thread count is printed). With --rounds R every measurement is
   repeated R times, the peers alternating, and the best of each is kept (this shared machine varies by 20-45%).
 - GFLOP/s counts true FLOPs (a training step is 3x the forward pass), beside the fp32 GEMM ceiling measured in the
-  same run (`eenn bench --gemm`).
+  same run (`eenn bench --gemm`) and the CPU's FMA peak (scripts/roofline.c, which also measures the memory read
+  bandwidth); for inference, the roofline rate: what a layer-by-layer fp32 implementation could reach at that peak
+  and bandwidth.
 - Thread scaling: eenn with 1 and 2 threads.
 - Early exits: an SDN on real Fashion-MNIST test images at its calibrated threshold (`eenn bench --exits`), against
   ONNX Runtime running the same backbone without ICs.
@@ -138,6 +140,16 @@ def eenn_bench(eenn, arch, shape, threads, secs, save=None, extra=()):
     return {(r["mode"], r["batch"]): r for r in json.loads(out)["results"]}
 
 
+def roofline_img_s(eenn, arch, shape, batch, roof):
+    """The inference rate of a layer-by-layer fp32 implementation that computes at the 2-thread FMA peak and reads
+    each layer's weights from memory once per batch, both measured in this run: batch / sum over layers of
+    max(batch * FLOPs / peak, weight bytes / read bandwidth). Activations are taken to stay in cache."""
+    out, _ = run([eenn, "info", "--arch", arch, "--input", shape, "--json"])
+    peak, bw = roof["gflops"]["2"] * 1e9, roof["read_gbs"]["2"] * 1e9
+    t = sum(max(batch * l["flops"] / peak, 4 * l["params"] / bw) for l in json.loads(out)["layers"])
+    return batch / t
+
+
 def strip_ics(sdn):
     """The SDN's backbone alone: its architecture text and tensors without the IC nodes."""
     from eenn_file import read_eenn
@@ -166,7 +178,12 @@ def main():
     ap.add_argument("--exits-n", type=int, default=10000, help="test images for the early-exit measurement")
     ap.add_argument("--rounds", type=int, default=1,
                     help="dense networks: eenn, ONNX Runtime and PyTorch alternate this many times, best of each kept")
+    ap.add_argument("--report", default=None, metavar="FILE", help="print the tables of an earlier run's --json file")
     a = ap.parse_args()
+    if a.report:
+        with open(a.report) as f:
+            report(json.load(f))
+        return
     secs = a.seconds
     ensure_ort()
     tmp = tempfile.mkdtemp(prefix="eenn-bench-")
@@ -177,6 +194,11 @@ def main():
     avx512 = " avx512f" in info
     res["cpu"] = f"{model[0] if model else 'unknown'}, {os.cpu_count()} cores, AVX-512 {'yes' if avx512 else 'no'}"
     res["conv_kernel"] = "oneDNN (AVX-512 brgconv)" if avx512 else "eenn's direct AVX2 kernel (oneDNN has no brgconv without AVX-512)"
+
+    progress("roofline: the FMA peak and the memory read bandwidth, 1 and 2 threads (scripts/roofline.c)")
+    roof_bin = os.path.join(tmp, "roofline")
+    run(["cc", "-O2", "-pthread", os.path.join(HERE, "roofline.c"), "-o", roof_bin])
+    res["roofline"] = json.loads(run([roof_bin])[0])
 
     progress("GEMM ceiling (oneDNN sgemm 1024^3), 1 and 2 threads")
     ceiling = {}
@@ -222,6 +244,8 @@ def main():
                    "torch_img_s": best[0], "torch_threads": best[1],
                    "ort_img_s": ort[batch][0] if mode == "infer" else None,
                    "ort_threads": ort[batch][1] if mode == "infer" else None}
+            row["fma_pct"] = 100 * e["gflops"] / res["roofline"]["gflops"]["2"]
+            row["roofline_img_s"] = roofline_img_s(a.eenn, arch, shape, batch, res["roofline"]) if mode == "infer" else None
             res["dense"].append(row)
             res["scaling"].append({"net": arch, "input": shape, "mode": mode, "batch": batch,
                                    "eenn_1t": e1[(mode, batch)]["img_per_s"], "eenn_2t": e["img_per_s"]})
@@ -255,21 +279,34 @@ def main():
                               "activation_mb": r["activation_mb"],
                               "bound_mb": 2 * (r["weights_mb"] + r["largest_pair_mb"]), "torch_mb": trss})
 
+    res["rounds"] = a.rounds
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)
+    report(res)
+
+
+def report(res):
+    """Prints the tables of one run (also from its --json file: --report FILE)."""
+    ceiling = {int(k): v for k, v in res["gemm_gflops"].items()}
     print(f"CPU: {res['cpu']}; eenn's inference convolutions: {res['conv_kernel']}")
-    if a.rounds > 1:
-        print(f"Dense networks: best of {a.rounds} alternating rounds of eenn (1 and 2 threads), ONNX Runtime and PyTorch")
-    print(f"GEMM ceiling (oneDNN sgemm, fp32): {ceiling[1]:.0f} GFLOP/s on 1 thread, {ceiling[2]:.0f} on 2\n")
-    print("| net | input | mode | batch | eenn img/s | GFLOP/s | % of GEMM ceiling | PyTorch img/s (threads) | "
-          "ONNX Runtime img/s (threads) | eenn / PyTorch | eenn / ONNX Runtime |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    if res.get("rounds", 1) > 1:
+        print(f"Dense networks: best of {res['rounds']} alternating rounds of eenn (1 and 2 threads), ONNX Runtime and PyTorch")
+    print(f"GEMM ceiling (oneDNN sgemm, fp32): {ceiling[1]:.0f} GFLOP/s on 1 thread, {ceiling[2]:.0f} on 2")
+    rf = res["roofline"]
+    print(f"Roofline (scripts/roofline.c): fp32 FMA peak {rf['gflops']['1']:.0f} GFLOP/s on 1 thread, "
+          f"{rf['gflops']['2']:.0f} on 2; memory read {rf['read_gbs']['1']:.1f} GB/s on 1 thread, "
+          f"{rf['read_gbs']['2']:.1f} on 2. Roofline img/s: a layer-by-layer fp32 implementation at that peak, "
+          f"reading each layer's weights from memory once per batch\n")
+    print("| net | input | mode | batch | eenn img/s | GFLOP/s | % of GEMM ceiling | % of FMA peak | roofline img/s | "
+          "PyTorch img/s (threads) | ONNX Runtime img/s (threads) | eenn / PyTorch | eenn / ONNX Runtime |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in res["dense"]:
         ort = f"{r['ort_img_s']:.0f} ({r['ort_threads']})" if r["ort_img_s"] else "-"
         ratio = f"{r['eenn_img_s'] / r['ort_img_s']:.2f}x" if r["ort_img_s"] else "-"
+        roof = f"{r['roofline_img_s']:.0f}" if r["roofline_img_s"] else "-"
         print(f"| {r['net']} | {r['input']} | {r['mode']} | {r['batch']} | {r['eenn_img_s']:.0f} | {r['eenn_gflops']:.0f} | "
-              f"{r['ceiling_pct']:.0f}% | {r['torch_img_s']:.0f} ({r['torch_threads']}) | {ort} | "
+              f"{r['ceiling_pct']:.0f}% | {r['fma_pct']:.0f}% | {roof} | {r['torch_img_s']:.0f} ({r['torch_threads']}) | {ort} | "
               f"{r['eenn_img_s'] / r['torch_img_s']:.2f}x | {ratio} |")
     print("\nThread scaling (eenn img/s):\n\n| net | input | mode | batch | 1 thread | 2 threads | speedup |")
     print("|---|---|---|---|---|---|---|")
@@ -277,7 +314,7 @@ def main():
         print(f"| {r['net']} | {r['input']} | {r['mode']} | {r['batch']} | {r['eenn_1t']:.0f} | {r['eenn_2t']:.0f} | "
               f"{r['eenn_2t'] / r['eenn_1t']:.2f}x |")
     if res["exits"]:
-        ex, ort = res["exits"]["eenn"], res["exits"]["ort_img_s"]
+        ex, ort = res["exits"]["eenn"], {int(k): v for k, v in res["exits"]["ort_img_s"].items()}
         print(f"\nEarly exits: {res['exits']['model']} at q = {ex['q']:.4g} on {ex['images']} Fashion-MNIST test images: "
               f"accuracy {ex['acc_exits']:.2f}% (CNN {ex['acc_cnn']:.2f}%), {ex['flops_speedup']:.2f}x fewer FLOPs\n")
         print("| batch | eenn exits img/s | eenn dense img/s | ONNX Runtime dense img/s | exits / ONNX Runtime |")
