@@ -16,7 +16,8 @@
   ONNX Runtime running the same backbone without ICs.
 - Peak RSS of ResNet-56 inference and training, eenn beside PyTorch, each measured in its own process.
 
-Run: /usr/bin/python3 scripts/bench_compare.py [--seconds S] [--rounds R] [--exits SDN.eenn] [--json FILE]
+Run: /usr/bin/python3 scripts/bench_compare.py [--seconds S] [--rounds R] [--exits SDN.eenn [--exits-q Q]] [--json FILE]
+     /usr/bin/python3 scripts/bench_compare.py --report FILE   (the tables of an earlier run's --json)
 """
 import argparse, json, os, subprocess, sys, tempfile, time
 
@@ -175,6 +176,8 @@ def main():
     ap.add_argument("--exits", default=None, help="a calibrated SDN (default: runs/resnet56-iconly.eenn if present)")
     ap.add_argument("--json", default=None, help="also write every number to this file")
     ap.add_argument("--cases", default=None, help="comma-separated arch:CxHxW subset")
+    ap.add_argument("--exits-q", type=float, default=None,
+                    help="the early-exit threshold (default: the one calibrated and stored in the model)")
     ap.add_argument("--exits-n", type=int, default=10000, help="test images for the early-exit measurement")
     ap.add_argument("--rounds", type=int, default=1,
                     help="dense networks: eenn, ONNX Runtime and PyTorch alternate this many times, best of each kept")
@@ -253,7 +256,8 @@ def main():
     sdn = a.exits or os.path.join(ROOT, "runs", "resnet56-iconly.eenn")
     if os.path.exists(sdn):
         progress(f"early exits of {sdn} on Fashion-MNIST test images")
-        out, _ = run([a.eenn, "bench", "--exits", sdn, "--n", str(a.exits_n), "--json", "--threads", "2"])
+        qarg = ["--q", str(a.exits_q)] if a.exits_q is not None else []
+        out, _ = run([a.eenn, "bench", "--exits", sdn, "--n", str(a.exits_n), "--json", "--threads", "2", *qarg])
         ex = json.loads(out)
         from eenn_file import read_eenn
         arch_text, _, _ = read_eenn(sdn)
@@ -316,7 +320,8 @@ def report(res):
     if res["exits"]:
         ex, ort = res["exits"]["eenn"], {int(k): v for k, v in res["exits"]["ort_img_s"].items()}
         print(f"\nEarly exits: {res['exits']['model']} at q = {ex['q']:.4g} on {ex['images']} Fashion-MNIST test images: "
-              f"accuracy {ex['acc_exits']:.2f}% (CNN {ex['acc_cnn']:.2f}%), {ex['flops_speedup']:.2f}x fewer FLOPs\n")
+              f"accuracy {ex['acc_exits']:.2f}% against {ex['acc_cnn']:.2f}% for the same network without exits (a drop of "
+              f"{ex['acc_cnn'] - ex['acc_exits']:.2f} points), {ex['flops_speedup']:.2f}x fewer FLOPs\n")
         print("| batch | eenn exits img/s | eenn dense img/s | ONNX Runtime dense img/s | exits / ONNX Runtime |")
         print("|---|---|---|---|---|")
         for b, key in ((1, "batch1"), (128, "batch128")):
