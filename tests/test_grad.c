@@ -277,8 +277,9 @@ int main(void) {
     conv_oracle(32, 6, 16, 1, 2, 0, 1, 0);
     conv_oracle(8, 2, 48, 3, 1, 1, 1, 1);
     conv_oracle(7, 1, 16, 3, 1, 1, 1, 1);
-    conv_oracle(16, 4, 64, 3, 1, 1, 1, 1); /* maps at most 4 wide: 32-channel blocks */
-    conv_oracle(24, 3, 32, 3, 1, 1, 1, 0);
+    conv_oracle(16, 4, 64, 3, 1, 1, 1, 1); /* 4-wide rows: 16 channels x 4 pixels */
+    conv_oracle(24, 3, 32, 3, 1, 1, 1, 0); /* maps at most 3 wide: 32-channel blocks */
+    conv_oracle(32, 2, 64, 3, 1, 1, 1, 1);
     conv_oracle(64, 4, 32, 3, 2, 1, 1, 1);
     conv_oracle(32, 2, 64, 1, 1, 0, 1, 1); /* 1x1 stride 1: the batch's pixels as one row (12 = 6 + 6) */
     conv_oracle(16, 7, 32, 1, 1, 0, 1, 0); /* 147 pixels: segments of 48, 48, 48 and 3 */

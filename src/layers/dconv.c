@@ -8,7 +8,7 @@
  * of ONNX Runtime, whose MLAS direct kernels this mirrors. On AVX-512 machines oneDNN's brgconv stays in use
  * (conv.c decides; ee_ctx_set_conv_kernel overrides).
  *
- * Layout: weights are packed per block of 16 output channels as [cout/16][kh][kw][cin][16] (32 on maps at most 4
+ * Layout: weights are packed per block of 16 output channels as [cout/16][kh][kw][cin][16] (32 on maps at most 3
  * wide). A micro-kernel computes up to 6 output pixels of one row x 16 channels (or 3 x 32) in 12 ymm
  * accumulators: per input channel, one load per weight vector and one broadcast per pixel feed 12 FMAs. Taps in the padding read a row of zeros, so border pixels
  * take the same path. Each sample's result is
@@ -53,12 +53,14 @@ int ee_dconv_fits(const ee_node *nd) {
     return nd->kind == EE_CONV && nd->a[4] == 1 && nd->a[0] % 16 == 0 && nd->a[1] <= 7 && ee_dconv_available();
 }
 
-/* output channels per weight block: 16 (6 pixels x 2 vectors per step), or 32 on maps at most 4 wide (3 pixels x
- * 4 vectors), where rows are too short to fill 12 accumulators with pixels; not for 1x1 stride-1 convs, which run
- * the batch's pixels as one long row */
+/* output channels per weight block: 16 (6 pixels x 2 vectors per step), or 32 on maps at most 3 wide (3 pixels x
+ * 4 vectors), where rows are too short to fill enough accumulators with pixels; not for 1x1 stride-1 convs, which
+ * run the batch's pixels as one long row. 4-wide rows take 16 channels x 4 pixels: two 2-pixel steps of 32
+ * channels read each weight twice as often, and a 32-channel block of a 512-channel 3x3 conv (590 KB) no longer
+ * fits in L2 (VGG-16-BN best of 3, session 13: batch 1 113 -> 138 img/s, batch 128 206 -> 232) */
 static int pointwise(const ee_node *nd) { return nd->a[1] == 1 && nd->a[2] == 1 && nd->a[3] == 0; }
 static int block_of(const ee_node *nd) {
-    return !pointwise(nd) && nd->out.w <= 4 && nd->a[0] % 32 == 0 ? 32 : 16;
+    return !pointwise(nd) && nd->out.w <= 3 && nd->a[0] % 32 == 0 ? 32 : 16;
 }
 
 size_t ee_dconv_packed_len(const ee_node *nd) { return (size_t)nd->a[0] * nd->ins.c * nd->a[1] * nd->a[1]; }
