@@ -3,8 +3,10 @@
 # dataset; Chromium for the test that opens the HTML report headless; with the argument `bench`, PyTorch too. Runs apt-get as root, or through sudo. Safe to run again.
 set -e
 PKGS="build-essential pkg-config clang libomp-dev libdnnl-dev zlib1g-dev libstb-dev dataset-fashion-mnist chromium"
-# `sh scripts/setup-debian.sh bench`: also the peers of `make bench` (PyTorch; ONNX Runtime comes from npm)
-[ "${1:-}" = bench ] && PKGS="$PKGS python3-torch"
+# `sh scripts/setup-debian.sh bench`: also the peers of `make bench` (PyTorch; ONNX Runtime comes from npm). Debian's
+# PyTorch 1.13 runs batch-1 convolutions through its BLAS (thnn_conv2d; oneDNN only from batch 2): with the reference
+# libblas3 that is 8-12 img/s for ResNet-56, with OpenBLAS 60-93. The peer gets OpenBLAS, its fair setting.
+[ "${1:-}" = bench ] && PKGS="$PKGS python3-torch libopenblas0-openmp"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 missing=""
