@@ -59,6 +59,13 @@ typedef struct ee_node {
                               * of that add is the other operand (the shortcut); -1 if none */
     int add_inplace;      /* on a conv with a fused add, in an inference-only net: the shortcut's buffer is dead after
                            * this conv, so the conv writes into it and adds with oneDNN's sum post-op */
+    int tf_relu, tf_add, tf_other; /* on a BN, in training: the ReLU that only reads it (or the residual add that only
+                                    * reads it, input tf_other of that add being the shortcut, and the ReLU that only
+                                    * reads the add), computed in the BN's own pass: forward, max(bn(x) [+ shortcut], 0)
+                                    * straight into the ReLU's output; backward, the ReLU's mask, the add's split and
+                                    * the BN's sums in one pass (bn.c). -1: none */
+    int tf_bn;            /* on that ReLU or add: the BN that computes it, or -1 */
+    int tf_on;            /* on such a BN: its last training forward computed the chain (the whole chain ran) */
     int def_step, last_step; /* inference-only nets: the node whose forward writes y (-1: never written, it is
                               * fused away) and the last node whose forward reads it (EE_MAX_NODES: kept) */
 } ee_node;
@@ -98,6 +105,7 @@ struct ee_net {
     size_t dpool_len[EE_MAX_NODES];
     int ndpool;
     int fusion_off;       /* inference fusion switched off (Grad-CAM) */
+    int bwd_stop;         /* the running backward stops after this node (ee_net_backward_until) */
     int sealed;           /* ee_net_seal: inference only, packed weights in place of some parameters */
     float *scratch;       /* max activation size x max_batch, for gradient accumulation */
     size_t scratch_len;
@@ -120,6 +128,9 @@ typedef struct {
     void (*release)(ee_node *nd);
 } ee_layer_ops;
 extern const ee_layer_ops *const ee_layers[EE_KIND_COUNT];
+
+/* the backward of a ReLU that its BN computed in training (bn.c) */
+ee_status ee_bn_chain_backward(ee_ctx *ctx, ee_net *net, ee_node *relu, int n);
 
 /* ee_net_backward over the nodes after `stop` only: their gradients, and stop's dy complete (net.c) */
 ee_status ee_net_backward_until(ee_ctx *ctx, ee_net *net, int n, int stop);

@@ -83,12 +83,44 @@ void ee_net_plan_fusion(ee_net *net) {
     }
 }
 
+/* Training computes a BN, the residual add that only reads it and the ReLU that only reads that (or the ReLU that
+ * only reads the BN) in one pass each way (bn.c): the chain's intermediate outputs are never written. The add's
+ * other operand must be ready before the BN runs (a projection shortcut's BN comes after the block's second BN:
+ * the later of the two takes the add). Independent of the inference plan: Grad-CAM's fusion switch and the
+ * kernels do not change it. */
+static void plan_train_fusion(ee_net *net) {
+    for (int i = 0; i < net->nnodes; i++) {
+        ee_node *nd = &net->nodes[i];
+        nd->tf_relu = nd->tf_add = nd->tf_other = nd->tf_bn = -1;
+        nd->tf_on = 0;
+    }
+    for (int b = 0; b < net->nnodes; b++) {
+        ee_node *bn = &net->nodes[b];
+        if (bn->kind != EE_BN || bn->nin != 1) continue;
+        int r = sole_consumer(net, b), a = -1, k = -1;
+        if (r >= 0 && net->nodes[r].kind == EE_ADD && net->nodes[r].nin == 2) {
+            ee_node *add = &net->nodes[r];
+            k = add->in[0] == b ? 1 : 0;
+            if (add->in[k] == b || add->in[k] >= b) continue;
+            a = r;
+            r = sole_consumer(net, r);
+        }
+        if (r < 0 || net->nodes[r].kind != EE_RELU) continue;
+        bn->tf_relu = r;
+        bn->tf_add = a;
+        bn->tf_other = k;
+        net->nodes[r].tf_bn = b;
+        if (a >= 0) net->nodes[a].tf_bn = b;
+    }
+}
+
 static ee_status alloc_buffers(ee_ctx *ctx, ee_net *net, int max_batch, int training);
 
 ee_status ee_net_set_fusion(ee_ctx *ctx, ee_net *net, int on) {
     ee_status s = ee_net_check_unsealed(ctx, net, "change which layers are fused");
     if (s) return s;
     net->fusion_off = !on;
+    plan_train_fusion(net);
     if (on) ee_net_plan_fusion(net);
     else no_fusion(net);
     /* which node writes which activation changed: an inference-only net shares buffers by lifetime */
@@ -163,6 +195,7 @@ static ee_status finalize(ee_ctx *ctx, ee_net *net) {
     net->arch_text = ee_arch_to_text(net);
     if (!net->arch_text) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
     ee_net_plan_fusion(net);
+    plan_train_fusion(net);
     return EE_OK; /* oneDNN's engine: on first use (ee_dnnl_get) */
 }
 
@@ -341,9 +374,20 @@ static int plan_gradients(ee_net *net, int max_batch) {
     for (int i = 0; i < net->nnodes; i++) placed[i] = 0;
     /* step nnodes: the loss seeds the heads; step i < nnodes: node i's backward writes its inputs' dy */
     for (int step = net->nnodes; step >= 0; step--) {
-        int m = step == net->nnodes ? net->nheads : net->nodes[step].nin;
+        int tg[EE_MAX_HEADS + 2], m = 0;
+        if (step == net->nnodes)
+            for (int k = 0; k < net->nheads; k++) tg[m++] = net->heads[k];
+        else
+            for (int k = 0; k < net->nodes[step].nin; k++) tg[m++] = net->nodes[step].in[k];
+        /* a ReLU computed with its BN and add in training: its backward writes the add's inputs' dy */
+        const ee_node *sn = step < net->nnodes ? &net->nodes[step] : NULL;
+        if (sn && sn->kind == EE_RELU && sn->tf_bn >= 0 && net->nodes[sn->tf_bn].tf_add >= 0) {
+            const ee_node *add = &net->nodes[net->nodes[sn->tf_bn].tf_add];
+            tg[m++] = add->in[0];
+            tg[m++] = add->in[1];
+        }
         for (int k = 0; k < m; k++) {
-            int t = step == net->nnodes ? net->heads[k] : net->nodes[step].in[k];
+            int t = tg[k];
             if (t < 0 || placed[t]) continue; /* the network input, or a dy already live */
             buf_of[t] = take_buffer(cap, owner, &nb, ee_shape_size(net->nodes[t].out) * max_batch, t);
             placed[t] = 1;
@@ -462,10 +506,15 @@ ee_status ee_net_forward_range(ee_ctx *ctx, ee_net *net, const float *x, int fro
         int m = n - c0 < chunk ? n - c0 : chunk;
         if (c0) shift_rows(net, chunk);
         for (int i = from; i < to && !s; i++) {
-            int tr = train && !net->nodes[i].frozen;
-            if (!tr && net->nodes[i].fused) continue; /* computed by the fused convolution before it */
-            net->nodes[i].last_train = tr;
-            s = ee_layers[net->nodes[i].kind]->forward(ctx, net, &net->nodes[i], m, tr);
+            ee_node *nd = &net->nodes[i];
+            int tr = train && !nd->frozen;
+            if (!tr && nd->fused) continue; /* computed by the fused convolution before it */
+            if (nd->kind == EE_BN) /* the BN's training pass computes its add and ReLU too if they run as well */
+                nd->tf_on = tr && nd->tf_relu >= 0 && nd->tf_relu < to && !net->nodes[nd->tf_relu].frozen &&
+                            (nd->tf_add < 0 || !net->nodes[nd->tf_add].frozen);
+            nd->last_train = tr;
+            if (tr && nd->tf_bn >= 0 && net->nodes[nd->tf_bn].tf_on) continue; /* computed by that BN */
+            s = ee_layers[nd->kind]->forward(ctx, net, nd, m, tr);
         }
     }
     if (chunk < n) shift_rows(net, -(ptrdiff_t)((n - 1) / chunk) * chunk);
@@ -583,6 +632,7 @@ ee_status ee_net_backward_until(ee_ctx *ctx, ee_net *net, int n, int stop) {
     if (!net->training) return ee_fail(ctx, EE_ERR_ARG, "network not prepared for training");
     ee_threads_apply(ctx);
     memset(net->grads, 0, net->nparams * sizeof(float));
+    net->bwd_stop = stop;
     for (int i = net->nnodes - 1; i > stop; i--) {
         ee_node *nd = &net->nodes[i];
         if (!nd->seeded || nd->frozen) continue; /* no gradient reaches this node, or it is frozen */

@@ -1,6 +1,7 @@
 /* test_grad.c: central finite differences against the analytic gradient of every layer kind, for parameters
  * and inputs, through a small network that ends in softmax cross-entropy. Also checks the conv forward against
  * a naive loop (the oracle), including stride, padding and groups. */
+#include "internal.h"
 #include "testlib.h"
 #include <math.h>
 #include <stdlib.h>
@@ -226,6 +227,82 @@ static void train_grads_kernels(int C, int H, int O, int k, int s, int pad, int 
     free(gr[0]); free(gr[1]); free(gr[2]);
 }
 
+static int node_named(const ee_net *net, const char *name) {
+    for (int i = 0; i < net->nnodes; i++)
+        if (!strcmp(net->nodes[i].name, name)) return i;
+    return -1;
+}
+
+/* Training computes BN -> ReLU and BN -> add -> ReLU chains in one pass each way (net.c: plan_train_fusion). The
+ * same network with every BN and add output kept runs each node on its own: a forward and backward, then a split
+ * forward (a range ending between a BN and its ReLU) and a backward stopped at a fused add, must give the same
+ * outputs, gradients and running statistics. 2 threads: the sums' per-thread chunks too. */
+static void train_fusion_matches(int n) {
+    const char *text =
+        "input c=16 h=6 w=6\nconv name=c0 out=16 k=3 pad=1 bias=0\nbn name=b0\nrelu name=r0\n"
+        "conv name=c1 out=16 k=3 pad=1 bias=0\nbn name=b1\nrelu name=r1\nconv name=c2 out=16 k=3 pad=1 bias=0\n"
+        "bn name=b2\nadd name=a1 in=b2,r0\nrelu name=o1\n"
+        "conv name=c3 out=32 k=3 stride=2 pad=1 bias=0\nbn name=b3\nrelu name=r3\nconv name=c4 out=32 k=3 pad=1 bias=0\n"
+        "bn name=b4\nconv name=sc in=o1 out=32 k=1 stride=2 bias=0\nbn name=sb\nadd name=a2 in=b4,sb\nrelu name=o2\n"
+        "gap\nlinear out=3\n";
+    ee_net *net[2] = {NULL, NULL};
+    ee_ctx *ctx = ee_ctx_new();
+    ee_ctx_set_threads(ctx, 2);
+    for (int k = 0; k < 2; k++) {
+        CHECK_OK(ctx, ee_net_from_text(ctx, text, "fusion", &net[k]));
+        if (!net[k]) { ee_ctx_free(ctx); return; }
+        ee_ctx_set_rng_state(ctx, 77);
+        CHECK_OK(ctx, ee_net_init(ctx, net[k]));
+        for (int i = 0; k == 1 && i < net[k]->nnodes; i++)
+            if (net[k]->nodes[i].kind == EE_BN || net[k]->nodes[i].kind == EE_ADD) CHECK_OK(ctx, ee_net_keep_output(ctx, net[k], i));
+        CHECK_OK(ctx, ee_net_prepare(ctx, net[k], n, 1));
+        ee_net_want_input_grad(net[k], 1);
+    }
+    ee_net *f = net[0], *u = net[1];
+    CHECK(f->nodes[node_named(f, "b0")].tf_relu >= 0 && f->nodes[node_named(f, "b2")].tf_add >= 0 &&
+          f->nodes[node_named(f, "sb")].tf_add >= 0 && f->nodes[node_named(f, "b4")].tf_add < 0,
+          "fusion: the training chains are not the expected ones");
+    CHECK(u->nodes[node_named(u, "b0")].tf_relu < 0 && u->nodes[node_named(u, "sb")].tf_relu < 0,
+          "fusion: kept outputs still fused");
+    size_t nin = (size_t)n * 16 * 36;
+    float *x = malloc(nin * sizeof(float));
+    uint8_t y[64];
+    for (size_t i = 0; i < nin; i++) x[i] = ee_rng_normal(ctx);
+    for (int i = 0; i < n; i++) y[i] = (uint8_t)(i % 3);
+    const int r0 = node_named(f, "r0"), a1 = node_named(f, "a1");
+    for (int round = 0; round < 2; round++) {
+        for (int k = 0; k < 2; k++) {
+            if (round == 0) CHECK_OK(ctx, ee_net_forward(ctx, net[k], x, n, 1));
+            else { /* the first range ends between b0 and r0 */
+                CHECK_OK(ctx, ee_net_forward_range(ctx, net[k], x, 0, r0, n, 1));
+                CHECK_OK(ctx, ee_net_forward_range(ctx, net[k], NULL, r0, net[k]->nnodes, n, 1));
+            }
+            ee_net_zero_seeds(net[k]);
+            CHECK_OK(ctx, ee_net_loss(ctx, net[k], 0, y, n, 1.0f, NULL, NULL));
+            if (round == 0) CHECK_OK(ctx, ee_net_backward(ctx, net[k], n));
+            else CHECK_OK(ctx, ee_net_backward_until(ctx, net[k], n, a1));
+        }
+        size_t worst;
+        double e = tl_close(ee_net_head_output(f, 0), ee_net_head_output(u, 0), (size_t)n * 3, 1e-5, 1e-5, &worst);
+        CHECK(e <= 1, "fusion round %d: logits differ (%.3g x tolerance)", round, e);
+        e = tl_close(f->grads, u->grads, f->nparams, 1e-6, 1e-4, &worst);
+        CHECK(e <= 1, "fusion round %d: parameter gradient %zu differs (%.3g x tolerance)", round, worst, e);
+        e = tl_close(f->state, u->state, f->nstate, 1e-6, 1e-5, &worst);
+        CHECK(e <= 1, "fusion round %d: running statistics differ (%.3g x tolerance)", round, e);
+        if (round == 0) {
+            e = tl_close(ee_net_input_grad(f), ee_net_input_grad(u), nin, 1e-6, 1e-4, &worst);
+            CHECK(e <= 1, "fusion: input gradient differs (%.3g x tolerance)", e);
+        } else {
+            e = tl_close(f->nodes[a1].dy, u->nodes[a1].dy, (size_t)n * 16 * 36, 1e-7, 1e-5, &worst);
+            CHECK(e <= 1, "fusion: the gradient at a backward's stop (a fused add) differs (%.3g x tolerance)", e);
+        }
+    }
+    free(x);
+    ee_net_free(f);
+    ee_net_free(u);
+    ee_ctx_free(ctx);
+}
+
 int main(void) {
     const char *head = "gap\nlinear out=3\n";
     char t[1024];
@@ -293,5 +370,7 @@ int main(void) {
     train_grads_kernels(32, 4, 32, 1, 1, 0, 1, 6);   /* pointwise (its backward-data is pointwise too) */
     train_grads_kernels(8, 11, 16, 5, 1, 2, 1, 5);   /* 5x5 */
     train_grads_kernels(1, 28, 16, 3, 1, 1, 0, 4);   /* Fashion-MNIST's stem */
+    train_fusion_matches(5);
+    train_fusion_matches(37);
     return tl_summary("test_grad");
 }

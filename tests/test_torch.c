@@ -200,7 +200,9 @@ static void net_case(const char *arch, int threads) {
         CHECK_OK(ctx, ee_net_backward(ctx, net, n));
         CHECK_OK(ctx, ee_optim_step(ctx, net, st, 0.001f));
     }
-    cmp_net(arch, "sgd_losses", losses, 3, 1e-4, 1.5e-2);
+    /* MobileNet's third loss is chaotic on this batch of 4: in PyTorch itself it reads 2.212 in float32, 2.185 with
+     * every weight scaled by 1 + 1e-6, and 2.021 in float64 (measured), so only its first two are compared */
+    cmp_net(arch, "sgd_losses", losses, strcmp(arch, "mobilenet") ? 3 : 2, 1e-4, 1.5e-2);
     CHECK_OK(ctx, ee_net_forward(ctx, net, x, n, 0));
     cmp_net(arch, "sgd_eval_logits", ee_net_head_output(net, 0), 40, 2e-2, 3e-2);
     int t = ee_net_find_tensor(net, "stem.bn.running_var");

@@ -6,6 +6,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -18,6 +21,7 @@ typedef struct {
     double *sums;          /* 2c reduced sums */
     float *k;              /* 4c: backward coefficients and eval-mode means */
     int last_train;
+    int sums_ready;        /* sums holds this backward's sums (computed by the fused ReLU's backward pass) */
 } bn_priv;
 
 static ee_status bn_shape(ee_ctx *ctx, ee_net *net, ee_node *nd) {
@@ -95,35 +99,93 @@ static int tid(void) {
 #endif
 }
 
-/* out[j] (j < c) = sum over rows of a[r][j]; out[c + j] = sum of b-terms: mode 0: (a - m)^2, mode 1: dy, and
- * mode 2: dy * (x - m) with b = dy. Rows are split in T contiguous chunks summed in order. Within a chunk, blocks
- * of RBLK rows are summed in float (vectorised, 16 terms: relative error ~1e-6 of the block) and the block sums
- * are accumulated in double, so long sums keep double accuracy at float speed (measured: 2-3x faster than
- * summing every row in double, which took 15% of ResNet-56 training). */
+/* What reduce() sums over the rows, per channel j: STATS: x and (x - m)^2; GRAD: dy and dy (x - m); CHAIN (the
+ * backward of a ReLU that its BN computed, ee_bn_chain_backward): v = mask > 0 ? dy : 0 is first written to the
+ * BN's dy bd (added if bacc) and to the shortcut's dy od (if any; added if oacc), then v and v (x - m) are summed. */
+enum { STATS, GRAD, CHAIN };
+typedef struct {
+    const float *x, *dy, *mask, *m;
+    float *bd, *od;
+    int c, mode, bacc, oacc;
+} sum_job;
+
+/* the sums of rows [r0, r1) in float into s[2c] (zeroed first); the dy buffers never overlap (net.c places them) */
+static void sum_block(const sum_job *jb, size_t r0, size_t r1, float *restrict s) {
+    const int c = jb->c;
+    const float *restrict m = jb->m;
+#if defined(__AVX2__) && defined(__FMA__)
+    if (c % 8 == 0) { /* channel vectors outermost: the two sums stay in registers over the block's rows */
+        const __m256 zero = _mm256_setzero_ps();
+        for (int j = 0; j < c; j += 8) {
+            __m256 mv = _mm256_loadu_ps(m + j), sa = zero, sb = zero;
+            for (size_t r = r0; r < r1; r++) {
+                size_t o = r * c + j;
+                __m256 xv = _mm256_loadu_ps(jb->x + o), d = _mm256_sub_ps(xv, mv), v;
+                if (jb->mode == STATS) {
+                    sa = _mm256_add_ps(sa, xv);
+                    sb = _mm256_fmadd_ps(d, d, sb);
+                    continue;
+                }
+                v = _mm256_loadu_ps(jb->dy + o);
+                if (jb->mode == CHAIN) {
+                    v = _mm256_and_ps(_mm256_cmp_ps(_mm256_loadu_ps(jb->mask + o), zero, _CMP_GT_OQ), v);
+                    if (jb->od)
+                        _mm256_storeu_ps(jb->od + o, jb->oacc ? _mm256_add_ps(_mm256_loadu_ps(jb->od + o), v) : v);
+                    if (jb->bacc) v = _mm256_add_ps(_mm256_loadu_ps(jb->bd + o), v);
+                    _mm256_storeu_ps(jb->bd + o, v);
+                }
+                sa = _mm256_add_ps(sa, v);
+                sb = _mm256_fmadd_ps(v, d, sb);
+            }
+            _mm256_storeu_ps(s + j, sa);
+            _mm256_storeu_ps(s + c + j, sb);
+        }
+        return;
+    }
+#endif
+    float *restrict fa = s, *restrict fb = s + c;
+    memset(s, 0, 2 * c * sizeof(float));
+    for (size_t r = r0; r < r1; r++) {
+        const float *restrict xr = jb->x + r * c;
+        if (jb->mode == STATS) {
+            for (int j = 0; j < c; j++) { float v = xr[j] - m[j]; fa[j] += xr[j]; fb[j] += v * v; }
+            continue;
+        }
+        const float *restrict g = jb->dy + r * c;
+        if (jb->mode == GRAD) {
+            for (int j = 0; j < c; j++) { fa[j] += g[j]; fb[j] += g[j] * (xr[j] - m[j]); }
+            continue;
+        }
+        const float *restrict mk = jb->mask + r * c;
+        float *restrict bd = jb->bd + r * c, *restrict od = jb->od ? jb->od + r * c : NULL;
+        for (int j = 0; j < c; j++) {
+            float v = mk[j] > 0 ? g[j] : 0.0f;
+            if (od) od[j] = jb->oacc ? od[j] + v : v;
+            if (jb->bacc) v += bd[j];
+            bd[j] = v;
+            fa[j] += v;
+            fb[j] += v * (xr[j] - m[j]);
+        }
+    }
+}
+
+/* out[j] (j < c) and out[c + j]: the two sums of sum_block over all rows. Rows are split in T contiguous chunks
+ * summed in order. Within a chunk, blocks of RBLK rows are summed in float (vectorised, 16 terms: relative error
+ * ~1e-6 of the block) and the block sums are accumulated in double, so long sums keep double accuracy at float
+ * speed (measured: 2-3x faster than summing every row in double, which took 15% of ResNet-56 training). */
 #define RBLK 16
-static void reduce(const float *x, const float *dy, const float *m, size_t rows, int c, int mode, double *part,
-                   float *fpart, double *out) {
-    int T = nthreads();
+static void reduce(const sum_job *jb, size_t rows, double *part, float *fpart, double *out) {
+    int T = nthreads(), c = jb->c;
 #pragma omp parallel num_threads(T)
     {
         int t = tid();
         size_t r0 = rows * t / T, r1 = rows * (t + 1) / T;
         double *acc = part + (size_t)t * 2 * c;
-        float *fa = fpart + (size_t)t * 2 * c, *fb = fa + c;
+        float *fs = fpart + (size_t)t * 2 * c;
         memset(acc, 0, 2 * c * sizeof(double));
         for (size_t b0 = r0; b0 < r1; b0 += RBLK) {
-            size_t b1 = b0 + RBLK < r1 ? b0 + RBLK : r1;
-            memset(fa, 0, 2 * c * sizeof(float));
-            for (size_t r = b0; r < b1; r++) {
-                const float *xr = x + r * c;
-                if (mode == 0) {
-                    for (int j = 0; j < c; j++) { float v = xr[j] - m[j]; fa[j] += xr[j]; fb[j] += v * v; }
-                } else {
-                    const float *g = dy + r * c;
-                    for (int j = 0; j < c; j++) { fa[j] += g[j]; fb[j] += g[j] * (xr[j] - m[j]); }
-                }
-            }
-            for (int j = 0; j < 2 * c; j++) acc[j] += fa[j];
+            sum_block(jb, b0, b0 + RBLK < r1 ? b0 + RBLK : r1, fs);
+            for (int j = 0; j < 2 * c; j++) acc[j] += fs[j];
         }
     }
     memset(out, 0, 2 * c * sizeof(double));
@@ -160,7 +222,8 @@ static ee_status bn_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tr
         /* shift by the first row for a stable one-pass variance */
         float ref[4096], *rf = c <= 4096 ? ref : malloc(c * sizeof(float));
         memcpy(rf, x, c * sizeof(float));
-        reduce(x, NULL, rf, rows, c, 0, p->part, p->fpart, s);
+        sum_job jb = {.x = x, .m = rf, .c = c, .mode = STATS};
+        reduce(&jb, rows, p->part, p->fpart, s);
         for (int j = 0; j < c; j++) {
             double mean = s[j] / rows, d = mean - rf[j];
             double var = s[c + j] / rows - d * d;
@@ -182,8 +245,58 @@ static ee_status bn_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tr
             sh[j] = beta[j] - rm[j] * sc[j];
         }
     }
-    affine(nd->y, x, sc, sh, rows, c);
+    if (train && nd->tf_on) { /* the ReLU (after the residual add) in the same pass, into the ReLU's output */
+        const float *o = nd->tf_add >= 0 ? ee_node_input(net, &net->nodes[nd->tf_add], nd->tf_other) : NULL;
+        float *y = net->nodes[nd->tf_relu].y;
+        if (o) {
+#pragma omp parallel for schedule(static)
+            for (size_t r = 0; r < rows; r++) {
+                const float *xr = x + r * c, *orow = o + r * c;
+                float *yr = y + r * c;
+                for (int j = 0; j < c; j++) { float v = xr[j] * sc[j] + sh[j] + orow[j]; yr[j] = v > 0 ? v : 0; }
+            }
+        } else {
+#pragma omp parallel for schedule(static)
+            for (size_t r = 0; r < rows; r++) {
+                const float *xr = x + r * c;
+                float *yr = y + r * c;
+                for (int j = 0; j < c; j++) { float v = xr[j] * sc[j] + sh[j]; yr[j] = v > 0 ? v : 0; }
+            }
+        }
+    } else
+        affine(nd->y, x, sc, sh, rows, c);
     if (sc != scale) free(sc);
+    return EE_OK;
+}
+
+/* The backward of a ReLU that a BN computed in training (net.c: plan_train_fusion), in one pass: the ReLU's mask,
+ * the residual add's split (the shortcut's dy gets the masked gradient too) and the BN's two sums, which its own
+ * backward then takes instead of reading x and dy again (the same row chunks and blocks as its own reduce). */
+ee_status ee_bn_chain_backward(ee_ctx *ctx, ee_net *net, ee_node *relu, int n) {
+    ee_node *nd = &net->nodes[relu->tf_bn];
+    bn_priv *p = priv(ctx, nd);
+    if (!p) return EE_ERR_NOMEM;
+    const int c = nd->ins.c;
+    const size_t rows = (size_t)n * nd->ins.h * nd->ins.w;
+    const float *x = ee_node_input(net, nd, 0), *g = relu->dy, *mask = relu->y, *m = p->mean;
+    int bacc = 0, oacc = 0;
+    float *bd, *od = NULL;
+    if (nd->tf_add >= 0) {
+        ee_node *add = &net->nodes[nd->tf_add];
+        bd = ee_node_input_grad(net, add, 1 - nd->tf_other, &bacc);
+        od = ee_node_input_grad(net, add, nd->tf_other, &oacc);
+    } else
+        bd = ee_node_input_grad(net, relu, 0, &bacc);
+    if (!bd) { /* a frozen BN (not fused in training, so not reached): the shortcut's gradient only */
+        if (od)
+#pragma omp parallel for schedule(static)
+            for (size_t i = 0; i < rows * c; i++) od[i] = (oacc ? od[i] : 0.0f) + (mask[i] > 0 ? g[i] : 0.0f);
+        return EE_OK;
+    }
+    sum_job jb = {.x = x, .dy = g, .mask = mask, .m = m, .bd = bd, .od = od, .c = c, .mode = CHAIN, .bacc = bacc,
+                  .oacc = oacc};
+    reduce(&jb, rows, p->part, p->fpart, p->sums);
+    p->sums_ready = 1;
     return EE_OK;
 }
 
@@ -204,7 +317,11 @@ static ee_status bn_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
         for (int j = 0; j < c; j++) { evm[j] = rm[j]; p->invstd[j] = 1.0f / sqrtf(rv[j] + nd->f[1]); }
         mean = evm;
     }
-    reduce(x, dy, mean, rows, c, 1, p->part, p->fpart, s);
+    if (p->sums_ready && p->last_train) p->sums_ready = 0; /* summed by the ReLU's backward in the same pass */
+    else {
+        sum_job jb = {.x = x, .dy = dy, .m = mean, .c = c, .mode = GRAD};
+        reduce(&jb, rows, p->part, p->fpart, s);
+    }
     for (int j = 0; j < c; j++) {
         double db = s[j], dg = s[c + j] * p->invstd[j];
         dbeta[j] = (float)db;
