@@ -218,9 +218,14 @@ static ee_status bn_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tr
     p->last_train = train;
     if (train) {
         double sums[2 * 4096], *s = c <= 4096 ? sums : malloc(2 * c * sizeof(double));
-        if (!s) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
         /* shift by the first row for a stable one-pass variance */
         float ref[4096], *rf = c <= 4096 ? ref : malloc(c * sizeof(float));
+        if (!s || !rf) {
+            if (s && s != sums) free(s);
+            if (rf && rf != ref) free(rf);
+            if (sc != scale) free(sc);
+            return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+        }
         memcpy(rf, x, c * sizeof(float));
         sum_job jb = {.x = x, .m = rf, .c = c, .mode = STATS};
         reduce(&jb, rows, p->part, p->fpart, s);
