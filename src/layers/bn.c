@@ -274,9 +274,10 @@ static ee_status bn_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tr
     return EE_OK;
 }
 
-/* The backward of a ReLU that a BN computed in training (net.c: plan_train_fusion), in one pass: the ReLU's mask,
- * the residual add's split (the shortcut's dy gets the masked gradient too) and the BN's two sums, which its own
- * backward then takes instead of reading x and dy again (the same row chunks and blocks as its own reduce). */
+/* The backward of a ReLU that a BN (not frozen) computed in training (net.c: plan_train_fusion), in one pass: the
+ * ReLU's mask, the residual add's split (the shortcut's dy gets the masked gradient too) and the BN's two sums,
+ * which its own backward then takes instead of reading x and dy again (the same row chunks and blocks as its own
+ * reduce). */
 ee_status ee_bn_chain_backward(ee_ctx *ctx, ee_net *net, ee_node *relu, int n) {
     ee_node *nd = &net->nodes[relu->tf_bn];
     bn_priv *p = priv(ctx, nd);
@@ -292,12 +293,6 @@ ee_status ee_bn_chain_backward(ee_ctx *ctx, ee_net *net, ee_node *relu, int n) {
         od = ee_node_input_grad(net, add, nd->tf_other, &oacc);
     } else
         bd = ee_node_input_grad(net, relu, 0, &bacc);
-    if (!bd) { /* a frozen BN (not fused in training, so not reached): the shortcut's gradient only */
-        if (od)
-#pragma omp parallel for schedule(static)
-            for (size_t i = 0; i < rows * c; i++) od[i] = (oacc ? od[i] : 0.0f) + (mask[i] > 0 ? g[i] : 0.0f);
-        return EE_OK;
-    }
     sum_job jb = {.x = x, .dy = g, .mask = mask, .m = m, .bd = bd, .od = od, .c = c, .mode = CHAIN, .bacc = bacc,
                   .oacc = oacc};
     reduce(&jb, rows, p->part, p->fpart, p->sums);

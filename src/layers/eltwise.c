@@ -46,7 +46,8 @@ static ee_status relu_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int 
     return EE_OK;
 }
 static ee_status relu_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
-    if (nd->tf_bn > net->bwd_stop && net->nodes[nd->tf_bn].tf_on && nd->last_train)
+    const ee_node *bn = nd->tf_bn >= 0 ? &net->nodes[nd->tf_bn] : NULL;
+    if (bn && nd->tf_bn > net->bwd_stop && bn->tf_on && !bn->frozen && nd->last_train)
         return ee_bn_chain_backward(ctx, net, nd, n); /* with its BN's sums (and its add's split) */
     int acc;
     float *dx = ee_node_input_grad(net, nd, 0, &acc);
