@@ -8,7 +8,7 @@
 typedef struct {
     ee_dataset *ds;            /* the (possibly triggered) test images, normalised as the model expects */
     ee_outputs *o;             /* every head's outputs, softmax included */
-    double acc[EE_MAX_HEADS_PUBLIC];
+    double acc[EE_MAX_HEADS];
     ee_overthink ot;
     ee_exit_stats at_q;        /* early exits at the analysis threshold */
     uint8_t *exit_of, *pred_of; /* per sample, at the threshold */
@@ -21,7 +21,7 @@ typedef struct {
     ee_ctx *ctx;
     ee_net *net;
     int heads, classes;
-    double cost[EE_MAX_HEADS_PUBLIC], nominal[EE_MAX_HEADS_PUBLIC];
+    double cost[EE_MAX_HEADS], nominal[EE_MAX_HEADS];
     double q;
     int fallback, q_calibrated_here; /* q came from the model, --q, or a calibration run on the validation split */
     double mu, sigma;          /* of the raw confusion score on the un-augmented training images */
@@ -33,7 +33,7 @@ typedef struct {
     int has_trigger;
     ee_trigger trig;
     split_result trig_res;
-    double attack[EE_MAX_HEADS_PUBLIC];  /* per exit: share of non-target images predicted as the target */
+    double attack[EE_MAX_HEADS];  /* per exit: share of non-target images predicted as the target */
     double attack_at_q;
     int nontarget;
     double seconds;

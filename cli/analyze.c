@@ -40,7 +40,7 @@ static void analyse_split(analysis *an, split_result *r, ee_dataset *ds) {
     ee_ctx *ctx = an->ctx;
     int H = an->heads;
     r->ds = ds;
-    check(ee_collect_outputs2(ctx, an->net, ds, 256, 1, &r->o), ctx);
+    check(ee_collect_outputs(ctx, an->net, ds, 256, 1, &r->o), ctx);
     ee_head_accuracy(r->o, r->acc);
     ee_overthinking(r->o, an->cost, &r->ot);
     ee_exit_simulate(r->o, an->cost, (float)an->q, an->fallback, &r->at_q);
@@ -99,7 +99,7 @@ void run_analysis(const analysis_opts *opt, analysis *an) {
         step("no calibrated threshold in the model: calibrating on the validation split (at most 1% drop)");
         ee_outputs *vo = NULL;
         ee_exit_stats best;
-        check(ee_collect_outputs(ctx, net, val, 256, &vo), ctx);
+        check(ee_collect_outputs(ctx, net, val, 256, 0, &vo), ctx);
         check(ee_calibrate(ctx, vo, an->cost, 0.01, an->fallback, &best), ctx);
         an->q = best.q;
         an->q_calibrated_here = 1;
@@ -112,7 +112,7 @@ void run_analysis(const analysis_opts *opt, analysis *an) {
     snprintf(msg, sizeof msg, "confusion statistics on %d un-augmented training images", train->n);
     step(msg);
     ee_outputs *to = NULL;
-    check(ee_collect_outputs2(ctx, net, train, 256, 1, &to), ctx);
+    check(ee_collect_outputs(ctx, net, train, 256, 1, &to), ctx);
     float *ts = malloc((size_t)train->n * sizeof(float));
     if (!ts) die("out of memory");
     check(ee_confusion_scores(ctx, to, ts), ctx);
@@ -156,7 +156,7 @@ void run_analysis(const analysis_opts *opt, analysis *an) {
         step(msg);
         analyse_split(an, &an->trig_res, td);
         const ee_outputs *o = an->trig_res.o;
-        int hits[EE_MAX_HEADS_PUBLIC] = {0}, hit_q = 0;
+        int hits[EE_MAX_HEADS] = {0}, hit_q = 0;
         for (int i = 0; i < o->n; i++) {
             if (o->label[i] == an->trig.target) continue;
             an->nontarget++;
@@ -250,7 +250,7 @@ static void json_split(const analysis *an, const split_result *r) {
                sc[k]->std_wrong, sc[k]->auroc, sc[k]->right_flagged, sc[k]->wrong_missed, k ? "" : ",");
     printf(",\"per_class_exits\":[");
     for (int k = 0; k < an->classes; k++) {
-        int cnt[EE_MAX_HEADS_PUBLIC] = {0};
+        int cnt[EE_MAX_HEADS] = {0};
         for (int i = 0; i < r->o->n; i++)
             if (r->o->label[i] == k) cnt[r->exit_of[i]]++;
         printf("%s[", k ? "," : "");
@@ -348,7 +348,7 @@ int cmd_analyze(args *a) {
         for (int h = 0; h < H; h++) printf(" %6s", head_name(an.net, h, nm, sizeof nm));
         printf("\n");
         for (int k = 0; k < an.classes && k < 200; k++) {
-            int cnt[EE_MAX_HEADS_PUBLIC] = {0}, tot = 0;
+            int cnt[EE_MAX_HEADS] = {0}, tot = 0;
             for (int i = 0; i < an.clean.o->n; i++)
                 if (an.clean.o->label[i] == k) { cnt[an.clean.exit_of[i]]++; tot++; }
             printf("  %-12.12s", class_name(&an, k, nm, sizeof nm));

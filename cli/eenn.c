@@ -116,7 +116,7 @@ static int cmd_train(args *a) {
     long seed = 1221;
     ee_trigger trig = {0, -2, -2, 0, 0.1};
     int set_target = 0, set_poison = 0;
-    ee_optim opt = {EE_SGD, 0.1f, 0.9f, 1e-4f, 0, 0, 0, 0};
+    ee_optim opt = {EE_OPTIM_SGD, 0.1f, 0.9f, 1e-4f, 0, 0, 0, 0};
     ee_schedule sched = {EE_SCHED_STEP, 0.1f, 0.1f, {0}, 0, 0, 0};
     for (a->i = 2; a->i < a->argc; a->i++) {
         if (is_opt(a, "--help") || is_opt(a, "-h")) { fputs(train_help, stdout); return 0; }
@@ -136,8 +136,8 @@ static int cmd_train(args *a) {
         else if (is_opt(a, "--nesterov")) opt.nesterov = 1;
         else if (is_opt(a, "--optim")) {
             const char *v = val(a);
-            if (!strcmp(v, "sgd")) opt.kind = EE_SGD;
-            else if (!strcmp(v, "adam")) opt.kind = EE_ADAM;
+            if (!strcmp(v, "sgd")) opt.kind = EE_OPTIM_SGD;
+            else if (!strcmp(v, "adam")) opt.kind = EE_OPTIM_ADAM;
             else die("train --optim: '%s' is not sgd or adam", v);
             set_optim = 1;
         } else if (is_opt(a, "--schedule")) {
@@ -170,7 +170,7 @@ static int cmd_train(args *a) {
     if (mode == EE_MODE_CNN && ics) die("train --ics: only with --mode sdn or ic-only");
     if (!trig.size && (set_target || set_poison)) die("train --target and --poison: only with --trigger");
     if (mode == EE_MODE_IC_ONLY) { /* the reference's IC-only recipe: Adam 1e-3, 25 epochs, x0.1 at 15 */
-        if (!set_optim) opt.kind = EE_ADAM;
+        if (!set_optim) opt.kind = EE_OPTIM_ADAM;
         if (!set_lr) opt.lr = 1e-3f;
         if (!set_epochs) epochs = 25;
         if (!milestones) milestones = "0.6";
@@ -182,8 +182,8 @@ static int cmd_train(args *a) {
     else if (!strcmp(augment, "crop")) aug.crop_pad = 4;
     else if (strcmp(augment, "none")) die("train --augment: '%s' is not crop+flip, flip, crop or none", augment);
     if (!set_wd && (!strcmp(arch, "vgg16bn") || !strcmp(arch, "wrn32_4"))) opt.weight_decay = 5e-4f;
-    if (opt.kind == EE_ADAM) opt.momentum = 0;
-    if (opt.nesterov && opt.kind != EE_SGD) die("train --nesterov: only with --optim sgd");
+    if (opt.kind == EE_OPTIM_ADAM) opt.momentum = 0;
+    if (opt.nesterov && opt.kind != EE_OPTIM_SGD) die("train --nesterov: only with --optim sgd");
     /* milestones: fractions of the run */
     char buf[256];
     snprintf(buf, sizeof buf, "%s", milestones);
@@ -347,7 +347,7 @@ static int cmd_eval(args *a) {
         check(ee_net_prepare(ctx, m[k].net, batch, 0), ctx);
         check(ee_net_seal(ctx, m[k].net), ctx);
         double t0 = now_s();
-        check(ee_collect_outputs(ctx, m[k].net, ds, batch, &m[k].out), ctx);
+        check(ee_collect_outputs(ctx, m[k].net, ds, batch, 0, &m[k].out), ctx);
         m[k].secs = now_s() - t0;
         m[k].heads = ee_net_num_heads(m[k].net);
         ee_head_accuracy(m[k].out, m[k].acc);
@@ -495,7 +495,7 @@ static int cmd_calibrate(args *a) {
     check(ee_dataset_split(ctx, train, nval, &val), ctx);
     apply_norm(net, val);
     ee_outputs *o = NULL;
-    check(ee_collect_outputs(ctx, net, val, 256, &o), ctx);
+    check(ee_collect_outputs(ctx, net, val, 256, 0, &o), ctx);
     int H = ee_net_num_heads(net);
     double cost[16], acc[16];
     ee_net_head_costs(net, cost, NULL);
@@ -1008,7 +1008,7 @@ static int cmd_bench(args *a) {
             uint8_t *y = malloc(n);
             for (size_t i = 0; i < img * n; i++) x[i] = ee_rng_normal(ctx);
             for (int i = 0; i < n; i++) y[i] = (uint8_t)(ee_rng_next(ctx) % (uint64_t)ee_net_classes(net));
-            ee_optim o = {EE_SGD, 1e-3f, 0.9f, 1e-4f, 0, 0, 0, 0};
+            ee_optim o = {EE_OPTIM_SGD, 1e-3f, 0.9f, 1e-4f, 0, 0, 0, 0};
             ee_optim_state *st = NULL;
             if (tr) check(ee_optim_state_new(ctx, net, &o, &st), ctx);
             double flops = 0;

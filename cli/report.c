@@ -245,10 +245,10 @@ static void exit_labels(const analysis *an, char lab[][16], const char **ptr) {
 
 static void chart_exits(FILE *f, const analysis *an, const split_result *r) {
     int H = an->heads;
-    char lab[EE_MAX_HEADS_PUBLIC][16];
-    const char *ptr[EE_MAX_HEADS_PUBLIC];
+    char lab[EE_MAX_HEADS][16];
+    const char *ptr[EE_MAX_HEADS];
     exit_labels(an, lab, ptr);
-    double acc[EE_MAX_HEADS_PUBLIC], cost[EE_MAX_HEADS_PUBLIC];
+    double acc[EE_MAX_HEADS], cost[EE_MAX_HEADS];
     for (int h = 0; h < H; h++) { acc[h] = 100 * r->acc[h]; cost[h] = 100 * an->cost[h]; }
     char cap[400];
     snprintf(cap, sizeof cap, "Each internal classifier (IC) is an exit part-way through the network: IC1 costs %.0f%% of the full "
@@ -266,10 +266,10 @@ static void chart_exits(FILE *f, const analysis *an, const split_result *r) {
 
 static void chart_wasteful(FILE *f, const analysis *an, const split_result *r) {
     int H = an->heads, n = r->o->n;
-    char lab[EE_MAX_HEADS_PUBLIC][16];
-    const char *ptr[EE_MAX_HEADS_PUBLIC];
+    char lab[EE_MAX_HEADS][16];
+    const char *ptr[EE_MAX_HEADS];
     exit_labels(an, lab, ptr);
-    double xs[EE_MAX_HEADS_PUBLIC], first[EE_MAX_HEADS_PUBLIC], cum[EE_MAX_HEADS_PUBLIC];
+    double xs[EE_MAX_HEADS], first[EE_MAX_HEADS], cum[EE_MAX_HEADS];
     for (int h = 0; h < H; h++) {
         xs[h] = h;
         first[h] = 100.0 * r->ot.first_correct[h] / n;
@@ -292,10 +292,10 @@ static void chart_wasteful(FILE *f, const analysis *an, const split_result *r) {
 
 static void chart_destructive(FILE *f, const analysis *an, const split_result *r, const char *title, const char *what) {
     int H = an->heads;
-    char lab[EE_MAX_HEADS_PUBLIC][16];
-    const char *ptr[EE_MAX_HEADS_PUBLIC];
+    char lab[EE_MAX_HEADS][16];
+    const char *ptr[EE_MAX_HEADS];
     exit_labels(an, lab, ptr);
-    double d[EE_MAX_HEADS_PUBLIC], ymax = 1;
+    double d[EE_MAX_HEADS], ymax = 1;
     for (int h = 0; h < H - 1; h++) {
         d[h] = r->ot.end_wrong ? 100.0 * r->ot.destructive[h] / r->ot.end_wrong : 0;
         if (d[h] > ymax) ymax = d[h];
@@ -434,7 +434,7 @@ static void chart_classes(FILE *f, const analysis *an) {
     figure(f, "Which exit each class takes", cap);
     fprintf(f, "<svg viewBox=\"0 0 %d %d\" role=\"img\" font-size=\"15\" font-family=\"sans-serif\">\n", W, Hh);
     for (int k = 0; k < K; k++) {
-        int cnt[EE_MAX_HEADS_PUBLIC] = {0}, tot = 0;
+        int cnt[EE_MAX_HEADS] = {0}, tot = 0;
         for (int i = 0; i < r->o->n; i++)
             if (r->o->label[i] == k) { cnt[r->exit_of[i]]++; tot++; }
         double x = L, y = T + k * rowh;
@@ -465,10 +465,10 @@ static void chart_classes(FILE *f, const analysis *an) {
 
 static void chart_backdoor(FILE *f, const analysis *an) {
     int H = an->heads;
-    char lab[EE_MAX_HEADS_PUBLIC][16];
-    const char *ptr[EE_MAX_HEADS_PUBLIC];
+    char lab[EE_MAX_HEADS][16];
+    const char *ptr[EE_MAX_HEADS];
     exit_labels(an, lab, ptr);
-    double xs[EE_MAX_HEADS_PUBLIC], clean[EE_MAX_HEADS_PUBLIC], trig[EE_MAX_HEADS_PUBLIC], att[EE_MAX_HEADS_PUBLIC];
+    double xs[EE_MAX_HEADS], clean[EE_MAX_HEADS], trig[EE_MAX_HEADS], att[EE_MAX_HEADS];
     for (int h = 0; h < H; h++) {
         xs[h] = h;
         clean[h] = 100 * an->clean.acc[h];

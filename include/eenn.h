@@ -20,7 +20,7 @@ extern "C" {
 #endif
 
 #define EE_VERSION_STRING "0.1.0"
-#define EE_MAX_HEADS_PUBLIC 16
+#define EE_MAX_HEADS 16 /* output heads of a network: internal classifiers and the final one */
 
 typedef enum {
     EE_OK = 0,
@@ -58,9 +58,11 @@ const char *ee_status_name(ee_status s);
 /* ---------------------------------------------------------------- networks */
 typedef struct ee_net ee_net;
 
+/* The built-in layer kinds, in the order of the library's layer table. A node's kind is named by its text
+ * ("conv", ...) in files and in ee_node_info; these values only name the built-in ones. */
 typedef enum {
-    EE_CONV = 0, EE_BN, EE_RELU, EE_MAXPOOL, EE_AVGPOOL, EE_GAP, EE_LINEAR, EE_DROPOUT, EE_FLATTEN, EE_ADD,
-    EE_MIXPOOL, EE_KIND_COUNT
+    EE_KIND_CONV = 0, EE_KIND_BN, EE_KIND_RELU, EE_KIND_MAXPOOL, EE_KIND_AVGPOOL, EE_KIND_GAP, EE_KIND_LINEAR,
+    EE_KIND_DROPOUT, EE_KIND_FLATTEN, EE_KIND_ADD, EE_KIND_MIXPOOL
 } ee_kind;
 
 /* What `eenn info` shows about one node. */
@@ -90,6 +92,8 @@ const char *ee_net_arch(const ee_net *net);   /* the canonical text of the archi
 const char *ee_net_name(const ee_net *net);   /* the "name" of the architecture, e.g. "resnet56" */
 int ee_net_num_nodes(const ee_net *net);
 void ee_net_node_info(const ee_net *net, int i, ee_node_info *info);
+/* The index of the node called `name`, or -1. */
+int ee_net_find_node(const ee_net *net, const char *name);
 int ee_net_num_heads(const ee_net *net);
 int ee_net_head_node(const ee_net *net, int head);
 int ee_net_classes(const ee_net *net);
@@ -174,7 +178,7 @@ void ee_net_head_costs(const ee_net *net, double *frac, double *flops);
 void ee_net_freeze_backbone(ee_net *net, int on);
 
 /* ---------------------------------------------------------------- optimisers and schedules */
-typedef enum { EE_SGD = 0, EE_ADAM } ee_optim_kind;
+typedef enum { EE_OPTIM_SGD = 0, EE_OPTIM_ADAM } ee_optim_kind;
 typedef struct {
     ee_optim_kind kind;
     float lr, momentum, weight_decay;
@@ -259,7 +263,7 @@ typedef struct {
     int epoch_done;                   /* 1 on the end-of-epoch call */
     double val_acc, val_loss, test_acc, epoch_s;
     int heads;                        /* > 1 for an SDN: val_head_acc holds every exit's validation accuracy */
-    double val_head_acc[16];
+    double val_head_acc[EE_MAX_HEADS];
 } ee_progress;
 typedef void (*ee_progress_fn)(const ee_progress *p, void *user);
 
@@ -288,8 +292,8 @@ typedef struct {
     double seconds, img_per_s;
 } ee_eval_result;
 
-/* Trains all heads with unit weight (plain CNN training). val / test may be NULL; they are evaluated
- * after each epoch and reported through progress. */
+/* Trains net by cfg: every head weighted as cfg->mode says (ee_train_head_weights), a checkpoint after every
+ * epoch. val / test may be NULL; they are evaluated after each epoch and reported through progress. */
 ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_dataset *val,
                    const ee_dataset *test, const ee_train_config *cfg, ee_progress_fn fn, void *user);
 /* Evaluates the last head; batch 0 means 256. */
@@ -304,17 +308,17 @@ typedef struct {
     uint8_t *label;  /* n */
     float *prob;     /* n x heads x classes softmax; NULL unless asked for (the confusion metric needs it) */
 } ee_outputs;
-/* Runs every head on ds (eval mode, un-augmented). with_prob: also keep every head's softmax. */
-ee_status ee_collect_outputs2(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int batch, int with_prob,
-                              ee_outputs **out);
-ee_status ee_collect_outputs(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int batch, ee_outputs **out);
+/* Runs every head on ds (eval mode, un-augmented); batch 0 means 256. with_prob: also keep every head's
+ * softmax (o->prob). */
+ee_status ee_collect_outputs(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int batch, int with_prob,
+                             ee_outputs **out);
 void ee_outputs_free(ee_outputs *o);
 void ee_head_accuracy(const ee_outputs *o, double *acc);
 
 typedef struct {
     float q;
     double acc, cost;             /* accuracy and average cost (in the units of `cost`) */
-    int exits[EE_MAX_HEADS_PUBLIC];
+    int exits[EE_MAX_HEADS];
 } ee_exit_stats;
 /* Exit rule: the first IC whose confidence is >= q; if none, the final head, or with fallback the most
  * confident of all heads (the SDN reference). cost[h]: the cost charged for exiting at head h. */
@@ -337,20 +341,20 @@ void ee_nominal_costs(int heads, double *cost);
 
 typedef struct {
     int n, heads;
-    int correct[EE_MAX_HEADS_PUBLIC];        /* samples head h gets right */
-    int cum_correct[EE_MAX_HEADS_PUBLIC];    /* samples some head <= h gets right */
-    int first_correct[EE_MAX_HEADS_PUBLIC];  /* samples head h is the first to get right */
+    int correct[EE_MAX_HEADS];        /* samples head h gets right */
+    int cum_correct[EE_MAX_HEADS];    /* samples some head <= h gets right */
+    int first_correct[EE_MAX_HEADS];  /* samples head h is the first to get right */
     int wasteful;                            /* samples some IC (not the final) gets right */
-    int oracle_exits[EE_MAX_HEADS_PUBLIC];   /* the oracle's exit: the first head that is right; none: the final */
+    int oracle_exits[EE_MAX_HEADS];   /* the oracle's exit: the first head that is right; none: the final */
     double oracle_cost_nominal;              /* average oracle cost with the nominal costs (reference "Total Comp") */
     double oracle_cost;                      /* the same with the given real costs */
     int end_wrong;                           /* samples the final output gets wrong */
-    int destructive[EE_MAX_HEADS_PUBLIC];    /* of those, the samples IC h gets right */
+    int destructive[EE_MAX_HEADS];    /* of those, the samples IC h gets right */
     int destructive_any;                     /* of those, the samples some IC gets right */
     double destructive_frac;                 /* destructive_any / end_wrong (0 if no errors) */
     /* IC h's mean confidence on the final's errors it gets right, and on all samples it gets right (the
      * reference prints both; it adds 0.1 to the denominators, these are plain means) */
-    double conf_destructive[EE_MAX_HEADS_PUBLIC], conf_correct[EE_MAX_HEADS_PUBLIC];
+    double conf_destructive[EE_MAX_HEADS], conf_correct[EE_MAX_HEADS];
 } ee_overthink;
 /* Wasteful and destructive overthinking of outputs o. cost: real cumulative cost of exiting at each head. */
 void ee_overthinking(const ee_outputs *o, const double *cost, ee_overthink *r);

@@ -173,8 +173,8 @@ static int gradcam_node(const ee_net *net, int head) {
     int i = net->heads[head];
     while (i >= 0) {
         const ee_node *nd = &net->nodes[i];
-        int pooling = nd->kind == EE_LINEAR || nd->kind == EE_FLATTEN || nd->kind == EE_DROPOUT ||
-                      nd->kind == EE_GAP || nd->kind == EE_MIXPOOL || nd->kind == EE_MAXPOOL || nd->kind == EE_AVGPOOL;
+        int pooling = nd->kind == EE_KIND_LINEAR || nd->kind == EE_KIND_FLATTEN || nd->kind == EE_KIND_DROPOUT ||
+                      nd->kind == EE_KIND_GAP || nd->kind == EE_KIND_MIXPOOL || nd->kind == EE_KIND_MAXPOOL || nd->kind == EE_KIND_AVGPOOL;
         if (!pooling && nd->out.h * nd->out.w > 1) return i;
         i = nd->in[0];
     }

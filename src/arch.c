@@ -9,13 +9,6 @@
 #include <string.h>
 
 const char *const ee_init_names[EE_INIT_COUNT] = {"torch", "kaiming_out", "vgg", "xavier", "normal001"};
-static const char *const kind_names[EE_KIND_COUNT] = {"conv", "bn", "relu", "maxpool", "avgpool",
-                                                      "gap", "linear", "dropout", "flatten", "add", "mixpool"};
-
-/* allowed keys per kind besides name, in, head */
-static const char *const kind_keys[EE_KIND_COUNT] = {
-    "out k stride pad groups bias init", "momentum eps", "", "k stride pad", "k stride pad", "", "out bias init",
-    "p", "", "", "out"};
 
 typedef struct {
     ee_ctx *ctx;
@@ -27,13 +20,6 @@ static ee_status perr(parser *p, const char *fmt, const char *a, const char *b) 
     char msg[300];
     snprintf(msg, sizeof msg, fmt, a, b ? b : "");
     return ee_fail(p->ctx, EE_ERR_FORMAT, "%s:%d: %s", p->src, p->line, msg);
-}
-
-static int has_word(const char *list, const char *w) {
-    size_t n = strlen(w);
-    for (const char *s = list; (s = strstr(s, w)); s += n)
-        if ((s == list || s[-1] == ' ') && (s[n] == ' ' || s[n] == 0)) return 1;
-    return 0;
 }
 
 static ee_status parse_int(parser *p, const char *key, const char *v, int lo, int hi, int *out) {
@@ -57,10 +43,32 @@ static ee_status parse_float(parser *p, const char *key, const char *v, float lo
     return EE_OK;
 }
 
+/* an earlier node of the net being parsed, or -2 */
 static int find_node(const ee_net *net, const char *name) {
-    for (int i = net->nnodes - 1; i >= 0; i--)
-        if (!strcmp(net->nodes[i].name, name)) return i;
-    return -2;
+    int i = ee_net_find_node(net, name);
+    return i < 0 ? -2 : i;
+}
+
+/* a layer key's value in a node (ints and floats are kept in their own types, read here as double) */
+static void *key_slot(ee_node *nd, const ee_layer_key *key) { return (char *)&nd->arg + key->slot; }
+static double get_key(const ee_node *nd, const ee_layer_key *key) {
+    const char *at = (const char *)&nd->arg + key->slot;
+    if (key->type == EE_KEY_INIT) return nd->init;
+    return key->type == EE_KEY_INT ? *(const int *)(const void *)at : *(const float *)(const void *)at;
+}
+static void put_key(ee_node *nd, const ee_layer_key *key, double v) {
+    if (key->type == EE_KEY_INIT) nd->init = (int)v;
+    else if (key->type == EE_KEY_INT) *(int *)key_slot(nd, key) = (int)v;
+    else *(float *)key_slot(nd, key) = (float)v;
+}
+static ee_status set_key(parser *p, ee_node *nd, const ee_layer_key *key, const char *v) {
+    if (key->type == EE_KEY_INIT) {
+        for (int j = 0; j < EE_INIT_COUNT; j++)
+            if (!strcmp(v, ee_init_names[j])) { nd->init = j; return EE_OK; }
+        return perr(p, "unknown init '%s'", v, NULL);
+    }
+    if (key->type == EE_KEY_INT) return parse_int(p, key->name, v, (int)key->lo, (int)key->hi, key_slot(nd, key));
+    return parse_float(p, key->name, v, (float)key->lo, (float)key->hi, key_slot(nd, key));
 }
 
 static ee_status parse_line(parser *p, ee_net *net, char *line, int *saw_input) {
@@ -94,9 +102,10 @@ static ee_status parse_line(parser *p, ee_net *net, char *line, int *saw_input) 
         return EE_OK;
     }
     int kind = -1;
-    for (int k = 0; k < EE_KIND_COUNT; k++)
-        if (!strcmp(tok[0], kind_names[k])) kind = k;
+    for (int k = 0; k < ee_nlayers; k++)
+        if (!strcmp(tok[0], ee_layers[k]->name)) kind = k;
     if (kind < 0) return perr(p, "unknown layer kind '%s'", tok[0], NULL);
+    const ee_layer_ops *ops = ee_layers[kind];
     if (!*saw_input) return perr(p, "the 'input' line must come before '%s'", tok[0], NULL);
     if (net->nnodes == EE_MAX_NODES) return perr(p, "more than %s nodes", "512", NULL);
     ee_node *nd = &net->nodes[net->nnodes];
@@ -104,26 +113,22 @@ static ee_status parse_line(parser *p, ee_net *net, char *line, int *saw_input) 
     nd->kind = kind;
     nd->in[0] = net->nnodes - 1;
     nd->nin = 1;
-    snprintf(nd->name, EE_NAME, "%s%d", kind_names[kind], net->nnodes);
-    int have[8] = {0}, head = 0;
-    /* defaults */
-    if (kind == EE_CONV) { nd->a[2] = 1; nd->a[3] = 0; nd->a[4] = 1; nd->a[5] = 1; }
-    if (kind == EE_BN) { nd->f[0] = 0.1f; nd->f[1] = 1e-5f; }
-    if (kind == EE_LINEAR) nd->a[1] = 1;
-    if (kind == EE_DROPOUT) nd->f[0] = 0.5f;
-    if (kind == EE_MIXPOOL) nd->a[0] = 4;
+    snprintf(nd->name, EE_NAME, "%s%d", ops->name, net->nnodes);
+    int have[EE_ARGS_BYTES] = {0}, head = 0, named = 0, inputs = 0, headed = 0;
     for (int i = 1; i < nt; i++) {
         char *eq = strchr(tok[i], '=');
         if (!eq || eq == tok[i]) return perr(p, "'%s' is not key=value", tok[i], NULL);
         *eq = 0;
         const char *k = tok[i], *v = eq + 1;
         if (!*v) return perr(p, "key '%s' has no value", k, NULL);
+        int j = -1, *seen = &j;
         ee_status s = EE_OK;
         if (!strcmp(k, "name")) {
+            seen = &named;
             if (strlen(v) >= EE_NAME || strchr(v, ',')) return perr(p, "bad node name '%s'", v, NULL);
-            if (find_node(net, v) >= 0) return perr(p, "node name '%s' is used twice", v, NULL);
             strcpy(nd->name, v);
         } else if (!strcmp(k, "in")) {
+            seen = &inputs;
             char buf[160];
             snprintf(buf, sizeof buf, "%s", v);
             nd->nin = 0;
@@ -136,40 +141,38 @@ static ee_status parse_line(parser *p, ee_net *net, char *line, int *saw_input) 
                 nd->in[nd->nin++] = id;
             }
         } else if (!strcmp(k, "head")) {
+            seen = &headed;
             s = parse_int(p, k, v, 0, 1, &head);
-        } else if (!has_word(kind_keys[kind], k)) {
-            return perr(p, "unknown key '%s' for %s", k, kind_names[kind]);
-        } else if (!strcmp(k, "init")) {
-            nd->init = -1;
-            for (int j = 0; j < EE_INIT_COUNT; j++)
-                if (!strcmp(v, ee_init_names[j])) nd->init = j;
-            if (nd->init < 0) return perr(p, "unknown init '%s'", v, NULL);
-        } else if (kind == EE_CONV) {
-            static const char *const ck[] = {"out", "k", "stride", "pad", "groups", "bias"};
-            for (int j = 0; j < 6; j++)
-                if (!strcmp(k, ck[j])) { s = parse_int(p, k, v, j == 3 || j == 5 ? 0 : 1, j == 5 ? 1 : 65536, &nd->a[j]); have[j] = 1; }
-        } else if (kind == EE_MAXPOOL || kind == EE_AVGPOOL) {
-            static const char *const pk[] = {"k", "stride", "pad"};
-            for (int j = 0; j < 3; j++)
-                if (!strcmp(k, pk[j])) { s = parse_int(p, k, v, j == 2 ? 0 : 1, 4096, &nd->a[j]); have[j] = 1; }
-        } else if (kind == EE_LINEAR) {
-            if (!strcmp(k, "out")) { s = parse_int(p, k, v, 1, 1 << 24, &nd->a[0]); have[0] = 1; }
-            else s = parse_int(p, k, v, 0, 1, &nd->a[1]);
-        } else if (kind == EE_BN) {
-            s = !strcmp(k, "momentum") ? parse_float(p, k, v, 0, 1, &nd->f[0]) : parse_float(p, k, v, 1e-12f, 1, &nd->f[1]);
-        } else if (kind == EE_DROPOUT) {
-            s = parse_float(p, k, v, 0, 0.999f, &nd->f[0]);
-        } else if (kind == EE_MIXPOOL) {
-            s = parse_int(p, k, v, 1, 4096, &nd->a[0]);
+        } else {
+            for (int t = 0; t < ops->nkeys; t++)
+                if (!strcmp(k, ops->keys[t].name)) j = t;
+            if (j < 0) return perr(p, "unknown key '%s' for %s", k, ops->name);
+            seen = &have[j];
+            s = set_key(p, nd, &ops->keys[j], v);
         }
         if (s) return s;
+        if ((*seen)++) return perr(p, "key '%s' is given twice", k, NULL);
     }
-    if (kind == EE_CONV && (!have[0] || !have[1])) return perr(p, "conv needs out= and k=%s", "", NULL);
-    if ((kind == EE_MAXPOOL || kind == EE_AVGPOOL) && !have[0]) return perr(p, "%s needs k=", kind_names[kind], NULL);
-    if ((kind == EE_MAXPOOL || kind == EE_AVGPOOL) && !have[1]) nd->a[1] = nd->a[0];
-    if (kind == EE_LINEAR && !have[0]) return perr(p, "linear needs out=%s", "", NULL);
-    if (kind == EE_ADD && nd->nin != 2) return perr(p, "add needs in=A,B (two inputs)%s", "", NULL);
-    if (kind != EE_ADD && nd->nin != 1) return perr(p, "%s takes one input", kind_names[kind], NULL);
+    if (find_node(net, nd->name) >= 0) return perr(p, "node name '%s' is used twice", nd->name, NULL);
+    char missing[128] = "";
+    for (int t = 0; t < ops->nkeys; t++) {
+        const ee_layer_key *key = &ops->keys[t];
+        if (key->required) {
+            size_t len = strlen(missing);
+            snprintf(missing + len, sizeof missing - len, "%s%s=", len ? " and " : "", key->name);
+        }
+        if (have[t] || key->type == EE_KEY_INIT) continue;
+        double def = key->def;
+        for (int u = 0; key->def_from && u < t; u++)
+            if (!strcmp(ops->keys[u].name, key->def_from)) def = get_key(nd, &ops->keys[u]);
+        put_key(nd, key, def);
+    }
+    for (int t = 0; t < ops->nkeys; t++)
+        if (ops->keys[t].required && !have[t]) return perr(p, "%s needs %s", ops->name, missing);
+    if (nd->nin != ops->nin) {
+        if (ops->nin == 2) return perr(p, "%s needs in=A,B (two inputs)", ops->name, NULL);
+        return perr(p, "%s takes one input", ops->name, NULL);
+    }
     if (head) {
         if (net->nheads == EE_MAX_HEADS) return perr(p, "too many heads%s", "", NULL);
         net->heads[net->nheads++] = net->nnodes;
@@ -229,22 +232,17 @@ char *ee_arch_to_text(const ee_net *net) {
               net->in.h, net->in.w);
     for (int i = 0; i < net->nnodes; i++) {
         const ee_node *nd = &net->nodes[i];
-        sb_printf(&b, "%s name=%s", kind_names[nd->kind], nd->name);
-        {   /* inputs are always explicit, so that lines (e.g. internal classifiers) can be inserted anywhere */
-            sb_printf(&b, " in=%s", nd->in[0] < 0 ? "input" : net->nodes[nd->in[0]].name);
-            if (nd->nin == 2) sb_printf(&b, ",%s", nd->in[1] < 0 ? "input" : net->nodes[nd->in[1]].name);
-        }
-        switch (nd->kind) {
-        case EE_CONV:
-            sb_printf(&b, " out=%d k=%d stride=%d pad=%d groups=%d bias=%d init=%s", nd->a[0], nd->a[1], nd->a[2],
-                      nd->a[3], nd->a[4], nd->a[5], ee_init_names[nd->init]);
-            break;
-        case EE_MAXPOOL: case EE_AVGPOOL: sb_printf(&b, " k=%d stride=%d pad=%d", nd->a[0], nd->a[1], nd->a[2]); break;
-        case EE_LINEAR: sb_printf(&b, " out=%d bias=%d init=%s", nd->a[0], nd->a[1], ee_init_names[nd->init]); break;
-        case EE_BN: sb_printf(&b, " momentum=%g eps=%g", nd->f[0], nd->f[1]); break;
-        case EE_DROPOUT: sb_printf(&b, " p=%g", nd->f[0]); break;
-        case EE_MIXPOOL: sb_printf(&b, " out=%d", nd->a[0]); break;
-        default: break;
+        const ee_layer_ops *ops = ee_layers[nd->kind];
+        sb_printf(&b, "%s name=%s", ops->name, nd->name);
+        /* inputs are always explicit, so that lines (e.g. internal classifiers) can be inserted anywhere */
+        sb_printf(&b, " in=%s", nd->in[0] < 0 ? "input" : net->nodes[nd->in[0]].name);
+        if (nd->nin == 2) sb_printf(&b, ",%s", nd->in[1] < 0 ? "input" : net->nodes[nd->in[1]].name);
+        for (int t = 0; t < ops->nkeys; t++) {
+            const ee_layer_key *key = &ops->keys[t];
+            double v = get_key(nd, key);
+            if (key->type == EE_KEY_INIT) sb_printf(&b, " %s=%s", key->name, ee_init_names[nd->init]);
+            else if (key->type == EE_KEY_INT) sb_printf(&b, " %s=%d", key->name, (int)v);
+            else sb_printf(&b, " %s=%g", key->name, v);
         }
         for (int h = 0; h < net->nheads; h++)
             if (net->heads[h] == i) sb_printf(&b, " head=1");

@@ -121,12 +121,12 @@ ee_status ee_bench_sgemm(ee_ctx *ctx, int n, double seconds, double *gflops) {
     int reps = 0;
     double dt;
     do {
-        ee_sgemm(ctx, 'N', 'N', n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        if ((s = ee_sgemm(ctx, 'N', 'N', n, n, n, 1.0f, a, n, b, n, 0.0f, c, n))) break;
         reps++;
         clock_gettime(CLOCK_MONOTONIC, &t1);
         dt = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
     } while (dt < seconds || reps < 3);
-    *gflops = 2.0 * n * n * (double)n * reps / dt / 1e9;
+    if (!s) *gflops = 2.0 * n * n * (double)n * reps / dt / 1e9;
     ee_free(a); ee_free(b); ee_free(c);
-    return EE_OK;
+    return s;
 }

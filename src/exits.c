@@ -24,12 +24,8 @@ static void top1(const float *z, int k, uint8_t *pred, float *conf) {
     *conf = (float)(1.0 / sum);
 }
 
-ee_status ee_collect_outputs(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int batch, ee_outputs **out) {
-    return ee_collect_outputs2(ctx, net, ds, batch, 0, out);
-}
-
-ee_status ee_collect_outputs2(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int batch, int with_prob,
-                              ee_outputs **out) {
+ee_status ee_collect_outputs(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int batch, int with_prob,
+                             ee_outputs **out) {
     *out = NULL;
     if (batch <= 0) batch = 256;
     if (batch > ds->n) batch = ds->n;

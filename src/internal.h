@@ -4,10 +4,10 @@
 
 #include "eenn.h"
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 
 #define EE_MAX_NODES 512
-#define EE_MAX_HEADS 16
 #define EE_NAME 48
 
 struct ee_ctx {
@@ -33,16 +33,34 @@ enum {
 };
 extern const char *const ee_init_names[EE_INIT_COUNT];
 
+/* The arguments of a node, named per kind. The layer table's keys (ee_layer_key) say where each text key lands.
+ * A layer kind of its own may keep its arguments in `any` through a struct declared in its file (EE_ARGS). */
+typedef struct { int out, k, stride, pad, groups, bias; } ee_conv_args;
+typedef struct { int k, stride, pad; } ee_pool_args;    /* maxpool, avgpool */
+typedef struct { int out, bias; } ee_linear_args;
+typedef struct { float momentum, eps; } ee_bn_args;
+typedef struct { float p; } ee_dropout_args;
+typedef struct { int out; } ee_mixpool_args;          /* output side of the mixed max-average pool */
+#define EE_ARGS_BYTES 64
+typedef union {
+    ee_conv_args conv;
+    ee_pool_args pool;
+    ee_linear_args linear;
+    ee_bn_args bn;
+    ee_dropout_args dropout;
+    ee_mixpool_args mixpool;
+    _Alignas(8) unsigned char any[EE_ARGS_BYTES];
+} ee_layer_args;
+/* a layer kind's own argument struct T inside a node (at most EE_ARGS_BYTES, checked where it is declared) */
+#define EE_ARGS(nd, T) ((T *)(void *)(nd)->arg.any)
+
 typedef struct ee_node {
-    ee_kind kind;
+    int kind;             /* index into ee_layers */
     char name[EE_NAME];
     int in[2], nin;       /* input nodes; -1 is the network input */
     ee_shape ins, out;    /* first input's shape and the output shape */
-    /* arguments: conv: cout k stride pad groups bias | pool: k stride pad | linear: out bias |
-     * bn: (fargs momentum eps) | dropout: (fargs p) */
-    int a[8];
-    float f[4];
-    int init;
+    ee_layer_args arg;
+    int init;             /* the initialisation scheme (EE_INIT_*) of a layer with weights */
     size_t p_off, p_len, s_off, s_len; /* params and state */
     int ntens, tens0;     /* named tensors of this node in net->tens */
     float *y, *dy;        /* activations and their gradients, max_batch x size */
@@ -114,9 +132,32 @@ struct ee_net {
     int nmeta;
 };
 
-/* one table line per layer kind */
+/* A key of a layer's text line (docs/format.md): where its value goes, what it accepts and its default. The
+ * parser, the canonical writer and the model files read these, so a key is declared once, here. */
+typedef enum {
+    EE_KEY_INT,    /* an int in ee_layer_args at `slot`, written as %d */
+    EE_KEY_FLOAT,  /* a float in ee_layer_args at `slot`, written as %g */
+    EE_KEY_INIT,   /* the node's initialisation scheme (ee_init_names), written by name */
+} ee_key_type;
 typedef struct {
     const char *name;
+    ee_key_type type;
+    size_t slot;            /* offsetof(ee_layer_args, ...) */
+    double lo, hi;          /* accepted range */
+    double def;             /* the value when the key is absent (not required) */
+    int required;
+    const char *def_from;   /* if set: absent, the key takes the value of this earlier key (pool stride = k) */
+} ee_layer_key;
+#define EE_KEY(nm, ty, member, lo, hi, def) {nm, ty, offsetof(ee_layer_args, member), lo, hi, def, 0, NULL}
+#define EE_KEY_REQ(nm, ty, member, lo, hi) {nm, ty, offsetof(ee_layer_args, member), lo, hi, 0, 1, NULL}
+
+/* One layer kind: its name and text keys, and what it computes. A new kind is a file that defines one of these
+ * and a line in the table (layers/table.c). */
+typedef struct {
+    const char *name;
+    const ee_layer_key *keys;   /* in the order the canonical text writes them */
+    int nkeys;
+    int nin;                    /* inputs: 1, or 2 (add) */
     /* checks arguments, sets node->out, p_len and s_len; returns EE_OK or an error with a message */
     ee_status (*shape)(ee_ctx *ctx, ee_net *net, ee_node *nd);
     /* declares named tensors (ee_net_add_tensor) */
@@ -127,7 +168,10 @@ typedef struct {
     void (*count)(const ee_net *net, const ee_node *nd, double *macs, double *flops, double *prof_ops);
     void (*release)(ee_node *nd);
 } ee_layer_ops;
-extern const ee_layer_ops *const ee_layers[EE_KIND_COUNT];
+/* the layer table (layers/table.c), indexed by ee_node.kind; the built-in kinds come first, in ee_kind order */
+extern const ee_layer_ops *const ee_layers[];
+extern const int ee_nlayers;
+#define EE_NKEYS(keys) ((int)(sizeof(keys) / sizeof *(keys)))
 
 /* the backward of a ReLU that its BN computed in training (bn.c) */
 ee_status ee_bn_chain_backward(ee_ctx *ctx, ee_net *net, ee_node *relu, int n);

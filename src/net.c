@@ -64,12 +64,12 @@ void ee_net_plan_fusion(ee_net *net) {
     no_fusion(net);
     for (int i = 0; i < net->nnodes; i++) {
         ee_node *c = &net->nodes[i];
-        int b = c->kind == EE_CONV ? sole_consumer(net, i) : -1;
-        if (b < 0 || net->nodes[b].kind != EE_BN || net->nodes[b].nin != 1) continue;
+        int b = c->kind == EE_KIND_CONV ? sole_consumer(net, i) : -1;
+        if (b < 0 || net->nodes[b].kind != EE_KIND_BN || net->nodes[b].nin != 1) continue;
         c->fuse_bn = b;
         net->nodes[b].fused = 1;
         int r = sole_consumer(net, b);
-        if (r >= 0 && net->nodes[r].kind == EE_ADD && net->nodes[r].nin == 2) {
+        if (r >= 0 && net->nodes[r].kind == EE_KIND_ADD && net->nodes[r].nin == 2) {
             ee_node *a = &net->nodes[r];
             int k = a->in[0] == b ? 1 : 0;
             if (a->in[k] != b && a->in[k] < i) {
@@ -79,7 +79,7 @@ void ee_net_plan_fusion(ee_net *net) {
                 r = sole_consumer(net, r);
             } else r = -1;
         }
-        if (r >= 0 && net->nodes[r].kind == EE_RELU) { c->fuse_relu = r; net->nodes[r].fused = 1; }
+        if (r >= 0 && net->nodes[r].kind == EE_KIND_RELU) { c->fuse_relu = r; net->nodes[r].fused = 1; }
     }
 }
 
@@ -96,16 +96,16 @@ static void plan_train_fusion(ee_net *net) {
     }
     for (int b = 0; b < net->nnodes; b++) {
         ee_node *bn = &net->nodes[b];
-        if (bn->kind != EE_BN || bn->nin != 1) continue;
+        if (bn->kind != EE_KIND_BN || bn->nin != 1) continue;
         int r = sole_consumer(net, b), a = -1, k = -1;
-        if (r >= 0 && net->nodes[r].kind == EE_ADD && net->nodes[r].nin == 2) {
+        if (r >= 0 && net->nodes[r].kind == EE_KIND_ADD && net->nodes[r].nin == 2) {
             ee_node *add = &net->nodes[r];
             k = add->in[0] == b ? 1 : 0;
             if (add->in[k] == b || add->in[k] >= b) continue;
             a = r;
             r = sole_consumer(net, r);
         }
-        if (r < 0 || net->nodes[r].kind != EE_RELU) continue;
+        if (r < 0 || net->nodes[r].kind != EE_KIND_RELU) continue;
         bn->tf_relu = r;
         bn->tf_add = a;
         bn->tf_other = k;
@@ -270,13 +270,17 @@ void ee_net_tensor(ee_net *net, int i, const char **name, float **data, size_t *
     if (is_state) *is_state = t->is_state;
 }
 
+int ee_net_find_node(const ee_net *net, const char *name) {
+    for (int i = 0; i < net->nnodes; i++)
+        if (!strcmp(net->nodes[i].name, name)) return i;
+    return -1;
+}
+
 void ee_net_node_info(const ee_net *net, int i, ee_node_info *info) {
-    static const char *const kinds[EE_KIND_COUNT] = {"conv", "bn", "relu", "maxpool", "avgpool",
-                                                     "gap", "linear", "dropout", "flatten", "add", "mixpool"};
     const ee_node *nd = &net->nodes[i];
     memset(info, 0, sizeof *info);
     info->name = nd->name;
-    info->kind = kinds[nd->kind];
+    info->kind = ee_layers[nd->kind]->name;
     info->in_c = nd->ins.c; info->in_h = nd->ins.h; info->in_w = nd->ins.w;
     info->c = nd->out.c; info->h = nd->out.h; info->w = nd->out.w;
     info->params = nd->p_len;
@@ -298,7 +302,7 @@ ee_status ee_net_seal(ee_ctx *ctx, ee_net *net) {
     if (net->fusion_off) return ee_fail(ctx, EE_ERR_ARG, "cannot seal a network whose fusion is switched off");
     net->sealed = 1; /* at once: if a conv fails below, those sealed before it stay sealed, and consistent */
     for (int i = 0; i < net->nnodes; i++) {
-        ee_status s = net->nodes[i].kind == EE_CONV ? ee_conv_seal(ctx, net, &net->nodes[i]) : EE_OK;
+        ee_status s = net->nodes[i].kind == EE_KIND_CONV ? ee_conv_seal(ctx, net, &net->nodes[i]) : EE_OK;
         if (s) return s;
     }
     return EE_OK;
@@ -327,7 +331,7 @@ static void plan_lifetimes(ee_net *net) {
         int target = i;
         for (int j = 0; j < nd->nin; j++)
             if (nd->in[j] >= 0 && net->nodes[nd->in[j]].last_step < i) net->nodes[nd->in[j]].last_step = i;
-        if (nd->kind == EE_CONV && nd->fuse_bn >= 0) {
+        if (nd->kind == EE_KIND_CONV && nd->fuse_bn >= 0) {
             target = nd->fuse_relu >= 0 ? nd->fuse_relu : nd->fuse_add >= 0 ? nd->fuse_add : nd->fuse_bn;
             if (nd->fuse_add >= 0) {
                 int o = net->nodes[nd->fuse_add].in[nd->add_other];
@@ -381,7 +385,7 @@ static int plan_gradients(ee_net *net, int max_batch) {
             for (int k = 0; k < net->nodes[step].nin; k++) tg[m++] = net->nodes[step].in[k];
         /* a ReLU computed with its BN and add in training: its backward writes the add's inputs' dy */
         const ee_node *sn = step < net->nnodes ? &net->nodes[step] : NULL;
-        if (sn && sn->kind == EE_RELU && sn->tf_bn >= 0 && net->nodes[sn->tf_bn].tf_add >= 0) {
+        if (sn && sn->kind == EE_KIND_RELU && sn->tf_bn >= 0 && net->nodes[sn->tf_bn].tf_add >= 0) {
             const ee_node *add = &net->nodes[net->nodes[sn->tf_bn].tf_add];
             tg[m++] = add->in[0];
             tg[m++] = add->in[1];
@@ -432,7 +436,7 @@ static ee_status alloc_buffers(ee_ctx *ctx, ee_net *net, int max_batch, int trai
                 if (net->nodes[t].def_step != step) continue;
                 size_t need = ee_shape_size(net->nodes[t].out) * max_batch;
                 ee_node *c = &net->nodes[step];
-                int o = c->kind == EE_CONV && c->fuse_add >= 0 ? net->nodes[c->fuse_add].in[c->add_other] : -1;
+                int o = c->kind == EE_KIND_CONV && c->fuse_add >= 0 ? net->nodes[c->fuse_add].in[c->add_other] : -1;
                 /* not when the shortcut is also the conv's input: the conv would overwrite what it still reads */
                 if (o >= 0 && o != c->in[0] && net->nodes[o].last_step == step && !net->nodes[o].keep &&
                     ee_shape_size(net->nodes[o].out) == ee_shape_size(net->nodes[t].out)) {
@@ -509,7 +513,7 @@ ee_status ee_net_forward_range(ee_ctx *ctx, ee_net *net, const float *x, int fro
             ee_node *nd = &net->nodes[i];
             int tr = train && !nd->frozen;
             if (!tr && nd->fused) continue; /* computed by the fused convolution before it */
-            if (nd->kind == EE_BN) /* the BN's training pass computes its add and ReLU too if they run as well */
+            if (nd->kind == EE_KIND_BN) /* the BN's training pass computes its add and ReLU too if they run as well */
                 nd->tf_on = tr && nd->tf_relu >= 0 && nd->tf_relu < to && !net->nodes[nd->tf_relu].frozen &&
                             (nd->tf_add < 0 || !net->nodes[nd->tf_add].frozen);
             nd->last_train = tr;

@@ -20,12 +20,12 @@ ee_status ee_optim_state_new(ee_ctx *ctx, const ee_net *net, const ee_optim *opt
     ee_optim_state *st = calloc(1, sizeof *st);
     if (!st) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
     st->opt = *opt;
-    if (opt->kind == EE_ADAM) {
+    if (opt->kind == EE_OPTIM_ADAM) {
         if (st->opt.beta1 == 0 && st->opt.beta2 == 0) { st->opt.beta1 = 0.9f; st->opt.beta2 = 0.999f; }
         if (st->opt.eps == 0) st->opt.eps = 1e-8f;
     }
     st->n = net->nparams;
-    st->buf = ee_alloc(st->n * (opt->kind == EE_ADAM ? 2 : 1) * sizeof(float));
+    st->buf = ee_alloc(st->n * (opt->kind == EE_OPTIM_ADAM ? 2 : 1) * sizeof(float));
     if (!st->buf) { free(st); return ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); }
     *out = st;
     return EE_OK;
@@ -35,7 +35,7 @@ void ee_optim_state_free(ee_optim_state *st) {
     ee_free(st->buf);
     free(st);
 }
-size_t ee_optim_state_size(const ee_optim_state *st) { return st->n * (st->opt.kind == EE_ADAM ? 2 : 1); }
+size_t ee_optim_state_size(const ee_optim_state *st) { return st->n * (st->opt.kind == EE_OPTIM_ADAM ? 2 : 1); }
 float *ee_optim_state_data(ee_optim_state *st) { return st->buf; }
 int64_t *ee_optim_state_steps(ee_optim_state *st) { return &st->steps; }
 
@@ -45,7 +45,7 @@ static void update(ee_optim_state *st, ee_net *net, size_t off, size_t n, float 
     const float *g = net->grads + off;
     const ee_optim *o = &st->opt;
     float wd = o->weight_decay, mom = o->momentum;
-    if (o->kind == EE_SGD) {
+    if (o->kind == EE_OPTIM_SGD) {
         float *b = st->buf + off;
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < n; i++) {

@@ -10,12 +10,6 @@
 
 static const double TARGETS[6] = {0.15, 0.30, 0.45, 0.60, 0.75, 0.90};
 
-static int find(const ee_net *net, const char *name) {
-    for (int i = 0; i < net->nnodes; i++)
-        if (!strcmp(net->nodes[i].name, name)) return i;
-    return -1;
-}
-
 /* the reference tables, by the built-in backbones' node names */
 static int reference_positions(const ee_net *net, int *nodes) {
     static const char *const resnet56[] = {"s1.b4.add", "s1.b8.add", "s2.b3.add", "s2.b7.add", "s3.b2.add", "s3.b6.add", 0};
@@ -28,11 +22,11 @@ static int reference_positions(const ee_net *net, int *nodes) {
     int n = 0;
     for (; t[n]; n++) {
         /* VGG at 28 px drops its last pool; a block without a pool is read after its ReLU */
-        int id = find(net, t[n]);
+        int id = ee_net_find_node(net, t[n]);
         if (id < 0 && strstr(t[n], ".pool")) {
             char alt[EE_NAME];
             snprintf(alt, sizeof alt, "%.*s.relu", (int)(strstr(t[n], ".pool") - t[n]), t[n]);
-            id = find(net, alt);
+            id = ee_net_find_node(net, alt);
         }
         if (id < 0) return 0;
         nodes[n] = id;
@@ -44,15 +38,15 @@ static int reference_positions(const ee_net *net, int *nodes) {
 static int is_block_end(const ee_net *net, int i) {
     const ee_node *nd = &net->nodes[i];
     if (nd->out.h < 2 || nd->consumers == 0) return 0;
-    if (nd->kind == EE_ADD || nd->kind == EE_MAXPOOL || nd->kind == EE_AVGPOOL) return 1;
-    if (nd->kind != EE_RELU) return 0;
+    if (nd->kind == EE_KIND_ADD || nd->kind == EE_KIND_MAXPOOL || nd->kind == EE_KIND_AVGPOOL) return 1;
+    if (nd->kind != EE_KIND_RELU) return 0;
     for (int j = i + 1; j < net->nnodes; j++)
         for (int k = 0; k < net->nodes[j].nin; k++)
-            if (net->nodes[j].in[k] == i && (net->nodes[j].kind == EE_MAXPOOL || net->nodes[j].kind == EE_ADD)) return 0;
+            if (net->nodes[j].in[k] == i && (net->nodes[j].kind == EE_KIND_MAXPOOL || net->nodes[j].kind == EE_KIND_ADD)) return 0;
     /* inside a residual block (its output feeds an add later through a conv chain) ReLUs are not block ends
      * when the network has residual sums at all */
     for (int j = 0; j < net->nnodes; j++)
-        if (net->nodes[j].kind == EE_ADD) return 0;
+        if (net->nodes[j].kind == EE_KIND_ADD) return 0;
     return 1;
 }
 
@@ -127,7 +121,7 @@ ee_status ee_sdn_attach(ee_ctx *ctx, const ee_net *cnn, const int *nodes, int ni
     free(text);
     if (s) return s;
     /* backbone weights by name; IC heads freshly initialised from the context's RNG */
-    ee_net_init(ctx, sdn);
+    if ((s = ee_net_init(ctx, sdn))) { ee_net_free(sdn); return s; }
     for (int t = 0; t < cnn->ntens; t++) {
         const ee_tensor *a = &cnn->tens[t];
         int j = ee_net_find_tensor(sdn, a->name);
@@ -135,7 +129,8 @@ ee_status ee_sdn_attach(ee_ctx *ctx, const ee_net *cnn, const int *nodes, int ni
         memcpy((sdn->tens[j].is_state ? sdn->state : sdn->params) + sdn->tens[j].off,
                (a->is_state ? cnn->state : cnn->params) + a->off, a->count * sizeof(float));
     }
-    for (int i = 0; i < cnn->nmeta; i++) ee_net_set_meta(ctx, sdn, cnn->meta_keys[i], cnn->meta_vals[i]);
+    for (int i = 0; i < cnn->nmeta && !s; i++) s = ee_net_set_meta(ctx, sdn, cnn->meta_keys[i], cnn->meta_vals[i]);
+    if (s) { ee_net_free(sdn); return s; }
     ee_net_params_changed(sdn);
     *out = sdn;
     return EE_OK;
@@ -209,7 +204,8 @@ ee_status ee_sdn_strip(ee_ctx *ctx, const ee_net *sdn, ee_net **out) {
         memcpy((cnn->tens[t].is_state ? cnn->state : cnn->params) + cnn->tens[t].off,
                (a->is_state ? sdn->state : sdn->params) + a->off, a->count * sizeof(float));
     }
-    for (int i = 0; i < sdn->nmeta; i++) ee_net_set_meta(ctx, cnn, sdn->meta_keys[i], sdn->meta_vals[i]);
+    for (int i = 0; i < sdn->nmeta && !st; i++) st = ee_net_set_meta(ctx, cnn, sdn->meta_keys[i], sdn->meta_vals[i]);
+    if (st) { ee_net_free(cnn); *out = NULL; return st; }
     ee_net_params_changed(cnn);
     return EE_OK;
 }

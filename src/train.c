@@ -1,5 +1,5 @@
-/* train.c: the training loop (shuffled mini-batches, augmentation, all heads with unit weight, SGD/Adam with
- * a schedule), per-epoch validation and test evaluation, atomic checkpoints after every epoch and resume. */
+/* train.c: the training loop (shuffled mini-batches, augmentation, the heads weighted by the training mode,
+ * SGD/Adam with a schedule), per-epoch validation and test evaluation, atomic checkpoints after every epoch and resume. */
 #include "internal.h"
 #include <inttypes.h>
 #include <stdlib.h>
@@ -180,7 +180,7 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
         if (val && !(s = ee_evaluate(ctx, net, val, B, &r))) { p.val_acc = r.acc; p.val_loss = r.loss; }
         if (!s && val && net->nheads > 1) { /* every exit's validation accuracy */
             ee_outputs *o = NULL;
-            if (!(s = ee_collect_outputs(ctx, net, val, B, &o))) ee_head_accuracy(o, p.val_head_acc);
+            if (!(s = ee_collect_outputs(ctx, net, val, B, 0, &o))) ee_head_accuracy(o, p.val_head_acc);
             ee_outputs_free(o);
         }
         if (!s && test && !(s = ee_evaluate(ctx, net, test, B, &r))) p.test_acc = r.acc;

@@ -25,7 +25,7 @@ static void test_sgd_adam(void) {
     /* SGD, momentum 0.9, wd 0.1, lr 0.5, grads 1 then 2: hand-computed
      * step1: d = 1 + 0.1*1 = 1.1, buf = 1.1, p = 1 - 0.55 = 0.45
      * step2: d = 2 + 0.045 = 2.045, buf = 0.99 + 2.045 = 3.035, p = 0.45 - 1.5175 = -1.0675 */
-    ee_optim o = {EE_SGD, 0.5f, 0.9f, 0.1f, 0, 0, 0, 0};
+    ee_optim o = {EE_OPTIM_SGD, 0.5f, 0.9f, 0.1f, 0, 0, 0, 0};
     ee_optim_state *st;
     CHECK_OK(ctx, ee_optim_state_new(ctx, net, &o, &st));
     p[0] = 1; g[0] = 1;
@@ -36,14 +36,14 @@ static void test_sgd_adam(void) {
     CHECK(fabsf(p[0] + 1.0675f) < 1e-5f, "SGD step 2: %g", p[0]);
     ee_optim_state_free(st);
     /* Nesterov, no wd: step1 d=1, buf=1, upd = 1 + 0.9 = 1.9 -> p = 1 - 0.19 = 0.81 (lr 0.1) */
-    ee_optim on = {EE_SGD, 0.1f, 0.9f, 0, 1, 0, 0, 0};
+    ee_optim on = {EE_OPTIM_SGD, 0.1f, 0.9f, 0, 1, 0, 0, 0};
     CHECK_OK(ctx, ee_optim_state_new(ctx, net, &on, &st));
     p[0] = 1; g[0] = 1;
     ee_optim_step(ctx, net, st, 0.1f);
     CHECK(fabsf(p[0] - 0.81f) < 1e-6f, "Nesterov step: %g", p[0]);
     ee_optim_state_free(st);
     /* Adam: the first step moves by lr * sign(g) (bias-corrected m/sqrt(v) = 1) */
-    ee_optim oa = {EE_ADAM, 0.01f, 0, 0, 0, 0.9f, 0.999f, 1e-8f};
+    ee_optim oa = {EE_OPTIM_ADAM, 0.01f, 0, 0, 0, 0.9f, 0.999f, 1e-8f};
     CHECK_OK(ctx, ee_optim_state_new(ctx, net, &oa, &st));
     p[0] = 1; g[0] = 3; p[1] = 2; g[1] = -0.5f;
     ee_optim_step(ctx, net, st, 0.01f);
@@ -56,7 +56,7 @@ static void test_sgd_adam(void) {
     ee_optim_step(ctx, net, st, 0.01f);
     CHECK(fabs(p[0] - want) < 1e-6, "Adam step 2: %g vs %g", p[0], want);
     ee_optim_state_free(st);
-    ee_optim bad = {EE_SGD, -1, 0, 0, 0, 0, 0, 0};
+    ee_optim bad = {EE_OPTIM_SGD, -1, 0, 0, 0, 0, 0, 0};
     CHECK(ee_optim_state_new(ctx, net, &bad, &st) == EE_ERR_ARG, "negative lr accepted");
     ee_schedule s = {EE_SCHED_STEP, 0.1f, 0.1f, {35, 60, 85}, 3, 100, 0};
     CHECK(fabsf(ee_schedule_lr(&s, 34) - 0.1f) < 1e-7f && fabsf(ee_schedule_lr(&s, 35) - 0.01f) < 1e-8f &&
@@ -90,13 +90,57 @@ static void test_arch(void) {
     expect_parse_error("input c=3 h=8 w=8\nconv out=4 k=3 groups=2\ngap\nlinear out=2\n", "groups=2 must divide");
     expect_parse_error("input c=1 h=8 w=8\nlinear out=3\n", "needs a vector input");
     expect_parse_error("input c=1 h=2 w=2\nconv out=2 k=5\ngap\nlinear out=2\n", "is empty");
-    /* canonical text round trip */
+    expect_parse_error("input c=1 h=8 w=8\nconv out=4 k=3 k=5\n", "arch.txt:2: key 'k' is given twice");
+    expect_parse_error("input c=1 h=8 w=8\nconv name=conv1 out=4 k=3\nconv out=4 k=3\n",
+                       "arch.txt:3: node name 'conv1' is used twice");
+    expect_parse_error("input c=1 h=8 w=8\nmaxpool stride=2\n", "arch.txt:2: maxpool needs k=");
+    expect_parse_error("input c=1 h=8 w=8\nrelu in=input,input\n", "relu takes one input");
+    expect_parse_error("input c=1 h=8 w=8\nbn eps=0\n", "key 'eps' has a bad number");
     ee_ctx *ctx = ee_ctx_new();
-    ee_net *a = NULL, *b = NULL;
-    CHECK_OK(ctx, ee_net_builtin(ctx, "wrn32_4", 3, 32, 32, 10, &a));
-    CHECK_OK(ctx, ee_net_from_text(ctx, ee_net_arch(a), "canonical", &b));
-    CHECK(a && b && !strcmp(ee_net_arch(a), ee_net_arch(b)), "canonical text does not round-trip");
-    ee_net_free(a); ee_net_free(b);
+    /* the layer table names the built-in kinds in ee_kind order */
+    static const char *const kinds[] = {"conv", "bn", "relu", "maxpool", "avgpool", "gap", "linear", "dropout",
+                                        "flatten", "add", "mixpool"};
+    CHECK(ee_nlayers >= 11, "layer table has %d kinds", ee_nlayers);
+    for (int k = 0; k < 11 && k < ee_nlayers; k++)
+        CHECK(!strcmp(ee_layers[k]->name, kinds[k]), "layer table entry %d is %s, expected %s", k, ee_layers[k]->name,
+              kinds[k]);
+    CHECK(!strcmp(ee_layers[EE_KIND_MIXPOOL]->name, "mixpool") && !strcmp(ee_layers[EE_KIND_CONV]->name, "conv"),
+          "EE_KIND_* do not index the layer table");
+    /* every built-in architecture: text -> net -> canonical text -> net -> the same text, and that text is the one
+     * the files in tests/fixtures/arch/ hold (written by an earlier build: model files stay byte-compatible) */
+    static const char *const archs[] = {"resnet20", "resnet56", "resnet110", "vgg16bn", "wrn32_4", "mobilenet"};
+    static const int shapes[][3] = {{1, 28, 28}, {3, 32, 32}, {3, 64, 64}};
+    for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 3; j++) {
+            const int *sh = shapes[j];
+            ee_net *a = NULL, *b = NULL, *c = NULL;
+            char *text = NULL;
+            CHECK_OK(ctx, ee_builtin_text(ctx, archs[i], sh[0], sh[1], sh[2], 10, &text));
+            CHECK_OK(ctx, ee_net_from_text(ctx, text ? text : "", archs[i], &a));
+            if (a) CHECK_OK(ctx, ee_net_from_text(ctx, ee_net_arch(a), "canonical", &b));
+            CHECK(a && b && !strcmp(ee_net_arch(a), ee_net_arch(b)), "%s %dx%dx%d: canonical text does not round-trip",
+                  archs[i], sh[0], sh[1], sh[2]);
+            char path[256];
+            snprintf(path, sizeof path, "tests/fixtures/arch/%s-%dx%dx%d.txt", archs[i], sh[0], sh[1], sh[2]);
+            FILE *f = fopen(path, "rb");
+            if (f && a) {
+                static char want[1 << 17];
+                size_t len = fread(want, 1, sizeof want - 1, f);
+                want[len] = 0;
+                CHECK(!strcmp(want, ee_net_arch(a)), "%s: the canonical text differs from the fixture", path);
+            }
+            if (f) fclose(f);
+            /* the same with internal classifiers attached */
+            int nodes[16], n = a ? ee_sdn_default_positions(a, nodes, 15) : 0;
+            if (a) CHECK_OK(ctx, ee_sdn_attach(ctx, a, nodes, n, &c));
+            ee_net_free(b);
+            b = NULL;
+            if (c) CHECK_OK(ctx, ee_net_from_text(ctx, ee_net_arch(c), "canonical", &b));
+            CHECK(c && b && !strcmp(ee_net_arch(c), ee_net_arch(b)), "%s SDN: canonical text does not round-trip",
+                  archs[i]);
+            free(text);
+            ee_net_free(a); ee_net_free(b); ee_net_free(c);
+        }
     /* parameter counts of the SDN paper's CIFAR-10 backbones and the reference profiler's GOps (sdn.md) */
     struct { const char *arch; double params, ref_gops; } want[] = {
         {"resnet56", 0.86e6, 0.253}, {"vgg16bn", 15.25e6, 0.628}, {"wrn32_4", 7.40e6, 2.375}, {"mobilenet", 3.22e6, 0.750}};
@@ -485,7 +529,7 @@ static void test_dnnl_loader(void) {
           "a missing library: %s", ee_ctx_error(ctx));
     CHECK(ee_dnnl_probe(ctx, "libz.so.1") == EE_ERR_BACKEND && strstr(ee_ctx_error(ctx), "no symbol dnnl_"),
           "a library without oneDNN's symbols: %s", ee_ctx_error(ctx));
-    if (ee_dconv_available()) {
+    if (ee_dconv_preferred()) { /* AUTO picks the direct kernel (an AVX2 CPU without AVX-512) */
         ee_net *net = NULL;
         float x[784] = {0};
         CHECK_OK(ctx, ee_net_builtin(ctx, "resnet20", 1, 28, 28, 10, &net));
@@ -516,7 +560,7 @@ static void train_small(const char *ckpt, int epochs, int resume, float *out, si
     ee_dataset ds = {64, 1, 8, 8, 3, malloc(64 * 64), malloc(64), {0.5f}, {0.3f}};
     for (int i = 0; i < 64 * 64; i++) ds.pixels[i] = (uint8_t)((i * 37) % 251);
     for (int i = 0; i < 64; i++) ds.labels[i] = (uint8_t)(ds.pixels[i * 64 + 9] % 3);
-    ee_train_config cfg = {epochs, 16, {EE_SGD, 0.05f, 0.9f, 1e-4f, 1, 0, 0, 0}, {EE_SCHED_STEP, 0.05f, 0.1f, {2}, 1, 0, 0},
+    ee_train_config cfg = {epochs, 16, {EE_OPTIM_SGD, 0.05f, 0.9f, 1e-4f, 1, 0, 0, 0}, {EE_SCHED_STEP, 0.05f, 0.1f, {2}, 1, 0, 0},
                            {1, 1}, ckpt, resume, 0, EE_MODE_CNN};
     ee_status s = ee_train(ctx, net, &ds, NULL, NULL, &cfg, NULL, NULL);
     CHECK(s == EE_OK, "training: %s", ee_ctx_error(ctx));
@@ -536,7 +580,7 @@ static void test_nan(void) {
     ee_net_params(net)[0] = NAN;
     ee_dataset ds = {8, 1, 4, 4, 3, calloc(8, 16), calloc(8, 1), {0.5f}, {0.3f}};
     for (int i = 0; i < 8 * 16; i++) ds.pixels[i] = (uint8_t)(i * 7);
-    ee_train_config cfg = {1, 4, {EE_SGD, 0.1f, 0, 0, 0, 0, 0, 0}, {EE_SCHED_STEP, 0.1f, 0.1f, {0}, 0, 0, 0}, {0, 0}, NULL, 0, 0, EE_MODE_CNN};
+    ee_train_config cfg = {1, 4, {EE_OPTIM_SGD, 0.1f, 0, 0, 0, 0, 0, 0}, {EE_SCHED_STEP, 0.1f, 0.1f, {0}, 0, 0, 0}, {0, 0}, NULL, 0, 0, EE_MODE_CNN};
     ee_status s = ee_train(ctx, net, &ds, NULL, NULL, &cfg, NULL, NULL);
     CHECK(s == EE_ERR_NUMERIC && strstr(ee_ctx_error(ctx), "diverged"), "NaN loss: %s", ee_ctx_error(ctx));
     ds.labels[3] = 7;

@@ -227,12 +227,6 @@ static void train_grads_kernels(int C, int H, int O, int k, int s, int pad, int 
     free(gr[0]); free(gr[1]); free(gr[2]);
 }
 
-static int node_named(const ee_net *net, const char *name) {
-    for (int i = 0; i < net->nnodes; i++)
-        if (!strcmp(net->nodes[i].name, name)) return i;
-    return -1;
-}
-
 /* Training computes BN -> ReLU and BN -> add -> ReLU chains in one pass each way (net.c: plan_train_fusion). The
  * same network with every BN and add output kept runs each node on its own: a forward and backward, then a split
  * forward (a range ending between a BN and its ReLU) and a backward stopped at a fused add, must give the same
@@ -254,22 +248,22 @@ static void train_fusion_matches(int n) {
         ee_ctx_set_rng_state(ctx, 77);
         CHECK_OK(ctx, ee_net_init(ctx, net[k]));
         for (int i = 0; k == 1 && i < net[k]->nnodes; i++)
-            if (net[k]->nodes[i].kind == EE_BN || net[k]->nodes[i].kind == EE_ADD) CHECK_OK(ctx, ee_net_keep_output(ctx, net[k], i));
+            if (net[k]->nodes[i].kind == EE_KIND_BN || net[k]->nodes[i].kind == EE_KIND_ADD) CHECK_OK(ctx, ee_net_keep_output(ctx, net[k], i));
         CHECK_OK(ctx, ee_net_prepare(ctx, net[k], n, 1));
         ee_net_want_input_grad(net[k], 1);
     }
     ee_net *f = net[0], *u = net[1];
-    CHECK(f->nodes[node_named(f, "b0")].tf_relu >= 0 && f->nodes[node_named(f, "b2")].tf_add >= 0 &&
-          f->nodes[node_named(f, "sb")].tf_add >= 0 && f->nodes[node_named(f, "b4")].tf_add < 0,
+    CHECK(f->nodes[ee_net_find_node(f, "b0")].tf_relu >= 0 && f->nodes[ee_net_find_node(f, "b2")].tf_add >= 0 &&
+          f->nodes[ee_net_find_node(f, "sb")].tf_add >= 0 && f->nodes[ee_net_find_node(f, "b4")].tf_add < 0,
           "fusion: the training chains are not the expected ones");
-    CHECK(u->nodes[node_named(u, "b0")].tf_relu < 0 && u->nodes[node_named(u, "sb")].tf_relu < 0,
+    CHECK(u->nodes[ee_net_find_node(u, "b0")].tf_relu < 0 && u->nodes[ee_net_find_node(u, "sb")].tf_relu < 0,
           "fusion: kept outputs still fused");
     size_t nin = (size_t)n * 16 * 36;
     float *x = malloc(nin * sizeof(float));
     uint8_t y[64];
     for (size_t i = 0; i < nin; i++) x[i] = ee_rng_normal(ctx);
     for (int i = 0; i < n; i++) y[i] = (uint8_t)(i % 3);
-    const int r0 = node_named(f, "r0"), a1 = node_named(f, "a1");
+    const int r0 = ee_net_find_node(f, "r0"), a1 = ee_net_find_node(f, "a1");
     for (int round = 0; round < 2; round++) {
         for (int k = 0; k < 2; k++) {
             if (round == 0) CHECK_OK(ctx, ee_net_forward(ctx, net[k], x, n, 1));

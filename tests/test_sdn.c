@@ -128,12 +128,15 @@ static ee_dataset *toy_data(int n) {
     return ds;
 }
 
+/* a ResNet-20 SDN for 28x28 inputs; every step is checked, so a failure names itself instead of a NULL later */
 static ee_net *small_sdn(ee_ctx *ctx) {
     ee_net *cnn = NULL, *sdn = NULL;
-    ee_net_builtin(ctx, "resnet20", 1, 28, 28, 10, &cnn);
-    ee_net_init(ctx, cnn);
+    CHECK_OK(ctx, ee_net_builtin(ctx, "resnet20", 1, 28, 28, 10, &cnn));
+    if (!cnn) return NULL;
+    CHECK_OK(ctx, ee_net_init(ctx, cnn));
     int nodes[16], n = ee_sdn_default_positions(cnn, nodes, 16);
-    ee_sdn_attach(ctx, cnn, nodes, n, &sdn);
+    CHECK(n == 6, "resnet20: %d default IC positions, expected 6", n);
+    CHECK_OK(ctx, ee_sdn_attach(ctx, cnn, nodes, n, &sdn));
     ee_net_free(cnn);
     return sdn;
 }
@@ -152,7 +155,7 @@ static void test_ic_only_frozen(void) {
     float *p0 = malloc(np * 4), *s0 = malloc(ns * 4);
     memcpy(p0, ee_net_params(net), np * 4);
     memcpy(s0, ee_net_state(net), ns * 4);
-    ee_train_config cfg = {2, 32, {EE_ADAM, 1e-3f, 0, 1e-4f, 0, 0.9f, 0.999f, 1e-8f}, {EE_SCHED_STEP, 1e-3f, 0.1f, {1}, 1, 0, 0},
+    ee_train_config cfg = {2, 32, {EE_OPTIM_ADAM, 1e-3f, 0, 1e-4f, 0, 0.9f, 0.999f, 1e-8f}, {EE_SCHED_STEP, 1e-3f, 0.1f, {1}, 1, 0, 0},
                            {4, 1}, NULL, 0, 0, EE_MODE_IC_ONLY};
     CHECK_OK(ctx, ee_train(ctx, net, ds, NULL, NULL, &cfg, NULL, NULL));
     int backbone_same = 1, ic_moved = 0;
@@ -177,11 +180,11 @@ static void test_exits(void) {
     if (!net) return;
     ee_dataset *ds = toy_data(64);
     /* a little SDN training so that confidences spread over the exits */
-    ee_train_config cfg = {2, 32, {EE_SGD, 0.05f, 0.9f, 1e-4f, 0, 0, 0, 0}, {EE_SCHED_STEP, 0.05f, 0.1f, {0}, 0, 0, 0},
+    ee_train_config cfg = {2, 32, {EE_OPTIM_SGD, 0.05f, 0.9f, 1e-4f, 0, 0, 0, 0}, {EE_SCHED_STEP, 0.05f, 0.1f, {0}, 0, 0, 0},
                            {0, 0}, NULL, 0, 0, EE_MODE_SDN};
     CHECK_OK(ctx, ee_train(ctx, net, ds, NULL, NULL, &cfg, NULL, NULL));
     ee_outputs *o = NULL;
-    CHECK_OK(ctx, ee_collect_outputs(ctx, net, ds, 64, &o));
+    CHECK_OK(ctx, ee_collect_outputs(ctx, net, ds, 64, 0, &o));
     if (!o) return;
     int H = o->heads, n = 64;
     /* q: the median confidence of IC 2, so that samples leave at several heads */

@@ -129,10 +129,10 @@ static void net_case(const char *arch, int threads) {
     /* that inference ran fused: every BN folded; in ResNet-56 every residual add and its ReLU post-ops of a conv */
     int bn = 0, bn_fused = 0, adds = 0, adds_fused = 0;
     for (int i = 0; i < net->nnodes; i++) {
-        bn += net->nodes[i].kind == EE_BN;
-        bn_fused += net->nodes[i].kind == EE_BN && net->nodes[i].fused;
-        adds += net->nodes[i].kind == EE_ADD;
-        adds_fused += net->nodes[i].kind == EE_ADD && net->nodes[i].fused;
+        bn += net->nodes[i].kind == EE_KIND_BN;
+        bn_fused += net->nodes[i].kind == EE_KIND_BN && net->nodes[i].fused;
+        adds += net->nodes[i].kind == EE_KIND_ADD;
+        adds_fused += net->nodes[i].kind == EE_KIND_ADD && net->nodes[i].fused;
     }
     CHECK(bn > 0 && bn_fused == bn && adds_fused == adds, "%s: %d of %d BN and %d of %d adds fused", arch, bn_fused, bn,
           adds_fused, adds);
@@ -186,7 +186,7 @@ static void net_case(const char *arch, int threads) {
     if (getenv("VERBOSE")) printf("  %-40s worst %.3g x tolerance\n", "all parameter gradients", worst);
     /* three SGD steps on the same batch (fresh run from the fixture weights) */
     tl_fill_all(net);
-    ee_optim o = {EE_SGD, 0.001f, 0.9f, 1e-4f, 0, 0, 0, 0};
+    ee_optim o = {EE_OPTIM_SGD, 0.001f, 0.9f, 1e-4f, 0, 0, 0, 0};
     ee_optim_state *st = NULL;
     CHECK_OK(ctx, ee_optim_state_new(ctx, net, &o, &st));
     float losses[3];

@@ -211,7 +211,7 @@ static ee_status bn_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tr
     const float *x = ee_node_input(net, nd, 0);
     const float *gamma = net->params + nd->p_off, *beta = gamma + c;
     float *rm = net->state + nd->s_off, *rv = rm + c;
-    float eps = nd->f[1], mom = nd->f[0];
+    float eps = nd->arg.bn.eps, mom = nd->arg.bn.momentum;
     float scale[4096], shift[4096];
     float *sc = c <= 4096 ? scale : malloc(2 * c * sizeof(float)), *sh = c <= 4096 ? shift : sc + c;
     if (!sc) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
@@ -314,7 +314,7 @@ static ee_status bn_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     if (!p->last_train) { /* eval-mode backward (Grad-CAM through a frozen net): the running statistics */
         const float *rm = net->state + nd->s_off, *rv = rm + c;
         float *evm = k3 + c;
-        for (int j = 0; j < c; j++) { evm[j] = rm[j]; p->invstd[j] = 1.0f / sqrtf(rv[j] + nd->f[1]); }
+        for (int j = 0; j < c; j++) { evm[j] = rm[j]; p->invstd[j] = 1.0f / sqrtf(rv[j] + nd->arg.bn.eps); }
         mean = evm;
     }
     if (p->sums_ready && p->last_train) p->sums_ready = 0; /* summed by the ReLU's backward in the same pass */
@@ -350,4 +350,12 @@ static ee_status bn_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     return EE_OK;
 }
 
-const ee_layer_ops ee_bn_ops = {"bn", bn_shape, bn_tensors, bn_init, bn_forward, bn_backward, bn_count, bn_release};
+static const ee_layer_key bn_keys[] = {
+    EE_KEY("momentum", EE_KEY_FLOAT, bn.momentum, 0, 1, 0.1),
+    EE_KEY("eps", EE_KEY_FLOAT, bn.eps, 1e-12, 1, 1e-5),
+};
+const ee_layer_ops ee_bn_ops = {
+    .name = "bn", .keys = bn_keys, .nkeys = EE_NKEYS(bn_keys), .nin = 1,
+    .shape = bn_shape, .tensors = bn_tensors, .init = bn_init, .forward = bn_forward, .backward = bn_backward,
+    .count = bn_count, .release = bn_release,
+};

@@ -35,12 +35,12 @@ typedef struct {
     int sealed;            /* inference only (ee_net_seal): the parameters hold the packed, BN-folded weights */
 } conv_priv;
 
-#define COUT a[0]
-#define K a[1]
-#define STRIDE a[2]
-#define PAD a[3]
-#define GROUPS a[4]
-#define BIAS a[5]
+#define COUT arg.conv.out
+#define K arg.conv.k
+#define STRIDE arg.conv.stride
+#define PAD arg.conv.pad
+#define GROUPS arg.conv.groups
+#define BIAS arg.conv.bias
 
 static size_t wcount(const ee_node *nd) { return (size_t)nd->COUT * (nd->ins.c / nd->GROUPS) * nd->K * nd->K; }
 
@@ -277,7 +277,7 @@ static ee_status reorder(ee_ctx *ctx, ee_dnnl *d, dnnl_primitive_t r, dnnl_memor
  * primitive holds its own copy in its preferred layout: one copy of the weights fewer in an inference process. */
 static float bn_scale(const ee_net *net, const ee_node *nd, int o) {
     const ee_node *bn = &net->nodes[nd->fuse_bn];
-    return net->params[bn->p_off + o] / sqrtf(net->state[bn->s_off + nd->COUT + o] + bn->f[1]); /* gamma, var */
+    return net->params[bn->p_off + o] / sqrtf(net->state[bn->s_off + nd->COUT + o] + bn->arg.bn.eps); /* gamma, var */
 }
 
 static ee_status fold_bn(ee_ctx *ctx, ee_net *net, ee_node *nd, int need_w) {
@@ -546,5 +546,17 @@ static ee_status conv_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     return EE_OK;
 }
 
-const ee_layer_ops ee_conv_ops = {"conv", conv_shape, conv_tensors, conv_init, conv_forward, conv_backward,
-                                  conv_count, conv_release};
+static const ee_layer_key conv_keys[] = {
+    EE_KEY_REQ("out", EE_KEY_INT, conv.out, 1, 65536),
+    EE_KEY_REQ("k", EE_KEY_INT, conv.k, 1, 65536),
+    EE_KEY("stride", EE_KEY_INT, conv.stride, 1, 65536, 1),
+    EE_KEY("pad", EE_KEY_INT, conv.pad, 0, 65536, 0),
+    EE_KEY("groups", EE_KEY_INT, conv.groups, 1, 65536, 1),
+    EE_KEY("bias", EE_KEY_INT, conv.bias, 0, 1, 1),
+    EE_KEY("init", EE_KEY_INIT, any, 0, 0, 0),
+};
+const ee_layer_ops ee_conv_ops = {
+    .name = "conv", .keys = conv_keys, .nkeys = EE_NKEYS(conv_keys), .nin = 1,
+    .shape = conv_shape, .tensors = conv_tensors, .init = conv_init, .forward = conv_forward,
+    .backward = conv_backward, .count = conv_count, .release = conv_release,
+};

@@ -29,7 +29,7 @@ typedef struct {
 } geom;
 
 static geom geom_of(const ee_node *nd) {
-    geom g = {nd->ins.c, nd->ins.h, nd->ins.w, nd->a[0], nd->a[1], nd->a[2], nd->a[3], nd->out.h, nd->out.w};
+    geom g = {nd->ins.c, nd->ins.h, nd->ins.w, nd->arg.conv.out, nd->arg.conv.k, nd->arg.conv.stride, nd->arg.conv.pad, nd->out.h, nd->out.w};
     return g;
 }
 
@@ -50,7 +50,7 @@ int ee_dconv_preferred(void) {
 }
 
 int ee_dconv_fits(const ee_node *nd) {
-    return nd->kind == EE_CONV && nd->a[4] == 1 && nd->a[0] % 16 == 0 && nd->a[1] <= 7 && ee_dconv_available();
+    return nd->kind == EE_KIND_CONV && nd->arg.conv.groups == 1 && nd->arg.conv.out % 16 == 0 && nd->arg.conv.k <= 7 && ee_dconv_available();
 }
 
 /* output channels per weight block: 16 (6 pixels x 2 vectors per step), or 32 on maps at most 3 wide (3 pixels x
@@ -58,12 +58,12 @@ int ee_dconv_fits(const ee_node *nd) {
  * run the batch's pixels as one long row. 4-wide rows take 16 channels x 4 pixels: two 2-pixel steps of 32
  * channels read each weight twice as often, and a 32-channel block of a 512-channel 3x3 conv (590 KB) no longer
  * fits in L2 (VGG-16-BN best of 3, session 13: batch 1 113 -> 138 img/s, batch 128 206 -> 232) */
-static int pointwise(const ee_node *nd) { return nd->a[1] == 1 && nd->a[2] == 1 && nd->a[3] == 0; }
+static int pointwise(const ee_node *nd) { return nd->arg.conv.k == 1 && nd->arg.conv.stride == 1 && nd->arg.conv.pad == 0; }
 static int block_of(const ee_node *nd) {
-    return !pointwise(nd) && nd->out.w <= 3 && nd->a[0] % 32 == 0 ? 32 : 16;
+    return !pointwise(nd) && nd->out.w <= 3 && nd->arg.conv.out % 32 == 0 ? 32 : 16;
 }
 
-size_t ee_dconv_packed_len(const ee_node *nd) { return (size_t)nd->a[0] * nd->ins.c * nd->a[1] * nd->a[1]; }
+size_t ee_dconv_packed_len(const ee_node *nd) { return (size_t)nd->arg.conv.out * nd->ins.c * nd->arg.conv.k * nd->arg.conv.k; }
 
 /* one block of cb output channels, OIHW -> [kh][kw][i][cb], channel o scaled by scale[o] (NULL: unscaled) */
 static void pack_block(const geom *g, int cb, const float *src, float *dst, const float *scale) {
@@ -87,7 +87,7 @@ void ee_dconv_pack(const ee_node *nd, const float *w, float *packed) {
 /* The same layout written over the OIHW weights themselves, each output channel o scaled by scale[o] (NULL: 1):
  * a block of cb output channels is contiguous in both layouts, so one block of scratch (ee_dconv_block_len
  * floats) is all it takes. Values are bit-identical to scaling first and packing then. */
-size_t ee_dconv_block_len(const ee_node *nd) { return (size_t)block_of(nd) * nd->ins.c * nd->a[1] * nd->a[1]; }
+size_t ee_dconv_block_len(const ee_node *nd) { return (size_t)block_of(nd) * nd->ins.c * nd->arg.conv.k * nd->arg.conv.k; }
 void ee_dconv_pack_inplace(const ee_node *nd, float *w, const float *scale, float *tmp) {
     geom g = geom_of(nd);
     const int cb = block_of(nd);

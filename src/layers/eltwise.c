@@ -21,7 +21,7 @@ static void add_or_set(float *dst, const float *src, const float *mask, size_t l
 
 static ee_status same_shape(ee_ctx *ctx, ee_net *net, ee_node *nd) {
     nd->out = nd->ins;
-    if (nd->kind == EE_ADD) {
+    if (nd->kind == EE_KIND_ADD) {
         ee_shape b = ee_node_input_shape(net, nd, 1);
         if (b.c != nd->ins.c || b.h != nd->ins.h || b.w != nd->ins.w)
             return ee_fail(ctx, EE_ERR_FORMAT, "add '%s': input shapes %dx%dx%d and %dx%dx%d differ", nd->name,
@@ -33,7 +33,7 @@ static void elt_count(const ee_net *net, const ee_node *nd, double *macs, double
     (void)net;
     *macs = 0;
     *flops = (double)ee_shape_size(nd->out);
-    *prof = nd->kind == EE_RELU ? *flops : 0; /* the reference profiler ignores residual adds */
+    *prof = nd->kind == EE_KIND_RELU ? *flops : 0; /* the reference profiler ignores residual adds */
 }
 
 static ee_status relu_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
@@ -74,5 +74,11 @@ static ee_status add_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     return EE_OK;
 }
 
-const ee_layer_ops ee_relu_ops = {"relu", same_shape, NULL, NULL, relu_forward, relu_backward, elt_count, NULL};
-const ee_layer_ops ee_add_ops = {"add", same_shape, NULL, NULL, add_forward, add_backward, elt_count, NULL};
+const ee_layer_ops ee_relu_ops = {
+    .name = "relu", .nin = 1, .shape = same_shape, .forward = relu_forward, .backward = relu_backward,
+    .count = elt_count,
+};
+const ee_layer_ops ee_add_ops = {
+    .name = "add", .nin = 2, .shape = same_shape, .forward = add_forward, .backward = add_backward,
+    .count = elt_count,
+};

@@ -7,15 +7,15 @@
 #include <float.h>
 #include <string.h>
 
-static int passthrough(const ee_node *nd) { return nd->ins.h <= nd->a[0] && nd->ins.w <= nd->a[0]; }
+static int passthrough(const ee_node *nd) { return nd->ins.h <= nd->arg.mixpool.out && nd->ins.w <= nd->arg.mixpool.out; }
 static int lo(int i, int in, int out) { return i * in / out; }
 static int hi(int i, int in, int out) { return ((i + 1) * in + out - 1) / out; }
 
 static ee_status mix_shape(ee_ctx *ctx, ee_net *net, ee_node *nd) {
     (void)ctx; (void)net;
     nd->out.c = nd->ins.c;
-    nd->out.h = passthrough(nd) ? nd->ins.h : nd->a[0];
-    nd->out.w = passthrough(nd) ? nd->ins.w : nd->a[0];
+    nd->out.h = passthrough(nd) ? nd->ins.h : nd->arg.mixpool.out;
+    nd->out.w = passthrough(nd) ? nd->ins.w : nd->arg.mixpool.out;
     nd->p_len = 1;
     return EE_OK;
 }
@@ -41,7 +41,7 @@ static ee_status mix_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int t
     int keep = train || net->training;
     int *args = keep ? ee_node_scratch(nd, ee_shape_size(nd->out) * n * sizeof(int)) : NULL;
     if (keep && !args) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
-    int C = nd->ins.c, H = nd->ins.h, W = nd->ins.w, O = nd->a[0];
+    int C = nd->ins.c, H = nd->ins.h, W = nd->ins.w, O = nd->arg.mixpool.out;
     /* channels are contiguous (NHWC): accumulate a block of channels per window pixel, so the inner loop is a
      * vector loop instead of a stride-C gather */
 #pragma omp parallel for schedule(static)
@@ -96,7 +96,7 @@ static ee_status mix_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
         return EE_OK;
     }
     const int *args = nd->priv;
-    int C = nd->ins.c, H = nd->ins.h, W = nd->ins.w, O = nd->a[0];
+    int C = nd->ins.c, H = nd->ins.h, W = nd->ins.w, O = nd->arg.mixpool.out;
     double da = 0;
     for (int b = 0; b < n; b++) {
         if (dx && !acc) memset(dx + (size_t)b * H * W * C, 0, (size_t)H * W * C * sizeof(float));
@@ -125,5 +125,11 @@ static ee_status mix_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
 }
 
 
-const ee_layer_ops ee_mixpool_ops = {"mixpool", mix_shape, mix_tensors, mix_init, mix_forward, mix_backward,
-                                     mix_count, ee_node_release_scratch};
+static const ee_layer_key mix_keys[] = {
+    EE_KEY("out", EE_KEY_INT, mixpool.out, 1, 4096, 4),
+};
+const ee_layer_ops ee_mixpool_ops = {
+    .name = "mixpool", .keys = mix_keys, .nkeys = EE_NKEYS(mix_keys), .nin = 1,
+    .shape = mix_shape, .tensors = mix_tensors, .init = mix_init, .forward = mix_forward, .backward = mix_backward,
+    .count = mix_count, .release = ee_node_release_scratch,
+};

@@ -7,7 +7,7 @@
 
 static ee_status pool_shape(ee_ctx *ctx, ee_net *net, ee_node *nd) {
     (void)ctx; (void)net;
-    int k = nd->a[0], s = nd->a[1], p = nd->a[2];
+    int k = nd->arg.pool.k, s = nd->arg.pool.stride, p = nd->arg.pool.pad;
     if (p * 2 > k) return ee_fail(ctx, EE_ERR_FORMAT, "pool '%s': pad %d exceeds half the kernel %d", nd->name, p, k);
     nd->out.c = nd->ins.c;
     nd->out.h = nd->ins.h + 2 * p < k ? 0 : (nd->ins.h + 2 * p - k) / s + 1;
@@ -22,15 +22,15 @@ static ee_status gap_shape(ee_ctx *ctx, ee_net *net, ee_node *nd) {
 }
 static void pool_count(const ee_net *net, const ee_node *nd, double *macs, double *flops, double *prof) {
     (void)net;
-    double outs = (double)ee_shape_size(nd->out), k = nd->a[0];
+    double outs = (double)ee_shape_size(nd->out), k = nd->arg.pool.k;
     *macs = 0;
-    if (nd->kind == EE_GAP) {
+    if (nd->kind == EE_KIND_GAP) {
         *flops = (double)ee_shape_size(nd->ins);
         *prof = outs * nd->ins.h; /* the reference's AvgPool(H): k = H (an int) per output, not H^2 */
     } else {
         *flops = outs * k * k;
         /* the reference profiler counts (k-1) per output for max, k for avg: the kernel is an int, not k^2 */
-        *prof = outs * (nd->kind == EE_MAXPOOL ? k - 1 : k);
+        *prof = outs * (nd->kind == EE_KIND_MAXPOOL ? k - 1 : k);
     }
 }
 
@@ -40,7 +40,7 @@ static ee_status maxpool_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, i
     int keep = train || net->training;
     int *args = keep ? ee_node_scratch(nd, ee_shape_size(nd->out) * n * sizeof(int)) : NULL;
     if (keep && !args) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
-    int k = nd->a[0], s = nd->a[1], pad = nd->a[2], C = nd->ins.c, H = nd->ins.h, W = nd->ins.w;
+    int k = nd->arg.pool.k, s = nd->arg.pool.stride, pad = nd->arg.pool.pad, C = nd->ins.c, H = nd->ins.h, W = nd->ins.w;
     int OH = nd->out.h, OW = nd->out.w;
     const float *x = ee_node_input(net, nd, 0);
 #pragma omp parallel for schedule(static)
@@ -86,7 +86,7 @@ static ee_status maxpool_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) 
 
 static ee_status avgpool_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
     (void)ctx; (void)train;
-    int k = nd->a[0], s = nd->a[1], pad = nd->a[2], C = nd->ins.c, H = nd->ins.h, W = nd->ins.w;
+    int k = nd->arg.pool.k, s = nd->arg.pool.stride, pad = nd->arg.pool.pad, C = nd->ins.c, H = nd->ins.h, W = nd->ins.w;
     int OH = nd->out.h, OW = nd->out.w;
     const float *x = ee_node_input(net, nd, 0);
     float inv = 1.0f / (k * k);
@@ -116,7 +116,7 @@ static ee_status avgpool_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) 
     int acc;
     float *dx = ee_node_input_grad(net, nd, 0, &acc);
     if (!dx) return EE_OK;
-    int k = nd->a[0], s = nd->a[1], pad = nd->a[2], C = nd->ins.c, H = nd->ins.h, W = nd->ins.w;
+    int k = nd->arg.pool.k, s = nd->arg.pool.stride, pad = nd->arg.pool.pad, C = nd->ins.c, H = nd->ins.h, W = nd->ins.w;
     int OH = nd->out.h, OW = nd->out.w;
     float inv = 1.0f / (k * k);
 #pragma omp parallel for schedule(static)
@@ -174,8 +174,20 @@ static ee_status gap_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     return EE_OK;
 }
 
-const ee_layer_ops ee_maxpool_ops = {"maxpool", pool_shape, NULL, NULL, maxpool_forward, maxpool_backward,
-                                     pool_count, ee_node_release_scratch};
-const ee_layer_ops ee_avgpool_ops = {"avgpool", pool_shape, NULL, NULL, avgpool_forward, avgpool_backward,
-                                     pool_count, NULL};
-const ee_layer_ops ee_gap_ops = {"gap", gap_shape, NULL, NULL, gap_forward, gap_backward, pool_count, NULL};
+/* the stride defaults to the kernel size, as in PyTorch */
+static const ee_layer_key pool_keys[] = {
+    EE_KEY_REQ("k", EE_KEY_INT, pool.k, 1, 4096),
+    {"stride", EE_KEY_INT, offsetof(ee_layer_args, pool.stride), 1, 4096, 0, 0, "k"},
+    EE_KEY("pad", EE_KEY_INT, pool.pad, 0, 4096, 0),
+};
+const ee_layer_ops ee_maxpool_ops = {
+    .name = "maxpool", .keys = pool_keys, .nkeys = EE_NKEYS(pool_keys), .nin = 1, .shape = pool_shape,
+    .forward = maxpool_forward, .backward = maxpool_backward, .count = pool_count, .release = ee_node_release_scratch,
+};
+const ee_layer_ops ee_avgpool_ops = {
+    .name = "avgpool", .keys = pool_keys, .nkeys = EE_NKEYS(pool_keys), .nin = 1, .shape = pool_shape,
+    .forward = avgpool_forward, .backward = avgpool_backward, .count = pool_count,
+};
+const ee_layer_ops ee_gap_ops = {
+    .name = "gap", .nin = 1, .shape = gap_shape, .forward = gap_forward, .backward = gap_backward, .count = pool_count,
+};

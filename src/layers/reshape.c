@@ -31,7 +31,7 @@ static inline uint64_t mix(uint64_t *s) {
 static ee_status dropout_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
     const float *x = ee_node_input(net, nd, 0);
     size_t per = ee_shape_size(nd->out), len = per * n;
-    float p = nd->f[0];
+    float p = nd->arg.dropout.p;
     if (!train || p == 0) {
         memcpy(nd->y, x, len * sizeof(float));
         return EE_OK;
@@ -60,7 +60,7 @@ static ee_status dropout_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) 
     float *dx = ee_node_input_grad(net, nd, 0, &acc);
     if (!dx) return EE_OK;
     size_t len = ee_shape_size(nd->out) * n;
-    const float *m = nd->f[0] > 0 && nd->last_train ? nd->priv : NULL; /* eval forward: the identity */
+    const float *m = nd->arg.dropout.p > 0 && nd->last_train ? nd->priv : NULL; /* eval forward: the identity */
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < len; i++) {
         float v = m ? nd->dy[i] * m[i] : nd->dy[i];
@@ -94,15 +94,14 @@ static ee_status flatten_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) 
     return EE_OK;
 }
 
-extern const ee_layer_ops ee_conv_ops, ee_bn_ops, ee_relu_ops, ee_maxpool_ops, ee_avgpool_ops, ee_gap_ops,
-    ee_linear_ops, ee_add_ops, ee_mixpool_ops;
-static const ee_layer_ops ee_dropout_ops = {"dropout", keep_shape, NULL, NULL, dropout_forward, dropout_backward,
-                                            zero_count, ee_node_release_scratch};
-static const ee_layer_ops ee_flatten_ops = {"flatten", flatten_shape, NULL, NULL, flatten_forward, flatten_backward,
-                                            zero_count, NULL};
-
-/* the layer table: one line per kind, in ee_kind order */
-const ee_layer_ops *const ee_layers[EE_KIND_COUNT] = {
-    &ee_conv_ops, &ee_bn_ops, &ee_relu_ops, &ee_maxpool_ops, &ee_avgpool_ops,
-    &ee_gap_ops, &ee_linear_ops, &ee_dropout_ops, &ee_flatten_ops, &ee_add_ops, &ee_mixpool_ops,
+static const ee_layer_key dropout_keys[] = {
+    EE_KEY("p", EE_KEY_FLOAT, dropout.p, 0, 0.999, 0.5),
+};
+const ee_layer_ops ee_dropout_ops = {
+    .name = "dropout", .keys = dropout_keys, .nkeys = EE_NKEYS(dropout_keys), .nin = 1, .shape = keep_shape,
+    .forward = dropout_forward, .backward = dropout_backward, .count = zero_count, .release = ee_node_release_scratch,
+};
+const ee_layer_ops ee_flatten_ops = {
+    .name = "flatten", .nin = 1, .shape = flatten_shape, .forward = flatten_forward, .backward = flatten_backward,
+    .count = zero_count,
 };
