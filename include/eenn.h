@@ -18,6 +18,10 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* the shared library exports these declarations and nothing else (it is built with -fvisibility=hidden) */
+#if defined(__GNUC__) && defined(EE_BUILDING_LIBRARY)
+#pragma GCC visibility push(default)
+#endif
 
 #define EE_VERSION_STRING "0.1.0"
 #define EE_MAX_HEADS 16 /* output heads of a network: internal classifiers and the final one */
@@ -403,6 +407,9 @@ ee_status ee_gradcam(ee_ctx *ctx, ee_net *net, const float *x, int head, int cls
  * in GFLOP/s: the ceiling that convolutions lowered to GEMM are compared with. */
 ee_status ee_bench_sgemm(ee_ctx *ctx, int n, double seconds, double *gflops);
 
+#if defined(__GNUC__) && defined(EE_BUILDING_LIBRARY)
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif

@@ -6,7 +6,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__AVX2__) && defined(__FMA__)
+#if defined(__x86_64__) && !defined(EE_NO_AVX2)
+#define EE_BN_AVX2 1 /* sum_avx2 is compiled for AVX2 + FMA and runs where the CPU has them */
 #include <immintrin.h>
 #endif
 #ifdef _OPENMP
@@ -110,11 +111,12 @@ typedef struct {
 } sum_job;
 
 /* the sums of rows [r0, r1) in float into s[2c] (zeroed first); the dy buffers never overlap (net.c places them) */
-static void sum_block(const sum_job *jb, size_t r0, size_t r1, float *restrict s) {
+#ifdef EE_BN_AVX2
+/* channel vectors outermost: the two sums stay in registers over the block's rows (c a multiple of 8) */
+__attribute__((target("avx2,fma"))) static void sum_avx2(const sum_job *jb, size_t r0, size_t r1, float *restrict s) {
     const int c = jb->c;
     const float *restrict m = jb->m;
-#if defined(__AVX2__) && defined(__FMA__)
-    if (c % 8 == 0) { /* channel vectors outermost: the two sums stay in registers over the block's rows */
+    {
         const __m256 zero = _mm256_setzero_ps();
         for (int j = 0; j < c; j += 8) {
             __m256 mv = _mm256_loadu_ps(m + j), sa = zero, sb = zero;
@@ -140,6 +142,16 @@ static void sum_block(const sum_job *jb, size_t r0, size_t r1, float *restrict s
             _mm256_storeu_ps(s + j, sa);
             _mm256_storeu_ps(s + c + j, sb);
         }
+    }
+}
+#endif
+
+static void sum_block(const sum_job *jb, size_t r0, size_t r1, float *restrict s) {
+    const int c = jb->c;
+    const float *restrict m = jb->m;
+#ifdef EE_BN_AVX2
+    if (c % 8 == 0 && ee_dconv_available()) {
+        sum_avx2(jb, r0, r1, s);
         return;
     }
 #endif

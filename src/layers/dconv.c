@@ -16,8 +16,10 @@
 #include "../internal.h"
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
+/* The kernels below the geometry and packing code are compiled for AVX2 + FMA whatever the build's target, and
+ * run only where ee_dconv_available() finds those instructions: the library itself runs on any x86-64 CPU.
+ * EE_NO_AVX2 leaves them out (make NO_AVX2=1), so that the generic paths can be tested on any machine. */
+#if defined(__x86_64__) && !defined(EE_NO_AVX2)
 #define EE_DCONV 1
 #endif
 #ifdef _OPENMP
@@ -97,6 +99,16 @@ void ee_dconv_pack_inplace(const ee_node *nd, float *w, const float *scale, floa
         pack_block(&g, cb, tmp, w + ob * blk, scale ? scale + ob * cb : NULL);
     }
 }
+
+#ifdef EE_DCONV
+#ifdef __clang__
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#endif
+#include <immintrin.h>
+#endif
 
 #ifdef EE_DCONV
 /* nb pixels of one output row x nv vectors of 8 channels (both constants at every call, so the loops unroll into
@@ -349,3 +361,11 @@ void ee_dconv_forward(const ee_node *nd, int n, const float *x, const float *pac
     (void)nd; (void)n; (void)x; (void)packed; (void)bias; (void)res; (void)y; (void)relu; (void)zero;
 #endif
 }
+
+#ifdef EE_DCONV
+#ifdef __clang__
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif
