@@ -50,7 +50,17 @@ typedef struct {
 } analysis_opts;
 
 /* the options analyze and report share; 0 if a->argv[a->i] is none of them */
-int parse_analysis_opt(args *a, analysis_opts *o);
+/* the options analyze and report share: ANALYSIS_OPTIONS goes into their struct option lists */
+enum { O_AN_DATA = 256, O_AN_Q, O_AN_TRIGGER, O_AN_TARGET, O_AN_TRAIN_SUBSET, O_AN_TEST_SUBSET, O_AN_THREADS, O_AN_END };
+#define ANALYSIS_OPTIONS                                                                                           \
+    {"data", required_argument, NULL, O_AN_DATA}, {"q", required_argument, NULL, O_AN_Q},                          \
+        {"trigger", required_argument, NULL, O_AN_TRIGGER}, {"target", required_argument, NULL, O_AN_TARGET},      \
+        {"train-subset", required_argument, NULL, O_AN_TRAIN_SUBSET},                                              \
+        {"test-subset", required_argument, NULL, O_AN_TEST_SUBSET}, {"threads", required_argument, NULL, O_AN_THREADS}
+/* takes option `id` into o if it is one of ANALYSIS_OPTIONS: 1, else 0 */
+int parse_analysis_opt(const cli_args *a, int id, analysis_opts *o);
+/* MODEL [DATA] after the options */
+void analysis_positional(const cli_args *a, analysis_opts *o);
 void run_analysis(const analysis_opts *opt, analysis *an);
 void free_analysis(analysis *an);
 const char *class_name(const analysis *an, int k, char *buf, size_t n);

@@ -278,35 +278,48 @@ static const char *analyze_help =
     "  --test-subset N    the first N test images only (default: all)\n"
     "  --threads N  --json\n";
 
-int parse_analysis_opt(args *a, analysis_opts *o) {
-    if (is_opt(a, "--data")) o->data = val(a);
-    else if (is_opt(a, "--q")) o->q = fval(a, 0, 2);
-    else if (is_opt(a, "--trigger")) {
-        o->trigger = val(a);
+int parse_analysis_opt(const cli_args *a, int id, analysis_opts *o) {
+    switch (id) {
+    case O_AN_DATA: o->data = optarg; return 1;
+    case O_AN_Q: o->q = cli_num(a, 0, 2); return 1;
+    case O_AN_TRIGGER: {
+        o->trigger = optarg;
         ee_trigger t;
         if (strcmp(o->trigger, "none")) parse_trigger(a->cmd, o->trigger, &t); /* fail before any work */
+        return 1;
     }
-    else if (is_opt(a, "--target")) o->target = (int)ival(a, 0, 255);
-    else if (is_opt(a, "--train-subset")) o->train_subset = (int)ival(a, 1, 100000000);
-    else if (is_opt(a, "--test-subset")) o->test_subset = (int)ival(a, 1, 100000000);
-    else if (is_opt(a, "--threads")) o->threads = (int)ival(a, 0, 256);
-    else if (a->argv[a->i][0] != '-') {
-        if (!o->model) o->model = a->argv[a->i];
-        else if (!o->data) o->data = a->argv[a->i];
-        else die("%s: unexpected argument '%s'", a->cmd, a->argv[a->i]);
-    } else return 0;
-    return 1;
+    case O_AN_TARGET: o->target = (int)cli_int(a, 0, 255); return 1;
+    case O_AN_TRAIN_SUBSET: o->train_subset = (int)cli_int(a, 1, 100000000); return 1;
+    case O_AN_TEST_SUBSET: o->test_subset = (int)cli_int(a, 1, 100000000); return 1;
+    case O_AN_THREADS: o->threads = (int)cli_int(a, 0, 256); return 1;
+    }
+    return 0;
 }
 
-int cmd_analyze(args *a) {
+void analysis_positional(const cli_args *a, analysis_opts *o) {
+    int n = cli_npos(a);
+    char **pos = cli_pos(a);
+    if (n < 1) usage_error("%s: no model file given (see eenn %s --help)", a->cmd, a->cmd);
+    if (n > 2) usage_error("%s: unexpected argument '%s'", a->cmd, pos[2]);
+    o->model = pos[0];
+    if (n == 2) {
+        if (o->data) usage_error("%s: the data directory is given twice ('%s' and --data)", a->cmd, pos[1]);
+        o->data = pos[1];
+    }
+}
+
+enum { O_JSON = O_AN_END };
+static const struct option analyze_opts[] = {ANALYSIS_OPTIONS, {"json", no_argument, NULL, O_JSON},
+                                             {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+
+int cmd_analyze(int argc, char **argv) {
     analysis_opts opt = {NULL, NULL, -1, 0, 0, NULL, -1, 0};
     int json = 0;
-    for (a->i = 2; a->i < a->argc; a->i++) {
-        if (is_opt(a, "--help") || is_opt(a, "-h")) { fputs(analyze_help, stdout); return 0; }
-        else if (is_opt(a, "--json")) json = 1;
-        else if (!parse_analysis_opt(a, &opt)) die("analyze: unknown option '%s' (see eenn analyze --help)", a->argv[a->i]);
-    }
-    if (!opt.model) die("analyze: no model file given");
+    cli_args a = {"analyze", analyze_help, analyze_opts, NULL, argc, argv, -1, 0};
+    for (int c; (c = cli_next(&a)) != -1;)
+        if (c == O_JSON) json = 1;
+        else parse_analysis_opt(&a, c, &opt);
+    analysis_positional(&a, &opt);
     analysis an;
     run_analysis(&opt, &an);
     int H = an.heads;

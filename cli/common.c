@@ -1,18 +1,27 @@
 /* common.c: what every eenn command shares: fatal errors as one line, option parsing, data loading. */
 #include "common.h"
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-void die(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
+static void vfail(int status, const char *fmt, va_list ap) __attribute__((noreturn));
+static void vfail(int status, const char *fmt, va_list ap) {
     fputs("eenn: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
+    exit(status);
+}
+void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(1, fmt, ap);
+}
+void usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(2, fmt, ap);
 }
 void check(ee_status s, ee_ctx *ctx) {
     if (s) die("%s", ee_ctx_error(ctx)[0] ? ee_ctx_error(ctx) : ee_status_name(s));
@@ -24,25 +33,69 @@ double now_s(void) {
 }
 
 /* ---------------------------------------------------------------- option parsing */
-int is_opt(args *a, const char *name) { return !strcmp(a->argv[a->i], name); }
-const char *val(args *a) {
-    if (a->i + 1 >= a->argc) die("%s %s: missing value", a->cmd, a->argv[a->i]);
-    return a->argv[++a->i];
+int cli_next(cli_args *a) {
+    char optstring[64];
+    snprintf(optstring, sizeof optstring, ":h%s", a->shortopts ? a->shortopts : "");
+    if (!a->id) { optind = 1; opterr = 0; } /* the first call for this command */
+    a->li = -1;
+    int c = getopt_long(a->argc, a->argv, optstring, a->opts, &a->li);
+    a->id = c == -1 ? -1 : c;
+    if (c == 'h') { fputs(a->help, stdout); exit(0); }
+    if (c == ':')
+        usage_error("%s %s: missing value", a->cmd, a->argv[optind - 1]);
+    if (c == '?') {
+        if (optopt) usage_error("%s: unknown option '-%c' (see eenn %s --help)", a->cmd, optopt, a->cmd);
+        usage_error("%s: unknown option '%s' (see eenn %s --help)", a->cmd, a->argv[optind - 1], a->cmd);
+    }
+    return c;
 }
-long ival(args *a, long lo, long hi) {
-    const char *opt = a->argv[a->i], *v = val(a);
+const char *cli_opt(const cli_args *a) {
+    static char buf[64];
+    if (a->li >= 0) snprintf(buf, sizeof buf, "--%s", a->opts[a->li].name);
+    else snprintf(buf, sizeof buf, "-%c", a->id);
+    return buf;
+}
+const char *cli_val(const cli_args *a) { (void)a; return optarg; }
+long cli_int(const cli_args *a, long lo, long hi) {
+    const char *v = optarg;
     char *end;
+    errno = 0;
     long x = strtol(v, &end, 10);
-    if (!*v || *end || x < lo || x > hi) die("%s %s: '%s' is not an integer in [%ld, %ld]", a->cmd, opt, v, lo, hi);
+    if (!*v || *end || errno || x < lo || x > hi)
+        usage_error("%s %s: '%s' is not an integer in [%ld, %ld]", a->cmd, cli_opt(a), v, lo, hi);
     return x;
 }
-double fval(args *a, double lo, double hi) {
-    const char *opt = a->argv[a->i], *v = val(a);
+double cli_num(const cli_args *a, double lo, double hi) {
+    const char *v = optarg;
     char *end;
     double x = strtod(v, &end);
-    if (!*v || *end || !(x >= lo && x <= hi)) die("%s %s: '%s' is not a number in [%g, %g]", a->cmd, opt, v, lo, hi);
+    if (!*v || *end || !(x >= lo && x <= hi))
+        usage_error("%s %s: '%s' is not a number in [%g, %g]", a->cmd, cli_opt(a), v, lo, hi);
     return x;
 }
+int cli_npos(const cli_args *a) { return a->argc - optind; }
+char **cli_pos(const cli_args *a) { return a->argv + optind; }
+
+void parse_shape(const cli_args *a, int *c, int *h, int *w) {
+    char tail;
+    const char *s = optarg;
+    if (sscanf(s, "%dx%dx%d%c", c, h, w, &tail) != 3 || *c < 1 || *h < 1 || *w < 1 || *c > 64 || *h > 4096 || *w > 4096)
+        usage_error("%s %s: '%s' is not CxHxW (e.g. 3x32x32)", a->cmd, cli_opt(a), s);
+}
+
+void print_exit_stats(const ee_exit_stats *st, int heads, int n, double final_acc, int json) {
+    if (json) {
+        printf("{\"q\":%.4f,\"acc\":%.4f,\"cost\":%.4f,\"exits\":[", st->q, st->acc * 100, st->cost);
+        for (int h = 0; h < heads; h++) printf("%s%.4f", h ? "," : "", (double)st->exits[h] / n);
+        printf("]}");
+        return;
+    }
+    printf("  q %-6.4g accuracy %6.2f%% (final alone %.2f%%)  average cost %5.1f%% of the CNN (%.2fx fewer FLOPs)  exits:",
+           st->q, st->acc * 100, final_acc * 100, st->cost * 100, 1 / st->cost);
+    for (int h = 0; h < heads; h++) printf(" %.1f", 100.0 * st->exits[h] / n);
+    printf(" %%\n");
+}
+
 char *read_text(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) die("%s: cannot open", path);
@@ -88,7 +141,7 @@ void parse_trigger(const char *cmd, const char *s, ee_trigger *t) {
     t->x = t->y = -2; /* bottom-right, one pixel in from the edges (the reference's 5x5 at (26, 26) of 32) */
     if (sscanf(s, "%d%c", &t->size, &tail) == 1) return;
     if (sscanf(s, "%d@%d,%d%c", &t->size, &t->x, &t->y, &tail) == 3) return;
-    die("%s --trigger: '%s' is not SIZE or SIZE@X,Y (negative X, Y count from the right and bottom)", cmd, s);
+    usage_error("%s --trigger: '%s' is not SIZE or SIZE@X,Y (negative X, Y count from the right and bottom)", cmd, s);
 }
 
 const char *js(const char *s) {

@@ -2,21 +2,42 @@
 #ifndef EENN_CLI_COMMON_H
 #define EENN_CLI_COMMON_H
 #include "eenn.h"
+#include <getopt.h>
 #include <stdio.h>
 
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
 
-/* prints "eenn: <message>" on stderr and exits 1 */
+/* prints "eenn: <message>" on stderr and exits 1 (a failure: a file, the data, the library) */
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+/* the same with exit status 2: the command line itself is wrong (an unknown option, a bad value, a missing
+ * argument, options that exclude each other) */
+void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 /* dies with the context's message if s is not EE_OK */
 void check(ee_status s, ee_ctx *ctx);
 double now_s(void);
 
-typedef struct { int argc; char **argv; int i; const char *cmd; } args;
-int is_opt(args *a, const char *name);
-const char *val(args *a);                       /* the option's value, or die */
-long ival(args *a, long lo, long hi);           /* an integer value in [lo, hi], or die */
-double fval(args *a, double lo, double hi);     /* a number in [lo, hi], or die */
+/* Options of one command, parsed with getopt_long: `--opt value`, `--opt=value`, `--` and `-h`/`--help` work as
+ * in other GNU tools, and options may come before or after the positional arguments. */
+typedef struct {
+    const char *cmd, *help;       /* "train"; printed on -h / --help */
+    const struct option *opts;    /* ends with a zero entry */
+    const char *shortopts;        /* short options besides -h ("o:" for -o FILE), or NULL */
+    int argc;
+    char **argv;                  /* argv[0] is the command's name */
+    int li;                       /* the long option just read (index into opts), or -1 for a short one */
+    int id;                       /* its id */
+} cli_args;
+/* The next option's id (its struct option val), or -1 when the options are done: then a->argv[optind ..
+ * a->argc) are the positional arguments. -h and --help print the help and exit 0; an unknown option or a missing
+ * value is a usage error. */
+int cli_next(cli_args *a);
+const char *cli_opt(const cli_args *a);             /* "--lr", for messages */
+const char *cli_val(const cli_args *a);             /* the option's value */
+long cli_int(const cli_args *a, long lo, long hi);  /* an integer value in [lo, hi], or a usage error */
+double cli_num(const cli_args *a, double lo, double hi); /* a number in [lo, hi], or a usage error */
+/* the positional arguments: count and first */
+int cli_npos(const cli_args *a);
+char **cli_pos(const cli_args *a);
 
 char *read_text(const char *path);
 void load_data(ee_ctx *ctx, const char *dir, ee_dataset **train, ee_dataset **val, ee_dataset **test, int nval,
@@ -30,9 +51,21 @@ const char *head_name(const ee_net *net, int h, char *buf, size_t n);
  * buffers: valid until 8 more calls, so that one printf can take several */
 const char *js(const char *s);
 
-/* "SIZE" (bottom-right corner) or "SIZE@X,Y" into t->size, x, y */
+/* "SIZE" (bottom-right corner) or "SIZE@X,Y" into t->size, x, y; a usage error if it is neither */
 void parse_trigger(const char *cmd, const char *s, ee_trigger *t);
 
-int cmd_analyze(args *a);
-int cmd_report(args *a);
+/* "CxHxW" (e.g. 3x32x32) into c, h, w, or a usage error naming cmd and option */
+void parse_shape(const cli_args *a, int *c, int *h, int *w);
+/* an early-exit summary line (text) or object (JSON) */
+void print_exit_stats(const ee_exit_stats *st, int heads, int n, double final_acc, int json);
+
+/* the commands: argv[0] is the command's name */
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_calibrate(int argc, char **argv);
+int cmd_infer(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_analyze(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 #endif

@@ -668,17 +668,21 @@ static const char *report_help =
     "  DATA, --data DIR  --q X  --trigger SIZE[@X,Y]  --target C  --train-subset N  --test-subset N\n"
     "  --threads N: as in analyze\n";
 
-int cmd_report(args *a) {
+enum { O_OUT = O_AN_END, O_GALLERY };
+static const struct option report_opts[] = {ANALYSIS_OPTIONS, {"out", required_argument, NULL, O_OUT},
+                                            {"gallery", required_argument, NULL, O_GALLERY},
+                                            {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+
+int cmd_report(int argc, char **argv) {
     analysis_opts opt = {NULL, NULL, -1, 0, 0, NULL, -1, 0};
     const char *out = "report.html";
     int ngal = 12;
-    for (a->i = 2; a->i < a->argc; a->i++) {
-        if (is_opt(a, "--help") || is_opt(a, "-h")) { fputs(report_help, stdout); return 0; }
-        else if (is_opt(a, "-o") || is_opt(a, "--out")) out = val(a);
-        else if (is_opt(a, "--gallery")) ngal = (int)ival(a, 0, 1000);
-        else if (!parse_analysis_opt(a, &opt)) die("report: unknown option '%s' (see eenn report --help)", a->argv[a->i]);
-    }
-    if (!opt.model) die("report: no model file given");
+    cli_args a = {"report", report_help, report_opts, "o:", argc, argv, -1, 0};
+    for (int c; (c = cli_next(&a)) != -1;)
+        if (c == O_OUT || c == 'o') out = optarg;
+        else if (c == O_GALLERY) ngal = (int)cli_int(&a, 0, 1000);
+        else parse_analysis_opt(&a, c, &opt);
+    analysis_positional(&a, &opt);
     analysis an;
     run_analysis(&opt, &an);
     fprintf(stderr, "report: charts and galleries (Grad-CAM)\n");

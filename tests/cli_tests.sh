@@ -11,11 +11,14 @@ pass=0; fail=0
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL cli: $*"; }
 
-# expect_fail DESCRIPTION NEEDLE CMD...: non-zero exit, exactly one stderr line, containing NEEDLE
-expect_fail() {
+# expect_fail DESCRIPTION NEEDLE CMD...: exit 1 (a failure), exactly one stderr line, containing NEEDLE
+# expect_usage DESCRIPTION NEEDLE CMD...: the same with exit 2 (the command line is wrong)
+expect_fail() { want_rc=1; check_fail "$@"; }
+expect_usage() { want_rc=2; check_fail "$@"; }
+check_fail() {
     what=$1; needle=$2; shift 2
     "$@" >"$T/out" 2>"$T/err"; rc=$?
-    if [ "$rc" -eq 0 ]; then bad "$what: exit 0"; return; fi
+    if [ "$rc" -ne "$want_rc" ]; then bad "$what: exit $rc, expected $want_rc ($(cat "$T/err"))"; return; fi
     if [ "$(wc -l <"$T/err")" -ne 1 ]; then bad "$what: expected one error line, got: $(cat "$T/err")"; return; fi
     if ! grep -q -- "$needle" "$T/err"; then bad "$what: '$needle' not in: $(cat "$T/err")"; return; fi
     ok
@@ -25,14 +28,20 @@ for c in train eval info bench calibrate infer analyze report; do
     if "$E" $c --help | grep -q "usage: eenn $c"; then ok; else bad "$c --help"; fi
 done
 "$E" --help >/dev/null && ok || bad "--help"
-expect_fail "unknown command" "unknown command 'frobnicate'" "$E" frobnicate
-expect_fail "zero epochs" "train --epochs: '0' is not an integer" "$E" train --epochs 0
-expect_fail "bad lr" "train --lr: 'fast'" "$E" train --lr fast
-expect_fail "unknown flag" "unknown option '--colour'" "$E" train --colour
-expect_fail "bad milestones" "train --milestones" "$E" train --milestones 2,3
-expect_fail "bad augment" "train --augment: 'rotate' is not crop+flip" "$E" train --augment rotate
+expect_usage "unknown command" "unknown command 'frobnicate'" "$E" frobnicate
+expect_usage "zero epochs" "train --epochs: '0' is not an integer" "$E" train --epochs 0
+expect_usage "bad lr" "train --lr: 'fast'" "$E" train --lr fast
+expect_usage "unknown flag" "unknown option '--colour'" "$E" train --colour
+expect_usage "bad milestones" "train --milestones" "$E" train --milestones 2,3
+expect_usage "bad augment" "train --augment: 'rotate' is not crop+flip" "$E" train --augment rotate
 expect_fail "unknown arch" "unknown architecture 'resnet7'" "$E" info --arch resnet7
 expect_fail "missing model" "$T/none.eenn: cannot open" "$E" eval "$T/none.eenn"
+expect_usage "missing value" "train --epochs: missing value" "$E" train --epochs
+expect_usage "bad value after =" "eval --batch: 'x' is not an integer" "$E" eval m.eenn --batch=x
+expect_usage "no model" "calibrate: give one model file" "$E" calibrate
+expect_usage "unknown short option" "unknown option '-x'" "$E" report -x
+"$E" info --arch=resnet20 --input=1x28x28 --summary | grep -q "272186 parameters" && ok || bad "info --opt=value"
+"$E" info --summary -- --arch >/dev/null 2>"$T/err"; grep -q -- "--arch: cannot open" "$T/err" && ok || bad "-- ends the options: $(cat "$T/err")"
 printf 'input c=1 h=28 w=28\nconv out=8 k=3 size=big\n' >"$T/arch.txt"
 expect_fail "bad arch file" "arch.txt:2: unknown key 'size'" "$E" info --arch-file "$T/arch.txt"
 
@@ -142,10 +151,10 @@ else
     echo "SKIP: chromium is not installed (apt-get install chromium), the report was not opened in a browser"
 fi
 expect_fail "analyze a CNN" "has no internal classifiers to analyse" "$E" analyze "$T/m.eenn"
-expect_fail "bad trigger" "analyze --trigger: 'big' is not SIZE" "$E" analyze "$T/s.eenn" --trigger big --test-subset 10 --train-subset 10
+expect_usage "bad trigger" "analyze --trigger: 'big' is not SIZE" "$E" analyze "$T/s.eenn" --trigger big --test-subset 10 --train-subset 10
 expect_fail "calibrate a CNN" "has no internal classifiers" "$E" calibrate "$T/m.eenn"
-expect_fail "ic-only without a CNN" "needs --from" "$E" train --mode ic-only
-expect_fail "bad drop" "calibrate --max-drop: '150%' is more than 100%" "$E" calibrate "$T/s.eenn" --max-drop 150%
+expect_usage "ic-only without a CNN" "needs --from" "$E" train --mode ic-only
+expect_usage "bad drop" "calibrate --max-drop: '150%' is more than 100%" "$E" calibrate "$T/s.eenn" --max-drop 150%
 expect_fail "missing image" "$T/none.png: cannot read the image" "$E" infer "$T/s.eenn" "$T/none.png"
 
 # bad model files

@@ -1,0 +1,161 @@
+/* infer.c: `eenn infer`: classify images and dataset files with early exits. */
+#include "common.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stb/stb_image.h>
+
+static const char *infer_help =
+    "usage: eenn infer MODEL INPUT... [options]\n"
+    "Classifies inputs with early exits: PNG or JPEG images (converted to the model's channels and resized\n"
+    "to its input size), IDX image files (MNIST, Fashion-MNIST; .gz or raw) and CIFAR binary batches.\n"
+    "Prints, for each input, the class, its confidence, the exit taken and its cost (%% of the CNN).\n"
+    "  --q X          threshold (default: the model's calibrated one; 1.01 = never exit early)\n"
+    "  --fallback     the most confident output when no IC fires (default: as calibrated)\n"
+    "  --limit N      at most N images from each IDX or CIFAR file (default 20)\n"
+    "  --batch N      images per batch (default 64)   --threads N   --json (one object per input)\n";
+
+typedef struct { float *x; int n, cap; char **names; size_t img; } input_set;
+
+static void add_input(input_set *s, const float *x, const char *name) {
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 64;
+        s->x = realloc(s->x, s->cap * s->img * sizeof(float));
+        s->names = realloc(s->names, s->cap * sizeof(char *));
+        if (!s->x || !s->names) die("out of memory");
+    }
+    memcpy(s->x + (size_t)s->n * s->img, x, s->img * sizeof(float));
+    s->names[s->n++] = strdup(name);
+}
+
+static int has_suffix(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+static void load_image(ee_ctx *ctx, const ee_net *net, const char *path, input_set *s, int limit) {
+    int C, H, W;
+    ee_net_input_shape(net, &C, &H, &W);
+    const char *m = ee_net_meta(net, "data.mean"), *sd = ee_net_meta(net, "data.std");
+    ee_dataset norm = {0};
+    for (int c = 0; c < 3; c++) { norm.mean[c] = 0; norm.std[c] = 1; }
+    if (m && sd) {
+        sscanf(m, "%f,%f,%f", &norm.mean[0], &norm.mean[1], &norm.mean[2]);
+        sscanf(sd, "%f,%f,%f", &norm.std[0], &norm.std[1], &norm.std[2]);
+    }
+    float *x = malloc(s->img * sizeof(float));
+    if (has_suffix(path, ".png") || has_suffix(path, ".jpg") || has_suffix(path, ".jpeg") || has_suffix(path, ".PNG") ||
+        has_suffix(path, ".JPG")) {
+        int w, h, ch;
+        unsigned char *px = stbi_load(path, &w, &h, &ch, C == 1 ? 1 : 3);
+        if (!px || (C != 1 && C != 3)) {
+            free(x); /* a clean exit for the leak checker */
+            if (px) stbi_image_free(px);
+            if (!px) die("%s: cannot read the image (%s)", path, stbi_failure_reason());
+            die("%s: the model takes %d channels; images give 1 or 3", path, C);
+        }
+        /* nearest-neighbour resize to the model's input, then the model's normalisation */
+        for (int r = 0; r < H; r++)
+            for (int q = 0; q < W; q++)
+                for (int c = 0; c < C; c++) {
+                    int sr = r * h / H, sq = q * w / W;
+                    x[((size_t)r * W + q) * C + c] = (px[((size_t)sr * w + sq) * C + c] / 255.0f - norm.mean[c]) / norm.std[c];
+                }
+        stbi_image_free(px);
+        add_input(s, x, path);
+        free(x);
+        return;
+    }
+    ee_dataset *ds = NULL;
+    char lab[4200];
+    ee_status st = EE_ERR_FORMAT;
+    if (has_suffix(path, ".bin")) {
+        const char *files[1] = {path};
+        st = ee_dataset_load_cifar(ctx, files, 1, ee_net_classes(net) == 100 ? 1 : 0, &ds);
+    } else {
+        /* IDX images: use the matching labels file if there is one, else a dummy */
+        snprintf(lab, sizeof lab, "%s", path);
+        char *p = strstr(lab, "images-idx3");
+        if (p) memcpy(p, "labels-idx1", 11);
+        FILE *f = p ? fopen(lab, "rb") : NULL;
+        if (f) { fclose(f); st = ee_dataset_load_idx(ctx, path, lab, &ds); }
+        else die("%s: not a PNG/JPEG image, and no matching IDX labels file (%s)", path, p ? lab : "images-idx3 name expected");
+    }
+    check(st, ctx);
+    if (ds->c != C || ds->h != H || ds->w != W) die("%s: images are %dx%dx%d, the model takes %dx%dx%d", path, ds->c, ds->h, ds->w, C, H, W);
+    memcpy(ds->mean, norm.mean, sizeof norm.mean);
+    memcpy(ds->std, norm.std, sizeof norm.std);
+    for (int i = 0; i < ds->n && i < limit; i++) {
+        char name[4300];
+        snprintf(name, sizeof name, "%s#%d (label %d)", path, i, ds->labels[i]);
+        ee_dataset_batch(ctx, ds, &i, 1, NULL, x, NULL);
+        add_input(s, x, name);
+    }
+    ee_dataset_free(ds);
+    free(x);
+}
+
+enum { O_Q = 256, O_FALLBACK, O_LIMIT, O_BATCH, O_THREADS, O_JSON };
+static const struct option infer_opts[] = {
+    {"q", required_argument, NULL, O_Q}, {"fallback", no_argument, NULL, O_FALLBACK},
+    {"limit", required_argument, NULL, O_LIMIT}, {"batch", required_argument, NULL, O_BATCH},
+    {"threads", required_argument, NULL, O_THREADS}, {"json", no_argument, NULL, O_JSON},
+    {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+
+int cmd_infer(int argc, char **argv) {
+    int limit = 20, batch = 64, json = 0, threads = 0, fallback = -1;
+    double q = -1;
+    cli_args a = {"infer", infer_help, infer_opts, NULL, argc, argv, -1, 0};
+    for (int c; (c = cli_next(&a)) != -1;) {
+        switch (c) {
+        case O_Q: q = cli_num(&a, 0, 2); break;
+        case O_FALLBACK: fallback = 1; break;
+        case O_LIMIT: limit = (int)cli_int(&a, 1, 100000000); break;
+        case O_BATCH: batch = (int)cli_int(&a, 1, 4096); break;
+        case O_THREADS: threads = (int)cli_int(&a, 0, 256); break;
+        case O_JSON: json = 1; break;
+        }
+    }
+    if (cli_npos(&a) < 2) usage_error("infer: give a model and at least one input (see eenn infer --help)");
+    const char *model = cli_pos(&a)[0];
+    char **inputs = cli_pos(&a) + 1;
+    int ninputs = cli_npos(&a) - 1;
+    ee_ctx *ctx = ee_ctx_new();
+    ee_ctx_set_threads(ctx, threads);
+    ee_net *net = NULL;
+    check(ee_net_load(ctx, model, &net), ctx);
+    if (q < 0) q = ee_net_meta(net, "exit.q") ? atof(ee_net_meta(net, "exit.q")) : 1.01;
+    if (fallback < 0) fallback = ee_net_meta(net, "exit.fallback") && !strcmp(ee_net_meta(net, "exit.fallback"), "1");
+    int C, H, W;
+    ee_net_input_shape(net, &C, &H, &W);
+    input_set set = {0};
+    set.img = (size_t)C * H * W;
+    for (int i = 0; i < ninputs; i++) load_image(ctx, net, inputs[i], &set, limit);
+    check(ee_net_prepare(ctx, net, batch, 0), ctx);
+    check(ee_net_seal(ctx, net), ctx); /* one copy of the weights: packed for the kernel */
+    int heads = ee_net_num_heads(net);
+    double cost[16];
+    ee_net_head_costs(net, cost, NULL);
+    uint8_t pred[4096], ex[4096];
+    float conf[4096];
+    for (int i = 0; i < set.n; i += batch) {
+        int n = set.n - i < batch ? set.n - i : batch;
+        check(ee_infer_exits(ctx, net, set.x + (size_t)i * set.img, n, (float)q, fallback, pred, conf, ex), ctx);
+        for (int j = 0; j < n; j++) {
+            char nm[32];
+            head_name(net, ex[j], nm, sizeof nm);
+            if (json)
+                printf("{\"input\":\"%s\",\"class\":%d,\"confidence\":%.4f,\"exit\":\"%s\",\"exit_index\":%d,\"cost\":%.4f}\n",
+                       js(set.names[i + j]), pred[j], conf[j], nm, ex[j], cost[ex[j]]);
+            else
+                printf("%s: class %d, confidence %.3f, exit %s of %d, cost %.1f%% of the CNN\n", set.names[i + j], pred[j],
+                       conf[j], nm, heads, cost[ex[j]] * 100);
+        }
+    }
+    for (int i = 0; i < set.n; i++) free(set.names[i]);
+    free(set.names); free(set.x);
+    ee_net_free(net);
+    ee_ctx_free(ctx);
+    return 0;
+}
+
