@@ -84,6 +84,8 @@ check-install: all
 	@PKG_CONFIG_PATH=$(BUILD)/prefix/lib/pkgconfig $(CC) -std=c11 -Wall -Werror -o $(BUILD)/classify-so examples/classify.c \
 	    $$(PKG_CONFIG_PATH=$(BUILD)/prefix/lib/pkgconfig pkg-config --cflags --libs eenn)
 	@LD_LIBRARY_PATH=$(BUILD)/prefix/lib $(BUILD)/classify-so >/dev/null && echo "install: the shared library works"
+	@test -f $(BUILD)/prefix/share/man/man1/eenn.1 && { ! command -v groff >/dev/null || \
+	    ! groff -man -ww -z $(BUILD)/prefix/share/man/man1/eenn.1 2>&1 | grep .; } && echo "install: the man page is in place"
 
 demo: all
 	sh scripts/demo.sh
@@ -111,6 +113,8 @@ install: all
 	ln -sf libeenn.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libeenn.so
 	install -m 644 include/eenn.h $(DESTDIR)$(PREFIX)/include/
 	install -m 755 $(BUILD)/eenn $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 644 eenn.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	sed -e 's|@PREFIX@|$(PREFIX)|' eenn.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/eenn.pc
 
 clean:

@@ -12,6 +12,7 @@ static const char *eval_help =
     "models (e.g. CNN, IC-only and SDN training) are compared side by side, exit by exit.\n"
     "  --data DIR     dataset directory (default: the one the model was trained on)\n"
     "  --split S      test (default) or train\n"
+    "  --subset N     the first N images of the split only\n"
     "  --q X          early-exit threshold (default: the calibrated one stored in the model)\n"
     "  --sweep        the SDN reference's threshold sweep: accuracy, exits and cost for each q\n"
     "  --batch N      (default 256)   --threads N   --json\n";
@@ -27,22 +28,24 @@ typedef struct {
 } eval_model;
 
 
-enum { O_DATA = 256, O_SPLIT, O_BATCH, O_THREADS, O_Q, O_SWEEP, O_JSON };
+enum { O_DATA = 256, O_SPLIT, O_SUBSET, O_BATCH, O_THREADS, O_Q, O_SWEEP, O_JSON };
 static const struct option eval_opts[] = {
     {"data", required_argument, NULL, O_DATA}, {"split", required_argument, NULL, O_SPLIT},
+    {"subset", required_argument, NULL, O_SUBSET},
     {"batch", required_argument, NULL, O_BATCH}, {"threads", required_argument, NULL, O_THREADS},
     {"q", required_argument, NULL, O_Q}, {"sweep", no_argument, NULL, O_SWEEP}, {"json", no_argument, NULL, O_JSON},
     {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 int cmd_eval(int argc, char **argv) {
     const char *data = NULL, *split = "test";
-    int batch = 256, json = 0, threads = 0, sweep = 0;
+    int batch = 256, json = 0, threads = 0, sweep = 0, subset = 0;
     double qopt = -1;
     cli_args a = {"eval", eval_help, eval_opts, NULL, argc, argv, -1, 0};
     for (int c; (c = cli_next(&a)) != -1;) {
         switch (c) {
         case O_DATA: data = optarg; break;
         case O_SPLIT: split = optarg; break;
+        case O_SUBSET: subset = (int)cli_int(&a, 1, 100000000); break;
         case O_BATCH: batch = (int)cli_int(&a, 1, 65536); break;
         case O_THREADS: threads = (int)cli_int(&a, 0, 256); break;
         case O_Q: qopt = cli_num(&a, 0, 2); break;
@@ -67,6 +70,7 @@ int cmd_eval(int argc, char **argv) {
         if (!ds) {
             if (!data) data = ee_net_meta(m[k].net, "data.dir") ? ee_net_meta(m[k].net, "data.dir") : DEFAULT_DATA;
             check(ee_dataset_load_dir(ctx, data, split, &ds), ctx);
+            if (subset && subset < ds->n) ds->n = subset;
         }
         apply_norm(m[k].net, ds);
         check(ee_net_prepare(ctx, m[k].net, batch, 0), ctx);

@@ -1,5 +1,5 @@
 /* analyze.c: the diagnosis half of the SDN paper. Per-sample exits, wasteful and destructive overthinking
- * (section 5 of ../shared/research/sdn.md), the confusion metric and how well a score flags the final output's
+ * (section 5 of the SDN paper, Kaya et al., ICML 2019), the confusion metric and how well a score flags the final output's
  * errors (AUROC and the reference's above/below-the-mean counts), BadNets-style trigger stamping for the
  * backdoor study, and Grad-CAM for any exit. Everything except Grad-CAM works on collected outputs, so it can be
  * checked on hand-built outputs. */

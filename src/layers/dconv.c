@@ -59,7 +59,7 @@ int ee_dconv_fits(const ee_node *nd) {
  * 4 vectors), where rows are too short to fill enough accumulators with pixels; not for 1x1 stride-1 convs, which
  * run the batch's pixels as one long row. 4-wide rows take 16 channels x 4 pixels: two 2-pixel steps of 32
  * channels read each weight twice as often, and a 32-channel block of a 512-channel 3x3 conv (590 KB) no longer
- * fits in L2 (VGG-16-BN best of 3, session 13: batch 1 113 -> 138 img/s, batch 128 206 -> 232) */
+ * fits in L2 (VGG-16-BN best of 3: batch 1 113 -> 138 img/s, batch 128 206 -> 232) */
 static int pointwise(const ee_node *nd) { return nd->arg.conv.k == 1 && nd->arg.conv.stride == 1 && nd->arg.conv.pad == 0; }
 static int block_of(const ee_node *nd) {
     return !pointwise(nd) && nd->out.w <= 3 && nd->arg.conv.out % 32 == 0 ? 32 : 16;

@@ -1,11 +1,11 @@
 #!/bin/sh
-# Reproduces the Shallow-Deep Network acceptance measurements (issue 3) on Fashion-MNIST for one backbone:
+# Reproduces the Shallow-Deep Network measurements of docs/results.md on Fashion-MNIST for one backbone:
 # the CNN (reference recipe), IC-only on that CNN (Adam 1e-3, 25 epochs, x0.1 at 15, CNN frozen), SDN training
 # from the CNN's initialisation (same seed), calibration at most 1 point below the final classifier, the
 # side-by-side table, early exits on the test set, and the measured speedup at batch 1 and 128.
-# Usage: sh scripts/acceptance-sdn.sh ARCH [EPOCHS] [IC_EPOCHS] [AUGMENT]
-#   resnet56 24 25 flip   (the session-2 runs; about 4 x 80 min on 2 cores)
-#   resnet20 25 25 crop+flip
+# Usage: sh scripts/reproduce-sdn.sh ARCH [EPOCHS] [IC_EPOCHS] [AUGMENT]
+#   resnet56 24 25 flip   (models/resnet56-*; about 4 x 80 min on 2 cores)
+#   resnet20 25 25 crop+flip   (models/resnet20-*)
 # Every step resumes from its checkpoint, so the script can be stopped and run again.
 set -e
 ARCH=${1:-resnet20}

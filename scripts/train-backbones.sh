@@ -1,10 +1,10 @@
 #!/bin/sh
-# Reproduces the engine's acceptance measurements (issue 2). Long: about 2 hours on 2 cores.
+# Trains the CNN backbones on Fashion-MNIST and times eenn beside its peers. Long: about 2 hours on 2 cores.
 #   1. parameters and FLOPs of the SDN backbones (CIFAR variants)
 #   2. ResNet-56 and ResNet-20 trained on Fashion-MNIST with the reference recipe (SGD 0.1, momentum 0.9,
 #      weight decay 1e-4, batch 128, lr x0.1 at 35/60/85% of the epochs), test accuracy and wall-clock time
 #   3. eenn beside PyTorch in one run (make bench)
-# Usage: sh scripts/acceptance-engine.sh [EPOCHS_R56] [EPOCHS_R20]    (defaults 20 and 20)
+# Usage: sh scripts/train-backbones.sh [EPOCHS_R56] [EPOCHS_R20]    (defaults 20 and 20)
 set -e
 B=${BUILD:-build}
 E56=${1:-20}

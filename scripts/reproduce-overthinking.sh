@@ -1,6 +1,6 @@
 #!/bin/sh
-# Reproduces the overthinking measurements (issue 4): the analysis and HTML report of the Fashion-MNIST
-# ResNet-56 IC-only SDN (from scripts/acceptance-sdn.sh resnet56), and the backdoor study on ResNet-20: a CNN
+# Reproduces the overthinking measurements of docs/results.md: the analysis and HTML report of the Fashion-MNIST
+# ResNet-56 IC-only SDN (from scripts/reproduce-sdn.sh resnet56 24 25 flip), and the backdoor study on ResNet-20: a CNN
 # trained with a 4x4 trigger in 10% of the training images (relabelled class 0), ICs trained IC-only on clean
 # data, then analysed on clean and triggered test images. About 40 minutes on 2 cores after the ResNet-56 runs.
 set -e
