@@ -95,7 +95,7 @@ enum {
     O_WD, O_NESTEROV, O_OPTIM, O_SCHEDULE, O_MILESTONES, O_GAMMA, O_VAL, O_SUBSET, O_TEST_SUBSET, O_NO_AUGMENT,
     O_AUGMENT, O_TRIGGER, O_TARGET, O_POISON, O_RESUME, O_SEED, O_THREADS, O_JSON
 };
-static const struct option train_opts[] = {
+static const struct option train_opts_list[] = {
     {"arch", required_argument, NULL, O_ARCH}, {"arch-file", required_argument, NULL, O_ARCH_FILE},
     {"mode", required_argument, NULL, O_MODE}, {"from", required_argument, NULL, O_FROM},
     {"ics", required_argument, NULL, O_ICS}, {"data", required_argument, NULL, O_DATA},
@@ -113,175 +113,207 @@ static const struct option train_opts[] = {
     {"threads", required_argument, NULL, O_THREADS}, {"json", no_argument, NULL, O_JSON},
     {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
-int cmd_train(int argc, char **argv) {
-    const char *arch = "resnet20", *arch_file = NULL, *data = DEFAULT_DATA, *out = "model.eenn", *ckpt = NULL;
-    const char *milestones = NULL, *mode_s = "cnn", *from = NULL, *ics = NULL;
-    int set_optim = 0, set_lr = 0, set_wd = 0, set_epochs = 0;
-    int epochs = 15, batch = 128, nval = 5000, subset = 0, test_subset = 0, resume = 0, json = 0, threads = 0;
-    const char *augment = "crop+flip";
-    long seed = 1221;
-    ee_trigger trig = {0, -2, -2, 0, 0.1};
-    int set_target = 0, set_poison = 0;
-    ee_optim opt = {EE_OPTIM_SGD, 0.1f, 0.9f, 1e-4f, 0, 0, 0, 0};
-    ee_schedule sched = {EE_SCHED_STEP, 0.1f, 0.1f, {0}, 0, 0, 0};
-    cli_args a = {"train", train_help, train_opts, NULL, argc, argv, -1, 0};
+/* everything the command line says, after the recipe's defaults are applied */
+typedef struct {
+    const char *arch, *arch_file, *data, *out, *ckpt, *milestones, *mode_s, *from, *ics, *augment;
+    int set_optim, set_lr, set_wd, set_epochs, set_target, set_poison;
+    int epochs, batch, nval, subset, test_subset, resume, json, threads;
+    long seed;
+    ee_train_mode mode;
+    ee_trigger trig;
+    ee_optim opt;
+    ee_schedule sched;
+    ee_augment aug;
+    char ckpt_buf[4200];
+} train_opts;
+
+static void parse_train(int argc, char **argv, train_opts *o) {
+    *o = (train_opts){.arch = "resnet20", .data = DEFAULT_DATA, .out = "model.eenn", .mode_s = "cnn",
+                      .augment = "crop+flip", .epochs = 15, .batch = 128, .nval = 5000, .seed = 1221,
+                      .trig = {0, -2, -2, 0, 0.1}, .opt = {EE_OPTIM_SGD, 0.1f, 0.9f, 1e-4f, 0, 0, 0, 0},
+                      .sched = {EE_SCHED_STEP, 0.1f, 0.1f, {0}, 0, 0, 0}};
+    cli_args a = {"train", train_help, train_opts_list, NULL, argc, argv, -1, 0};
     for (int c; (c = cli_next(&a)) != -1;) {
         const char *v = optarg;
         switch (c) {
-        case O_ARCH: arch = v; break;
-        case O_ARCH_FILE: arch_file = v; break;
-        case O_MODE: mode_s = v; break;
-        case O_FROM: from = v; break;
-        case O_ICS: ics = v; break;
-        case O_DATA: data = v; break;
-        case O_OUT: out = v; break;
-        case O_CHECKPOINT: ckpt = v; break;
-        case O_EPOCHS: epochs = (int)cli_int(&a, 1, 100000); set_epochs = 1; break;
-        case O_BATCH: batch = (int)cli_int(&a, 1, 65536); break;
-        case O_LR: opt.lr = (float)cli_num(&a, 0, 100); set_lr = 1; break;
-        case O_MOMENTUM: opt.momentum = (float)cli_num(&a, 0, 0.999999); break;
-        case O_WD: opt.weight_decay = (float)cli_num(&a, 0, 1); set_wd = 1; break;
-        case O_NESTEROV: opt.nesterov = 1; break;
+        case O_ARCH: o->arch = v; break;
+        case O_ARCH_FILE: o->arch_file = v; break;
+        case O_MODE: o->mode_s = v; break;
+        case O_FROM: o->from = v; break;
+        case O_ICS: o->ics = v; break;
+        case O_DATA: o->data = v; break;
+        case O_OUT: o->out = v; break;
+        case O_CHECKPOINT: o->ckpt = v; break;
+        case O_EPOCHS: o->epochs = (int)cli_int(&a, 1, 100000); o->set_epochs = 1; break;
+        case O_BATCH: o->batch = (int)cli_int(&a, 1, 65536); break;
+        case O_LR: o->opt.lr = (float)cli_num(&a, 0, 100); o->set_lr = 1; break;
+        case O_MOMENTUM: o->opt.momentum = (float)cli_num(&a, 0, 0.999999); break;
+        case O_WD: o->opt.weight_decay = (float)cli_num(&a, 0, 1); o->set_wd = 1; break;
+        case O_NESTEROV: o->opt.nesterov = 1; break;
         case O_OPTIM:
-            if (!strcmp(v, "sgd")) opt.kind = EE_OPTIM_SGD;
-            else if (!strcmp(v, "adam")) opt.kind = EE_OPTIM_ADAM;
+            if (!strcmp(v, "sgd")) o->opt.kind = EE_OPTIM_SGD;
+            else if (!strcmp(v, "adam")) o->opt.kind = EE_OPTIM_ADAM;
             else usage_error("train --optim: '%s' is not sgd or adam", v);
-            set_optim = 1;
+            o->set_optim = 1;
             break;
         case O_SCHEDULE:
-            if (!strcmp(v, "step")) sched.kind = EE_SCHED_STEP;
-            else if (!strcmp(v, "cosine")) sched.kind = EE_SCHED_COSINE;
+            if (!strcmp(v, "step")) o->sched.kind = EE_SCHED_STEP;
+            else if (!strcmp(v, "cosine")) o->sched.kind = EE_SCHED_COSINE;
             else usage_error("train --schedule: '%s' is not step or cosine", v);
             break;
-        case O_MILESTONES: milestones = v; break;
-        case O_GAMMA: sched.gamma = (float)cli_num(&a, 0, 1); break;
-        case O_VAL: nval = (int)cli_int(&a, 0, 100000000); break;
-        case O_SUBSET: subset = (int)cli_int(&a, 1, 100000000); break;
-        case O_TEST_SUBSET: test_subset = (int)cli_int(&a, 1, 100000000); break;
-        case O_NO_AUGMENT: augment = "none"; break;
-        case O_AUGMENT: augment = v; break;
-        case O_TRIGGER: parse_trigger("train", v, &trig); break;
-        case O_TARGET: trig.target = (int)cli_int(&a, 0, 255); set_target = 1; break;
-        case O_POISON: trig.rate = cli_num(&a, 0, 1); set_poison = 1; break;
-        case O_RESUME: resume = 1; break;
-        case O_SEED: seed = cli_int(&a, 0, 2147483647); break;
-        case O_THREADS: threads = (int)cli_int(&a, 0, 256); break;
-        case O_JSON: json = 1; break;
+        case O_MILESTONES: o->milestones = v; break;
+        case O_GAMMA: o->sched.gamma = (float)cli_num(&a, 0, 1); break;
+        case O_VAL: o->nval = (int)cli_int(&a, 0, 100000000); break;
+        case O_SUBSET: o->subset = (int)cli_int(&a, 1, 100000000); break;
+        case O_TEST_SUBSET: o->test_subset = (int)cli_int(&a, 1, 100000000); break;
+        case O_NO_AUGMENT: o->augment = "none"; break;
+        case O_AUGMENT: o->augment = v; break;
+        case O_TRIGGER: parse_trigger("train", v, &o->trig); break;
+        case O_TARGET: o->trig.target = (int)cli_int(&a, 0, 255); o->set_target = 1; break;
+        case O_POISON: o->trig.rate = cli_num(&a, 0, 1); o->set_poison = 1; break;
+        case O_RESUME: o->resume = 1; break;
+        case O_SEED: o->seed = cli_int(&a, 0, 2147483647); break;
+        case O_THREADS: o->threads = (int)cli_int(&a, 0, 256); break;
+        case O_JSON: o->json = 1; break;
         }
     }
     if (cli_npos(&a)) usage_error("train: unexpected argument '%s' (see eenn train --help)", cli_pos(&a)[0]);
-    ee_train_mode mode = EE_MODE_CNN;
-    if (!strcmp(mode_s, "ic-only")) mode = EE_MODE_IC_ONLY;
-    else if (!strcmp(mode_s, "sdn")) mode = EE_MODE_SDN;
-    else if (strcmp(mode_s, "cnn")) usage_error("train --mode: '%s' is not cnn, sdn or ic-only", mode_s);
-    if (mode == EE_MODE_IC_ONLY && !from) usage_error("train --mode ic-only: needs --from TRAINED_CNN.eenn");
-    if (mode != EE_MODE_IC_ONLY && from) usage_error("train --from: only with --mode ic-only");
-    if (mode == EE_MODE_CNN && ics) usage_error("train --ics: only with --mode sdn or ic-only");
-    if (!trig.size && (set_target || set_poison)) usage_error("train --target and --poison: only with --trigger");
-    if (mode == EE_MODE_IC_ONLY) { /* the reference's IC-only recipe: Adam 1e-3, 25 epochs, x0.1 at 15 */
-        if (!set_optim) opt.kind = EE_OPTIM_ADAM;
-        if (!set_lr) opt.lr = 1e-3f;
-        if (!set_epochs) epochs = 25;
-        if (!milestones) milestones = "0.6";
+}
+
+/* checks the options against each other and fills in the recipe: the mode's defaults, augmentation, weight decay,
+ * the lr milestones as epochs, the checkpoint's name */
+static void resolve_recipe(train_opts *o) {
+    o->mode = EE_MODE_CNN;
+    if (!strcmp(o->mode_s, "ic-only")) o->mode = EE_MODE_IC_ONLY;
+    else if (!strcmp(o->mode_s, "sdn")) o->mode = EE_MODE_SDN;
+    else if (strcmp(o->mode_s, "cnn")) usage_error("train --mode: '%s' is not cnn, sdn or ic-only", o->mode_s);
+    if (o->mode == EE_MODE_IC_ONLY && !o->from) usage_error("train --mode ic-only: needs --from TRAINED_CNN.eenn");
+    if (o->mode != EE_MODE_IC_ONLY && o->from) usage_error("train --from: only with --mode ic-only");
+    if (o->mode == EE_MODE_CNN && o->ics) usage_error("train --ics: only with --mode sdn or ic-only");
+    if (!o->trig.size && (o->set_target || o->set_poison))
+        usage_error("train --target and --poison: only with --trigger");
+    if (o->mode == EE_MODE_IC_ONLY) { /* the reference's IC-only recipe: Adam 1e-3, 25 epochs, x0.1 at 15 */
+        if (!o->set_optim) o->opt.kind = EE_OPTIM_ADAM;
+        if (!o->set_lr) o->opt.lr = 1e-3f;
+        if (!o->set_epochs) o->epochs = 25;
+        if (!o->milestones) o->milestones = "0.6";
     }
-    if (!milestones) milestones = "0.35,0.6,0.85";
-    ee_augment aug = {0, 0};
-    if (!strcmp(augment, "crop+flip") || !strcmp(augment, "flip+crop")) aug = (ee_augment){4, 1};
-    else if (!strcmp(augment, "flip")) aug.flip = 1;
-    else if (!strcmp(augment, "crop")) aug.crop_pad = 4;
-    else if (strcmp(augment, "none")) usage_error("train --augment: '%s' is not crop+flip, flip, crop or none", augment);
-    if (!set_wd && (!strcmp(arch, "vgg16bn") || !strcmp(arch, "wrn32_4"))) opt.weight_decay = 5e-4f;
-    if (opt.kind == EE_OPTIM_ADAM) opt.momentum = 0;
-    if (opt.nesterov && opt.kind != EE_OPTIM_SGD) usage_error("train --nesterov: only with --optim sgd");
+    if (!o->milestones) o->milestones = "0.35,0.6,0.85";
+    const char *aug = o->augment;
+    if (!strcmp(aug, "crop+flip") || !strcmp(aug, "flip+crop")) o->aug = (ee_augment){4, 1};
+    else if (!strcmp(aug, "flip")) o->aug = (ee_augment){0, 1};
+    else if (!strcmp(aug, "crop")) o->aug = (ee_augment){4, 0};
+    else if (!strcmp(aug, "none")) o->aug = (ee_augment){0, 0};
+    else usage_error("train --augment: '%s' is not crop+flip, flip, crop or none", aug);
+    if (!o->set_wd && (!strcmp(o->arch, "vgg16bn") || !strcmp(o->arch, "wrn32_4"))) o->opt.weight_decay = 5e-4f;
+    if (o->opt.kind == EE_OPTIM_ADAM) o->opt.momentum = 0;
+    if (o->opt.nesterov && o->opt.kind != EE_OPTIM_SGD) usage_error("train --nesterov: only with --optim sgd");
     /* milestones: fractions of the run */
     char buf[256];
-    snprintf(buf, sizeof buf, "%s", milestones);
+    snprintf(buf, sizeof buf, "%s", o->milestones);
     for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
         char *end;
         double f = strtod(t, &end);
-        if (*end || !(f > 0 && f < 1) || sched.nmilestones == 8) usage_error("train --milestones: '%s' must be fractions in (0, 1)", milestones);
-        int m = (int)(f * epochs + 0.5);
-        if (m >= 1 && m < epochs) sched.milestones[sched.nmilestones++] = m;
+        if (*end || !(f > 0 && f < 1) || o->sched.nmilestones == 8)
+            usage_error("train --milestones: '%s' must be fractions in (0, 1)", o->milestones);
+        int m = (int)(f * o->epochs + 0.5);
+        if (m >= 1 && m < o->epochs) o->sched.milestones[o->sched.nmilestones++] = m;
     }
-    sched.base_lr = opt.lr;
-    sched.epochs = epochs;
-    char ckpt_buf[4200];
-    if (!ckpt) { snprintf(ckpt_buf, sizeof ckpt_buf, "%s.ckpt", out); ckpt = ckpt_buf; }
+    o->sched.epochs = o->epochs;
+    if (!o->ckpt) {
+        snprintf(o->ckpt_buf, sizeof o->ckpt_buf, "%s.ckpt", o->out);
+        o->ckpt = o->ckpt_buf;
+    }
+}
 
-    ee_ctx *ctx = ee_ctx_new();
-    if (!ctx) die("out of memory");
-    ee_ctx_seed(ctx, (uint64_t)seed);
-    ee_ctx_set_threads(ctx, threads);
-    ee_dataset *train = NULL, *val = NULL, *test = NULL;
-    load_data(ctx, data, &train, &val, &test, nval, subset, test_subset);
-    int poisoned = 0;
-    if (trig.size) {
-        check(ee_dataset_stamp(ctx, train, &trig, &poisoned), ctx);
-        fprintf(stderr, "backdoor: a %dx%d trigger stamped into %d training images (%.1f%%), relabelled %d\n", trig.size,
-                trig.size, poisoned, 100.0 * poisoned / train->n, trig.target);
-    }
+/* the network to train: a trained CNN (ic-only), a custom architecture or a built-in one, with ICs attached for
+ * the SDN modes */
+static ee_net *build_net(ee_ctx *ctx, train_opts *o, const ee_dataset *train) {
     ee_net *net = NULL;
-    if (from) {
-        check(ee_net_load(ctx, from, &net), ctx);
-        if (ee_net_num_heads(net) > 1) die("%s: already has internal classifiers", from);
-        if (!set_wd && (!strcmp(ee_net_name(net), "vgg16bn") || !strcmp(ee_net_name(net), "wrn32_4"))) opt.weight_decay = 5e-4f;
-    } else if (arch_file) {
-        char *text = read_text(arch_file);
-        check(ee_net_from_text(ctx, text, arch_file, &net), ctx);
+    if (o->from) {
+        check(ee_net_load(ctx, o->from, &net), ctx);
+        if (ee_net_num_heads(net) > 1) die("%s: already has internal classifiers", o->from);
+        if (!o->set_wd && (!strcmp(ee_net_name(net), "vgg16bn") || !strcmp(ee_net_name(net), "wrn32_4")))
+            o->opt.weight_decay = 5e-4f;
+    } else if (o->arch_file) {
+        char *text = read_text(o->arch_file);
+        check(ee_net_from_text(ctx, text, o->arch_file, &net), ctx);
         free(text);
         check(ee_net_init(ctx, net), ctx);
     } else {
-        check(ee_net_builtin(ctx, arch, train->c, train->h, train->w, train->classes, &net), ctx);
+        check(ee_net_builtin(ctx, o->arch, train->c, train->h, train->w, train->classes, &net), ctx);
         check(ee_net_init(ctx, net), ctx);
     }
-    if (mode != EE_MODE_CNN) net = attach_ics(ctx, net, ics);
-    char mean[64], stdv[64];
+    return o->mode == EE_MODE_CNN ? net : attach_ics(ctx, net, o->ics);
+}
+
+/* what the model file records of its data and training, for eval, calibrate and analyze */
+static void record_meta(ee_ctx *ctx, ee_net *net, const train_opts *o, const ee_dataset *train) {
+    char mean[64], stdv[64], nval[32];
     snprintf(mean, sizeof mean, "%g,%g,%g", train->mean[0], train->mean[1], train->mean[2]);
     snprintf(stdv, sizeof stdv, "%g,%g,%g", train->std[0], train->std[1], train->std[2]);
-    ee_net_set_meta(ctx, net, "data.mean", mean);
-    ee_net_set_meta(ctx, net, "data.std", stdv);
-    ee_net_set_meta(ctx, net, "data.dir", data);
-    char nval_s[32];
-    snprintf(nval_s, sizeof nval_s, "%d", nval);
-    ee_net_set_meta(ctx, net, "data.val", nval_s);
-    ee_net_set_meta(ctx, net, "train.mode", mode_s);
-    ee_net_set_meta(ctx, net, "train.augment", augment);
-    if (trig.size) {
+    snprintf(nval, sizeof nval, "%d", o->nval);
+    check(ee_net_set_meta(ctx, net, "data.mean", mean), ctx);
+    check(ee_net_set_meta(ctx, net, "data.std", stdv), ctx);
+    check(ee_net_set_meta(ctx, net, "data.dir", o->data), ctx);
+    check(ee_net_set_meta(ctx, net, "data.val", nval), ctx);
+    check(ee_net_set_meta(ctx, net, "train.mode", o->mode_s), ctx);
+    check(ee_net_set_meta(ctx, net, "train.augment", o->augment), ctx);
+    if (o->trig.size) {
         char tb[96];
-        snprintf(tb, sizeof tb, "%d@%d,%d", trig.size, trig.x, trig.y);
-        ee_net_set_meta(ctx, net, "backdoor.trigger", tb);
-        snprintf(tb, sizeof tb, "%d", trig.target);
-        ee_net_set_meta(ctx, net, "backdoor.target", tb);
-        snprintf(tb, sizeof tb, "%g", trig.rate);
-        ee_net_set_meta(ctx, net, "backdoor.poison", tb);
+        snprintf(tb, sizeof tb, "%d@%d,%d", o->trig.size, o->trig.x, o->trig.y);
+        check(ee_net_set_meta(ctx, net, "backdoor.trigger", tb), ctx);
+        snprintf(tb, sizeof tb, "%d", o->trig.target);
+        check(ee_net_set_meta(ctx, net, "backdoor.target", tb), ctx);
+        snprintf(tb, sizeof tb, "%g", o->trig.rate);
+        check(ee_net_set_meta(ctx, net, "backdoor.poison", tb), ctx);
     }
-    sched.base_lr = opt.lr;
-    ee_train_config cfg = {epochs, batch, opt, sched, aug, ckpt, resume, 0, mode};
-    progress_state ps = {isatty(2), json, now_s()};
+}
+
+int cmd_train(int argc, char **argv) {
+    train_opts o;
+    parse_train(argc, argv, &o);
+    resolve_recipe(&o);
+    ee_ctx *ctx = ee_ctx_new();
+    if (!ctx) die("out of memory");
+    ee_ctx_seed(ctx, (uint64_t)o.seed);
+    ee_ctx_set_threads(ctx, o.threads);
+    ee_dataset *train = NULL, *val = NULL, *test = NULL;
+    load_data(ctx, o.data, &train, &val, &test, o.nval, o.subset, o.test_subset);
+    if (o.trig.size) {
+        int poisoned = 0;
+        check(ee_dataset_stamp(ctx, train, &o.trig, &poisoned), ctx);
+        fprintf(stderr, "backdoor: a %dx%d trigger stamped into %d training images (%.1f%%), relabelled %d\n",
+                o.trig.size, o.trig.size, poisoned, 100.0 * poisoned / train->n, o.trig.target);
+    }
+    ee_net *net = build_net(ctx, &o, train);
+    record_meta(ctx, net, &o, train);
+    o.sched.base_lr = o.opt.lr;
+    ee_train_config cfg = {o.epochs, o.batch, o.opt, o.sched, o.aug, o.ckpt, o.resume, 0, o.mode};
+    progress_state ps = {isatty(2), o.json, now_s()};
     fprintf(stderr, "training %s (%zu parameters) on %s: %d train / %d val / %d test, %d epochs, batch %d, %d threads\n",
-            ee_net_name(net), ee_net_num_params(net), data, train->n, val ? val->n : 0, test->n, epochs, batch,
+            ee_net_name(net), ee_net_num_params(net), o.data, train->n, val ? val->n : 0, test->n, o.epochs, o.batch,
             ee_ctx_threads(ctx));
     check(ee_train(ctx, net, train, val, test, &cfg, on_progress, &ps), ctx);
     double secs = now_s() - ps.t0;
     char eps[32];
-    snprintf(eps, sizeof eps, "%d", epochs);
-    ee_net_set_meta(ctx, net, "train.epochs_done", eps);
-    check(ee_net_save(ctx, net, NULL, 0, out), ctx);
+    snprintf(eps, sizeof eps, "%d", o.epochs);
+    check(ee_net_set_meta(ctx, net, "train.epochs_done", eps), ctx);
+    check(ee_net_save(ctx, net, NULL, 0, o.out), ctx);
     ee_eval_result te, ve = {0};
     check(ee_evaluate(ctx, net, test, 256, &te), ctx);
     if (val) check(ee_evaluate(ctx, net, val, 256, &ve), ctx);
-    if (json)
+    if (o.json)
         printf("{\"arch\":\"%s\",\"params\":%zu,\"epochs\":%d,\"batch\":%d,\"train_seconds\":%.1f,\"test_acc\":%.4f,"
                "\"test_loss\":%.4f,\"val_acc\":%.4f,\"model\":\"%s\"}\n",
-               js(ee_net_name(net)), ee_net_num_params(net), epochs, batch, secs, te.acc * 100, te.loss,
-               val ? ve.acc * 100 : -1.0, js(out));
+               js(ee_net_name(net)), ee_net_num_params(net), o.epochs, o.batch, secs, te.acc * 100, te.loss,
+               val ? ve.acc * 100 : -1.0, js(o.out));
     else
         printf("%s: test accuracy %.2f%% (loss %.4f)%s%.2f%s after %d epochs in %.0f s; model written to %s\n",
                ee_net_name(net), te.acc * 100, te.loss, val ? ", validation " : "", val ? ve.acc * 100 : 0.0,
-               val ? "%" : "", epochs, secs, out);
+               val ? "%" : "", o.epochs, secs, o.out);
     ee_net_free(net);
     ee_dataset_free(train); ee_dataset_free(val); ee_dataset_free(test);
     ee_ctx_free(ctx);
     return 0;
 }
-

@@ -173,7 +173,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--eenn", default=os.path.join(ROOT, "build", "eenn"))
-    ap.add_argument("--exits", default=None, help="a calibrated SDN (default: runs/resnet56-iconly.eenn if present)")
+    ap.add_argument("--exits", default=None, help="a calibrated SDN (default: models/resnet56-sdn.eenn)")
     ap.add_argument("--json", default=None, help="also write every number to this file")
     ap.add_argument("--cases", default=None, help="comma-separated arch:CxHxW subset")
     ap.add_argument("--exits-q", type=float, default=None,
@@ -253,7 +253,7 @@ def main():
             res["scaling"].append({"net": arch, "input": shape, "mode": mode, "batch": batch,
                                    "eenn_1t": e1[(mode, batch)]["img_per_s"], "eenn_2t": e["img_per_s"]})
 
-    sdn = a.exits or os.path.join(ROOT, "runs", "resnet56-iconly.eenn")
+    sdn = a.exits or os.path.join(ROOT, "models", "resnet56-sdn.eenn")
     if os.path.exists(sdn):
         progress(f"early exits of {sdn} on Fashion-MNIST test images")
         qarg = ["--q", str(a.exits_q)] if a.exits_q is not None else []

@@ -168,5 +168,23 @@ expect_fail "dataset as model" "not an eenn model file" "$E" eval "$DATA/t10k-la
 expect_fail "truncated dataset" "$T/d1/t10k-images-idx3-ubyte.gz: truncated" "$E" eval "$T/m.eenn" --data "$T/d1"
 expect_fail "labels as images" "$T/d2/t10k-images-idx3-ubyte.gz: not an IDX image file" "$E" eval "$T/m.eenn" --data "$T/d2"
 expect_fail "missing dataset" "no dataset found" "$E" eval "$T/m.eenn" --data "$T"
+# the published models: models/README.md's checksums, and each row's accuracy on the first 1000 test images
+# as `eenn eval` measures it now (within 0.2 points: convolution kernels differ in rounding between CPUs)
+rows=$(grep -E '^\| `[a-z0-9-]+\.eenn`' models/README.md)
+[ "$(echo "$rows" | grep -c .)" -eq "$(ls models/*.eenn | wc -l)" ] && ok || bad "models/README.md lists $(echo "$rows" | grep -c .) models, models/ holds $(ls models/*.eenn | wc -l)"
+echo "$rows" | while IFS='|' read -r _ file _ _ _ _ _ _ sub sha _; do
+    file=$(echo "$file" | tr -d ' `'); sha=$(echo "$sha" | tr -d ' `'); sub=$(echo "$sub" | tr -d ' %')
+    echo "$sha  models/$file"
+done >"$T/models.sha256"
+sha256sum --quiet -c "$T/models.sha256" && ok || bad "models/README.md checksums"
+if [ -z "$EENN_ASAN" ]; then
+    echo "$rows" | while IFS='|' read -r _ file _ _ _ _ _ _ sub _; do
+        file=$(echo "$file" | tr -d ' `'); sub=$(echo "$sub" | tr -d ' %')
+        got=$("$E" eval "models/$file" --subset 1000 --json | sed -E 's/.*"exits":\[.*\{"exit":"final","acc":([0-9.]+).*/\1/')
+        awk -v a="$got" -v b="$sub" 'BEGIN { d = a - b; exit !(d <= 0.2 && d >= -0.2) }' ||
+            echo "FAIL cli: models/$file: $got% on the first 1000 test images, models/README.md says $sub%"
+    done >"$T/models.err"
+    [ ! -s "$T/models.err" ] && ok || { cat "$T/models.err"; bad "published models' accuracy"; }
+fi
 echo "cli_tests: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -14,7 +14,8 @@
     X(dropout)           \
     X(flatten)           \
     X(add)               \
-    X(mixpool)
+    X(mixpool)           \
+    /* a new kind: one line above this one */
 
 #define EE_DECLARE(n) extern const ee_layer_ops ee_##n##_ops;
 #define EE_ENTRY(n) &ee_##n##_ops,
