@@ -172,13 +172,13 @@ expect_fail "missing dataset" "no dataset found" "$E" eval "$T/m.eenn" --data "$
 # as `eenn eval` measures it now (within 0.2 points: convolution kernels differ in rounding between CPUs)
 rows=$(grep -E '^\| `[a-z0-9-]+\.eenn`' models/README.md)
 [ "$(echo "$rows" | grep -c .)" -eq "$(ls models/*.eenn | wc -l)" ] && ok || bad "models/README.md lists $(echo "$rows" | grep -c .) models, models/ holds $(ls models/*.eenn | wc -l)"
-echo "$rows" | while IFS='|' read -r _ file _ _ _ _ _ _ sub sha _; do
+echo "$rows" | while IFS='|' read -r _ file _ _ _ _ _ sub sha _; do
     file=$(echo "$file" | tr -d ' `'); sha=$(echo "$sha" | tr -d ' `'); sub=$(echo "$sub" | tr -d ' %')
     echo "$sha  models/$file"
 done >"$T/models.sha256"
 sha256sum --quiet -c "$T/models.sha256" && ok || bad "models/README.md checksums"
 if [ -z "$EENN_ASAN" ]; then
-    echo "$rows" | while IFS='|' read -r _ file _ _ _ _ _ _ sub _; do
+    echo "$rows" | while IFS='|' read -r _ file _ _ _ _ _ sub _; do
         file=$(echo "$file" | tr -d ' `'); sub=$(echo "$sub" | tr -d ' %')
         got=$("$E" eval "models/$file" --subset 1000 --json | sed -E 's/.*"exits":\[.*\{"exit":"final","acc":([0-9.]+).*/\1/')
         awk -v a="$got" -v b="$sub" 'BEGIN { d = a - b; exit !(d <= 0.2 && d >= -0.2) }' ||

@@ -60,12 +60,12 @@ int main(int argc, char **argv) {
     char names[64][256];
     int nmodels = 0;
     for (struct dirent *e; (e = readdir(dir)) && nmodels < 64;)
-        if (is_model(e->d_name)) snprintf(names[nmodels++], sizeof names[0], "%s", e->d_name);
+        if (is_model(e->d_name)) snprintf(names[nmodels++], sizeof names[0], "%.255s", e->d_name);
     closedir(dir);
     CHECK(nmodels >= 6, "models/ holds %d models", nmodels);
     for (int k = 0; k < nmodels && fx; k++) {
-        char path[300];
-        snprintf(path, sizeof path, "models/%s", names[k]);
+        char path[400];
+        snprintf(path, sizeof path, "models/%.255s", names[k]);
         int H = 0, K = 0;
         float *got = model_logits(ctx, path, test, &H, &K);
         CHECK(got != NULL, "%s: %s", path, ee_ctx_error(ctx));
