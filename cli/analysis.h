@@ -22,8 +22,9 @@ typedef struct {
     ee_net *net;
     int heads, classes;
     double cost[EE_MAX_HEADS], nominal[EE_MAX_HEADS];
-    double q;
-    int fallback, q_calibrated_here; /* q came from the model, --q, or a calibration run on the validation split */
+    ee_exit_policy policy;     /* the exits analysed: the model's policy, --q, or calibrated on the validation split */
+    double q;                  /* its first threshold, for the text */
+    int fallback, q_calibrated_here;
     double mu, sigma;          /* of the raw confusion score on the un-augmented training images */
     int train_n;
     split_result clean;

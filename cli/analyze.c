@@ -43,13 +43,13 @@ static void analyse_split(analysis *an, split_result *r, ee_dataset *ds) {
     check(ee_collect_outputs(ctx, an->net, ds, 256, 1, &r->o), ctx);
     ee_head_accuracy(r->o, r->acc);
     ee_overthinking(r->o, an->cost, &r->ot);
-    ee_exit_simulate(r->o, an->cost, (float)an->q, an->fallback, &r->at_q);
+    check(ee_policy_simulate(ctx, r->o, an->cost, &an->policy, &r->at_q), ctx);
     r->exit_of = malloc(ds->n);
     r->pred_of = malloc(ds->n);
     r->confusion = malloc((size_t)ds->n * sizeof(float));
     float *soft = malloc((size_t)ds->n * sizeof(float));
     if (!r->exit_of || !r->pred_of || !r->confusion || !soft) die("out of memory");
-    ee_exit_assign(r->o, (float)an->q, an->fallback, r->exit_of, r->pred_of);
+    check(ee_policy_assign(ctx, r->o, &an->policy, r->exit_of, r->pred_of), ctx);
     check(ee_confusion_scores(ctx, r->o, r->confusion), ctx);
     for (int i = 0; i < ds->n; i++) {
         r->confusion[i] = (float)((r->confusion[i] - an->mu) / an->sigma);
@@ -81,9 +81,6 @@ void run_analysis(const analysis_opts *opt, analysis *an) {
     an->data = opt->data ? opt->data : ee_net_meta(net, "data.dir") ? ee_net_meta(net, "data.dir") : DEFAULT_DATA;
     ee_net_head_costs(net, an->cost, NULL);
     ee_nominal_costs(an->heads, an->nominal);
-    const char *fb = ee_net_meta(net, "exit.fallback");
-    an->fallback = fb && !strcmp(fb, "1");
-
     ee_dataset *train = NULL, *val = NULL, *test = NULL;
     int nval = ee_net_meta(net, "data.val") ? atoi(ee_net_meta(net, "data.val")) : 0;
     load_data(ctx, an->data, &train, nval > 0 ? &val : NULL, &test, nval, 0, opt->test_subset);
@@ -91,20 +88,20 @@ void run_analysis(const analysis_opts *opt, analysis *an) {
     apply_norm(net, test);
     if (val) apply_norm(net, val);
 
-    /* the threshold: given, calibrated in the model, or calibrated now like `eenn calibrate --max-drop 1%` */
-    const char *qs = ee_net_meta(net, "exit.q");
-    an->q = opt->q >= 0 ? opt->q : qs ? atof(qs) : -1;
-    if (an->q < 0) {
+    /* the exit policy: a threshold given, the model's, or calibrated now like `eenn calibrate --max-drop 1%` */
+    if (!model_policy(ctx, net, opt->q, &an->policy)) {
         if (!val) die("%s: not calibrated and trained without a validation split; give --q", opt->model);
-        step("no calibrated threshold in the model: calibrating on the validation split (at most 1% drop)");
+        step("no exit policy in the model: calibrating one threshold on the validation split (at most 1% drop)");
         ee_outputs *vo = NULL;
         ee_exit_stats best;
         check(ee_collect_outputs(ctx, net, val, 256, 0, &vo), ctx);
-        check(ee_calibrate(ctx, vo, an->cost, 0.01, an->fallback, &best), ctx);
-        an->q = best.q;
+        ee_calibration c = {EE_SCORE_MAXPROB, EE_TARGET_DROP, 0.01, 0, 0, 0, "validation"};
+        check(ee_calibrate_policy(ctx, vo, an->cost, &c, &an->policy, &best), ctx);
         an->q_calibrated_here = 1;
         ee_outputs_free(vo);
     }
+    an->q = an->policy.threshold[0];
+    an->fallback = an->policy.fallback;
 
     /* z-normalisation of the confusion metric: mean and population std on the un-augmented training images */
     if (opt->train_subset > 0 && opt->train_subset < train->n) train->n = opt->train_subset;

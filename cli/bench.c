@@ -72,9 +72,10 @@ static int bench_exits(const char *model, double q, int nimg, int threads, int j
     ee_net *sdn = NULL, *cnn = NULL;
     check(ee_net_load(ctx, model, &sdn), ctx);
     if (ee_net_num_heads(sdn) < 2) die("%s: has no internal classifiers (bench --exits needs an SDN)", model);
-    if (q < 0) q = ee_net_meta(sdn, "exit.q") ? atof(ee_net_meta(sdn, "exit.q")) : -1;
-    if (q < 0) die("%s: not calibrated; run eenn calibrate first or give --q", model);
-    int fallback = ee_net_meta(sdn, "exit.fallback") && !strcmp(ee_net_meta(sdn, "exit.fallback"), "1");
+    ee_exit_policy pol;
+    if (!model_policy(ctx, sdn, q, &pol)) die("%s: not calibrated; run eenn calibrate first or give --q", model);
+    char desc[512];
+    describe_policy(&pol, desc, sizeof desc);
     check(ee_sdn_strip(ctx, sdn, &cnn), ctx);
     const char *data = ee_net_meta(sdn, "data.dir") ? ee_net_meta(sdn, "data.dir") : DEFAULT_DATA;
     ee_dataset *ds = NULL;
@@ -101,7 +102,7 @@ static int bench_exits(const char *model, double q, int nimg, int threads, int j
     /* warm-up: primitives for every power-of-two batch, both networks */
     for (int n = 128; n >= 1; n /= 2) {
         if (n > nimg) continue;
-        check(ee_infer_exits(ctx, sdn, x, n, (float)q, fallback, pred, conf, ex), ctx);
+        check(ee_infer_policy(ctx, sdn, x, n, &pol, NULL, pred, conf, ex, NULL), ctx);
         check(ee_net_forward(ctx, cnn, x, n, 0), ctx);
     }
     double res[2][2] = {{1e300, 1e300}, {1e300, 1e300}}; /* [batch 1, batch 128][cnn, exits]: best seconds */
@@ -118,7 +119,7 @@ static int bench_exits(const char *model, double q, int nimg, int threads, int j
         double t1 = now_s();
         for (int i = 0; i < nimg; i++) {
             double a0 = now_s();
-            check(ee_infer_exits(ctx, sdn, x + i * img, 1, (float)q, fallback, pred + i, conf + i, ex + i), ctx);
+            check(ee_infer_policy(ctx, sdn, x + i * img, 1, &pol, NULL, pred + i, conf + i, ex + i, NULL), ctx);
             lat_e[i] = now_s() - a0;
         }
         double t2 = now_s();
@@ -127,7 +128,7 @@ static int bench_exits(const char *model, double q, int nimg, int threads, int j
             check(ee_net_forward(ctx, cnn, x + i * img, nimg - i < 128 ? nimg - i : 128, 0), ctx);
         double t3 = now_s();
         for (int i = 0; i < nimg; i += 128)
-            check(ee_infer_exits(ctx, sdn, x + i * img, nimg - i < 128 ? nimg - i : 128, (float)q, fallback, pred + i, conf + i, ex + i), ctx);
+            check(ee_infer_policy(ctx, sdn, x + i * img, nimg - i < 128 ? nimg - i : 128, &pol, NULL, pred + i, conf + i, ex + i, NULL), ctx);
         double t4 = now_s();
         if (t1 - t0 < res[0][0]) res[0][0] = t1 - t0;
         if (t2 - t1 < res[0][1]) res[0][1] = t2 - t1;
@@ -151,17 +152,17 @@ static int bench_exits(const char *model, double q, int nimg, int threads, int j
     qsort(lat_c, nimg, sizeof(double), cmp_double);
     double flops_speedup = 1 / avg_cost, s1 = res[0][0] / res[0][1], s128 = res[1][0] / res[1][1];
     if (json) {
-        printf("{\"model\":\"%s\",\"q\":%g,\"images\":%d,\"acc_exits\":%.4f,\"acc_cnn\":%.4f,\"avg_cost\":%.4f,"
+        printf("{\"model\":\"%s\",\"policy\":\"%s\",\"q\":%g,\"images\":%d,\"acc_exits\":%.4f,\"acc_cnn\":%.4f,\"avg_cost\":%.4f,"
                "\"flops_speedup\":%.3f,\"batch1\":{\"cnn_img_s\":%.1f,\"exit_img_s\":%.1f,\"speedup\":%.3f,"
                "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"cnn_p50_ms\":%.3f,\"cnn_p99_ms\":%.3f},"
                "\"batch128\":{\"cnn_img_s\":%.1f,\"exit_img_s\":%.1f,\"speedup\":%.3f},\"exits\":[",
-               js(model), q, nimg, 100.0 * right_e / nimg, 100.0 * right_c / nimg, avg_cost, flops_speedup, nimg / res[0][0],
+               js(model), js(desc), pol.threshold[0], nimg, 100.0 * right_e / nimg, 100.0 * right_c / nimg, avg_cost, flops_speedup, nimg / res[0][0],
                nimg / res[0][1], s1, lat_e[nimg / 2] * 1e3, lat_e[nimg * 99 / 100] * 1e3, lat_c[nimg / 2] * 1e3,
                lat_c[nimg * 99 / 100] * 1e3, nimg / res[1][0], nimg / res[1][1], s128);
         for (int h = 0; h < heads; h++) printf("%s%.4f", h ? "," : "", (double)exits[h] / nimg);
         printf("]}\n");
     } else {
-        printf("%s at q = %g on %d test images: accuracy %.2f%% with exits, %.2f%% for the CNN\n", model, q, nimg,
+        printf("%s (%s) on %d test images: accuracy %.2f%% with exits, %.2f%% for the CNN\n", model, desc, nimg,
                100.0 * right_e / nimg, 100.0 * right_c / nimg);
         printf("average cost %.1f%% of the CNN's %.1f MFLOPs: %.2fx fewer FLOPs; exits (%%):", avg_cost * 100,
                cnn_flops / 1e6, flops_speedup);

@@ -1,6 +1,7 @@
 /* common.c: what every eenn command shares: fatal errors as one line, option parsing, data loading. */
 #include "common.h"
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +82,59 @@ void parse_shape(const cli_args *a, int *c, int *h, int *w) {
     const char *s = optarg;
     if (sscanf(s, "%dx%dx%d%c", c, h, w, &tail) != 3 || *c < 1 || *h < 1 || *w < 1 || *c > 64 || *h > 4096 || *w > 4096)
         usage_error("%s %s: '%s' is not CxHxW (e.g. 3x32x32)", a->cmd, cli_opt(a), s);
+}
+
+double parse_fraction(const char *cmd, const char *opt, const char *v, double max) {
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || !(x >= 0)) usage_error("%s %s: '%s' is not a percentage or a fraction", cmd, opt, v);
+    if (!strcmp(end, "%")) x /= 100;
+    else if (*end) usage_error("%s %s: '%s' is not a percentage or a fraction", cmd, opt, v);
+    if (x > max) usage_error("%s %s: '%s' is more than %g%%", cmd, opt, v, max * 100);
+    return x;
+}
+
+ee_outputs *validation_outputs(ee_ctx *ctx, ee_net *net, const char *model, const char *data, int nval) {
+    if (!data) data = ee_net_meta(net, "data.dir") ? ee_net_meta(net, "data.dir") : DEFAULT_DATA;
+    if (nval < 0) nval = ee_net_meta(net, "data.val") ? atoi(ee_net_meta(net, "data.val")) : 5000;
+    if (nval <= 0) die("%s: was trained without a validation split; give --val N", model);
+    ee_dataset *train = NULL, *val = NULL;
+    check(ee_dataset_load_dir(ctx, data, "train", &train), ctx);
+    check(ee_dataset_split(ctx, train, nval, &val), ctx);
+    apply_norm(net, val);
+    ee_outputs *o = NULL;
+    check(ee_collect_outputs(ctx, net, val, 256, 0, &o), ctx);
+    ee_dataset_free(train);
+    ee_dataset_free(val);
+    return o;
+}
+
+int model_policy(ee_ctx *ctx, const ee_net *net, double q, ee_exit_policy *p) {
+    ee_exit_policy stored;
+    ee_status s = ee_net_policy(ctx, net, &stored);
+    if (s && s != EE_ERR_ARG) check(s, ctx); /* a stored policy that does not parse */
+    if (q >= 0) {
+        ee_policy_shared(p, EE_SCORE_MAXPROB, ee_net_num_heads(net), (float)q, s ? 0 : stored.fallback);
+        return 1;
+    }
+    if (s) return 0;
+    *p = stored;
+    return 1;
+}
+
+const char *describe_policy(const ee_exit_policy *p, char *buf, size_t n) {
+    size_t len = (size_t)snprintf(buf, n, "%s, ", ee_score_name(p->kind));
+    int shared = 1;
+    for (int h = 1; h < p->heads - 1; h++) shared &= p->threshold[h] == p->threshold[0];
+    if (shared) len += (size_t)snprintf(buf + len, n - len, "q %.4g", p->threshold[0]);
+    else {
+        len += (size_t)snprintf(buf + len, n - len, "thresholds");
+        for (int h = 0; h < p->heads - 1 && len < n; h++)
+            len += (size_t)snprintf(buf + len, n - len, " %.3g", p->threshold[h] > 1 ? (double)INFINITY : p->threshold[h]);
+    }
+    if (p->temperature_fitted && len < n) len += (size_t)snprintf(buf + len, n - len, ", fitted temperatures");
+    if (p->fallback && len < n) snprintf(buf + len, n - len, ", fallback");
+    return buf;
 }
 
 void print_exit_stats(const ee_exit_stats *st, int heads, int n, double final_acc, int json) {

@@ -56,6 +56,16 @@ void parse_trigger(const char *cmd, const char *s, ee_trigger *t);
 
 /* "CxHxW" (e.g. 3x32x32) into c, h, w, or a usage error naming cmd and option */
 void parse_shape(const cli_args *a, int *c, int *h, int *w);
+/* The exit policy to use for a model: with q >= 0 one shared max-softmax threshold q (the stored policy's fallback
+ * kept); else the model's own. Returns 0 if the model has none (and q < 0), 1 otherwise. */
+int model_policy(ee_ctx *ctx, const ee_net *net, double q, ee_exit_policy *p);
+/* "maxprob, per-exit thresholds 0.81 0.92 ..., fitted temperatures" */
+const char *describe_policy(const ee_exit_policy *p, char *buf, size_t n);
+/* "1%" or a fraction such as 0.01, in [0, max]; a usage error naming cmd and opt otherwise */
+double parse_fraction(const char *cmd, const char *opt, const char *v, double max);
+/* every head's outputs on the model's validation split (the last nval training images; nval < 0: as many as the
+ * model was trained with), normalised as the model expects */
+ee_outputs *validation_outputs(ee_ctx *ctx, ee_net *net, const char *model, const char *data, int nval);
 /* an early-exit summary line (text) or object (JSON) */
 void print_exit_stats(const ee_exit_stats *st, int heads, int n, double final_acc, int json);
 
@@ -68,4 +78,5 @@ int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_analyze(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
 #endif

@@ -108,15 +108,18 @@ int cmd_eval(int argc, char **argv) {
             }
         }
         if (H > 1) {
-            const char *qs = ee_net_meta(net, "exit.q"), *fb = ee_net_meta(net, "exit.fallback");
-            int fallback = fb && !strcmp(fb, "1");
-            double q = qopt >= 0 ? qopt : qs ? atof(qs) : -1;
-            if (q >= 0) {
+            ee_exit_policy pol;
+            int have = model_policy(ctx, net, qopt, &pol), fallback = have ? pol.fallback : 0;
+            if (have) {
                 ee_exit_stats st;
-                ee_exit_simulate(m[k].out, m[k].cost, (float)q, fallback, &st);
-                if (json) { printf(",\"early_exit\":"); print_exit_stats(&st, H, ds->n, m[k].acc[H - 1], 1); }
-                else {
-                    printf("early exits (%s):\n", qopt >= 0 ? "threshold given" : "calibrated threshold");
+                char desc[512];
+                check(ee_policy_simulate(ctx, m[k].out, m[k].cost, &pol, &st), ctx);
+                if (json) {
+                    printf(",\"policy\":\"%s\",\"early_exit\":", js(describe_policy(&pol, desc, sizeof desc)));
+                    print_exit_stats(&st, H, ds->n, m[k].acc[H - 1], 1);
+                } else {
+                    printf("early exits (%s: %s):\n", qopt >= 0 ? "threshold given" : "calibrated policy",
+                           describe_policy(&pol, desc, sizeof desc));
                     print_exit_stats(&st, H, ds->n, m[k].acc[H - 1], 0);
                 }
             }

@@ -10,7 +10,10 @@ static const char *infer_help =
     "Classifies inputs with early exits: PNG or JPEG images (converted to the model's channels and resized\n"
     "to its input size), IDX image files (MNIST, Fashion-MNIST; .gz or raw) and CIFAR binary batches.\n"
     "Prints, for each input, the class, its confidence, the exit taken and its cost (%% of the CNN).\n"
-    "  --q X          threshold (default: the model's calibrated one; 1.01 = never exit early)\n"
+    "  --q X          one shared max-softmax threshold (default: the model's calibrated policy; 1.01 = never\n"
+    "                 exit early)\n"
+    "  --deadline D   anytime: at most D per image, as a share of the CNN's FLOPs ('40%') or in microseconds\n"
+    "                 ('300us'); when it runs out the most confident exit so far answers, and the output says so\n"
     "  --fallback     the most confident output when no IC fires (default: as calibrated)\n"
     "  --limit N      at most N images from each IDX or CIFAR file (default 20)\n"
     "  --batch N      images per batch (default 64)   --threads N   --json (one object per input)\n";
@@ -95,15 +98,16 @@ static void load_image(ee_ctx *ctx, const ee_net *net, const char *path, input_s
     free(x);
 }
 
-enum { O_Q = 256, O_FALLBACK, O_LIMIT, O_BATCH, O_THREADS, O_JSON };
+enum { O_Q = 256, O_FALLBACK, O_LIMIT, O_BATCH, O_THREADS, O_JSON, O_DEADLINE };
 static const struct option infer_opts[] = {
     {"q", required_argument, NULL, O_Q}, {"fallback", no_argument, NULL, O_FALLBACK},
     {"limit", required_argument, NULL, O_LIMIT}, {"batch", required_argument, NULL, O_BATCH},
     {"threads", required_argument, NULL, O_THREADS}, {"json", no_argument, NULL, O_JSON},
-    {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    {"deadline", required_argument, NULL, O_DEADLINE}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 int cmd_infer(int argc, char **argv) {
     int limit = 20, batch = 64, json = 0, threads = 0, fallback = -1;
+    const char *deadline = NULL;
     double q = -1;
     cli_args a = {"infer", infer_help, infer_opts, NULL, argc, argv, -1, 0};
     for (int c; (c = cli_next(&a)) != -1;) {
@@ -114,6 +118,7 @@ int cmd_infer(int argc, char **argv) {
         case O_BATCH: batch = (int)cli_int(&a, 1, 4096); break;
         case O_THREADS: threads = (int)cli_int(&a, 0, 256); break;
         case O_JSON: json = 1; break;
+        case O_DEADLINE: deadline = optarg; break;
         }
     }
     if (cli_npos(&a) < 2) usage_error("infer: give a model and at least one input (see eenn infer --help)");
@@ -124,8 +129,10 @@ int cmd_infer(int argc, char **argv) {
     ee_ctx_set_threads(ctx, threads);
     ee_net *net = NULL;
     check(ee_net_load(ctx, model, &net), ctx);
-    if (q < 0) q = ee_net_meta(net, "exit.q") ? atof(ee_net_meta(net, "exit.q")) : 1.01;
-    if (fallback < 0) fallback = ee_net_meta(net, "exit.fallback") && !strcmp(ee_net_meta(net, "exit.fallback"), "1");
+    ee_exit_policy pol;
+    if (!model_policy(ctx, net, q, &pol)) /* never calibrated: no early exit */
+        ee_policy_shared(&pol, EE_SCORE_MAXPROB, ee_net_num_heads(net), 1.01f, 0);
+    if (fallback >= 0) pol.fallback = fallback;
     int C, H, W;
     ee_net_input_shape(net, &C, &H, &W);
     input_set set = {0};
@@ -134,22 +141,36 @@ int cmd_infer(int argc, char **argv) {
     check(ee_net_prepare(ctx, net, batch, 0), ctx);
     check(ee_net_seal(ctx, net), ctx); /* one copy of the weights: packed for the kernel */
     int heads = ee_net_num_heads(net);
-    double cost[16];
-    ee_net_head_costs(net, cost, NULL);
-    uint8_t pred[4096], ex[4096];
+    double cost[EE_MAX_HEADS], flops[EE_MAX_HEADS];
+    ee_net_head_costs(net, cost, flops);
+    ee_infer_limits lim = {0, 0, 0};
+    if (deadline) { /* a share of the CNN's FLOPs ("40%") or microseconds ("500us") */
+        size_t l = strlen(deadline);
+        if (l > 2 && !strcmp(deadline + l - 2, "us")) {
+            char *end;
+            lim.deadline_us = strtod(deadline, &end);
+            if (end != deadline + l - 2 || !(lim.deadline_us > 0)) usage_error("infer --deadline: '%s' is not a time", deadline);
+        } else {
+            lim.deadline_flops = parse_fraction("infer", "--deadline", deadline, 100) * flops[heads - 1] / cost[heads - 1];
+            if (!(lim.deadline_flops > 0)) usage_error("infer --deadline: '%s' must be above 0", deadline);
+        }
+    }
+    uint8_t pred[4096], ex[4096], why[4096];
     float conf[4096];
+    static const char *const reason[] = {"policy", "final", "deadline", "budget"};
     for (int i = 0; i < set.n; i += batch) {
         int n = set.n - i < batch ? set.n - i : batch;
-        check(ee_infer_exits(ctx, net, set.x + (size_t)i * set.img, n, (float)q, fallback, pred, conf, ex), ctx);
+        check(ee_infer_policy(ctx, net, set.x + (size_t)i * set.img, n, &pol, &lim, pred, conf, ex, why), ctx);
         for (int j = 0; j < n; j++) {
             char nm[32];
             head_name(net, ex[j], nm, sizeof nm);
             if (json)
-                printf("{\"input\":\"%s\",\"class\":%d,\"confidence\":%.4f,\"exit\":\"%s\",\"exit_index\":%d,\"cost\":%.4f}\n",
-                       js(set.names[i + j]), pred[j], conf[j], nm, ex[j], cost[ex[j]]);
+                printf("{\"input\":\"%s\",\"class\":%d,\"confidence\":%.4f,\"exit\":\"%s\",\"exit_index\":%d,\"cost\":%.4f,"
+                       "\"stopped_by\":\"%s\"}\n", js(set.names[i + j]), pred[j], conf[j], nm, ex[j], cost[ex[j]], reason[why[j]]);
             else
-                printf("%s: class %d, confidence %.3f, exit %s of %d, cost %.1f%% of the CNN\n", set.names[i + j], pred[j],
-                       conf[j], nm, heads, cost[ex[j]] * 100);
+                printf("%s: class %d, confidence %.3f, exit %s of %d, cost %.1f%% of the CNN%s\n", set.names[i + j], pred[j],
+                       conf[j], nm, heads, cost[ex[j]] * 100,
+                       why[j] == EE_EXIT_DEADLINE ? " (deadline: the most confident exit so far)" : "");
         }
     }
     for (int i = 0; i < set.n; i++) free(set.names[i]);

@@ -10,8 +10,9 @@ static const char *main_help =
     "  train   train a CNN, or an SDN (--mode sdn, or --mode ic-only on a trained CNN)\n"
     "  eval    accuracy of a model (per exit for an SDN), or several models side by side\n"
     "  info    parameters and FLOPs per layer of a model or a built-in architecture\n"
-    "  calibrate  pick an SDN's early-exit threshold on the validation split\n"
+    "  calibrate  pick a model's exit policy on the validation split (an accuracy drop or a cost budget)\n"
     "  infer   classify images or dataset files with early exits\n"
+    "  compare every exit method on the same models and data: accuracy, FLOPs, measured speed\n"
     "  bench   inference and training speed, and measured early-exit speedup (--exits)\n"
     "  analyze overthinking in an SDN: wasteful and destructive effects, confusion metric, backdoors\n"
     "  report  the analysis as one self-contained HTML page with charts, Grad-CAM and image galleries\n";
@@ -21,7 +22,8 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "--version")) { puts("eenn " EE_VERSION_STRING); return 0; }
     static const struct { const char *name; int (*run)(int, char **); } commands[] = {
         {"train", cmd_train}, {"eval", cmd_eval}, {"info", cmd_info}, {"bench", cmd_bench},
-        {"calibrate", cmd_calibrate}, {"infer", cmd_infer}, {"analyze", cmd_analyze}, {"report", cmd_report}};
+        {"calibrate", cmd_calibrate}, {"infer", cmd_infer}, {"compare", cmd_compare}, {"analyze", cmd_analyze},
+        {"report", cmd_report}};
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
     usage_error("unknown command '%s' (eenn --help lists them)", argv[1]);

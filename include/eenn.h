@@ -304,13 +304,14 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
 ee_status ee_evaluate(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int batch, ee_eval_result *res);
 
 /* ---------------------------------------------------------------- early exits */
-/* Predictions and confidences (max softmax) of every head on a dataset, for exit analysis and calibration. */
+/* Predictions, confidences (max softmax) and logits of every head on a dataset, for exit analysis and calibration. */
 typedef struct {
     int n, heads, classes;
     uint8_t *pred;   /* n x heads */
     float *conf;     /* n x heads */
     uint8_t *label;  /* n */
     float *prob;     /* n x heads x classes softmax; NULL unless asked for (the confusion metric needs it) */
+    float *logits;   /* n x heads x classes: what exit policies score */
 } ee_outputs;
 /* Runs every head on ds (eval mode, un-augmented); batch 0 means 256. with_prob: also keep every head's
  * softmax (o->prob). */
@@ -320,22 +321,104 @@ void ee_outputs_free(ee_outputs *o);
 void ee_head_accuracy(const ee_outputs *o, double *acc);
 
 typedef struct {
-    float q;
+    float q;                      /* the (first) threshold */
     double acc, cost;             /* accuracy and average cost (in the units of `cost`) */
     int exits[EE_MAX_HEADS];
 } ee_exit_stats;
-/* Exit rule: the first IC whose confidence is >= q; if none, the final head, or with fallback the most
- * confident of all heads (the SDN reference). cost[h]: the cost charged for exiting at head h. */
+
+/* ---------------------------------------------------------------- exit policies */
+/* How confident an exit is, from its softmax on logits divided by the exit's temperature; every score is in
+ * [0, 1] and higher means more confident. A new kind is one function and one line in the table of policy.c. */
+typedef enum {
+    EE_SCORE_MAXPROB = 0, /* the largest probability (SDN, SideNet) */
+    EE_SCORE_ENTROPY,     /* 1 - H(p) / log K: BranchyNet's rule, normalised entropy at most 1 - threshold */
+    EE_SCORE_MARGIN,      /* the largest probability minus the second */
+} ee_score_kind;
+int ee_score_count(void);
+const char *ee_score_name(int kind);      /* "maxprob", "entropy", "margin"; NULL if out of range */
+const char *ee_score_describe(int kind);  /* one line for help texts */
+int ee_score_find(const char *name);      /* the kind, or -1 */
+/* the score of one logit row (k classes) at temperature T, and its argmax in *pred (may be NULL) */
+float ee_score_logits(int kind, const float *logits, int k, float temperature, uint8_t *pred);
+
+typedef enum { EE_TARGET_NONE = 0, EE_TARGET_DROP, EE_TARGET_BUDGET } ee_target_kind;
+
+/* An exit policy: a sample leaves at the first internal classifier h whose score reaches threshold[h]; if none
+ * does, the final head answers (with fallback: the head with the highest score). The library stores it in the
+ * model file (ee_net_set_policy) with how it was calibrated. */
+typedef struct {
+    int kind;                         /* ee_score_kind */
+    int heads;                        /* the network's heads, ICs and the final one */
+    float threshold[EE_MAX_HEADS];    /* per IC; above 1 never exits there (the final head's is unused) */
+    float temperature[EE_MAX_HEADS];  /* head h's logits are divided by this before the softmax; 1 = none */
+    int fallback;
+    /* how it was calibrated */
+    int per_exit;                     /* thresholds searched per exit (else one shared threshold) */
+    int temperature_fitted;           /* temperatures fitted by NLL on the calibration split */
+    ee_target_kind target;
+    double target_value;              /* the allowed accuracy drop, or the cost budget, as a fraction */
+    char split[16];                   /* "validation" */
+    int samples;                      /* calibration samples */
+} ee_exit_policy;
+/* one shared threshold q for every IC, temperatures 1 */
+void ee_policy_shared(ee_exit_policy *p, int kind, int heads, float q, int fallback);
+/* The model's policy: the stored one, or for files calibrated before policies existed the single max-softmax
+ * threshold of their exit.q. EE_ERR_ARG if the model was never calibrated. */
+ee_status ee_net_policy(ee_ctx *ctx, const ee_net *net, ee_exit_policy *p);
+/* Keeps p with the network; ee_net_save writes it. */
+ee_status ee_net_set_policy(ee_ctx *ctx, ee_net *net, const ee_exit_policy *p);
+/* The policy's one-line text form (as stored in the model file), and back. */
+ee_status ee_policy_to_text(ee_ctx *ctx, const ee_exit_policy *p, char *buf, size_t cap);
+ee_status ee_policy_from_text(ee_ctx *ctx, const char *text, ee_exit_policy *p);
+
+/* Exits under p on collected outputs: accuracy, average cost (cost[h]: the cost charged for exiting at head h) and
+ * exit counts; or each sample's exit and prediction (either may be NULL). */
+ee_status ee_policy_simulate(ee_ctx *ctx, const ee_outputs *o, const double *cost, const ee_exit_policy *p,
+                             ee_exit_stats *st);
+ee_status ee_policy_assign(ee_ctx *ctx, const ee_outputs *o, const ee_exit_policy *p, uint8_t *exit_head,
+                           uint8_t *pred);
+/* Per-head temperatures minimising the negative log-likelihood of val's labels (temperature scaling). */
+ee_status ee_fit_temperatures(ee_ctx *ctx, const ee_outputs *val, float *temperature);
+
+/* What calibration holds to. EE_TARGET_DROP: the lowest average cost whose accuracy is at least the final head's
+ * minus value; EE_TARGET_BUDGET: the highest accuracy whose average cost is at most value (a fraction of the
+ * CNN's cost, in the units of `cost`). */
+typedef struct {
+    int kind;              /* ee_score_kind */
+    ee_target_kind target;
+    double value;
+    int per_exit;          /* one threshold per exit (coordinate descent from the best shared one) */
+    int fit_temperature;   /* temperatures fitted first */
+    int fallback;
+    char split[16];        /* recorded in the policy ("validation" if empty) */
+} ee_calibration;
+/* Searches the thresholds on val (docs/design.md, "Exit policies"); st: the policy's numbers on val (may be NULL).
+ * Per-exit thresholds are never worse on val than the best shared threshold. */
+ee_status ee_calibrate_policy(ee_ctx *ctx, const ee_outputs *val, const double *cost, const ee_calibration *c,
+                              ee_exit_policy *p, ee_exit_stats *st);
+
+/* Limits of one inference call (0: none). deadline_flops / deadline_us: per sample, an anytime answer: before
+ * computing the next exit, a sample whose deadline would be passed stops and answers with the most confident
+ * exit computed so far. batch_flops: a FLOPs budget for the whole batch, spent on the least confident samples:
+ * after each IC, if the budget cannot take every remaining sample to the next exit, the most confident of them
+ * answer here. FLOPs are the network's true FLOPs up to each exit. */
+typedef struct {
+    double deadline_flops, deadline_us, batch_flops;
+} ee_infer_limits;
+enum { EE_EXIT_POLICY = 0, EE_EXIT_FINAL = 1, EE_EXIT_DEADLINE = 2, EE_EXIT_BUDGET = 3 };
+/* Early-exit inference on n samples (x NHWC) under policy p: each sample stops at its exit, the batch is compacted
+ * after every IC. Writes the class, its confidence (max softmax of the answering head), the exit whose cost was
+ * paid and, if why is not NULL, why it stopped there (EE_EXIT_*). lim may be NULL. */
+ee_status ee_infer_policy(ee_ctx *ctx, ee_net *net, const float *x, int n, const ee_exit_policy *p,
+                          const ee_infer_limits *lim, uint8_t *pred, float *conf, uint8_t *exit_head, uint8_t *why);
+
+/* The single max-softmax threshold q of the SDN paper, as policies with one shared threshold:
+ * exits on collected outputs, calibration within an accuracy drop, real inference, and each sample's exit. */
 void ee_exit_simulate(const ee_outputs *o, const double *cost, float q, int fallback, ee_exit_stats *st);
-/* The lowest-cost q whose accuracy on `val` is at least the final head's minus max_drop (a fraction). */
 ee_status ee_calibrate(ee_ctx *ctx, const ee_outputs *val, const double *cost, double max_drop, int fallback,
                        ee_exit_stats *best);
-/* Early-exit inference on n samples (x NHWC): stops at the exit for each sample, compacting the batch after
- * every IC. Writes the predicted class, its confidence and the head that answered. */
 ee_status ee_infer_exits(ee_ctx *ctx, ee_net *net, const float *x, int n, float q, int fallback, uint8_t *pred,
                          float *conf, uint8_t *exit_head);
-
-/* The exit each sample takes under the rule of ee_exit_simulate, and the prediction it ends with. */
 void ee_exit_assign(const ee_outputs *o, float q, int fallback, uint8_t *exit_head, uint8_t *pred);
 
 /* ---------------------------------------------------------------- overthinking (SDN paper, section 5) */

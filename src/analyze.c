@@ -8,14 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void ee_exit_assign(const ee_outputs *o, float q, int fallback, uint8_t *exit_head, uint8_t *pred) {
-    for (int i = 0; i < o->n; i++) {
-        int use, e = ee_exit_rule(o, i, q, fallback, &use);
-        if (exit_head) exit_head[i] = (uint8_t)e;
-        if (pred) pred[i] = o->pred[(size_t)i * o->heads + use];
-    }
-}
-
 void ee_nominal_costs(int heads, double *cost) {
     int ics = heads - 1;
     for (int h = 0; h < ics; h++) cost[h] = ics <= 6 ? 0.15 * (h + 1) : 0.9 * (h + 1) / ics;

@@ -1,15 +1,15 @@
-/* exits.c: early exits. Per-head predictions and confidences of a dataset, the exit rule (the first IC whose
- * max softmax is >= q; otherwise the final output, or optionally the most confident of all outputs as in the
- * reference), threshold calibration on a held-out split, and real early-exit inference that stops at the exit
- * for a single sample and compacts the batch after every IC so that exited samples cost nothing more. */
+/* exits.c: early exits. Per-head predictions, confidences and logits of a dataset, and real early-exit inference
+ * under an exit policy (policy.c decides): it stops at the exit for a single sample and compacts the batch after
+ * every IC so that exited samples cost nothing more, with per-sample deadlines and a batch FLOPs budget. */
 #include "internal.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void ee_outputs_free(ee_outputs *o) {
     if (!o) return;
-    free(o->pred); free(o->conf); free(o->label); free(o->prob);
+    free(o->pred); free(o->conf); free(o->label); free(o->prob); free(o->logits);
     free(o);
 }
 
@@ -44,8 +44,9 @@ ee_status ee_collect_outputs(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int
         o->pred = malloc((size_t)ds->n * H);
         o->conf = malloc((size_t)ds->n * H * sizeof(float));
         o->label = malloc(ds->n);
+        o->logits = malloc((size_t)ds->n * H * K * sizeof(float));
     }
-    if (!o || !x || !idx || !o->pred || !o->conf || !o->label || (with_prob && !o->prob)) {
+    if (!o || !x || !idx || !o->pred || !o->conf || !o->label || !o->logits || (with_prob && !o->prob)) {
         ee_outputs_free(o); ee_free(x); free(idx);
         return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
     }
@@ -57,6 +58,7 @@ ee_status ee_collect_outputs(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int
         for (int h = 0; h < H; h++) {
             const float *z = ee_net_head_output(net, h);
             for (int j = 0; j < n; j++) {
+                memcpy(o->logits + ((size_t)(i + j) * H + h) * K, z + (size_t)j * K, sizeof(float) * K);
                 top1(z + (size_t)j * K, K, &o->pred[(size_t)(i + j) * H + h], &o->conf[(size_t)(i + j) * H + h]);
                 if (o->prob) {
                     float *p = o->prob + ((size_t)(i + j) * H + h) * K;
@@ -74,34 +76,6 @@ ee_status ee_collect_outputs(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int
     return EE_OK;
 }
 
-int ee_exit_rule(const ee_outputs *o, int i, float q, int fallback, int *answer) {
-    int H = o->heads, e = H - 1, use = H - 1;
-    const float *c = o->conf + (size_t)i * H;
-    for (int h = 0; h < H - 1; h++)
-        if (c[h] >= q) { e = use = h; break; }
-    if (e == H - 1 && fallback)
-        for (int h = 0; h < H; h++)
-            if (c[h] > c[use]) use = h;
-    *answer = use;
-    return e;
-}
-
-void ee_exit_simulate(const ee_outputs *o, const double *cost, float q, int fallback, ee_exit_stats *st) {
-    int H = o->heads, right = 0;
-    double total = 0;
-    memset(st, 0, sizeof *st);
-    for (int i = 0; i < o->n; i++) {
-        const uint8_t *p = o->pred + (size_t)i * H;
-        int use, e = ee_exit_rule(o, i, q, fallback, &use);
-        st->exits[e]++;
-        total += cost[e];
-        right += p[use] == o->label[i];
-    }
-    st->acc = (double)right / o->n;
-    st->cost = total / o->n;
-    st->q = q;
-}
-
 void ee_head_accuracy(const ee_outputs *o, double *acc) {
     for (int h = 0; h < o->heads; h++) {
         int right = 0;
@@ -110,55 +84,113 @@ void ee_head_accuracy(const ee_outputs *o, double *acc) {
     }
 }
 
-ee_status ee_calibrate(ee_ctx *ctx, const ee_outputs *val, const double *cost, double max_drop, int fallback,
-                       ee_exit_stats *best) {
-    if (!(max_drop >= 0 && max_drop <= 1)) return ee_fail(ctx, EE_ERR_ARG, "the accuracy drop must be in [0, 1]");
-    if (val->heads < 2) return ee_fail(ctx, EE_ERR_ARG, "the network has no internal classifiers to calibrate");
-    double acc[EE_MAX_HEADS];
-    ee_head_accuracy(val, acc);
-    double floor_acc = acc[val->heads - 1] - max_drop;
-    /* q = 1.01 never exits early: always allowed */
-    ee_exit_simulate(val, cost, 1.01f, fallback, best);
-    for (int i = 0; i <= 1000 + 40; i++) {
-        /* a uniform grid, then a fine one near 1 where softmax confidences pile up */
-        float q = i <= 1000 ? i / 1000.0f : (float)(1.0 - pow(10.0, -3.0 - (i - 1000) * 0.1));
-        ee_exit_stats st;
-        ee_exit_simulate(val, cost, q, fallback, &st);
-        if (st.acc >= floor_acc - 1e-12 && (st.cost < best->cost - 1e-12 || (fabs(st.cost - best->cost) <= 1e-12 && st.acc > best->acc)))
-            *best = st;
-    }
-    return EE_OK;
+/* time since t0 in microseconds */
+static double elapsed_us(const struct timespec *t0) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) * 1e6 + (t.tv_nsec - t0->tv_nsec) * 1e-3;
 }
 
-/* Real early exits: run up to each IC, let samples whose confidence reaches q leave, compact the rest. */
-ee_status ee_infer_exits(ee_ctx *ctx, ee_net *net, const float *x, int n, float q, int fallback, uint8_t *pred,
-                         float *conf, uint8_t *exit_head) {
+typedef struct { float score; int j; } ranked;
+static int by_score_desc(const void *a, const void *b) {
+    const ranked *x = a, *y = b;
+    return x->score < y->score ? 1 : x->score > y->score ? -1 : x->j - y->j;
+}
+
+/* Real early exits: run up to each IC, score its outputs under the policy, let the samples that exit leave and
+ * compact the rest. Every sample keeps its best-scoring head so far, for the fallback and for anytime answers. */
+ee_status ee_infer_policy(ee_ctx *ctx, ee_net *net, const float *x, int n, const ee_exit_policy *p,
+                          const ee_infer_limits *lim, uint8_t *pred, float *conf, uint8_t *exit_head, uint8_t *why) {
     if (n > net->max_batch) return ee_fail(ctx, EE_ERR_ARG, "batch of %d exceeds the prepared size %d", n, net->max_batch);
+    if (n < 1) return EE_OK;
     int H = net->nheads, K = net->classes, from = 0, active = n;
-    int orig[4096], *map = n <= 4096 ? orig : malloc(n * sizeof(int)), keep_buf[4096], *keep = n <= 4096 ? keep_buf : malloc(n * sizeof(int));
-    float best_c[4096], *bc = n <= 4096 ? best_c : malloc(n * sizeof(float));
-    if (!map || !keep || !bc) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < n; i++) { map[i] = i; bc[i] = -1; }
+    if (p->kind < 0 || p->kind >= ee_score_count()) return ee_fail(ctx, EE_ERR_ARG, "unknown exit score kind %d", p->kind);
+    if (p->heads && p->heads != H)
+        return ee_fail(ctx, EE_ERR_ARG, "the exit policy is for %d heads, the network has %d", p->heads, H);
+    ee_infer_limits none = {0, 0, 0};
+    if (!lim) lim = &none;
+    double frac[EE_MAX_HEADS], flops[EE_MAX_HEADS];
+    ee_net_head_costs(net, frac, flops);
+    if (lim->deadline_flops > 0 && lim->deadline_flops < flops[0])
+        return ee_fail(ctx, EE_ERR_ARG, "a deadline of %.0f FLOPs is below the first exit's %.0f", lim->deadline_flops,
+                       flops[0]);
+    if (lim->batch_flops > 0 && lim->batch_flops < flops[0] * n)
+        return ee_fail(ctx, EE_ERR_ARG, "a budget of %.0f FLOPs cannot take %d samples to the first exit (%.0f each)",
+                       lim->batch_flops, n, flops[0]);
+    int *map = malloc(sizeof(int) * n), *keep = malloc(sizeof(int) * n);
+    float *best = malloc(sizeof(float) * n), *sc = malloc(sizeof(float) * n), *cf = malloc(sizeof(float) * n);
+    float *bconf = malloc(sizeof(float) * n);
+    uint8_t *bpred = malloc(n), *pr = malloc(n);
+    ranked *rank = malloc(sizeof(ranked) * n);
     ee_status s = EE_OK;
-    for (int h = 0; h < H && active > 0 && !s; h++) {
+    if (!map || !keep || !best || !sc || !cf || !bconf || !bpred || !pr || !rank) {
+        s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n; i++) { map[i] = i; best[i] = -1; }
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double spent = 0; /* FLOPs the batch has used so far */
+    for (int h = 0; h < H && active > 0; h++) {
         int to = h == H - 1 ? net->nnodes : net->heads[h] + 1;
         if ((s = ee_net_forward_range(ctx, net, from ? NULL : x, from, to, active, 0))) break;
+        spent += (flops[h] - (h ? flops[h - 1] : 0)) * active;
         const float *z = ee_net_head_output(net, h);
+        for (int j = 0; j < active; j++) {
+            int o = map[j];
+            sc[j] = ee_score_logits(p->kind, z + (size_t)j * K, K, p->temperature[h], &pr[j]);
+            /* the max softmax of this head: the confidence reported when it answers */
+            cf[j] = p->kind == EE_SCORE_MAXPROB && p->temperature[h] == 1.0f
+                        ? sc[j] : ee_score_logits(EE_SCORE_MAXPROB, z + (size_t)j * K, K, 1, NULL);
+            if (h < H - 1 && sc[j] > best[o]) { best[o] = sc[j]; bpred[o] = pr[j]; bconf[o] = cf[j]; }
+        }
+        /* the answer of sample j if it stops here: this head's, or (with fallback at the final head, or when a
+         * limit stops it) the most confident IC's so far if it beats this head (ties go to this head, as in the
+         * simulation) */
+#define ANSWER(j, reason, use_best)                                                                                  \
+    do {                                                                                                             \
+        int o_ = map[j], b_ = (use_best) && best[o_] > sc[j];                                                        \
+        pred[o_] = b_ ? bpred[o_] : pr[j];                                                                           \
+        conf[o_] = b_ ? bconf[o_] : cf[j];                                                                           \
+        exit_head[o_] = (uint8_t)h;                                                                                  \
+        if (why) why[o_] = (uint8_t)(reason);                                                                        \
+    } while (0)
         int nk = 0;
         for (int j = 0; j < active; j++) {
-            uint8_t p;
-            float c;
-            top1(z + (size_t)j * K, K, &p, &c);
-            int o = map[j];
-            if (h == H - 1 || c >= q) {
-                if (h == H - 1 && fallback && bc[o] > c) { exit_head[o] = (uint8_t)h; continue; }
-                pred[o] = p; conf[o] = c; exit_head[o] = (uint8_t)h;
-            } else {
-                if (fallback && c > bc[o]) { bc[o] = c; pred[o] = p; conf[o] = c; }
-                keep[nk++] = j;
-            }
+            if (h == H - 1) ANSWER(j, EE_EXIT_FINAL, p->fallback);
+            else if (sc[j] >= p->threshold[h]) ANSWER(j, EE_EXIT_POLICY, 0);
+            else keep[nk++] = j;
         }
         if (h == H - 1) break;
+        /* the limits: can the remaining samples afford the next exit? */
+        double seg = flops[h + 1] - flops[h];
+        int force_all = 0;
+        if (lim->deadline_flops > 0 && flops[h + 1] > lim->deadline_flops) force_all = 1;
+        if (lim->deadline_us > 0 && nk > 0) {
+            double us = elapsed_us(&t0), rate = us / (spent > 0 ? spent : 1); /* microseconds per FLOP so far */
+            if (us + rate * seg * nk > lim->deadline_us) force_all = 1;
+        }
+        if (force_all) {
+            for (int k = 0; k < nk; k++) ANSWER(keep[k], EE_EXIT_DEADLINE, 1);
+            nk = 0;
+        } else if (lim->batch_flops > 0 && nk > 0) {
+            double room = lim->batch_flops - spent;
+            int afford = seg > 0 ? (int)fmin((double)nk, floor(room / seg + 1e-9)) : nk;
+            if (afford < 0) afford = 0;
+            if (afford < nk) { /* the most confident of the remaining samples answer here */
+                for (int k = 0; k < nk; k++) rank[k] = (ranked){sc[keep[k]], keep[k]};
+                qsort(rank, nk, sizeof *rank, by_score_desc);
+                int stop = nk - afford;
+                for (int k = 0; k < stop; k++) ANSWER(rank[k].j, EE_EXIT_BUDGET, 1);
+                /* keep the others in batch order */
+                int m = 0;
+                for (int k = stop; k < nk; k++) keep[m++] = rank[k].j;
+                for (int a = 1; a < m; a++)
+                    for (int b = a; b > 0 && keep[b - 1] > keep[b]; b--) { int t = keep[b]; keep[b] = keep[b - 1]; keep[b - 1] = t; }
+                nk = m;
+            }
+        }
+#undef ANSWER
         if (nk < active && nk > 0) {
             if ((s = ee_net_compact(ctx, net, to, keep, nk))) break;
             for (int j = 0; j < nk; j++) map[j] = map[keep[j]];
@@ -166,8 +198,14 @@ ee_status ee_infer_exits(ee_ctx *ctx, ee_net *net, const float *x, int n, float 
         active = nk;
         from = to;
     }
-    if (map != orig) free(map);
-    if (keep != keep_buf) free(keep);
-    if (bc != best_c) free(bc);
+done:
+    free(map); free(keep); free(best); free(sc); free(cf); free(bconf); free(bpred); free(pr); free(rank);
     return s;
+}
+
+ee_status ee_infer_exits(ee_ctx *ctx, ee_net *net, const float *x, int n, float q, int fallback, uint8_t *pred,
+                         float *conf, uint8_t *exit_head) {
+    ee_exit_policy p;
+    ee_policy_shared(&p, EE_SCORE_MAXPROB, net->nheads, q, fallback);
+    return ee_infer_policy(ctx, net, x, n, &p, NULL, pred, conf, exit_head, NULL);
 }

@@ -221,8 +221,10 @@ void ee_net_plan_fusion(ee_net *net);
 /* on = 0: no BN folding or ReLU post-ops, so that an eval forward keeps every activation (Grad-CAM backward) */
 /* fusion on or off; an inference-only net re-plans its shared activation buffers (EE_ERR_NOMEM possible) */
 ee_status ee_net_set_fusion(ee_ctx *ctx, ee_net *net, int on);
-/* the exit rule for sample i of o: returns the exit taken; *answer is the head whose prediction is used */
-int ee_exit_rule(const ee_outputs *o, int i, float q, int fallback, int *answer);
+/* the exit of a sample from its heads' scores under p (policy.c); *answer is the head whose prediction is used */
+int ee_policy_decide(const ee_exit_policy *p, const float *score, int heads, int *answer);
+/* removes a metadata entry if present (net.c) */
+void ee_net_unset_meta(ee_net *net, const char *key);
 void ee_dnnl_free(ee_net *net);
 void ee_threads_apply(const ee_ctx *ctx);
 /* row-major C(m,n) = alpha * op(A) op(B) + beta * C; small products in plain C, others through oneDNN */

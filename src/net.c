@@ -652,6 +652,18 @@ const char *ee_net_meta(const ee_net *net, const char *key) {
     return NULL;
 }
 
+void ee_net_unset_meta(ee_net *net, const char *key) {
+    for (int i = 0; i < net->nmeta; i++)
+        if (!strcmp(net->meta_keys[i], key)) {
+            free(net->meta_keys[i]);
+            free(net->meta_vals[i]);
+            net->nmeta--;
+            memmove(net->meta_keys + i, net->meta_keys + i + 1, sizeof *net->meta_keys * (net->nmeta - i));
+            memmove(net->meta_vals + i, net->meta_vals + i + 1, sizeof *net->meta_vals * (net->nmeta - i));
+            return;
+        }
+}
+
 ee_status ee_net_set_meta(ee_ctx *ctx, ee_net *net, const char *key, const char *value) {
     for (int i = 0; i < net->nmeta; i++)
         if (!strcmp(net->meta_keys[i], key)) {

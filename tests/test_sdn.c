@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void test_positions(void) {
     struct { const char *arch; const char *want; } t[] = {
@@ -174,15 +175,21 @@ static void test_ic_only_frozen(void) {
     ee_ctx_free(ctx);
 }
 
-static void test_exits(void) {
-    ee_ctx *ctx = ee_ctx_new();
+/* the small SDN after a little SDN training on ds, so that confidences spread over the exits */
+static ee_net *trained_sdn(ee_ctx *ctx, const ee_dataset *ds) {
     ee_net *net = small_sdn(ctx);
-    if (!net) return;
-    ee_dataset *ds = toy_data(64);
-    /* a little SDN training so that confidences spread over the exits */
+    if (!net) return NULL;
     ee_train_config cfg = {2, 32, {EE_OPTIM_SGD, 0.05f, 0.9f, 1e-4f, 0, 0, 0, 0}, {EE_SCHED_STEP, 0.05f, 0.1f, {0}, 0, 0, 0},
                            {0, 0}, NULL, 0, 0, EE_MODE_SDN};
     CHECK_OK(ctx, ee_train(ctx, net, ds, NULL, NULL, &cfg, NULL, NULL));
+    return net;
+}
+
+static void test_exits(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_dataset *ds = toy_data(64);
+    ee_net *net = trained_sdn(ctx, ds);
+    if (!net) return;
     ee_outputs *o = NULL;
     CHECK_OK(ctx, ee_collect_outputs(ctx, net, ds, 64, 0, &o));
     if (!o) return;
@@ -305,11 +312,200 @@ static void test_calibration(void) {
     ee_ctx_free(ctx);
 }
 
+/* the score kinds on hand-computed softmaxes */
+static void test_scores(void) {
+    float uniform[4] = {0, 0, 0, 0}, z[3];
+    CHECK(fabsf(ee_score_logits(EE_SCORE_ENTROPY, uniform, 4, 1, NULL)) < 1e-6f, "entropy score of a uniform softmax");
+    CHECK(fabsf(ee_score_logits(EE_SCORE_MAXPROB, uniform, 4, 1, NULL) - 0.25f) < 1e-6f, "maxprob of a uniform softmax");
+    CHECK(fabsf(ee_score_logits(EE_SCORE_MARGIN, uniform, 4, 1, NULL)) < 1e-6f, "margin of a uniform softmax");
+    /* p = (0.5, 0.3, 0.2): logits log p */
+    z[0] = logf(0.5f); z[1] = logf(0.3f); z[2] = logf(0.2f);
+    uint8_t top = 9;
+    CHECK(fabsf(ee_score_logits(EE_SCORE_MARGIN, z, 3, 1, &top) - 0.2f) < 1e-6f && top == 0, "margin of (0.5, 0.3, 0.2)");
+    double h = -(0.5 * log(0.5) + 0.3 * log(0.3) + 0.2 * log(0.2)) / log(3.0);
+    CHECK(fabsf(ee_score_logits(EE_SCORE_ENTROPY, z, 3, 1, NULL) - (float)(1 - h)) < 1e-6f, "entropy of (0.5, 0.3, 0.2)");
+    /* temperature 2: p ~ sqrt(p) */
+    double s2 = sqrt(0.5) + sqrt(0.3) + sqrt(0.2);
+    CHECK(fabsf(ee_score_logits(EE_SCORE_MAXPROB, z, 3, 2, NULL) - (float)(sqrt(0.5) / s2)) < 1e-6f, "maxprob at T = 2");
+    CHECK(ee_score_find("entropy") == EE_SCORE_ENTROPY && ee_score_find("nope") < 0 && ee_score_count() == 3,
+          "score kind table");
+}
+
+/* every kind, shared and per-exit thresholds, with and without temperatures: real exits at batch 1 and 64 give
+ * the simulation's exits and predictions; deadlines and batch budgets hold; calibration keeps its promises */
+static void test_policies(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    int n = 64;
+    ee_dataset *ds = toy_data(n);
+    ee_net *net = trained_sdn(ctx, ds);
+    ee_outputs *o = NULL;
+    if (net) CHECK_OK(ctx, ee_collect_outputs(ctx, net, ds, 64, 0, &o));
+    if (!o) return;
+    int H = o->heads;
+    double cost[EE_MAX_HEADS], flops[EE_MAX_HEADS];
+    ee_net_head_costs(net, cost, flops);
+    float *x = malloc((size_t)n * 784 * 4);
+    int idx[64];
+    for (int i = 0; i < n; i++) idx[i] = i;
+    ee_dataset_batch(ctx, ds, idx, n, NULL, x, NULL);
+    CHECK_OK(ctx, ee_net_prepare(ctx, net, n, 0));
+    float T[EE_MAX_HEADS];
+    CHECK_OK(ctx, ee_fit_temperatures(ctx, o, T));
+    for (int kind = 0; kind < ee_score_count(); kind++)
+        for (int variant = 0; variant < 3; variant++) {
+            /* 0: shared threshold at the median score of IC 2; 1: per-exit thresholds at each IC's median;
+             * 2: per-exit with the fitted temperatures */
+            ee_exit_policy p;
+            ee_policy_shared(&p, kind, H, 0, variant == 1);
+            if (variant == 2) memcpy(p.temperature, T, sizeof T);
+            for (int h = 0; h < H - 1; h++) {
+                float sc[64];
+                for (int i = 0; i < n; i++)
+                    sc[i] = ee_score_logits(kind, o->logits + ((size_t)i * H + (variant ? h : 1)) * 10, 10,
+                                            p.temperature[variant ? h : 1], NULL);
+                for (int i = 0; i < n; i++)
+                    for (int j = i + 1; j < n; j++)
+                        if (sc[j] < sc[i]) { float t = sc[i]; sc[i] = sc[j]; sc[j] = t; }
+                p.threshold[h] = 0.5f * (sc[n / 2 - 1] + sc[n / 2]);
+            }
+            uint8_t se[64], sp[64], pb[64], eb[64], p1[64], e1[64];
+            float cb[64], c1[64];
+            CHECK_OK(ctx, ee_policy_assign(ctx, o, &p, se, sp));
+            CHECK_OK(ctx, ee_infer_policy(ctx, net, x, n, &p, NULL, pb, cb, eb, NULL));
+            for (int i = 0; i < n; i++)
+                CHECK_OK(ctx, ee_infer_policy(ctx, net, x + (size_t)i * 784, 1, &p, NULL, p1 + i, c1 + i, e1 + i, NULL));
+            int same64 = 1, same1 = 1, used = 0, seen[EE_MAX_HEADS] = {0};
+            for (int i = 0; i < n; i++) {
+                same64 &= pb[i] == sp[i] && eb[i] == se[i];
+                same1 &= p1[i] == sp[i] && e1[i] == se[i];
+                used += !seen[se[i]]++;
+            }
+            CHECK(same64, "%s variant %d: real exits at batch 64 differ from the simulation", ee_score_name(kind), variant);
+            CHECK(same1, "%s variant %d: real exits at batch 1 differ from the simulation", ee_score_name(kind), variant);
+            CHECK(used >= 2, "%s variant %d: only %d exits used", ee_score_name(kind), variant, used);
+            /* the text form round-trips exactly */
+            char text[2048];
+            ee_exit_policy back;
+            CHECK_OK(ctx, ee_policy_to_text(ctx, &p, text, sizeof text));
+            CHECK_OK(ctx, ee_policy_from_text(ctx, text, &back));
+            CHECK(back.kind == p.kind && back.fallback == p.fallback &&
+                      !memcmp(back.threshold, p.threshold, sizeof(float) * H) &&
+                      !memcmp(back.temperature, p.temperature, sizeof(float) * H),
+                  "%s variant %d: policy text does not round-trip: %s", ee_score_name(kind), variant, text);
+            /* anytime: a deadline between the exits; no sample pays more than it */
+            ee_infer_limits lim = {flops[2] + 1, 0, 0};
+            uint8_t why[64];
+            CHECK_OK(ctx, ee_infer_policy(ctx, net, x, n, &p, &lim, pb, cb, eb, why));
+            int within = 1, deadline = 0;
+            for (int i = 0; i < n; i++) {
+                within &= flops[eb[i]] <= lim.deadline_flops;
+                deadline += why[i] == EE_EXIT_DEADLINE;
+            }
+            CHECK(within, "%s: a sample's FLOPs exceed its deadline", ee_score_name(kind));
+            CHECK(deadline > 0, "%s: no sample stopped at the deadline", ee_score_name(kind));
+            /* a batch budget of 40% of the dense cost: the batch's FLOPs stay within it */
+            ee_infer_limits blim = {0, 0, 0.4 * flops[H - 1] * n};
+            CHECK_OK(ctx, ee_infer_policy(ctx, net, x, n, &p, &blim, pb, cb, eb, why));
+            double total = 0;
+            for (int i = 0; i < n; i++) total += flops[eb[i]];
+            CHECK(total <= blim.batch_flops * (1 + 1e-9), "%s: the batch spent %.0f FLOPs of a %.0f budget",
+                  ee_score_name(kind), total, blim.batch_flops);
+        }
+    /* a deadline below the first exit cannot be met: a clear error */
+    ee_exit_policy p0;
+    ee_policy_shared(&p0, EE_SCORE_MAXPROB, H, 0.5f, 0);
+    ee_infer_limits tiny = {flops[0] / 2, 0, 0};
+    uint8_t a1[64], a2[64];
+    float a3[64];
+    CHECK(ee_infer_policy(ctx, net, x, n, &p0, &tiny, a1, a3, a2, NULL) == EE_ERR_ARG &&
+              strstr(ee_ctx_error(ctx), "deadline"), "a deadline below the first exit: %s", ee_ctx_error(ctx));
+    /* temperatures: a local minimum of the validation NLL (each head: T beats T x 1.1 and T / 1.1) */
+    for (int h = 0; h < H; h++) {
+        double nll[3];
+        for (int v = 0; v < 3; v++) {
+            double t = T[h] * (v == 1 ? 1.1 : v == 2 ? 1 / 1.1 : 1), tot = 0;
+            for (int i = 0; i < n; i++) {
+                const float *z = o->logits + ((size_t)i * H + h) * 10;
+                double mx = z[0], sum = 0;
+                for (int j = 1; j < 10; j++) mx = z[j] > mx ? z[j] : mx;
+                for (int j = 0; j < 10; j++) sum += exp((z[j] - mx) / t);
+                tot += log(sum) - (z[o->label[i]] - mx) / t;
+            }
+            nll[v] = tot;
+        }
+        CHECK(nll[0] <= nll[1] + 1e-9 && nll[0] <= nll[2] + 1e-9, "head %d: T = %g is not a minimum of the NLL", h, T[h]);
+    }
+    /* calibration: per-exit never worse than shared on the calibration split; a budget is kept there */
+    for (int kind = 0; kind < ee_score_count(); kind++) {
+        ee_calibration c = {kind, EE_TARGET_DROP, 0.05, 0, 0, 0, ""};
+        ee_exit_policy ps, pe;
+        ee_exit_stats ss, se;
+        CHECK_OK(ctx, ee_calibrate_policy(ctx, o, cost, &c, &ps, &ss));
+        c.per_exit = 1;
+        CHECK_OK(ctx, ee_calibrate_policy(ctx, o, cost, &c, &pe, &se));
+        double acc[EE_MAX_HEADS];
+        ee_head_accuracy(o, acc);
+        CHECK(se.cost <= ss.cost + 1e-12 && se.acc >= acc[H - 1] - 0.05 - 1e-12,
+              "%s: per-exit cost %.4f (acc %.4f) against shared %.4f", ee_score_name(kind), se.cost, se.acc, ss.cost);
+        ee_exit_stats check_st;
+        CHECK_OK(ctx, ee_policy_simulate(ctx, o, cost, &pe, &check_st));
+        CHECK(fabs(check_st.cost - se.cost) < 1e-12 && fabs(check_st.acc - se.acc) < 1e-12,
+              "%s: calibration's numbers are not the policy's", ee_score_name(kind));
+        ee_calibration b = {kind, EE_TARGET_BUDGET, 0.5, 1, 1, 0, ""};
+        CHECK_OK(ctx, ee_calibrate_policy(ctx, o, cost, &b, &pe, &se));
+        CHECK(se.cost <= 0.5 + 1e-12, "%s: budget 50%%, cost %.4f", ee_score_name(kind), se.cost);
+        CHECK(pe.per_exit && pe.temperature_fitted && pe.target == EE_TARGET_BUDGET && pe.samples == n,
+              "%s: calibration record", ee_score_name(kind));
+    }
+    /* the legacy single threshold: calibration and inference agree with the policy calls */
+    ee_exit_stats lg, pol;
+    CHECK_OK(ctx, ee_calibrate(ctx, o, cost, 0.05, 0, &lg));
+    ee_calibration c = {EE_SCORE_MAXPROB, EE_TARGET_DROP, 0.05, 0, 0, 0, ""};
+    ee_exit_policy pl;
+    CHECK_OK(ctx, ee_calibrate_policy(ctx, o, cost, &c, &pl, &pol));
+    CHECK(lg.q == pol.q && lg.cost == pol.cost, "ee_calibrate q %g against the policy's %g", lg.q, pol.q);
+    /* in the model file: stored by the library, replacing the single-threshold keys of older files */
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/eenn-policy-%ld.eenn", (long)getpid());
+    ee_net *fresh = trained_sdn(ctx, ds);
+    if (fresh) {
+        CHECK_OK(ctx, ee_net_set_meta(ctx, fresh, "exit.q", "0.7"));
+        CHECK_OK(ctx, ee_net_set_meta(ctx, fresh, "exit.fallback", "1"));
+        ee_exit_policy legacy;
+        CHECK_OK(ctx, ee_net_policy(ctx, fresh, &legacy));
+        CHECK(legacy.kind == EE_SCORE_MAXPROB && legacy.threshold[0] == 0.7f && legacy.threshold[H - 2] == 0.7f &&
+                  legacy.fallback == 1 && legacy.temperature[3] == 1, "exit.q read as a shared max-softmax policy");
+        ee_calibration b = {EE_SCORE_ENTROPY, EE_TARGET_BUDGET, 0.5, 1, 1, 0, ""};
+        ee_exit_policy pe;
+        CHECK_OK(ctx, ee_calibrate_policy(ctx, o, cost, &b, &pe, NULL));
+        CHECK_OK(ctx, ee_net_set_policy(ctx, fresh, &pe));
+        CHECK(!ee_net_meta(fresh, "exit.q") && !ee_net_meta(fresh, "exit.fallback"), "exit.q left beside the policy");
+        CHECK_OK(ctx, ee_net_save(ctx, fresh, NULL, 0, path));
+        ee_net *loaded = NULL;
+        CHECK_OK(ctx, ee_net_load(ctx, path, &loaded));
+        ee_exit_policy back;
+        if (loaded) CHECK_OK(ctx, ee_net_policy(ctx, loaded, &back));
+        CHECK(loaded && back.kind == EE_SCORE_ENTROPY && !memcmp(back.threshold, pe.threshold, sizeof(float) * H) &&
+                  !memcmp(back.temperature, pe.temperature, sizeof(float) * H) && back.per_exit && back.samples == n,
+              "the policy does not survive the model file");
+        ee_net_free(loaded);
+        ee_net_free(fresh);
+        remove(path);
+    }
+    free(x);
+    ee_outputs_free(o);
+    ee_dataset_free(ds);
+    ee_net_free(net);
+    ee_ctx_free(ctx);
+}
+
 int main(void) {
     test_positions();
     test_torch_sdn();
     test_ic_only_frozen();
     test_exits();
     test_calibration();
+    test_scores();
+    test_policies();
     return tl_summary("test_sdn");
 }

@@ -1,0 +1,228 @@
+/* compare.c: `eenn compare`: every exit method on the same models and data, in one table. Each method is
+ * calibrated on the model's validation split for the same target (an accuracy drop or a cost budget), then
+ * evaluated on the test split: accuracy, average FLOPs, and real early-exit inference measured at batch 1 (img/s,
+ * p50/p99 latency) and batch 128. */
+#include "common.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* An exit method: how it turns validation outputs into a policy for a target. A new method is one line in the
+ * table below (and, if it calibrates differently, its function). */
+typedef struct method method;
+struct method {
+    const char *name;
+    int kind, temperature, per_exit;
+    ee_status (*calibrate)(ee_ctx *ctx, const method *m, const ee_outputs *val, const double *cost,
+                           ee_target_kind target, double value, ee_exit_policy *p, ee_exit_stats *st);
+};
+
+static ee_status threshold_policy(ee_ctx *ctx, const method *m, const ee_outputs *val, const double *cost,
+                                  ee_target_kind target, double value, ee_exit_policy *p, ee_exit_stats *st) {
+    ee_calibration c = {m->kind, target, value, m->per_exit, m->temperature, 0, "validation"};
+    return ee_calibrate_policy(ctx, val, cost, &c, p, st);
+}
+
+static const method methods[] = {
+    {"maxprob, shared q (SDN)", EE_SCORE_MAXPROB, 0, 0, threshold_policy},
+    {"maxprob, per-exit", EE_SCORE_MAXPROB, 0, 1, threshold_policy},
+    {"maxprob, T, shared", EE_SCORE_MAXPROB, 1, 0, threshold_policy},
+    {"maxprob, T, per-exit", EE_SCORE_MAXPROB, 1, 1, threshold_policy},
+    {"entropy, shared (BranchyNet)", EE_SCORE_ENTROPY, 0, 0, threshold_policy},
+    {"entropy, per-exit", EE_SCORE_ENTROPY, 0, 1, threshold_policy},
+    {"entropy, T, per-exit", EE_SCORE_ENTROPY, 1, 1, threshold_policy},
+    {"margin, shared", EE_SCORE_MARGIN, 0, 0, threshold_policy},
+    {"margin, per-exit", EE_SCORE_MARGIN, 0, 1, threshold_policy},
+    {"margin, T, per-exit", EE_SCORE_MARGIN, 1, 1, threshold_policy},
+};
+#define NMETHODS ((int)(sizeof methods / sizeof *methods))
+
+static const char *compare_help =
+    "usage: eenn compare MODEL... [--max-drop X | --budget B[,B...]] [options]\n"
+    "Every exit method on the same models and data: each is calibrated on the model's validation split for the\n"
+    "same target, then run on the test split. Per method: validation accuracy and cost (what the thresholds were\n"
+    "chosen on), test accuracy, its drop against the final classifier, average FLOPs relative to the CNN, and real\n"
+    "early-exit inference measured at batch 1 (img/s, p50/p99 latency) and batch 128. Methods: every score kind\n"
+    "(maxprob, entropy, margin), with one shared or per-exit thresholds, on raw or temperature-scaled logits (T).\n"
+    "  --max-drop X   the target: at most X below the final classifier on validation (default 1%)\n"
+    "  --budget B     instead: the most accurate policy within an average cost of B of the CNN; several\n"
+    "                 budgets separated by commas ('25%,50%,75%')\n"
+    "  --speed-n N    test images timed at batch 1 (default 500; batch 128 times 4N); 0 = no timing\n"
+    "  --data DIR  --threads N  --json\n";
+
+enum { O_MAX_DROP = 256, O_BUDGET, O_SPEED_N, O_DATA, O_THREADS, O_JSON };
+static const struct option compare_opts[] = {
+    {"max-drop", required_argument, NULL, O_MAX_DROP}, {"budget", required_argument, NULL, O_BUDGET},
+    {"speed-n", required_argument, NULL, O_SPEED_N}, {"data", required_argument, NULL, O_DATA},
+    {"threads", required_argument, NULL, O_THREADS}, {"json", no_argument, NULL, O_JSON},
+    {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+
+typedef struct { double img_s1, img_s128, p50_ms, p99_ms; } speed;
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* real inference of the first n images of x (NHWC, img floats each): under p, or densely (p NULL) */
+static speed measure(ee_ctx *ctx, ee_net *net, const ee_exit_policy *p, const float *x, size_t img, int n) {
+    speed r = {0, 0, 0, 0};
+    if (n <= 0) return r;
+    int n128 = 4 * n;
+    uint8_t *pred = malloc(n128), *ex = malloc(n128);
+    float *conf = malloc(sizeof(float) * n128);
+    double *lat = malloc(sizeof(double) * n);
+    if (!pred || !ex || !conf || !lat) die("out of memory");
+#define RUN(xx, m) (p ? ee_infer_policy(ctx, net, xx, m, p, NULL, pred, conf, ex, NULL) : ee_net_forward(ctx, net, xx, m, 0))
+    for (int i = 0; i < 8 && i < n; i++) check(RUN(x + i * img, 1), ctx); /* warm-up */
+    double t0 = now_s();
+    for (int i = 0; i < n; i++) {
+        double a = now_s();
+        check(RUN(x + i * img, 1), ctx);
+        lat[i] = now_s() - a;
+    }
+    r.img_s1 = n / (now_s() - t0);
+    qsort(lat, n, sizeof *lat, cmp_double);
+    r.p50_ms = lat[n / 2] * 1e3;
+    r.p99_ms = lat[(n * 99) / 100] * 1e3;
+    check(RUN(x, 128), ctx);
+    t0 = now_s();
+    for (int i = 0; i < n128; i += 128) check(RUN(x + i * img, n128 - i < 128 ? n128 - i : 128), ctx);
+    r.img_s128 = n128 / (now_s() - t0);
+#undef RUN
+    free(pred); free(ex); free(conf); free(lat);
+    return r;
+}
+
+int cmd_compare(int argc, char **argv) {
+    const char *data = NULL;
+    double drop = 0.01, budgets[16];
+    int nbudget = 0, speed_n = 500, threads = 0, json = 0, set_drop = 0;
+    cli_args a = {"compare", compare_help, compare_opts, NULL, argc, argv, -1, 0};
+    for (int o; (o = cli_next(&a)) != -1;) {
+        switch (o) {
+        case O_MAX_DROP: drop = parse_fraction("compare", "--max-drop", optarg, 1); set_drop = 1; break;
+        case O_BUDGET: {
+            char buf[256];
+            snprintf(buf, sizeof buf, "%s", optarg);
+            for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
+                if (nbudget == 16) usage_error("compare --budget: at most 16 budgets");
+                budgets[nbudget] = parse_fraction("compare", "--budget", t, 1);
+                if (budgets[nbudget] <= 0) usage_error("compare --budget: '%s' must be above 0", t);
+                nbudget++;
+            }
+            break;
+        }
+        case O_SPEED_N: speed_n = (int)cli_int(&a, 0, 100000); break;
+        case O_DATA: data = optarg; break;
+        case O_THREADS: threads = (int)cli_int(&a, 0, 256); break;
+        case O_JSON: json = 1; break;
+        }
+    }
+    if (!cli_npos(&a)) usage_error("compare: no model file given (see eenn compare --help)");
+    if (set_drop && nbudget) usage_error("compare: --max-drop and --budget exclude each other");
+    ee_ctx *ctx = ee_ctx_new();
+    ee_ctx_set_threads(ctx, threads);
+    int ntargets = nbudget ? nbudget : 1;
+    if (json) printf("{\"methods\":%d,\"models\":[", NMETHODS);
+    for (int k = 0; k < cli_npos(&a); k++) {
+        const char *model = cli_pos(&a)[k];
+        double t_start = now_s();
+        ee_net *net = NULL, *cnn = NULL;
+        check(ee_net_load(ctx, model, &net), ctx);
+        int H = ee_net_num_heads(net);
+        if (H < 2) die("%s: has no internal classifiers to compare exits on", model);
+        const char *dir = data ? data : ee_net_meta(net, "data.dir") ? ee_net_meta(net, "data.dir") : DEFAULT_DATA;
+        fprintf(stderr, "compare: %s: outputs of every exit on the validation and test splits\n", model);
+        ee_outputs *val = validation_outputs(ctx, net, model, dir, -1), *test = NULL;
+        ee_dataset *ds = NULL;
+        check(ee_dataset_load_dir(ctx, dir, "test", &ds), ctx);
+        apply_norm(net, ds);
+        check(ee_collect_outputs(ctx, net, ds, 256, 0, &test), ctx);
+        double cost[EE_MAX_HEADS], vacc[EE_MAX_HEADS], tacc[EE_MAX_HEADS];
+        ee_net_head_costs(net, cost, NULL);
+        ee_head_accuracy(val, vacc);
+        ee_head_accuracy(test, tacc);
+        /* the timed images, and the nets as deployed: sealed, the CNN without its ICs beside the SDN */
+        int ntime = speed_n > 0 ? (4 * speed_n < ds->n ? 4 * speed_n : ds->n) : 0, nb1 = ntime / 4;
+        int C, IH, IW;
+        ee_net_input_shape(net, &C, &IH, &IW);
+        size_t img = (size_t)C * IH * IW;
+        float *x = malloc(sizeof(float) * img * (ntime ? ntime : 1));
+        int *idx = malloc(sizeof(int) * (ntime ? ntime : 1));
+        if (!x || !idx) die("out of memory");
+        for (int i = 0; i < ntime; i++) idx[i] = i;
+        if (ntime) ee_dataset_batch(ctx, ds, idx, ntime, NULL, x, NULL);
+        check(ee_sdn_strip(ctx, net, &cnn), ctx);
+        check(ee_net_prepare(ctx, net, 128, 0), ctx);
+        check(ee_net_prepare(ctx, cnn, 128, 0), ctx);
+        check(ee_net_seal(ctx, net), ctx);
+        check(ee_net_seal(ctx, cnn), ctx);
+        speed dense = measure(ctx, cnn, NULL, x, img, nb1);
+        if (json)
+            printf("%s{\"model\":\"%s\",\"arch\":\"%s\",\"val_n\":%d,\"test_n\":%d,\"final_val_acc\":%.4f,"
+                   "\"final_test_acc\":%.4f,\"timed_images\":[%d,%d],\"cnn\":{\"img_s_b1\":%.1f,\"img_s_b128\":%.1f,"
+                   "\"p50_ms\":%.4f,\"p99_ms\":%.4f},\"targets\":[", k ? "," : "", js(model), js(ee_net_name(net)),
+                   val->n, test->n, vacc[H - 1] * 100, tacc[H - 1] * 100, nb1, 4 * nb1, dense.img_s1,
+                   dense.img_s128, dense.p50_ms, dense.p99_ms);
+        else
+            printf("%s (%s): %d validation / %d test images; final classifier %.2f%% validation, %.2f%% test\n"
+                   "CNN without exits: %.0f img/s at batch 1 (p50 %.3f ms, p99 %.3f ms), %.0f img/s at batch 128\n",
+                   model, ee_net_name(net), val->n, test->n, vacc[H - 1] * 100, tacc[H - 1] * 100, dense.img_s1,
+                   dense.p50_ms, dense.p99_ms, dense.img_s128);
+        for (int t = 0; t < ntargets; t++) {
+            ee_target_kind target = nbudget ? EE_TARGET_BUDGET : EE_TARGET_DROP;
+            double value = nbudget ? budgets[t] : drop;
+            if (json)
+                printf("%s{\"target\":\"%s\",\"value\":%g,\"rows\":[", t ? "," : "",
+                       target == EE_TARGET_DROP ? "drop" : "budget", value);
+            else {
+                if (target == EE_TARGET_DROP)
+                    printf("\ntarget: at most %.2f points below the final classifier on validation\n", value * 100);
+                else
+                    printf("\ntarget: the most accurate policy within %.1f%% of the CNN's cost on validation\n", value * 100);
+                printf("%-30s %8s %7s | %8s %7s %7s %7s | %8s %8s %7s %7s\n", "method", "val acc", "cost", "test acc",
+                       "drop", "cost", "FLOPs", "b1 img/s", "b128", "p50 ms", "p99 ms");
+            }
+            for (int m = 0; m < NMETHODS; m++) {
+                ee_exit_policy p;
+                ee_exit_stats vs, ts;
+                check(methods[m].calibrate(ctx, &methods[m], val, cost, target, value, &p, &vs), ctx);
+                check(ee_policy_simulate(ctx, test, cost, &p, &ts), ctx);
+                speed sp = measure(ctx, net, &p, x, img, nb1);
+                char desc[512];
+                describe_policy(&p, desc, sizeof desc);
+                if (json) {
+                    printf("%s{\"method\":\"%s\",\"policy\":\"%s\",\"val_acc\":%.4f,\"val_cost\":%.5f,\"test_acc\":%.4f,"
+                           "\"test_drop\":%.4f,\"test_cost\":%.5f,\"flops_speedup\":%.3f,\"img_s_b1\":%.1f,"
+                           "\"img_s_b128\":%.1f,\"p50_ms\":%.4f,\"p99_ms\":%.4f,\"speedup_b1\":%.3f,\"speedup_b128\":%.3f,"
+                           "\"exits\":[", m ? "," : "", js(methods[m].name), js(desc), vs.acc * 100, vs.cost, ts.acc * 100,
+                           (tacc[H - 1] - ts.acc) * 100, ts.cost, 1 / ts.cost, sp.img_s1, sp.img_s128, sp.p50_ms,
+                           sp.p99_ms, dense.img_s1 > 0 ? sp.img_s1 / dense.img_s1 : 0,
+                           dense.img_s128 > 0 ? sp.img_s128 / dense.img_s128 : 0);
+                    for (int h = 0; h < H; h++) printf("%s%.4f", h ? "," : "", (double)ts.exits[h] / test->n);
+                    printf("]}");
+                } else {
+                    printf("%-30s %7.2f%% %6.1f%% | %7.2f%% %7.2f %6.1f%% %6.2fx | %8.0f %8.0f %7.3f %7.3f\n",
+                           methods[m].name, vs.acc * 100, vs.cost * 100, ts.acc * 100, (tacc[H - 1] - ts.acc) * 100,
+                           ts.cost * 100, 1 / ts.cost, sp.img_s1, sp.img_s128, sp.p50_ms, sp.p99_ms);
+                }
+                fflush(stdout);
+            }
+            if (json) printf("]}");
+        }
+        double secs = now_s() - t_start;
+        if (json) printf("],\"seconds\":%.1f}", secs);
+        else
+            printf("(drop: test points below the final classifier; FLOPs: the CNN's FLOPs over the average; %d images "
+                   "timed at batch 1, %d at batch 128; %.0f s)\n\n", nb1, 4 * nb1, secs);
+        free(x); free(idx);
+        ee_outputs_free(val); ee_outputs_free(test);
+        ee_dataset_free(ds);
+        ee_net_free(net); ee_net_free(cnn);
+    }
+    if (json) printf("]}\n");
+    ee_ctx_free(ctx);
+    return 0;
+}

@@ -1,0 +1,438 @@
+/* policy.c: exit policies. A policy scores each exit's softmax (on logits divided by the exit's temperature) with
+ * one of the score kinds of the table below, and a sample leaves at the first internal classifier whose score
+ * reaches that classifier's threshold. Everything that decides exits goes through here: the simulation on
+ * collected outputs (calibration, eval, analyze, report, compare) and real inference (exits.c). Also here:
+ * temperature fitting, the threshold search (one shared threshold, or one per exit by coordinate descent from
+ * the best shared one), and the policy's text form in the model file. */
+#include "internal.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- score kinds */
+/* p: softmax of one head (k classes), top: its argmax. Every score is in [0, 1], higher = more confident. */
+static float score_maxprob(const double *p, int k, int top) {
+    (void)k;
+    return (float)p[top];
+}
+/* one minus the normalised entropy: BranchyNet exits when H(p) / log K is below 1 - threshold */
+static float score_entropy(const double *p, int k, int top) {
+    (void)top;
+    double h = 0;
+    for (int j = 0; j < k; j++)
+        if (p[j] > 0) h -= p[j] * log(p[j]);
+    return (float)(1.0 - h / log((double)k));
+}
+/* the largest probability minus the second largest */
+static float score_margin(const double *p, int k, int top) {
+    double second = 0;
+    for (int j = 0; j < k; j++)
+        if (j != top && p[j] > second) second = p[j];
+    return (float)(p[top] - second);
+}
+
+typedef struct {
+    const char *name, *what;
+    float (*score)(const double *p, int k, int top);
+} score_kind;
+/* the table of score kinds, in ee_score_kind order: a new kind is a function and a line here */
+static const score_kind kinds[] = {
+    {"maxprob", "the largest softmax probability (SDN, SideNet)", score_maxprob},
+    {"entropy", "one minus the normalised entropy (BranchyNet)", score_entropy},
+    {"margin", "the largest probability minus the second", score_margin},
+};
+#define NKINDS ((int)(sizeof kinds / sizeof *kinds))
+
+int ee_score_count(void) { return NKINDS; }
+const char *ee_score_name(int kind) { return kind >= 0 && kind < NKINDS ? kinds[kind].name : NULL; }
+const char *ee_score_describe(int kind) { return kind >= 0 && kind < NKINDS ? kinds[kind].what : NULL; }
+int ee_score_find(const char *name) {
+    for (int k = 0; k < NKINDS; k++)
+        if (!strcmp(kinds[k].name, name)) return k;
+    return -1;
+}
+
+/* The score of one logit row under a kind and temperature, and its argmax. With T = 1 the max-softmax score is
+ * computed exactly as eenn always has (1 / sum exp(z - zmax) in double), so old thresholds behave as before. */
+float ee_score_logits(int kind, const float *z, int k, float temperature, uint8_t *pred) {
+    int top = 0;
+    for (int j = 1; j < k; j++)
+        if (z[j] > z[top]) top = j;
+    double p[1024], *pp = k <= 1024 ? p : malloc(sizeof(double) * k), sum = 0;
+    if (!pp) return 0;
+    double inv = temperature > 0 ? 1.0 / temperature : 1.0;
+    for (int j = 0; j < k; j++) sum += (pp[j] = exp(((double)z[j] - z[top]) * inv));
+    for (int j = 0; j < k; j++) pp[j] /= sum;
+    float s = kind == EE_SCORE_MAXPROB ? (float)(1.0 / sum) : kinds[kind].score(pp, k, top);
+    if (pp != p) free(pp);
+    if (pred) *pred = (uint8_t)top;
+    return s;
+}
+
+/* ---------------------------------------------------------------- the decision */
+void ee_policy_shared(ee_exit_policy *p, int kind, int heads, float q, int fallback) {
+    memset(p, 0, sizeof *p);
+    p->kind = kind;
+    p->heads = heads;
+    p->fallback = fallback;
+    for (int h = 0; h < EE_MAX_HEADS; h++) { p->threshold[h] = q; p->temperature[h] = 1; }
+}
+
+/* the exit of one sample from its heads' scores: the first IC whose score reaches its threshold, else the final
+ * head; *answer is the head whose prediction is used (with fallback: the most confident head) */
+static int decide(const ee_exit_policy *p, const float *score, int heads, int *answer) {
+    int e = heads - 1, use = heads - 1;
+    for (int h = 0; h < heads - 1; h++)
+        if (score[h] >= p->threshold[h]) { e = use = h; break; }
+    if (e == heads - 1 && p->fallback)
+        for (int h = 0; h < heads; h++)
+            if (score[h] > score[use]) use = h;
+    *answer = use;
+    return e;
+}
+
+/* scores and predictions of every head of every sample of o under p's kind and temperatures */
+typedef struct {
+    int n, heads;
+    float *score;
+    uint8_t *pred;
+    const uint8_t *label;
+} scored;
+
+static void scored_free(scored *s) { free(s->score); free(s->pred); }
+
+static ee_status score_outputs(ee_ctx *ctx, const ee_outputs *o, const ee_exit_policy *p, scored *s) {
+    int H = o->heads, K = o->classes;
+    s->n = o->n; s->heads = H; s->label = o->label;
+    s->score = malloc(sizeof(float) * o->n * H);
+    s->pred = malloc((size_t)o->n * H);
+    if (!s->score || !s->pred) { scored_free(s); return ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); }
+    if (!o->logits) { /* outputs without logits: max softmax only, as collected */
+        if (p->kind != EE_SCORE_MAXPROB) {
+            scored_free(s);
+            return ee_fail(ctx, EE_ERR_ARG, "these outputs hold no logits: only the maxprob kind can be scored");
+        }
+        memcpy(s->score, o->conf, sizeof(float) * o->n * H);
+        memcpy(s->pred, o->pred, (size_t)o->n * H);
+        return EE_OK;
+    }
+    for (int i = 0; i < o->n; i++)
+        for (int h = 0; h < H; h++)
+            s->score[(size_t)i * H + h] = ee_score_logits(p->kind, o->logits + ((size_t)i * H + h) * K, K,
+                                                          p->temperature[h], &s->pred[(size_t)i * H + h]);
+    return EE_OK;
+}
+
+static void simulate_scored(const scored *s, const double *cost, const ee_exit_policy *p, ee_exit_stats *st) {
+    int H = s->heads, right = 0;
+    double total = 0;
+    memset(st, 0, sizeof *st);
+    for (int i = 0; i < s->n; i++) {
+        int use, e = decide(p, s->score + (size_t)i * H, H, &use);
+        st->exits[e]++;
+        total += cost[e];
+        right += s->pred[(size_t)i * H + use] == s->label[i];
+    }
+    st->acc = s->n ? (double)right / s->n : 0;
+    st->cost = s->n ? total / s->n : 0;
+    st->q = p->threshold[0];
+}
+
+static ee_status check_policy(ee_ctx *ctx, const ee_exit_policy *p, int heads) {
+    if (p->kind < 0 || p->kind >= NKINDS) return ee_fail(ctx, EE_ERR_ARG, "unknown exit score kind %d", p->kind);
+    if (p->heads && p->heads != heads)
+        return ee_fail(ctx, EE_ERR_ARG, "the exit policy is for %d heads, the network has %d", p->heads, heads);
+    for (int h = 0; h < heads; h++)
+        if (!(p->temperature[h] > 0) || !isfinite(p->temperature[h]) || isnan(p->threshold[h]))
+            return ee_fail(ctx, EE_ERR_ARG, "exit %d: temperature %g or threshold %g is not usable", h + 1,
+                           p->temperature[h], p->threshold[h]);
+    return EE_OK;
+}
+
+ee_status ee_policy_simulate(ee_ctx *ctx, const ee_outputs *o, const double *cost, const ee_exit_policy *p,
+                             ee_exit_stats *st) {
+    scored s;
+    ee_status r = check_policy(ctx, p, o->heads);
+    if (r || (r = score_outputs(ctx, o, p, &s))) return r;
+    simulate_scored(&s, cost, p, st);
+    scored_free(&s);
+    return EE_OK;
+}
+
+ee_status ee_policy_assign(ee_ctx *ctx, const ee_outputs *o, const ee_exit_policy *p, uint8_t *exit_head,
+                           uint8_t *pred) {
+    scored s;
+    ee_status r = check_policy(ctx, p, o->heads);
+    if (r || (r = score_outputs(ctx, o, p, &s))) return r;
+    for (int i = 0; i < o->n; i++) {
+        int use, e = decide(p, s.score + (size_t)i * o->heads, o->heads, &use);
+        if (exit_head) exit_head[i] = (uint8_t)e;
+        if (pred) pred[i] = s.pred[(size_t)i * o->heads + use];
+    }
+    scored_free(&s);
+    return EE_OK;
+}
+
+/* the legacy single-threshold max-softmax calls, through the same decision */
+void ee_exit_simulate(const ee_outputs *o, const double *cost, float q, int fallback, ee_exit_stats *st) {
+    ee_exit_policy p;
+    ee_policy_shared(&p, EE_SCORE_MAXPROB, o->heads, q, fallback);
+    scored s = {o->n, o->heads, o->conf, o->pred, o->label};
+    simulate_scored(&s, cost, &p, st);
+}
+void ee_exit_assign(const ee_outputs *o, float q, int fallback, uint8_t *exit_head, uint8_t *pred) {
+    ee_exit_policy p;
+    ee_policy_shared(&p, EE_SCORE_MAXPROB, o->heads, q, fallback);
+    for (int i = 0; i < o->n; i++) {
+        int use, e = decide(&p, o->conf + (size_t)i * o->heads, o->heads, &use);
+        if (exit_head) exit_head[i] = (uint8_t)e;
+        if (pred) pred[i] = o->pred[(size_t)i * o->heads + use];
+    }
+}
+/* for real inference (exits.c) */
+int ee_policy_decide(const ee_exit_policy *p, const float *score, int heads, int *answer) {
+    return decide(p, score, heads, answer);
+}
+
+/* ---------------------------------------------------------------- temperatures */
+/* mean negative log-likelihood of the labels under softmax(z / T) for head h */
+static double nll(const ee_outputs *o, int h, double T) {
+    int H = o->heads, K = o->classes;
+    double total = 0;
+    for (int i = 0; i < o->n; i++) {
+        const float *z = o->logits + ((size_t)i * H + h) * K;
+        double mx = z[0];
+        for (int j = 1; j < K; j++)
+            if (z[j] > mx) mx = z[j];
+        double sum = 0;
+        for (int j = 0; j < K; j++) sum += exp((z[j] - mx) / T);
+        total += log(sum) - (z[o->label[i]] - mx) / T;
+    }
+    return total / o->n;
+}
+
+ee_status ee_fit_temperatures(ee_ctx *ctx, const ee_outputs *val, float *temperature) {
+    if (!val->logits) return ee_fail(ctx, EE_ERR_ARG, "temperature fitting needs the outputs' logits");
+    if (val->n < 1) return ee_fail(ctx, EE_ERR_ARG, "no samples to fit temperatures on");
+    /* golden-section search of log T in [log 0.05, log 20]: the NLL is unimodal in T for a fixed head */
+    const double g = (sqrt(5.0) - 1) / 2;
+    for (int h = 0; h < val->heads; h++) {
+        double a = log(0.05), b = log(20.0), c = b - g * (b - a), d = a + g * (b - a);
+        double fc = nll(val, h, exp(c)), fd = nll(val, h, exp(d));
+        for (int it = 0; it < 40; it++) {
+            if (fc < fd) { b = d; d = c; fd = fc; c = b - g * (b - a); fc = nll(val, h, exp(c)); }
+            else { a = c; c = d; fc = fd; d = a + g * (b - a); fd = nll(val, h, exp(d)); }
+        }
+        temperature[h] = (float)exp((a + b) / 2);
+        if (!isfinite(temperature[h])) return ee_fail(ctx, EE_ERR_NUMERIC, "exit %d: temperature fit diverged", h + 1);
+    }
+    return EE_OK;
+}
+
+/* ---------------------------------------------------------------- threshold search */
+#define NGRID (1001 + 40)
+/* the candidate thresholds: a uniform grid on [0, 1], then a fine one near 1 where confidences pile up */
+static float grid_value(int i) {
+    return i <= 1000 ? i / 1000.0f : (float)(1.0 - pow(10.0, -3.0 - (i - 1000) * 0.1));
+}
+
+/* is a better than b for the target? drop: the lower cost among those within the accuracy floor (ties: the
+ * higher accuracy); budget: the higher accuracy among those within the budget (ties: the lower cost) */
+static int better(const ee_exit_stats *a, const ee_exit_stats *b, ee_target_kind t, double limit) {
+    const double eps = 1e-12;
+    if (t == EE_TARGET_BUDGET) {
+        int ia = a->cost <= limit + eps, ib = b->cost <= limit + eps;
+        if (ia != ib) return ia;
+        if (!ia) return a->cost < b->cost - eps; /* neither fits: the cheaper one */
+        return a->acc > b->acc + eps || (fabs(a->acc - b->acc) <= eps && a->cost < b->cost - eps);
+    }
+    int ia = a->acc >= limit - eps, ib = b->acc >= limit - eps;
+    if (ia != ib) return ia;
+    if (!ia) return a->acc > b->acc + eps;
+    return a->cost < b->cost - eps || (fabs(a->cost - b->cost) <= eps && a->acc > b->acc + eps);
+}
+
+ee_status ee_calibrate_policy(ee_ctx *ctx, const ee_outputs *val, const double *cost, const ee_calibration *c,
+                              ee_exit_policy *p, ee_exit_stats *st) {
+    if (val->heads < 2) return ee_fail(ctx, EE_ERR_ARG, "the network has no internal classifiers to calibrate");
+    if (c->kind < 0 || c->kind >= NKINDS) return ee_fail(ctx, EE_ERR_ARG, "unknown exit score kind %d", c->kind);
+    if (c->target == EE_TARGET_DROP && !(c->value >= 0 && c->value <= 1))
+        return ee_fail(ctx, EE_ERR_ARG, "the accuracy drop must be in [0, 1], not %g", c->value);
+    if (c->target == EE_TARGET_BUDGET && !(c->value > 0 && c->value <= 10))
+        return ee_fail(ctx, EE_ERR_ARG, "the cost budget must be a positive fraction of the CNN's cost, not %g",
+                       c->value);
+    if (c->target != EE_TARGET_DROP && c->target != EE_TARGET_BUDGET)
+        return ee_fail(ctx, EE_ERR_ARG, "calibration needs a target: an accuracy drop or a cost budget");
+    int H = val->heads;
+    ee_exit_policy cur;
+    ee_policy_shared(&cur, c->kind, H, 1.01f, c->fallback);
+    if (c->fit_temperature) {
+        ee_status s = ee_fit_temperatures(ctx, val, cur.temperature);
+        if (s) return s;
+    }
+    scored sc;
+    ee_status s = score_outputs(ctx, val, &cur, &sc);
+    if (s) return s;
+    double acc[EE_MAX_HEADS];
+    ee_head_accuracy(val, acc);
+    double limit = c->target == EE_TARGET_DROP ? acc[H - 1] - c->value : c->value;
+    /* one shared threshold: every grid value (1.01 never exits early, always within a drop target) */
+    ee_exit_stats best, t;
+    simulate_scored(&sc, cost, &cur, &best);
+    float bestq = 1.01f;
+    for (int i = 0; i < NGRID; i++) {
+        for (int h = 0; h < H; h++) cur.threshold[h] = grid_value(i);
+        simulate_scored(&sc, cost, &cur, &t);
+        if (better(&t, &best, c->target, limit)) { best = t; bestq = grid_value(i); }
+    }
+    for (int h = 0; h < H; h++) cur.threshold[h] = bestq;
+    /* one threshold per exit: coordinate descent from the best shared threshold, exit by exit, keeping a change
+     * only if it is better for the target; so never worse than the shared threshold on this split */
+    if (c->per_exit) {
+        for (int sweep = 0; sweep < 6; sweep++) {
+            int changed = 0;
+            for (int h = 0; h < H - 1; h++) {
+                float keep = cur.threshold[h], bh = keep;
+                for (int i = 0; i <= NGRID; i++) {
+                    cur.threshold[h] = i == NGRID ? 1.01f : grid_value(i);
+                    simulate_scored(&sc, cost, &cur, &t);
+                    if (better(&t, &best, c->target, limit)) { best = t; bh = cur.threshold[h]; }
+                }
+                cur.threshold[h] = bh;
+                changed |= bh != keep;
+            }
+            if (!changed) break;
+        }
+    }
+    scored_free(&sc);
+    cur.per_exit = c->per_exit;
+    cur.temperature_fitted = c->fit_temperature;
+    cur.target = c->target;
+    cur.target_value = c->value;
+    snprintf(cur.split, sizeof cur.split, "%s", c->split[0] ? c->split : "validation");
+    cur.samples = val->n;
+    best.q = cur.threshold[0];
+    *p = cur;
+    if (st) *st = best;
+    return EE_OK;
+}
+
+/* the legacy call: one shared max-softmax threshold within an accuracy drop */
+ee_status ee_calibrate(ee_ctx *ctx, const ee_outputs *val, const double *cost, double max_drop, int fallback,
+                       ee_exit_stats *best) {
+    if (!(max_drop >= 0 && max_drop <= 1)) return ee_fail(ctx, EE_ERR_ARG, "the accuracy drop must be in [0, 1]");
+    ee_calibration c = {EE_SCORE_MAXPROB, EE_TARGET_DROP, max_drop, 0, 0, fallback, ""};
+    ee_exit_policy p;
+    ee_outputs shallow = *val;
+    shallow.logits = NULL; /* exactly the collected max softmax */
+    return ee_calibrate_policy(ctx, &shallow, cost, &c, &p, best);
+}
+
+/* ---------------------------------------------------------------- in the model file */
+#define POLICY_KEY "exit.policy"
+
+static void put_list(char *buf, size_t cap, const char *key, const float *v, int n) {
+    size_t len = strlen(buf);
+    len += (size_t)snprintf(buf + len, cap - len, " %s=", key);
+    for (int h = 0; h < n && len < cap; h++) len += (size_t)snprintf(buf + len, cap - len, "%s%.9g", h ? "," : "", v[h]);
+}
+
+ee_status ee_policy_to_text(ee_ctx *ctx, const ee_exit_policy *p, char *buf, size_t cap) {
+    if (p->kind < 0 || p->kind >= NKINDS) return ee_fail(ctx, EE_ERR_ARG, "unknown exit score kind %d", p->kind);
+    int n = p->heads > 0 && p->heads <= EE_MAX_HEADS ? p->heads : 0;
+    if (!n) return ee_fail(ctx, EE_ERR_ARG, "an exit policy needs its number of heads (1 to %d)", EE_MAX_HEADS);
+    snprintf(buf, cap, "kind=%s heads=%d fallback=%d per_exit=%d temperature_fitted=%d target=%s:%.9g split=%s "
+             "samples=%d", kinds[p->kind].name, n, p->fallback, p->per_exit, p->temperature_fitted,
+             p->target == EE_TARGET_DROP ? "drop" : p->target == EE_TARGET_BUDGET ? "budget" : "none",
+             p->target_value, p->split[0] ? p->split : "-", p->samples);
+    put_list(buf, cap, "thresholds", p->threshold, n);
+    put_list(buf, cap, "temperatures", p->temperature, n);
+    if (strlen(buf) + 1 >= cap) return ee_fail(ctx, EE_ERR_ARG, "exit policy text too long");
+    return EE_OK;
+}
+
+static int get_list(const char *v, float *out, int n) {
+    for (int h = 0; h < n; h++) {
+        char *end;
+        out[h] = strtof(v, &end);
+        if (end == v) return -1;
+        v = end;
+        if (h < n - 1) { if (*v != ',') return -1; v++; }
+    }
+    return *v == 0 || *v == ' ' ? 0 : -1;
+}
+
+ee_status ee_policy_from_text(ee_ctx *ctx, const char *text, ee_exit_policy *p) {
+    memset(p, 0, sizeof *p);
+    char buf[2048];
+    if (strlen(text) >= sizeof buf) return ee_fail(ctx, EE_ERR_FORMAT, "exit policy: text too long");
+    strcpy(buf, text);
+    int have = 0;
+    const char *thr = NULL, *tem = NULL;
+    for (char *t = strtok(buf, " "); t; t = strtok(NULL, " ")) {
+        char *eq = strchr(t, '=');
+        if (!eq) return ee_fail(ctx, EE_ERR_FORMAT, "exit policy: '%s' is not key=value", t);
+        *eq = 0;
+        const char *k = t, *v = eq + 1;
+        if (!strcmp(k, "kind")) {
+            if ((p->kind = ee_score_find(v)) < 0) return ee_fail(ctx, EE_ERR_FORMAT, "exit policy: unknown kind '%s'", v);
+            have |= 1;
+        } else if (!strcmp(k, "heads")) {
+            p->heads = atoi(v);
+            if (p->heads < 1 || p->heads > EE_MAX_HEADS) return ee_fail(ctx, EE_ERR_FORMAT, "exit policy: %s heads", v);
+            have |= 2;
+        } else if (!strcmp(k, "fallback")) p->fallback = atoi(v) != 0;
+        else if (!strcmp(k, "per_exit")) p->per_exit = atoi(v) != 0;
+        else if (!strcmp(k, "temperature_fitted")) p->temperature_fitted = atoi(v) != 0;
+        else if (!strcmp(k, "target")) {
+            p->target = !strncmp(v, "drop:", 5) ? EE_TARGET_DROP : !strncmp(v, "budget:", 7) ? EE_TARGET_BUDGET
+                                                                                            : EE_TARGET_NONE;
+            const char *c = strchr(v, ':');
+            p->target_value = c ? atof(c + 1) : 0;
+        } else if (!strcmp(k, "split")) snprintf(p->split, sizeof p->split, "%s", strcmp(v, "-") ? v : "");
+        else if (!strcmp(k, "samples")) p->samples = atoi(v);
+        else if (!strcmp(k, "thresholds")) thr = text + (v - buf);
+        else if (!strcmp(k, "temperatures")) tem = text + (v - buf);
+        /* unknown keys are skipped: a later version may record more */
+    }
+    if ((have & 3) != 3 || !thr || !tem) return ee_fail(ctx, EE_ERR_FORMAT, "exit policy: kind, heads, thresholds or "
+                                                         "temperatures missing in '%s'", text);
+    if (get_list(thr, p->threshold, p->heads) || get_list(tem, p->temperature, p->heads))
+        return ee_fail(ctx, EE_ERR_FORMAT, "exit policy: %d thresholds and temperatures expected in '%s'", p->heads, text);
+    for (int h = p->heads; h < EE_MAX_HEADS; h++) { p->threshold[h] = 1.01f; p->temperature[h] = 1; }
+    return check_policy(ctx, p, p->heads);
+}
+
+ee_status ee_net_policy(ee_ctx *ctx, const ee_net *net, ee_exit_policy *p) {
+    const char *text = ee_net_meta(net, POLICY_KEY);
+    if (text) {
+        ee_status s = ee_policy_from_text(ctx, text, p);
+        if (!s && p->heads != net->nheads)
+            return ee_fail(ctx, EE_ERR_FORMAT, "the stored exit policy is for %d heads, the network has %d", p->heads,
+                           net->nheads);
+        return s;
+    }
+    /* files calibrated before policies: one shared max-softmax threshold in exit.q */
+    const char *q = ee_net_meta(net, "exit.q"), *fb = ee_net_meta(net, "exit.fallback"), *d = ee_net_meta(net, "exit.max_drop");
+    if (!q) return ee_fail(ctx, EE_ERR_ARG, "no exit policy: the model was not calibrated (eenn calibrate)");
+    char *end;
+    float qv = strtof(q, &end);
+    if (end == q || *end || isnan(qv)) return ee_fail(ctx, EE_ERR_FORMAT, "exit.q '%s' is not a number", q);
+    ee_policy_shared(p, EE_SCORE_MAXPROB, net->nheads, qv, fb && !strcmp(fb, "1"));
+    if (d) { p->target = EE_TARGET_DROP; p->target_value = atof(d); snprintf(p->split, sizeof p->split, "validation"); }
+    return EE_OK;
+}
+
+ee_status ee_net_set_policy(ee_ctx *ctx, ee_net *net, const ee_exit_policy *p) {
+    ee_exit_policy q = *p;
+    if (!q.heads) q.heads = net->nheads;
+    ee_status s = check_policy(ctx, &q, net->nheads);
+    if (s) return s;
+    char buf[2048];
+    if ((s = ee_policy_to_text(ctx, &q, buf, sizeof buf))) return s;
+    /* the single-threshold keys of older files would contradict the policy: they go */
+    ee_net_unset_meta(net, "exit.q");
+    ee_net_unset_meta(net, "exit.fallback");
+    ee_net_unset_meta(net, "exit.max_drop");
+    return ee_net_set_meta(ctx, net, POLICY_KEY, buf);
+}
