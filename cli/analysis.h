@@ -37,6 +37,11 @@ typedef struct {
     double attack[EE_MAX_HEADS];  /* per exit: share of non-target images predicted as the target */
     double attack_at_q;
     int nontarget;
+    /* the accuracy-cost curve of every exit method without temperatures (methods.c): each calibrated on the
+     * validation split for a cost budget, then run on the test images; report only */
+    int ncurves, nbudgets;
+    int curve_method[EE_MAX_HEADS];
+    ee_exit_stats method_curve[EE_MAX_HEADS][12];
     double seconds;
 } analysis;
 
@@ -48,6 +53,7 @@ typedef struct {
     const char *trigger;       /* NULL: the model's own backdoor trigger, if any; "none": no backdoor study */
     int target;                /* < 0: the model's */
     int threads;
+    int method_curves;         /* also the accuracy-cost curves of the exit methods (report) */
 } analysis_opts;
 
 /* the options analyze and report share; 0 if a->argv[a->i] is none of them */

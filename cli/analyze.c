@@ -102,6 +102,11 @@ void run_analysis(const analysis_opts *opt, analysis *an) {
     }
     an->q = an->policy.threshold[0];
     an->fallback = an->policy.fallback;
+    ee_outputs *vo = NULL;
+    if (opt->method_curves && val) {
+        step("exit methods: outputs on the validation split");
+        check(ee_collect_outputs(ctx, net, val, 256, 0, &vo), ctx);
+    }
 
     /* z-normalisation of the confusion metric: mean and population std on the un-augmented training images */
     if (opt->train_subset > 0 && opt->train_subset < train->n) train->n = opt->train_subset;
@@ -126,6 +131,22 @@ void run_analysis(const analysis_opts *opt, analysis *an) {
     snprintf(msg, sizeof msg, "every exit on %d test images", test->n);
     step(msg);
     analyse_split(an, &an->clean, test);
+    if (vo) { /* every method without temperatures, calibrated for each budget on validation, run on test */
+        static const double budgets[] = {0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0};
+        step("exit methods: calibrating each for 12 cost budgets");
+        an->nbudgets = 12;
+        for (int m = 0; m < n_exit_methods && an->ncurves < EE_MAX_HEADS; m++) {
+            if (exit_methods[m].temperature) continue;
+            for (int b = 0; b < an->nbudgets; b++) {
+                ee_exit_policy p;
+                check(exit_methods[m].calibrate(ctx, &exit_methods[m], vo, an->cost, EE_TARGET_BUDGET, budgets[b], &p,
+                                                NULL), ctx);
+                check(ee_policy_simulate(ctx, an->clean.o, an->cost, &p, &an->method_curve[an->ncurves][b]), ctx);
+            }
+            an->curve_method[an->ncurves++] = m;
+        }
+        ee_outputs_free(vo);
+    }
 
     /* the accuracy-cost curve: a uniform grid of q, a fine one near 1, and q > 1 (no early exit) */
     for (int i = 0; i <= 100 && an->ncurve < CURVE_MAX; i++)
@@ -310,7 +331,7 @@ static const struct option analyze_opts[] = {ANALYSIS_OPTIONS, {"json", no_argum
                                              {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 int cmd_analyze(int argc, char **argv) {
-    analysis_opts opt = {NULL, NULL, -1, 0, 0, NULL, -1, 0};
+    analysis_opts opt = {NULL, NULL, -1, 0, 0, NULL, -1, 0, 0};
     int json = 0;
     cli_args a = {"analyze", analyze_help, analyze_opts, NULL, argc, argv, -1, 0};
     for (int c; (c = cli_next(&a)) != -1;)

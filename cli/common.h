@@ -69,6 +69,17 @@ ee_outputs *validation_outputs(ee_ctx *ctx, ee_net *net, const char *model, cons
 /* an early-exit summary line (text) or object (JSON) */
 void print_exit_stats(const ee_exit_stats *st, int heads, int n, double final_acc, int json);
 
+/* An exit method (methods.c): how it turns validation outputs into an exit policy for a target. */
+typedef struct exit_method exit_method;
+struct exit_method {
+    const char *name, *short_name;
+    int kind, temperature, per_exit;
+    ee_status (*calibrate)(ee_ctx *ctx, const exit_method *m, const ee_outputs *val, const double *cost,
+                           ee_target_kind target, double value, ee_exit_policy *p, ee_exit_stats *st);
+};
+extern const exit_method exit_methods[];
+extern const int n_exit_methods;
+
 /* the commands: argv[0] is the command's name */
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);

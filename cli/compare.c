@@ -8,36 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* An exit method: how it turns validation outputs into a policy for a target. A new method is one line in the
- * table below (and, if it calibrates differently, its function). */
-typedef struct method method;
-struct method {
-    const char *name;
-    int kind, temperature, per_exit;
-    ee_status (*calibrate)(ee_ctx *ctx, const method *m, const ee_outputs *val, const double *cost,
-                           ee_target_kind target, double value, ee_exit_policy *p, ee_exit_stats *st);
-};
-
-static ee_status threshold_policy(ee_ctx *ctx, const method *m, const ee_outputs *val, const double *cost,
-                                  ee_target_kind target, double value, ee_exit_policy *p, ee_exit_stats *st) {
-    ee_calibration c = {m->kind, target, value, m->per_exit, m->temperature, 0, "validation"};
-    return ee_calibrate_policy(ctx, val, cost, &c, p, st);
-}
-
-static const method methods[] = {
-    {"maxprob, shared q (SDN)", EE_SCORE_MAXPROB, 0, 0, threshold_policy},
-    {"maxprob, per-exit", EE_SCORE_MAXPROB, 0, 1, threshold_policy},
-    {"maxprob, T, shared", EE_SCORE_MAXPROB, 1, 0, threshold_policy},
-    {"maxprob, T, per-exit", EE_SCORE_MAXPROB, 1, 1, threshold_policy},
-    {"entropy, shared (BranchyNet)", EE_SCORE_ENTROPY, 0, 0, threshold_policy},
-    {"entropy, per-exit", EE_SCORE_ENTROPY, 0, 1, threshold_policy},
-    {"entropy, T, per-exit", EE_SCORE_ENTROPY, 1, 1, threshold_policy},
-    {"margin, shared", EE_SCORE_MARGIN, 0, 0, threshold_policy},
-    {"margin, per-exit", EE_SCORE_MARGIN, 0, 1, threshold_policy},
-    {"margin, T, per-exit", EE_SCORE_MARGIN, 1, 1, threshold_policy},
-};
-#define NMETHODS ((int)(sizeof methods / sizeof *methods))
-
 static const char *compare_help =
     "usage: eenn compare MODEL... [--max-drop X | --budget B[,B...]] [options]\n"
     "Every exit method on the same models and data: each is calibrated on the model's validation split for the\n"
@@ -49,12 +19,14 @@ static const char *compare_help =
     "  --budget B     instead: the most accurate policy within an average cost of B of the CNN; several\n"
     "                 budgets separated by commas ('25%,50%,75%')\n"
     "  --speed-n N    test images timed at batch 1 (default 500; batch 128 times 4N); 0 = no timing\n"
+    "  --test-subset N  the first N test images only\n"
     "  --data DIR  --threads N  --json\n";
 
-enum { O_MAX_DROP = 256, O_BUDGET, O_SPEED_N, O_DATA, O_THREADS, O_JSON };
+enum { O_MAX_DROP = 256, O_BUDGET, O_SPEED_N, O_TEST_SUBSET, O_DATA, O_THREADS, O_JSON };
 static const struct option compare_opts[] = {
     {"max-drop", required_argument, NULL, O_MAX_DROP}, {"budget", required_argument, NULL, O_BUDGET},
-    {"speed-n", required_argument, NULL, O_SPEED_N}, {"data", required_argument, NULL, O_DATA},
+    {"speed-n", required_argument, NULL, O_SPEED_N}, {"test-subset", required_argument, NULL, O_TEST_SUBSET},
+    {"data", required_argument, NULL, O_DATA},
     {"threads", required_argument, NULL, O_THREADS}, {"json", no_argument, NULL, O_JSON},
     {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
@@ -98,7 +70,7 @@ static speed measure(ee_ctx *ctx, ee_net *net, const ee_exit_policy *p, const fl
 int cmd_compare(int argc, char **argv) {
     const char *data = NULL;
     double drop = 0.01, budgets[16];
-    int nbudget = 0, speed_n = 500, threads = 0, json = 0, set_drop = 0;
+    int nbudget = 0, speed_n = 500, threads = 0, json = 0, set_drop = 0, test_subset = 0;
     cli_args a = {"compare", compare_help, compare_opts, NULL, argc, argv, -1, 0};
     for (int o; (o = cli_next(&a)) != -1;) {
         switch (o) {
@@ -115,6 +87,7 @@ int cmd_compare(int argc, char **argv) {
             break;
         }
         case O_SPEED_N: speed_n = (int)cli_int(&a, 0, 100000); break;
+        case O_TEST_SUBSET: test_subset = (int)cli_int(&a, 1, 100000000); break;
         case O_DATA: data = optarg; break;
         case O_THREADS: threads = (int)cli_int(&a, 0, 256); break;
         case O_JSON: json = 1; break;
@@ -125,7 +98,7 @@ int cmd_compare(int argc, char **argv) {
     ee_ctx *ctx = ee_ctx_new();
     ee_ctx_set_threads(ctx, threads);
     int ntargets = nbudget ? nbudget : 1;
-    if (json) printf("{\"methods\":%d,\"models\":[", NMETHODS);
+    if (json) printf("{\"methods\":%d,\"models\":[", n_exit_methods);
     for (int k = 0; k < cli_npos(&a); k++) {
         const char *model = cli_pos(&a)[k];
         double t_start = now_s();
@@ -138,6 +111,7 @@ int cmd_compare(int argc, char **argv) {
         ee_outputs *val = validation_outputs(ctx, net, model, dir, -1), *test = NULL;
         ee_dataset *ds = NULL;
         check(ee_dataset_load_dir(ctx, dir, "test", &ds), ctx);
+        if (test_subset && test_subset < ds->n) ds->n = test_subset;
         apply_norm(net, ds);
         check(ee_collect_outputs(ctx, net, ds, 256, 0, &test), ctx);
         double cost[EE_MAX_HEADS], vacc[EE_MAX_HEADS], tacc[EE_MAX_HEADS];
@@ -185,10 +159,10 @@ int cmd_compare(int argc, char **argv) {
                 printf("%-30s %8s %7s | %8s %7s %7s %7s | %8s %8s %7s %7s\n", "method", "val acc", "cost", "test acc",
                        "drop", "cost", "FLOPs", "b1 img/s", "b128", "p50 ms", "p99 ms");
             }
-            for (int m = 0; m < NMETHODS; m++) {
+            for (int m = 0; m < n_exit_methods; m++) {
                 ee_exit_policy p;
                 ee_exit_stats vs, ts;
-                check(methods[m].calibrate(ctx, &methods[m], val, cost, target, value, &p, &vs), ctx);
+                check(exit_methods[m].calibrate(ctx, &exit_methods[m], val, cost, target, value, &p, &vs), ctx);
                 check(ee_policy_simulate(ctx, test, cost, &p, &ts), ctx);
                 speed sp = measure(ctx, net, &p, x, img, nb1);
                 char desc[512];
@@ -197,7 +171,7 @@ int cmd_compare(int argc, char **argv) {
                     printf("%s{\"method\":\"%s\",\"policy\":\"%s\",\"val_acc\":%.4f,\"val_cost\":%.5f,\"test_acc\":%.4f,"
                            "\"test_drop\":%.4f,\"test_cost\":%.5f,\"flops_speedup\":%.3f,\"img_s_b1\":%.1f,"
                            "\"img_s_b128\":%.1f,\"p50_ms\":%.4f,\"p99_ms\":%.4f,\"speedup_b1\":%.3f,\"speedup_b128\":%.3f,"
-                           "\"exits\":[", m ? "," : "", js(methods[m].name), js(desc), vs.acc * 100, vs.cost, ts.acc * 100,
+                           "\"exits\":[", m ? "," : "", js(exit_methods[m].name), js(desc), vs.acc * 100, vs.cost, ts.acc * 100,
                            (tacc[H - 1] - ts.acc) * 100, ts.cost, 1 / ts.cost, sp.img_s1, sp.img_s128, sp.p50_ms,
                            sp.p99_ms, dense.img_s1 > 0 ? sp.img_s1 / dense.img_s1 : 0,
                            dense.img_s128 > 0 ? sp.img_s128 / dense.img_s128 : 0);
@@ -205,7 +179,7 @@ int cmd_compare(int argc, char **argv) {
                     printf("]}");
                 } else {
                     printf("%-30s %7.2f%% %6.1f%% | %7.2f%% %7.2f %6.1f%% %6.2fx | %8.0f %8.0f %7.3f %7.3f\n",
-                           methods[m].name, vs.acc * 100, vs.cost * 100, ts.acc * 100, (tacc[H - 1] - ts.acc) * 100,
+                           exit_methods[m].name, vs.acc * 100, vs.cost * 100, ts.acc * 100, (tacc[H - 1] - ts.acc) * 100,
                            ts.cost * 100, 1 / ts.cost, sp.img_s1, sp.img_s128, sp.p50_ms, sp.p99_ms);
                 }
                 fflush(stdout);

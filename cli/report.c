@@ -340,6 +340,35 @@ static void chart_curve(FILE *f, const analysis *an) {
     free(y);
 }
 
+/* one accuracy-cost curve per exit method, each point a policy calibrated on validation for a cost budget */
+static void chart_methods(FILE *f, const analysis *an) {
+    if (!an->ncurves) return;
+    const split_result *r = &an->clean;
+    int H = an->heads;
+    double ymin = 100;
+    for (int c = 0; c < an->ncurves; c++)
+        for (int b = 0; b < an->nbudgets; b++) ymin = fmin(ymin, 100 * an->method_curve[c][b].acc);
+    figure(f, "Accuracy against average cost, per exit method",
+           "Each point is a policy calibrated on the validation split for a cost budget (15% to 100% of the CNN), then "
+           "run on the test images: maxprob is the SDN's top softmax probability, entropy BranchyNet's rule, margin the "
+           "gap between the two most likely classes; per-exit curves search one threshold per exit, the others share "
+           "one. A curve higher and further left is a better method (eenn compare gives the numbers).");
+    plot p;
+    plot_begin(&p, f, 0, 100, floor(ymin / 5) * 5, 100, "average cost (% of the CNN's FLOPs)", "test accuracy (%)", NULL, 0);
+    for (int c = 0; c < an->ncurves; c++) {
+        double x[12], y[12];
+        for (int b = 0; b < an->nbudgets; b++) {
+            x[b] = 100 * an->method_curve[c][b].cost;
+            y[b] = 100 * an->method_curve[c][b].acc;
+        }
+        const exit_method *m = &exit_methods[an->curve_method[c]];
+        line(&p, x, y, an->nbudgets, palette[c % 16], 1, m->per_exit);
+        legend(&p, palette[c % 16], m->short_name, m->per_exit);
+    }
+    marker(&p, 100 * an->cost[H - 1], 100 * r->acc[H - 1], "#333", "no early exit");
+    plot_end(&p, "line chart of accuracy against cost for each exit method");
+}
+
 /* overlaid histograms of a score for right and wrong final predictions */
 static void chart_hist(FILE *f, const analysis *an, const split_result *r, const float *score, const char *title,
                        const char *xlabel, const char *cap, double lo, double hi) {
@@ -570,6 +599,7 @@ static void write_report(FILE *f, analysis *an, int ngal) {
     exit_table(f, an, r);
     chart_exits(f, an, r);
     chart_curve(f, an);
+    chart_methods(f, an);
     chart_classes(f, an);
     fprintf(f, "<h2>Wasteful and destructive overthinking</h2>\n");
     chart_wasteful(f, an, r);
@@ -674,7 +704,7 @@ static const struct option report_opts[] = {ANALYSIS_OPTIONS, {"out", required_a
                                             {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 int cmd_report(int argc, char **argv) {
-    analysis_opts opt = {NULL, NULL, -1, 0, 0, NULL, -1, 0};
+    analysis_opts opt = {NULL, NULL, -1, 0, 0, NULL, -1, 0, 1};
     const char *out = "report.html";
     int ngal = 12;
     cli_args a = {"report", report_help, report_opts, "o:", argc, argv, -1, 0};

@@ -109,12 +109,29 @@ else
 fi
 "$E" train --mode sdn $sdn_train --schedule cosine --out "$T/s.eenn" >/dev/null 2>"$T/sdn.log" && ok || { bad "SDN training"; cat "$T/sdn.log"; }
 "$E" calibrate "$T/s.eenn" --max-drop 1% >"$T/cal.txt" && grep -q "stored in" "$T/cal.txt" && ok || bad "calibrate: $(cat "$T/cal.txt")"
-"$E" eval "$T/s.eenn" --sweep >"$T/ev.txt" && grep -q "^  IC1 " "$T/ev.txt" && grep -q "calibrated threshold" "$T/ev.txt" && ok ||
+"$E" eval "$T/s.eenn" --sweep >"$T/ev.txt" && grep -q "^  IC1 " "$T/ev.txt" && grep -q "calibrated policy" "$T/ev.txt" && ok ||
     bad "eval of an SDN: $(cat "$T/ev.txt")"
 "$E" eval "$T/m.eenn" "$T/s.eenn" >"$T/cmp.txt" && grep -q "^final" "$T/cmp.txt" && ok || bad "eval comparison: $(cat "$T/cmp.txt")"
 "$E" infer "$T/s.eenn" $FIX/fmnist-test0-label9.png $FIX/fmnist-test1-label2-56px.jpg "$DATA/t10k-images-idx3-ubyte.gz" \
     --limit 3 --json >"$T/inf.json" && [ "$(grep -c '"exit":"' "$T/inf.json")" -eq 5 ] && ok || bad "infer: $(cat "$T/inf.json")"
 "$E" bench --exits "$T/s.eenn" --n 64 --json >"$T/bx.json" && grep -q '"flops_speedup"' "$T/bx.json" && ok || bad "bench --exits"
+# exit policies: every kind and method side by side, a per-exit entropy policy for a budget, anytime inference
+"$E" compare "$T/s.eenn" --test-subset 300 --speed-n 8 --json >"$T/cmp.json" 2>/dev/null &&
+    [ "$(grep -o '"method":' "$T/cmp.json" | wc -l)" -eq 10 ] && ok || bad "compare: $(cat "$T/cmp.json")"
+"$E" compare "$T/s.eenn" --test-subset 300 --speed-n 0 --budget 30%,60% >"$T/cmpb.txt" 2>/dev/null &&
+    grep -q "within 60.0% of the CNN" "$T/cmpb.txt" && grep -q "^margin, T, per-exit" "$T/cmpb.txt" && ok || bad "compare --budget"
+expect_usage "compare with two targets" "exclude each other" "$E" compare "$T/s.eenn" --budget 50% --max-drop 1%
+expect_usage "calibrate an unknown kind" "is not maxprob, entropy or margin" "$E" calibrate "$T/s.eenn" --kind softmax
+cp "$T/s.eenn" "$T/s2.eenn"
+"$E" calibrate "$T/s2.eenn" --kind entropy --per-exit --temperature --budget 50% --json >"$T/cal2.json" &&
+    grep -q '"policy":"kind=entropy heads=[0-9]* fallback=0 per_exit=1 temperature_fitted=1 target=budget:0.5' "$T/cal2.json" &&
+    "$E" eval "$T/s2.eenn" --json | grep -q '"policy":"entropy, thresholds' && ok || bad "calibrate --kind entropy --per-exit: $(cat "$T/cal2.json")"
+if [ -z "$EENN_ASAN" ]; then # ResNet-20's exits: IC2 at 36% of the CNN, IC3 at 45%
+    "$E" infer "$T/s.eenn" "$DATA/t10k-images-idx3-ubyte.gz" --q 1.01 --limit 6 --deadline 40% --json >"$T/dl.json" &&
+        [ "$(grep -c '"stopped_by":"deadline"' "$T/dl.json")" -eq 6 ] && [ "$(grep -c '"exit":"IC2"' "$T/dl.json")" -eq 6 ] &&
+        ok || bad "infer --deadline: $(cat "$T/dl.json")"
+    expect_fail "deadline below the first exit" "below the first exit" "$E" infer "$T/s.eenn" "$DATA/t10k-images-idx3-ubyte.gz" --limit 2 --deadline 5%
+fi
 # a custom architecture timed at its own input shape (5 classes: the random labels stay in range)
 printf 'input c=2 h=12 w=12\nconv out=16 k=3 pad=1\nrelu\ngap\nlinear out=5\n' >"$T/tiny.arch"
 "$E" bench --arch-file "$T/tiny.arch" --seconds 0.05 --json >"$T/ba.json" && grep -q '"input":"2x12x12","mode":"train"' "$T/ba.json" &&

@@ -1,0 +1,24 @@
+/* methods.c: the exit methods `eenn compare` and `eenn report` put side by side. A method turns a model's
+ * validation outputs into an exit policy for a target (an accuracy drop or a cost budget). A new method is one
+ * line in the table (and, if it calibrates in its own way, its function). */
+#include "common.h"
+
+static ee_status threshold_policy(ee_ctx *ctx, const exit_method *m, const ee_outputs *val, const double *cost,
+                                  ee_target_kind target, double value, ee_exit_policy *p, ee_exit_stats *st) {
+    ee_calibration c = {m->kind, target, value, m->per_exit, m->temperature, 0, "validation"};
+    return ee_calibrate_policy(ctx, val, cost, &c, p, st);
+}
+
+const exit_method exit_methods[] = {
+    {"maxprob, shared q (SDN)", "maxprob", EE_SCORE_MAXPROB, 0, 0, threshold_policy},
+    {"maxprob, per-exit", "maxprob per-exit", EE_SCORE_MAXPROB, 0, 1, threshold_policy},
+    {"maxprob, T, shared", "maxprob T", EE_SCORE_MAXPROB, 1, 0, threshold_policy},
+    {"maxprob, T, per-exit", "maxprob T per-exit", EE_SCORE_MAXPROB, 1, 1, threshold_policy},
+    {"entropy, shared (BranchyNet)", "entropy", EE_SCORE_ENTROPY, 0, 0, threshold_policy},
+    {"entropy, per-exit", "entropy per-exit", EE_SCORE_ENTROPY, 0, 1, threshold_policy},
+    {"entropy, T, per-exit", "entropy T per-exit", EE_SCORE_ENTROPY, 1, 1, threshold_policy},
+    {"margin, shared", "margin", EE_SCORE_MARGIN, 0, 0, threshold_policy},
+    {"margin, per-exit", "margin per-exit", EE_SCORE_MARGIN, 0, 1, threshold_policy},
+    {"margin, T, per-exit", "margin T per-exit", EE_SCORE_MARGIN, 1, 1, threshold_policy},
+};
+const int n_exit_methods = (int)(sizeof exit_methods / sizeof *exit_methods);
