@@ -42,6 +42,10 @@ typedef struct {
     int ncurves, nbudgets;
     int curve_method[EE_MAX_HEADS];
     ee_exit_stats method_curve[EE_MAX_HEADS][12];
+    /* risk control on the test images (the gap risk), 50 random calibration/test halves per epsilon: the mean test
+     * risk and cost of each procedure (naive, crc, ucb, ltt) */
+    int nrc;
+    double rc_eps[8], rc_risk[4][8], rc_cost[4][8];
     double seconds;
 } analysis;
 

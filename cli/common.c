@@ -133,7 +133,19 @@ const char *describe_policy(const ee_exit_policy *p, char *buf, size_t n) {
             len += (size_t)snprintf(buf + len, n - len, " %.3g", p->threshold[h] > 1 ? (double)INFINITY : p->threshold[h]);
     }
     if (p->temperature_fitted && len < n) len += (size_t)snprintf(buf + len, n - len, ", fitted temperatures");
-    if (p->fallback && len < n) snprintf(buf + len, n - len, ", fallback");
+    if (p->fallback && len < n) len += (size_t)snprintf(buf + len, n - len, ", fallback");
+    if (p->rc_method > 0 && len < n) {
+        if (p->rc_method == EE_RC_NAIVE)
+            snprintf(buf + len, n - len, "; naive: %s risk below %.3g%% on %d calibration images, no guarantee",
+                     ee_risk_name(p->risk), p->epsilon * 100, p->samples);
+        else if (p->rc_method == EE_RC_CRC)
+            snprintf(buf + len, n - len, "; guarantee (CRC): expected %s risk at most %.3g%% (%d calibration images)",
+                     ee_risk_name(p->risk), p->epsilon * 100, p->samples);
+        else
+            snprintf(buf + len, n - len, "; guarantee (%s): %s risk at most %.3g%% with probability %.3g (%d calibration "
+                     "images)", p->rc_method == EE_RC_UCB ? "UCB" : "LTT", ee_risk_name(p->risk), p->epsilon * 100,
+                     1 - p->delta, p->samples);
+    }
     return buf;
 }
 

@@ -90,4 +90,5 @@ int cmd_bench(int argc, char **argv);
 int cmd_analyze(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
+int cmd_riskcheck(int argc, char **argv);
 #endif

@@ -73,12 +73,23 @@ int cmd_info(int argc, char **argv) {
         }
     }
     size_t np = ee_net_num_params(net);
+    /* a model's exit policy, with its guarantee if it has one */
+    ee_exit_policy pol;
+    char desc[512] = "", ptext[2048] = "";
+    int have = model && ee_net_num_heads(net) > 1 && model_policy(ctx, net, -1, &pol);
+    if (have) {
+        describe_policy(&pol, desc, sizeof desc);
+        check(ee_policy_to_text(ctx, &pol, ptext, sizeof ptext), ctx);
+    }
     if (json)
-        printf("],\"params\":%zu,\"macs\":%.0f,\"flops\":%.0f,\"ref_ops\":%.0f}\n", np, macs, flops, prof);
-    else
+        printf("],\"params\":%zu,\"macs\":%.0f,\"flops\":%.0f,\"ref_ops\":%.0f%s%s%s}\n", np, macs, flops, prof,
+               have ? ",\"policy\":\"" : "", have ? js(ptext) : "", have ? "\"" : "");
+    else {
         printf("%s, input %dx%dx%d, %d classes: %zu parameters (%.2fM), %.2fM MACs, %.1f MFLOPs per image "
                "(reference profiler: %.1f Mops)\n",
                ee_net_name(net), c, h, w, ee_net_classes(net), np, np / 1e6, macs / 1e6, flops / 1e6, prof / 1e6);
+        if (have) printf("exit policy: %s\n", desc);
+    }
     ee_net_free(net);
     ee_ctx_free(ctx);
     return 0;

@@ -369,6 +369,44 @@ static void chart_methods(FILE *f, const analysis *an) {
     plot_end(&p, "line chart of accuracy against cost for each exit method");
 }
 
+/* risk control: the test risk each procedure reaches against the epsilon it was asked for, and its cost */
+static void chart_risk(FILE *f, const analysis *an) {
+    if (!an->nrc) return;
+    static const char *const names[4] = {"naive", "CRC", "UCB", "LTT"};
+    double x[8], y[8], top = 0;
+    for (int e = 0; e < an->nrc; e++) {
+        x[e] = 100 * an->rc_eps[e];
+        top = fmax(top, x[e]);
+    }
+    figure(f, "Risk control: test risk against the allowed risk",
+           "Each procedure picks one shared threshold on a random half of the test images for an allowed gap risk "
+           "epsilon (the final output right, the early exit wrong, minus the reverse), and the other half measures "
+           "it; means over 50 halves. On or below the dashed diagonal the risk is kept: CRC promises it in "
+           "expectation, UCB and LTT with probability 0.9, naive not at all.");
+    plot p;
+    plot_begin(&p, f, 0, top, 0, top, "allowed risk epsilon (%)", "mean test risk (%)", NULL, 0);
+    double d[2] = {0, top};
+    line(&p, d, d, 2, "#999", 0, 1);
+    legend(&p, "#999", "risk = epsilon", 1);
+    for (int m = 0; m < 4; m++) {
+        for (int e = 0; e < an->nrc; e++) y[e] = 100 * an->rc_risk[m][e];
+        line(&p, x, y, an->nrc, palette[m], 1, m == 1); /* CRC dashed: it often takes naive's threshold */
+        legend(&p, palette[m], names[m], m == 1);
+    }
+    plot_end(&p, "line chart of the test risk of each risk-control procedure against epsilon");
+    figure(f, "Risk control: the price of the guarantee",
+           "The average cost of the thresholds of the chart above, on the test halves: the guarantees of UCB and LTT "
+           "cost more computation than the naive threshold at the same epsilon (CRC's correction is small at these sample "
+           "sizes, so it often takes the naive threshold).");
+    plot_begin(&p, f, 0, top, 0, 100, "allowed risk epsilon (%)", "average cost (% of the CNN's FLOPs)", NULL, 0);
+    for (int m = 0; m < 4; m++) {
+        for (int e = 0; e < an->nrc; e++) y[e] = 100 * an->rc_cost[m][e];
+        line(&p, x, y, an->nrc, palette[m], 1, m == 1);
+        legend(&p, palette[m], names[m], m == 1);
+    }
+    plot_end(&p, "line chart of the cost of each risk-control procedure against epsilon");
+}
+
 /* overlaid histograms of a score for right and wrong final predictions */
 static void chart_hist(FILE *f, const analysis *an, const split_result *r, const float *score, const char *title,
                        const char *xlabel, const char *cap, double lo, double hi) {
@@ -600,6 +638,7 @@ static void write_report(FILE *f, analysis *an, int ngal) {
     chart_exits(f, an, r);
     chart_curve(f, an);
     chart_methods(f, an);
+    chart_risk(f, an);
     chart_classes(f, an);
     fprintf(f, "<h2>Wasteful and destructive overthinking</h2>\n");
     chart_wasteful(f, an, r);

@@ -359,6 +359,12 @@ typedef struct {
     double target_value;              /* the allowed accuracy drop, or the cost budget, as a fraction */
     char split[16];                   /* "validation" */
     int samples;                      /* calibration samples */
+    /* the guarantee, if the threshold was chosen with risk control (ee_calibrate_risk); rc_method EE_RC_NONE
+     * otherwise */
+    int rc_method;                    /* ee_rc_method */
+    int risk;                         /* ee_risk_kind */
+    double epsilon, delta;            /* the risk bound, and (UCB, LTT) its failure probability */
+    double empirical_risk;            /* the risk on the calibration samples */
 } ee_exit_policy;
 /* one shared threshold q for every IC, temperatures 1 */
 void ee_policy_shared(ee_exit_policy *p, int kind, int heads, float q, int fallback);
@@ -411,6 +417,50 @@ enum { EE_EXIT_POLICY = 0, EE_EXIT_FINAL = 1, EE_EXIT_DEADLINE = 2, EE_EXIT_BUDG
  * paid and, if why is not NULL, why it stopped there (EE_EXIT_*). lim may be NULL. */
 ee_status ee_infer_policy(ee_ctx *ctx, ee_net *net, const float *x, int n, const ee_exit_policy *p,
                           const ee_infer_limits *lim, uint8_t *pred, float *conf, uint8_t *exit_head, uint8_t *why);
+
+/* ---------------------------------------------------------------- risk control */
+/* Thresholds with a statistical guarantee (Jazbec et al., "Fast yet Safe: Early-Exiting with Risk Control",
+ * NeurIPS 2024; docs/design.md, "Risk control"). One threshold lambda shared by every exit, on the grid 1.00,
+ * 0.99, ..., 0.00 (index k: lambda = 1 - k/100); a sample leaves at the first IC whose score is above lambda. The
+ * risk is measured against the same network's final output. */
+typedef enum {
+    EE_RISK_GAP = 0,      /* 1[early answer wrong] - 1[final answer wrong]: needs labels */
+    EE_RISK_CONSISTENCY,  /* 1[early answer != final answer]: no labels needed */
+} ee_risk_kind;
+typedef enum {
+    EE_RC_NONE = 0,
+    EE_RC_NAIVE,   /* the smallest lambda whose calibration risk is below epsilon: no guarantee */
+    EE_RC_CRC,     /* conformal risk control: expected risk at most epsilon */
+    EE_RC_UCB,     /* Hoeffding-Bentkus upper confidence bound: risk at most epsilon with probability 1 - delta */
+    EE_RC_LTT,     /* Learn-Then-Test, fixed-sequence testing: risk at most epsilon with probability 1 - delta */
+} ee_rc_method;
+#define EE_RISK_GRID 101
+const char *ee_rc_method_name(int method);  /* "naive", "crc", "ucb", "ltt" ("none" for EE_RC_NONE) */
+int ee_rc_method_find(const char *name);
+const char *ee_risk_name(int risk);         /* "gap", "consistency" */
+int ee_risk_find(const char *name);
+double ee_risk_lambda(int k);               /* the grid's k-th threshold: 1 - k/100 */
+typedef struct {
+    int kind;              /* ee_score_kind, on raw logits */
+    ee_risk_kind risk;
+    ee_rc_method method;
+    double epsilon, delta;
+    int reserved;
+} ee_risk_calibration;
+/* Per-sample losses (n x EE_RISK_GRID, in {-1, 0, 1}) and exits (may be NULL) at every grid threshold. */
+ee_status ee_risk_losses(ee_ctx *ctx, const ee_outputs *o, int kind, ee_risk_kind risk, int8_t *loss,
+                         uint8_t *exit_at);
+/* Mean losses of samples idx[0..n) (all if idx is NULL) per grid threshold, and the same clipped at 0. */
+void ee_risk_means(const int8_t *loss, const int *idx, int n, double *rhat, double *rhat_clip);
+/* The grid index a procedure picks from n calibration samples' mean losses. */
+int ee_risk_select(const ee_risk_calibration *rc, int n, const double *rhat, const double *rhat_clip);
+/* The Hoeffding-Bentkus p-value of "mean loss > alpha" for n losses in [0, 1] with mean rhat, and the upper
+ * confidence bound at level delta (the largest alpha whose p-value is at least delta). */
+double ee_hb_pvalue(double rhat, int n, double alpha);
+double ee_hb_ucb(double rhat, int n, double delta);
+/* A shared-threshold policy picked by a procedure on calibration outputs, with its guarantee recorded. */
+ee_status ee_calibrate_risk(ee_ctx *ctx, const ee_outputs *cal, const double *cost, const ee_risk_calibration *rc,
+                            ee_exit_policy *p, ee_exit_stats *st);
 
 /* The single max-softmax threshold q of the SDN paper, as policies with one shared threshold:
  * exits on collected outputs, calibration within an accuracy drop, real inference, and each sample's exit. */

@@ -345,6 +345,11 @@ ee_status ee_policy_to_text(ee_ctx *ctx, const ee_exit_policy *p, char *buf, siz
              "samples=%d", kinds[p->kind].name, n, p->fallback, p->per_exit, p->temperature_fitted,
              p->target == EE_TARGET_DROP ? "drop" : p->target == EE_TARGET_BUDGET ? "budget" : "none",
              p->target_value, p->split[0] ? p->split : "-", p->samples);
+    if (p->rc_method > 0) {
+        size_t len = strlen(buf);
+        snprintf(buf + len, cap - len, " guarantee=%s risk=%s epsilon=%.9g delta=%.9g calibration_risk=%.9g",
+                 ee_rc_method_name(p->rc_method), ee_risk_name(p->risk), p->epsilon, p->delta, p->empirical_risk);
+    }
     put_list(buf, cap, "thresholds", p->threshold, n);
     put_list(buf, cap, "temperatures", p->temperature, n);
     if (strlen(buf) + 1 >= cap) return ee_fail(ctx, EE_ERR_ARG, "exit policy text too long");
@@ -391,6 +396,13 @@ ee_status ee_policy_from_text(ee_ctx *ctx, const char *text, ee_exit_policy *p) 
             p->target_value = c ? atof(c + 1) : 0;
         } else if (!strcmp(k, "split")) snprintf(p->split, sizeof p->split, "%s", strcmp(v, "-") ? v : "");
         else if (!strcmp(k, "samples")) p->samples = atoi(v);
+        else if (!strcmp(k, "guarantee")) {
+            if ((p->rc_method = ee_rc_method_find(v)) < 0) return ee_fail(ctx, EE_ERR_FORMAT, "exit policy: unknown guarantee '%s'", v);
+        } else if (!strcmp(k, "risk")) {
+            if ((p->risk = ee_risk_find(v)) < 0) return ee_fail(ctx, EE_ERR_FORMAT, "exit policy: unknown risk '%s'", v);
+        } else if (!strcmp(k, "epsilon")) p->epsilon = atof(v);
+        else if (!strcmp(k, "delta")) p->delta = atof(v);
+        else if (!strcmp(k, "calibration_risk")) p->empirical_risk = atof(v);
         else if (!strcmp(k, "thresholds")) thr = text + (v - buf);
         else if (!strcmp(k, "temperatures")) tem = text + (v - buf);
         /* unknown keys are skipped: a later version may record more */

@@ -126,6 +126,16 @@ cp "$T/s.eenn" "$T/s2.eenn"
 "$E" calibrate "$T/s2.eenn" --kind entropy --per-exit --temperature --budget 50% --json >"$T/cal2.json" &&
     grep -q '"policy":"kind=entropy heads=[0-9]* fallback=0 per_exit=1 temperature_fitted=1 target=budget:0.5' "$T/cal2.json" &&
     "$E" eval "$T/s2.eenn" --json | grep -q '"policy":"entropy, thresholds' && ok || bad "calibrate --kind entropy --per-exit: $(cat "$T/cal2.json")"
+# risk control: a guaranteed threshold stored and shown, and the split-based check of the guarantee
+"$E" calibrate "$T/s2.eenn" --risk 5% --method ltt --delta 0.2 >"$T/rc.txt" && grep -q "guarantee (LTT): gap risk at most 5% with probability 0.8" "$T/rc.txt" &&
+    "$E" info "$T/s2.eenn" --summary | grep -q "^exit policy: .*guarantee (LTT)" &&
+    "$E" eval "$T/s2.eenn" | grep -q "guarantee (LTT)" && ok || bad "calibrate --risk: $(cat "$T/rc.txt")"
+"$E" calibrate "$T/s2.eenn" --risk 5% --label-free --method crc --json | grep -q '"policy":"kind=maxprob .* guarantee=crc risk=consistency epsilon=0.05' &&
+    ok || bad "calibrate --risk --label-free"
+"$E" riskcheck "$T/s.eenn" --risk 2%,5% --splits 20 --json >"$T/rk.json" 2>/dev/null &&
+    [ "$(grep -o '"method":' "$T/rk.json" | wc -l)" -eq 8 ] && grep -q '"guarantee_holds":' "$T/rk.json" && ok || bad "riskcheck: $(cat "$T/rk.json")"
+expect_usage "risk options without --risk" "go with --risk" "$E" calibrate "$T/s2.eenn" --method ltt
+expect_usage "risk with a budget" "do not apply" "$E" calibrate "$T/s2.eenn" --risk 1% --budget 50%
 if [ -z "$EENN_ASAN" ]; then # ResNet-20's exits: IC2 at 36% of the CNN, IC3 at 45%
     "$E" infer "$T/s.eenn" "$DATA/t10k-images-idx3-ubyte.gz" --q 1.01 --limit 6 --deadline 40% --json >"$T/dl.json" &&
         [ "$(grep -c '"stopped_by":"deadline"' "$T/dl.json")" -eq 6 ] && [ "$(grep -c '"exit":"IC2"' "$T/dl.json")" -eq 6 ] &&

@@ -499,6 +499,78 @@ static void test_policies(void) {
     ee_ctx_free(ctx);
 }
 
+/* risk control: the Hoeffding-Bentkus bound against values computed independently (Python, from the formula);
+ * CRC and naive on a problem whose risk curve is known; the label-free risk equals the gap risk when the labels
+ * are the final output's answers */
+static void test_risk_control(void) {
+    CHECK(fabs(ee_hb_pvalue(0.1, 10, 0.3) - 0.31247913942930333) < 1e-9, "HB p-value (0.1, 10, 0.3): %.12g",
+          ee_hb_pvalue(0.1, 10, 0.3));
+    CHECK(fabs(ee_hb_pvalue(0.02, 1000, 0.05) / 2.0818902932567515e-06 - 1) < 1e-6, "HB p-value (0.02, 1000, 0.05): %.12g",
+          ee_hb_pvalue(0.02, 1000, 0.05));
+    CHECK(fabs(ee_hb_pvalue(0, 100, 0.05) - 0.005920529220334054) < 1e-9, "HB p-value (0, 100, 0.05)");
+    CHECK(fabs(ee_hb_pvalue(0.5, 20, 0.6) - 0.6648326359915008) < 1e-9, "HB p-value (0.5, 20, 0.6)");
+    double u = ee_hb_ucb(0.1, 10, 0.31247913942930333);
+    CHECK(fabs(u - 0.3) < 1e-6, "HB upper bound at the p-value's own level: %.9g, expected 0.3", u);
+    /* 100 samples, 2 classes, label 0; IC1's max softmax is 0.5 + (i + 0.5)/200 and it is wrong for the 20 least
+     * confident; the final head is always right. The gap risk at lambda = 0.60 - 0.01 m is 0.02 m (m <= 10). */
+    enum { N = 100 };
+    float logits[N * 2 * 2], conf[N * 2];
+    uint8_t pred[N * 2], label[N];
+    for (int i = 0; i < N; i++) {
+        double s = 0.5 + (i + 0.5) / 200, a = log(s / (1 - s));
+        float *ic = logits + (size_t)i * 4, *fin = ic + 2;
+        ic[0] = i < 20 ? 0 : (float)a; ic[1] = i < 20 ? (float)a : 0;
+        fin[0] = 5; fin[1] = 0;
+        label[i] = 0;
+        pred[i * 2] = i < 20; pred[i * 2 + 1] = 0;
+        conf[i * 2] = (float)s; conf[i * 2 + 1] = (float)(1 / (1 + exp(-5.0)));
+    }
+    ee_outputs o = {N, 2, 2, pred, conf, label, NULL, logits};
+    static int8_t loss[N * EE_RISK_GRID], loss_c[N * EE_RISK_GRID];
+    ee_ctx *ctx = ee_ctx_new();
+    CHECK_OK(ctx, ee_risk_losses(ctx, &o, EE_SCORE_MAXPROB, EE_RISK_GAP, loss, NULL));
+    double r[EE_RISK_GRID], c[EE_RISK_GRID];
+    ee_risk_means(loss, NULL, N, r, c);
+    int curve = 1;
+    for (int m = 0; m <= 10; m++) curve &= fabs(r[40 + m] - 0.02 * m) < 1e-12;
+    CHECK(curve && r[0] == 0 && fabs(r[100] - 0.2) < 1e-12, "gap risk curve: %g %g %g", r[40], r[41], r[42]);
+    /* epsilon 4.5%: naive takes R < 0.045 (m = 2, lambda 0.58); CRC R <= (101 x 0.045 - 1)/100 = 0.03545 (m = 1) */
+    ee_risk_calibration rc = {EE_SCORE_MAXPROB, EE_RISK_GAP, EE_RC_NAIVE, 0.045, 0.1, 0};
+    CHECK(ee_risk_select(&rc, N, r, c) == 42, "naive picks index %d, expected 42", ee_risk_select(&rc, N, r, c));
+    rc.method = EE_RC_CRC;
+    CHECK(ee_risk_select(&rc, N, r, c) == 41, "CRC picks index %d, expected 41", ee_risk_select(&rc, N, r, c));
+    /* LTT at epsilon 0.25, delta 0.1: the p-values HB(0.02 m, 100, 0.25) stay below 0.1 up to m = 8 (0.057) and
+     * pass it at m = 9 (0.171): the last rejected index is 48. UCB on the consistency risk (the same losses here)
+     * stops at the same place. On the gap risk UCB bounds (loss + 1)/2 against (0.25 + 1)/2: HB((1 + 0.02 m)/2, 100,
+     * 0.625) is 0.020, 0.034, 0.056, 0.089 for m = 0..3 and 0.137 at m = 4: index 43 */
+    rc.method = EE_RC_LTT; rc.epsilon = 0.25;
+    CHECK(ee_risk_select(&rc, N, r, c) == 48, "LTT picks index %d, expected 48", ee_risk_select(&rc, N, r, c));
+    rc.method = EE_RC_UCB; rc.risk = EE_RISK_CONSISTENCY;
+    CHECK(ee_risk_select(&rc, N, r, c) == 48, "UCB (consistency) picks index %d, expected 48", ee_risk_select(&rc, N, r, c));
+    rc.risk = EE_RISK_GAP;
+    CHECK(ee_risk_select(&rc, N, r, c) == 43, "UCB (gap) picks index %d, expected 43", ee_risk_select(&rc, N, r, c));
+    /* with a policy: the chosen threshold exits exactly the samples above lambda = 0.59 */
+    ee_exit_policy p;
+    ee_exit_stats st;
+    double cost[2] = {0.3, 1.0};
+    rc.method = EE_RC_CRC; rc.epsilon = 0.045;
+    CHECK_OK(ctx, ee_calibrate_risk(ctx, &o, cost, &rc, &p, &st));
+    CHECK(st.exits[0] == 82 && p.rc_method == EE_RC_CRC && p.epsilon == 0.045 && fabs(p.empirical_risk - 0.02) < 1e-12,
+          "CRC policy: %d early exits (expected 82: the samples above 0.59), risk %g", st.exits[0], p.empirical_risk);
+    char text[2048];
+    ee_exit_policy back;
+    CHECK_OK(ctx, ee_policy_to_text(ctx, &p, text, sizeof text));
+    CHECK_OK(ctx, ee_policy_from_text(ctx, text, &back));
+    CHECK(back.rc_method == EE_RC_CRC && back.risk == EE_RISK_GAP && back.epsilon == 0.045 &&
+              back.threshold[0] == p.threshold[0], "the guarantee does not round-trip: %s", text);
+    /* label-free: with the final's answers as labels, the gap risk is the consistency risk */
+    for (int i = 0; i < N; i++) label[i] = pred[i * 2 + 1];
+    CHECK_OK(ctx, ee_risk_losses(ctx, &o, EE_SCORE_MAXPROB, EE_RISK_GAP, loss, NULL));
+    CHECK_OK(ctx, ee_risk_losses(ctx, &o, EE_SCORE_MAXPROB, EE_RISK_CONSISTENCY, loss_c, NULL));
+    CHECK(!memcmp(loss, loss_c, sizeof loss), "gap losses with the final's answers as labels differ from consistency");
+    ee_ctx_free(ctx);
+}
+
 int main(void) {
     test_positions();
     test_torch_sdn();
@@ -507,5 +579,6 @@ int main(void) {
     test_calibration();
     test_scores();
     test_policies();
+    test_risk_control();
     return tl_summary("test_sdn");
 }
