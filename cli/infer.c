@@ -14,6 +14,8 @@ static const char *infer_help =
     "                 exit early)\n"
     "  --deadline D   anytime: at most D per image, as a share of the CNN's FLOPs ('40%') or in microseconds\n"
     "                 ('300us'); when it runs out the most confident exit so far answers, and the output says so\n"
+    "  --batch-budget B  a FLOPs budget for each batch, B of the CNN's FLOPs per image ('30%'), spent on the images\n"
+    "                 the exits are least sure of (budgeted batch classification)\n"
     "  --fallback     the most confident output when no IC fires (default: as calibrated)\n"
     "  --limit N      at most N images from each IDX or CIFAR file (default 20)\n"
     "  --batch N      images per batch (default 64)   --threads N   --json (one object per input)\n";
@@ -98,16 +100,18 @@ static void load_image(ee_ctx *ctx, const ee_net *net, const char *path, input_s
     free(x);
 }
 
-enum { O_Q = 256, O_FALLBACK, O_LIMIT, O_BATCH, O_THREADS, O_JSON, O_DEADLINE };
+enum { O_Q = 256, O_FALLBACK, O_LIMIT, O_BATCH, O_THREADS, O_JSON, O_DEADLINE, O_BATCH_BUDGET };
 static const struct option infer_opts[] = {
     {"q", required_argument, NULL, O_Q}, {"fallback", no_argument, NULL, O_FALLBACK},
     {"limit", required_argument, NULL, O_LIMIT}, {"batch", required_argument, NULL, O_BATCH},
     {"threads", required_argument, NULL, O_THREADS}, {"json", no_argument, NULL, O_JSON},
-    {"deadline", required_argument, NULL, O_DEADLINE}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    {"deadline", required_argument, NULL, O_DEADLINE}, {"batch-budget", required_argument, NULL, O_BATCH_BUDGET},
+    {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 int cmd_infer(int argc, char **argv) {
     int limit = 20, batch = 64, json = 0, threads = 0, fallback = -1;
     const char *deadline = NULL;
+    double batch_budget = 0;
     double q = -1;
     cli_args a = {"infer", infer_help, infer_opts, NULL, argc, argv, -1, 0};
     for (int c; (c = cli_next(&a)) != -1;) {
@@ -119,6 +123,10 @@ int cmd_infer(int argc, char **argv) {
         case O_THREADS: threads = (int)cli_int(&a, 0, 256); break;
         case O_JSON: json = 1; break;
         case O_DEADLINE: deadline = optarg; break;
+        case O_BATCH_BUDGET:
+            batch_budget = parse_fraction("infer", "--batch-budget", optarg, 100);
+            if (!(batch_budget > 0)) usage_error("infer --batch-budget: '%s' must be above 0", optarg);
+            break;
         }
     }
     if (cli_npos(&a) < 2) usage_error("infer: give a model and at least one input (see eenn infer --help)");
@@ -160,6 +168,8 @@ int cmd_infer(int argc, char **argv) {
     static const char *const reason[] = {"policy", "final", "deadline", "budget"};
     for (int i = 0; i < set.n; i += batch) {
         int n = set.n - i < batch ? set.n - i : batch;
+        /* a FLOPs budget for each batch: the share of the CNN's FLOPs per image, times the batch */
+        if (batch_budget > 0) lim.batch_flops = batch_budget * flops[heads - 1] / cost[heads - 1] * n;
         check(ee_infer_policy(ctx, net, set.x + (size_t)i * set.img, n, &pol, &lim, pred, conf, ex, why), ctx);
         for (int j = 0; j < n; j++) {
             char nm[32];
@@ -170,7 +180,8 @@ int cmd_infer(int argc, char **argv) {
             else
                 printf("%s: class %d, confidence %.3f, exit %s of %d, cost %.1f%% of the CNN%s\n", set.names[i + j], pred[j],
                        conf[j], nm, heads, cost[ex[j]] * 100,
-                       why[j] == EE_EXIT_DEADLINE ? " (deadline: the most confident exit so far)" : "");
+                       why[j] == EE_EXIT_DEADLINE ? " (deadline: the most confident exit so far)"
+                       : why[j] == EE_EXIT_BUDGET ? " (batch budget: the most confident exit so far)" : "");
         }
     }
     for (int i = 0; i < set.n; i++) free(set.names[i]);

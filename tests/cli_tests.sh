@@ -141,6 +141,9 @@ if [ -z "$EENN_ASAN" ]; then # ResNet-20's exits: IC2 at 36% of the CNN, IC3 at 
     "$E" infer "$T/s.eenn" "$DATA/t10k-images-idx3-ubyte.gz" --q 1.01 --limit 6 --deadline 40% --json >"$T/dl.json" &&
         [ "$(grep -c '"stopped_by":"deadline"' "$T/dl.json")" -eq 6 ] && [ "$(grep -c '"exit":"IC2"' "$T/dl.json")" -eq 6 ] &&
         ok || bad "infer --deadline: $(cat "$T/dl.json")"
+    "$E" infer "$T/s.eenn" "$DATA/t10k-images-idx3-ubyte.gz" --q 1.01 --limit 20 --batch 20 --batch-budget 30% --json >"$T/bb.json" &&
+        awk '/"cost":/ { sub(/.*"cost":/, ""); sub(/,.*/, ""); c += $0; n++ } END { exit !(n == 20 && c / n <= 0.30 + 1e-6) }' "$T/bb.json" &&
+        grep -q '"stopped_by":"budget"' "$T/bb.json" && ok || bad "infer --batch-budget: $(head -c 400 "$T/bb.json")"
     expect_fail "deadline below the first exit" "below the first exit" "$E" infer "$T/s.eenn" "$DATA/t10k-images-idx3-ubyte.gz" --limit 2 --deadline 5%
 fi
 # a custom architecture timed at its own input shape (5 classes: the random labels stay in range)
