@@ -85,7 +85,8 @@ static ee_status parse_line(parser *p, ee_net *net, char *line, int *saw_input) 
         return EE_OK;
     }
     if (!strcmp(tok[0], "input")) {
-        int got = 0;
+        if (*saw_input) return perr(p, "a second 'input' line%s", "", NULL);
+        int got = 0, seen[3] = {0, 0, 0};
         for (int i = 1; i < nt; i++) {
             char *eq = strchr(tok[i], '=');
             if (!eq) return perr(p, "'%s' is not key=value", tok[i], NULL);
@@ -93,6 +94,7 @@ static ee_status parse_line(parser *p, ee_net *net, char *line, int *saw_input) 
             int *dst = !strcmp(tok[i], "c") ? &net->in.c : !strcmp(tok[i], "h") ? &net->in.h
                      : !strcmp(tok[i], "w") ? &net->in.w : NULL;
             if (!dst) return perr(p, "unknown key '%s' for input (c, h, w)", tok[i], NULL);
+            if (seen[dst == &net->in.c ? 0 : dst == &net->in.h ? 1 : 2]++) return perr(p, "key '%s' is given twice", tok[i], NULL);
             ee_status s = parse_int(p, tok[i], eq + 1, 1, 4096, dst);
             if (s) return s;
             got++;

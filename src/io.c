@@ -3,8 +3,10 @@
  * fsync, rename). Loading checks every field and refuses truncated, corrupted, wrong-version and mismatched
  * files with a message that names the file. Tensors named "train.*" carry training state (checkpoints). */
 #include "internal.h"
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -128,6 +130,12 @@ typedef struct { char *name; int ndim, dims[4]; uint64_t off, count; } dir_entry
 static ee_status read_file(ee_ctx *ctx, const char *path, uint8_t **data, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return ee_fail(ctx, EE_ERR_IO, "%s: cannot open", path);
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return ee_fail(ctx, EE_ERR_IO, "%s: %s", path, S_ISDIR(st.st_mode) ? "is a directory, not a model file"
+                                                                           : "is not a regular file");
+    }
     fseek(f, 0, SEEK_END);
     long sz = ftell(f);
     fseek(f, 0, SEEK_SET);
@@ -157,13 +165,21 @@ ee_status ee_io_read(ee_ctx *ctx, const char *path, ee_net **net_out, const char
     rbuf r = {buf, len, 0, 0};
     if (len < 8 || memcmp(buf, MAGIC, 8)) { s = ee_fail(ctx, EE_ERR_FORMAT, "%s: not an eenn model file (bad magic)", path); goto done; }
     r.pos = 8;
+    if (len < 12 + 12) { s = ee_fail(ctx, EE_ERR_FORMAT, "%s: truncated (%zu bytes: shorter than any model file)", path, len); goto done; }
     uint32_t ver = get32(&r);
     if (ver != FORMAT_VERSION) {
         s = ee_fail(ctx, EE_ERR_FORMAT, "%s: format version %u, this eenn reads version %u", path, ver, FORMAT_VERSION);
         goto done;
     }
-    if (len < 12 + 12 || memcmp(buf + len - 8, TRAILER, 8)) {
-        s = ee_fail(ctx, EE_ERR_FORMAT, "%s: truncated (no end marker; the file is incomplete)", path);
+    if (memcmp(buf + len - 8, TRAILER, 8)) {
+        /* an end marker further in with bytes after it: something was appended, not cut off */
+        size_t at = 0;
+        for (size_t i = len - 8; i-- > 12 && !at;)
+            if (!memcmp(buf + i, TRAILER, 8) && ee_crc32(0, buf, i - 4) ==
+                    ((uint32_t)buf[i - 4] | (uint32_t)buf[i - 3] << 8 | (uint32_t)buf[i - 2] << 16 | (uint32_t)buf[i - 1] << 24))
+                at = i;
+        if (at) s = ee_fail(ctx, EE_ERR_FORMAT, "%s: %zu bytes of trailing data after the end marker", path, len - at - 8);
+        else s = ee_fail(ctx, EE_ERR_FORMAT, "%s: truncated (no end marker; the file is incomplete)", path);
         goto done;
     }
     uint32_t want = (uint32_t)buf[len - 12] | (uint32_t)buf[len - 11] << 8 | (uint32_t)buf[len - 10] << 16 |
@@ -234,6 +250,28 @@ ee_status ee_io_read(ee_ctx *ctx, const char *path, ee_net **net_out, const char
     for (uint32_t i = 0; i < nt && !s; i++)
         if (strncmp(dir[i].name, "train.", 6) && ee_net_find_tensor(net, dir[i].name) < 0)
             s = ee_fail(ctx, EE_ERR_FORMAT, "%s: tensor '%s' does not belong to this architecture", path, dir[i].name);
+    /* the values themselves: finite weights and statistics, a usable normalisation */
+    for (int t = 0; t < net->ntens && !s; t++) {
+        const ee_tensor *tt = &net->tens[t];
+        const float *v = (tt->is_state ? net->state : net->params) + tt->off;
+        for (size_t i = 0; i < tt->count; i++)
+            if (!isfinite(v[i])) {
+                s = ee_fail(ctx, EE_ERR_FORMAT, "%s: tensor '%s' holds %s at index %zu", path, tt->name,
+                            isnan(v[i]) ? "NaN" : "an infinite value", i);
+                break;
+            }
+    }
+    for (int k = 0; k < 2 && !s; k++) {
+        const char *key = k ? "data.std" : "data.mean", *v = ee_net_meta(net, key);
+        if (!v) continue;
+        float x[3];
+        int got = sscanf(v, "%f,%f,%f", &x[0], &x[1], &x[2]);
+        int ok = got == 1 || got == 3;
+        /* only the network's input channels are used (a 1-channel model stores "m,0,0") */
+        for (int j = 0; j < got && j < net->in.c && ok; j++) ok = isfinite(x[j]) && (!k || x[j] > 0);
+        if (!ok) s = ee_fail(ctx, EE_ERR_FORMAT, "%s: %s '%s' is not %s", path, key, v,
+                             k ? "a positive scale per channel" : "a number per channel");
+    }
     if (!s) { net->params_version++; net->state_version++; }
 done:
     for (uint32_t i = 0; dir && i < nt; i++) free(dir[i].name);

@@ -91,6 +91,8 @@ static void test_arch(void) {
     expect_parse_error("input c=1 h=8 w=8\nlinear out=3\n", "needs a vector input");
     expect_parse_error("input c=1 h=2 w=2\nconv out=2 k=5\ngap\nlinear out=2\n", "is empty");
     expect_parse_error("input c=1 h=8 w=8\nconv out=4 k=3 k=5\n", "arch.txt:2: key 'k' is given twice");
+    expect_parse_error("input h=3 h=8 w=8\ngap\n", "arch.txt:1: key 'h' is given twice");
+    expect_parse_error("input c=1 h=8 w=8\ninput c=1 h=8 w=8\ngap\n", "arch.txt:2: a second 'input' line");
     expect_parse_error("input c=1 h=8 w=8\nconv name=conv1 out=4 k=3\nconv out=4 k=3\n",
                        "arch.txt:3: node name 'conv1' is used twice");
     expect_parse_error("input c=1 h=8 w=8\nmaxpool stride=2\n", "arch.txt:2: maxpool needs k=");
@@ -409,6 +411,41 @@ static void test_io(void) {
     }
     CHECK(ee_net_load(ctx, "/nonexistent/x.eenn", &b) == EE_ERR_IO && strstr(ee_ctx_error(ctx), "/nonexistent/x.eenn"),
           "missing file");
+    /* hostile contents: a directory, the magic alone, bytes appended, NaN weights, a zero normalisation */
+    CHECK(ee_net_load(ctx, tmpdir, &b) == EE_ERR_IO && strstr(ee_ctx_error(ctx), "is a directory"), "directory: '%s'",
+          ee_ctx_error(ctx));
+    snprintf(bad, sizeof bad, "%s/magic.eenn", tmpdir);
+    write_bytes(bad, buf, 8, 0);
+    CHECK(ee_net_load(ctx, bad, &b) == EE_ERR_FORMAT && strstr(ee_ctx_error(ctx), "truncated (8 bytes"), "magic only: '%s'",
+          ee_ctx_error(ctx));
+    snprintf(bad, sizeof bad, "%s/appended.eenn", tmpdir);
+    {
+        uint8_t *c = malloc(n + 5);
+        memcpy(c, buf, n);
+        memcpy(c + n, "junk\n", 5);
+        write_bytes(bad, c, n + 5, 0);
+        free(c);
+    }
+    CHECK(ee_net_load(ctx, bad, &b) == EE_ERR_FORMAT && strstr(ee_ctx_error(ctx), "5 bytes of trailing data after the end marker"),
+          "appended bytes: '%s'", ee_ctx_error(ctx));
+    {
+        float keep = ee_net_params(a)[3];
+        ee_net_params(a)[3] = NAN;
+        snprintf(bad, sizeof bad, "%s/nan.eenn", tmpdir);
+        CHECK_OK(ctx, ee_net_save(ctx, a, NULL, 0, bad));
+        CHECK(ee_net_load(ctx, bad, &b) == EE_ERR_FORMAT && strstr(ee_ctx_error(ctx), "holds NaN at index 3"),
+              "NaN weight: '%s'", ee_ctx_error(ctx));
+        ee_net_params(a)[3] = keep;
+        ee_meta zero = {"data.std", "0,0,0"};
+        snprintf(bad, sizeof bad, "%s/std.eenn", tmpdir);
+        CHECK_OK(ctx, ee_net_save(ctx, a, &zero, 1, bad));
+        CHECK(ee_net_load(ctx, bad, &b) == EE_ERR_FORMAT && strstr(ee_ctx_error(ctx), "data.std '0,0,0' is not a positive"),
+              "zero data.std: '%s'", ee_ctx_error(ctx));
+        ee_meta junk = {"data.mean", "grey"};
+        CHECK_OK(ctx, ee_net_save(ctx, a, &junk, 1, bad));
+        CHECK(ee_net_load(ctx, bad, &b) == EE_ERR_FORMAT && strstr(ee_ctx_error(ctx), "data.mean 'grey' is not a number"),
+              "unparsable data.mean: '%s'", ee_ctx_error(ctx));
+    }
     /* atomic save: no temp file left behind, an unwritable path fails cleanly */
     snprintf(cmd, sizeof cmd, "ls %s | grep -c tmp > /dev/null", tmpdir);
     CHECK(system(cmd) != 0, "a temporary file was left behind");
