@@ -8,6 +8,11 @@
 #include <stdio.h>
 
 #define EE_MAX_NODES 512
+/* size limits of a network (docs/format.md): every shape, parameter and buffer size is checked against them in
+ * 64-bit or floating-point arithmetic before anything is allocated */
+#define EE_MAX_SAMPLE_VALUES ((double)(1 << 28)) /* values of one node's output for one sample */
+#define EE_MAX_LAYER_PARAMS ((double)(1 << 30))  /* parameters of one layer */
+#define EE_MAX_NET_PARAMS ((double)(1u << 31))   /* parameters of the network */
 #define EE_NAME 48
 
 struct ee_ctx {

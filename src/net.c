@@ -157,6 +157,10 @@ void ee_net_add_tensor(ee_net *net, ee_node *nd, const char *suffix, int is_stat
 
 static ee_status finalize(ee_ctx *ctx, ee_net *net) {
     size_t np = 0, ns = 0;
+    double in_values = (double)net->in.c * net->in.h * net->in.w;
+    if (in_values > EE_MAX_SAMPLE_VALUES)
+        return ee_fail(ctx, EE_ERR_FORMAT, "input %dx%dx%d: %.4g values per sample, more than %.0f", net->in.c, net->in.h,
+                       net->in.w, in_values, EE_MAX_SAMPLE_VALUES);
     for (int i = 0; i < net->nnodes; i++) {
         ee_node *nd = &net->nodes[i];
         nd->ins = ee_node_input_shape(net, nd, 0);
@@ -165,6 +169,13 @@ static ee_status finalize(ee_ctx *ctx, ee_net *net) {
         if (nd->out.c < 1 || nd->out.h < 1 || nd->out.w < 1)
             return ee_fail(ctx, EE_ERR_FORMAT, "node '%s': output shape %dx%dx%d is empty (input %dx%dx%d too small)",
                            nd->name, nd->out.c, nd->out.h, nd->out.w, nd->ins.c, nd->ins.h, nd->ins.w);
+        double values = (double)nd->out.c * nd->out.h * nd->out.w;
+        if (values > EE_MAX_SAMPLE_VALUES)
+            return ee_fail(ctx, EE_ERR_FORMAT, "node '%s': output %dx%dx%d has %.4g values per sample, more than %.0f",
+                           nd->name, nd->out.c, nd->out.h, nd->out.w, values, EE_MAX_SAMPLE_VALUES);
+        if ((double)nd->p_len > EE_MAX_LAYER_PARAMS || (double)np + nd->p_len > EE_MAX_NET_PARAMS)
+            return ee_fail(ctx, EE_ERR_FORMAT, "node '%s': %zu parameters take the network past %.0f", nd->name,
+                           nd->p_len, EE_MAX_NET_PARAMS);
         nd->p_off = np; np += nd->p_len;
         nd->s_off = ns; ns += nd->s_len;
         for (int j = 0; j < nd->nin; j++)
@@ -204,7 +215,12 @@ ee_status ee_net_from_text(ee_ctx *ctx, const char *text, const char *srcname, e
     ee_net *net = calloc(1, sizeof *net);
     if (!net) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
     ee_status s = ee_arch_parse(ctx, text, srcname, net);
-    if (!s) s = finalize(ctx, net);
+    if (!s && (s = finalize(ctx, net)) && s != EE_ERR_NOMEM && srcname) {
+        /* shape errors name their node; say which text it is in */
+        char msg[sizeof ctx->err];
+        snprintf(msg, sizeof msg, "%s", ctx->err);
+        ee_fail(ctx, s, "%s: %s", srcname, msg);
+    }
     if (s) { ee_net_free(net); return s; }
     *out = net;
     return EE_OK;

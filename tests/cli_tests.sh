@@ -42,6 +42,9 @@ expect_usage "no model" "calibrate: give one model file" "$E" calibrate
 expect_usage "unknown short option" "unknown option '-x'" "$E" report -x
 "$E" info --arch=resnet20 --input=1x28x28 --summary | grep -q "272186 parameters" && ok || bad "info --opt=value"
 "$E" info --summary -- --arch >/dev/null 2>"$T/err"; grep -q -- "--arch: cannot open" "$T/err" && ok || bad "-- ends the options: $(cat "$T/err")"
+printf 'input c=1 h=28 w=28\nconv out=16384 k=28\nconv out=65536 k=65536 pad=32768 bias=0\ngap\nlinear out=10\n' >"$T/huge.txt"
+expect_fail "weights past the limit" "huge.txt: conv 'conv1': 65536 x 16384 x 65536 x 65536" "$E" train --arch-file "$T/huge.txt" --epochs 1
+expect_fail "weights past the limit (info)" "more than the 1073741824 a layer may have" "$E" info --arch-file "$T/huge.txt"
 printf 'input c=1 h=28 w=28\nconv out=8 k=3 size=big\n' >"$T/arch.txt"
 expect_fail "bad arch file" "arch.txt:2: unknown key 'size'" "$E" info --arch-file "$T/arch.txt"
 

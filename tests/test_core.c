@@ -92,6 +92,13 @@ static void test_arch(void) {
     expect_parse_error("input c=1 h=2 w=2\nconv out=2 k=5\ngap\nlinear out=2\n", "is empty");
     expect_parse_error("input c=1 h=8 w=8\nconv out=4 k=3 k=5\n", "arch.txt:2: key 'k' is given twice");
     expect_parse_error("input h=3 h=8 w=8\ngap\n", "arch.txt:1: key 'h' is given twice");
+    /* sizes that wrapped around: refused before anything is allocated */
+    expect_parse_error("input c=1 h=28 w=28\nconv out=16384 k=28\nconv out=65536 k=65536 pad=32768 bias=0\ngap\nlinear out=10\n",
+                       "arch.txt: conv 'conv1': 65536 x 16384 x 65536 x 65536 = 4.612e+18 weights, more than the 1073741824");
+    expect_parse_error("input c=4096 h=4096 w=4096\ngap\nlinear out=2\n", "values per sample, more than 268435456");
+    expect_parse_error("input c=64 h=2048 w=2048\nconv out=65536 k=1\ngap\nlinear out=2\n",
+                       "output 65536x2048x2048 has 2.749e+11 values per sample");
+    expect_parse_error("input c=1 h=1 w=1\nlinear out=16777216\nlinear out=16777216\n", "linear 'linear1': 16777216 x 16777216");
     expect_parse_error("input c=1 h=8 w=8\ninput c=1 h=8 w=8\ngap\n", "arch.txt:2: a second 'input' line");
     expect_parse_error("input c=1 h=8 w=8\nconv name=conv1 out=4 k=3\nconv out=4 k=3\n",
                        "arch.txt:3: node name 'conv1' is used twice");

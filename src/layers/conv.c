@@ -50,6 +50,10 @@ static ee_status conv_shape(ee_ctx *ctx, ee_net *net, ee_node *nd) {
     if (nd->ins.c % g || nd->COUT % g)
         return ee_fail(ctx, EE_ERR_FORMAT, "conv '%s': groups=%d must divide in %d and out %d channels", nd->name, g,
                        nd->ins.c, nd->COUT);
+    double weights = (double)nd->COUT * (nd->ins.c / g) * nd->K * nd->K;
+    if (weights > EE_MAX_LAYER_PARAMS)
+        return ee_fail(ctx, EE_ERR_FORMAT, "conv '%s': %d x %d x %d x %d = %.4g weights, more than the %.0f a layer may "
+                       "have", nd->name, nd->COUT, nd->ins.c / g, nd->K, nd->K, weights, EE_MAX_LAYER_PARAMS);
     nd->out.c = nd->COUT;
     nd->out.h = (nd->ins.h + 2 * nd->PAD - nd->K) / nd->STRIDE + 1;
     nd->out.w = (nd->ins.w + 2 * nd->PAD - nd->K) / nd->STRIDE + 1;

@@ -8,6 +8,10 @@ static ee_status linear_shape(ee_ctx *ctx, ee_net *net, ee_node *nd) {
     if (nd->ins.h != 1 || nd->ins.w != 1)
         return ee_fail(ctx, EE_ERR_FORMAT, "linear '%s' needs a vector input (put gap or flatten before it), got %dx%dx%d",
                        nd->name, nd->ins.c, nd->ins.h, nd->ins.w);
+    double weights = (double)nd->arg.linear.out * nd->ins.c;
+    if (weights > EE_MAX_LAYER_PARAMS)
+        return ee_fail(ctx, EE_ERR_FORMAT, "linear '%s': %d x %d = %.4g weights, more than the %.0f a layer may have",
+                       nd->name, nd->arg.linear.out, nd->ins.c, weights, EE_MAX_LAYER_PARAMS);
     nd->out.c = nd->arg.linear.out;
     nd->out.h = nd->out.w = 1;
     nd->p_len = (size_t)nd->arg.linear.out * nd->ins.c + (nd->arg.linear.bias ? nd->arg.linear.out : 0);
