@@ -135,8 +135,13 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
     for (int epoch = start; epoch < cfg->epochs && !s; epoch++) {
         for (int i = 0; i < train->n; i++) perm[i] = i;
         ee_shuffle(ctx, perm, train->n);
-        float lr = ee_schedule_lr(&cfg->sched, epoch), hw[EE_MAX_HEADS];
-        ee_train_head_weights(net, cfg->mode, epoch, cfg->epochs, hw);
+        float lr = ee_schedule_lr(&cfg->sched, epoch), hw[EE_MAX_HEADS], hw_end[EE_MAX_HEADS], hw_start[EE_MAX_HEADS];
+        /* SDN training: the IC weights rise within each epoch from the last epoch's weights (0.01 before the first)
+         * to this epoch's, so that they reach the reference's value at every epoch's end without jumping there at
+         * the first step; a one-epoch run would otherwise start with every IC at full weight and diverge */
+        ee_train_head_weights(net, cfg->mode, epoch, cfg->epochs, hw_end);
+        if (epoch > 0) ee_train_head_weights(net, cfg->mode, epoch - 1, cfg->epochs, hw_start);
+        else for (int h = 0; h < net->nheads; h++) hw_start[h] = cfg->mode == EE_MODE_SDN && h < net->nheads - 1 ? 0.01f : hw_end[h];
         ee_net_freeze_backbone(net, cfg->mode == EE_MODE_IC_ONLY);
         double t0 = now_s(), loss_sum = 0;
         long seen = 0, right_sum = 0;
@@ -145,6 +150,8 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
             ee_dataset_batch(ctx, train, perm + (size_t)step * B, n, &cfg->aug, x, y);
             if ((s = ee_net_forward(ctx, net, x, n, 1))) break;
             ee_net_zero_seeds(net);
+            for (int h = 0; h < net->nheads; h++)
+                hw[h] = hw_start[h] + (hw_end[h] - hw_start[h]) * (float)(step + 1) / (float)steps;
             double l_final = 0;
             int right = 0;
             for (int h = 0; h < net->nheads && !s; h++) {

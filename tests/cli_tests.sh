@@ -147,6 +147,9 @@ if [ -z "$EENN_ASAN" ]; then # ResNet-20's exits: IC2 at 36% of the CNN, IC3 at 
     "$E" infer "$T/s.eenn" "$DATA/t10k-images-idx3-ubyte.gz" --q 1.01 --limit 20 --batch 20 --batch-budget 30% --json >"$T/bb.json" &&
         awk '/"cost":/ { sub(/.*"cost":/, ""); sub(/,.*/, ""); c += $0; n++ } END { exit !(n == 20 && c / n <= 0.30 + 1e-6) }' "$T/bb.json" &&
         grep -q '"stopped_by":"budget"' "$T/bb.json" && ok || bad "infer --batch-budget: $(head -c 400 "$T/bb.json")"
+    # a one-epoch SDN run trains (the IC weights ramp up within the epoch) instead of diverging
+    "$E" train --arch resnet20 --mode sdn --subset 7000 --val 500 --test-subset 500 --epochs 1 --out "$T/one.eenn" \
+        >/dev/null 2>"$T/one.log" && ok || bad "one-epoch SDN training: $(tail -1 "$T/one.log")"
     expect_fail "deadline below the first exit" "below the first exit" "$E" infer "$T/s.eenn" "$DATA/t10k-images-idx3-ubyte.gz" --limit 2 --deadline 5%
 fi
 # a custom architecture timed at its own input shape (5 classes: the random labels stay in range)
