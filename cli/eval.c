@@ -76,7 +76,8 @@ int cmd_eval(int argc, char **argv) {
         check(ee_net_prepare(ctx, m[k].net, batch, 0), ctx);
         check(ee_net_seal(ctx, m[k].net), ctx);
         double t0 = now_s();
-        check(ee_collect_outputs(ctx, m[k].net, ds, batch, 0, &m[k].out), ctx);
+        ee_status cs = ee_collect_outputs(ctx, m[k].net, ds, batch, 0, &m[k].out);
+        if (cs) die("%s (%s split) with %s: %s", data, split, models[k], ee_ctx_error(ctx));
         m[k].secs = now_s() - t0;
         m[k].heads = ee_net_num_heads(m[k].net);
         ee_head_accuracy(m[k].out, m[k].acc);

@@ -286,6 +286,14 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "backdoor: a %dx%d trigger stamped into %d training images (%.1f%%), relabelled %d\n",
                 o.trig.size, o.trig.size, poisoned, 100.0 * poisoned / train->n, o.trig.target);
     }
+    { /* labels decide a built-in network's classes: say so when some of them have no training image */
+        int seen[256] = {0}, empty = 0;
+        for (int i = 0; i < train->n; i++) seen[train->labels[i]] = 1;
+        for (int k = 0; k < train->classes && k < 256; k++) empty += !seen[k];
+        if (empty)
+            fprintf(stderr, "note: the labels run from 0 to %d, so the network has %d classes, but %d of them have no "
+                    "training image\n", train->classes - 1, train->classes, empty);
+    }
     ee_net *net = build_net(ctx, &o, train);
     record_meta(ctx, net, &o, train);
     o.sched.base_lr = o.opt.lr;

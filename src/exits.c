@@ -32,6 +32,10 @@ ee_status ee_collect_outputs(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int
     if (ds->c != net->in.c || ds->h != net->in.h || ds->w != net->in.w)
         return ee_fail(ctx, EE_ERR_ARG, "data is %dx%dx%d but the network takes %dx%dx%d", ds->c, ds->h, ds->w, net->in.c,
                        net->in.h, net->in.w);
+    for (int i = 0; i < ds->n; i++)
+        if (ds->labels[i] >= net->classes)
+            return ee_fail(ctx, EE_ERR_ARG, "image %d has label %d but the network has %d classes (labels 0 to %d)", i,
+                           ds->labels[i], net->classes, net->classes - 1);
     ee_status s = net->max_batch < batch ? ee_net_prepare(ctx, net, batch, net->training) : EE_OK;
     if (s) return s;
     int H = net->nheads, K = net->classes;

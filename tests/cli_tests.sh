@@ -205,6 +205,10 @@ expect_fail "dataset as model" "not an eenn model file" "$E" eval "$DATA/t10k-la
 expect_fail "truncated dataset" "$T/d1/t10k-images-idx3-ubyte.gz: truncated" "$E" eval "$T/m.eenn" --data "$T/d1"
 expect_fail "labels as images" "$T/d2/t10k-images-idx3-ubyte.gz: not an IDX image file" "$E" eval "$T/m.eenn" --data "$T/d2"
 expect_fail "missing dataset" "no dataset found" "$E" eval "$T/m.eenn" --data "$T"
+mkdir -p "$T/d3" && cp "$DATA/t10k-images-idx3-ubyte.gz" "$T/d3/"
+{ printf '\000\000\010\001\000\000\047\020\014'; head -c 9999 /dev/zero; } | gzip >"$T/d3/t10k-labels-idx1-ubyte.gz"
+expect_fail "labels beyond the classes" "$T/d3 (test split) with $T/m.eenn: image 0 has label 12 but the network has 10 classes" \
+    "$E" eval "$T/m.eenn" --data "$T/d3"
 # the published models: models/README.md's checksums, and each row's accuracy on the first 1000 test images
 # as `eenn eval` measures it now (within 0.2 points: convolution kernels differ in rounding between CPUs)
 rows=$(grep -E '^\| `[a-z0-9-]+\.eenn`' models/README.md)
