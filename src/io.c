@@ -2,8 +2,12 @@
  * tensors, 64-byte aligned little-endian float32 data and a CRC-32 trailer. Written atomically (temp file,
  * fsync, rename). Loading checks every field and refuses truncated, corrupted, wrong-version and mismatched
  * files with a message that names the file. Tensors named "train.*" carry training state (checkpoints). */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "internal.h"
+#include <dirent.h>
+#include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -41,6 +45,30 @@ static void put(wbuf *b, const void *data, size_t n) {
 static void put32(wbuf *b, uint32_t v) { uint8_t x[4] = {v, v >> 8, v >> 16, v >> 24}; put(b, x, 4); }
 static void put64(wbuf *b, uint64_t v) { put32(b, (uint32_t)v); put32(b, (uint32_t)(v >> 32)); }
 static void putstr(wbuf *b, const char *s) { put32(b, (uint32_t)strlen(s)); put(b, s, strlen(s)); }
+
+/* removes PATH.tmp.PID files whose writer is gone (a killed run): they can never be renamed into place */
+static void remove_stale_temps(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char dir[4200], prefix[4300];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    if (slash && slash == path) snprintf(dir, sizeof dir, "/");
+    snprintf(prefix, sizeof prefix, "%s.tmp.", slash ? slash + 1 : path);
+    size_t np = strlen(prefix);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strncmp(e->d_name, prefix, np)) continue;
+        char *end;
+        long pid = strtol(e->d_name + np, &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == -1 && errno == ESRCH) {
+            char full[8400];
+            snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
+            remove(full);
+        }
+    }
+    closedir(d);
+}
 
 ee_status ee_io_write(ee_ctx *ctx, const ee_net *net, const ee_meta *meta, int nmeta, const io_tensor *extra,
                       int nextra, const char *path) {
@@ -81,14 +109,22 @@ ee_status ee_io_write(ee_ctx *ctx, const ee_net *net, const ee_meta *meta, int n
     if (b.oom) { free(b.p); return ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); }
     put32(&b, ee_crc32(0, b.p, b.len));
     put(&b, TRAILER, 8);
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    /* a symbolic link is written through to its target, and an existing file keeps its permissions */
+    char dst[4200], tmp[4300];
+    char *real = realpath(path, NULL);
+    snprintf(dst, sizeof dst, "%s", real ? real : path);
+    free(real);
+    struct stat old;
+    int have_old = stat(dst, &old) == 0;
+    remove_stale_temps(dst);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dst, (long)getpid());
     FILE *f = fopen(tmp, "wb");
     if (!f) { free(b.p); return ee_fail(ctx, EE_ERR_IO, "%s: cannot create file", tmp); }
     int ok = fwrite(b.p, 1, b.len, f) == b.len && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    if (ok && have_old) ok = fchmod(fileno(f), old.st_mode & 07777) == 0;
     ok = (fclose(f) == 0) && ok;
     free(b.p);
-    if (!ok || rename(tmp, path) != 0) {
+    if (!ok || rename(tmp, dst) != 0) {
         remove(tmp);
         return ee_fail(ctx, EE_ERR_IO, "%s: write failed (disk full or read-only?)", path);
     }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stb/stb_image_write.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -452,6 +453,28 @@ static void test_io(void) {
         CHECK_OK(ctx, ee_net_save(ctx, a, &junk, 1, bad));
         CHECK(ee_net_load(ctx, bad, &b) == EE_ERR_FORMAT && strstr(ee_ctx_error(ctx), "data.mean 'grey' is not a number"),
               "unparsable data.mean: '%s'", ee_ctx_error(ctx));
+    }
+    /* saving through a symbolic link writes its target; an existing file keeps its mode; temp files of killed
+     * writers beside it are removed */
+    {
+        char link[600], stale[700];
+        snprintf(link, sizeof link, "%s/link.eenn", tmpdir);
+        CHECK(symlink(path, link) == 0, "symlink");
+        CHECK(chmod(path, 0600) == 0, "chmod");
+        snprintf(stale, sizeof stale, "%s.tmp.2147483", path); /* above any pid_max */
+        write_bytes(stale, "x", 1, 0);
+        CHECK_OK(ctx, ee_net_set_meta(ctx, a, "note", "through the link"));
+        CHECK_OK(ctx, ee_net_save(ctx, a, NULL, 0, link));
+        struct stat ls, ts;
+        CHECK(lstat(link, &ls) == 0 && S_ISLNK(ls.st_mode), "the symbolic link was replaced by a file");
+        CHECK(stat(path, &ts) == 0 && (ts.st_mode & 0777) == 0600, "the file's mode was not kept: %o", ts.st_mode & 0777);
+        CHECK(access(stale, F_OK) != 0, "a stale temp file was left: %s", stale);
+        ee_net *c = NULL;
+        CHECK_OK(ctx, ee_net_load(ctx, path, &c));
+        CHECK(c && ee_net_meta(c, "note") && !strcmp(ee_net_meta(c, "note"), "through the link"),
+              "the target was not written through the link");
+        ee_net_free(c);
+        remove(link);
     }
     /* atomic save: no temp file left behind, an unwritable path fails cleanly */
     snprintf(cmd, sizeof cmd, "ls %s | grep -c tmp > /dev/null", tmpdir);
