@@ -94,6 +94,18 @@ double parse_fraction(const char *cmd, const char *opt, const char *v, double ma
     return x;
 }
 
+int parse_fraction_list(const char *cmd, const char *opt, const char *v, double max, double *out, int *n, int cap) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", v);
+    for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
+        if (*n == cap) usage_error("%s %s: at most %d values", cmd, opt, cap);
+        double x = parse_fraction(cmd, opt, t, max);
+        if (!(x > 0)) usage_error("%s %s: '%s' must be above 0", cmd, opt, t);
+        out[(*n)++] = x;
+    }
+    return *n;
+}
+
 ee_outputs *validation_outputs(ee_ctx *ctx, ee_net *net, const char *model, const char *data, int nval) {
     if (!data) data = ee_net_meta(net, "data.dir") ? ee_net_meta(net, "data.dir") : DEFAULT_DATA;
     if (nval < 0) nval = ee_net_meta(net, "data.val") ? atoi(ee_net_meta(net, "data.val")) : 5000;

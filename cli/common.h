@@ -63,6 +63,8 @@ int model_policy(ee_ctx *ctx, const ee_net *net, double q, ee_exit_policy *p);
 const char *describe_policy(const ee_exit_policy *p, char *buf, size_t n);
 /* "1%" or a fraction such as 0.01, in [0, max]; a usage error naming cmd and opt otherwise */
 double parse_fraction(const char *cmd, const char *opt, const char *v, double max);
+/* a comma-separated list of such fractions, each in (0, max], appended to out[*n] (at most cap); returns *n */
+int parse_fraction_list(const char *cmd, const char *opt, const char *v, double max, double *out, int *n, int cap);
 /* every head's outputs on the model's validation split (the last nval training images; nval < 0: as many as the
  * model was trained with), normalised as the model expects */
 ee_outputs *validation_outputs(ee_ctx *ctx, ee_net *net, const char *model, const char *data, int nval);

@@ -75,17 +75,7 @@ int cmd_compare(int argc, char **argv) {
     for (int o; (o = cli_next(&a)) != -1;) {
         switch (o) {
         case O_MAX_DROP: drop = parse_fraction("compare", "--max-drop", optarg, 1); set_drop = 1; break;
-        case O_BUDGET: {
-            char buf[256];
-            snprintf(buf, sizeof buf, "%s", optarg);
-            for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
-                if (nbudget == 16) usage_error("compare --budget: at most 16 budgets");
-                budgets[nbudget] = parse_fraction("compare", "--budget", t, 1);
-                if (budgets[nbudget] <= 0) usage_error("compare --budget: '%s' must be above 0", t);
-                nbudget++;
-            }
-            break;
-        }
+        case O_BUDGET: parse_fraction_list("compare", "--budget", optarg, 1, budgets, &nbudget, 16); break;
         case O_SPEED_N: speed_n = (int)cli_int(&a, 0, 100000); break;
         case O_TEST_SUBSET: test_subset = (int)cli_int(&a, 1, 100000000); break;
         case O_DATA: data = optarg; break;

@@ -38,17 +38,7 @@ int cmd_riskcheck(int argc, char **argv) {
     cli_args a = {"riskcheck", riskcheck_help, riskcheck_opts, NULL, argc, argv, -1, 0};
     for (int o; (o = cli_next(&a)) != -1;) {
         switch (o) {
-        case O_RISK: {
-            char buf[256];
-            snprintf(buf, sizeof buf, "%s", optarg);
-            for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
-                if (neps == 16) usage_error("riskcheck --risk: at most 16 values");
-                eps[neps] = parse_fraction("riskcheck", "--risk", t, 1);
-                if (!(eps[neps] > 0 && eps[neps] < 1)) usage_error("riskcheck --risk: '%s' must be in (0, 100%%)", t);
-                neps++;
-            }
-            break;
-        }
+        case O_RISK: parse_fraction_list("riskcheck", "--risk", optarg, 0.999999, eps, &neps, 16); break;
         case O_DELTA: delta = cli_num(&a, 1e-6, 0.999999); break;
         case O_SPLITS: splits = (int)cli_int(&a, 1, 100000); break;
         case O_LABEL_FREE: label_free = 1; break;
