@@ -18,6 +18,7 @@ static const char *infer_help =
     "                 the exits are least sure of (budgeted batch classification)\n"
     "  --fallback     the most confident output when no IC fires (default: as calibrated)\n"
     "  --limit N      at most N images from each IDX or CIFAR file (default 20)\n"
+    "  --max-image-side N  refuse PNG/JPEG images wider or taller than N pixels before decoding them (8192)\n"
     "  --batch N      images per batch (default 64)   --threads N   --json (one object per input)\n";
 
 typedef struct { float *x; int n, cap; char **names; size_t img; } input_set;
@@ -38,7 +39,7 @@ static int has_suffix(const char *s, const char *suf) {
     return a >= b && !strcmp(s + a - b, suf);
 }
 
-static void load_image(ee_ctx *ctx, const ee_net *net, const char *path, input_set *s, int limit) {
+static void load_image(ee_ctx *ctx, const ee_net *net, const char *path, input_set *s, int limit, int max_side) {
     int C, H, W;
     ee_net_input_shape(net, &C, &H, &W);
     const char *m = ee_net_meta(net, "data.mean"), *sd = ee_net_meta(net, "data.std");
@@ -52,6 +53,12 @@ static void load_image(ee_ctx *ctx, const ee_net *net, const char *path, input_s
     if (has_suffix(path, ".png") || has_suffix(path, ".jpg") || has_suffix(path, ".jpeg") || has_suffix(path, ".PNG") ||
         has_suffix(path, ".JPG")) {
         int w, h, ch;
+        /* the header first: a huge image is refused before it is decoded */
+        if (stbi_info(path, &w, &h, &ch) && (w > max_side || h > max_side)) {
+            free(x);
+            die("%s: %dx%d pixels, larger than --max-image-side %d (decoding it would take %.1f GB)", path, w, h,
+                max_side, 3.0 * w * h / 1e9);
+        }
         unsigned char *px = stbi_load(path, &w, &h, &ch, C == 1 ? 1 : 3);
         if (!px || (C != 1 && C != 3)) {
             free(x); /* a clean exit for the leak checker */
@@ -100,18 +107,20 @@ static void load_image(ee_ctx *ctx, const ee_net *net, const char *path, input_s
     free(x);
 }
 
-enum { O_Q = 256, O_FALLBACK, O_LIMIT, O_BATCH, O_THREADS, O_JSON, O_DEADLINE, O_BATCH_BUDGET };
+enum { O_Q = 256, O_FALLBACK, O_LIMIT, O_BATCH, O_THREADS, O_JSON, O_DEADLINE, O_BATCH_BUDGET, O_MAX_SIDE };
 static const struct option infer_opts[] = {
     {"q", required_argument, NULL, O_Q}, {"fallback", no_argument, NULL, O_FALLBACK},
     {"limit", required_argument, NULL, O_LIMIT}, {"batch", required_argument, NULL, O_BATCH},
     {"threads", required_argument, NULL, O_THREADS}, {"json", no_argument, NULL, O_JSON},
     {"deadline", required_argument, NULL, O_DEADLINE}, {"batch-budget", required_argument, NULL, O_BATCH_BUDGET},
+    {"max-image-side", required_argument, NULL, O_MAX_SIDE},
     {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 int cmd_infer(int argc, char **argv) {
     int limit = 20, batch = 64, json = 0, threads = 0, fallback = -1;
     const char *deadline = NULL;
     double batch_budget = 0;
+    int max_side = 8192;
     double q = -1;
     cli_args a = {"infer", infer_help, infer_opts, NULL, argc, argv, -1, 0};
     for (int c; (c = cli_next(&a)) != -1;) {
@@ -123,6 +132,7 @@ int cmd_infer(int argc, char **argv) {
         case O_THREADS: threads = (int)cli_int(&a, 0, 256); break;
         case O_JSON: json = 1; break;
         case O_DEADLINE: deadline = optarg; break;
+        case O_MAX_SIDE: max_side = (int)cli_int(&a, 1, 1 << 20); break;
         case O_BATCH_BUDGET:
             batch_budget = parse_fraction("infer", "--batch-budget", optarg, 100);
             if (!(batch_budget > 0)) usage_error("infer --batch-budget: '%s' must be above 0", optarg);
@@ -145,7 +155,7 @@ int cmd_infer(int argc, char **argv) {
     ee_net_input_shape(net, &C, &H, &W);
     input_set set = {0};
     set.img = (size_t)C * H * W;
-    for (int i = 0; i < ninputs; i++) load_image(ctx, net, inputs[i], &set, limit);
+    for (int i = 0; i < ninputs; i++) load_image(ctx, net, inputs[i], &set, limit, max_side);
     check(ee_net_prepare(ctx, net, batch, 0), ctx);
     check(ee_net_seal(ctx, net), ctx); /* one copy of the weights: packed for the kernel */
     int heads = ee_net_num_heads(net);

@@ -12,8 +12,15 @@
 
 static double sqrt_pos(double v) { return v > 0 ? sqrt(v) : 0; }
 
-/* Reads a whole (possibly gzipped) file. */
-static ee_status read_all(ee_ctx *ctx, const char *path, uint8_t **data, size_t *len) {
+/* the most pixel data an IDX image file may announce (8 GiB), and the largest CIFAR batch file (CIFAR-100's
+ * train.bin is 50,000 records of 3,074 bytes); docs/format.md */
+#define IDX_MAX_BYTES 8589934592.0
+#define CIFAR_MAX_BYTES ((size_t)60000 * 3074)
+
+/* Reads a whole (possibly gzipped) file, but never more than max + 1 bytes of it: a file that inflates past
+ * what its header announces stops there (len = max + 1 tells the caller), so a small compressed file cannot
+ * make eenn inflate gigabytes. */
+static ee_status read_all(ee_ctx *ctx, const char *path, uint8_t **data, size_t *len, size_t max) {
     gzFile f = gzopen(path, "rb");
     if (!f) return ee_fail(ctx, EE_ERR_IO, "%s: cannot open", path);
     size_t cap = 1 << 20, n = 0;
@@ -30,6 +37,12 @@ static ee_status read_all(ee_ctx *ctx, const char *path, uint8_t **data, size_t 
         }
         if (r == 0) break;
         n += r;
+        if (n > max) { /* more than announced: stop reading */
+            gzclose(f);
+            *data = buf;
+            *len = n;
+            return EE_OK;
+        }
         if (n == cap) { uint8_t *nb = realloc(buf, cap *= 2); if (!nb) free(buf); buf = nb; }
     }
     /* a truncated gzip stream reads as a short file: zlib reports it on close */
@@ -66,13 +79,28 @@ static void set_classes(ee_dataset *ds) {
     ds->classes = mx + 1 < 10 ? 10 : mx + 1;
 }
 
+/* the first n bytes of a (possibly gzipped) file, for its header; returns how many were read */
+static int peek(const char *path, uint8_t *buf, int n) {
+    gzFile f = gzopen(path, "rb");
+    if (!f) return -1;
+    int r = gzread(f, buf, (unsigned)n);
+    gzclose(f);
+    return r;
+}
+
 ee_status ee_dataset_load_idx(ee_ctx *ctx, const char *images, const char *labels, ee_dataset **out) {
     *out = NULL;
-    uint8_t *im = NULL, *lb = NULL;
+    uint8_t *im = NULL, *lb = NULL, hi[16], hl[8];
     size_t nim, nlb;
-    ee_status s = read_all(ctx, images, &im, &nim);
+    /* the headers first: the files are read only as far as they announce (and one byte more) */
+    int pi = peek(images, hi, 16), pl = peek(labels, hl, 8);
+    size_t max_im = pi == 16 && be32(hi) == 0x803 && be32(hi + 8) <= 4096 && be32(hi + 12) <= 4096 &&
+                            (double)be32(hi + 4) * be32(hi + 8) * be32(hi + 12) <= IDX_MAX_BYTES
+                        ? 16 + (size_t)be32(hi + 4) * be32(hi + 8) * be32(hi + 12) : 16;
+    size_t max_lb = pl == 8 && be32(hl) == 0x801 ? 8 + (size_t)be32(hl + 4) : 8;
+    ee_status s = read_all(ctx, images, &im, &nim, max_im);
     if (s) return s;
-    if ((s = read_all(ctx, labels, &lb, &nlb))) { free(im); return s; }
+    if ((s = read_all(ctx, labels, &lb, &nlb, max_lb))) { free(im); return s; }
     ee_dataset *ds = NULL;
     if (nim < 16 || be32(im) != 0x803) {
         s = ee_fail(ctx, EE_ERR_FORMAT, "%s: not an IDX image file (magic 0x%08x, expected 0x00000803)", images,
@@ -82,16 +110,21 @@ ee_status ee_dataset_load_idx(ee_ctx *ctx, const char *images, const char *label
                     nlb >= 4 ? be32(lb) : 0);
     } else {
         uint32_t n = be32(im + 4), h = be32(im + 8), w = be32(im + 12), nl = be32(lb + 4);
-        if (!n || !h || !w || h > 4096 || w > 4096 || n > 100000000u)
+        if (!n || !h || !w || h > 4096 || w > 4096 || n > 100000000u || (double)n * h * w > IDX_MAX_BYTES)
             s = ee_fail(ctx, EE_ERR_FORMAT, "%s: implausible dimensions %ux%ux%u", images, n, h, w);
         else if (nim != 16 + (size_t)n * h * w)
-            s = ee_fail(ctx, EE_ERR_FORMAT, "%s: %s: header says %u images of %ux%u (%zu bytes), file has %zu", images,
-                        nim < 16 + (size_t)n * h * w ? "truncated" : "trailing bytes", n, h, w, 16 + (size_t)n * h * w, nim);
+            s = nim < 16 + (size_t)n * h * w
+                    ? ee_fail(ctx, EE_ERR_FORMAT, "%s: truncated: header says %u images of %ux%u (%zu bytes), file has %zu",
+                              images, n, h, w, 16 + (size_t)n * h * w, nim)
+                    : ee_fail(ctx, EE_ERR_FORMAT, "%s: trailing bytes: header says %u images of %ux%u (%zu bytes), the file "
+                              "has more (reading stopped there)", images, n, h, w, 16 + (size_t)n * h * w);
         else if (nl != n)
             s = ee_fail(ctx, EE_ERR_FORMAT, "%s: %u labels for %u images in %s", labels, nl, n, images);
         else if (nlb != 8 + (size_t)n)
-            s = ee_fail(ctx, EE_ERR_FORMAT, "%s: %s: header says %u labels, file has %zu bytes of them", labels,
-                        nlb < 8 + (size_t)n ? "truncated" : "trailing bytes", n, nlb - 8);
+            s = nlb < 8 + (size_t)n
+                    ? ee_fail(ctx, EE_ERR_FORMAT, "%s: truncated: header says %u labels, file has %zu bytes of them", labels,
+                              n, nlb - 8)
+                    : ee_fail(ctx, EE_ERR_FORMAT, "%s: trailing bytes: header says %u labels, the file has more", labels, n);
         else if (!(ds = ds_new(n, 1, h, w)))
             s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
         else {
@@ -117,7 +150,12 @@ ee_status ee_dataset_load_cifar(ee_ctx *ctx, const char *const *files, int nfile
     size_t *lens = calloc(nfiles, sizeof *lens);
     ee_status s = bufs && lens ? EE_OK : ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
     for (int i = 0; i < nfiles && !s; i++) {
-        if ((s = read_all(ctx, files[i], &bufs[i], &lens[i]))) break;
+        if ((s = read_all(ctx, files[i], &bufs[i], &lens[i], CIFAR_MAX_BYTES))) break;
+        if (lens[i] > CIFAR_MAX_BYTES) {
+            s = ee_fail(ctx, EE_ERR_FORMAT, "%s: larger than any CIFAR batch file (more than %zu bytes)", files[i],
+                        CIFAR_MAX_BYTES);
+            break;
+        }
         if (lens[i] == 0 || lens[i] % rec)
             s = ee_fail(ctx, EE_ERR_FORMAT, "%s: %zu bytes is not a whole number of %zu-byte CIFAR-%s records (truncated?)",
                         files[i], lens[i], rec, cifar100_label ? "100" : "10");

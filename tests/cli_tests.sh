@@ -193,6 +193,7 @@ expect_fail "calibrate a CNN" "has no internal classifiers" "$E" calibrate "$T/m
 expect_usage "ic-only without a CNN" "needs --from" "$E" train --mode ic-only
 expect_usage "bad drop" "calibrate --max-drop: '150%' is more than 100%" "$E" calibrate "$T/s.eenn" --max-drop 150%
 expect_fail "missing image" "$T/none.png: cannot read the image" "$E" infer "$T/s.eenn" "$T/none.png"
+expect_fail "huge image" "30000x30000 pixels, larger than --max-image-side 8192" "$E" infer "$T/s.eenn" $FIX/huge-30000x30000.png
 
 # bad model files
 size=$(wc -c <"$T/m.eenn")

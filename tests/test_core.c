@@ -211,6 +211,15 @@ static void make_idx(const char *dir, const char *pre, int n, int gz, int trunca
 static void test_data(void) {
     ee_ctx *ctx = ee_ctx_new();
     char d[512], p[600], q[600];
+    {   /* a 20 KB gzip file whose header announces 10 images but inflates to 20 MB: reading stops at the header's
+         * size instead of inflating it all */
+        ee_dataset *bomb = NULL;
+        ee_status s = ee_dataset_load_idx(ctx, "tests/fixtures/bomb-images-idx3-ubyte.gz",
+                                          "tests/fixtures/bomb-labels-idx1-ubyte.gz", &bomb);
+        CHECK(s == EE_ERR_FORMAT && strstr(ee_ctx_error(ctx), "trailing bytes: header says 10 images of 28x28") &&
+                  strstr(ee_ctx_error(ctx), "reading stopped there") && !bomb,
+              "decompression bomb: '%s'", ee_ctx_error(ctx));
+    }
     for (int gz = 0; gz < 2; gz++) {
         snprintf(d, sizeof d, "%s/idx%d", tmpdir, gz);
         snprintf(p, sizeof p, "mkdir -p %s", d);
