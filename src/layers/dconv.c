@@ -16,10 +16,11 @@
 #include "../internal.h"
 #include <string.h>
 
-/* The kernels below the geometry and packing code are compiled for AVX2 + FMA whatever the build's target, and
- * run only where ee_dconv_available() finds those instructions: the library itself runs on any x86-64 CPU.
- * EE_NO_AVX2 leaves them out (make NO_AVX2=1), so that the generic paths can be tested on any machine. */
-#if defined(__x86_64__) && !defined(EE_NO_AVX2)
+/* This file is compiled for AVX2 + FMA (the Makefile adds -mavx2 -mfma for it alone on x86-64) and its functions run
+ * only where ee_dconv_available() (dconv_cpu.c) finds those instructions: the rest of the library runs on any
+ * x86-64 CPU. NO_AVX2=1 builds it without them, so that the generic paths can be tested on any machine. */
+#if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && !defined(EE_NO_AVX2)
+#include <immintrin.h>
 #define EE_DCONV 1
 #endif
 #ifdef _OPENMP
@@ -33,26 +34,6 @@ typedef struct {
 static geom geom_of(const ee_node *nd) {
     geom g = {nd->ins.c, nd->ins.h, nd->ins.w, nd->arg.conv.out, nd->arg.conv.k, nd->arg.conv.stride, nd->arg.conv.pad, nd->out.h, nd->out.w};
     return g;
-}
-
-int ee_dconv_available(void) {
-#ifdef EE_DCONV
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return 0;
-#endif
-}
-
-int ee_dconv_preferred(void) {
-#ifdef EE_DCONV
-    return ee_dconv_available() && !__builtin_cpu_supports("avx512f");
-#else
-    return 0;
-#endif
-}
-
-int ee_dconv_fits(const ee_node *nd) {
-    return nd->kind == EE_KIND_CONV && nd->arg.conv.groups == 1 && nd->arg.conv.out % 16 == 0 && nd->arg.conv.k <= 7 && ee_dconv_available();
 }
 
 /* output channels per weight block: 16 (6 pixels x 2 vectors per step), or 32 on maps at most 3 wide (3 pixels x
@@ -100,15 +81,6 @@ void ee_dconv_pack_inplace(const ee_node *nd, float *w, const float *scale, floa
     }
 }
 
-#ifdef EE_DCONV
-#ifdef __clang__
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
-#include <immintrin.h>
-#endif
 
 #ifdef EE_DCONV
 /* nb pixels of one output row x nv vectors of 8 channels (both constants at every call, so the loops unroll into
@@ -362,10 +334,3 @@ void ee_dconv_forward(const ee_node *nd, int n, const float *x, const float *pac
 #endif
 }
 
-#ifdef EE_DCONV
-#ifdef __clang__
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
-#endif
