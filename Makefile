@@ -57,11 +57,12 @@ $(BUILD)/tests/pngstat: tests/pngstat.c
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lstb -lm
 
 # make check: unit, reference and CLI tests; the exported symbols; the library tests again on a build without the
-# AVX2 kernels; everything again under ASan+UBSan.
+# AVX2 kernels; everything again under ASan+UBSan; a short run of each fuzzer.
 check: all $(TESTS) $(BUILD)/tests/pngstat check-clang check-install check-symbols
 	@sh tests/run_tests.sh $(BUILD)
 	$(MAKE) check-generic
 	$(MAKE) check-asan
+	$(MAKE) fuzz-smoke
 
 # the shared library exports the functions eenn.h declares and nothing else, under its SONAME
 check-symbols: $(BUILD)/libeenn.so
