@@ -150,31 +150,15 @@ void run_analysis(const analysis_opts *opt, analysis *an) {
     if (opt->method_curves) { /* risk control: 50 random halves of the test images */
         step("risk control: 50 random calibration/test halves of the test images");
         static const double eps[] = {0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1};
-        int n = an->clean.o->n, ncal = n / 2;
-        int8_t *loss = malloc((size_t)n * EE_RISK_GRID);
-        uint8_t *ex = malloc((size_t)n * EE_RISK_GRID);
-        int *perm = malloc(sizeof(int) * n);
-        if (!loss || !ex || !perm) die("out of memory");
-        check(ee_risk_losses(ctx, an->clean.o, EE_SCORE_MAXPROB, EE_RISK_GAP, loss, ex), ctx);
-        for (int i = 0; i < n; i++) perm[i] = i;
-        an->nrc = ncal > 0 && n - ncal > 0 ? 7 : 0;
-        for (int s = 0; s < 50 && an->nrc; s++) {
-            ee_shuffle(ctx, perm, n);
-            double rc_[EE_RISK_GRID], clip[EE_RISK_GRID], rt[EE_RISK_GRID], tclip[EE_RISK_GRID];
-            ee_risk_means(loss, perm, ncal, rc_, clip);
-            ee_risk_means(loss, perm + ncal, n - ncal, rt, tclip);
-            for (int e = 0; e < an->nrc; e++)
-                for (int m = 0; m < 4; m++) {
-                    ee_risk_calibration rc = {EE_SCORE_MAXPROB, EE_RISK_GAP, (ee_rc_method)(EE_RC_NAIVE + m), eps[e], 0.1, 0};
-                    int k = ee_risk_select(&rc, ncal, rc_, clip);
-                    double c = 0;
-                    for (int j = ncal; j < n; j++) c += an->cost[ex[(size_t)perm[j] * EE_RISK_GRID + k]];
-                    an->rc_eps[e] = eps[e];
-                    an->rc_risk[m][e] += rt[k] / 50;
-                    an->rc_cost[m][e] += c / (n - ncal) / 50;
-                }
-        }
-        free(loss); free(ex); free(perm);
+        risk_split_stats res[7 * 4];
+        risk_splits(ctx, an->clean.o, an->cost, EE_SCORE_MAXPROB, EE_RISK_GAP, 0.1, eps, 7, 50, res);
+        an->nrc = 7;
+        for (int e = 0; e < an->nrc; e++)
+            for (int m = 0; m < 4; m++) {
+                an->rc_eps[e] = eps[e];
+                an->rc_risk[m][e] = res[e * 4 + m].risk;
+                an->rc_cost[m][e] = res[e * 4 + m].cost;
+            }
     }
 
     /* the accuracy-cost curve: a uniform grid of q, a fine one near 1, and q > 1 (no early exit) */

@@ -106,6 +106,49 @@ int parse_fraction_list(const char *cmd, const char *opt, const char *v, double 
     return *n;
 }
 
+void risk_splits(ee_ctx *ctx, const ee_outputs *o, const double *cost, int kind, ee_risk_kind risk, double delta,
+                 const double *eps, int neps, int splits, risk_split_stats *res) {
+    int n = o->n, ncal = n / 2, ntest = n - ncal;
+    if (ncal < 1 || ntest < 1) die("%d images: too few to split into calibration and test halves", n);
+    int8_t *loss = malloc((size_t)n * EE_RISK_GRID);
+    uint8_t *exit_at = malloc((size_t)n * EE_RISK_GRID);
+    int *perm = malloc(sizeof(int) * n);
+    double *r2 = calloc((size_t)neps * 4, sizeof(double));
+    if (!loss || !exit_at || !perm || !r2) die("out of memory");
+    check(ee_risk_losses(ctx, o, kind, risk, loss, exit_at), ctx);
+    memset(res, 0, sizeof *res * neps * 4);
+    for (int i = 0; i < n; i++) perm[i] = i;
+    for (int s = 0; s < splits; s++) {
+        ee_shuffle(ctx, perm, n);
+        double rc[EE_RISK_GRID], clip[EE_RISK_GRID], rt[EE_RISK_GRID], tclip[EE_RISK_GRID], ct[EE_RISK_GRID];
+        ee_risk_means(loss, perm, ncal, rc, clip);
+        ee_risk_means(loss, perm + ncal, ntest, rt, tclip);
+        for (int k = 0; k < EE_RISK_GRID; k++) {
+            double c = 0;
+            for (int j = ncal; j < n; j++) c += cost[exit_at[(size_t)perm[j] * EE_RISK_GRID + k]];
+            ct[k] = c / ntest;
+        }
+        for (int e = 0; e < neps; e++)
+            for (int m = 0; m < 4; m++) {
+                ee_risk_calibration cal = {kind, risk, (ee_rc_method)(EE_RC_NAIVE + m), eps[e], delta, 0};
+                int k = ee_risk_select(&cal, ncal, rc, clip);
+                risk_split_stats *r = &res[e * 4 + m];
+                r->risk += rt[k];
+                r2[e * 4 + m] += rt[k] * rt[k];
+                r->above += rt[k] > eps[e];
+                r->cost += ct[k];
+                r->lambda += ee_risk_lambda(k);
+            }
+    }
+    for (int i = 0; i < neps * 4; i++) {
+        risk_split_stats *r = &res[i];
+        r->risk /= splits; r->above /= splits; r->cost /= splits; r->lambda /= splits;
+        /* the standard error of the mean test risk over the splits */
+        r->risk_se = splits > 1 ? sqrt(fmax(r2[i] / splits - r->risk * r->risk, 0) / (splits - 1)) : 0;
+    }
+    free(loss); free(exit_at); free(perm); free(r2);
+}
+
 ee_outputs *validation_outputs(ee_ctx *ctx, ee_net *net, const char *model, const char *data, int nval) {
     if (!data) data = ee_net_meta(net, "data.dir") ? ee_net_meta(net, "data.dir") : DEFAULT_DATA;
     if (nval < 0) nval = ee_net_meta(net, "data.val") ? atoi(ee_net_meta(net, "data.val")) : 5000;

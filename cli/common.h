@@ -65,6 +65,12 @@ const char *describe_policy(const ee_exit_policy *p, char *buf, size_t n);
 double parse_fraction(const char *cmd, const char *opt, const char *v, double max);
 /* a comma-separated list of such fractions, each in (0, max], appended to out[*n] (at most cap); returns *n */
 int parse_fraction_list(const char *cmd, const char *opt, const char *v, double max, double *out, int *n, int cap);
+/* Risk control checked over `splits` random calibration/test halves of o (the paper's evaluation): for every
+ * epsilon e and procedure m (naive, crc, ucb, ltt), res[e * 4 + m] holds the means over the splits of the test
+ * risk (with its standard error), of the share of splits above epsilon, of the cost and of lambda. */
+typedef struct { double risk, risk_se, above, cost, lambda; } risk_split_stats;
+void risk_splits(ee_ctx *ctx, const ee_outputs *o, const double *cost, int kind, ee_risk_kind risk, double delta,
+                 const double *eps, int neps, int splits, risk_split_stats *res);
 /* every head's outputs on the model's validation split (the last nval training images; nval < 0: as many as the
  * model was trained with), normalised as the model expects */
 ee_outputs *validation_outputs(ee_ctx *ctx, ee_net *net, const char *model, const char *data, int nval);

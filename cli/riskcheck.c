@@ -71,43 +71,13 @@ int cmd_riskcheck(int argc, char **argv) {
     int n = o->n, ncal = n / 2, ntest = n - ncal;
     if (ncal < 1 || ntest < 1) die("%s: too few test images to split", data);
     ee_risk_kind risk = label_free ? EE_RISK_CONSISTENCY : EE_RISK_GAP;
-    int8_t *loss = malloc((size_t)n * EE_RISK_GRID);
-    uint8_t *exit_at = malloc((size_t)n * EE_RISK_GRID);
-    int *perm = malloc(sizeof(int) * n);
-    if (!loss || !exit_at || !perm) die("out of memory");
-    check(ee_risk_losses(ctx, o, kind, risk, loss, exit_at), ctx);
     double cost[EE_MAX_HEADS];
     ee_net_head_costs(net, cost, NULL);
     enum { NM = 4 };
     static const int methods[NM] = {EE_RC_NAIVE, EE_RC_CRC, EE_RC_UCB, EE_RC_LTT};
-    /* per epsilon and method: sums over splits of the test risk, exceedances, cost and the chosen lambda */
-    double (*sum_risk)[NM] = calloc(neps, sizeof *sum_risk), (*sum_cost)[NM] = calloc(neps, sizeof *sum_cost);
-    double (*sum_lam)[NM] = calloc(neps, sizeof *sum_lam), (*sum_r2)[NM] = calloc(neps, sizeof *sum_r2);
-    int (*over)[NM] = calloc(neps, sizeof *over);
-    if (!sum_risk || !sum_cost || !sum_lam || !sum_r2 || !over) die("out of memory");
-    for (int i = 0; i < n; i++) perm[i] = i;
+    risk_split_stats res[16 * NM];
     double t0 = now_s();
-    for (int s = 0; s < splits; s++) {
-        ee_shuffle(ctx, perm, n);
-        double rc_[EE_RISK_GRID], clip[EE_RISK_GRID], rt[EE_RISK_GRID], tclip[EE_RISK_GRID], ct[EE_RISK_GRID];
-        ee_risk_means(loss, perm, ncal, rc_, clip);
-        ee_risk_means(loss, perm + ncal, ntest, rt, tclip);
-        for (int k = 0; k < EE_RISK_GRID; k++) {
-            double c = 0;
-            for (int j = ncal; j < n; j++) c += cost[exit_at[(size_t)perm[j] * EE_RISK_GRID + k]];
-            ct[k] = c / ntest;
-        }
-        for (int e = 0; e < neps; e++)
-            for (int m = 0; m < NM; m++) {
-                ee_risk_calibration rc = {kind, risk, methods[m], eps[e], delta, 0};
-                int k = ee_risk_select(&rc, ncal, rc_, clip);
-                sum_risk[e][m] += rt[k];
-                sum_r2[e][m] += rt[k] * rt[k];
-                sum_cost[e][m] += ct[k];
-                sum_lam[e][m] += ee_risk_lambda(k);
-                over[e][m] += rt[k] > eps[e];
-            }
-    }
+    risk_splits(ctx, o, cost, kind, risk, delta, eps, neps, splits, res);
     double secs = now_s() - t0;
     if (json)
         printf("{\"model\":\"%s\",\"risk\":\"%s\",\"kind\":\"%s\",\"delta\":%g,\"splits\":%d,\"calibration_n\":%d,"
@@ -119,10 +89,8 @@ int cmd_riskcheck(int argc, char **argv) {
                ntest, delta, "epsilon", "method", "mean test risk (se)", "splits above eps", "mean cost", "lambda", "holds");
     for (int e = 0; e < neps; e++)
         for (int m = 0; m < NM; m++) {
-            double mr = sum_risk[e][m] / splits, oc = (double)over[e][m] / splits, mc = sum_cost[e][m] / splits;
-            double ml = sum_lam[e][m] / splits;
-            /* the standard error of the mean test risk over the splits */
-            double se = splits > 1 ? sqrt(fmax(sum_r2[e][m] / splits - mr * mr, 0) / (splits - 1)) : 0;
+            const risk_split_stats *r = &res[e * NM + m];
+            double mr = r->risk, oc = r->above, mc = r->cost, ml = r->lambda, se = r->risk_se;
             /* what each procedure promises: CRC the mean, UCB and LTT the share above epsilon, naive nothing */
             /* CRC's promise is about a mean: within two standard errors of epsilon is Monte Carlo noise */
             const char *holds = methods[m] == EE_RC_NAIVE ? "-"
@@ -140,8 +108,6 @@ int cmd_riskcheck(int argc, char **argv) {
     if (json) printf("],\"seconds\":%.2f}\n", secs);
     else printf("(cost: %% of the CNN's FLOPs; holds: CRC mean risk <= epsilon ('noise': above it by less than two\n"
                 " standard errors), UCB/LTT share of splits above epsilon <= delta)\n");
-    free(sum_risk); free(sum_cost); free(sum_lam); free(sum_r2); free(over);
-    free(loss); free(exit_at); free(perm);
     ee_outputs_free(o);
     ee_dataset_free(ds);
     ee_net_free(net);
