@@ -11,7 +11,12 @@ static const char *train_help =
     "Trains a network on a dataset directory and writes the model file.\n"
     "  --mode M           cnn (default): the plain network; sdn: internal classifiers trained jointly from the\n"
     "                     CNN's initialisation (SDN training); ic-only: ICs on a trained CNN (--from), CNN frozen\n"
-    "  --from FILE        the trained CNN for --mode ic-only\n"
+    "                     eenet: EENet exits with learned confidence branches and the cost-aware loss (Demir &\n"
+    "                     Akbas; recipe: Adam 1e-3, lr x0.1 at 50%% and 75%%)\n"
+    "  --from FILE        the trained CNN for --mode ic-only (or to start an EENet's backbone from)\n"
+    "  --exits N          EENet: early exits (2)       --distribution fine|linear|pareto|gold_ratio (fine)\n"
+    "  --lambda X         EENet: the cost weight (1.0)  --exit-type pool|plain|bnpool (pool)\n"
+    "  --loss v0|v1|v2|two-stage  EENet loss (v2); two-stage: v0 for --stage1-epochs (25), then v1\n"
     "  --ics A,B,..       IC positions as node names (default: the SDN reference's, or the FLOPs rule)\n"
     "  --arch NAME        resnet20 (default), resnet56, resnet110, vgg16bn, wrn32_4, mobilenet\n"
     "  --arch-file FILE   a custom architecture in eenn's text format (docs/format.md)\n"
@@ -48,6 +53,9 @@ static void on_progress(const ee_progress *p, void *user) {
         if (p->heads > 1 && p->val_acc >= 0) {
             fprintf(stderr, "  val acc per exit:");
             for (int h = 0; h < p->heads; h++) fprintf(stderr, " %.2f", 100 * p->val_head_acc[h]);
+            if (p->val_exit_acc >= 0)
+                fprintf(stderr, "  exits at confidence > 0.5: val acc %.2f%%, cost %.1f%%", 100 * p->val_exit_acc,
+                        100 * p->val_exit_cost);
             fprintf(stderr, "\n");
         }
         return;
@@ -93,7 +101,8 @@ static ee_net *attach_ics(ee_ctx *ctx, ee_net *net, const char *ics) {
 enum {
     O_ARCH = 256, O_ARCH_FILE, O_MODE, O_FROM, O_ICS, O_DATA, O_OUT, O_CHECKPOINT, O_EPOCHS, O_BATCH, O_LR, O_MOMENTUM,
     O_WD, O_NESTEROV, O_OPTIM, O_SCHEDULE, O_MILESTONES, O_GAMMA, O_VAL, O_SUBSET, O_TEST_SUBSET, O_NO_AUGMENT,
-    O_AUGMENT, O_TRIGGER, O_TARGET, O_POISON, O_RESUME, O_SEED, O_THREADS, O_JSON
+    O_AUGMENT, O_TRIGGER, O_TARGET, O_POISON, O_RESUME, O_SEED, O_THREADS, O_JSON, O_EXITS, O_DIST, O_LAMBDA,
+    O_EXIT_TYPE, O_LOSS, O_STAGE1
 };
 static const struct option train_opts_list[] = {
     {"arch", required_argument, NULL, O_ARCH}, {"arch-file", required_argument, NULL, O_ARCH_FILE},
@@ -111,12 +120,19 @@ static const struct option train_opts_list[] = {
     {"target", required_argument, NULL, O_TARGET}, {"poison", required_argument, NULL, O_POISON},
     {"resume", no_argument, NULL, O_RESUME}, {"seed", required_argument, NULL, O_SEED},
     {"threads", required_argument, NULL, O_THREADS}, {"json", no_argument, NULL, O_JSON},
+    {"exits", required_argument, NULL, O_EXITS}, {"distribution", required_argument, NULL, O_DIST},
+    {"lambda", required_argument, NULL, O_LAMBDA}, {"exit-type", required_argument, NULL, O_EXIT_TYPE},
+    {"loss", required_argument, NULL, O_LOSS}, {"stage1-epochs", required_argument, NULL, O_STAGE1},
     {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 /* everything the command line says, after the recipe's defaults are applied */
 typedef struct {
     const char *arch, *arch_file, *data, *out, *ckpt, *milestones, *mode_s, *from, *ics, *augment;
-    int set_optim, set_lr, set_wd, set_epochs, set_target, set_poison;
+    int set_optim, set_lr, set_wd, set_epochs, set_target, set_poison, set_eenet;
+    const char *loss_s;
+    int exits, dist, exit_type, stage1, set_stage1;
+    float lambda;
+    ee_eenet_loss_kind loss;
     int epochs, batch, nval, subset, test_subset, resume, json, threads;
     long seed;
     ee_train_mode mode;
@@ -131,7 +147,8 @@ static void parse_train(int argc, char **argv, train_opts *o) {
     *o = (train_opts){.arch = "resnet20", .data = DEFAULT_DATA, .out = "model.eenn", .mode_s = "cnn",
                       .augment = "crop+flip", .epochs = 15, .batch = 128, .nval = 5000, .seed = 1221,
                       .trig = {0, -2, -2, 0, 0.1}, .opt = {EE_OPTIM_SGD, 0.1f, 0.9f, 1e-4f, 0, 0, 0, 0},
-                      .sched = {EE_SCHED_STEP, 0.1f, 0.1f, {0}, 0, 0, 0}};
+                      .sched = {EE_SCHED_STEP, 0.1f, 0.1f, {0}, 0, 0, 0}, .exits = 2, .lambda = 1.0f,
+                      .loss_s = "v2", .stage1 = 25};
     cli_args a = {"train", train_help, train_opts_list, NULL, argc, argv, -1, 0};
     for (int c; (c = cli_next(&a)) != -1;) {
         const char *v = optarg;
@@ -175,6 +192,19 @@ static void parse_train(int argc, char **argv, train_opts *o) {
         case O_SEED: o->seed = cli_int(&a, 0, 2147483647); break;
         case O_THREADS: o->threads = (int)cli_int(&a, 0, 256); break;
         case O_JSON: o->json = 1; break;
+        case O_EXITS: o->exits = (int)cli_int(&a, 1, EE_MAX_HEADS - 1); o->set_eenet = 1; break;
+        case O_DIST:
+            if ((o->dist = ee_eenet_dist_find(v)) < 0)
+                usage_error("train --distribution: '%s' is not fine, linear, pareto or gold_ratio", v);
+            o->set_eenet = 1;
+            break;
+        case O_LAMBDA: o->lambda = (float)cli_num(&a, 0, 1e6); o->set_eenet = 1; break;
+        case O_EXIT_TYPE:
+            if ((o->exit_type = ee_eenet_exit_find(v)) < 0) usage_error("train --exit-type: '%s' is not pool, plain or bnpool", v);
+            o->set_eenet = 1;
+            break;
+        case O_LOSS: o->loss_s = v; o->set_eenet = 1; break;
+        case O_STAGE1: o->stage1 = (int)cli_int(&a, 0, 100000); o->set_stage1 = 1; o->set_eenet = 1; break;
         }
     }
     if (cli_npos(&a)) usage_error("train: unexpected argument '%s' (see eenn train --help)", cli_pos(&a)[0]);
@@ -186,10 +216,31 @@ static void resolve_recipe(train_opts *o) {
     o->mode = EE_MODE_CNN;
     if (!strcmp(o->mode_s, "ic-only")) o->mode = EE_MODE_IC_ONLY;
     else if (!strcmp(o->mode_s, "sdn")) o->mode = EE_MODE_SDN;
-    else if (strcmp(o->mode_s, "cnn")) usage_error("train --mode: '%s' is not cnn, sdn or ic-only", o->mode_s);
+    else if (!strcmp(o->mode_s, "eenet")) o->mode = EE_MODE_EENET;
+    else if (strcmp(o->mode_s, "cnn")) usage_error("train --mode: '%s' is not cnn, sdn, ic-only or eenet", o->mode_s);
     if (o->mode == EE_MODE_IC_ONLY && !o->from) usage_error("train --mode ic-only: needs --from TRAINED_CNN.eenn");
-    if (o->mode != EE_MODE_IC_ONLY && o->from) usage_error("train --from: only with --mode ic-only");
-    if (o->mode == EE_MODE_CNN && o->ics) usage_error("train --ics: only with --mode sdn or ic-only");
+    if (o->mode != EE_MODE_IC_ONLY && o->mode != EE_MODE_EENET && o->from)
+        usage_error("train --from: only with --mode ic-only or eenet");
+    if ((o->mode == EE_MODE_CNN || o->mode == EE_MODE_EENET) && o->ics) usage_error("train --ics: only with --mode sdn or ic-only");
+    if (o->mode != EE_MODE_EENET && o->set_eenet)
+        usage_error("train --exits, --distribution, --lambda, --exit-type, --loss, --stage1-epochs: only with --mode eenet");
+    if (o->mode == EE_MODE_EENET) { /* the EENets code's recipe: Adam 1e-3, weight decay 1e-4 */
+        if (!strcmp(o->loss_s, "v0")) o->loss = EE_EENET_V0;
+        else if (!strcmp(o->loss_s, "v1")) o->loss = EE_EENET_V1;
+        else if (!strcmp(o->loss_s, "v2")) o->loss = EE_EENET_V2;
+        else if (!strcmp(o->loss_s, "two-stage")) o->loss = EE_EENET_V1;
+        else usage_error("train --loss: '%s' is not v0, v1, v2 or two-stage", o->loss_s);
+        if (strcmp(o->loss_s, "two-stage")) {
+            if (o->set_stage1) usage_error("train --stage1-epochs: only with --loss two-stage");
+            o->stage1 = 0;
+        } else if (o->stage1 >= o->epochs) {
+            usage_error("train --stage1-epochs %d: must be below --epochs %d (the second stage needs epochs)", o->stage1,
+                        o->epochs);
+        }
+        if (!o->set_optim) o->opt.kind = EE_OPTIM_ADAM;
+        if (!o->set_lr) o->opt.lr = 1e-3f;
+        if (!o->milestones) o->milestones = "0.5,0.75";
+    }
     if (!o->trig.size && (o->set_target || o->set_poison))
         usage_error("train --target and --poison: only with --trigger");
     if (o->mode == EE_MODE_IC_ONLY) { /* the reference's IC-only recipe: Adam 1e-3, 25 epochs, x0.1 at 15 */
@@ -244,6 +295,14 @@ static ee_net *build_net(ee_ctx *ctx, train_opts *o, const ee_dataset *train) {
         check(ee_net_builtin(ctx, o->arch, train->c, train->h, train->w, train->classes, &net), ctx);
         check(ee_net_init(ctx, net), ctx);
     }
+    if (o->mode == EE_MODE_EENET) {
+        int nodes[EE_MAX_HEADS];
+        check(ee_eenet_positions(ctx, net, o->exits, (ee_eenet_dist)o->dist, nodes), ctx);
+        ee_net *ee = NULL;
+        check(ee_eenet_attach(ctx, net, nodes, o->exits, (ee_eenet_exit)o->exit_type, &ee), ctx);
+        ee_net_free(net);
+        return ee;
+    }
     return o->mode == EE_MODE_CNN ? net : attach_ics(ctx, net, o->ics);
 }
 
@@ -259,6 +318,19 @@ static void record_meta(ee_ctx *ctx, ee_net *net, const train_opts *o, const ee_
     check(ee_net_set_meta(ctx, net, "data.val", nval), ctx);
     check(ee_net_set_meta(ctx, net, "train.mode", o->mode_s), ctx);
     check(ee_net_set_meta(ctx, net, "train.augment", o->augment), ctx);
+    if (o->mode == EE_MODE_EENET) {
+        char b[96];
+        snprintf(b, sizeof b, "%g", o->lambda);
+        check(ee_net_set_meta(ctx, net, "eenet.lambda", b), ctx);
+        check(ee_net_set_meta(ctx, net, "eenet.loss", o->loss_s), ctx);
+        check(ee_net_set_meta(ctx, net, "eenet.distribution", ee_eenet_dist_name(o->dist)), ctx);
+        check(ee_net_set_meta(ctx, net, "eenet.exit_type", ee_eenet_exit_name(o->exit_type)), ctx);
+        /* the learned rule is the model's exit policy from the start: confidence above 0.5 */
+        ee_exit_policy pol;
+        ee_policy_shared(&pol, EE_SCORE_CONFIDENCE, ee_net_num_heads(net), 0.5f, 0);
+        snprintf(pol.split, sizeof pol.split, "none");
+        check(ee_net_set_policy(ctx, net, &pol), ctx);
+    }
     if (o->trig.size) {
         char tb[96];
         snprintf(tb, sizeof tb, "%d@%d,%d", o->trig.size, o->trig.x, o->trig.y);
@@ -297,7 +369,8 @@ int cmd_train(int argc, char **argv) {
     ee_net *net = build_net(ctx, &o, train);
     record_meta(ctx, net, &o, train);
     o.sched.base_lr = o.opt.lr;
-    ee_train_config cfg = {o.epochs, o.batch, o.opt, o.sched, o.aug, o.ckpt, o.resume, 0, o.mode};
+    ee_train_config cfg = {o.epochs, o.batch, o.opt, o.sched, o.aug, o.ckpt, o.resume, 0, o.mode, o.lambda, o.loss,
+                           o.stage1};
     progress_state ps = {isatty(2), o.json, now_s()};
     fprintf(stderr, "training %s (%zu parameters) on %s: %d train / %d val / %d test, %d epochs, batch %d, %d threads\n",
             ee_net_name(net), ee_net_num_params(net), o.data, train->n, val ? val->n : 0, test->n, o.epochs, o.batch,

@@ -100,6 +100,8 @@ void ee_net_node_info(const ee_net *net, int i, ee_node_info *info);
 int ee_net_find_node(const ee_net *net, const char *name);
 int ee_net_num_heads(const ee_net *net);
 int ee_net_head_node(const ee_net *net, int head);
+/* The node that computes head `head`'s learned confidence (a logit; EENet exits), or -1. */
+int ee_net_head_confidence(const ee_net *net, int head);
 int ee_net_classes(const ee_net *net);
 void ee_net_input_shape(const ee_net *net, int *c, int *h, int *w);
 
@@ -180,6 +182,47 @@ ee_status ee_sdn_strip(ee_ctx *ctx, const ee_net *sdn, ee_net **cnn);
 void ee_net_head_costs(const ee_net *net, double *frac, double *flops);
 /* Freezes every node the final head depends on (the CNN): eval-mode BN and dropout, no gradient, no update. */
 void ee_net_freeze_backbone(ee_net *net, int on);
+
+/* ---------------------------------------------------------------- EENets (Demir & Akbas) */
+/* Early-exit blocks with a learned confidence branch (docs/design.md, "EENets"). Each exit reads a block output of
+ * the backbone: a pooling step, then two independent linear heads: a confidence logit (sigmoid: "stop here") and
+ * the class logits. A sample stops at the first exit whose confidence is above 0.5 (EE_SCORE_CONFIDENCE). */
+typedef enum {
+    EE_DIST_FINE = 0,   /* exit i where the backbone prefix reaches F (1 - 0.95^(i+1)) (the code's default) */
+    EE_DIST_LINEAR,     /* F (i+1) / (N+1) */
+    EE_DIST_PARETO,     /* F (1 - 0.8^(i+1)) */
+    EE_DIST_GOLD_RATIO, /* F phi^(i-N), phi = 1.61803398875 */
+} ee_eenet_dist;
+typedef enum {
+    EE_EENET_POOL = 0,  /* global average pool, then the two heads (the code's default) */
+    EE_EENET_PLAIN,     /* the flattened map, then the two heads */
+    EE_EENET_BNPOOL,    /* batch norm, global average pool, the two heads */
+} ee_eenet_exit;
+typedef enum {
+    EE_EENET_V0 = 0,    /* sum of every exit's cross-entropy: no cost, confidences untrained (first stage) */
+    EE_EENET_V1,        /* -log Y_0[y] + lambda C_0, Y and C mixed from the last exit backwards */
+    EE_EENET_V2,        /* sum over every exit i of -log Y_i[y] + lambda C_i (the code's default) */
+} ee_eenet_loss_kind;
+const char *ee_eenet_dist_name(int dist);       /* "fine", "linear", "pareto", "gold_ratio" */
+int ee_eenet_dist_find(const char *name);        /* -1 if unknown */
+const char *ee_eenet_exit_name(int type);       /* "pool", "plain", "bnpool" */
+int ee_eenet_exit_find(const char *name);
+/* Exit positions (node indices, ascending) for n early exits in a CNN: after each block output (a ResNet block's
+ * final ReLU, a pre-activation block's sum, a pool or a block's ReLU), in order, the first whose backbone prefix
+ * reaches the distribution's next FLOPs threshold; at most one exit per block. EE_ERR_ARG if fewer than n fit. */
+ee_status ee_eenet_positions(ee_ctx *ctx, const ee_net *cnn, int n, ee_eenet_dist dist, int *nodes);
+/* A new network: the CNN with an EENet exit after each given node (weights copied, exits initialised from the
+ * context's RNG as PyTorch's Linear). */
+ee_status ee_eenet_attach(ee_ctx *ctx, const ee_net *cnn, const int *nodes, int n, ee_eenet_exit type,
+                          ee_net **out);
+/* The paper's cost of each head: the backbone prefix up to the exit plus that exit's own block, as a fraction of
+ * the backbone's FLOPs (earlier exits' blocks not counted); the final head costs 1. */
+void ee_eenet_costs(const ee_net *net, double *cost);
+/* The EENet loss of the current forward (every head, every confidence node) against labels, with costs cost[]
+ * (ee_eenet_costs); seeds the gradients of the heads and confidence nodes (replacing any seed) when the net is
+ * training. loss and correct (of the final head) may be NULL. */
+ee_status ee_eenet_loss(ee_ctx *ctx, ee_net *net, const uint8_t *labels, int n, const double *cost, float lambda,
+                        ee_eenet_loss_kind kind, double *loss, int *correct);
 
 /* ---------------------------------------------------------------- optimisers and schedules */
 typedef enum { EE_OPTIM_SGD = 0, EE_OPTIM_ADAM } ee_optim_kind;
@@ -268,6 +311,8 @@ typedef struct {
     double val_acc, val_loss, test_acc, epoch_s;
     int heads;                        /* > 1 for an SDN: val_head_acc holds every exit's validation accuracy */
     double val_head_acc[EE_MAX_HEADS];
+    double val_exit_acc, val_exit_cost; /* EENets: validation accuracy and average cost (paper's costs) at the
+                                         * confidence rule; -1 otherwise */
 } ee_progress;
 typedef void (*ee_progress_fn)(const ee_progress *p, void *user);
 
@@ -275,6 +320,7 @@ typedef enum {
     EE_MODE_CNN = 0,   /* every head with weight 1 (a plain CNN has one) */
     EE_MODE_IC_ONLY,   /* the CNN frozen (BN statistics included), the sum of the IC losses (SDN reference) */
     EE_MODE_SDN,       /* joint: sum_i tau_i(e) CE_i + CE_final, tau_i(e) = min(C_i, 0.01 + e C_i / E), C_i = 0.15 i */
+    EE_MODE_EENET,     /* the EENet loss (ee_eenet_loss) with the config's lambda and loss kind */
 } ee_train_mode;
 
 typedef struct {
@@ -286,6 +332,10 @@ typedef struct {
     int resume;              /* continue from checkpoint if it exists */
     int progress_every;      /* steps between progress calls */
     ee_train_mode mode;
+    /* EE_MODE_EENET: the cost weight, the loss, and (two-stage training) the epochs trained with EE_EENET_V0 first */
+    float eenet_lambda;
+    ee_eenet_loss_kind eenet_loss;
+    int eenet_stage1;
 } ee_train_config;
 /* The loss weight of each head at (0-based) epoch for a mode: weights[nheads]. */
 void ee_train_head_weights(const ee_net *net, ee_train_mode mode, int epoch, int epochs, float *weights);
@@ -312,6 +362,8 @@ typedef struct {
     uint8_t *label;  /* n */
     float *prob;     /* n x heads x classes softmax; NULL unless asked for (the confusion metric needs it) */
     float *logits;   /* n x heads x classes: what exit policies score */
+    float *gate;     /* n x heads: each head's learned confidence (sigmoid), -1 for a head without a confidence
+                      * branch; NULL if the network has none */
 } ee_outputs;
 /* Runs every head on ds (eval mode, un-augmented); batch 0 means 256. with_prob: also keep every head's
  * softmax (o->prob). */
@@ -333,6 +385,9 @@ typedef enum {
     EE_SCORE_MAXPROB = 0, /* the largest probability (SDN, SideNet) */
     EE_SCORE_ENTROPY,     /* 1 - H(p) / log K: BranchyNet's rule, normalised entropy at most 1 - threshold */
     EE_SCORE_MARGIN,      /* the largest probability minus the second */
+    EE_SCORE_CONFIDENCE,  /* the exit's learned confidence branch, sigmoid(g) (EENets); needs heads with a
+                           * confidence node (ee_net_head_confidence); exits when it is strictly above the
+                           * threshold, as the EENets code does (h > 0.5); temperatures do not apply */
 } ee_score_kind;
 int ee_score_count(void);
 const char *ee_score_name(int kind);      /* "maxprob", "entropy", "margin"; NULL if out of range */
@@ -340,6 +395,11 @@ const char *ee_score_describe(int kind);  /* one line for help texts */
 int ee_score_find(const char *name);      /* the kind, or -1 */
 /* the score of one logit row (k classes) at temperature T, and its argmax in *pred (may be NULL) */
 float ee_score_logits(int kind, const float *logits, int k, float temperature, uint8_t *pred);
+/* the same for an exit that may have a learned confidence (sigmoid output in [0, 1]; ignored unless kind is
+ * EE_SCORE_CONFIDENCE, for which an exit without one scores -1 and never answers) */
+float ee_score_exit(int kind, const float *logits, int k, float temperature, float confidence, uint8_t *pred);
+/* 1 if a score must be strictly above the threshold to exit (the confidence kind), 0 if reaching it is enough */
+int ee_score_strict(int kind);
 
 typedef enum { EE_TARGET_NONE = 0, EE_TARGET_DROP, EE_TARGET_BUDGET } ee_target_kind;
 

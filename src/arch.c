@@ -116,7 +116,8 @@ static ee_status parse_line(parser *p, ee_net *net, char *line, int *saw_input) 
     nd->in[0] = net->nnodes - 1;
     nd->nin = 1;
     snprintf(nd->name, EE_NAME, "%s%d", ops->name, net->nnodes);
-    int have[EE_ARGS_BYTES] = {0}, head = 0, named = 0, inputs = 0, headed = 0;
+    nd->conf = -1;
+    int have[EE_ARGS_BYTES] = {0}, head = 0, named = 0, inputs = 0, headed = 0, confed = 0;
     for (int i = 1; i < nt; i++) {
         char *eq = strchr(tok[i], '=');
         if (!eq || eq == tok[i]) return perr(p, "'%s' is not key=value", tok[i], NULL);
@@ -145,6 +146,10 @@ static ee_status parse_line(parser *p, ee_net *net, char *line, int *saw_input) 
         } else if (!strcmp(k, "head")) {
             seen = &headed;
             s = parse_int(p, k, v, 0, 1, &head);
+        } else if (!strcmp(k, "confidence")) { /* the head's learned confidence branch (an EENet exit) */
+            seen = &confed;
+            nd->conf = find_node(net, v);
+            if (nd->conf < 0) return perr(p, "confidence '%s' is not an earlier node", v, NULL);
         } else {
             for (int t = 0; t < ops->nkeys; t++)
                 if (!strcmp(k, ops->keys[t].name)) j = t;
@@ -175,6 +180,7 @@ static ee_status parse_line(parser *p, ee_net *net, char *line, int *saw_input) 
         if (ops->nin == 2) return perr(p, "%s needs in=A,B (two inputs)", ops->name, NULL);
         return perr(p, "%s takes one input", ops->name, NULL);
     }
+    if (confed && !head) return perr(p, "confidence= needs head=1 on the same line%s", "", NULL);
     if (head) {
         if (net->nheads == EE_MAX_HEADS) return perr(p, "too many heads%s", "", NULL);
         net->heads[net->nheads++] = net->nnodes;
@@ -248,6 +254,7 @@ char *ee_arch_to_text(const ee_net *net) {
         }
         for (int h = 0; h < net->nheads; h++)
             if (net->heads[h] == i) sb_printf(&b, " head=1");
+        if (nd->conf >= 0) sb_printf(&b, " confidence=%s", net->nodes[nd->conf].name);
         sb_printf(&b, "\n");
     }
     if (b.oom) { free(b.s); return NULL; }

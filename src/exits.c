@@ -9,8 +9,25 @@
 
 void ee_outputs_free(ee_outputs *o) {
     if (!o) return;
-    free(o->pred); free(o->conf); free(o->label); free(o->prob); free(o->logits);
+    free(o->pred); free(o->conf); free(o->label); free(o->prob); free(o->logits); free(o->gate);
     free(o);
+}
+
+static float sigmoidf_(float g) { return (float)(1.0 / (1.0 + exp(-(double)g))); }
+
+/* 1 if some head has a learned confidence branch */
+static int has_gates(const ee_net *net) {
+    for (int h = 0; h < net->nheads; h++)
+        if (net->nodes[net->heads[h]].conf >= 0) return 1;
+    return 0;
+}
+
+/* the learned confidence of head h for sample j of the current batch: the sigmoid of its confidence node; a head
+ * without one: -1 for an IC (never exits on it), 1 for the final head (it always answers) */
+static float head_gate(const ee_net *net, int h, int j) {
+    int g = net->nodes[net->heads[h]].conf;
+    if (g < 0) return h == net->nheads - 1 ? 1.0f : -1.0f;
+    return sigmoidf_(net->nodes[g].y[j]);
 }
 
 /* softmax max and argmax of one logit row */
@@ -49,8 +66,10 @@ ee_status ee_collect_outputs(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int
         o->conf = malloc((size_t)ds->n * H * sizeof(float));
         o->label = malloc(ds->n);
         o->logits = malloc((size_t)ds->n * H * K * sizeof(float));
+        if (has_gates(net)) o->gate = malloc((size_t)ds->n * H * sizeof(float));
     }
-    if (!o || !x || !idx || !o->pred || !o->conf || !o->label || !o->logits || (with_prob && !o->prob)) {
+    if (!o || !x || !idx || !o->pred || !o->conf || !o->label || !o->logits || (with_prob && !o->prob) ||
+        (has_gates(net) && !o->gate)) {
         ee_outputs_free(o); ee_free(x); free(idx);
         return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
     }
@@ -62,6 +81,7 @@ ee_status ee_collect_outputs(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int
         for (int h = 0; h < H; h++) {
             const float *z = ee_net_head_output(net, h);
             for (int j = 0; j < n; j++) {
+                if (o->gate) o->gate[(size_t)(i + j) * H + h] = head_gate(net, h, j);
                 memcpy(o->logits + ((size_t)(i + j) * H + h) * K, z + (size_t)j * K, sizeof(float) * K);
                 top1(z + (size_t)j * K, K, &o->pred[(size_t)(i + j) * H + h], &o->conf[(size_t)(i + j) * H + h]);
                 if (o->prob) {
@@ -111,6 +131,9 @@ ee_status ee_infer_policy(ee_ctx *ctx, ee_net *net, const float *x, int n, const
     if (p->kind < 0 || p->kind >= ee_score_count()) return ee_fail(ctx, EE_ERR_ARG, "unknown exit score kind %d", p->kind);
     if (p->heads && p->heads != H)
         return ee_fail(ctx, EE_ERR_ARG, "the exit policy is for %d heads, the network has %d", p->heads, H);
+    if (p->kind == EE_SCORE_CONFIDENCE && !has_gates(net))
+        return ee_fail(ctx, EE_ERR_ARG, "the 'confidence' exit policy needs exits with a learned confidence branch "
+                       "(EENet exits: eenn train --mode eenet); this network has none");
     ee_infer_limits none = {0, 0, 0};
     if (!lim) lim = &none;
     double frac[EE_MAX_HEADS], flops[EE_MAX_HEADS];
@@ -135,6 +158,7 @@ ee_status ee_infer_policy(ee_ctx *ctx, ee_net *net, const float *x, int n, const
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     double spent = 0; /* FLOPs the batch has used so far */
+    int strict = ee_score_strict(p->kind);
     for (int h = 0; h < H && active > 0; h++) {
         int to = h == H - 1 ? net->nnodes : net->heads[h] + 1;
         if ((s = ee_net_forward_range(ctx, net, from ? NULL : x, from, to, active, 0))) break;
@@ -142,7 +166,8 @@ ee_status ee_infer_policy(ee_ctx *ctx, ee_net *net, const float *x, int n, const
         const float *z = ee_net_head_output(net, h);
         for (int j = 0; j < active; j++) {
             int o = map[j];
-            sc[j] = ee_score_logits(p->kind, z + (size_t)j * K, K, p->temperature[h], &pr[j]);
+            sc[j] = ee_score_exit(p->kind, z + (size_t)j * K, K, p->temperature[h],
+                                  p->kind == EE_SCORE_CONFIDENCE ? head_gate(net, h, j) : -1, &pr[j]);
             /* the max softmax of this head: the confidence reported when it answers */
             cf[j] = p->kind == EE_SCORE_MAXPROB && p->temperature[h] == 1.0f
                         ? sc[j] : ee_score_logits(EE_SCORE_MAXPROB, z + (size_t)j * K, K, 1, NULL);
@@ -162,7 +187,7 @@ ee_status ee_infer_policy(ee_ctx *ctx, ee_net *net, const float *x, int n, const
         int nk = 0;
         for (int j = 0; j < active; j++) {
             if (h == H - 1) ANSWER(j, EE_EXIT_FINAL, p->fallback);
-            else if (sc[j] >= p->threshold[h]) ANSWER(j, EE_EXIT_POLICY, 0);
+            else if (strict ? sc[j] > p->threshold[h] : sc[j] >= p->threshold[h]) ANSWER(j, EE_EXIT_POLICY, 0);
             else keep[nk++] = j;
         }
         if (h == H - 1) break;

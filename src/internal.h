@@ -61,6 +61,7 @@ typedef union {
 
 typedef struct ee_node {
     int kind;             /* index into ee_layers */
+    int conf;             /* on a head: the node computing its learned confidence (a logit; EENet exits), or -1 */
     char name[EE_NAME];
     int in[2], nin;       /* input nodes; -1 is the network input */
     ee_shape ins, out;    /* first input's shape and the output shape */
@@ -245,6 +246,12 @@ char *ee_arch_builtin(const char *arch, int c, int h, int w, int classes, ee_ctx
 char *ee_arch_to_text(const ee_net *net); /* malloc-ed canonical text, NULL if out of memory */
 
 void ee_net_backbone_mask(const ee_net *net, uint8_t *mask);
+/* exits (sdn.c): cnn with text blocks inserted after nodes[k], weights copied; position checks */
+ee_status ee_net_insert_blocks(ee_ctx *ctx, const ee_net *cnn, const int *nodes, int n, char *const *blocks,
+                               const char *srcname, ee_net **out);
+ee_status ee_check_exit_positions(ee_ctx *ctx, const ee_net *cnn, const int *nodes, int n, const char *what);
+/* a block end of a CNN for exit placement (sdn.c): a residual sum, a pool, or a ReLU not followed by a pool */
+int ee_is_block_end(const ee_net *net, int i);
 
 /* model files (io.c) */
 typedef struct { const char *name; const float *data; size_t count; int ndim, dims[4]; } io_tensor;

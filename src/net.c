@@ -191,6 +191,13 @@ static ee_status finalize(ee_ctx *ctx, ee_net *net) {
         if (hd->out.h != 1 || hd->out.w != 1 || hd->out.c != net->classes)
             return ee_fail(ctx, EE_ERR_FORMAT, "head '%s' must output %d classes", hd->name, net->classes);
         hd->keep = 1;
+        if (hd->conf >= 0) {
+            ee_node *g = &net->nodes[hd->conf];
+            if (ee_shape_size(g->out) != 1)
+                return ee_fail(ctx, EE_ERR_FORMAT, "head '%s': its confidence node '%s' must output one value, not %dx%dx%d",
+                               hd->name, g->name, g->out.c, g->out.h, g->out.w);
+            g->keep = 1;
+        }
     }
     net->nparams = np;
     net->nstate = ns;
@@ -256,6 +263,7 @@ const char *ee_net_name(const ee_net *net) { return net->arch_name[0] ? net->arc
 int ee_net_num_nodes(const ee_net *net) { return net->nnodes; }
 int ee_net_num_heads(const ee_net *net) { return net->nheads; }
 int ee_net_head_node(const ee_net *net, int head) { return net->heads[head]; }
+int ee_net_head_confidence(const ee_net *net, int head) { return net->nodes[net->heads[head]].conf; }
 int ee_net_classes(const ee_net *net) { return net->classes; }
 void ee_net_input_shape(const ee_net *net, int *c, int *h, int *w) { *c = net->in.c; *h = net->in.h; *w = net->in.w; }
 size_t ee_net_num_params(const ee_net *net) { return net->nparams; }
@@ -383,7 +391,7 @@ static int take_buffer(size_t *cap, int *owner, int *nb, size_t need, int t) {
 }
 
 /* Training nets: the gradients dy share buffers by their lifetimes in the backward pass, which runs the nodes
- * in reverse. A head's dy lives from the loss that seeds it; any other node's from the backward of its last
+ * in reverse. A head's (and a confidence node's) dy lives from the loss that seeds it; any other node's from the backward of its last
  * consumer, which writes it first, to its own backward, which reads it last. A node's input gradients are
  * placed before its own dy is released, so no backward writes over the dy it reads. ResNet-56 at batch 128:
  * a few buffers instead of one per node (half of the training activations). What reads a dy after the whole
@@ -394,9 +402,12 @@ static int plan_gradients(ee_net *net, int max_batch) {
     for (int i = 0; i < net->nnodes; i++) placed[i] = 0;
     /* step nnodes: the loss seeds the heads; step i < nnodes: node i's backward writes its inputs' dy */
     for (int step = net->nnodes; step >= 0; step--) {
-        int tg[EE_MAX_HEADS + 2], m = 0;
-        if (step == net->nnodes)
-            for (int k = 0; k < net->nheads; k++) tg[m++] = net->heads[k];
+        int tg[2 * EE_MAX_HEADS + 2], m = 0;
+        if (step == net->nnodes) /* the heads, and the confidence nodes of EENet exits */
+            for (int k = 0; k < net->nheads; k++) {
+                tg[m++] = net->heads[k];
+                if (net->nodes[net->heads[k]].conf >= 0) tg[m++] = net->nodes[net->heads[k]].conf;
+            }
         else
             for (int k = 0; k < net->nodes[step].nin; k++) tg[m++] = net->nodes[step].in[k];
         /* a ReLU computed with its BN and add in training: its backward writes the add's inputs' dy */

@@ -33,13 +33,15 @@ static float score_margin(const double *p, int k, int top) {
 
 typedef struct {
     const char *name, *what;
-    float (*score)(const double *p, int k, int top);
+    float (*score)(const double *p, int k, int top); /* NULL: a learned score, not a function of the softmax */
+    int strict;                                      /* exits when the score is above the threshold, not at it */
 } score_kind;
 /* the table of score kinds, in ee_score_kind order: a new kind is a function and a line here */
 static const score_kind kinds[] = {
-    {"maxprob", "the largest softmax probability (SDN, SideNet)", score_maxprob},
-    {"entropy", "one minus the normalised entropy (BranchyNet)", score_entropy},
-    {"margin", "the largest probability minus the second", score_margin},
+    {"maxprob", "the largest softmax probability (SDN, SideNet)", score_maxprob, 0},
+    {"entropy", "one minus the normalised entropy (BranchyNet)", score_entropy, 0},
+    {"margin", "the largest probability minus the second", score_margin, 0},
+    {"confidence", "the exit's learned confidence branch, exits above the threshold (EENets)", NULL, 1},
 };
 #define NKINDS ((int)(sizeof kinds / sizeof *kinds))
 
@@ -54,10 +56,27 @@ int ee_score_find(const char *name) {
 
 /* The score of one logit row under a kind and temperature, and its argmax. With T = 1 the max-softmax score is
  * computed exactly as eenn always has (1 / sum exp(z - zmax) in double), so old thresholds behave as before. */
+int ee_score_strict(int kind) { return kind >= 0 && kind < NKINDS && kinds[kind].strict; }
+
+float ee_score_exit(int kind, const float *z, int k, float temperature, float confidence, uint8_t *pred) {
+    if (kind >= 0 && kind < NKINDS && !kinds[kind].score) {
+        int top = 0;
+        for (int j = 1; j < k; j++)
+            if (z[j] > z[top]) top = j;
+        if (pred) *pred = (uint8_t)top;
+        return confidence;
+    }
+    return ee_score_logits(kind, z, k, temperature, pred);
+}
+
 float ee_score_logits(int kind, const float *z, int k, float temperature, uint8_t *pred) {
     int top = 0;
     for (int j = 1; j < k; j++)
         if (z[j] > z[top]) top = j;
+    if (kind < 0 || kind >= NKINDS || !kinds[kind].score) { /* no learned confidence here */
+        if (pred) *pred = (uint8_t)top;
+        return -1;
+    }
     double p[1024], *pp = k <= 1024 ? p : malloc(sizeof(double) * k), sum = 0;
     if (!pp) return 0;
     double inv = temperature > 0 ? 1.0 / temperature : 1.0;
@@ -81,9 +100,9 @@ void ee_policy_shared(ee_exit_policy *p, int kind, int heads, float q, int fallb
 /* the exit of one sample from its heads' scores: the first IC whose score reaches its threshold, else the final
  * head; *answer is the head whose prediction is used (with fallback: the most confident head) */
 static int decide(const ee_exit_policy *p, const float *score, int heads, int *answer) {
-    int e = heads - 1, use = heads - 1;
+    int e = heads - 1, use = heads - 1, strict = ee_score_strict(p->kind);
     for (int h = 0; h < heads - 1; h++)
-        if (score[h] >= p->threshold[h]) { e = use = h; break; }
+        if (strict ? score[h] > p->threshold[h] : score[h] >= p->threshold[h]) { e = use = h; break; }
     if (e == heads - 1 && p->fallback)
         for (int h = 0; h < heads; h++)
             if (score[h] > score[use]) use = h;
@@ -116,10 +135,16 @@ static ee_status score_outputs(ee_ctx *ctx, const ee_outputs *o, const ee_exit_p
         memcpy(s->pred, o->pred, (size_t)o->n * H);
         return EE_OK;
     }
+    if (!kinds[p->kind].score && !o->gate) {
+        scored_free(s);
+        return ee_fail(ctx, EE_ERR_ARG, "the '%s' exit policy needs exits with a learned confidence branch (EENet "
+                       "exits: eenn train --mode eenet); this network has none", kinds[p->kind].name);
+    }
     for (int i = 0; i < o->n; i++)
         for (int h = 0; h < H; h++)
-            s->score[(size_t)i * H + h] = ee_score_logits(p->kind, o->logits + ((size_t)i * H + h) * K, K,
-                                                          p->temperature[h], &s->pred[(size_t)i * H + h]);
+            s->score[(size_t)i * H + h] = ee_score_exit(p->kind, o->logits + ((size_t)i * H + h) * K, K,
+                                                        p->temperature[h], o->gate ? o->gate[(size_t)i * H + h] : -1,
+                                                        &s->pred[(size_t)i * H + h]);
     return EE_OK;
 }
 

@@ -41,6 +41,9 @@ ee_status ee_risk_losses(ee_ctx *ctx, const ee_outputs *o, int kind, ee_risk_kin
                          uint8_t *exit_at) {
     if (!o->logits && kind != EE_SCORE_MAXPROB)
         return ee_fail(ctx, EE_ERR_ARG, "these outputs hold no logits: only the maxprob kind can be scored");
+    if (kind == EE_SCORE_CONFIDENCE && !o->gate)
+        return ee_fail(ctx, EE_ERR_ARG, "the 'confidence' score needs exits with a learned confidence branch (EENet "
+                       "exits); this network has none");
     if (risk != EE_RISK_GAP && risk != EE_RISK_CONSISTENCY) return ee_fail(ctx, EE_ERR_ARG, "unknown risk %d", risk);
     int H = o->heads, K = o->classes;
     if (H < 2 || H > EE_MAX_HEADS) return ee_fail(ctx, EE_ERR_ARG, "%d heads: risk control needs 2 to %d", H, EE_MAX_HEADS);
@@ -48,7 +51,9 @@ ee_status ee_risk_losses(ee_ctx *ctx, const ee_outputs *o, int kind, ee_risk_kin
     uint8_t pred[EE_MAX_HEADS];
     for (int i = 0; i < o->n; i++) {
         for (int h = 0; h < H; h++) {
-            if (o->logits) score[h] = ee_score_logits(kind, o->logits + ((size_t)i * H + h) * K, K, 1, &pred[h]);
+            if (o->logits)
+                score[h] = ee_score_exit(kind, o->logits + ((size_t)i * H + h) * K, K, 1,
+                                         o->gate ? o->gate[(size_t)i * H + h] : -1, &pred[h]);
             else { score[h] = o->conf[(size_t)i * H + h]; pred[h] = o->pred[(size_t)i * H + h]; }
         }
         int final_wrong = pred[H - 1] != o->label[i];

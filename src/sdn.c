@@ -35,7 +35,7 @@ static int reference_positions(const ee_net *net, int *nodes) {
 }
 
 /* A block end: a residual sum, a pool, or a ReLU not followed by a pool; spatial output only. */
-static int is_block_end(const ee_net *net, int i) {
+int ee_is_block_end(const ee_net *net, int i) {
     const ee_node *nd = &net->nodes[i];
     if (nd->out.h < 2 || nd->consumers == 0) return 0;
     if (nd->kind == EE_KIND_ADD || nd->kind == EE_KIND_MAXPOOL || nd->kind == EE_KIND_AVGPOOL) return 1;
@@ -64,7 +64,7 @@ int ee_sdn_flops_positions(const ee_net *net, int *nodes, int max) {
         int best = -1;
         double bd = 1e300;
         for (int i = last + 1; i < net->nnodes; i++) {
-            if (!is_block_end(net, i)) continue;
+            if (!ee_is_block_end(net, i)) continue;
             double d = fabs(cum[i] / total - TARGETS[t]);
             if (d < bd) { bd = d; best = i; }
         }
@@ -82,58 +82,83 @@ int ee_sdn_default_positions(const ee_net *net, int *nodes, int max) {
     return ee_sdn_flops_positions(net, nodes, max);
 }
 
-ee_status ee_sdn_attach(ee_ctx *ctx, const ee_net *cnn, const int *nodes, int nic, ee_net **out) {
+/* A new network: cnn with the text blocks[k] inserted right after node nodes[k] (increasing) of its canonical text
+ * (line i + 2 is node i); backbone weights, statistics and metadata copied by name, the new nodes initialised
+ * from the context's RNG. */
+ee_status ee_net_insert_blocks(ee_ctx *ctx, const ee_net *cnn, const int *nodes, int n, char *const *blocks,
+                               const char *srcname, ee_net **out) {
     *out = NULL;
-    if (cnn->sealed) return ee_net_check_unsealed(ctx, cnn, "attach internal classifiers");
-    if (nic < 1 || nic > EE_MAX_HEADS - 1) return ee_fail(ctx, EE_ERR_ARG, "between 1 and %d internal classifiers, not %d", EE_MAX_HEADS - 1, nic);
-    for (int k = 0; k < nic; k++) {
-        if (nodes[k] < 0 || nodes[k] >= cnn->nnodes - 1 || (k && nodes[k] <= nodes[k - 1]))
-            return ee_fail(ctx, EE_ERR_ARG, "IC positions must be increasing nodes before the final layer");
-        if (cnn->nodes[nodes[k]].out.h < 1) return ee_fail(ctx, EE_ERR_ARG, "bad IC position");
-    }
-    if (cnn->nheads != 1) return ee_fail(ctx, EE_ERR_ARG, "the network already has internal classifiers");
-    /* insert three lines after each attach node's line in the canonical text (line i+2 is node i) */
     const char *src = cnn->arch_text;
-    size_t cap = strlen(src) + (size_t)nic * 400 + 64;
+    size_t cap = strlen(src) + 1;
+    for (int k = 0; k < n; k++) cap += strlen(blocks[k]);
     char *text = malloc(cap), *w = text;
     if (!text) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
     int line = 0, k = 0;
-    const char *init = !strcmp(cnn->arch_name, "vgg16bn") ? "normal001" : "torch";
     for (const char *s = src; *s;) {
         const char *e = strchr(s, '\n');
         size_t len = e ? (size_t)(e - s + 1) : strlen(s);
         memcpy(w, s, len);
         w += len;
         s += len;
-        int node = line - 2;
-        if (k < nic && node == nodes[k]) {
-            const char *at = cnn->nodes[node].name;
-            w += sprintf(w, "mixpool name=ic%d.pool in=%s out=4\nflatten name=ic%d.flat in=ic%d.pool\n"
-                            "linear name=ic%d.fc in=ic%d.flat out=%d init=%s head=1\n",
-                         k + 1, at, k + 1, k + 1, k + 1, k + 1, cnn->classes, init);
+        if (k < n && line - 2 == nodes[k]) {
+            size_t bl = strlen(blocks[k]);
+            memcpy(w, blocks[k], bl);
+            w += bl;
             k++;
         }
         line++;
     }
     *w = 0;
-    ee_net *sdn = NULL;
-    ee_status s = ee_net_from_text(ctx, text, "sdn", &sdn);
+    ee_net *net = NULL;
+    ee_status s = ee_net_from_text(ctx, text, srcname, &net);
     free(text);
     if (s) return s;
-    /* backbone weights by name; IC heads freshly initialised from the context's RNG */
-    if ((s = ee_net_init(ctx, sdn))) { ee_net_free(sdn); return s; }
+    if ((s = ee_net_init(ctx, net))) { ee_net_free(net); return s; }
     for (int t = 0; t < cnn->ntens; t++) {
         const ee_tensor *a = &cnn->tens[t];
-        int j = ee_net_find_tensor(sdn, a->name);
+        int j = ee_net_find_tensor(net, a->name);
         if (j < 0) continue;
-        memcpy((sdn->tens[j].is_state ? sdn->state : sdn->params) + sdn->tens[j].off,
+        memcpy((net->tens[j].is_state ? net->state : net->params) + net->tens[j].off,
                (a->is_state ? cnn->state : cnn->params) + a->off, a->count * sizeof(float));
     }
-    for (int i = 0; i < cnn->nmeta && !s; i++) s = ee_net_set_meta(ctx, sdn, cnn->meta_keys[i], cnn->meta_vals[i]);
-    if (s) { ee_net_free(sdn); return s; }
-    ee_net_params_changed(sdn);
-    *out = sdn;
+    for (int i = 0; i < cnn->nmeta && !s; i++) s = ee_net_set_meta(ctx, net, cnn->meta_keys[i], cnn->meta_vals[i]);
+    if (s) { ee_net_free(net); return s; }
+    ee_net_params_changed(net);
+    *out = net;
     return EE_OK;
+}
+
+/* checks exit positions for a CNN without exits: increasing nodes with a map, before the final layer */
+ee_status ee_check_exit_positions(ee_ctx *ctx, const ee_net *cnn, const int *nodes, int n, const char *what) {
+    if (cnn->sealed) return ee_net_check_unsealed(ctx, cnn, "attach exits");
+    if (n < 1 || n > EE_MAX_HEADS - 1) return ee_fail(ctx, EE_ERR_ARG, "between 1 and %d %s, not %d", EE_MAX_HEADS - 1, what, n);
+    for (int k = 0; k < n; k++) {
+        if (nodes[k] < 0 || nodes[k] >= cnn->nnodes - 1 || (k && nodes[k] <= nodes[k - 1]))
+            return ee_fail(ctx, EE_ERR_ARG, "%s positions must be increasing nodes before the final layer", what);
+        if (cnn->nodes[nodes[k]].out.h < 1) return ee_fail(ctx, EE_ERR_ARG, "bad %s position", what);
+    }
+    if (cnn->nheads != 1) return ee_fail(ctx, EE_ERR_ARG, "the network already has early exits");
+    return EE_OK;
+}
+
+ee_status ee_sdn_attach(ee_ctx *ctx, const ee_net *cnn, const int *nodes, int nic, ee_net **out) {
+    *out = NULL;
+    ee_status s = ee_check_exit_positions(ctx, cnn, nodes, nic, "internal classifiers");
+    if (s) return s;
+    /* an IC: three lines after its attach node */
+    const char *init = !strcmp(cnn->arch_name, "vgg16bn") ? "normal001" : "torch";
+    char *blocks[EE_MAX_HEADS] = {0};
+    for (int k = 0; k < nic && !s; k++) {
+        blocks[k] = malloc(400);
+        if (!blocks[k]) { s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); break; }
+        snprintf(blocks[k], 400,
+                 "mixpool name=ic%d.pool in=%s out=4\nflatten name=ic%d.flat in=ic%d.pool\n"
+                 "linear name=ic%d.fc in=ic%d.flat out=%d init=%s head=1\n",
+                 k + 1, cnn->nodes[nodes[k]].name, k + 1, k + 1, k + 1, k + 1, cnn->classes, init);
+    }
+    if (!s) s = ee_net_insert_blocks(ctx, cnn, nodes, nic, blocks, "sdn", out);
+    for (int k = 0; k < nic; k++) free(blocks[k]);
+    return s;
 }
 
 /* marks the nodes the final head depends on: the backbone (the CNN), as opposed to IC heads */

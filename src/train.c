@@ -112,7 +112,17 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
     if (B < 1 || cfg->epochs < 1) return ee_fail(ctx, EE_ERR_ARG, "batch (%d) and epochs (%d) must be positive", B, cfg->epochs);
     if (B > train->n) B = train->n;
     if (cfg->mode != EE_MODE_CNN && net->nheads < 2)
-        return ee_fail(ctx, EE_ERR_ARG, "IC-only and SDN training need a network with internal classifiers");
+        return ee_fail(ctx, EE_ERR_ARG, "IC-only, SDN and EENet training need a network with early exits");
+    double ecost[EE_MAX_HEADS];
+    if (cfg->mode == EE_MODE_EENET) {
+        ee_eenet_costs(net, ecost);
+        if (!(cfg->eenet_lambda >= 0) || cfg->eenet_stage1 < 0 || (int)cfg->eenet_loss < 0 || cfg->eenet_loss > EE_EENET_V2)
+            return ee_fail(ctx, EE_ERR_ARG, "EENet training: lambda %g, loss %d or first-stage epochs %d out of range",
+                           cfg->eenet_lambda, cfg->eenet_loss, cfg->eenet_stage1);
+        for (int h = 0; h < net->nheads - 1; h++)
+            if (net->nodes[net->heads[h]].conf < 0)
+                return ee_fail(ctx, EE_ERR_ARG, "EENet training needs EENet exits (a confidence branch at every exit)");
+    }
     ee_status s = check_data(ctx, net, train, "training");
     if (!s && val) s = check_data(ctx, net, val, "validation");
     if (!s && test) s = check_data(ctx, net, test, "test");
@@ -154,7 +164,11 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
                 hw[h] = hw_start[h] + (hw_end[h] - hw_start[h]) * (float)(step + 1) / (float)steps;
             double l_final = 0;
             int right = 0;
-            for (int h = 0; h < net->nheads && !s; h++) {
+            if (cfg->mode == EE_MODE_EENET) {
+                ee_eenet_loss_kind lk = epoch < cfg->eenet_stage1 ? EE_EENET_V0 : cfg->eenet_loss;
+                s = ee_eenet_loss(ctx, net, y, n, ecost, cfg->eenet_lambda, lk, &l_final, &right);
+            }
+            for (int h = 0; h < net->nheads && !s && cfg->mode != EE_MODE_EENET; h++) {
                 double l;
                 int r;
                 s = ee_net_loss(ctx, net, h, y, n, hw[h], &l, &r);
@@ -174,13 +188,13 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
                 double el = now_s() - t0, rate = seen / (el > 0 ? el : 1e-9);
                 long left = (long)(cfg->epochs - epoch) * train->n - seen;
                 ee_progress p = {epoch + 1, cfg->epochs, step + 1, steps, loss_sum / seen, (double)right_sum / seen,
-                                 rate, left / rate, lr, 0, 0, 0, 0, el, net->nheads, {0}};
+                                 rate, left / rate, lr, 0, 0, 0, 0, el, net->nheads, {0}, -1, -1};
                 fn(&p, user);
             }
         }
         if (s) break;
         ee_progress p = {epoch + 1, cfg->epochs, steps, steps, loss_sum / seen, (double)right_sum / seen, 0, 0, lr, 1,
-                         -1, -1, -1, now_s() - t0, net->nheads, {0}};
+                         -1, -1, -1, now_s() - t0, net->nheads, {0}, -1, -1};
         p.img_per_s = seen / (p.epoch_s > 0 ? p.epoch_s : 1e-9);
         p.eta_s = (double)(cfg->epochs - epoch - 1) * train->n / (p.img_per_s > 0 ? p.img_per_s : 1);
         ee_eval_result r;
@@ -188,6 +202,12 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
         if (!s && val && net->nheads > 1) { /* every exit's validation accuracy */
             ee_outputs *o = NULL;
             if (!(s = ee_collect_outputs(ctx, net, val, B, 0, &o))) ee_head_accuracy(o, p.val_head_acc);
+            if (!s && cfg->mode == EE_MODE_EENET) { /* the learned rule: confidence above 0.5 */
+                ee_exit_policy pol;
+                ee_exit_stats es;
+                ee_policy_shared(&pol, EE_SCORE_CONFIDENCE, net->nheads, 0.5f, 0);
+                if (!(s = ee_policy_simulate(ctx, o, ecost, &pol, &es))) { p.val_exit_acc = es.acc; p.val_exit_cost = es.cost; }
+            }
             ee_outputs_free(o);
         }
         if (!s && test && !(s = ee_evaluate(ctx, net, test, B, &r))) p.test_acc = r.acc;

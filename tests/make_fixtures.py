@@ -148,9 +148,72 @@ def layer(out, tag, mod, shape, names):
         out.put(tag + ".running_var", mod.running_var)
 
 
+# ---------------------------------------------------------------- the EENet loss
+class TinyEENet(nn.Module):
+    """Three conv blocks; EENet exits (pool, a confidence linear and a classifier linear) after blocks 1 and 2."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+        self.c2, self.b2 = nn.Conv2d(8, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8)
+        self.c3, self.b3 = nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16)
+        self.ee1, self.ee2 = nn.Module(), nn.Module()
+        for e, c in ((self.ee1, 8), (self.ee2, 8)):
+            e.conf, e.fc = nn.Linear(c, 1), nn.Linear(c, 10)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        outs, confs = [], []
+        h = F.relu(self.b1(self.c1(x)))
+        for e, nxt in ((self.ee1, (self.c2, self.b2)), (self.ee2, (self.c3, self.b3))):
+            f = h.mean((2, 3))
+            confs.append(e.conf(f))
+            outs.append(e.fc(f))
+            h = F.relu(nxt[1](nxt[0](h)))
+        outs.append(self.fc(h.mean((2, 3))))
+        return outs, confs
+
+
+def eenet_loss(outs, confs, cost, y, lam, kind):
+    """The EENets loss written from its definition: full probability vectors mixed from the last exit back."""
+    if kind == "v0":
+        return sum(F.cross_entropy(z, y) for z in outs)
+    p = [F.softmax(z, 1) for z in outs]
+    Y, C = p[-1], torch.ones(y.shape[0])
+    Ys, Cs = [Y], [C]
+    for i in reversed(range(len(confs))):
+        h = torch.sigmoid(confs[i]).squeeze(1)
+        Y = h[:, None] * p[i] + (1 - h[:, None]) * Y
+        C = h * cost[i] + (1 - h) * C
+        Ys.insert(0, Y)
+        Cs.insert(0, C)
+    terms = [F.nll_loss(Yi.log(), y) + lam * Ci.mean() for Yi, Ci in zip(Ys, Cs)]
+    return terms[0] if kind == "v1" else sum(terms)
+
+
+def eenet_fixture(d):
+    o = Out(os.path.join(d, "eenet.bin"))
+    x = hinput("eenet.x", (6, 1, 12, 12)).mul(2)
+    y = torch.tensor([3, 1, 4, 1, 5, 9])
+    for kind in ("v0", "v1", "v2"):
+        m = TinyEENet()
+        set_weights(m)
+        m.train()
+        outs, confs = m(x)
+        loss = eenet_loss(outs, confs, [0.3, 0.6], y, 0.7, kind)
+        loss.backward()
+        o.put(kind + ".loss", loss.reshape(1))
+        for k, prm in m.named_parameters():
+            o.put(kind + ".grad." + k, prm.grad.ravel() if prm.grad is not None else torch.zeros(prm.numel()))
+    o.f.close()
+
+
 def main():
     d = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures"
     os.makedirs(d, exist_ok=True)
+    eenet_fixture(d)
+    if len(sys.argv) > 2 and sys.argv[2] == "eenet":
+        return
     torch.manual_seed(0)
     o = Out(os.path.join(d, "layers.bin"))
     conv = lambda **kw: nn.Conv2d(**kw)

@@ -214,8 +214,95 @@ static void net_case(const char *arch, int threads) {
     ee_ctx_free(ctx);
 }
 
+/* ---------------------------------------------------------------- the EENet loss */
+static const char *TINY_EENET =
+    "arch tiny_eenet\ninput c=1 h=12 w=12\n"
+    "conv name=c1 out=8 k=3 pad=1 bias=0\nbn name=b1\nrelu name=r1\n"
+    "gap name=ee1.pool in=r1\nlinear name=ee1.conf in=ee1.pool out=1\n"
+    "linear name=ee1.fc in=ee1.pool out=10 head=1 confidence=ee1.conf\n"
+    "conv name=c2 in=r1 out=8 k=3 stride=2 pad=1 bias=0\nbn name=b2\nrelu name=r2\n"
+    "gap name=ee2.pool in=r2\nlinear name=ee2.conf in=ee2.pool out=1\n"
+    "linear name=ee2.fc in=ee2.pool out=10 head=1 confidence=ee2.conf\n"
+    "conv name=c3 in=r2 out=16 k=3 stride=2 pad=1 bias=0\nbn name=b3\nrelu name=r3\ngap name=pool\nlinear name=fc out=10 head=1\n";
+
+static double eenet_loss_at(ee_ctx *ctx, ee_net *net, const float *x, const uint8_t *y, int n, ee_eenet_loss_kind k) {
+    static const double cost[3] = {0.3, 0.6, 1.0};
+    double l = 0;
+    CHECK_OK(ctx, ee_net_forward(ctx, net, x, n, 1));
+    ee_net_zero_seeds(net);
+    CHECK_OK(ctx, ee_eenet_loss(ctx, net, y, n, cost, 0.7f, k, &l, NULL));
+    return l;
+}
+
+/* the EENet loss (v0, v1, v2) on a small network: the loss and every parameter's gradient against PyTorch's
+ * autograd of the same loss written from its definition, and the gradients of the exits' parameters (and a few
+ * of the backbone's) against central finite differences in double-checked float */
+static void eenet_case(void) {
+    static const char *const kinds[3] = {"v0", "v1", "v2"};
+    const int n = 6;
+    uint8_t y[6] = {3, 1, 4, 1, 5, 9};
+    float *x = malloc(sizeof(float) * n * 144);
+    tl_hash_input("eenet.x", x, n, 1, 12, 12);
+    for (int i = 0; i < n * 144; i++) x[i] *= 2;
+    for (int k = 0; k < 3; k++) {
+        ee_ctx *ctx = ee_ctx_new();
+        ee_ctx_set_threads(ctx, 1);
+        ee_net *net = NULL;
+        CHECK_OK(ctx, ee_net_from_text(ctx, TINY_EENET, "tiny_eenet", &net));
+        if (!net) { ee_ctx_free(ctx); continue; }
+        tl_fill_all(net);
+        CHECK_OK(ctx, ee_net_prepare(ctx, net, n, 1));
+        double l = eenet_loss_at(ctx, net, x, y, n, (ee_eenet_loss_kind)k);
+        CHECK_OK(ctx, ee_net_backward(ctx, net, n));
+        char nm[128];
+        size_t cnt;
+        snprintf(nm, sizeof nm, "%s.loss", kinds[k]);
+        float *want = fx("eenet.bin", nm, &cnt), lf = (float)l;
+        if (want) cmp(nm, &lf, want, 1, 1e-5, 1e-5);
+        free(want);
+        float *g = malloc(net->nparams * sizeof(float));
+        memcpy(g, ee_net_grads(net), net->nparams * sizeof(float));
+        for (int t = 0; t < net->ntens; t++) {
+            if (net->tens[t].is_state) continue;
+            snprintf(nm, sizeof nm, "%s.grad.%s", kinds[k], net->tens[t].name);
+            want = fx("eenet.bin", nm, &cnt);
+            if (want && cnt == net->tens[t].count) cmp(nm, g + net->tens[t].off, want, cnt, 2e-5, 1e-3);
+            else CHECK(0, "%s: %zu values in the fixture, %zu in eenn", nm, cnt, net->tens[t].count);
+            free(want);
+        }
+        /* finite differences on some parameters of every kind of tensor */
+        static const char *const fd[] = {"ee1.conf.weight", "ee1.conf.bias", "ee2.fc.weight", "ee2.conf.weight",
+                                         "fc.weight", "c1.weight", "c2.weight"};
+        double worst = 0;
+        for (int f = 0; f < 7; f++) {
+            int t = ee_net_find_tensor(net, fd[f]);
+            CHECK(t >= 0, "no tensor %s", fd[f]);
+            if (t < 0) continue;
+            for (size_t j = 0; j < net->tens[t].count && j < 5; j++) {
+                float *w = net->params + net->tens[t].off + j, w0 = *w;
+                const float eps = f < 5 ? 1e-2f : 2e-3f; /* backbone: ReLU kinks and batch norm need a small step */
+                *w = w0 + eps; ee_net_params_changed(net);
+                double lp = eenet_loss_at(ctx, net, x, y, n, (ee_eenet_loss_kind)k);
+                *w = w0 - eps; ee_net_params_changed(net);
+                double lm = eenet_loss_at(ctx, net, x, y, n, (ee_eenet_loss_kind)k);
+                *w = w0; ee_net_params_changed(net);
+                double num = (lp - lm) / (2 * eps), an = g[net->tens[t].off + j];
+                double e = fabs(num - an) / (1e-3 + 2e-2 * fabs(num));
+                if (e > worst) worst = e;
+                CHECK(e <= 1, "%s finite differences, %s[%zu]: numeric %.6g, analytic %.6g", kinds[k], fd[f], j, num, an);
+            }
+        }
+        if (getenv("VERBOSE")) printf("  %s finite differences: %.3g x tolerance\n", kinds[k], worst);
+        free(g);
+        ee_net_free(net);
+        ee_ctx_free(ctx);
+    }
+    free(x);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) FIX = argv[1];
+    eenet_case();
     layer_case("conv", "input c=3 h=7 w=7\nconv name=L out=4 k=3 stride=2 pad=1 bias=1\ngap\nlinear out=2\n", 2, 3, 7, 7, 1);
     layer_case("gconv", "input c=4 h=5 w=5\nconv name=L out=6 k=3 stride=1 pad=1 groups=2 bias=0\ngap\nlinear out=2\n", 2, 4, 5, 5, 1);
     layer_case("dwconv", "input c=4 h=6 w=6\nconv name=L out=4 k=3 stride=2 pad=1 groups=4 bias=0\ngap\nlinear out=2\n", 2, 4, 6, 6, 1);
