@@ -1,12 +1,21 @@
 /* methods.c: the exit methods `eenn compare` and `eenn report` put side by side. A method turns a model's
- * validation outputs into an exit policy for a target (an accuracy drop or a cost budget). A new method is one
- * line in the table (and, if it calibrates in its own way, its function). */
+ * validation outputs into an exit policy for a target (an accuracy drop or a cost budget), or, for a learned rule,
+ * ignores the target. A new method is one line in the table (and, if it calibrates in its own way, its function). */
 #include "common.h"
 
 static ee_status threshold_policy(ee_ctx *ctx, const exit_method *m, const ee_outputs *val, const double *cost,
                                   ee_target_kind target, double value, ee_exit_policy *p, ee_exit_stats *st) {
     ee_calibration c = {m->kind, target, value, m->per_exit, m->temperature, 0, "validation"};
     return ee_calibrate_policy(ctx, val, cost, &c, p, st);
+}
+
+/* the EENet rule as trained: confidence above 0.5, no calibration (the target is not used) */
+static ee_status learned_policy(ee_ctx *ctx, const exit_method *m, const ee_outputs *val, const double *cost,
+                                ee_target_kind target, double value, ee_exit_policy *p, ee_exit_stats *st) {
+    (void)target; (void)value;
+    ee_policy_shared(p, m->kind, val->heads, 0.5f, 0);
+    snprintf(p->split, sizeof p->split, "none");
+    return ee_policy_simulate(ctx, val, cost, p, st);
 }
 
 const exit_method exit_methods[] = {
@@ -20,5 +29,9 @@ const exit_method exit_methods[] = {
     {"margin, shared", "margin", EE_SCORE_MARGIN, 0, 0, threshold_policy},
     {"margin, per-exit", "margin per-exit", EE_SCORE_MARGIN, 0, 1, threshold_policy},
     {"margin, T, per-exit", "margin T per-exit", EE_SCORE_MARGIN, 1, 1, threshold_policy},
+    /* methods on a learned confidence branch (EENet exits): skipped for models without one */
+    {"confidence > 0.5 (EENet)", "confidence", EE_SCORE_CONFIDENCE, 0, 0, learned_policy},
+    {"confidence, shared", "confidence calibrated", EE_SCORE_CONFIDENCE, 0, 0, threshold_policy},
+    {"confidence, per-exit", "confidence per-exit", EE_SCORE_CONFIDENCE, 0, 1, threshold_policy},
 };
 const int n_exit_methods = (int)(sizeof exit_methods / sizeof *exit_methods);

@@ -157,7 +157,7 @@ static void test_ic_only_frozen(void) {
     memcpy(p0, ee_net_params(net), np * 4);
     memcpy(s0, ee_net_state(net), ns * 4);
     ee_train_config cfg = {2, 32, {EE_OPTIM_ADAM, 1e-3f, 0, 1e-4f, 0, 0.9f, 0.999f, 1e-8f}, {EE_SCHED_STEP, 1e-3f, 0.1f, {1}, 1, 0, 0},
-                           {4, 1}, NULL, 0, 0, EE_MODE_IC_ONLY};
+                           {4, 1}, NULL, 0, 0, EE_MODE_IC_ONLY, 0, 0, 0};
     CHECK_OK(ctx, ee_train(ctx, net, ds, NULL, NULL, &cfg, NULL, NULL));
     int backbone_same = 1, ic_moved = 0;
     for (int i = 0; i < net->nnodes; i++) {
@@ -180,7 +180,7 @@ static ee_net *trained_sdn(ee_ctx *ctx, const ee_dataset *ds) {
     ee_net *net = small_sdn(ctx);
     if (!net) return NULL;
     ee_train_config cfg = {2, 32, {EE_OPTIM_SGD, 0.05f, 0.9f, 1e-4f, 0, 0, 0, 0}, {EE_SCHED_STEP, 0.05f, 0.1f, {0}, 0, 0, 0},
-                           {0, 0}, NULL, 0, 0, EE_MODE_SDN};
+                           {0, 0}, NULL, 0, 0, EE_MODE_SDN, 0, 0, 0};
     CHECK_OK(ctx, ee_train(ctx, net, ds, NULL, NULL, &cfg, NULL, NULL));
     return net;
 }
@@ -327,7 +327,7 @@ static void test_scores(void) {
     /* temperature 2: p ~ sqrt(p) */
     double s2 = sqrt(0.5) + sqrt(0.3) + sqrt(0.2);
     CHECK(fabsf(ee_score_logits(EE_SCORE_MAXPROB, z, 3, 2, NULL) - (float)(sqrt(0.5) / s2)) < 1e-6f, "maxprob at T = 2");
-    CHECK(ee_score_find("entropy") == EE_SCORE_ENTROPY && ee_score_find("nope") < 0 && ee_score_count() == 3,
+    CHECK(ee_score_find("entropy") == EE_SCORE_ENTROPY && ee_score_find("nope") < 0 && ee_score_count() == 4,
           "score kind table");
 }
 
@@ -351,7 +351,7 @@ static void test_policies(void) {
     CHECK_OK(ctx, ee_net_prepare(ctx, net, n, 0));
     float T[EE_MAX_HEADS];
     CHECK_OK(ctx, ee_fit_temperatures(ctx, o, T));
-    for (int kind = 0; kind < ee_score_count(); kind++)
+    for (int kind = 0; kind < EE_SCORE_CONFIDENCE; kind++) /* the kinds on the softmax */
         for (int variant = 0; variant < 3; variant++) {
             /* 0: shared threshold at the median score of IC 2; 1: per-exit thresholds at each IC's median;
              * 2: per-exit with the fitted temperatures */
@@ -436,7 +436,7 @@ static void test_policies(void) {
         CHECK(nll[0] <= nll[1] + 1e-9 && nll[0] <= nll[2] + 1e-9, "head %d: T = %g is not a minimum of the NLL", h, T[h]);
     }
     /* calibration: per-exit never worse than shared on the calibration split; a budget is kept there */
-    for (int kind = 0; kind < ee_score_count(); kind++) {
+    for (int kind = 0; kind < EE_SCORE_CONFIDENCE; kind++) {
         ee_calibration c = {kind, EE_TARGET_DROP, 0.05, 0, 0, 0, ""};
         ee_exit_policy ps, pe;
         ee_exit_stats ss, se;
@@ -525,7 +525,7 @@ static void test_risk_control(void) {
         pred[i * 2] = i < 20; pred[i * 2 + 1] = 0;
         conf[i * 2] = (float)s; conf[i * 2 + 1] = (float)(1 / (1 + exp(-5.0)));
     }
-    ee_outputs o = {N, 2, 2, pred, conf, label, NULL, logits};
+    ee_outputs o = {N, 2, 2, pred, conf, label, NULL, logits, NULL};
     static int8_t loss[N * EE_RISK_GRID], loss_c[N * EE_RISK_GRID];
     ee_ctx *ctx = ee_ctx_new();
     CHECK_OK(ctx, ee_risk_losses(ctx, &o, EE_SCORE_MAXPROB, EE_RISK_GAP, loss, NULL));
@@ -571,7 +571,178 @@ static void test_risk_control(void) {
     ee_ctx_free(ctx);
 }
 
+/* ---------------------------------------------------------------- EENets */
+/* placement, costs, the arch text's confidence= key, and real exits on the learned confidence against the
+ * simulation at batch 1 and 64 */
+static void test_eenet(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_ctx_set_threads(ctx, 1);
+    ee_net *cnn = NULL, *ee = NULL;
+    CHECK_OK(ctx, ee_net_builtin(ctx, "resnet20", 1, 28, 28, 10, &cnn));
+    if (!cnn) return;
+    CHECK_OK(ctx, ee_net_init(ctx, cnn));
+    /* placement: for each distribution, every exit is a block output (the ReLU after a residual sum); its prefix
+     * reaches the threshold, and the block output before it (if not an exit already) does not */
+    int nn = ee_net_num_nodes(cnn);
+    double cum[EE_MAX_NODES], tot = 0;
+    for (int i = 0; i < nn; i++) {
+        ee_node_info in;
+        ee_net_node_info(cnn, i, &in);
+        tot += in.flops;
+        cum[i] = tot;
+    }
+    static const double want[4][4] = {{0.05, 0.0975, 0.142625, 0.18549375}, {0.2, 0.4, 0.6, 0.8},
+                                      {0.2, 0.36, 0.488, 0.5904},
+                                      {0.145898033, 0.236067977, 0.381966011, 0.618033989}};
+    for (int d = 0; d < 4; d++) {
+        int nodes[4];
+        CHECK_OK(ctx, ee_eenet_positions(ctx, cnn, 4, (ee_eenet_dist)d, nodes));
+        int prev_end = -1;
+        for (int k = 0; k < 4; k++) {
+            ee_node_info in;
+            ee_net_node_info(cnn, nodes[k], &in);
+            CHECK(!strcmp(in.kind, "relu") && strstr(in.name, ".out"), "%s exit %d at %s, not a block output",
+                  ee_eenet_dist_name(d), k, in.name);
+            CHECK(cum[nodes[k]] >= want[d][k] * tot - 1e-6, "%s exit %d: prefix %.3f below %.3f", ee_eenet_dist_name(d),
+                  k, cum[nodes[k]] / tot, want[d][k]);
+            /* the previous block output after the previous exit must be below the threshold */
+            for (int j = nodes[k] - 1; j > prev_end; j--) {
+                ee_net_node_info(cnn, j, &in);
+                if (!strcmp(in.kind, "relu") && strstr(in.name, ".out")) {
+                    CHECK(cum[j] < want[d][k] * tot, "%s exit %d: the earlier block output %s already reaches %.3f",
+                          ee_eenet_dist_name(d), k, in.name, want[d][k]);
+                    break;
+                }
+            }
+            prev_end = nodes[k];
+        }
+    }
+    int bad[16];
+    CHECK(ee_eenet_positions(ctx, cnn, 10, EE_DIST_FINE, bad) == EE_ERR_ARG, "10 exits in 9 blocks");
+    int nodes[3];
+    CHECK_OK(ctx, ee_eenet_positions(ctx, cnn, 3, EE_DIST_LINEAR, nodes));
+    CHECK_OK(ctx, ee_eenet_attach(ctx, cnn, nodes, 3, EE_EENET_POOL, &ee));
+    if (!ee) { ee_net_free(cnn); ee_ctx_free(ctx); return; }
+    int H = ee_net_num_heads(ee);
+    CHECK(H == 4, "3 exits and the final head, not %d heads", H);
+    for (int h = 0; h < H - 1; h++) CHECK(ee_net_head_confidence(ee, h) >= 0, "exit %d has no confidence node", h);
+    CHECK(ee_net_head_confidence(ee, H - 1) < 0, "the final head has a confidence node");
+    /* the paper's costs: prefix + the exit's own gap and two linears; the final 1 */
+    double cost[EE_MAX_HEADS], cum_cost[EE_MAX_HEADS];
+    ee_eenet_costs(ee, cost);
+    ee_net_head_costs(ee, cum_cost, NULL);
+    for (int h = 0; h < H - 1; h++) {
+        double own = 64 * 0 + 0; /* gap: C*H*W adds; conf: 2C + 1; fc: 2*10*C + 10 (eenn's true FLOPs) */
+        ee_node_info in;
+        int node = ee_net_head_node(ee, h);
+        for (int j = node - 2; j <= node; j++) { ee_net_node_info(ee, j, &in); own += in.flops; }
+        double want_c = (cum[nodes[h]] + own) / tot;
+        CHECK(fabs(cost[h] - want_c) < 1e-9, "exit %d: paper cost %.6f, expected %.6f", h, cost[h], want_c);
+        CHECK(cum_cost[h] >= cost[h] - 1e-12, "exit %d: true cumulative cost below the paper's", h);
+    }
+    CHECK(cost[H - 1] == 1.0, "the final head's paper cost is 1");
+    /* the text round trip keeps the confidence links; bad links are refused */
+    ee_net *back = NULL;
+    CHECK_OK(ctx, ee_net_from_text(ctx, ee_net_arch(ee), "eenet", &back));
+    if (back) {
+        CHECK(!strcmp(ee_net_arch(back), ee_net_arch(ee)), "canonical text does not round-trip");
+        for (int h = 0; h < H; h++) CHECK(ee_net_head_confidence(back, h) == ee_net_head_confidence(ee, h), "link %d", h);
+        ee_net_free(back);
+    }
+    static const char *const badtext[] = {
+        "input c=1 h=4 w=4\ngap\nlinear name=g out=1\nlinear name=f in=gap0 out=3 confidence=g\n", /* no head=1 */
+        "input c=1 h=4 w=4\ngap\nlinear name=f in=gap0 out=3 head=1 confidence=zz\nlinear out=3\n", /* unknown */
+        "input c=1 h=4 w=4\ngap\nlinear name=g out=2\nlinear name=f in=gap0 out=3 head=1 confidence=g\nlinear in=gap0 out=3\n",
+        "input c=1 h=4 w=4\ngap\nlinear name=g out=1\nlinear name=f in=gap0 out=3 head=1 confidence=g confidence=g\nlinear in=gap0 out=3\n",
+    };
+    for (int b = 0; b < 4; b++) {
+        ee_net *x = NULL;
+        CHECK(ee_net_from_text(ctx, badtext[b], "bad", &x) == EE_ERR_FORMAT, "bad confidence text %d accepted", b);
+        ee_net_free(x);
+    }
+    /* a short EENet training (v2) on toy data; its gates then send samples to several exits */
+    ee_dataset *ds = toy_data(64);
+    ee_train_config cfg = {2, 32, {EE_OPTIM_ADAM, 1e-3f, 0, 1e-4f, 0, 0.9f, 0.999f, 1e-8f},
+                           {EE_SCHED_STEP, 1e-3f, 0.1f, {0}, 0, 0, 0}, {0, 0}, NULL, 0, 0, EE_MODE_EENET, 0.5f,
+                           EE_EENET_V2, 1};
+    CHECK_OK(ctx, ee_train(ctx, ee, ds, NULL, NULL, &cfg, NULL, NULL));
+    ee_outputs *o = NULL;
+    CHECK_OK(ctx, ee_collect_outputs(ctx, ee, ds, 64, 0, &o));
+    if (o) {
+        CHECK(o->gate != NULL, "no confidences collected");
+        const int n = 64;
+        /* the threshold: the median of exit 1's confidence, so that samples leave at several exits */
+        float g[64];
+        for (int i = 0; i < n; i++) g[i] = o->gate[i * H + 1];
+        for (int i = 0; i < n; i++)
+            for (int j = i + 1; j < n; j++)
+                if (g[j] < g[i]) { float t = g[i]; g[i] = g[j]; g[j] = t; }
+        ee_exit_policy p;
+        ee_policy_shared(&p, EE_SCORE_CONFIDENCE, H, 0.5f * (g[n / 2 - 1] + g[n / 2]), 0);
+        uint8_t se[64], sp[64], pb[64], eb[64], p1[64], e1[64];
+        float cb[64], c1[64];
+        CHECK_OK(ctx, ee_policy_assign(ctx, o, &p, se, sp));
+        float *x = malloc((size_t)n * 784 * 4);
+        int idx[64];
+        for (int i = 0; i < n; i++) idx[i] = i;
+        ee_dataset_batch(ctx, ds, idx, n, NULL, x, NULL);
+        CHECK_OK(ctx, ee_net_prepare(ctx, ee, n, 0));
+        CHECK_OK(ctx, ee_infer_policy(ctx, ee, x, n, &p, NULL, pb, cb, eb, NULL));
+        for (int i = 0; i < n; i++)
+            CHECK_OK(ctx, ee_infer_policy(ctx, ee, x + (size_t)i * 784, 1, &p, NULL, p1 + i, c1 + i, e1 + i, NULL));
+        int same = 1, sim = 1, used[EE_MAX_HEADS] = {0}, nused = 0;
+        for (int i = 0; i < n; i++) {
+            same &= pb[i] == p1[i] && eb[i] == e1[i];
+            sim &= eb[i] == se[i] && pb[i] == sp[i];
+            /* by hand: the first exit whose confidence is strictly above the threshold */
+            int e = H - 1;
+            for (int h = 0; h < H - 1; h++)
+                if (o->gate[i * H + h] > p.threshold[h]) { e = h; break; }
+            sim &= se[i] == e;
+            nused += !used[eb[i]]++;
+        }
+        CHECK(nused >= 2, "the test threshold uses only %d exits", nused);
+        CHECK(same, "EENet exits at batch 1 and batch 64 disagree");
+        CHECK(sim, "EENet real exits disagree with the simulation");
+        /* the strict rule: a threshold equal to a confidence does not let that sample out */
+        ee_policy_shared(&p, EE_SCORE_CONFIDENCE, H, o->gate[0], 0);
+        CHECK_OK(ctx, ee_policy_assign(ctx, o, &p, se, NULL));
+        CHECK(se[0] != 0, "a confidence equal to the threshold exits");
+        /* the policy's text form names the kind */
+        char buf[1024];
+        ee_exit_policy q;
+        CHECK_OK(ctx, ee_policy_to_text(ctx, &p, buf, sizeof buf));
+        CHECK_OK(ctx, ee_policy_from_text(ctx, buf, &q));
+        CHECK(q.kind == EE_SCORE_CONFIDENCE && strstr(buf, "kind=confidence"), "policy text: %s", buf);
+        free(x);
+        ee_outputs_free(o);
+    }
+    /* a network without confidence branches refuses the confidence policy, in simulation and inference */
+    ee_net *sdn = small_sdn(ctx);
+    if (sdn) {
+        ee_outputs *so = NULL;
+        CHECK_OK(ctx, ee_collect_outputs(ctx, sdn, ds, 64, 0, &so));
+        ee_exit_policy p;
+        ee_exit_stats st;
+        ee_policy_shared(&p, EE_SCORE_CONFIDENCE, ee_net_num_heads(sdn), 0.5f, 0);
+        double c[EE_MAX_HEADS];
+        ee_net_head_costs(sdn, c, NULL);
+        CHECK(so && !so->gate && ee_policy_simulate(ctx, so, c, &p, &st) == EE_ERR_ARG, "confidence policy on an SDN");
+        float x1[784] = {0};
+        uint8_t pr, ex;
+        float cf;
+        CHECK(ee_infer_policy(ctx, sdn, x1, 1, &p, NULL, &pr, &cf, &ex, NULL) == EE_ERR_ARG, "confidence inference on an SDN");
+        ee_outputs_free(so);
+        ee_net_free(sdn);
+    }
+    ee_dataset_free(ds);
+    ee_net_free(ee);
+    ee_net_free(cnn);
+    ee_ctx_free(ctx);
+}
+
 int main(void) {
+    test_eenet();
     test_positions();
     test_torch_sdn();
     test_ic_only_frozen();
