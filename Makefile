@@ -18,9 +18,9 @@ ifneq ($(NO_AVX2),1)
 DCONV_FLAGS = -mavx2 -mfma
 endif
 endif
-LDLIBS = -lstb -lz -lm -ldl -pthread
+LDLIBS = -lmatio -lstb -lz -lm -ldl -pthread
 # the CLI takes stb and zlib in statically: only what it calls is mapped, 0.15 MB less resident per process
-CLI_LDLIBS = -Wl,-Bstatic -lstb -lz -Wl,-Bdynamic -lm -ldl -pthread
+CLI_LDLIBS = -Wl,-Bstatic -lstb -lz -Wl,-Bdynamic -lmatio -lm -ldl -pthread
 BUILD ?= build
 SOVERSION = 0
 VERSION = 0.1.0
@@ -137,7 +137,7 @@ build-fuzz/libeenn.a: $(SRC) include/eenn.h src/internal.h src/dnnl_glue.h
 	rm -f $@ && for f in $(SRC); do clang $(FUZZ_FLAGS) $$(case $$f in */dconv.c) echo $(DCONV_FLAGS);; esac) -fsanitize=fuzzer-no-link -c $$f \
 	    -o build-fuzz/$$(echo $$f | tr / _).o || exit 1; done && ar rcs $@ build-fuzz/*.o
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c build-fuzz/libeenn.a
-	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< build-fuzz/libeenn.a -lstb -lz -lm -ldl -pthread
+	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< build-fuzz/libeenn.a -lmatio -lstb -lz -lm -ldl -pthread
 fuzz: $(FUZZERS:%=build-fuzz/fuzz_%)
 	@for z in $(FUZZERS); do mkdir -p build-fuzz/corpus/$$z && echo "fuzz_$$z: $(FUZZ_SECONDS) s" && \
 	    ASAN_OPTIONS=detect_leaks=1 build-fuzz/fuzz_$$z -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build-fuzz/ \

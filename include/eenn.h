@@ -268,15 +268,18 @@ ee_status ee_dataset_load_cifar(ee_ctx *ctx, const char *const *files, int nfile
 /* Tiny ImageNet (tiny-imagenet-200 layout): train = train/WNID/images/NAME.JPEG, test = the official val set
  * (val/images + val/val_annotations.txt). Classes: the sorted wnids.txt. */
 ee_status ee_dataset_load_tinyimagenet(ee_ctx *ctx, const char *dir, int train, ee_dataset **out);
-/* A dataset directory: "fashion-mnist"/"mnist" IDX names, cifar-10/100 binary names or Tiny ImageNet. split: "train" or
- * "test". Sets the per-dataset normalisation. */
+/* SVHN's cropped digits (train_32x32.mat, test_32x32.mat; MATLAB v5 through libmatio): 3x32x32, labels 0..9 (the
+ * files' label 10 is the digit 0). */
+ee_status ee_dataset_load_svhn(ee_ctx *ctx, const char *path, ee_dataset **out);
+/* A dataset directory: "fashion-mnist"/"mnist" IDX names, cifar-10/100 binary names, Tiny ImageNet or SVHN
+ * (train_32x32.mat, test_32x32.mat). split: "train" or "test". Sets the per-dataset normalisation. */
 ee_status ee_dataset_load_dir(ee_ctx *ctx, const char *dir, const char *split, ee_dataset **out);
 void ee_dataset_free(ee_dataset *ds);
 /* Moves the last `count` samples of ds into a new dataset (the validation split). */
 ee_status ee_dataset_split(ee_ctx *ctx, ee_dataset *ds, int count, ee_dataset **tail);
 /* Sets mean/std from the pixels of ds. */
 void ee_dataset_compute_norm(ee_dataset *ds);
-/* Named normalisation presets ("fashion-mnist", "mnist", "cifar10", "cifar100", "tinyimagenet").
+/* Named normalisation presets ("fashion-mnist", "mnist", "cifar10", "cifar100", "tinyimagenet", "svhn").
  * Returns 0 if unknown. */
 int ee_dataset_norm_preset(ee_dataset *ds, const char *name);
 

@@ -198,6 +198,7 @@ int ee_dataset_norm_preset(ee_dataset *ds, const char *name) {
         {"cifar10", {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}},
         {"cifar100", {0.507f, 0.487f, 0.441f}, {0.267f, 0.256f, 0.276f}},
         {"tinyimagenet", {0.4802f, 0.4481f, 0.3975f}, {0.2302f, 0.2265f, 0.2262f}},
+        {"svhn", {0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}}, /* as the EENets code */
     };
     for (size_t i = 0; i < sizeof presets / sizeof *presets; i++)
         if (!strcmp(name, presets[i].name)) {
@@ -337,6 +338,8 @@ ee_status ee_dataset_load_dir(ee_ctx *ctx, const char *dir, const char *split, e
     }
     snprintf(a, sizeof a, "%s/wnids.txt", dir);
     if (exists(a)) return ee_dataset_load_tinyimagenet(ctx, dir, train, out);
+    snprintf(a, sizeof a, "%s/%s_32x32.mat", dir, train ? "train" : "test");
+    if (exists(a)) return ee_dataset_load_svhn(ctx, a, out);
     snprintf(a, sizeof a, "%s/%s.bin", dir, train ? "train" : "test");
     if (exists(a)) {
         const char *files[1] = {a};
@@ -344,8 +347,8 @@ ee_status ee_dataset_load_dir(ee_ctx *ctx, const char *dir, const char *split, e
         if (!s) ee_dataset_norm_preset(*out, "cifar100");
         return s;
     }
-    return ee_fail(ctx, EE_ERR_IO, "%s: no dataset found (expected IDX files %s-images-idx3-ubyte[.gz], CIFAR binaries or "
-                   "Tiny ImageNet's wnids.txt)",
+    return ee_fail(ctx, EE_ERR_IO, "%s: no dataset found (expected IDX files %s-images-idx3-ubyte[.gz], CIFAR binaries, "
+                   "Tiny ImageNet's wnids.txt or SVHN's train_32x32.mat)",
                    dir, pre);
 }
 

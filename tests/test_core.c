@@ -367,6 +367,89 @@ static void test_tinyimagenet(void) {
     ee_ctx_free(ctx);
 }
 
+/* SVHN: files written by an independent MAT-file writer (tests/make_svhn.py), the same data written compressed by
+ * libmatio (as MATLAB saves by default), and broken files */
+#include <matio.h>
+static int svhn_pixel(int r, int c, int k, int i) { return (7 * r + 3 * c + 50 * k + 11 * i) % 256; }
+static void check_svhn(const ee_dataset *ds, const uint8_t *labels, int n, const char *what) {
+    CHECK(ds->n == n && ds->c == 3 && ds->h == 32 && ds->w == 32 && ds->classes == 10, "%s: shape", what);
+    int ok = 1;
+    for (int i = 0; i < ds->n && i < n; i++) {
+        ok &= ds->labels[i] == labels[i];
+        for (int k = 0; k < 3; k++)
+            for (int r = 0; r < 32; r++)
+                for (int c = 0; c < 32; c++) ok &= ds->pixels[(((size_t)i * 3 + k) * 32 + r) * 32 + c] == svhn_pixel(r, c, k, i);
+    }
+    CHECK(ok, "%s: pixels (row, column, channel) or labels (10 -> 0) misplaced", what);
+    CHECK(fabsf(ds->mean[2] - 0.5f) < 1e-6f && fabsf(ds->std[0] - 0.5f) < 1e-6f, "%s: normalisation 0.5", what);
+}
+static void write_svhn_matio(const char *path, int n, const double *y, int x_channels, int compress) {
+    mat_t *m = Mat_CreateVer(path, NULL, MAT_FT_MAT5);
+    CHECK(m != NULL, "matio cannot create %s", path);
+    if (!m) return;
+    size_t dx[4] = {32, 32, (size_t)x_channels, (size_t)n}, dy[2] = {(size_t)n, 1};
+    uint8_t *x = malloc((size_t)n * 1024 * x_channels);
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < x_channels; k++)
+            for (int c = 0; c < 32; c++)
+                for (int r = 0; r < 32; r++) x[(((size_t)i * x_channels + k) * 32 + c) * 32 + r] = (uint8_t)svhn_pixel(r, c, k, i);
+    matvar_t *vx = Mat_VarCreate("X", MAT_C_UINT8, MAT_T_UINT8, 4, dx, x, 0);
+    matvar_t *vy = Mat_VarCreate("y", MAT_C_DOUBLE, MAT_T_DOUBLE, 2, dy, (void *)y, 0);
+    Mat_VarWrite(m, vx, compress ? MAT_COMPRESSION_ZLIB : MAT_COMPRESSION_NONE);
+    Mat_VarWrite(m, vy, compress ? MAT_COMPRESSION_ZLIB : MAT_COMPRESSION_NONE);
+    Mat_VarFree(vx);
+    Mat_VarFree(vy);
+    Mat_Close(m);
+    free(x);
+}
+static void test_svhn(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_dataset *ds = NULL;
+    static const uint8_t train[5] = {1, 0, 5, 3, 0}, test[3] = {2, 7, 0};
+    CHECK_OK(ctx, ee_dataset_load_dir(ctx, "tests/fixtures/svhn", "train", &ds));
+    if (ds) check_svhn(ds, train, 5, "SVHN train (hand-written MAT-file)");
+    ee_dataset_free(ds);
+    ds = NULL;
+    CHECK_OK(ctx, ee_dataset_load_dir(ctx, "tests/fixtures/svhn", "test", &ds));
+    if (ds) check_svhn(ds, test, 3, "SVHN test");
+    ee_dataset_free(ds);
+    char p[512];
+    double y[4] = {10, 4, 9, 1};
+    static const uint8_t want[4] = {0, 4, 9, 1};
+    snprintf(p, sizeof p, "%s/svhn-z.mat", tmpdir);
+    write_svhn_matio(p, 4, y, 3, 1);
+    ds = NULL;
+    CHECK_OK(ctx, ee_dataset_load_svhn(ctx, p, &ds));
+    if (ds) check_svhn(ds, want, 4, "SVHN written compressed by libmatio");
+    ee_dataset_free(ds);
+    /* broken files: each a clear error, never a crash */
+    snprintf(p, sizeof p, "%s/svhn-gray.mat", tmpdir);
+    write_svhn_matio(p, 4, y, 1, 0);
+    ds = NULL;
+    CHECK(ee_dataset_load_svhn(ctx, p, &ds) == EE_ERR_FORMAT && strstr(ee_ctx_error(ctx), "32x32x3"), "1-channel X: %s",
+          ee_ctx_error(ctx));
+    double bad[4] = {10, 4, 11, 1};
+    snprintf(p, sizeof p, "%s/svhn-label.mat", tmpdir);
+    write_svhn_matio(p, 4, bad, 3, 1);
+    CHECK(ee_dataset_load_svhn(ctx, p, &ds) == EE_ERR_FORMAT && strstr(ee_ctx_error(ctx), "label 11"), "label 11: %s",
+          ee_ctx_error(ctx));
+    /* truncated: the hand-written file cut in its X data */
+    FILE *f = fopen("tests/fixtures/svhn/train_32x32.mat", "rb");
+    static unsigned char buf[20000];
+    size_t len = f ? fread(buf, 1, sizeof buf, f) : 0;
+    if (f) fclose(f);
+    snprintf(p, sizeof p, "%s/svhn-cut.mat", tmpdir);
+    f = fopen(p, "wb");
+    if (f) { fwrite(buf, 1, len / 2, f); fclose(f); }
+    CHECK(ee_dataset_load_svhn(ctx, p, &ds) == EE_ERR_FORMAT && ds == NULL, "truncated SVHN file: %s", ee_ctx_error(ctx));
+    snprintf(p, sizeof p, "%s/svhn-text.mat", tmpdir);
+    f = fopen(p, "wb");
+    if (f) { fputs("not a MAT-file at all, just some text that is long enough to have a header\n", f); fclose(f); }
+    CHECK(ee_dataset_load_svhn(ctx, p, &ds) == EE_ERR_FORMAT, "a text file read as SVHN: %s", ee_ctx_error(ctx));
+    CHECK(ee_dataset_load_svhn(ctx, "/nonexistent/train_32x32.mat", &ds) == EE_ERR_IO, "missing SVHN file");
+    ee_ctx_free(ctx);
+}
+
 static void test_io(void) {
     ee_ctx *ctx = ee_ctx_new();
     ee_net *a = NULL, *b = NULL;
@@ -692,6 +775,7 @@ int main(void) {
     test_arch();
     test_data();
     test_tinyimagenet();
+    test_svhn();
     test_io();
     test_compact();
     test_seal();
