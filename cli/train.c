@@ -38,6 +38,8 @@ static const char *train_help =
     "  --target C (0)     --poison RATE (0.1)\n"
     "  --checkpoint FILE  checkpoint written after every epoch (default OUT.ckpt)\n"
     "  --resume           continue from the checkpoint if it exists\n"
+    "  --stop-after N     stop after epoch N of the schedule, leaving the checkpoint to --resume from (for example\n"
+    "                     the first stage of two-stage EENet training, shared by runs at several --lambda)\n"
     "  --seed N (1221)    --threads N (0 = all cores)   --json  final results as JSON\n";
 
 typedef struct { int tty, json; double t0; } progress_state;
@@ -102,7 +104,7 @@ enum {
     O_ARCH = 256, O_ARCH_FILE, O_MODE, O_FROM, O_ICS, O_DATA, O_OUT, O_CHECKPOINT, O_EPOCHS, O_BATCH, O_LR, O_MOMENTUM,
     O_WD, O_NESTEROV, O_OPTIM, O_SCHEDULE, O_MILESTONES, O_GAMMA, O_VAL, O_SUBSET, O_TEST_SUBSET, O_NO_AUGMENT,
     O_AUGMENT, O_TRIGGER, O_TARGET, O_POISON, O_RESUME, O_SEED, O_THREADS, O_JSON, O_EXITS, O_DIST, O_LAMBDA,
-    O_EXIT_TYPE, O_LOSS, O_STAGE1
+    O_EXIT_TYPE, O_LOSS, O_STAGE1, O_STOP_AFTER
 };
 static const struct option train_opts_list[] = {
     {"arch", required_argument, NULL, O_ARCH}, {"arch-file", required_argument, NULL, O_ARCH_FILE},
@@ -123,6 +125,7 @@ static const struct option train_opts_list[] = {
     {"exits", required_argument, NULL, O_EXITS}, {"distribution", required_argument, NULL, O_DIST},
     {"lambda", required_argument, NULL, O_LAMBDA}, {"exit-type", required_argument, NULL, O_EXIT_TYPE},
     {"loss", required_argument, NULL, O_LOSS}, {"stage1-epochs", required_argument, NULL, O_STAGE1},
+    {"stop-after", required_argument, NULL, O_STOP_AFTER},
     {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 /* everything the command line says, after the recipe's defaults are applied */
@@ -130,7 +133,7 @@ typedef struct {
     const char *arch, *arch_file, *data, *out, *ckpt, *milestones, *mode_s, *from, *ics, *augment;
     int set_optim, set_lr, set_wd, set_epochs, set_target, set_poison, set_eenet;
     const char *loss_s;
-    int exits, dist, exit_type, stage1, set_stage1;
+    int exits, dist, exit_type, stage1, set_stage1, stop_after;
     float lambda;
     ee_eenet_loss_kind loss;
     int epochs, batch, nval, subset, test_subset, resume, json, threads;
@@ -204,6 +207,7 @@ static void parse_train(int argc, char **argv, train_opts *o) {
             o->set_eenet = 1;
             break;
         case O_LOSS: o->loss_s = v; o->set_eenet = 1; break;
+        case O_STOP_AFTER: o->stop_after = (int)cli_int(&a, 1, 100000); break;
         case O_STAGE1: o->stage1 = (int)cli_int(&a, 0, 100000); o->set_stage1 = 1; o->set_eenet = 1; break;
         }
     }
@@ -370,13 +374,22 @@ int cmd_train(int argc, char **argv) {
     record_meta(ctx, net, &o, train);
     o.sched.base_lr = o.opt.lr;
     ee_train_config cfg = {o.epochs, o.batch, o.opt, o.sched, o.aug, o.ckpt, o.resume, 0, o.mode, o.lambda, o.loss,
-                           o.stage1};
+                           o.stage1, o.stop_after};
     progress_state ps = {isatty(2), o.json, now_s()};
     fprintf(stderr, "training %s (%zu parameters) on %s: %d train / %d val / %d test, %d epochs, batch %d, %d threads\n",
             ee_net_name(net), ee_net_num_params(net), o.data, train->n, val ? val->n : 0, test->n, o.epochs, o.batch,
             ee_ctx_threads(ctx));
     check(ee_train(ctx, net, train, val, test, &cfg, on_progress, &ps), ctx);
+    record_meta(ctx, net, &o, train); /* this run's settings, not those of a checkpoint it resumed from */
     double secs = now_s() - ps.t0;
+    if (o.stop_after > 0 && o.stop_after < o.epochs) {
+        printf("stopped after epoch %d of %d: the checkpoint %s resumes from here (--resume)\n", o.stop_after, o.epochs,
+               o.ckpt);
+        ee_net_free(net);
+        ee_dataset_free(train); ee_dataset_free(val); ee_dataset_free(test);
+        ee_ctx_free(ctx);
+        return 0;
+    }
     char eps[32];
     snprintf(eps, sizeof eps, "%d", o.epochs);
     check(ee_net_set_meta(ctx, net, "train.epochs_done", eps), ctx);

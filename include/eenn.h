@@ -339,6 +339,8 @@ typedef struct {
     float eenet_lambda;
     ee_eenet_loss_kind eenet_loss;
     int eenet_stage1;
+    int stop_epoch;          /* > 0: stop after this many epochs of the `epochs`-long schedule (a checkpoint to
+                              * resume from, e.g. a shared first stage); 0: run them all */
 } ee_train_config;
 /* The loss weight of each head at (0-based) epoch for a mode: weights[nheads]. */
 void ee_train_head_weights(const ee_net *net, ee_train_mode mode, int epoch, int epochs, float *weights);

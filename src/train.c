@@ -142,7 +142,8 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
     int *perm = malloc(train->n * sizeof(int));
     if (!x || !y || !perm) s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
     int steps = (train->n + B - 1) / B, every = cfg->progress_every > 0 ? cfg->progress_every : 20;
-    for (int epoch = start; epoch < cfg->epochs && !s; epoch++) {
+    int last = cfg->stop_epoch > 0 && cfg->stop_epoch < cfg->epochs ? cfg->stop_epoch : cfg->epochs;
+    for (int epoch = start; epoch < last && !s; epoch++) {
         for (int i = 0; i < train->n; i++) perm[i] = i;
         ee_shuffle(ctx, perm, train->n);
         float lr = ee_schedule_lr(&cfg->sched, epoch), hw[EE_MAX_HEADS], hw_end[EE_MAX_HEADS], hw_start[EE_MAX_HEADS];

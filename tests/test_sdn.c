@@ -157,7 +157,7 @@ static void test_ic_only_frozen(void) {
     memcpy(p0, ee_net_params(net), np * 4);
     memcpy(s0, ee_net_state(net), ns * 4);
     ee_train_config cfg = {2, 32, {EE_OPTIM_ADAM, 1e-3f, 0, 1e-4f, 0, 0.9f, 0.999f, 1e-8f}, {EE_SCHED_STEP, 1e-3f, 0.1f, {1}, 1, 0, 0},
-                           {4, 1}, NULL, 0, 0, EE_MODE_IC_ONLY, 0, 0, 0};
+                           {4, 1}, NULL, 0, 0, EE_MODE_IC_ONLY, 0, 0, 0, 0};
     CHECK_OK(ctx, ee_train(ctx, net, ds, NULL, NULL, &cfg, NULL, NULL));
     int backbone_same = 1, ic_moved = 0;
     for (int i = 0; i < net->nnodes; i++) {
@@ -180,7 +180,7 @@ static ee_net *trained_sdn(ee_ctx *ctx, const ee_dataset *ds) {
     ee_net *net = small_sdn(ctx);
     if (!net) return NULL;
     ee_train_config cfg = {2, 32, {EE_OPTIM_SGD, 0.05f, 0.9f, 1e-4f, 0, 0, 0, 0}, {EE_SCHED_STEP, 0.05f, 0.1f, {0}, 0, 0, 0},
-                           {0, 0}, NULL, 0, 0, EE_MODE_SDN, 0, 0, 0};
+                           {0, 0}, NULL, 0, 0, EE_MODE_SDN, 0, 0, 0, 0};
     CHECK_OK(ctx, ee_train(ctx, net, ds, NULL, NULL, &cfg, NULL, NULL));
     return net;
 }
@@ -664,7 +664,7 @@ static void test_eenet(void) {
     ee_dataset *ds = toy_data(64);
     ee_train_config cfg = {2, 32, {EE_OPTIM_ADAM, 1e-3f, 0, 1e-4f, 0, 0.9f, 0.999f, 1e-8f},
                            {EE_SCHED_STEP, 1e-3f, 0.1f, {0}, 0, 0, 0}, {0, 0}, NULL, 0, 0, EE_MODE_EENET, 0.5f,
-                           EE_EENET_V2, 1};
+                           EE_EENET_V2, 1, 0};
     CHECK_OK(ctx, ee_train(ctx, ee, ds, NULL, NULL, &cfg, NULL, NULL));
     ee_outputs *o = NULL;
     CHECK_OK(ctx, ee_collect_outputs(ctx, ee, ds, 64, 0, &o));
