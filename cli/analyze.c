@@ -237,8 +237,9 @@ static void print_split_text(const analysis *an, const split_result *r, const ch
            ot->oracle_cost_nominal * 100, ot->oracle_cost * 100);
     printf("  destructive effect: %d of the final output's %d errors (%.1f%%) are right at some IC\n", ot->destructive_any,
            ot->end_wrong, ot->destructive_frac * 100);
-    printf("  early exits at q = %.4g: accuracy %.2f%% (final %.2f%%), cost %.1f%% of the CNN\n", an->q, r->at_q.acc * 100,
-           r->acc[H - 1] * 100, r->at_q.cost * 100);
+    char d[512];
+    printf("  early exits (%s): accuracy %.2f%% (final %.2f%%), cost %.1f%% of the CNN\n",
+           describe_policy(&an->policy, d, sizeof d), r->at_q.acc * 100, r->acc[H - 1] * 100, r->at_q.cost * 100);
 }
 
 static void print_scores_text(const split_result *r) {
@@ -374,20 +375,29 @@ int cmd_analyze(int argc, char **argv) {
         }
         printf("}\n");
     } else {
-        printf("%s (%s, %d exits) on %s; threshold q = %.4g (%s)\n", an.model, ee_net_name(an.net), H, an.data, an.q,
-               an.q_calibrated_here ? "calibrated now on the validation split, at most 1% drop" : opt.q >= 0 ? "given" : "calibrated");
+        char d[512];
+        printf("%s (%s, %d exits) on %s; exit policy: %s (%s)\n", an.model, ee_net_name(an.net), H, an.data,
+               describe_policy(&an.policy, d, sizeof d),
+               an.q_calibrated_here ? "calibrated now on the validation split, at most 1% drop" : opt.q >= 0 ? "given"
+               : an.policy.kind == EE_SCORE_CONFIDENCE && !strcmp(an.policy.split, "none") ? "learned in training"
+                                                                                              : "calibrated");
+        if (an.clean.o->gate)
+            printf("(the exits are gates: each has a learned confidence branch that decides, and a softmax branch that "
+                   "answers; overthinking below\n is measured on the softmax branches, as for any exit, and the curve "
+                   "over q applies the max-softmax rule to them)\n");
         print_split_text(&an, &an.clean, "clean test images");
         printf("\nconfusion metric: sum over exits of the L1 distance between each exit's softmax and the final's,\n"
                "z-normalised with mean %.4f and std %.4f of %d un-augmented training images\n", an.mu, an.sigma, an.train_n);
         print_scores_text(&an.clean);
-        printf("\naccuracy against average cost (q from 0 to 1):\n  %8s %9s %8s\n", "q", "accuracy", "cost");
+        printf("\naccuracy against average cost (one max-softmax threshold q from 0 to 1):\n  %8s %9s %8s\n", "q",
+               "accuracy", "cost");
         double last = -1;
         for (int i = 0; i < an.ncurve; i++) {
             if (an.curve[i].cost - last < 0.04 && i != an.ncurve - 1) continue;
             last = an.curve[i].cost;
             printf("  %8.5g %8.2f%% %7.1f%%\n", an.curve[i].q, an.curve[i].acc * 100, an.curve[i].cost * 100);
         }
-        printf("\nper-class exits at q = %.4g (%% of the class's test images):\n  %-12s", an.q, "class");
+        printf("\nper-class exits under the exit policy (%% of the class's test images):\n  %-12s", "class");
         char nm[32];
         for (int h = 0; h < H; h++) printf(" %6s", head_name(an.net, h, nm, sizeof nm));
         printf("\n");

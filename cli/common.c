@@ -181,7 +181,9 @@ const char *describe_policy(const ee_exit_policy *p, char *buf, size_t n) {
     size_t len = (size_t)snprintf(buf, n, "%s, ", ee_score_name(p->kind));
     int shared = 1;
     for (int h = 1; h < p->heads - 1; h++) shared &= p->threshold[h] == p->threshold[0];
-    if (shared) len += (size_t)snprintf(buf + len, n - len, "q %.4g", p->threshold[0]);
+    if (shared && p->kind == EE_SCORE_CONFIDENCE) /* strictly above, as the EENets rule */
+        len = (size_t)snprintf(buf, n, "learned confidence above %.4g", p->threshold[0]);
+    else if (shared) len += (size_t)snprintf(buf + len, n - len, "q %.4g", p->threshold[0]);
     else {
         len += (size_t)snprintf(buf + len, n - len, "thresholds");
         for (int h = 0; h < p->heads - 1 && len < n; h++)

@@ -101,11 +101,20 @@ int cmd_eval(int argc, char **argv) {
             printf("%s (%s) on %s (%s, %d images): final accuracy %.2f%%, %.0f img/s through all exits\n", m[k].path,
                    ee_net_name(net), data, split, ds->n, m[k].acc[H - 1] * 100, ds->n / m[k].secs);
             if (H > 1) {
-                printf("  %-6s %10s %10s\n", "exit", "cost", "accuracy");
+                /* EENet exits: the paper's cost convention beside eenn's true cumulative FLOPs */
+                int gated = ee_net_head_confidence(net, 0) >= 0;
+                double paper[EE_MAX_HEADS];
+                ee_eenet_costs(net, paper);
+                printf("  %-6s %10s %10s%s\n", "exit", "cost", "accuracy", gated ? "  paper cost" : "");
                 for (int h = 0; h < H; h++) {
                     char nm[32];
-                    printf("  %-6s %9.1f%% %9.2f%%\n", head_name(net, h, nm, sizeof nm), m[k].cost[h] * 100, m[k].acc[h] * 100);
+                    printf("  %-6s %9.1f%% %9.2f%%", head_name(net, h, nm, sizeof nm), m[k].cost[h] * 100, m[k].acc[h] * 100);
+                    if (gated) printf(" %10.1f%%", paper[h] * 100);
+                    printf("\n");
                 }
+                if (gated)
+                    printf("  (cost: true cumulative FLOPs, earlier exits' heads included; paper cost: the EENets "
+                           "convention, the backbone prefix and this exit's own head)\n");
             }
         }
         if (H > 1) {
@@ -119,7 +128,10 @@ int cmd_eval(int argc, char **argv) {
                     printf(",\"policy\":\"%s\",\"early_exit\":", js(describe_policy(&pol, desc, sizeof desc)));
                     print_exit_stats(&st, H, ds->n, m[k].acc[H - 1], 1);
                 } else {
-                    printf("early exits (%s: %s):\n", qopt >= 0 ? "threshold given" : "calibrated policy",
+                    printf("early exits (%s: %s):\n",
+                           qopt >= 0 ? "threshold given"
+                           : pol.kind == EE_SCORE_CONFIDENCE && !strcmp(pol.split, "none") ? "rule learned in training"
+                                                                                         : "calibrated policy",
                            describe_policy(&pol, desc, sizeof desc));
                     print_exit_stats(&st, H, ds->n, m[k].acc[H - 1], 0);
                 }

@@ -190,18 +190,26 @@ static void chart_curve(FILE *f, const analysis *an) {
         y[i] = 100 * an->curve[i].acc;
         if (y[i] < ymin) ymin = y[i];
     }
-    char cap[480];
-    snprintf(cap, sizeof cap, "Each point is one confidence threshold q: an image leaves at the first IC whose top softmax "
-             "probability is at least q. At the threshold calibrated on held-out data (q = %.3g) the network keeps %.2f%% "
-             "accuracy (final output alone: %.2f%%) for %.1f%% of the cost.", an->q, 100 * r->at_q.acc, 100 * r->acc[H - 1],
-             100 * r->at_q.cost);
+    char cap[600], d[256];
+    int learned = an->policy.kind == EE_SCORE_CONFIDENCE;
+    if (learned) /* an EENet: the marker is its own rule, the curve the max-softmax rule on its softmax branches */
+        snprintf(cap, sizeof cap, "Each point is one max-softmax threshold q applied to the exits' softmax branches: an image "
+                 "leaves at the first exit whose top softmax probability is at least q. The model's own rule (%s, the "
+                 "confidence branches it learned) keeps %.2f%% accuracy (final output alone: %.2f%%) for %.1f%% of the "
+                 "cost.", describe_policy(&an->policy, d, sizeof d), 100 * r->at_q.acc, 100 * r->acc[H - 1],
+                 100 * r->at_q.cost);
+    else
+        snprintf(cap, sizeof cap, "Each point is one confidence threshold q: an image leaves at the first IC whose top "
+                 "softmax probability is at least q. At the threshold calibrated on held-out data (q = %.3g) the network "
+                 "keeps %.2f%% accuracy (final output alone: %.2f%%) for %.1f%% of the cost.", an->q, 100 * r->at_q.acc,
+                 100 * r->acc[H - 1], 100 * r->at_q.cost);
     figure(f, "Accuracy against average cost, over thresholds", cap);
     plot p;
     double lo = floor(ymin / 5) * 5;
     plot_begin(&p, f, 0, 100, lo, 100, "average cost (% of the CNN's FLOPs)", "test accuracy (%)", NULL, 0);
     line(&p, x, y, n, palette[0], 0, 0);
     legend(&p, palette[0], "early exits, q from 0 to 1", 0);
-    marker(&p, 100 * r->at_q.cost, 100 * r->at_q.acc, palette[3], "calibrated q");
+    marker(&p, 100 * r->at_q.cost, 100 * r->at_q.acc, palette[3], learned ? "learned rule" : "calibrated q");
     marker(&p, 100 * an->cost[H - 1], 100 * r->acc[H - 1], "#333", "no early exit");
     plot_end(&p, "line chart of accuracy against cost");
     free(x);
@@ -363,9 +371,9 @@ static void chart_classes(FILE *f, const analysis *an) {
     const split_result *r = &an->clean;
     int H = an->heads, K = an->classes > 20 ? 20 : an->classes;
     int W = 560, rowh = 26, L = 118, T = 10, Hh = T + K * rowh + 90;
-    char cap[300], nb[32], nm[32];
+    char cap[400], nb[32], nm[32], d[256];
     snprintf(cap, sizeof cap, "Easy classes leave early and hard ones late: for each class, the share of its test images that "
-             "take each exit at the calibrated threshold q = %.3g.", an->q);
+             "take each exit under the model's exit policy (%s).", describe_policy(&an->policy, d, sizeof d));
     figure(f, "Which exit each class takes", cap);
     fprintf(f, "<svg viewBox=\"0 0 %d %d\" role=\"img\" font-size=\"15\" font-family=\"sans-serif\">\n", W, Hh);
     for (int k = 0; k < K; k++) {
