@@ -13,7 +13,8 @@ static const char *calibrate_help =
     "  --max-drop X   the lowest average cost whose accuracy is within X of the final classifier's: '1%' or a\n"
     "                 fraction such as 0.01 (default 1%)\n"
     "  --budget X     instead: the most accurate policy whose average cost is at most X of the CNN's ('40%')\n"
-    "  --kind K       the confidence score: maxprob (default; SDN), entropy (BranchyNet) or margin\n"
+    "  --kind K       the confidence score: maxprob (default; SDN), entropy (BranchyNet), margin, or confidence\n"
+    "                 (the learned confidence branch of EENet exits: thresholds on it instead of the trained 0.5)\n"
     "  --per-exit     one threshold per exit, searched jointly (default: one shared threshold)\n"
     "  --temperature  fit a temperature per exit first (NLL on the validation split), score scaled logits\n"
     "  --risk EPS     instead: a threshold with a guarantee (risk control, Jazbec et al. 2024): the risk against\n"
@@ -57,7 +58,7 @@ int cmd_calibrate(int argc, char **argv) {
             break;
         case O_KIND:
             if ((c.kind = ee_score_find(optarg)) < 0)
-                usage_error("calibrate --kind: '%s' is not maxprob, entropy or margin", optarg);
+                usage_error("calibrate --kind: '%s' is not maxprob, entropy, margin or confidence", optarg);
             break;
         case O_PER_EXIT: c.per_exit = 1; break;
         case O_TEMPERATURE: c.fit_temperature = 1; break;

@@ -124,8 +124,28 @@ fi
     [ "$(grep -o '"method":' "$T/cmp.json" | wc -l)" -eq 10 ] && ok || bad "compare: $(cat "$T/cmp.json")"
 "$E" compare "$T/s.eenn" --test-subset 300 --speed-n 0 --budget 30%,60% >"$T/cmpb.txt" 2>/dev/null &&
     grep -q "within 60.0% of the CNN" "$T/cmpb.txt" && grep -q "^margin, T, per-exit" "$T/cmpb.txt" && ok || bad "compare --budget"
+# EENets: exits with learned confidence branches and the cost-aware loss; the trained rule is the model's policy
+if [ -n "$EENN_ASAN" ]; then
+    ee_train="--arch-file $T/tiny.txt --exits 1 --subset 512 --val 128 --test-subset 128 --epochs 2 --batch 32"
+else
+    ee_train="--arch resnet20 --exits 3 --distribution linear --subset 2000 --val 500 --test-subset 500 --epochs 2"
+fi
+"$E" train --mode eenet $ee_train --loss two-stage --stage1-epochs 1 --lambda 0.5 --out "$T/e.eenn" >/dev/null 2>"$T/ee.log" &&
+    grep -q "exits at confidence > 0.5: val acc" "$T/ee.log" && ok || { bad "EENet training"; cat "$T/ee.log"; }
+"$E" eval "$T/e.eenn" >"$T/eev.txt" && grep -q "rule learned in training: learned confidence above 0.5" "$T/eev.txt" &&
+    grep -q "paper cost" "$T/eev.txt" && ok || bad "eval of an EENet: $(cat "$T/eev.txt")"
+"$E" info "$T/e.eenn" --text | grep -q "confidence=ee1.conf" && ok || bad "the confidence link in the architecture text"
+"$E" compare "$T/s.eenn" "$T/e.eenn" --methods maxprob,confidence --test-subset 300 --speed-n 4 --chart "$T/c.html" \
+    >"$T/cmpe.txt" 2>/dev/null && grep -q "^all models" "$T/cmpe.txt" && grep -q "confidence > 0.5 (EENet)" "$T/cmpe.txt" &&
+    grep -q "<svg" "$T/c.html" && [ "$(grep -c "^$T/s.eenn .*confidence" "$T/cmpe.txt")" -eq 0 ] && ok ||
+    bad "compare an SDN and an EENet: $(cat "$T/cmpe.txt")"
+expect_fail "confidence policy on an SDN" "needs exits with a learned confidence branch" "$E" calibrate "$T/s.eenn" --kind confidence
+expect_usage "lambda without eenet" "only with --mode eenet" "$E" train --lambda 0.5
+expect_usage "first stage as long as the run" "must be below --epochs" "$E" train --mode eenet --loss two-stage --stage1-epochs 5 --epochs 5
+expect_usage "unknown distribution" "is not fine, linear, pareto or gold_ratio" "$E" train --mode eenet --distribution quadratic
+expect_usage "unknown method" "no method 'best'" "$E" compare "$T/s.eenn" --methods best
 expect_usage "compare with two targets" "exclude each other" "$E" compare "$T/s.eenn" --budget 50% --max-drop 1%
-expect_usage "calibrate an unknown kind" "is not maxprob, entropy or margin" "$E" calibrate "$T/s.eenn" --kind softmax
+expect_usage "calibrate an unknown kind" "is not maxprob, entropy, margin or confidence" "$E" calibrate "$T/s.eenn" --kind softmax
 cp "$T/s.eenn" "$T/s2.eenn"
 "$E" calibrate "$T/s2.eenn" --kind entropy --per-exit --temperature --budget 50% --json >"$T/cal2.json" &&
     grep -q '"policy":"kind=entropy heads=[0-9]* fallback=0 per_exit=1 temperature_fitted=1 target=budget:0.5' "$T/cal2.json" &&
