@@ -139,6 +139,11 @@ fi
     >"$T/cmpe.txt" 2>/dev/null && grep -q "^all models" "$T/cmpe.txt" && grep -q "confidence > 0.5 (EENet)" "$T/cmpe.txt" &&
     grep -q "<svg" "$T/c.html" && [ "$(grep -c "^$T/s.eenn .*confidence" "$T/cmpe.txt")" -eq 0 ] && ok ||
     bad "compare an SDN and an EENet: $(cat "$T/cmpe.txt")"
+for b in 1 64; do
+    "$E" infer "$T/e.eenn" "$DATA/t10k-images-idx3-ubyte.gz" --limit 64 --batch $b --json | sed 's/"us":[0-9.]*//' >"$T/einf$b.json"
+done
+cmp -s "$T/einf1.json" "$T/einf64.json" && [ "$(grep -c '"exit":"' "$T/einf1.json")" -eq 64 ] && ok ||
+    bad "EENet exits at batch 1 and batch 64 differ"
 expect_fail "confidence policy on an SDN" "needs exits with a learned confidence branch" "$E" calibrate "$T/s.eenn" --kind confidence
 expect_usage "lambda without eenet" "only with --mode eenet" "$E" train --lambda 0.5
 expect_usage "first stage as long as the run" "must be below --epochs" "$E" train --mode eenet --loss two-stage --stage1-epochs 5 --epochs 5

@@ -619,6 +619,27 @@ static void test_eenet(void) {
     }
     int bad[16];
     CHECK(ee_eenet_positions(ctx, cnn, 10, EE_DIST_FINE, bad) == EE_ERR_ARG, "10 exits in 9 blocks");
+    /* every built-in backbone takes EENet exits (VGG: after its pools, WRN: the pre-activation sums, MobileNet: the
+     * blocks' ReLUs), with each distribution */
+    static const char *const archs[] = {"resnet56", "vgg16bn", "wrn32_4", "mobilenet"};
+    ee_ctx *actx = ee_ctx_new(); /* its own random numbers: the training below keeps its seed */
+    for (int a = 0; a < 4; a++) {
+        ee_net *b = NULL, *e = NULL;
+        CHECK_OK(actx, ee_net_builtin(actx, archs[a], 3, 32, 32, 10, &b));
+        if (!b) continue;
+        for (int d = 0; d < 4; d++) {
+            int pos[4];
+            ee_status st = ee_eenet_positions(actx, b, 4, (ee_eenet_dist)d, pos);
+            CHECK(st == EE_OK, "%s, %s: %s", archs[a], ee_eenet_dist_name(d), ee_ctx_error(actx));
+            if (st) continue;
+            CHECK_OK(actx, ee_eenet_attach(actx, b, pos, 4, (ee_eenet_exit)(d % 3), &e));
+            if (e) CHECK(ee_net_num_heads(e) == 5 && ee_net_head_confidence(e, 3) >= 0, "%s: exits attached", archs[a]);
+            ee_net_free(e);
+            e = NULL;
+        }
+        ee_net_free(b);
+    }
+    ee_ctx_free(actx);
     int nodes[3];
     CHECK_OK(ctx, ee_eenet_positions(ctx, cnn, 3, EE_DIST_LINEAR, nodes));
     CHECK_OK(ctx, ee_eenet_attach(ctx, cnn, nodes, 3, EE_EENET_POOL, &ee));
