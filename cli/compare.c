@@ -245,10 +245,12 @@ int cmd_compare(int argc, char **argv) {
                    val->n, test->n, vacc[H - 1] * 100, tacc[H - 1] * 100, nb1, 4 * nb1, dense.img_s1,
                    dense.img_s128, dense.p50_ms, dense.p99_ms);
         else {
-            printf("%s (%s): %d validation / %d test images; final classifier %.2f%% validation, %.2f%% test\n"
-                   "CNN without exits: %.0f img/s at batch 1 (p50 %.3f ms, p99 %.3f ms), %.0f img/s at batch 128\n",
-                   model, ee_net_name(net), val->n, test->n, vacc[H - 1] * 100, tacc[H - 1] * 100, dense.img_s1,
-                   dense.p50_ms, dense.p99_ms, dense.img_s128);
+            printf("%s (%s): %d validation / %d test images; final classifier %.2f%% validation, %.2f%% test\n",
+                   model, ee_net_name(net), val->n, test->n, vacc[H - 1] * 100, tacc[H - 1] * 100);
+            if (nb1)
+                printf("CNN without exits: %.0f img/s at batch 1 (p50 %.3f ms, p99 %.3f ms), %.0f img/s at batch 128\n",
+                       dense.img_s1, dense.p50_ms, dense.p99_ms, dense.img_s128);
+            else printf("(speed not measured: --speed-n 0)\n");
             printf("exit costs, %% of the CNN: true cumulative");
             for (int h = 0; h < H; h++) printf(" %.1f", 100 * cost[h]);
             printf("; paper convention");
