@@ -18,6 +18,8 @@ static const char *train_help =
     "  --lambda X         EENet: the cost weight (1.0)  --exit-type pool|plain|bnpool (pool)\n"
     "  --loss v0|v1|v2|two-stage  EENet loss (v2); two-stage: v0 for --stage1-epochs (25), then v1\n"
     "  --stage1-epochs N  with v1 or v2: v0 for the first N epochs, then that loss\n"
+    "                     v1+ce, v2+ce (not in the paper): plus every exit's own cross-entropy, so that exits\n"
+    "                     with closed gates keep learning to classify\n"
     "  --ics A,B,..       IC positions as node names (default: the SDN reference's, or the FLOPs rule)\n"
     "  --arch NAME        resnet20 (default), resnet56, resnet110, vgg16bn, wrn32_4, mobilenet\n"
     "  --arch-file FILE   a custom architecture in eenn's text format (docs/format.md)\n"
@@ -234,7 +236,9 @@ static void resolve_recipe(train_opts *o) {
         else if (!strcmp(o->loss_s, "v1")) o->loss = EE_EENET_V1;
         else if (!strcmp(o->loss_s, "v2")) o->loss = EE_EENET_V2;
         else if (!strcmp(o->loss_s, "two-stage")) o->loss = EE_EENET_V1;
-        else usage_error("train --loss: '%s' is not v0, v1, v2 or two-stage", o->loss_s);
+        else if (!strcmp(o->loss_s, "v1+ce")) o->loss = EE_EENET_V1_CE;
+        else if (!strcmp(o->loss_s, "v2+ce")) o->loss = EE_EENET_V2_CE;
+        else usage_error("train --loss: '%s' is not v0, v1, v2, two-stage, v1+ce or v2+ce", o->loss_s);
         if (strcmp(o->loss_s, "two-stage") && !o->set_stage1) o->stage1 = 0; /* v0 first only when asked */
         if (o->stage1 > 0 && o->stage1 >= o->epochs) {
             usage_error("train --stage1-epochs %d: must be below --epochs %d (the second stage needs epochs)", o->stage1,

@@ -202,6 +202,8 @@ typedef enum {
     EE_EENET_V0 = 0,    /* sum of every exit's cross-entropy: no cost, confidences untrained (first stage) */
     EE_EENET_V1,        /* -log Y_0[y] + lambda C_0, Y and C mixed from the last exit backwards */
     EE_EENET_V2,        /* sum over every exit i of -log Y_i[y] + lambda C_i (the code's default) */
+    EE_EENET_V1_CE,     /* not in the paper: v1 plus every exit's own cross-entropy (v0), so that an exit whose */
+    EE_EENET_V2_CE,     /* confidence is low still learns to classify; v2 likewise */
 } ee_eenet_loss_kind;
 const char *ee_eenet_dist_name(int dist);       /* "fine", "linear", "pareto", "gold_ratio" */
 int ee_eenet_dist_find(const char *name);        /* -1 if unknown */

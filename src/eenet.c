@@ -148,7 +148,9 @@ void ee_eenet_costs(const ee_net *net, double *cost) {
 ee_status ee_eenet_loss(ee_ctx *ctx, ee_net *net, const uint8_t *labels, int n, const double *cost, float lambda,
                         ee_eenet_loss_kind kind, double *loss, int *correct) {
     int H = net->nheads, N = H - 1, K = net->classes;
-    if ((int)kind < 0 || kind > EE_EENET_V2) return ee_fail(ctx, EE_ERR_ARG, "unknown EENet loss %d", kind);
+    if ((int)kind < 0 || kind > EE_EENET_V2_CE) return ee_fail(ctx, EE_ERR_ARG, "unknown EENet loss %d", kind);
+    int ce = kind == EE_EENET_V1_CE || kind == EE_EENET_V2_CE; /* every exit's own cross-entropy added */
+    if (ce) kind = kind == EE_EENET_V1_CE ? EE_EENET_V1 : EE_EENET_V2;
     if (H < 2) return ee_fail(ctx, EE_ERR_ARG, "the EENet loss needs a network with early exits");
     if (kind != EE_EENET_V0)
         for (int h = 0; h < N; h++)
@@ -205,6 +207,8 @@ ee_status ee_eenet_loss(ee_ctx *ctx, ee_net *net, const uint8_t *labels, int n, 
             if (kind == EE_EENET_V2) G += -1.0 / fmax(Y[N], 1e-300);
             dpy[N] = G;
         }
+        if (ce)
+            for (int h = 0; h < H; h++) li += lse[h] - net->nodes[net->heads[h]].y[(size_t)i * K + y];
         total += li;
         if (!seed) continue;
         for (int h = 0; h < H; h++) {
@@ -215,6 +219,7 @@ ee_status ee_eenet_loss(ee_ctx *ctx, ee_net *net, const uint8_t *labels, int n, 
             for (int j = 0; j < K; j++) {
                 double pj = exp(z[j] - lse[h]);
                 double d = kind == EE_EENET_V0 ? pj - (j == y) : dpy[h] * p[h] * ((j == y) - pj);
+                if (ce) d += pj - (j == y);
                 gz[j] = (float)(d / n);
             }
             if (hd->conf >= 0) {

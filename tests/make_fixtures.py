@@ -188,6 +188,8 @@ def eenet_loss(outs, confs, cost, y, lam, kind):
         Ys.insert(0, Y)
         Cs.insert(0, C)
     terms = [F.nll_loss(Yi.log(), y) + lam * Ci.mean() for Yi, Ci in zip(Ys, Cs)]
+    if kind == "v2ce":  # not in the paper: v2 plus every exit's own cross-entropy
+        return sum(terms) + eenet_loss(outs, confs, cost, y, lam, "v0")
     return terms[0] if kind == "v1" else sum(terms)
 
 
@@ -195,7 +197,7 @@ def eenet_fixture(d):
     o = Out(os.path.join(d, "eenet.bin"))
     x = hinput("eenet.x", (6, 1, 12, 12)).mul(2)
     y = torch.tensor([3, 1, 4, 1, 5, 9])
-    for kind in ("v0", "v1", "v2"):
+    for kind in ("v0", "v1", "v2", "v2ce"):
         m = TinyEENet()
         set_weights(m)
         m.train()

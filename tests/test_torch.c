@@ -238,13 +238,14 @@ static double eenet_loss_at(ee_ctx *ctx, ee_net *net, const float *x, const uint
  * autograd of the same loss written from its definition, and the gradients of the exits' parameters (and a few
  * of the backbone's) against central finite differences in double-checked float */
 static void eenet_case(void) {
-    static const char *const kinds[3] = {"v0", "v1", "v2"};
+    static const char *const kinds[4] = {"v0", "v1", "v2", "v2ce"};
+    static const ee_eenet_loss_kind kv[4] = {EE_EENET_V0, EE_EENET_V1, EE_EENET_V2, EE_EENET_V2_CE};
     const int n = 6;
     uint8_t y[6] = {3, 1, 4, 1, 5, 9};
     float *x = malloc(sizeof(float) * n * 144);
     tl_hash_input("eenet.x", x, n, 1, 12, 12);
     for (int i = 0; i < n * 144; i++) x[i] *= 2;
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
         ee_ctx *ctx = ee_ctx_new();
         ee_ctx_set_threads(ctx, 1);
         ee_net *net = NULL;
@@ -252,7 +253,7 @@ static void eenet_case(void) {
         if (!net) { ee_ctx_free(ctx); continue; }
         tl_fill_all(net);
         CHECK_OK(ctx, ee_net_prepare(ctx, net, n, 1));
-        double l = eenet_loss_at(ctx, net, x, y, n, (ee_eenet_loss_kind)k);
+        double l = eenet_loss_at(ctx, net, x, y, n, kv[k]);
         CHECK_OK(ctx, ee_net_backward(ctx, net, n));
         char nm[128];
         size_t cnt;
@@ -282,9 +283,9 @@ static void eenet_case(void) {
                 float *w = net->params + net->tens[t].off + j, w0 = *w;
                 const float eps = f < 5 ? 1e-2f : 2e-3f; /* backbone: ReLU kinks and batch norm need a small step */
                 *w = w0 + eps; ee_net_params_changed(net);
-                double lp = eenet_loss_at(ctx, net, x, y, n, (ee_eenet_loss_kind)k);
+                double lp = eenet_loss_at(ctx, net, x, y, n, kv[k]);
                 *w = w0 - eps; ee_net_params_changed(net);
-                double lm = eenet_loss_at(ctx, net, x, y, n, (ee_eenet_loss_kind)k);
+                double lm = eenet_loss_at(ctx, net, x, y, n, kv[k]);
                 *w = w0; ee_net_params_changed(net);
                 double num = (lp - lm) / (2 * eps), an = g[net->tens[t].off + j];
                 double e = fabs(num - an) / (1e-3 + 2e-2 * fabs(num));
