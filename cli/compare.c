@@ -111,7 +111,16 @@ static void write_chart(const char *out, const chart_model *cm, int n) {
            "it was trained with. Cost: eenn's true cumulative FLOPs, as a share of the model's backbone without exits. "
            "Higher and further left is better.");
     plot p;
-    plot_begin(&p, f, 0, 100, floor(ymin / 2) * 2, 100, "average cost (% of the CNN's FLOPs)", "test accuracy (%)", NULL, 0);
+    int rows = 1;
+    double used = 0;
+    for (int m = 0; m < n; m++) { /* the legend's rows, as legend() will wrap them */
+        const char *base = strrchr(cm[m].model, '/');
+        double w = strlen(base ? base + 1 : cm[m].model) * 7.6 + 40;
+        if (used + w > 560 - 66 - 14 && used > 0) { rows++; used = 0; }
+        used += w;
+    }
+    plot_begin_rows(&p, f, 0, 100, floor(ymin / 2) * 2, 100, "average cost (% of the CNN's FLOPs)", "test accuracy (%)",
+                    NULL, 0, rows);
     for (int m = 0; m < n; m++) {
         const char *col = palette[m % 16];
         if (cm[m].n) line(&p, cm[m].x, cm[m].y, cm[m].n, col, 0, 0);
@@ -323,11 +332,14 @@ int cmd_compare(int argc, char **argv) {
     }
     if (json) printf("]}\n");
     else if (nmodels > 1 && nsum) { /* every model's rows in one table */
-        printf("all models (test split%s)\n%-34s %-30s %8s %7s %7s %7s %8s %8s\n", nbudget > 1 ? ", every target" : "",
+        printf("all models (test split%s)\n%-44s %-30s %8s %7s %7s %7s %8s %8s\n", nbudget > 1 ? ", every target" : "",
                "model", "method", "test acc", "drop", "cost", "paper", "b1 x", "b128 x");
-        for (int i = 0; i < nsum; i++)
-            printf("%-34s %-30s %7.2f%% %7.2f %6.1f%% %6.1f%% %7.2fx %7.2fx\n", sum[i].model, sum[i].method, sum[i].acc,
-                   sum[i].drop, sum[i].cost, sum[i].paper, sum[i].sp1, sum[i].sp128);
+        for (int i = 0; i < nsum; i++) {
+            printf("%-44s %-30s %7.2f%% %7.2f %6.1f%% %6.1f%%", sum[i].model, sum[i].method, sum[i].acc, sum[i].drop,
+                   sum[i].cost, sum[i].paper);
+            if (speed_n > 0) printf(" %7.2fx %7.2fx\n", sum[i].sp1, sum[i].sp128);
+            else printf(" %8s %8s\n", "-", "-");
+        }
         printf("(cost: true cumulative FLOPs; paper: the EENets convention; b1 x, b128 x: measured speed over the same "
                "backbone without exits)\n");
     }

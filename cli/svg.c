@@ -42,6 +42,11 @@ double nice_step(double range) {
  * x = 0..ncat-1 (NULL: numeric x, its range widened to round numbers). */
 void plot_begin(plot *p, FILE *f, double x0, double x1, double y0, double y1, const char *xlabel,
                        const char *ylabel, const char *const *xcat, int ncat) {
+    plot_begin_rows(p, f, x0, x1, y0, y1, xlabel, ylabel, xcat, ncat, 2);
+}
+
+void plot_begin_rows(plot *p, FILE *f, double x0, double x1, double y0, double y1, const char *xlabel,
+                     const char *ylabel, const char *const *xcat, int ncat, int legend_rows) {
     double ys = nice_step(y1 - y0);
     y0 = floor(y0 / ys + 1e-9) * ys;
     y1 = ceil(y1 / ys - 1e-9) * ys;
@@ -53,7 +58,8 @@ void plot_begin(plot *p, FILE *f, double x0, double x1, double y0, double y1, co
     }
     p->f = f;
     p->x0 = x0; p->x1 = x1; p->y0 = y0; p->y1 = y1;
-    p->W = 560; p->H = 400; p->L = 66; p->R = 14; p->T = 58; p->B = 58;
+    p->W = 560; p->L = 66; p->R = 14; p->T = 18 + 20 * (legend_rows > 2 ? legend_rows : 2); p->B = 58;
+    p->H = 342 + p->T;
     p->nleg = 0;
     p->legx = p->L;
     p->legy = 16;

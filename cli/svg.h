@@ -23,6 +23,9 @@ double nice_step(double range);
  * x = 0..ncat-1 (NULL: numeric x, its range widened to round numbers). */
 void plot_begin(plot *p, FILE *f, double x0, double x1, double y0, double y1, const char *xlabel, const char *ylabel,
                 const char *const *xcat, int ncat);
+/* the same with room for legend_rows rows of legend above the plot */
+void plot_begin_rows(plot *p, FILE *f, double x0, double x1, double y0, double y1, const char *xlabel,
+                     const char *ylabel, const char *const *xcat, int ncat, int legend_rows);
 void legend(plot *p, const char *color, const char *label, int dashed);
 void line(plot *p, const double *x, const double *y, int n, const char *color, int dots, int dashed);
 void bars(plot *p, const double *y, int n, int k, int nb, const char *color, int labels);
