@@ -238,7 +238,7 @@ expect_fail "labels beyond the classes" "$T/d3 (test split) with $T/m.eenn: imag
     "$E" eval "$T/m.eenn" --data "$T/d3"
 # the published models: models/README.md's checksums, and each row's accuracy on the first 1000 test images
 # as `eenn eval` measures it now (within 0.2 points: convolution kernels differ in rounding between CPUs)
-rows=$(grep -E '^\| `[a-z0-9-]+\.eenn`' models/README.md)
+rows=$(grep -E '^\| `[a-z0-9.-]+\.eenn`' models/README.md)
 [ "$(echo "$rows" | grep -c .)" -eq "$(ls models/*.eenn | wc -l)" ] && ok || bad "models/README.md lists $(echo "$rows" | grep -c .) models, models/ holds $(ls models/*.eenn | wc -l)"
 echo "$rows" | while IFS='|' read -r _ file _ _ _ _ _ sub sha _; do
     file=$(echo "$file" | tr -d ' `'); sha=$(echo "$sha" | tr -d ' `'); sub=$(echo "$sub" | tr -d ' %')
