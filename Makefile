@@ -144,8 +144,9 @@ fuzz: $(FUZZERS:%=build-fuzz/fuzz_%)
 	    -print_final_stats=1 build-fuzz/corpus/$$z tests/fuzz/corpus/$$z 2>&1 | grep -E "^stat::number_of_executed_units|ERROR|SUMMARY" \
 	    || exit 1; done
 fuzz-smoke: $(FUZZERS:%=build-fuzz/fuzz_%)
-	@for z in $(FUZZERS); do ASAN_OPTIONS=detect_leaks=1 build-fuzz/fuzz_$$z -seed=1 -runs=3000 -max_total_time=30 \
-	    -artifact_prefix=build-fuzz/ tests/fuzz/corpus/$$z >build-fuzz/smoke_$$z.log 2>&1 && \
+	@for z in $(FUZZERS); do rm -rf build-fuzz/smoke/$$z && mkdir -p build-fuzz/smoke/$$z && \
+	    ASAN_OPTIONS=detect_leaks=1 build-fuzz/fuzz_$$z -seed=1 -runs=3000 -max_total_time=30 \
+	    -artifact_prefix=build-fuzz/ build-fuzz/smoke/$$z tests/fuzz/corpus/$$z >build-fuzz/smoke_$$z.log 2>&1 && \
 	    echo "fuzz_$$z: $$(grep -o 'Done [0-9]* runs' build-fuzz/smoke_$$z.log) without a failure" || \
 	    { tail -30 build-fuzz/smoke_$$z.log; exit 1; }; done
 
