@@ -55,7 +55,7 @@ ee_status ee_collect_outputs(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int
                            ds->labels[i], net->classes, net->classes - 1);
     ee_status s = net->max_batch < batch ? ee_net_prepare(ctx, net, batch, net->training) : EE_OK;
     if (s) return s;
-    int H = net->nheads, K = net->classes;
+    int H = net->nheads, K = net->classes, gated = has_gates(net);
     ee_outputs *o = calloc(1, sizeof *o);
     float *x = ee_alloc(ee_shape_size(net->in) * batch * sizeof(float));
     int *idx = malloc(batch * sizeof(int));
@@ -66,10 +66,10 @@ ee_status ee_collect_outputs(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int
         o->conf = malloc((size_t)ds->n * H * sizeof(float));
         o->label = malloc(ds->n);
         o->logits = malloc((size_t)ds->n * H * K * sizeof(float));
-        if (has_gates(net)) o->gate = malloc((size_t)ds->n * H * sizeof(float));
+        if (gated) o->gate = malloc((size_t)ds->n * H * sizeof(float));
     }
     if (!o || !x || !idx || !o->pred || !o->conf || !o->label || !o->logits || (with_prob && !o->prob) ||
-        (has_gates(net) && !o->gate)) {
+        (gated && !o->gate)) {
         ee_outputs_free(o); ee_free(x); free(idx);
         return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
     }

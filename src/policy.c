@@ -59,14 +59,8 @@ int ee_score_find(const char *name) {
 int ee_score_strict(int kind) { return kind >= 0 && kind < NKINDS && kinds[kind].strict; }
 
 float ee_score_exit(int kind, const float *z, int k, float temperature, float confidence, uint8_t *pred) {
-    if (kind >= 0 && kind < NKINDS && !kinds[kind].score) {
-        int top = 0;
-        for (int j = 1; j < k; j++)
-            if (z[j] > z[top]) top = j;
-        if (pred) *pred = (uint8_t)top;
-        return confidence;
-    }
-    return ee_score_logits(kind, z, k, temperature, pred);
+    float s = ee_score_logits(kind, z, k, temperature, pred); /* the argmax, and the score if it is the softmax's */
+    return kind >= 0 && kind < NKINDS && !kinds[kind].score ? confidence : s;
 }
 
 float ee_score_logits(int kind, const float *z, int k, float temperature, uint8_t *pred) {
