@@ -16,10 +16,14 @@ static const char *train_help =
     "  --from FILE        the trained CNN for --mode ic-only (or to start an EENet's backbone from)\n"
     "  --exits N          EENet: early exits (2)       --distribution fine|linear|pareto|gold_ratio (fine)\n"
     "  --lambda X         EENet: the cost weight (1.0)  --exit-type pool|plain|bnpool (pool)\n"
+    "  --gate features|uncertainty  EENet: what the confidence branch reads: the exit's features (the paper), or\n"
+    "                     the max probability, entropy, margin and p^2 entropy of its own softmax (not in the paper)\n"
     "  --loss v0|v1|v2|two-stage  EENet loss (v2); two-stage: v0 for --stage1-epochs (25), then v1\n"
     "  --stage1-epochs N  with v1 or v2: v0 for the first N epochs, then that loss\n"
     "                     v1+ce, v2+ce (not in the paper): plus every exit's own cross-entropy, so that exits\n"
     "                     with closed gates keep learning to classify\n"
+    "                     v4, v4+ce: the code's experimental v4: each input tagged with its best exit by\n"
+    "                     -log p + lambda cost, confidences taught those tags (class-balanced cross-entropy)\n"
     "  --ics A,B,..       IC positions as node names (default: the SDN reference's, or the FLOPs rule)\n"
     "  --arch NAME        resnet20 (default), resnet56, resnet110, vgg16bn, wrn32_4, mobilenet\n"
     "  --arch-file FILE   a custom architecture in eenn's text format (docs/format.md)\n"
@@ -107,7 +111,7 @@ enum {
     O_ARCH = 256, O_ARCH_FILE, O_MODE, O_FROM, O_ICS, O_DATA, O_OUT, O_CHECKPOINT, O_EPOCHS, O_BATCH, O_LR, O_MOMENTUM,
     O_WD, O_NESTEROV, O_OPTIM, O_SCHEDULE, O_MILESTONES, O_GAMMA, O_VAL, O_SUBSET, O_TEST_SUBSET, O_NO_AUGMENT,
     O_AUGMENT, O_TRIGGER, O_TARGET, O_POISON, O_RESUME, O_SEED, O_THREADS, O_JSON, O_EXITS, O_DIST, O_LAMBDA,
-    O_EXIT_TYPE, O_LOSS, O_STAGE1, O_STOP_AFTER
+    O_EXIT_TYPE, O_LOSS, O_STAGE1, O_STOP_AFTER, O_GATE
 };
 static const struct option train_opts_list[] = {
     {"arch", required_argument, NULL, O_ARCH}, {"arch-file", required_argument, NULL, O_ARCH_FILE},
@@ -128,7 +132,7 @@ static const struct option train_opts_list[] = {
     {"exits", required_argument, NULL, O_EXITS}, {"distribution", required_argument, NULL, O_DIST},
     {"lambda", required_argument, NULL, O_LAMBDA}, {"exit-type", required_argument, NULL, O_EXIT_TYPE},
     {"loss", required_argument, NULL, O_LOSS}, {"stage1-epochs", required_argument, NULL, O_STAGE1},
-    {"stop-after", required_argument, NULL, O_STOP_AFTER},
+    {"stop-after", required_argument, NULL, O_STOP_AFTER}, {"gate", required_argument, NULL, O_GATE},
     {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 /* everything the command line says, after the recipe's defaults are applied */
@@ -136,7 +140,7 @@ typedef struct {
     const char *arch, *arch_file, *data, *out, *ckpt, *milestones, *mode_s, *from, *ics, *augment;
     int set_optim, set_lr, set_wd, set_epochs, set_target, set_poison, set_eenet;
     const char *loss_s;
-    int exits, dist, exit_type, stage1, set_stage1, stop_after;
+    int exits, dist, exit_type, stage1, set_stage1, stop_after, unc_gate;
     float lambda;
     ee_eenet_loss_kind loss;
     int epochs, batch, nval, subset, test_subset, resume, json, threads;
@@ -210,6 +214,12 @@ static void parse_train(int argc, char **argv, train_opts *o) {
             o->set_eenet = 1;
             break;
         case O_LOSS: o->loss_s = v; o->set_eenet = 1; break;
+        case O_GATE:
+            if (strcmp(v, "features") && strcmp(v, "uncertainty"))
+                usage_error("train --gate: '%s' is not features or uncertainty", v);
+            o->unc_gate = !strcmp(v, "uncertainty");
+            o->set_eenet = 1;
+            break;
         case O_STOP_AFTER: o->stop_after = (int)cli_int(&a, 1, 100000); break;
         case O_STAGE1: o->stage1 = (int)cli_int(&a, 0, 100000); o->set_stage1 = 1; o->set_eenet = 1; break;
         }
@@ -230,7 +240,7 @@ static void resolve_recipe(train_opts *o) {
         usage_error("train --from: only with --mode ic-only or eenet");
     if ((o->mode == EE_MODE_CNN || o->mode == EE_MODE_EENET) && o->ics) usage_error("train --ics: only with --mode sdn or ic-only");
     if (o->mode != EE_MODE_EENET && o->set_eenet)
-        usage_error("train --exits, --distribution, --lambda, --exit-type, --loss, --stage1-epochs: only with --mode eenet");
+        usage_error("train --exits, --distribution, --lambda, --exit-type, --gate, --loss, --stage1-epochs: only with --mode eenet");
     if (o->mode == EE_MODE_EENET) { /* the EENets code's recipe: Adam 1e-3, weight decay 1e-4 */
         if (!strcmp(o->loss_s, "v0")) o->loss = EE_EENET_V0;
         else if (!strcmp(o->loss_s, "v1")) o->loss = EE_EENET_V1;
@@ -238,7 +248,9 @@ static void resolve_recipe(train_opts *o) {
         else if (!strcmp(o->loss_s, "two-stage")) o->loss = EE_EENET_V1;
         else if (!strcmp(o->loss_s, "v1+ce")) o->loss = EE_EENET_V1_CE;
         else if (!strcmp(o->loss_s, "v2+ce")) o->loss = EE_EENET_V2_CE;
-        else usage_error("train --loss: '%s' is not v0, v1, v2, two-stage, v1+ce or v2+ce", o->loss_s);
+        else if (!strcmp(o->loss_s, "v4")) o->loss = EE_EENET_V4;
+        else if (!strcmp(o->loss_s, "v4+ce")) o->loss = EE_EENET_V4_CE;
+        else usage_error("train --loss: '%s' is not v0, v1, v2, two-stage, v1+ce, v2+ce, v4 or v4+ce", o->loss_s);
         if (strcmp(o->loss_s, "two-stage") && !o->set_stage1) o->stage1 = 0; /* v0 first only when asked */
         if (o->stage1 > 0 && o->stage1 >= o->epochs) {
             usage_error("train --stage1-epochs %d: must be below --epochs %d (the second stage needs epochs)", o->stage1,
@@ -306,7 +318,9 @@ static ee_net *build_net(ee_ctx *ctx, train_opts *o, const ee_dataset *train) {
         int nodes[EE_MAX_HEADS];
         check(ee_eenet_positions(ctx, net, o->exits, (ee_eenet_dist)o->dist, nodes), ctx);
         ee_net *ee = NULL;
-        check(ee_eenet_attach(ctx, net, nodes, o->exits, (ee_eenet_exit)o->exit_type, &ee), ctx);
+        check(ee_eenet_attach(ctx, net, nodes, o->exits,
+                              (ee_eenet_exit)(o->exit_type | (o->unc_gate ? EE_EENET_UNCERTAINTY_GATE : 0)), &ee),
+              ctx);
         ee_net_free(net);
         return ee;
     }
@@ -332,6 +346,7 @@ static void record_meta(ee_ctx *ctx, ee_net *net, const train_opts *o, const ee_
         check(ee_net_set_meta(ctx, net, "eenet.loss", o->loss_s), ctx);
         check(ee_net_set_meta(ctx, net, "eenet.distribution", ee_eenet_dist_name(o->dist)), ctx);
         check(ee_net_set_meta(ctx, net, "eenet.exit_type", ee_eenet_exit_name(o->exit_type)), ctx);
+        check(ee_net_set_meta(ctx, net, "eenet.gate", o->unc_gate ? "uncertainty" : "features"), ctx);
         /* the learned rule is the model's exit policy from the start: confidence above 0.5 */
         ee_exit_policy pol;
         ee_policy_shared(&pol, EE_SCORE_CONFIDENCE, ee_net_num_heads(net), 0.5f, 0);

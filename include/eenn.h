@@ -197,6 +197,10 @@ typedef enum {
     EE_EENET_POOL = 0,  /* global average pool, then the two heads (the code's default) */
     EE_EENET_PLAIN,     /* the flattened map, then the two heads */
     EE_EENET_BNPOOL,    /* batch norm, global average pool, the two heads */
+    /* a flag added to the type, not in the paper: the confidence branch is a linear layer on the four uncertainty
+     * features of the exit's own softmax (max probability, entropy, margin, entropy of p^2; the `uncertainty`
+     * layer, detached) instead of on the exit's features */
+    EE_EENET_UNCERTAINTY_GATE = 16,
 } ee_eenet_exit;
 typedef enum {
     EE_EENET_V0 = 0,    /* sum of every exit's cross-entropy: no cost, confidences untrained (first stage) */
@@ -204,6 +208,10 @@ typedef enum {
     EE_EENET_V2,        /* sum over every exit i of -log Y_i[y] + lambda C_i (the code's default) */
     EE_EENET_V1_CE,     /* not in the paper: v1 plus every exit's own cross-entropy (v0), so that an exit whose */
     EE_EENET_V2_CE,     /* confidence is low still learns to classify; v2 likewise */
+    EE_EENET_V4,        /* the code's experimental v4: each input's exit tag t = argmin_i -log p_i[y] + lambda c_i
+                         * (from this batch's own forward pass); -log p_t[y] + lambda c_t, plus for every early exit
+                         * a class-balanced binary cross-entropy teaching its confidence 1 on inputs tagged there */
+    EE_EENET_V4_CE,     /* v4 plus every exit's own cross-entropy */
 } ee_eenet_loss_kind;
 const char *ee_eenet_dist_name(int dist);       /* "fine", "linear", "pareto", "gold_ratio" */
 int ee_eenet_dist_find(const char *name);        /* -1 if unknown */

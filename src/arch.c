@@ -14,6 +14,9 @@ typedef struct {
     ee_ctx *ctx;
     const char *src;
     int line;
+    /* confidence= names a later node (a gate that reads its head's logits): resolved after the last line */
+    int npend, pend_node[EE_MAX_HEADS], pend_line[EE_MAX_HEADS];
+    char pend_name[EE_MAX_HEADS][EE_NAME];
 } parser;
 
 static ee_status perr(parser *p, const char *fmt, const char *a, const char *b) {
@@ -149,7 +152,12 @@ static ee_status parse_line(parser *p, ee_net *net, char *line, int *saw_input) 
         } else if (!strcmp(k, "confidence")) { /* the head's learned confidence branch (an EENet exit) */
             seen = &confed;
             nd->conf = find_node(net, v);
-            if (nd->conf < 0) return perr(p, "confidence '%s' is not an earlier node", v, NULL);
+            if (nd->conf < 0) { /* a later node, or none: checked at the end */
+                if (p->npend == EE_MAX_HEADS || strlen(v) >= EE_NAME) return perr(p, "confidence '%s': too many or too long", v, NULL);
+                p->pend_node[p->npend] = net->nnodes;
+                p->pend_line[p->npend] = p->line;
+                snprintf(p->pend_name[p->npend++], EE_NAME, "%s", v);
+            }
         } else {
             for (int t = 0; t < ops->nkeys; t++)
                 if (!strcmp(k, ops->keys[t].name)) j = t;
@@ -190,7 +198,7 @@ static ee_status parse_line(parser *p, ee_net *net, char *line, int *saw_input) 
 }
 
 ee_status ee_arch_parse(ee_ctx *ctx, const char *text, const char *srcname, ee_net *net) {
-    parser p = {ctx, srcname ? srcname : "<arch>", 0};
+    parser p = {.ctx = ctx, .src = srcname ? srcname : "<arch>"};
     size_t len = strlen(text);
     char *buf = malloc(len + 1);
     if (!buf) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
@@ -212,6 +220,22 @@ ee_status ee_arch_parse(ee_ctx *ctx, const char *text, const char *srcname, ee_n
     if (!net->nheads) net->heads[net->nheads++] = net->nnodes - 1;
     if (net->heads[net->nheads - 1] != net->nnodes - 1)
         return ee_fail(ctx, EE_ERR_FORMAT, "%s: the last node must be the final head", p.src);
+    for (int i = 0; i < p.npend; i++) {
+        p.line = p.pend_line[i];
+        int g = find_node(net, p.pend_name[i]);
+        if (g < 0) return perr(&p, "confidence '%s' is not a node", p.pend_name[i], NULL);
+        net->nodes[p.pend_node[i]].conf = g;
+    }
+    /* a gate after its head is decided before the rest of the network runs: only the exit's own nodes between */
+    uint8_t mask[EE_MAX_NODES];
+    ee_net_backbone_mask(net, mask);
+    for (int h = 0; h + 1 < net->nheads; h++) {
+        int hd = net->heads[h], g = net->nodes[hd].conf;
+        for (int j = hd + 1; j <= g; j++)
+            if (mask[j] || j == net->heads[h + 1])
+                return ee_fail(ctx, EE_ERR_FORMAT, "%s: the confidence node '%s' of head '%s' must come before node '%s'",
+                               p.src, net->nodes[g].name, net->nodes[hd].name, net->nodes[j].name);
+    }
     return EE_OK;
 }
 

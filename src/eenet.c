@@ -80,6 +80,8 @@ ee_status ee_eenet_positions(ee_ctx *ctx, const ee_net *net, int n, ee_eenet_dis
 
 ee_status ee_eenet_attach(ee_ctx *ctx, const ee_net *cnn, const int *nodes, int n, ee_eenet_exit type, ee_net **out) {
     *out = NULL;
+    int unc = (type & EE_EENET_UNCERTAINTY_GATE) != 0;
+    type &= ~EE_EENET_UNCERTAINTY_GATE;
     if ((int)type < 0 || type > EE_EENET_BNPOOL) return ee_fail(ctx, EE_ERR_ARG, "unknown exit type %d", type);
     ee_status s = ee_check_exit_positions(ctx, cnn, nodes, n, "early exits");
     if (s) return s;
@@ -100,10 +102,16 @@ ee_status ee_eenet_attach(ee_ctx *ctx, const ee_net *cnn, const int *nodes, int 
             snprintf(pre, sizeof pre, "gap name=ee%d.pool in=%s\n", e, at);
             snprintf(feat, sizeof feat, "ee%d.pool", e);
         }
-        snprintf(blocks[k], 600,
-                 "%slinear name=ee%d.conf in=%s out=1 init=torch\n"
-                 "linear name=ee%d.fc in=%s out=%d init=torch head=1 confidence=ee%d.conf\n",
-                 pre, e, feat, e, feat, cnn->classes, e);
+        if (unc) /* the gate reads the exit's own answer: after the head, on its four uncertainty features */
+            snprintf(blocks[k], 600,
+                     "%slinear name=ee%d.fc in=%s out=%d init=torch head=1 confidence=ee%d.conf\n"
+                     "uncertainty name=ee%d.unc in=ee%d.fc\nlinear name=ee%d.conf in=ee%d.unc out=1 init=torch\n",
+                     pre, e, feat, cnn->classes, e, e, e, e, e);
+        else
+            snprintf(blocks[k], 600,
+                     "%slinear name=ee%d.conf in=%s out=1 init=torch\n"
+                     "linear name=ee%d.fc in=%s out=%d init=torch head=1 confidence=ee%d.conf\n",
+                     pre, e, feat, e, feat, cnn->classes, e);
     }
     if (!s) s = ee_net_insert_blocks(ctx, cnn, nodes, n, blocks, "eenet", out);
     for (int k = 0; k < n; k++) free(blocks[k]);
@@ -129,7 +137,7 @@ void ee_eenet_costs(const ee_net *net, double *cost) {
         if (net->nodes[hn].conf >= 0) mine[net->nodes[hn].conf] = 1;
         double c = 0;
         int deepest = 0;
-        for (int i = hn; i >= 0; i--) {
+        for (int i = ee_head_end(net, h); i >= 0; i--) {
             if (!mine[i]) continue;
             for (int k = 0; k < net->nodes[i].nin; k++) {
                 int j = net->nodes[i].in[k];
@@ -145,12 +153,21 @@ void ee_eenet_costs(const ee_net *net, double *cost) {
     }
 }
 
+static double logsumexp(const float *z, int k) {
+    float mx = z[0];
+    for (int j = 1; j < k; j++) mx = z[j] > mx ? z[j] : mx;
+    double sum = 0;
+    for (int j = 0; j < k; j++) sum += exp((double)z[j] - mx);
+    return mx + log(sum);
+}
+
 ee_status ee_eenet_loss(ee_ctx *ctx, ee_net *net, const uint8_t *labels, int n, const double *cost, float lambda,
                         ee_eenet_loss_kind kind, double *loss, int *correct) {
     int H = net->nheads, N = H - 1, K = net->classes;
-    if ((int)kind < 0 || kind > EE_EENET_V2_CE) return ee_fail(ctx, EE_ERR_ARG, "unknown EENet loss %d", kind);
-    int ce = kind == EE_EENET_V1_CE || kind == EE_EENET_V2_CE; /* every exit's own cross-entropy added */
-    if (ce) kind = kind == EE_EENET_V1_CE ? EE_EENET_V1 : EE_EENET_V2;
+    if ((int)kind < 0 || kind > EE_EENET_V4_CE) return ee_fail(ctx, EE_ERR_ARG, "unknown EENet loss %d", kind);
+    /* every exit's own cross-entropy added */
+    int ce = kind == EE_EENET_V1_CE || kind == EE_EENET_V2_CE || kind == EE_EENET_V4_CE;
+    if (ce) kind = kind == EE_EENET_V1_CE ? EE_EENET_V1 : kind == EE_EENET_V2_CE ? EE_EENET_V2 : EE_EENET_V4;
     if (H < 2) return ee_fail(ctx, EE_ERR_ARG, "the EENet loss needs a network with early exits");
     if (kind != EE_EENET_V0)
         for (int h = 0; h < N; h++)
@@ -166,6 +183,25 @@ ee_status ee_eenet_loss(ee_ctx *ctx, ee_net *net, const uint8_t *labels, int n, 
     double total = 0, p[EE_MAX_HEADS], hg[EE_MAX_HEADS], Y[EE_MAX_HEADS], C[EE_MAX_HEADS];
     double lse[EE_MAX_HEADS], dpy[EE_MAX_HEADS], dh[EE_MAX_HEADS];
     int right = 0;
+    /* v4: every input's exit tag first, since the class balance of each confidence's cross-entropy is the
+     * batch's share of inputs tagged at that exit */
+    int *tag = NULL, tagged[EE_MAX_HEADS] = {0};
+    if (kind == EE_EENET_V4) {
+        tag = malloc(sizeof(int) * (size_t)(n > 0 ? n : 1));
+        if (!tag) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory for %d exit tags", n);
+        for (int i = 0; i < n; i++) {
+            int y = labels[i];
+            if (y >= K) { free(tag); return ee_fail(ctx, EE_ERR_ARG, "label %d out of range for %d classes", y, K); }
+            double best = INFINITY;
+            tag[i] = N;
+            for (int h = 0; h < H; h++) { /* strict <: ties go to the earlier exit, as in the code */
+                const float *z = net->nodes[net->heads[h]].y + (size_t)i * K;
+                double l = logsumexp(z, K) - z[y] + lambda * (h == N ? 1.0 : cost[h]);
+                if (l < best) { best = l; tag[i] = h; }
+            }
+            tagged[tag[i]]++;
+        }
+    }
     for (int i = 0; i < n; i++) {
         int y = labels[i];
         if (y >= K) return ee_fail(ctx, EE_ERR_ARG, "label %d out of range for %d classes", y, K);
@@ -186,6 +222,16 @@ ee_status ee_eenet_loss(ee_ctx *ctx, ee_net *net, const uint8_t *labels, int n, 
         double li = 0;
         if (kind == EE_EENET_V0) {
             for (int h = 0; h < H; h++) { li += lse[h] - net->nodes[net->heads[h]].y[(size_t)i * K + y]; dpy[h] = 0; }
+        } else if (kind == EE_EENET_V4) {
+            int t = tag[i];
+            li += -log(fmax(p[t], 1e-300)) + lambda * (t == N ? 1.0 : cost[t]);
+            for (int h = 0; h < H; h++) dpy[h] = h == t ? -1.0 / fmax(p[t], 1e-300) : 0;
+            for (int h = 0; h < N; h++) { /* weight: the share of the other side, so both sides weigh the same */
+                int pos = t == h;
+                double w = pos ? (double)(n - tagged[h]) / n : (double)tagged[h] / n;
+                li += -w * (pos ? fmax(log(hg[h]), -100.0) : fmax(log1p(-hg[h]), -100.0));
+                dh[h] = w * (hg[h] - pos); /* d/dg of the cross-entropy, through the sigmoid */
+            }
         } else {
             Y[N] = p[N];
             C[N] = 1;
@@ -224,10 +270,13 @@ ee_status ee_eenet_loss(ee_ctx *ctx, ee_net *net, const uint8_t *labels, int n, 
             }
             if (hd->conf >= 0) {
                 ee_node *g = &net->nodes[hd->conf];
-                g->dy[i] = kind == EE_EENET_V0 || h == N ? 0.0f : (float)(dh[h] * hg[h] * (1 - hg[h]) / n);
+                g->dy[i] = kind == EE_EENET_V0 || h == N ? 0.0f
+                           : kind == EE_EENET_V4             ? (float)(dh[h] / n)
+                                                             : (float)(dh[h] * hg[h] * (1 - hg[h]) / n);
             }
         }
     }
+    free(tag);
     if (seed)
         for (int h = 0; h < H; h++) {
             ee_node *hd = &net->nodes[net->heads[h]];

@@ -160,7 +160,7 @@ ee_status ee_infer_policy(ee_ctx *ctx, ee_net *net, const float *x, int n, const
     double spent = 0; /* FLOPs the batch has used so far */
     int strict = ee_score_strict(p->kind);
     for (int h = 0; h < H && active > 0; h++) {
-        int to = h == H - 1 ? net->nnodes : net->heads[h] + 1;
+        int to = h == H - 1 ? net->nnodes : ee_head_end(net, h) + 1;
         if ((s = ee_net_forward_range(ctx, net, from ? NULL : x, from, to, active, 0))) break;
         spent += (flops[h] - (h ? flops[h - 1] : 0)) * active;
         const float *z = ee_net_head_output(net, h);

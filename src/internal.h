@@ -204,6 +204,13 @@ void ee_dconv_forward(const ee_node *nd, int n, const float *x, const float *pac
 void ee_dconv_backward_weights(const ee_node *nd, int n, const float *x, const float *dy, float *dw_oihw, float *db,
                                float *buf);
 
+/* the last node head h needs before its exit can be decided: the head, or its confidence node if that comes after
+ * it (a gate that reads the head's own logits) */
+static inline int ee_head_end(const ee_net *net, int h) {
+    int hd = net->heads[h], g = net->nodes[hd].conf;
+    return g > hd ? g : hd;
+}
+
 /* helpers */
 static inline size_t ee_shape_size(ee_shape s) { return (size_t)s.c * s.h * s.w; }
 const float *ee_node_input(const ee_net *net, const ee_node *nd, int i);

@@ -181,7 +181,7 @@ void ee_net_head_costs(const ee_net *net, double *frac, double *flops) {
         ee_net_node_info(net, i, &in);
         total += in.flops;
         if (mask[i]) backbone += in.flops;
-        if (h < net->nheads && net->heads[h] == i) cum[h++] = total;
+        if (h < net->nheads && ee_head_end(net, h) == i) cum[h++] = total;
     }
     for (int k = 0; k < net->nheads; k++) {
         if (frac) frac[k] = cum[k] / backbone;

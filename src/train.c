@@ -116,7 +116,7 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
     double ecost[EE_MAX_HEADS];
     if (cfg->mode == EE_MODE_EENET) {
         ee_eenet_costs(net, ecost);
-        if (!(cfg->eenet_lambda >= 0) || cfg->eenet_stage1 < 0 || (int)cfg->eenet_loss < 0 || cfg->eenet_loss > EE_EENET_V2_CE)
+        if (!(cfg->eenet_lambda >= 0) || cfg->eenet_stage1 < 0 || (int)cfg->eenet_loss < 0 || cfg->eenet_loss > EE_EENET_V4_CE)
             return ee_fail(ctx, EE_ERR_ARG, "EENet training: lambda %g, loss %d or first-stage epochs %d out of range",
                            cfg->eenet_lambda, cfg->eenet_loss, cfg->eenet_stage1);
         for (int h = 0; h < net->nheads - 1; h++)

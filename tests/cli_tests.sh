@@ -145,6 +145,11 @@ for b in 1 64; do
 done
 cmp -s "$T/einf1.json" "$T/einf64.json" && [ "$(grep -c '"exit":"' "$T/einf1.json")" -eq 64 ] && ok ||
     bad "EENet exits at batch 1 and batch 64 differ"
+# v4+ce: exit tags and the class-balanced confidence loss, one epoch
+"$E" train --mode eenet $ee_train --epochs 1 --loss v4+ce --lambda 0.5 --out "$T/e4.eenn" >/dev/null 2>"$T/ee4.log" &&
+    grep -q "exits at confidence > 0.5: val acc" "$T/ee4.log" && "$E" eval "$T/e4.eenn" >/dev/null && ok ||
+    { bad "EENet training with v4+ce"; cat "$T/ee4.log"; }
+expect_usage "unknown EENet loss" "is not v0, v1, v2, two-stage, v1+ce, v2+ce, v4 or v4+ce" "$E" train --mode eenet --loss v3
 expect_fail "confidence policy on an SDN" "needs exits with a learned confidence branch" "$E" calibrate "$T/s.eenn" --kind confidence
 expect_usage "lambda without eenet" "only with --mode eenet" "$E" train --lambda 0.5
 expect_usage "first stage as long as the run" "must be below --epochs" "$E" train --mode eenet --loss two-stage --stage1-epochs 5 --epochs 5

@@ -176,6 +176,17 @@ class TinyEENet(nn.Module):
 
 def eenet_loss(outs, confs, cost, y, lam, kind):
     """The EENets loss written from its definition: full probability vectors mixed from the last exit back."""
+    if kind in ("v4", "v4ce"):  # the code's loss_v4 and update_exit_tags, tags from this very forward pass
+        c = list(cost) + [1.0]
+        nll = torch.stack([F.nll_loss(F.log_softmax(z, 1), y, reduction="none") for z in outs])
+        tag = (nll.detach() + lam * torch.tensor(c)[:, None]).argmin(0)
+        pred = torch.stack([F.softmax(z, 1) for z in outs])[tag, torch.arange(y.shape[0])]
+        loss = F.nll_loss(pred.log(), y) + lam * torch.tensor(c)[tag].mean()
+        for i in range(len(confs)):
+            ex = (tag == i).float()
+            w = ex * (1 - ex.mean()) + (1 - ex) * ex.mean()
+            loss = loss + F.binary_cross_entropy(torch.sigmoid(confs[i]).squeeze(1), ex, w)
+        return loss + (eenet_loss(outs, confs, cost, y, lam, "v0") if kind == "v4ce" else 0)
     if kind == "v0":
         return sum(F.cross_entropy(z, y) for z in outs)
     p = [F.softmax(z, 1) for z in outs]
@@ -197,7 +208,7 @@ def eenet_fixture(d):
     o = Out(os.path.join(d, "eenet.bin"))
     x = hinput("eenet.x", (6, 1, 12, 12)).mul(2)
     y = torch.tensor([3, 1, 4, 1, 5, 9])
-    for kind in ("v0", "v1", "v2", "v2ce"):
+    for kind in ("v0", "v1", "v2", "v2ce", "v4", "v4ce"):
         m = TinyEENet()
         set_weights(m)
         m.train()

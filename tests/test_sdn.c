@@ -574,6 +574,114 @@ static void test_risk_control(void) {
 /* ---------------------------------------------------------------- EENets */
 /* placement, costs, the arch text's confidence= key, and real exits on the learned confidence against the
  * simulation at batch 1 and 64 */
+/* the uncertainty layer against the four features computed by hand in double, and its backward: nothing reaches
+ * the logits (detached), so a network whose only path to the loss runs through it gets no input gradient */
+static void test_uncertainty(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_ctx_set_threads(ctx, 1);
+    ee_net *net = NULL;
+    CHECK_OK(ctx, ee_net_from_text(ctx, "input c=4 h=1 w=1\nuncertainty name=u in=input\nlinear name=fin in=u out=2\n",
+                                   "unc", &net));
+    if (!net) { ee_ctx_free(ctx); return; }
+    static const float x[3][4] = {{2, 1, 0, -1}, {0, 0, 0, 0}, {30, -20, 29.5f, 5}};
+    CHECK_OK(ctx, ee_net_init(ctx, net));
+    CHECK_OK(ctx, ee_net_prepare(ctx, net, 3, 1));
+    CHECK_OK(ctx, ee_net_forward(ctx, net, &x[0][0], 3, 1));
+    const float *u = net->nodes[0].y;
+    for (int b = 0; b < 3; b++) {
+        double e[4], s = 0, s2 = 0, mx = -1e30;
+        for (int j = 0; j < 4; j++) mx = x[b][j] > mx ? x[b][j] : mx;
+        for (int j = 0; j < 4; j++) { e[j] = exp(x[b][j] - mx); s += e[j]; s2 += e[j] * e[j]; }
+        double p[4], h = 0, h2 = 0;
+        for (int j = 0; j < 4; j++) {
+            p[j] = e[j] / s;
+            h -= p[j] * log(p[j]);
+            double q = e[j] * e[j] / s2;
+            h2 -= q > 0 ? q * log(q) : 0;
+        }
+        double a = 0, c = 0; /* the two largest */
+        for (int j = 0; j < 4; j++) { if (p[j] > a) { c = a; a = p[j]; } else if (p[j] > c) c = p[j]; }
+        double want[4] = {a, h, a - c, h2};
+        for (int f = 0; f < 4; f++)
+            CHECK(fabs(u[b * 4 + f] - want[f]) < 1e-5 * (1 + fabs(want[f])), "row %d feature %d: %.7g, not %.7g", b, f,
+                  u[b * 4 + f], want[f]);
+    }
+    CHECK(fabs(u[4 + 1] - log(4.0)) < 1e-6 && u[4 + 2] == 0, "equal logits: entropy log 4 and margin 0");
+    /* backward: the input gradient of a net whose input only the uncertainty node reads is zero */
+    ee_net_want_input_grad(net, 1);
+    uint8_t y[3] = {0, 1, 0};
+    CHECK_OK(ctx, ee_net_forward(ctx, net, &x[0][0], 3, 1));
+    ee_net_zero_seeds(net);
+    CHECK_OK(ctx, ee_net_loss(ctx, net, 0, y, 3, 1.0f, NULL, NULL));
+    CHECK_OK(ctx, ee_net_backward(ctx, net, 3));
+    const float *dx = ee_net_input_grad(net);
+    int zero = dx != NULL;
+    for (int i = 0; dx && i < 12; i++) zero &= dx[i] == 0;
+    CHECK(zero, "the uncertainty features pass a gradient to their input");
+    ee_net_free(net);
+    ee_ctx_free(ctx);
+}
+
+/* a short EENet training on toy data; its gates then send samples to several exits, and the real exits at batch
+ * 1 and 64 agree with each other and with the simulation */
+static void check_eenet_exits(ee_ctx *ctx, ee_net *ee, ee_dataset *ds, int H, ee_eenet_loss_kind loss) {
+    ee_train_config cfg = {2, 32, {EE_OPTIM_ADAM, 1e-3f, 0, 1e-4f, 0, 0.9f, 0.999f, 1e-8f},
+                           {EE_SCHED_STEP, 1e-3f, 0.1f, {0}, 0, 0, 0}, {0, 0}, NULL, 0, 0, EE_MODE_EENET, 0.5f,
+                           loss, 1, 0};
+    CHECK_OK(ctx, ee_train(ctx, ee, ds, NULL, NULL, &cfg, NULL, NULL));
+    ee_outputs *o = NULL;
+    CHECK_OK(ctx, ee_collect_outputs(ctx, ee, ds, 64, 0, &o));
+    if (o) {
+        CHECK(o->gate != NULL, "no confidences collected");
+        const int n = 64;
+        /* the threshold: the median of exit 1's confidence, so that samples leave at several exits */
+        float g[64];
+        for (int i = 0; i < n; i++) g[i] = o->gate[i * H + 1];
+        for (int i = 0; i < n; i++)
+            for (int j = i + 1; j < n; j++)
+                if (g[j] < g[i]) { float t = g[i]; g[i] = g[j]; g[j] = t; }
+        ee_exit_policy p;
+        ee_policy_shared(&p, EE_SCORE_CONFIDENCE, H, 0.5f * (g[n / 2 - 1] + g[n / 2]), 0);
+        uint8_t se[64], sp[64], pb[64], eb[64], p1[64], e1[64];
+        float cb[64], c1[64];
+        CHECK_OK(ctx, ee_policy_assign(ctx, o, &p, se, sp));
+        float *x = malloc((size_t)n * 784 * 4);
+        int idx[64];
+        for (int i = 0; i < n; i++) idx[i] = i;
+        ee_dataset_batch(ctx, ds, idx, n, NULL, x, NULL);
+        CHECK_OK(ctx, ee_net_prepare(ctx, ee, n, 0));
+        CHECK_OK(ctx, ee_infer_policy(ctx, ee, x, n, &p, NULL, pb, cb, eb, NULL));
+        for (int i = 0; i < n; i++)
+            CHECK_OK(ctx, ee_infer_policy(ctx, ee, x + (size_t)i * 784, 1, &p, NULL, p1 + i, c1 + i, e1 + i, NULL));
+        int same = 1, sim = 1, used[EE_MAX_HEADS] = {0}, nused = 0;
+        for (int i = 0; i < n; i++) {
+            same &= pb[i] == p1[i] && eb[i] == e1[i];
+            sim &= eb[i] == se[i] && pb[i] == sp[i];
+            /* by hand: the first exit whose confidence is strictly above the threshold */
+            int e = H - 1;
+            for (int h = 0; h < H - 1; h++)
+                if (o->gate[i * H + h] > p.threshold[h]) { e = h; break; }
+            sim &= se[i] == e;
+            nused += !used[eb[i]]++;
+        }
+        CHECK(nused >= 2, "the test threshold uses only %d exits", nused);
+        CHECK(same, "EENet exits at batch 1 and batch 64 disagree");
+        CHECK(sim, "EENet real exits disagree with the simulation");
+        /* the strict rule: a threshold equal to a confidence does not let that sample out */
+        ee_policy_shared(&p, EE_SCORE_CONFIDENCE, H, o->gate[0], 0);
+        CHECK_OK(ctx, ee_policy_assign(ctx, o, &p, se, NULL));
+        CHECK(se[0] != 0, "a confidence equal to the threshold exits");
+        /* the policy's text form names the kind */
+        char buf[1024];
+        ee_exit_policy q;
+        CHECK_OK(ctx, ee_policy_to_text(ctx, &p, buf, sizeof buf));
+        CHECK_OK(ctx, ee_policy_from_text(ctx, buf, &q));
+        CHECK(q.kind == EE_SCORE_CONFIDENCE && strstr(buf, "kind=confidence"), "policy text: %s", buf);
+        free(x);
+        ee_outputs_free(o);
+    }
+}
+
 static void test_eenet(void) {
     ee_ctx *ctx = ee_ctx_new();
     ee_ctx_set_threads(ctx, 1);
@@ -675,68 +783,50 @@ static void test_eenet(void) {
         "input c=1 h=4 w=4\ngap\nlinear name=f in=gap0 out=3 head=1 confidence=zz\nlinear out=3\n", /* unknown */
         "input c=1 h=4 w=4\ngap\nlinear name=g out=2\nlinear name=f in=gap0 out=3 head=1 confidence=g\nlinear in=gap0 out=3\n",
         "input c=1 h=4 w=4\ngap\nlinear name=g out=1\nlinear name=f in=gap0 out=3 head=1 confidence=g confidence=g\nlinear in=gap0 out=3\n",
+        /* a later confidence node that the rest of the network reads */
+        "input c=1 h=4 w=4\ngap\nlinear name=f in=gap0 out=3 head=1 confidence=g\nlinear name=g in=gap0 out=1\nlinear in=g out=3\n",
+        /* a later confidence node behind the next head */
+        "input c=1 h=4 w=4\ngap\nlinear name=f in=gap0 out=3 head=1 confidence=g\nlinear name=f2 in=gap0 out=3 head=1\n"
+        "linear name=g in=f out=1\nlinear in=gap0 out=3\n",
     };
-    for (int b = 0; b < 4; b++) {
+    for (int b = 0; b < 6; b++) {
         ee_net *x = NULL;
         CHECK(ee_net_from_text(ctx, badtext[b], "bad", &x) == EE_ERR_FORMAT, "bad confidence text %d accepted", b);
         ee_net_free(x);
     }
-    /* a short EENet training (v2) on toy data; its gates then send samples to several exits */
     ee_dataset *ds = toy_data(64);
-    ee_train_config cfg = {2, 32, {EE_OPTIM_ADAM, 1e-3f, 0, 1e-4f, 0, 0.9f, 0.999f, 1e-8f},
-                           {EE_SCHED_STEP, 1e-3f, 0.1f, {0}, 0, 0, 0}, {0, 0}, NULL, 0, 0, EE_MODE_EENET, 0.5f,
-                           EE_EENET_V2, 1, 0};
-    CHECK_OK(ctx, ee_train(ctx, ee, ds, NULL, NULL, &cfg, NULL, NULL));
-    ee_outputs *o = NULL;
-    CHECK_OK(ctx, ee_collect_outputs(ctx, ee, ds, 64, 0, &o));
-    if (o) {
-        CHECK(o->gate != NULL, "no confidences collected");
-        const int n = 64;
-        /* the threshold: the median of exit 1's confidence, so that samples leave at several exits */
-        float g[64];
-        for (int i = 0; i < n; i++) g[i] = o->gate[i * H + 1];
-        for (int i = 0; i < n; i++)
-            for (int j = i + 1; j < n; j++)
-                if (g[j] < g[i]) { float t = g[i]; g[i] = g[j]; g[j] = t; }
-        ee_exit_policy p;
-        ee_policy_shared(&p, EE_SCORE_CONFIDENCE, H, 0.5f * (g[n / 2 - 1] + g[n / 2]), 0);
-        uint8_t se[64], sp[64], pb[64], eb[64], p1[64], e1[64];
-        float cb[64], c1[64];
-        CHECK_OK(ctx, ee_policy_assign(ctx, o, &p, se, sp));
-        float *x = malloc((size_t)n * 784 * 4);
-        int idx[64];
-        for (int i = 0; i < n; i++) idx[i] = i;
-        ee_dataset_batch(ctx, ds, idx, n, NULL, x, NULL);
-        CHECK_OK(ctx, ee_net_prepare(ctx, ee, n, 0));
-        CHECK_OK(ctx, ee_infer_policy(ctx, ee, x, n, &p, NULL, pb, cb, eb, NULL));
-        for (int i = 0; i < n; i++)
-            CHECK_OK(ctx, ee_infer_policy(ctx, ee, x + (size_t)i * 784, 1, &p, NULL, p1 + i, c1 + i, e1 + i, NULL));
-        int same = 1, sim = 1, used[EE_MAX_HEADS] = {0}, nused = 0;
-        for (int i = 0; i < n; i++) {
-            same &= pb[i] == p1[i] && eb[i] == e1[i];
-            sim &= eb[i] == se[i] && pb[i] == sp[i];
-            /* by hand: the first exit whose confidence is strictly above the threshold */
-            int e = H - 1;
-            for (int h = 0; h < H - 1; h++)
-                if (o->gate[i * H + h] > p.threshold[h]) { e = h; break; }
-            sim &= se[i] == e;
-            nused += !used[eb[i]]++;
+    check_eenet_exits(ctx, ee, ds, H, EE_EENET_V2);
+    /* gates on the exits' own uncertainty features, after their heads: the costs count them, the text keeps the
+     * later confidence links, and v4 trains them */
+    ee_net *eu = NULL;
+    CHECK_OK(ctx, ee_eenet_attach(ctx, cnn, nodes, 3, (ee_eenet_exit)(EE_EENET_POOL | EE_EENET_UNCERTAINTY_GATE), &eu));
+    if (eu) {
+        ee_eenet_costs(eu, cost);
+        ee_net_head_costs(eu, cum_cost, NULL);
+        double prev = 0;
+        for (int h = 0; h < H - 1; h++) {
+            int node = ee_net_head_node(eu, h), g = ee_net_head_confidence(eu, h);
+            CHECK(g == node + 2, "exit %d: the gate is node %d, the head %d", h, g, node);
+            double own = 0;
+            ee_node_info in;
+            for (int j = node - 1; j <= g; j++) { ee_net_node_info(eu, j, &in); own += in.flops; }
+            CHECK(fabs(cost[h] - (cum[nodes[h]] + own) / tot) < 1e-9, "exit %d: paper cost with the gate", h);
+            /* the true cumulative cost includes every exit's gate so far */
+            double all = 0;
+            for (int j = 0; j <= g; j++) { ee_net_node_info(eu, j, &in); all += in.flops; }
+            CHECK(fabs(cum_cost[h] - all / tot) < 1e-9 && cum_cost[h] > prev, "exit %d: cumulative cost %.6f, not %.6f", h,
+                  cum_cost[h], all / tot);
+            prev = cum_cost[h];
         }
-        CHECK(nused >= 2, "the test threshold uses only %d exits", nused);
-        CHECK(same, "EENet exits at batch 1 and batch 64 disagree");
-        CHECK(sim, "EENet real exits disagree with the simulation");
-        /* the strict rule: a threshold equal to a confidence does not let that sample out */
-        ee_policy_shared(&p, EE_SCORE_CONFIDENCE, H, o->gate[0], 0);
-        CHECK_OK(ctx, ee_policy_assign(ctx, o, &p, se, NULL));
-        CHECK(se[0] != 0, "a confidence equal to the threshold exits");
-        /* the policy's text form names the kind */
-        char buf[1024];
-        ee_exit_policy q;
-        CHECK_OK(ctx, ee_policy_to_text(ctx, &p, buf, sizeof buf));
-        CHECK_OK(ctx, ee_policy_from_text(ctx, buf, &q));
-        CHECK(q.kind == EE_SCORE_CONFIDENCE && strstr(buf, "kind=confidence"), "policy text: %s", buf);
-        free(x);
-        ee_outputs_free(o);
+        ee_net *eb = NULL;
+        CHECK_OK(ctx, ee_net_from_text(ctx, ee_net_arch(eu), "eenet-unc", &eb));
+        if (eb) {
+            CHECK(!strcmp(ee_net_arch(eb), ee_net_arch(eu)), "canonical text with later gates does not round-trip");
+            for (int h = 0; h < H; h++) CHECK(ee_net_head_confidence(eb, h) == ee_net_head_confidence(eu, h), "link %d", h);
+            ee_net_free(eb);
+        }
+        check_eenet_exits(ctx, eu, ds, H, EE_EENET_V4_CE);
+        ee_net_free(eu);
     }
     /* a network without confidence branches refuses the confidence policy, in simulation and inference */
     ee_net *sdn = small_sdn(ctx);
@@ -763,6 +853,7 @@ static void test_eenet(void) {
 }
 
 int main(void) {
+    test_uncertainty();
     test_eenet();
     test_positions();
     test_torch_sdn();

@@ -238,14 +238,15 @@ static double eenet_loss_at(ee_ctx *ctx, ee_net *net, const float *x, const uint
  * autograd of the same loss written from its definition, and the gradients of the exits' parameters (and a few
  * of the backbone's) against central finite differences in double-checked float */
 static void eenet_case(void) {
-    static const char *const kinds[4] = {"v0", "v1", "v2", "v2ce"};
-    static const ee_eenet_loss_kind kv[4] = {EE_EENET_V0, EE_EENET_V1, EE_EENET_V2, EE_EENET_V2_CE};
+    static const char *const kinds[6] = {"v0", "v1", "v2", "v2ce", "v4", "v4ce"};
+    static const ee_eenet_loss_kind kv[6] = {EE_EENET_V0, EE_EENET_V1,  EE_EENET_V2,
+                                             EE_EENET_V2_CE, EE_EENET_V4, EE_EENET_V4_CE};
     const int n = 6;
     uint8_t y[6] = {3, 1, 4, 1, 5, 9};
     float *x = malloc(sizeof(float) * n * 144);
     tl_hash_input("eenet.x", x, n, 1, 12, 12);
     for (int i = 0; i < n * 144; i++) x[i] *= 2;
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 6; k++) {
         ee_ctx *ctx = ee_ctx_new();
         ee_ctx_set_threads(ctx, 1);
         ee_net *net = NULL;

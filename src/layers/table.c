@@ -15,6 +15,7 @@
     X(flatten)           \
     X(add)               \
     X(mixpool)           \
+    X(uncertainty)       \
     /* a new kind: one line above this one */
 
 #define EE_DECLARE(n) extern const ee_layer_ops ee_##n##_ops;
