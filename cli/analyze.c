@@ -136,7 +136,9 @@ void run_analysis(const analysis_opts *opt, analysis *an) {
         step("exit methods: calibrating each for 12 cost budgets");
         an->nbudgets = 12;
         for (int m = 0; m < n_exit_methods && an->ncurves < EE_MAX_HEADS; m++) {
-            if (exit_methods[m].temperature || (exit_methods[m].kind == EE_SCORE_CONFIDENCE && !vo->gate)) continue;
+            if (exit_methods[m].temperature || exit_methods[m].kind == EE_SCORE_GATE ||
+                (exit_methods[m].kind == EE_SCORE_CONFIDENCE && !vo->gate))
+                continue;
             for (int b = 0; b < an->nbudgets; b++) {
                 ee_exit_policy p;
                 check(exit_methods[m].calibrate(ctx, &exit_methods[m], vo, an->cost, EE_TARGET_BUDGET, budgets[b], &p,

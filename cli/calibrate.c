@@ -105,7 +105,7 @@ int cmd_calibrate(int argc, char **argv) {
     else check(ee_calibrate_policy(ctx, o, cost, &c, &p, &st), ctx);
     check(ee_net_set_policy(ctx, net, &p), ctx);
     check(ee_net_save(ctx, net, NULL, 0, model), ctx);
-    char desc[512], text[2048];
+    char desc[512], text[8192];
     check(ee_policy_to_text(ctx, &p, text, sizeof text), ctx);
     if (json) {
         printf("{\"model\":\"%s\",\"val_n\":%d,\"target\":\"%s\",\"value\":%g,\"final_val_acc\":%.4f,\"policy\":\"%s\","

@@ -183,6 +183,10 @@ const char *describe_policy(const ee_exit_policy *p, char *buf, size_t n) {
     for (int h = 1; h < p->heads - 1; h++) shared &= p->threshold[h] == p->threshold[0];
     if (shared && p->kind == EE_SCORE_CONFIDENCE) /* strictly above, as the EENets rule */
         len = (size_t)snprintf(buf, n, "learned confidence above %.4g", p->threshold[0]);
+    else if (p->kind == EE_SCORE_GATE)
+        len = (size_t)snprintf(buf, n, "learned gates on the exits' uncertainty (%s), exit at %s %.4g",
+                               p->gate_rule == EE_GATE_JEI ? "JEI-DNN" : "Bolukbasi et al.",
+                               p->gate_rule == EE_GATE_JEI ? "conditional probability" : "gate", p->threshold[0]);
     else if (shared) len += (size_t)snprintf(buf + len, n - len, "q %.4g", p->threshold[0]);
     else {
         len += (size_t)snprintf(buf + len, n - len, "thresholds");

@@ -92,6 +92,7 @@ extern const int n_exit_methods;
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
+int cmd_policy(int argc, char **argv);
 int cmd_infer(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

@@ -75,7 +75,7 @@ int cmd_info(int argc, char **argv) {
     size_t np = ee_net_num_params(net);
     /* a model's exit policy, with its guarantee if it has one */
     ee_exit_policy pol;
-    char desc[512] = "", ptext[2048] = "";
+    char desc[512] = "", ptext[8192] = "";
     int have = model && ee_net_num_heads(net) > 1 && model_policy(ctx, net, -1, &pol);
     if (have) {
         describe_policy(&pol, desc, sizeof desc);

@@ -18,6 +18,13 @@ static ee_status learned_policy(ee_ctx *ctx, const exit_method *m, const ee_outp
     return ee_policy_simulate(ctx, val, cost, p, st);
 }
 
+/* Bolukbasi et al.'s gates, fitted on validation with lambda searched for the target */
+static ee_status bolukbasi_policy(ee_ctx *ctx, const exit_method *m, const ee_outputs *val, const double *cost,
+                                  ee_target_kind target, double value, ee_exit_policy *p, ee_exit_stats *st) {
+    (void)m;
+    return ee_policy_fit_bolukbasi_target(ctx, val, cost, target, value, p, st, NULL);
+}
+
 const exit_method exit_methods[] = {
     {"maxprob, shared q (SDN)", "maxprob", EE_SCORE_MAXPROB, 0, 0, threshold_policy},
     {"maxprob, per-exit", "maxprob per-exit", EE_SCORE_MAXPROB, 0, 1, threshold_policy},
@@ -29,6 +36,8 @@ const exit_method exit_methods[] = {
     {"margin, shared", "margin", EE_SCORE_MARGIN, 0, 0, threshold_policy},
     {"margin, per-exit", "margin per-exit", EE_SCORE_MARGIN, 0, 1, threshold_policy},
     {"margin, T, per-exit", "margin T per-exit", EE_SCORE_MARGIN, 1, 1, threshold_policy},
+    /* learned decisions on the exits' uncertainty features */
+    {"learned gates (Bolukbasi)", "bolukbasi", EE_SCORE_GATE, 0, 0, bolukbasi_policy},
     /* methods on a learned confidence branch (EENet exits): skipped for models without one */
     {"confidence > 0.5 (EENet)", "confidence", EE_SCORE_CONFIDENCE, 0, 0, learned_policy},
     {"confidence, shared", "confidence calibrated", EE_SCORE_CONFIDENCE, 0, 0, threshold_policy},

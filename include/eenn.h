@@ -403,7 +403,19 @@ typedef enum {
     EE_SCORE_CONFIDENCE,  /* the exit's learned confidence branch, sigmoid(g) (EENets); needs heads with a
                            * confidence node (ee_net_head_confidence); exits when it is strictly above the
                            * threshold, as the EENets code does (h > 0.5); temperatures do not apply */
+    EE_SCORE_GATE,        /* a learned gate of the policy itself: sigmoid(w . u + b) on the exit's uncertainty
+                           * features u (ee_uncertainty_features), w and b per exit in ee_exit_policy.gate
+                           * (Bolukbasi et al.'s policies, JEI-DNN's gates); exits at or above the threshold */
 } ee_score_kind;
+/* The four uncertainty features of one logit row at temperature T (JEI-DNN's gate inputs, also the `uncertainty`
+ * layer): the largest softmax probability, the entropy (nats), the margin between the two largest probabilities,
+ * and the entropy of p^2 / sum p^2. */
+#define EE_GATE_FEATURES 4
+void ee_uncertainty_features(const float *logits, int k, float temperature, float *u);
+/* How gate scores become exits: each gate alone (exit where sigmoid(w . u + b) reaches the threshold), or
+ * JEI-DNN's rule: the exit distribution P_l = max(0, min(g_l, 1 - sum_(j<l) g_j)), and exit at the first l whose
+ * conditional probability q_l = P_l / prod_(j<l) (1 - q_j) reaches the threshold (0.5). */
+typedef enum { EE_GATE_EACH = 0, EE_GATE_JEI } ee_gate_rule;
 int ee_score_count(void);
 const char *ee_score_name(int kind);      /* "maxprob", "entropy", "margin"; NULL if out of range */
 const char *ee_score_describe(int kind);  /* one line for help texts */
@@ -427,6 +439,9 @@ typedef struct {
     float threshold[EE_MAX_HEADS];    /* per IC; above 1 never exits there (the final head's is unused) */
     float temperature[EE_MAX_HEADS];  /* head h's logits are divided by this before the softmax; 1 = none */
     int fallback;
+    /* EE_SCORE_GATE: per IC, EE_GATE_FEATURES weights then the bias, and how gates combine (ee_gate_rule) */
+    float gate[EE_MAX_HEADS][EE_GATE_FEATURES + 1];
+    int gate_rule;
     /* how it was calibrated */
     int per_exit;                     /* thresholds searched per exit (else one shared threshold) */
     int temperature_fitted;           /* temperatures fitted by NLL on the calibration split */
@@ -458,6 +473,22 @@ ee_status ee_policy_simulate(ee_ctx *ctx, const ee_outputs *o, const double *cos
                              ee_exit_stats *st);
 ee_status ee_policy_assign(ee_ctx *ctx, const ee_outputs *o, const ee_exit_policy *p, uint8_t *exit_head,
                            uint8_t *pred);
+/* The score of head h's logit row under p (its kind, temperature and, for EE_SCORE_GATE, its gate; confidence is
+ * the head's learned confidence for EE_SCORE_CONFIDENCE), and its argmax in *pred (may be NULL). */
+float ee_policy_score(const ee_exit_policy *p, int head, const float *logits, int k, float confidence, uint8_t *pred);
+/* A logistic gate sigmoid(w . u + b) fitted by weighted binary cross-entropy (Newton's method on standardised
+ * features, L2 weight l2 on w): u is n x EE_GATE_FEATURES, label 1 = exit, w gets the weights then the bias. */
+ee_status ee_fit_gate(ee_ctx *ctx, const float *u, const uint8_t *label, const double *weight, int n, double l2,
+                      float *w);
+/* Bolukbasi et al.'s adaptive early exit: an EE_SCORE_GATE policy learned on val by backward induction, from the
+ * last exit to the first, for the objective 0-1 error + lambda x cost (cost[h]: the cumulative cost of head h as
+ * a fraction of the CNN's). st (may be NULL): the policy on val. */
+ee_status ee_policy_fit_bolukbasi(ee_ctx *ctx, const ee_outputs *val, const double *cost, double lambda,
+                                  ee_exit_policy *p, ee_exit_stats *st);
+/* The same for a target (an accuracy drop below the final head, or a cost budget): lambda searched on a grid from
+ * 0 to 10 for the best policy on val; the lambda chosen in *lambda_out (may be NULL). */
+ee_status ee_policy_fit_bolukbasi_target(ee_ctx *ctx, const ee_outputs *val, const double *cost, ee_target_kind target,
+                                         double value, ee_exit_policy *p, ee_exit_stats *st, double *lambda_out);
 /* Per-head temperatures minimising the negative log-likelihood of val's labels (temperature scaling). */
 ee_status ee_fit_temperatures(ee_ctx *ctx, const ee_outputs *val, float *temperature);
 

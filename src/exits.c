@@ -147,14 +147,17 @@ ee_status ee_infer_policy(ee_ctx *ctx, ee_net *net, const float *x, int n, const
     int *map = malloc(sizeof(int) * n), *keep = malloc(sizeof(int) * n);
     float *best = malloc(sizeof(float) * n), *sc = malloc(sizeof(float) * n), *cf = malloc(sizeof(float) * n);
     float *bconf = malloc(sizeof(float) * n);
+    /* JEI-DNN's rule: each sample's sum of gates and product of 1 - q so far */
+    int jei = ee_policy_jei(p);
+    double *jsum = calloc((size_t)n, sizeof(double)), *jprod = malloc(sizeof(double) * n);
     uint8_t *bpred = malloc(n), *pr = malloc(n);
     ranked *rank = malloc(sizeof(ranked) * n);
     ee_status s = EE_OK;
-    if (!map || !keep || !best || !sc || !cf || !bconf || !bpred || !pr || !rank) {
+    if (!map || !keep || !best || !sc || !cf || !bconf || !bpred || !pr || !rank || !jsum || !jprod) {
         s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
         goto done;
     }
-    for (int i = 0; i < n; i++) { map[i] = i; best[i] = -1; }
+    for (int i = 0; i < n; i++) { map[i] = i; best[i] = -1; jprod[i] = 1; }
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     double spent = 0; /* FLOPs the batch has used so far */
@@ -166,8 +169,9 @@ ee_status ee_infer_policy(ee_ctx *ctx, ee_net *net, const float *x, int n, const
         const float *z = ee_net_head_output(net, h);
         for (int j = 0; j < active; j++) {
             int o = map[j];
-            sc[j] = ee_score_exit(p->kind, z + (size_t)j * K, K, p->temperature[h],
-                                  p->kind == EE_SCORE_CONFIDENCE ? head_gate(net, h, j) : -1, &pr[j]);
+            sc[j] = ee_policy_score(p, h, z + (size_t)j * K, K, p->kind == EE_SCORE_CONFIDENCE ? head_gate(net, h, j) : -1,
+                                    &pr[j]);
+            if (jei && h < H - 1) sc[j] = ee_gate_jei_step(&jsum[o], &jprod[o], sc[j]);
             /* the max softmax of this head: the confidence reported when it answers */
             cf[j] = p->kind == EE_SCORE_MAXPROB && p->temperature[h] == 1.0f
                         ? sc[j] : ee_score_logits(EE_SCORE_MAXPROB, z + (size_t)j * K, K, 1, NULL);
@@ -229,6 +233,7 @@ ee_status ee_infer_policy(ee_ctx *ctx, ee_net *net, const float *x, int n, const
     }
 done:
     free(map); free(keep); free(best); free(sc); free(cf); free(bconf); free(bpred); free(pr); free(rank);
+    free(jsum); free(jprod);
     return s;
 }
 

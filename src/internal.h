@@ -236,6 +236,18 @@ void ee_net_plan_fusion(ee_net *net);
 ee_status ee_net_set_fusion(ee_ctx *ctx, ee_net *net, int on);
 /* the exit of a sample from its heads' scores under p (policy.c); *answer is the head whose prediction is used */
 int ee_policy_decide(const ee_exit_policy *p, const float *score, int heads, int *answer);
+/* JEI-DNN's rule, one gate at a time: from gate g_l and the state (the sum of earlier g, the product of earlier
+ * 1 - q; start at 0 and 1), the conditional exit probability q_l; the state moves on */
+float ee_gate_jei_step(double *sum_g, double *prod, float g);
+/* is a better than b for the target (policy.c)? drop: the lower cost within the accuracy floor `limit`; budget: the
+ * higher accuracy within the cost `limit` */
+/* ee_policy_fit_bolukbasi, also giving each gate's training labels and weights (learned.c): labels[k * n + i],
+ * weights[k * n + i] for IC k and sample i (either may be NULL) */
+ee_status ee_bolukbasi_fit(ee_ctx *ctx, const ee_outputs *val, const double *cost, double lambda, ee_exit_policy *p,
+                           ee_exit_stats *st, uint8_t *labels, double *weights);
+int ee_stats_better(const ee_exit_stats *a, const ee_exit_stats *b, ee_target_kind t, double limit);
+/* 1 if p's scores must pass through ee_gate_jei_step before the thresholds */
+static inline int ee_policy_jei(const ee_exit_policy *p) { return p->kind == EE_SCORE_GATE && p->gate_rule == EE_GATE_JEI; }
 /* removes a metadata entry if present (net.c) */
 void ee_net_unset_meta(ee_net *net, const char *key);
 void ee_dnnl_free(ee_net *net);

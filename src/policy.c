@@ -42,6 +42,7 @@ static const score_kind kinds[] = {
     {"entropy", "one minus the normalised entropy (BranchyNet)", score_entropy, 0},
     {"margin", "the largest probability minus the second", score_margin, 0},
     {"confidence", "the exit's learned confidence branch, exits above the threshold (EENets)", NULL, 1},
+    {"gate", "a learned gate on the exit's uncertainty features (Bolukbasi et al., JEI-DNN)", NULL, 0},
 };
 #define NKINDS ((int)(sizeof kinds / sizeof *kinds))
 
@@ -61,6 +62,47 @@ int ee_score_strict(int kind) { return kind >= 0 && kind < NKINDS && kinds[kind]
 float ee_score_exit(int kind, const float *z, int k, float temperature, float confidence, uint8_t *pred) {
     float s = ee_score_logits(kind, z, k, temperature, pred); /* the argmax, and the score if it is the softmax's */
     return kind >= 0 && kind < NKINDS && !kinds[kind].score ? confidence : s;
+}
+
+void ee_uncertainty_features(const float *z, int k, float temperature, float *u) {
+    double inv = temperature > 0 ? 1.0 / temperature : 1.0, mx = z[0];
+    for (int j = 1; j < k; j++) mx = z[j] > mx ? z[j] : mx;
+    double s = 0, s2 = 0;
+    for (int j = 0; j < k; j++) {
+        double e = exp(((double)z[j] - mx) * inv);
+        s += e;
+        s2 += e * e;
+    }
+    double p1 = 0, p2 = 0, h = 0, h2 = 0;
+    for (int j = 0; j < k; j++) {
+        double e = exp(((double)z[j] - mx) * inv), p = e / s, q = e * e / s2;
+        if (p > p1) { p2 = p1; p1 = p; } else if (p > p2) p2 = p;
+        if (p > 0) h -= p * log(p);
+        if (q > 0) h2 -= q * log(q);
+    }
+    u[0] = (float)p1;
+    u[1] = (float)h;
+    u[2] = (float)(p1 - p2);
+    u[3] = (float)h2;
+}
+
+float ee_policy_score(const ee_exit_policy *p, int h, const float *z, int k, float confidence, uint8_t *pred) {
+    if (p->kind != EE_SCORE_GATE) return ee_score_exit(p->kind, z, k, p->temperature[h], confidence, pred);
+    ee_score_logits(EE_SCORE_GATE, z, k, 1, pred);
+    float u[EE_GATE_FEATURES];
+    ee_uncertainty_features(z, k, p->temperature[h], u);
+    double a = p->gate[h][EE_GATE_FEATURES];
+    for (int f = 0; f < EE_GATE_FEATURES; f++) a += (double)p->gate[h][f] * u[f];
+    return (float)(1.0 / (1.0 + exp(-a)));
+}
+
+float ee_gate_jei_step(double *sum_g, double *prod, float g) {
+    double P = fmax(0.0, fmin((double)g, 1.0 - *sum_g)), q;
+    if (*prod > 1e-12) q = fmin(1.0, fmax(0.0, P / *prod));
+    else q = P > 0 ? 1 : 0;
+    *sum_g += g;
+    *prod *= 1 - q;
+    return (float)q;
 }
 
 float ee_score_logits(int kind, const float *z, int k, float temperature, uint8_t *pred) {
@@ -95,6 +137,13 @@ void ee_policy_shared(ee_exit_policy *p, int kind, int heads, float q, int fallb
  * head; *answer is the head whose prediction is used (with fallback: the most confident head) */
 static int decide(const ee_exit_policy *p, const float *score, int heads, int *answer) {
     int e = heads - 1, use = heads - 1, strict = ee_score_strict(p->kind);
+    float jq[EE_MAX_HEADS];
+    if (ee_policy_jei(p)) { /* the gates' conditional exit probabilities, exit by exit */
+        double sum = 0, prod = 1;
+        for (int h = 0; h < heads - 1; h++) jq[h] = ee_gate_jei_step(&sum, &prod, score[h]);
+        jq[heads - 1] = score[heads - 1];
+        score = jq;
+    }
     for (int h = 0; h < heads - 1; h++)
         if (strict ? score[h] > p->threshold[h] : score[h] >= p->threshold[h]) { e = use = h; break; }
     if (e == heads - 1 && p->fallback)
@@ -129,16 +178,16 @@ static ee_status score_outputs(ee_ctx *ctx, const ee_outputs *o, const ee_exit_p
         memcpy(s->pred, o->pred, (size_t)o->n * H);
         return EE_OK;
     }
-    if (!kinds[p->kind].score && !o->gate) {
+    if (p->kind == EE_SCORE_CONFIDENCE && !o->gate) {
         scored_free(s);
         return ee_fail(ctx, EE_ERR_ARG, "the '%s' exit policy needs exits with a learned confidence branch (EENet "
                        "exits: eenn train --mode eenet); this network has none", kinds[p->kind].name);
     }
     for (int i = 0; i < o->n; i++)
         for (int h = 0; h < H; h++)
-            s->score[(size_t)i * H + h] = ee_score_exit(p->kind, o->logits + ((size_t)i * H + h) * K, K,
-                                                        p->temperature[h], o->gate ? o->gate[(size_t)i * H + h] : -1,
-                                                        &s->pred[(size_t)i * H + h]);
+            s->score[(size_t)i * H + h] = ee_policy_score(p, h, o->logits + ((size_t)i * H + h) * K, K,
+                                                          o->gate ? o->gate[(size_t)i * H + h] : -1,
+                                                          &s->pred[(size_t)i * H + h]);
     return EE_OK;
 }
 
@@ -165,6 +214,11 @@ static ee_status check_policy(ee_ctx *ctx, const ee_exit_policy *p, int heads) {
         if (!(p->temperature[h] > 0) || !isfinite(p->temperature[h]) || isnan(p->threshold[h]))
             return ee_fail(ctx, EE_ERR_ARG, "exit %d: temperature %g or threshold %g is not usable", h + 1,
                            p->temperature[h], p->threshold[h]);
+    if (p->gate_rule != EE_GATE_EACH && p->gate_rule != EE_GATE_JEI)
+        return ee_fail(ctx, EE_ERR_ARG, "unknown gate rule %d", p->gate_rule);
+    for (int h = 0; h < heads; h++)
+        for (int f = 0; f <= EE_GATE_FEATURES; f++)
+            if (!isfinite(p->gate[h][f])) return ee_fail(ctx, EE_ERR_ARG, "exit %d: gate weight %d is not finite", h + 1, f);
     return EE_OK;
 }
 
@@ -257,7 +311,7 @@ static float grid_value(int i) {
 
 /* is a better than b for the target? drop: the lower cost among those within the accuracy floor (ties: the
  * higher accuracy); budget: the higher accuracy among those within the budget (ties: the lower cost) */
-static int better(const ee_exit_stats *a, const ee_exit_stats *b, ee_target_kind t, double limit) {
+int ee_stats_better(const ee_exit_stats *a, const ee_exit_stats *b, ee_target_kind t, double limit) {
     const double eps = 1e-12;
     if (t == EE_TARGET_BUDGET) {
         int ia = a->cost <= limit + eps, ib = b->cost <= limit + eps;
@@ -302,7 +356,7 @@ ee_status ee_calibrate_policy(ee_ctx *ctx, const ee_outputs *val, const double *
     for (int i = 0; i < NGRID; i++) {
         for (int h = 0; h < H; h++) cur.threshold[h] = grid_value(i);
         simulate_scored(&sc, cost, &cur, &t);
-        if (better(&t, &best, c->target, limit)) { best = t; bestq = grid_value(i); }
+        if (ee_stats_better(&t, &best, c->target, limit)) { best = t; bestq = grid_value(i); }
     }
     for (int h = 0; h < H; h++) cur.threshold[h] = bestq;
     /* one threshold per exit: coordinate descent from the best shared threshold, exit by exit, keeping a change
@@ -315,7 +369,7 @@ ee_status ee_calibrate_policy(ee_ctx *ctx, const ee_outputs *val, const double *
                 for (int i = 0; i <= NGRID; i++) {
                     cur.threshold[h] = i == NGRID ? 1.01f : grid_value(i);
                     simulate_scored(&sc, cost, &cur, &t);
-                    if (better(&t, &best, c->target, limit)) { best = t; bh = cur.threshold[h]; }
+                    if (ee_stats_better(&t, &best, c->target, limit)) { best = t; bh = cur.threshold[h]; }
                 }
                 cur.threshold[h] = bh;
                 changed |= bh != keep;
@@ -371,6 +425,11 @@ ee_status ee_policy_to_text(ee_ctx *ctx, const ee_exit_policy *p, char *buf, siz
     }
     put_list(buf, cap, "thresholds", p->threshold, n);
     put_list(buf, cap, "temperatures", p->temperature, n);
+    if (p->kind == EE_SCORE_GATE) { /* every IC's weights and bias, in exit order */
+        size_t len = strlen(buf);
+        snprintf(buf + len, cap - len, " gate_rule=%s", p->gate_rule == EE_GATE_JEI ? "jei" : "each");
+        put_list(buf, cap, "gates", &p->gate[0][0], (n - 1) * (EE_GATE_FEATURES + 1));
+    }
     if (strlen(buf) + 1 >= cap) return ee_fail(ctx, EE_ERR_ARG, "exit policy text too long");
     return EE_OK;
 }
@@ -388,11 +447,11 @@ static int get_list(const char *v, float *out, int n) {
 
 ee_status ee_policy_from_text(ee_ctx *ctx, const char *text, ee_exit_policy *p) {
     memset(p, 0, sizeof *p);
-    char buf[2048];
+    char buf[8192];
     if (strlen(text) >= sizeof buf) return ee_fail(ctx, EE_ERR_FORMAT, "exit policy: text too long");
     strcpy(buf, text);
     int have = 0;
-    const char *thr = NULL, *tem = NULL;
+    const char *thr = NULL, *tem = NULL, *gates = NULL;
     for (char *t = strtok(buf, " "); t; t = strtok(NULL, " ")) {
         char *eq = strchr(t, '=');
         if (!eq) return ee_fail(ctx, EE_ERR_FORMAT, "exit policy: '%s' is not key=value", t);
@@ -424,6 +483,11 @@ ee_status ee_policy_from_text(ee_ctx *ctx, const char *text, ee_exit_policy *p) 
         else if (!strcmp(k, "calibration_risk")) p->empirical_risk = atof(v);
         else if (!strcmp(k, "thresholds")) thr = text + (v - buf);
         else if (!strcmp(k, "temperatures")) tem = text + (v - buf);
+        else if (!strcmp(k, "gates")) gates = text + (v - buf);
+        else if (!strcmp(k, "gate_rule")) {
+            if (strcmp(v, "each") && strcmp(v, "jei")) return ee_fail(ctx, EE_ERR_FORMAT, "exit policy: unknown gate rule '%s'", v);
+            p->gate_rule = !strcmp(v, "jei") ? EE_GATE_JEI : EE_GATE_EACH;
+        }
         /* unknown keys are skipped: a later version may record more */
     }
     if ((have & 3) != 3 || !thr || !tem) return ee_fail(ctx, EE_ERR_FORMAT, "exit policy: kind, heads, thresholds or "
@@ -431,6 +495,9 @@ ee_status ee_policy_from_text(ee_ctx *ctx, const char *text, ee_exit_policy *p) 
     if (get_list(thr, p->threshold, p->heads) || get_list(tem, p->temperature, p->heads))
         return ee_fail(ctx, EE_ERR_FORMAT, "exit policy: %d thresholds and temperatures expected in '%s'", p->heads, text);
     for (int h = p->heads; h < EE_MAX_HEADS; h++) { p->threshold[h] = 1.01f; p->temperature[h] = 1; }
+    if (p->kind == EE_SCORE_GATE && (!gates || get_list(gates, &p->gate[0][0], (p->heads - 1) * (EE_GATE_FEATURES + 1))))
+        return ee_fail(ctx, EE_ERR_FORMAT, "exit policy: %d gate weights expected in '%s'",
+                       (p->heads - 1) * (EE_GATE_FEATURES + 1), text);
     return check_policy(ctx, p, p->heads);
 }
 
@@ -459,7 +526,7 @@ ee_status ee_net_set_policy(ee_ctx *ctx, ee_net *net, const ee_exit_policy *p) {
     if (!q.heads) q.heads = net->nheads;
     ee_status s = check_policy(ctx, &q, net->nheads);
     if (s) return s;
-    char buf[2048];
+    char buf[8192];
     if ((s = ee_policy_to_text(ctx, &q, buf, sizeof buf))) return s;
     /* the single-threshold keys of older files would contradict the policy: they go */
     ee_net_unset_meta(net, "exit.q");

@@ -41,6 +41,9 @@ ee_status ee_risk_losses(ee_ctx *ctx, const ee_outputs *o, int kind, ee_risk_kin
                          uint8_t *exit_at) {
     if (!o->logits && kind != EE_SCORE_MAXPROB)
         return ee_fail(ctx, EE_ERR_ARG, "these outputs hold no logits: only the maxprob kind can be scored");
+    if (kind == EE_SCORE_GATE)
+        return ee_fail(ctx, EE_ERR_ARG, "risk control chooses one threshold on a score; a learned gate policy decides "
+                       "by itself");
     if (kind == EE_SCORE_CONFIDENCE && !o->gate)
         return ee_fail(ctx, EE_ERR_ARG, "the 'confidence' score needs exits with a learned confidence branch (EENet "
                        "exits); this network has none");

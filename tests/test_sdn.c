@@ -327,7 +327,8 @@ static void test_scores(void) {
     /* temperature 2: p ~ sqrt(p) */
     double s2 = sqrt(0.5) + sqrt(0.3) + sqrt(0.2);
     CHECK(fabsf(ee_score_logits(EE_SCORE_MAXPROB, z, 3, 2, NULL) - (float)(sqrt(0.5) / s2)) < 1e-6f, "maxprob at T = 2");
-    CHECK(ee_score_find("entropy") == EE_SCORE_ENTROPY && ee_score_find("nope") < 0 && ee_score_count() == 4,
+    CHECK(ee_score_find("entropy") == EE_SCORE_ENTROPY && ee_score_find("nope") < 0 && ee_score_count() == 5 &&
+              ee_score_find("gate") == EE_SCORE_GATE,
           "score kind table");
 }
 
@@ -574,6 +575,165 @@ static void test_risk_control(void) {
 /* ---------------------------------------------------------------- EENets */
 /* placement, costs, the arch text's confidence= key, and real exits on the learned confidence against the
  * simulation at batch 1 and 64 */
+/* outputs built by hand: n samples, H heads, 2 classes, label 0; logits[i][h] = (a, b) */
+static ee_outputs *hand_outputs(int n, int H, const float (*lg)[2], ee_outputs *o) {
+    memset(o, 0, sizeof *o);
+    o->n = n; o->heads = H; o->classes = 2;
+    o->pred = calloc((size_t)n * H, 1);
+    o->conf = calloc((size_t)n * H, sizeof(float));
+    o->label = calloc((size_t)n, 1);
+    o->logits = calloc((size_t)n * H * 2, sizeof(float));
+    for (int i = 0; i < n * H; i++) {
+        o->logits[i * 2] = lg[i][0];
+        o->logits[i * 2 + 1] = lg[i][1];
+        o->pred[i] = lg[i][1] > lg[i][0];
+        double e = exp(-fabs((double)lg[i][0] - lg[i][1]));
+        o->conf[i] = (float)(1 / (1 + e));
+    }
+    return o;
+}
+static void hand_free(ee_outputs *o) { free(o->pred); free(o->conf); free(o->label); free(o->logits); }
+
+/* Bolukbasi et al.'s learned policy: the backward-induction labels and weights on a hand-built three-exit case
+ * (four kinds of sample, each five times), a synthetic problem whose optimal policy is known, JEI-DNN's rule by
+ * hand, the text form, and real inference against the simulation */
+static void test_learned_policy(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_ctx_set_threads(ctx, 1);
+    /* R: right and sure, W: wrong and sure, U/V: unsure (and wrong, since the label is 0) */
+    const float R[2] = {5, -5}, W[2] = {-5, 5}, U[2] = {-0.1f, 0.1f}, V[2] = {-0.2f, 0.2f};
+    /*        IC1 IC2 final: A right everywhere; B only the final; C from IC2 on; D sure at IC1, wrong after */
+    const float *kinds[4][3] = {{R, R, R}, {U, U, R}, {V, R, R}, {R, W, W}};
+    float lg[20 * 3][2];
+    for (int i = 0; i < 20; i++)
+        for (int h = 0; h < 3; h++) memcpy(lg[i * 3 + h], kinds[i % 4][h], sizeof lg[0]);
+    ee_outputs o;
+    hand_outputs(20, 3, (const float (*)[2])lg, &o);
+    const double cost[3] = {0.2, 0.5, 1.0}, lam = 0.1;
+    ee_exit_policy p;
+    ee_exit_stats st;
+    uint8_t lab[2 * 20];
+    double wt[2 * 20];
+    CHECK_OK(ctx, ee_bolukbasi_fit(ctx, &o, cost, lam, &p, &st, lab, wt));
+    /* by hand, IC2 (cost 0.5) against the final (1.0, lambda 0.1): stop = err + 0.05, go on = err_final + 0.1
+     *   A: 0.05 vs 0.1 stop (0.05)  B: 1.05 vs 0.1 go (0.95)  C: 0.05 vs 0.1 stop (0.05)  D: 1.05 vs 1.1 stop (0.05)
+     * IC2's gate reproduces these (A, C, D sure, B unsure), so from IC1 (0.2) going on costs A 0.05, B 0.1, C 0.05,
+     * D 1.05 and stopping err + 0.02:
+     *   A: 0.02 vs 0.05 stop (0.03)  B: 1.02 vs 0.1 go (0.92)  C: 1.02 vs 0.05 go (0.97)  D: 0.02 vs 1.05 stop (1.03) */
+    static const int want_lab[2][4] = {{1, 0, 0, 1}, {1, 0, 1, 1}};
+    static const double want_wt[2][4] = {{0.03, 0.92, 0.97, 1.03}, {0.05, 0.95, 0.05, 0.05}};
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 20; i++)
+            CHECK(lab[k * 20 + i] == want_lab[k][i % 4] && fabs(wt[k * 20 + i] - want_wt[k][i % 4]) < 1e-9,
+                  "gate %d sample %d: label %d weight %.4f, by hand %d %.4f", k, i, lab[k * 20 + i], wt[k * 20 + i],
+                  want_lab[k][i % 4], want_wt[k][i % 4]);
+    uint8_t ex[20];
+    CHECK_OK(ctx, ee_policy_assign(ctx, &o, &p, ex, NULL));
+    static const int want_exit[4] = {0, 2, 1, 0};
+    int good = 1;
+    for (int i = 0; i < 20; i++) good &= ex[i] == want_exit[i % 4];
+    CHECK(good, "the learned policy does not send A, B, C, D to IC1, final, IC2, IC1");
+    CHECK(fabs(st.acc - 1.0) < 1e-9 && fabs(st.cost - (0.2 + 1.0 + 0.5 + 0.2) / 4) < 1e-9, "policy on its data: %.3f, %.3f",
+          st.acc, st.cost);
+    /* the text form keeps the gates; the rule's name is checked */
+    char buf[8192];
+    ee_exit_policy back;
+    CHECK_OK(ctx, ee_policy_to_text(ctx, &p, buf, sizeof buf));
+    CHECK_OK(ctx, ee_policy_from_text(ctx, buf, &back));
+    CHECK(back.kind == EE_SCORE_GATE && !memcmp(back.gate, p.gate, sizeof(float) * 2 * (EE_GATE_FEATURES + 1)) &&
+          strstr(buf, "gate_rule=each"), "gate policy text: %s", buf);
+    char *g = strstr(buf, " gates=");
+    if (g) { *g = 0; CHECK(ee_policy_from_text(ctx, buf, &back) == EE_ERR_FORMAT, "gate policy without its gates"); }
+    hand_free(&o);
+
+    /* a synthetic problem: one IC, right exactly when its max probability is above 0.7, and a final head always
+     * right; for lambda (1 - c) < 1 the best policy stops exactly the right ones. Fitted on 400 samples, checked
+     * on 400 others. */
+    float sl[800 * 2][2];
+    uint32_t r = 12345;
+    for (int i = 0; i < 800; i++) {
+        r = r * 1664525u + 1013904223u;
+        double pm = 0.5 + 0.5 * ((r >> 8) / 16777216.0);
+        float a = (float)log(pm / (1 - pm)); /* softmax of (a, 0): max probability pm */
+        int right = pm > 0.7;
+        sl[i * 2][0] = right ? a : 0; sl[i * 2][1] = right ? 0 : a;
+        sl[i * 2 + 1][0] = 4; sl[i * 2 + 1][1] = -4;
+    }
+    ee_outputs tr, te;
+    hand_outputs(400, 2, (const float (*)[2])sl, &tr);
+    hand_outputs(400, 2, (const float (*)[2])(sl + 800), &te);
+    const double c2[2] = {0.3, 1.0};
+    CHECK_OK(ctx, ee_policy_fit_bolukbasi(ctx, &tr, c2, 0.5, &p, NULL));
+    uint8_t e2[400];
+    CHECK_OK(ctx, ee_policy_assign(ctx, &te, &p, e2, NULL));
+    int agree = 0;
+    for (int i = 0; i < 400; i++) agree += e2[i] == (te.pred[i * 2] == 0 ? 0 : 1);
+    CHECK(agree >= 392, "the learned gate agrees with the optimal policy on %d of 400 new samples", agree);
+    hand_free(&tr);
+    hand_free(&te);
+
+    /* JEI-DNN's rule by hand: gates 0.45 and 0.4 (zero weights, bias logit g). Each alone: neither reaches 0.5, the
+     * final answers. JEI: q1 = 0.45; P2 = min(0.4, 1 - 0.45) = 0.4, q2 = 0.4 / 0.55 = 0.727: exit at IC2. */
+    float one[3][2] = {{1, 0}, {1, 0}, {1, 0}};
+    hand_outputs(1, 3, (const float (*)[2])one, &o);
+    ee_policy_shared(&p, EE_SCORE_GATE, 3, 0.5f, 0);
+    p.gate[0][EE_GATE_FEATURES] = (float)log(0.45 / 0.55);
+    p.gate[1][EE_GATE_FEATURES] = (float)log(0.4 / 0.6);
+    CHECK_OK(ctx, ee_policy_assign(ctx, &o, &p, ex, NULL));
+    CHECK(ex[0] == 2, "each gate alone: exit %d, not the final", ex[0]);
+    p.gate_rule = EE_GATE_JEI;
+    CHECK_OK(ctx, ee_policy_assign(ctx, &o, &p, ex, NULL));
+    CHECK(ex[0] == 1, "JEI rule: exit %d, not IC2", ex[0]);
+    /* and where the clipping matters: g = 0.7, 0.6: q1 = 0.7 exits; with threshold 0.8, P2 = min(0.6, 0.3) = 0.3,
+     * q2 = 0.3 / 0.3 = 1: exit at IC2 */
+    p.gate[0][EE_GATE_FEATURES] = (float)log(0.7 / 0.3);
+    p.gate[1][EE_GATE_FEATURES] = (float)log(0.6 / 0.4);
+    for (int h = 0; h < 3; h++) p.threshold[h] = 0.8f;
+    CHECK_OK(ctx, ee_policy_assign(ctx, &o, &p, ex, NULL));
+    CHECK(ex[0] == 1, "JEI rule with clipping: exit %d, not IC2", ex[0]);
+    hand_free(&o);
+    CHECK(ee_risk_losses(ctx, &te, EE_SCORE_GATE, EE_RISK_GAP, NULL, NULL) == EE_ERR_ARG, "risk control on gates");
+
+    /* real compacted inference with learned gates (each, then JEI) equals the simulation, at batch 1 and 64 */
+    ee_net *sdn = small_sdn(ctx);
+    ee_dataset *ds = toy_data(64);
+    if (sdn) {
+        ee_outputs *so = NULL;
+        CHECK_OK(ctx, ee_collect_outputs(ctx, sdn, ds, 64, 0, &so));
+        int H = ee_net_num_heads(sdn);
+        double c[EE_MAX_HEADS];
+        ee_net_head_costs(sdn, c, NULL);
+        float *x = malloc((size_t)64 * 784 * 4);
+        int idx[64];
+        for (int i = 0; i < 64; i++) idx[i] = i;
+        ee_dataset_batch(ctx, ds, idx, 64, NULL, x, NULL);
+        for (int rule = 0; rule < 2 && so; rule++) {
+            CHECK_OK(ctx, ee_policy_fit_bolukbasi(ctx, so, c, 0.05, &p, NULL));
+            p.gate_rule = rule;
+            uint8_t se[64], sp[64], pb[64], eb[64], p1[64], e1[64];
+            float cb[64], c1[64];
+            CHECK_OK(ctx, ee_policy_assign(ctx, so, &p, se, sp));
+            CHECK_OK(ctx, ee_net_prepare(ctx, sdn, 64, 0));
+            CHECK_OK(ctx, ee_infer_policy(ctx, sdn, x, 64, &p, NULL, pb, cb, eb, NULL));
+            for (int i = 0; i < 64; i++)
+                CHECK_OK(ctx, ee_infer_policy(ctx, sdn, x + (size_t)i * 784, 1, &p, NULL, p1 + i, c1 + i, e1 + i, NULL));
+            int same = 1, used[EE_MAX_HEADS] = {0}, nused = 0;
+            for (int i = 0; i < 64; i++) {
+                same &= pb[i] == p1[i] && eb[i] == e1[i] && eb[i] == se[i] && pb[i] == sp[i];
+                nused += !used[eb[i]]++;
+            }
+            CHECK(same, "gate rule %d: real exits at batch 1, 64 and the simulation disagree", rule);
+            if (getenv("VERBOSE")) printf("  gate rule %d: %d exits used\n", rule, nused);
+            (void)H;
+        }
+        free(x);
+        ee_outputs_free(so);
+        ee_net_free(sdn);
+    }
+    ee_dataset_free(ds);
+    ee_ctx_free(ctx);
+}
+
 /* the uncertainty layer against the four features computed by hand in double, and its backward: nothing reaches
  * the logits (detached), so a network whose only path to the loss runs through it gets no input gradient */
 static void test_uncertainty(void) {
@@ -854,6 +1014,7 @@ static void test_eenet(void) {
 
 int main(void) {
     test_uncertainty();
+    test_learned_policy();
     test_eenet();
     test_positions();
     test_torch_sdn();

@@ -4,42 +4,16 @@
  * that reads the exit's answer instead of its features. The node passes no gradient back to the logits (the
  * features are detached, as in JEI-DNN): a gate cannot make its classifier more or less sure. */
 #include "../internal.h"
-#include <math.h>
 #include <string.h>
-
-enum { EE_UNC_FEATURES = 4 };
 
 static ee_status unc_shape(ee_ctx *ctx, ee_net *net, ee_node *nd) {
     (void)net;
     if (nd->ins.h != 1 || nd->ins.w != 1 || nd->ins.c < 2)
         return ee_fail(ctx, EE_ERR_ARG, "uncertainty '%s': needs a vector of at least 2 logits, not %dx%dx%d", nd->name,
                        nd->ins.c, nd->ins.h, nd->ins.w);
-    nd->out.c = EE_UNC_FEATURES;
+    nd->out.c = EE_GATE_FEATURES;
     nd->out.h = nd->out.w = 1;
     return EE_OK;
-}
-
-/* the four features of one row of k logits */
-static void features(const float *z, int k, float *u) {
-    float mx = z[0];
-    for (int j = 1; j < k; j++) mx = z[j] > mx ? z[j] : mx;
-    double s = 0, s2 = 0;
-    for (int j = 0; j < k; j++) {
-        double e = exp((double)z[j] - mx);
-        s += e;
-        s2 += e * e;
-    }
-    double p1 = 0, p2 = 0, h = 0, h2 = 0;
-    for (int j = 0; j < k; j++) {
-        double e = exp((double)z[j] - mx), p = e / s, q = e * e / s2;
-        if (p > p1) { p2 = p1; p1 = p; } else if (p > p2) p2 = p;
-        if (p > 0) h -= p * log(p);
-        if (q > 0) h2 -= q * log(q);
-    }
-    u[0] = (float)p1;
-    u[1] = (float)h;
-    u[2] = (float)(p1 - p2);
-    u[3] = (float)h2;
 }
 
 static ee_status unc_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
@@ -47,7 +21,7 @@ static ee_status unc_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int t
     const float *x = ee_node_input(net, nd, 0);
     int k = nd->ins.c;
 #pragma omp parallel for schedule(static) if (n > 64)
-    for (int b = 0; b < n; b++) features(x + (size_t)b * k, k, nd->y + (size_t)b * EE_UNC_FEATURES);
+    for (int b = 0; b < n; b++) ee_uncertainty_features(x + (size_t)b * k, k, 1.0f, nd->y + (size_t)b * EE_GATE_FEATURES);
     return EE_OK;
 }
 
