@@ -59,6 +59,8 @@ int cmd_calibrate(int argc, char **argv) {
         case O_KIND:
             if ((c.kind = ee_score_find(optarg)) < 0)
                 usage_error("calibrate --kind: '%s' is not maxprob, entropy, margin or confidence", optarg);
+            if (c.kind == EE_SCORE_GATE)
+                usage_error("calibrate --kind gate: learned gates decide by themselves; eenn policy fits them");
             break;
         case O_PER_EXIT: c.per_exit = 1; break;
         case O_TEMPERATURE: c.fit_temperature = 1; break;

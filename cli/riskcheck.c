@@ -43,7 +43,8 @@ int cmd_riskcheck(int argc, char **argv) {
         case O_SPLITS: splits = (int)cli_int(&a, 1, 100000); break;
         case O_LABEL_FREE: label_free = 1; break;
         case O_KIND:
-            if ((kind = ee_score_find(optarg)) < 0) usage_error("riskcheck --kind: '%s' is not maxprob, entropy, margin or confidence", optarg);
+            if ((kind = ee_score_find(optarg)) < 0 || kind == EE_SCORE_GATE)
+                usage_error("riskcheck --kind: '%s' is not maxprob, entropy, margin or confidence", optarg);
             break;
         case O_DATA: data = optarg; break;
         case O_SEED: seed = cli_int(&a, 0, 2147483647); break;

@@ -13,9 +13,13 @@ static const char *train_help =
     "                     CNN's initialisation (SDN training); ic-only: ICs on a trained CNN (--from), CNN frozen\n"
     "                     eenet: EENet exits with learned confidence branches and the cost-aware loss (Demir &\n"
     "                     Akbas; recipe: Adam 1e-3, lr x0.1 at 50%% and 75%%)\n"
-    "  --from FILE        the trained CNN for --mode ic-only (or to start an EENet's backbone from)\n"
+    "                     jei: JEI-DNN (Regol et al.): ICs and gates on their uncertainty learned jointly on a\n"
+    "                     frozen CNN (--from); recipe: ICs Adam 1e-3, gates SGD 0.01 (momentum 0.9, wd 5e-4), both\n"
+    "                     cosine to 2%%, batch 64, 10 epochs; the gates become the model's exit policy\n"
+    "  --from FILE        the trained CNN for --mode ic-only or jei (or to start an EENet's backbone from)\n"
+    "  --warmup-epochs N  JEI: epochs of the ICs alone first (3)   --phase-batches N  JEI: batches per phase (200)\n"
     "  --exits N          EENet: early exits (2)       --distribution fine|linear|pareto|gold_ratio (fine)\n"
-    "  --lambda X         EENet: the cost weight (1.0)  --exit-type pool|plain|bnpool (pool)\n"
+    "  --lambda X         EENet, JEI: the cost weight (EENet 1.0, JEI 0.7)  --exit-type pool|plain|bnpool (pool)\n"
     "  --gate features|uncertainty  EENet: what the confidence branch reads: the exit's features (the paper), or\n"
     "                     the max probability, entropy, margin and p^2 entropy of its own softmax (not in the paper)\n"
     "  --loss v0|v1|v2|two-stage  EENet loss (v2); two-stage: v0 for --stage1-epochs (25), then v1\n"
@@ -49,7 +53,7 @@ static const char *train_help =
     "                     the first stage of two-stage EENet training, shared by runs at several --lambda)\n"
     "  --seed N (1221)    --threads N (0 = all cores)   --json  final results as JSON\n";
 
-typedef struct { int tty, json; double t0; } progress_state;
+typedef struct { int tty, json; double t0; const char *rule; } progress_state;
 
 static void on_progress(const ee_progress *p, void *user) {
     progress_state *ps = user;
@@ -63,7 +67,7 @@ static void on_progress(const ee_progress *p, void *user) {
             fprintf(stderr, "  val acc per exit:");
             for (int h = 0; h < p->heads; h++) fprintf(stderr, " %.2f", 100 * p->val_head_acc[h]);
             if (p->val_exit_acc >= 0)
-                fprintf(stderr, "  exits at confidence > 0.5: val acc %.2f%%, cost %.1f%%", 100 * p->val_exit_acc,
+                fprintf(stderr, "  exits at %s: val acc %.2f%%, cost %.1f%%", ps->rule, 100 * p->val_exit_acc,
                         100 * p->val_exit_cost);
             fprintf(stderr, "\n");
         }
@@ -111,7 +115,7 @@ enum {
     O_ARCH = 256, O_ARCH_FILE, O_MODE, O_FROM, O_ICS, O_DATA, O_OUT, O_CHECKPOINT, O_EPOCHS, O_BATCH, O_LR, O_MOMENTUM,
     O_WD, O_NESTEROV, O_OPTIM, O_SCHEDULE, O_MILESTONES, O_GAMMA, O_VAL, O_SUBSET, O_TEST_SUBSET, O_NO_AUGMENT,
     O_AUGMENT, O_TRIGGER, O_TARGET, O_POISON, O_RESUME, O_SEED, O_THREADS, O_JSON, O_EXITS, O_DIST, O_LAMBDA,
-    O_EXIT_TYPE, O_LOSS, O_STAGE1, O_STOP_AFTER, O_GATE
+    O_EXIT_TYPE, O_LOSS, O_STAGE1, O_STOP_AFTER, O_GATE, O_WARMUP, O_PHASE
 };
 static const struct option train_opts_list[] = {
     {"arch", required_argument, NULL, O_ARCH}, {"arch-file", required_argument, NULL, O_ARCH_FILE},
@@ -133,14 +137,15 @@ static const struct option train_opts_list[] = {
     {"lambda", required_argument, NULL, O_LAMBDA}, {"exit-type", required_argument, NULL, O_EXIT_TYPE},
     {"loss", required_argument, NULL, O_LOSS}, {"stage1-epochs", required_argument, NULL, O_STAGE1},
     {"stop-after", required_argument, NULL, O_STOP_AFTER}, {"gate", required_argument, NULL, O_GATE},
+    {"warmup-epochs", required_argument, NULL, O_WARMUP}, {"phase-batches", required_argument, NULL, O_PHASE},
     {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 /* everything the command line says, after the recipe's defaults are applied */
 typedef struct {
     const char *arch, *arch_file, *data, *out, *ckpt, *milestones, *mode_s, *from, *ics, *augment;
-    int set_optim, set_lr, set_wd, set_epochs, set_target, set_poison, set_eenet;
+    int set_optim, set_lr, set_wd, set_epochs, set_target, set_poison, set_eenet, set_batch;
     const char *loss_s;
-    int exits, dist, exit_type, stage1, set_stage1, stop_after, unc_gate;
+    int exits, dist, exit_type, stage1, set_stage1, stop_after, unc_gate, set_lambda, warmup, phase, set_jei;
     float lambda;
     ee_eenet_loss_kind loss;
     int epochs, batch, nval, subset, test_subset, resume, json, threads;
@@ -158,7 +163,7 @@ static void parse_train(int argc, char **argv, train_opts *o) {
                       .augment = "crop+flip", .epochs = 15, .batch = 128, .nval = 5000, .seed = 1221,
                       .trig = {0, -2, -2, 0, 0.1}, .opt = {EE_OPTIM_SGD, 0.1f, 0.9f, 1e-4f, 0, 0, 0, 0},
                       .sched = {EE_SCHED_STEP, 0.1f, 0.1f, {0}, 0, 0, 0}, .exits = 2, .lambda = 1.0f,
-                      .loss_s = "v2", .stage1 = 25};
+                      .loss_s = "v2", .stage1 = 25, .warmup = 3, .phase = 200};
     cli_args a = {"train", train_help, train_opts_list, NULL, argc, argv, -1, 0};
     for (int c; (c = cli_next(&a)) != -1;) {
         const char *v = optarg;
@@ -172,7 +177,7 @@ static void parse_train(int argc, char **argv, train_opts *o) {
         case O_OUT: o->out = v; break;
         case O_CHECKPOINT: o->ckpt = v; break;
         case O_EPOCHS: o->epochs = (int)cli_int(&a, 1, 100000); o->set_epochs = 1; break;
-        case O_BATCH: o->batch = (int)cli_int(&a, 1, 65536); break;
+        case O_BATCH: o->batch = (int)cli_int(&a, 1, 65536); o->set_batch = 1; break;
         case O_LR: o->opt.lr = (float)cli_num(&a, 0, 100); o->set_lr = 1; break;
         case O_MOMENTUM: o->opt.momentum = (float)cli_num(&a, 0, 0.999999); break;
         case O_WD: o->opt.weight_decay = (float)cli_num(&a, 0, 1); o->set_wd = 1; break;
@@ -208,7 +213,9 @@ static void parse_train(int argc, char **argv, train_opts *o) {
                 usage_error("train --distribution: '%s' is not fine, linear, pareto or gold_ratio", v);
             o->set_eenet = 1;
             break;
-        case O_LAMBDA: o->lambda = (float)cli_num(&a, 0, 1e6); o->set_eenet = 1; break;
+        case O_LAMBDA: o->lambda = (float)cli_num(&a, 0, 1e6); o->set_lambda = 1; break;
+        case O_WARMUP: o->warmup = (int)cli_int(&a, 0, 100000); o->set_jei = 1; break;
+        case O_PHASE: o->phase = (int)cli_int(&a, 1, 100000000); o->set_jei = 1; break;
         case O_EXIT_TYPE:
             if ((o->exit_type = ee_eenet_exit_find(v)) < 0) usage_error("train --exit-type: '%s' is not pool, plain or bnpool", v);
             o->set_eenet = 1;
@@ -234,13 +241,33 @@ static void resolve_recipe(train_opts *o) {
     if (!strcmp(o->mode_s, "ic-only")) o->mode = EE_MODE_IC_ONLY;
     else if (!strcmp(o->mode_s, "sdn")) o->mode = EE_MODE_SDN;
     else if (!strcmp(o->mode_s, "eenet")) o->mode = EE_MODE_EENET;
-    else if (strcmp(o->mode_s, "cnn")) usage_error("train --mode: '%s' is not cnn, sdn, ic-only or eenet", o->mode_s);
-    if (o->mode == EE_MODE_IC_ONLY && !o->from) usage_error("train --mode ic-only: needs --from TRAINED_CNN.eenn");
-    if (o->mode != EE_MODE_IC_ONLY && o->mode != EE_MODE_EENET && o->from)
-        usage_error("train --from: only with --mode ic-only or eenet");
-    if ((o->mode == EE_MODE_CNN || o->mode == EE_MODE_EENET) && o->ics) usage_error("train --ics: only with --mode sdn or ic-only");
+    else if (!strcmp(o->mode_s, "jei")) o->mode = EE_MODE_JEI;
+    else if (strcmp(o->mode_s, "cnn")) usage_error("train --mode: '%s' is not cnn, sdn, ic-only, eenet or jei", o->mode_s);
+    if ((o->mode == EE_MODE_IC_ONLY || o->mode == EE_MODE_JEI) && !o->from)
+        usage_error("train --mode %s: needs --from TRAINED_CNN.eenn", o->mode_s);
+    if (o->mode != EE_MODE_IC_ONLY && o->mode != EE_MODE_EENET && o->mode != EE_MODE_JEI && o->from)
+        usage_error("train --from: only with --mode ic-only, eenet or jei");
+    if ((o->mode == EE_MODE_CNN || o->mode == EE_MODE_EENET) && o->ics)
+        usage_error("train --ics: only with --mode sdn, ic-only or jei");
     if (o->mode != EE_MODE_EENET && o->set_eenet)
-        usage_error("train --exits, --distribution, --lambda, --exit-type, --gate, --loss, --stage1-epochs: only with --mode eenet");
+        usage_error("train --exits, --distribution, --exit-type, --gate, --loss, --stage1-epochs: only with --mode eenet");
+    if (o->mode != EE_MODE_EENET && o->mode != EE_MODE_JEI && o->set_lambda)
+        usage_error("train --lambda: only with --mode eenet or jei");
+    if (o->mode != EE_MODE_JEI && o->set_jei) usage_error("train --warmup-epochs, --phase-batches: only with --mode jei");
+    if (o->mode == EE_MODE_JEI) {
+        /* JEI-DNN's code: 10 epochs, batch 64, cosine annealing, lambda 0.7; its SGD 0.01 (the gates keep it) is
+         * for linear heads on a ViT's normalised tokens: eenn's ICs on raw feature maps diverge under it with the
+         * warm-up weights, so they train with eenn's IC-only optimiser, Adam 1e-3 (cosine to 2e-5) */
+        if (!o->set_lambda) o->lambda = 0.7f;
+        if (!o->set_optim) o->opt.kind = EE_OPTIM_ADAM;
+        if (!o->set_lr) o->opt.lr = 1e-3f;
+        if (!o->set_epochs) o->epochs = 10;
+        if (!o->set_batch) o->batch = 64;
+        o->sched.kind = EE_SCHED_COSINE;
+        o->sched.min_lr = o->opt.lr * 0.02f;
+        if (o->warmup >= o->epochs)
+            usage_error("train --warmup-epochs %d: must be below --epochs %d (the gates need epochs)", o->warmup, o->epochs);
+    }
     if (o->mode == EE_MODE_EENET) { /* the EENets code's recipe: Adam 1e-3, weight decay 1e-4 */
         if (!strcmp(o->loss_s, "v0")) o->loss = EE_EENET_V0;
         else if (!strcmp(o->loss_s, "v1")) o->loss = EE_EENET_V1;
@@ -339,6 +366,15 @@ static void record_meta(ee_ctx *ctx, ee_net *net, const train_opts *o, const ee_
     check(ee_net_set_meta(ctx, net, "data.val", nval), ctx);
     check(ee_net_set_meta(ctx, net, "train.mode", o->mode_s), ctx);
     check(ee_net_set_meta(ctx, net, "train.augment", o->augment), ctx);
+    if (o->mode == EE_MODE_JEI) {
+        char b[96];
+        snprintf(b, sizeof b, "%g", o->lambda);
+        check(ee_net_set_meta(ctx, net, "jei.lambda", b), ctx);
+        snprintf(b, sizeof b, "%d", o->warmup);
+        check(ee_net_set_meta(ctx, net, "jei.warmup_epochs", b), ctx);
+        snprintf(b, sizeof b, "%d", o->phase);
+        check(ee_net_set_meta(ctx, net, "jei.phase_batches", b), ctx);
+    }
     if (o->mode == EE_MODE_EENET) {
         char b[96];
         snprintf(b, sizeof b, "%g", o->lambda);
@@ -392,8 +428,8 @@ int cmd_train(int argc, char **argv) {
     record_meta(ctx, net, &o, train);
     o.sched.base_lr = o.opt.lr;
     ee_train_config cfg = {o.epochs, o.batch, o.opt, o.sched, o.aug, o.ckpt, o.resume, 0, o.mode, o.lambda, o.loss,
-                           o.stage1, o.stop_after};
-    progress_state ps = {isatty(2), o.json, now_s()};
+                           o.stage1, o.stop_after, o.lambda, o.warmup, o.phase};
+    progress_state ps = {isatty(2), o.json, now_s(), o.mode == EE_MODE_JEI ? "the JEI gates" : "confidence > 0.5"};
     fprintf(stderr, "training %s (%zu parameters) on %s: %d train / %d val / %d test, %d epochs, batch %d, %d threads\n",
             ee_net_name(net), ee_net_num_params(net), o.data, train->n, val ? val->n : 0, test->n, o.epochs, o.batch,
             ee_ctx_threads(ctx));

@@ -334,6 +334,9 @@ typedef enum {
     EE_MODE_IC_ONLY,   /* the CNN frozen (BN statistics included), the sum of the IC losses (SDN reference) */
     EE_MODE_SDN,       /* joint: sum_i tau_i(e) CE_i + CE_final, tau_i(e) = min(C_i, 0.01 + e C_i / E), C_i = 0.15 i */
     EE_MODE_EENET,     /* the EENet loss (ee_eenet_loss) with the config's lambda and loss kind */
+    EE_MODE_JEI,       /* JEI-DNN: the CNN frozen; the ICs warmed up (sum (G+1-l) CE_l), then gate and classifier
+                        * phases alternating (ee_jei_loss); the gates become the model's policy (kind gate, rule
+                        * jei, threshold 0.5) */
 } ee_train_mode;
 
 typedef struct {
@@ -351,6 +354,9 @@ typedef struct {
     int eenet_stage1;
     int stop_epoch;          /* > 0: stop after this many epochs of the `epochs`-long schedule (a checkpoint to
                               * resume from, e.g. a shared first stage); 0: run them all */
+    /* EE_MODE_JEI: the cost weight, the warm-up epochs, the batches per phase (200 in the code) */
+    float jei_lambda;
+    int jei_warmup, jei_switch;
 } ee_train_config;
 /* The loss weight of each head at (0-based) epoch for a mode: weights[nheads]. */
 void ee_train_head_weights(const ee_net *net, ee_train_mode mode, int epoch, int epochs, float *weights);
@@ -489,6 +495,22 @@ ee_status ee_policy_fit_bolukbasi(ee_ctx *ctx, const ee_outputs *val, const doub
  * 0 to 10 for the best policy on val; the lambda chosen in *lambda_out (may be NULL). */
 ee_status ee_policy_fit_bolukbasi_target(ee_ctx *ctx, const ee_outputs *val, const double *cost, ee_target_kind target,
                                          double value, ee_exit_policy *p, ee_exit_stats *st, double *lambda_out);
+/* JEI-DNN (Regol et al., ICLR 2024). The exit distribution of gate values g[gates]: P_l = max(0, min(g_l, 1 -
+ * sum_(j<l) g_j)) and the rest, P[gates], for the final head. */
+void ee_jei_exit_distribution(const float *g, int gates, float *P);
+/* A sample's best exit, argmin_h CE_h + lambda cost_h (the final head's cost 1; ties go to the earlier exit);
+ * head_logits[h] holds n x k logits of head h. */
+int ee_jei_best_exit(const float *const *head_logits, int i, int heads, int k, int label, const double *cost, double lambda);
+/* JEI-DNN's two losses on a batch (head_logits[h]: n x k): the gate loss (BCE with logits on targets
+ * [l >= best exit], positive weights pos_weight[l] (NULL: 1), averaged over samples and gates) and its gradient
+ * with respect to each gate's weights and bias; the classifier loss (sum_h P_h CE_h, averaged over samples) and
+ * its gradient with respect to every head's logits (dlogits[h], n x k; NULL or a NULL entry: not wanted). */
+ee_status ee_jei_loss(ee_ctx *ctx, const float *const *head_logits, const uint8_t *labels, int n, int heads, int k,
+                      const double *cost, double lambda, const double *pos_weight, const float (*gate)[EE_GATE_FEATURES + 1],
+                      double *gate_loss, float (*gate_grad)[EE_GATE_FEATURES + 1], double *cls_loss, float *const *dlogits);
+/* The gate loss's positive weights from validation outputs: min(5, (N - n_l) / max(n_l, 0.1)), n_l the samples whose
+ * best exit is l. */
+void ee_jei_pos_weights(const ee_outputs *val, const double *cost, double lambda, double *pos_weight);
 /* Per-head temperatures minimising the negative log-likelihood of val's labels (temperature scaling). */
 ee_status ee_fit_temperatures(ee_ctx *ctx, const ee_outputs *val, float *temperature);
 

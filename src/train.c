@@ -62,17 +62,21 @@ static int file_exists(const char *p) {
     return f != NULL;
 }
 
-static ee_status save_checkpoint(ee_ctx *ctx, ee_net *net, ee_optim_state *st, int epoch, const char *path) {
+/* extra: training state beyond the optimiser's (JEI-DNN's gates), saved as train.extra; NULL if none */
+static ee_status save_checkpoint(ee_ctx *ctx, ee_net *net, ee_optim_state *st, int epoch, const char *path,
+                                 float *extra, int nextra) {
     char ep[32], rng[32], steps[32];
     snprintf(ep, sizeof ep, "%d", epoch);
     snprintf(rng, sizeof rng, "%" PRIu64, ee_ctx_rng_state(ctx));
     snprintf(steps, sizeof steps, "%" PRId64, *ee_optim_state_steps(st));
     ee_meta meta[3] = {{"train.epoch", ep}, {"train.rng", rng}, {"train.steps", steps}};
-    io_tensor t = {"train.optim", ee_optim_state_data(st), ee_optim_state_size(st), 1, {(int)ee_optim_state_size(st)}};
-    return ee_io_write(ctx, net, meta, 3, &t, 1, path);
+    io_tensor t[2] = {{"train.optim", ee_optim_state_data(st), ee_optim_state_size(st), 1, {(int)ee_optim_state_size(st)}},
+                      {"train.extra", extra, (size_t)nextra, 1, {nextra}}};
+    return ee_io_write(ctx, net, meta, 3, t, extra ? 2 : 1, path);
 }
 
-static ee_status load_checkpoint(ee_ctx *ctx, ee_net *net, ee_optim_state *st, const char *path, int *epoch) {
+static ee_status load_checkpoint(ee_ctx *ctx, ee_net *net, ee_optim_state *st, const char *path, int *epoch,
+                                 float *extra, int nextra) {
     ee_net *ck = NULL;
     ee_status s = ee_net_load(ctx, path, &ck);
     if (s) return s;
@@ -81,7 +85,8 @@ static ee_status load_checkpoint(ee_ctx *ctx, ee_net *net, ee_optim_state *st, c
         s = ee_fail(ctx, EE_ERR_FORMAT, "%s: checkpoint is for another architecture", path);
     else if (!ep || !rng || !steps)
         s = ee_fail(ctx, EE_ERR_FORMAT, "%s: not a training checkpoint (no train.epoch)", path);
-    else if (!(s = ee_io_read(ctx, path, NULL, "train.optim", ee_optim_state_data(st), ee_optim_state_size(st)))) {
+    else if (!(s = ee_io_read(ctx, path, NULL, "train.optim", ee_optim_state_data(st), ee_optim_state_size(st))) &&
+             !(extra && (s = ee_io_read(ctx, path, NULL, "train.extra", extra, (size_t)nextra)))) {
         memcpy(net->params, ck->params, net->nparams * sizeof(float));
         memcpy(net->state, ck->state, net->nstate * sizeof(float));
         ee_net_params_changed(net);
@@ -103,7 +108,7 @@ void ee_train_head_weights(const ee_net *net, ee_train_mode mode, int epoch, int
         float tau = 0.01f + e * cap / epochs;
         w[h] = mode == EE_MODE_IC_ONLY ? 1.0f : mode == EE_MODE_SDN ? (tau < cap ? tau : cap) : 1.0f;
     }
-    w[nic] = mode == EE_MODE_IC_ONLY ? 0.0f : 1.0f;
+    w[nic] = mode == EE_MODE_IC_ONLY || mode == EE_MODE_JEI ? 0.0f : 1.0f;
 }
 
 ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_dataset *val, const ee_dataset *test,
@@ -123,6 +128,21 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
             if (net->nodes[net->heads[h]].conf < 0)
                 return ee_fail(ctx, EE_ERR_ARG, "EENet training needs EENet exits (a confidence branch at every exit)");
     }
+    /* JEI-DNN: gate weights and their momentum, the gate loss's positive weights; saved with every checkpoint */
+    int jei = cfg->mode == EE_MODE_JEI, G = net->nheads - 1;
+    float jst[EE_MAX_HEADS * (2 * (EE_GATE_FEATURES + 1) + 1)] = {0};
+    float (*gw)[EE_GATE_FEATURES + 1] = (float (*)[EE_GATE_FEATURES + 1])jst;
+    float (*gm)[EE_GATE_FEATURES + 1] = (float (*)[EE_GATE_FEATURES + 1])(jst + G * (EE_GATE_FEATURES + 1));
+    float *jpw = jst + 2 * G * (EE_GATE_FEATURES + 1);
+    int njst = jei ? G * (2 * (EE_GATE_FEATURES + 1) + 1) : 0;
+    double jcost[EE_MAX_HEADS], jpos[EE_MAX_HEADS];
+    if (jei) {
+        if (!(cfg->jei_lambda >= 0) || cfg->jei_warmup < 0 || cfg->jei_switch < 1)
+            return ee_fail(ctx, EE_ERR_ARG, "JEI-DNN training: lambda %g, warm-up %d or phase length %d out of range",
+                           cfg->jei_lambda, cfg->jei_warmup, cfg->jei_switch);
+        ee_net_head_costs(net, jcost, NULL);
+        for (int l = 0; l < G; l++) jpw[l] = 1;
+    }
     ee_status s = check_data(ctx, net, train, "training");
     if (!s && val) s = check_data(ctx, net, val, "validation");
     if (!s && test) s = check_data(ctx, net, test, "test");
@@ -132,7 +152,7 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
     if ((s = ee_optim_state_new(ctx, net, &cfg->optim, &st))) return s;
     int start = 0;
     if (cfg->resume && cfg->checkpoint && file_exists(cfg->checkpoint) &&
-        (s = load_checkpoint(ctx, net, st, cfg->checkpoint, &start))) {
+        (s = load_checkpoint(ctx, net, st, cfg->checkpoint, &start, jei ? jst : NULL, njst))) {
         ee_optim_state_free(st);
         return s;
     }
@@ -153,7 +173,8 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
         ee_train_head_weights(net, cfg->mode, epoch, cfg->epochs, hw_end);
         if (epoch > 0) ee_train_head_weights(net, cfg->mode, epoch - 1, cfg->epochs, hw_start);
         else for (int h = 0; h < net->nheads; h++) hw_start[h] = cfg->mode == EE_MODE_SDN && h < net->nheads - 1 ? 0.01f : hw_end[h];
-        ee_net_freeze_backbone(net, cfg->mode == EE_MODE_IC_ONLY);
+        ee_net_freeze_backbone(net, cfg->mode == EE_MODE_IC_ONLY || jei);
+        for (int l = 0; l < G && jei; l++) jpos[l] = jpw[l];
         double t0 = now_s(), loss_sum = 0;
         long seen = 0, right_sum = 0;
         for (int step = 0; step < steps && !s; step++) {
@@ -165,11 +186,42 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
                 hw[h] = hw_start[h] + (hw_end[h] - hw_start[h]) * (float)(step + 1) / (float)steps;
             double l_final = 0;
             int right = 0;
+            int own_loss = cfg->mode == EE_MODE_EENET || (jei && epoch >= cfg->jei_warmup), gate_phase = 0;
             if (cfg->mode == EE_MODE_EENET) {
                 ee_eenet_loss_kind lk = epoch < cfg->eenet_stage1 ? EE_EENET_V0 : cfg->eenet_loss;
                 s = ee_eenet_loss(ctx, net, y, n, ecost, cfg->eenet_lambda, lk, &l_final, &right);
+            } else if (own_loss) { /* JEI-DNN after its warm-up: gate and classifier phases, the gate phase first */
+                long k = (long)(epoch - cfg->jei_warmup) * steps + step;
+                gate_phase = (k / cfg->jei_switch) % 2 == 0;
+                const float *hl[EE_MAX_HEADS];
+                float *dl[EE_MAX_HEADS] = {0}, gg[EE_MAX_HEADS][EE_GATE_FEATURES + 1];
+                for (int h = 0; h < net->nheads; h++) {
+                    ee_node *hd = &net->nodes[net->heads[h]];
+                    hl[h] = hd->y;
+                    if (!gate_phase && h < G) { dl[h] = hd->dy; hd->seeded = 1; }
+                }
+                double gl, cl;
+                s = ee_jei_loss(ctx, hl, y, n, net->nheads, net->classes, jcost, cfg->jei_lambda, jpos,
+                                (const float (*)[EE_GATE_FEATURES + 1])gw, &gl, gg, &cl, dl);
+                l_final = gate_phase ? gl : cl;
+                const float *zf = hl[G];
+                for (int i = 0; i < n; i++) {
+                    int top = 0;
+                    for (int j = 1; j < net->classes; j++) top = zf[(size_t)i * net->classes + j] > zf[(size_t)i * net->classes + top] ? j : top;
+                    right += top == y[i];
+                }
+                /* the gates' own SGD, JEI-DNN's: lr 0.01 on the run's schedule, momentum 0.9, weight decay 5e-4 */
+                float glr = 0.01f * (cfg->sched.base_lr > 0 ? lr / cfg->sched.base_lr : 1);
+                for (int l = 0; l < G && gate_phase && !s; l++)
+                    for (int f = 0; f <= EE_GATE_FEATURES; f++) {
+                        float g = gg[l][f] + 5e-4f * gw[l][f];
+                        gm[l][f] = 0.9f * gm[l][f] + g;
+                        gw[l][f] -= glr * gm[l][f];
+                    }
             }
-            for (int h = 0; h < net->nheads && !s && cfg->mode != EE_MODE_EENET; h++) {
+            if (jei && !own_loss) /* JEI-DNN's warm-up: sum over ICs of (G + 1 - l) CE_l; the final head frozen */
+                for (int h = 0; h < G; h++) hw[h] = (float)(G + 1 - h);
+            for (int h = 0; h < net->nheads && !s && !own_loss; h++) {
                 double l;
                 int r;
                 s = ee_net_loss(ctx, net, h, y, n, hw[h], &l, &r);
@@ -181,7 +233,7 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
                                 step + 1, lr);
                 break;
             }
-            if ((s = ee_net_backward(ctx, net, n)) || (s = ee_optim_step(ctx, net, st, lr))) break;
+            if (!gate_phase && ((s = ee_net_backward(ctx, net, n)) || (s = ee_optim_step(ctx, net, st, lr)))) break;
             loss_sum += l_final * n;
             right_sum += right;
             seen += n;
@@ -209,10 +261,24 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
                 ee_policy_shared(&pol, EE_SCORE_CONFIDENCE, net->nheads, 0.5f, 0);
                 if (!(s = ee_policy_simulate(ctx, o, ecost, &pol, &es))) { p.val_exit_acc = es.acc; p.val_exit_cost = es.cost; }
             }
+            if (!s && jei && epoch + 1 >= cfg->jei_warmup) {
+                /* the gates as the model's policy, their rule on validation, next epoch's positive weights */
+                ee_exit_policy pol;
+                ee_exit_stats es;
+                ee_policy_shared(&pol, EE_SCORE_GATE, net->nheads, 0.5f, 0);
+                pol.gate_rule = EE_GATE_JEI;
+                memcpy(pol.gate, gw, sizeof(float) * G * (EE_GATE_FEATURES + 1));
+                snprintf(pol.split, sizeof pol.split, "none");
+                if (!(s = ee_policy_simulate(ctx, o, jcost, &pol, &es))) { p.val_exit_acc = es.acc; p.val_exit_cost = es.cost; }
+                if (!s) s = ee_net_set_policy(ctx, net, &pol);
+                double pw[EE_MAX_HEADS];
+                ee_jei_pos_weights(o, jcost, cfg->jei_lambda, pw);
+                for (int l = 0; l < G; l++) jpw[l] = (float)pw[l];
+            }
             ee_outputs_free(o);
         }
         if (!s && test && !(s = ee_evaluate(ctx, net, test, B, &r))) p.test_acc = r.acc;
-        if (!s && cfg->checkpoint) s = save_checkpoint(ctx, net, st, epoch + 1, cfg->checkpoint);
+        if (!s && cfg->checkpoint) s = save_checkpoint(ctx, net, st, epoch + 1, cfg->checkpoint, jei ? jst : NULL, njst);
         if (!s && fn) fn(&p, user);
     }
     ee_net_freeze_backbone(net, 0);

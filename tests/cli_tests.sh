@@ -161,6 +161,22 @@ cp "$T/s.eenn" "$T/s2.eenn"
 "$E" calibrate "$T/s2.eenn" --kind entropy --per-exit --temperature --budget 50% --json >"$T/cal2.json" &&
     grep -q '"policy":"kind=entropy heads=[0-9]* fallback=0 per_exit=1 temperature_fitted=1 target=budget:0.5' "$T/cal2.json" &&
     "$E" eval "$T/s2.eenn" --json | grep -q '"policy":"entropy, ' && ok || bad "calibrate --kind entropy --per-exit: $(cat "$T/cal2.json")"
+# learned exit policies (Bolukbasi et al.): gates fitted on validation, stored, shown and run for real
+cp "$T/s.eenn" "$T/s3.eenn"
+"$E" policy "$T/s3.eenn" --lambda 0.05 >"$T/pol.txt" && grep -q "learned gates on the exits' uncertainty (Bolukbasi" "$T/pol.txt" &&
+    "$E" info "$T/s3.eenn" --summary | grep -q "^exit policy: learned gates" &&
+    "$E" eval "$T/s3.eenn" --json | grep -q '"policy":"learned gates' && ok || bad "policy --lambda: $(cat "$T/pol.txt")"
+for b in 1 64; do
+    "$E" infer "$T/s3.eenn" "$DATA/t10k-images-idx3-ubyte.gz" --limit 64 --batch $b --json >"$T/pinf$b.json"
+done
+cmp -s "$T/pinf1.json" "$T/pinf64.json" && ok || bad "learned-gate exits at batch 1 and batch 64 differ"
+"$E" policy "$T/s.eenn" --lambda 0,0.05,0.5 --test-subset 200 --json >"$T/polc.json" 2>/dev/null &&
+    [ "$(grep -o '"lambda":' "$T/polc.json" | wc -l)" -eq 3 ] && ok || bad "policy lambda curve: $(cat "$T/polc.json")"
+"$E" policy "$T/s3.eenn" --budget 60% --dry-run --json | grep -q '"stored":false' && ok || bad "policy --budget --dry-run"
+expect_usage "policy without lambda or target" "give --lambda X, --max-drop X or --budget X" "$E" policy "$T/s3.eenn"
+expect_usage "policy with lambda and target" "exclude each other" "$E" policy "$T/s3.eenn" --lambda 0.1 --budget 50%
+expect_usage "policy with a negative lambda" "not a list of numbers" "$E" policy "$T/s3.eenn" --lambda -1
+expect_usage "threshold calibration of gates" "eenn policy fits them" "$E" calibrate "$T/s3.eenn" --kind gate
 # risk control: a guaranteed threshold stored and shown, and the split-based check of the guarantee
 "$E" calibrate "$T/s2.eenn" --risk 5% --method ltt --delta 0.2 >"$T/rc.txt" && grep -q "guarantee (LTT): gap risk at most 5% with probability 0.8" "$T/rc.txt" &&
     "$E" info "$T/s2.eenn" --summary | grep -q "^exit policy: .*guarantee (LTT)" &&

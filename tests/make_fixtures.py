@@ -221,11 +221,56 @@ def eenet_fixture(d):
     o.f.close()
 
 
+def uncertainty(z):
+    """JEI-DNN's gate features of logits z (n x K): max probability, entropy, margin, entropy of p^2 / sum p^2"""
+    p = F.softmax(z, 1)
+    top2 = p.topk(2, 1).values
+    q = p * p / (p * p).sum(1, keepdim=True)
+    h = -(p * p.log()).sum(1)
+    h2 = -(q * q.clamp_min(1e-30).log()).sum(1)
+    return torch.stack([top2[:, 0], h, top2[:, 0] - top2[:, 1], h2], 1)
+
+
+def jei_fixture(d):
+    """JEI-DNN's gate loss (BCE with logits, positive weights, targets [l >= argmin CE + lambda c]) and its
+    exit-weighted classifier loss, with autograd's gradients for the gates and the logits"""
+    o = Out(os.path.join(d, "jei.bin"))
+    n, H, K = 8, 3, 5
+    logits = hinput("jei.logits", (H, n, K)).mul(3).requires_grad_(True)
+    y = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2])
+    gate = hinput("jei.gate", (H - 1, 5)).mul(2).requires_grad_(True)
+    cost, lam, pw = [0.3, 0.6, 1.0], 0.7, torch.tensor([2.0, 0.5])
+    ce = torch.stack([F.cross_entropy(logits[h], y, reduction="none") for h in range(H)])  # H x n
+    best = (ce.detach() + lam * torch.tensor(cost)[:, None]).argmin(0)
+    u = [uncertainty(logits[h].detach()) for h in range(H - 1)]
+    a = torch.stack([u[h] @ gate[h, :4] + gate[h, 4] for h in range(H - 1)], 1)  # n x G
+    t = (torch.arange(H - 1)[None, :] >= best[:, None]).float()
+    gl = F.binary_cross_entropy_with_logits(a, t, pos_weight=pw)
+    g = torch.sigmoid(a).detach()
+    P, used = [], torch.zeros(n)
+    for h in range(H - 1):
+        P.append(torch.clamp(torch.minimum(g[:, h], 1 - g[:, :h].sum(1)), min=0))
+        used = used + P[-1]
+    P.append(torch.clamp(1 - used, min=0))
+    cl = sum((P[h] * ce[h]).mean() for h in range(H))
+    gl.backward()
+    o.put("gate_grad", gate.grad)
+    cl.backward()
+    o.put("logits", logits)
+    o.put("gate", gate)
+    o.put("gate_loss", gl.reshape(1))
+    o.put("cls_loss", cl.reshape(1))
+    o.put("dlogits", logits.grad)
+    o.put("best", best.float())
+    o.f.close()
+
+
 def main():
     d = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures"
     os.makedirs(d, exist_ok=True)
     eenet_fixture(d)
-    if len(sys.argv) > 2 and sys.argv[2] == "eenet":
+    jei_fixture(d)
+    if len(sys.argv) > 2 and sys.argv[2] in ("eenet", "jei"):
         return
     torch.manual_seed(0)
     o = Out(os.path.join(d, "layers.bin"))

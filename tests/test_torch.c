@@ -234,6 +234,66 @@ static double eenet_loss_at(ee_ctx *ctx, ee_net *net, const float *x, const uint
     return l;
 }
 
+/* JEI-DNN's two losses against PyTorch's autograd of them written from their definitions (tests/make_fixtures.py):
+ * the gate loss and its gradient with respect to the gates, the exit-weighted classifier loss and its gradient with
+ * respect to every head's logits; the gate gradient also against central finite differences */
+static void jei_case(void) {
+    enum { N = 8, H = 3, K = 5 };
+    size_t c1, c2, c3;
+    float *lg = fx("jei.bin", "logits", &c1), *gt = fx("jei.bin", "gate", &c2), *best = fx("jei.bin", "best", &c3);
+    if (!lg || !gt || !best || c1 != (size_t)N * H * K || c2 != (H - 1) * 5 || c3 != N) {
+        CHECK(0, "jei.bin: logits, gate or best missing or of the wrong size");
+        free(lg); free(gt); free(best);
+        return;
+    }
+    int seen[H] = {0}, kinds = 0;
+    for (int i = 0; i < N; i++) kinds += !seen[(int)best[i]]++;
+    CHECK(kinds >= 2, "the fixture's best exits are all the same");
+    ee_ctx *ctx = ee_ctx_new();
+    const uint8_t y[N] = {0, 1, 2, 3, 4, 0, 1, 2};
+    const double cost[H] = {0.3, 0.6, 1.0}, pw[H - 1] = {2.0, 0.5};
+    const float *hl[H] = {lg, lg + N * K, lg + 2 * N * K};
+    float d[H * N * K], *dl[H] = {d, d + N * K, d + 2 * N * K}, gg[H - 1][EE_GATE_FEATURES + 1];
+    for (int i = 0; i < N; i++)
+        CHECK(ee_jei_best_exit(hl, i, H, K, y[i], cost, 0.7) == (int)best[i], "sample %d: best exit", i);
+    double gl, cl;
+    const float (*gate)[EE_GATE_FEATURES + 1] = (const float (*)[EE_GATE_FEATURES + 1])gt;
+    CHECK_OK(ctx, ee_jei_loss(ctx, hl, y, N, H, K, cost, 0.7, pw, gate, &gl, gg, &cl, dl));
+    float glf = (float)gl, clf = (float)cl;
+    float *w;
+    size_t cnt;
+    if ((w = fx("jei.bin", "gate_loss", &cnt))) { cmp("jei gate loss", &glf, w, 1, 1e-6, 1e-5); free(w); }
+    if ((w = fx("jei.bin", "cls_loss", &cnt))) { cmp("jei classifier loss", &clf, w, 1, 1e-6, 1e-5); free(w); }
+    if ((w = fx("jei.bin", "gate_grad", &cnt))) { cmp("jei gate gradient", &gg[0][0], w, cnt, 1e-6, 1e-4); free(w); }
+    if ((w = fx("jei.bin", "dlogits", &cnt))) { cmp("jei logits gradient", d, w, cnt, 1e-6, 1e-4); free(w); }
+    /* finite differences of the gate loss in double */
+    float g2[H - 1][EE_GATE_FEATURES + 1];
+    memcpy(g2, gt, sizeof g2);
+    double worst = 0;
+    for (int l = 0; l < H - 1; l++)
+        for (int f = 0; f <= EE_GATE_FEATURES; f++) {
+            float w0 = g2[l][f];
+            const float eps = 1e-2f;
+            double lp, lm;
+            g2[l][f] = w0 + eps;
+            CHECK_OK(ctx, ee_jei_loss(ctx, hl, y, N, H, K, cost, 0.7, pw, (const float (*)[EE_GATE_FEATURES + 1])g2, &lp, NULL, NULL, NULL));
+            g2[l][f] = w0 - eps;
+            CHECK_OK(ctx, ee_jei_loss(ctx, hl, y, N, H, K, cost, 0.7, pw, (const float (*)[EE_GATE_FEATURES + 1])g2, &lm, NULL, NULL, NULL));
+            g2[l][f] = w0;
+            double num = (lp - lm) / (2 * (double)eps), e = fabs(num - gg[l][f]) / (1e-4 + 1e-2 * fabs(num));
+            worst = e > worst ? e : worst;
+            CHECK(e <= 1, "jei gate %d weight %d: numeric %.6g, analytic %.6g", l, f, num, gg[l][f]);
+        }
+    if (getenv("VERBOSE")) printf("  jei gate finite differences: %.3g x tolerance\n", worst);
+    /* the exit distribution by hand: g = 0.7, 0.6 -> P = 0.7, min(0.6, 0.3) = 0.3, final 0 */
+    float g[2] = {0.7f, 0.6f}, P[3];
+    ee_jei_exit_distribution(g, 2, P);
+    CHECK(fabsf(P[0] - 0.7f) < 1e-6f && fabsf(P[1] - 0.3f) < 1e-6f && fabsf(P[2]) < 1e-6f, "exit distribution %g %g %g",
+          P[0], P[1], P[2]);
+    free(lg); free(gt); free(best);
+    ee_ctx_free(ctx);
+}
+
 /* the EENet loss (v0, v1, v2) on a small network: the loss and every parameter's gradient against PyTorch's
  * autograd of the same loss written from its definition, and the gradients of the exits' parameters (and a few
  * of the backbone's) against central finite differences in double-checked float */
@@ -305,6 +365,7 @@ static void eenet_case(void) {
 int main(int argc, char **argv) {
     if (argc > 1) FIX = argv[1];
     eenet_case();
+    jei_case();
     layer_case("conv", "input c=3 h=7 w=7\nconv name=L out=4 k=3 stride=2 pad=1 bias=1\ngap\nlinear out=2\n", 2, 3, 7, 7, 1);
     layer_case("gconv", "input c=4 h=5 w=5\nconv name=L out=6 k=3 stride=1 pad=1 groups=2 bias=0\ngap\nlinear out=2\n", 2, 4, 5, 5, 1);
     layer_case("dwconv", "input c=4 h=6 w=6\nconv name=L out=4 k=3 stride=2 pad=1 groups=4 bias=0\ngap\nlinear out=2\n", 2, 4, 6, 6, 1);
