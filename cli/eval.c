@@ -15,6 +15,9 @@ static const char *eval_help =
     "  --subset N     the first N images of the split only\n"
     "  --q X          early-exit threshold (default: the calibrated one stored in the model)\n"
     "  --sweep        the SDN reference's threshold sweep: accuracy, exits and cost for each q\n"
+    "  --conformal A  with an exit policy: the expected calibration error of its answers (15 equal-mass bins) and\n"
+    "                 per-exit conformal prediction sets at level 1 - A fitted on the validation split (JEI-DNN),\n"
+    "                 their coverage and mean size (default 0.05; 0: neither)\n"
     "  --batch N      (default 256)   --threads N   --json\n";
 
 
@@ -28,18 +31,19 @@ typedef struct {
 } eval_model;
 
 
-enum { O_DATA = 256, O_SPLIT, O_SUBSET, O_BATCH, O_THREADS, O_Q, O_SWEEP, O_JSON };
+enum { O_DATA = 256, O_SPLIT, O_SUBSET, O_BATCH, O_THREADS, O_Q, O_SWEEP, O_JSON, O_CONFORMAL };
 static const struct option eval_opts[] = {
     {"data", required_argument, NULL, O_DATA}, {"split", required_argument, NULL, O_SPLIT},
     {"subset", required_argument, NULL, O_SUBSET},
     {"batch", required_argument, NULL, O_BATCH}, {"threads", required_argument, NULL, O_THREADS},
     {"q", required_argument, NULL, O_Q}, {"sweep", no_argument, NULL, O_SWEEP}, {"json", no_argument, NULL, O_JSON},
+    {"conformal", required_argument, NULL, O_CONFORMAL},
     {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 int cmd_eval(int argc, char **argv) {
     const char *data = NULL, *split = "test";
     int batch = 256, json = 0, threads = 0, sweep = 0, subset = 0;
-    double qopt = -1;
+    double qopt = -1, alpha = 0.05;
     cli_args a = {"eval", eval_help, eval_opts, NULL, argc, argv, -1, 0};
     for (int c; (c = cli_next(&a)) != -1;) {
         switch (c) {
@@ -51,6 +55,7 @@ int cmd_eval(int argc, char **argv) {
         case O_Q: qopt = cli_num(&a, 0, 2); break;
         case O_SWEEP: sweep = 1; break;
         case O_JSON: json = 1; break;
+        case O_CONFORMAL: alpha = cli_num(&a, 0, 0.5); break;
         }
     }
     int nmodels = cli_npos(&a);
@@ -124,9 +129,22 @@ int cmd_eval(int argc, char **argv) {
                 ee_exit_stats st;
                 char desc[512];
                 check(ee_policy_simulate(ctx, m[k].out, m[k].cost, &pol, &st), ctx);
+                /* how trustworthy the answers are: calibration error, conformal sets fitted on validation */
+                double ece = -1, cov = -1, size = -1;
+                if (alpha > 0) {
+                    check(ee_policy_ece(ctx, m[k].out, &pol, 15, &ece), ctx);
+                    ee_outputs *vo = validation_outputs(ctx, net, m[k].path, data, -1);
+                    float qhat[EE_MAX_HEADS];
+                    check(ee_conformal_fit(ctx, vo, &pol, alpha, qhat), ctx);
+                    check(ee_conformal_eval(ctx, m[k].out, &pol, qhat, &cov, &size), ctx);
+                    ee_outputs_free(vo);
+                }
                 if (json) {
                     printf(",\"policy\":\"%s\",\"early_exit\":", js(describe_policy(&pol, desc, sizeof desc)));
                     print_exit_stats(&st, H, ds->n, m[k].acc[H - 1], 1);
+                    if (alpha > 0)
+                        printf(",\"ece\":%.5f,\"conformal\":{\"alpha\":%g,\"coverage\":%.5f,\"mean_set_size\":%.4f}", ece,
+                               alpha, cov, size);
                 } else {
                     printf("early exits (%s: %s):\n",
                            qopt >= 0 ? "threshold given"
@@ -134,6 +152,9 @@ int cmd_eval(int argc, char **argv) {
                                                                                          : "calibrated policy",
                            describe_policy(&pol, desc, sizeof desc));
                     print_exit_stats(&st, H, ds->n, m[k].acc[H - 1], 0);
+                    if (alpha > 0)
+                        printf("  calibration error (15 bins) %.2f%%; conformal sets at %g%%: coverage %.2f%%, mean size "
+                               "%.2f classes\n", ece * 100, (1 - alpha) * 100, cov * 100, size);
                 }
             }
             if (sweep) {

@@ -511,6 +511,16 @@ ee_status ee_jei_loss(ee_ctx *ctx, const float *const *head_logits, const uint8_
 /* The gate loss's positive weights from validation outputs: min(5, (N - n_l) / max(n_l, 0.1)), n_l the samples whose
  * best exit is l. */
 void ee_jei_pos_weights(const ee_outputs *val, const double *cost, double lambda, double *pos_weight);
+/* The expected calibration error of the answers p gives on o (each sample's answer and confidence from the exit it
+ * takes), over `bins` equal-mass bins of confidence (JEI-DNN: 15). */
+ee_status ee_policy_ece(ee_ctx *ctx, const ee_outputs *o, const ee_exit_policy *p, int bins, double *ece);
+/* Split-conformal prediction sets per exit (JEI-DNN): qhat[h], the ceil((m + 1)(1 - alpha))-th smallest score
+ * 1 - p_y of the m calibration samples of val that p sends to exit h (all of val's samples at that exit if m <= 20);
+ * the set of a sample leaving at h is {k : p_k >= 1 - qhat[h]}. */
+ee_status ee_conformal_fit(ee_ctx *ctx, const ee_outputs *val, const ee_exit_policy *p, double alpha, float *qhat);
+/* The sets' coverage (the share holding the label) and mean size on o. */
+ee_status ee_conformal_eval(ee_ctx *ctx, const ee_outputs *o, const ee_exit_policy *p, const float *qhat,
+                            double *coverage, double *mean_size);
 /* Per-head temperatures minimising the negative log-likelihood of val's labels (temperature scaling). */
 ee_status ee_fit_temperatures(ee_ctx *ctx, const ee_outputs *val, float *temperature);
 

@@ -111,6 +111,14 @@ void ee_train_head_weights(const ee_net *net, ee_train_mode mode, int epoch, int
     w[nic] = mode == EE_MODE_IC_ONLY || mode == EE_MODE_JEI ? 0.0f : 1.0f;
 }
 
+/* JEI-DNN's gates as an exit policy: kind gate, the conditional rule, threshold 0.5, learned in training */
+static void jei_policy(const ee_net *net, float (*gw)[EE_GATE_FEATURES + 1], ee_exit_policy *pol) {
+    ee_policy_shared(pol, EE_SCORE_GATE, net->nheads, 0.5f, 0);
+    pol->gate_rule = EE_GATE_JEI;
+    memcpy(pol->gate, gw, sizeof(float) * (net->nheads - 1) * (EE_GATE_FEATURES + 1));
+    snprintf(pol->split, sizeof pol->split, "none");
+}
+
 ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_dataset *val, const ee_dataset *test,
                    const ee_train_config *cfg, ee_progress_fn fn, void *user) {
     int B = cfg->batch;
@@ -261,21 +269,21 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
                 ee_policy_shared(&pol, EE_SCORE_CONFIDENCE, net->nheads, 0.5f, 0);
                 if (!(s = ee_policy_simulate(ctx, o, ecost, &pol, &es))) { p.val_exit_acc = es.acc; p.val_exit_cost = es.cost; }
             }
-            if (!s && jei && epoch + 1 >= cfg->jei_warmup) {
-                /* the gates as the model's policy, their rule on validation, next epoch's positive weights */
+            if (!s && jei && epoch + 1 >= cfg->jei_warmup) { /* the JEI gates' rule on validation; next weights */
                 ee_exit_policy pol;
                 ee_exit_stats es;
-                ee_policy_shared(&pol, EE_SCORE_GATE, net->nheads, 0.5f, 0);
-                pol.gate_rule = EE_GATE_JEI;
-                memcpy(pol.gate, gw, sizeof(float) * G * (EE_GATE_FEATURES + 1));
-                snprintf(pol.split, sizeof pol.split, "none");
+                jei_policy(net, gw, &pol);
                 if (!(s = ee_policy_simulate(ctx, o, jcost, &pol, &es))) { p.val_exit_acc = es.acc; p.val_exit_cost = es.cost; }
-                if (!s) s = ee_net_set_policy(ctx, net, &pol);
                 double pw[EE_MAX_HEADS];
                 ee_jei_pos_weights(o, jcost, cfg->jei_lambda, pw);
                 for (int l = 0; l < G; l++) jpw[l] = (float)pw[l];
             }
             ee_outputs_free(o);
+        }
+        if (!s && jei && epoch + 1 >= cfg->jei_warmup) { /* the gates so far are the model's policy */
+            ee_exit_policy pol;
+            jei_policy(net, gw, &pol);
+            s = ee_net_set_policy(ctx, net, &pol);
         }
         if (!s && test && !(s = ee_evaluate(ctx, net, test, B, &r))) p.test_acc = r.acc;
         if (!s && cfg->checkpoint) s = save_checkpoint(ctx, net, st, epoch + 1, cfg->checkpoint, jei ? jst : NULL, njst);

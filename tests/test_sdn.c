@@ -142,8 +142,12 @@ static ee_net *small_sdn(ee_ctx *ctx) {
     return sdn;
 }
 
-static void test_ic_only_frozen(void) {
+/* IC-only and JEI-DNN training leave the CNN (weights and BN statistics) as it was and train the ICs; JEI stores
+ * its gates as the model's policy, and a run stopped and resumed from its checkpoint ends where an unbroken one
+ * does, gates included */
+static void frozen_case(ee_train_mode mode) {
     ee_ctx *ctx = ee_ctx_new();
+    ee_ctx_set_threads(ctx, 1);
     ee_net *net = small_sdn(ctx);
     CHECK(net != NULL, "SDN");
     if (!net) return;
@@ -157,8 +161,18 @@ static void test_ic_only_frozen(void) {
     memcpy(p0, ee_net_params(net), np * 4);
     memcpy(s0, ee_net_state(net), ns * 4);
     ee_train_config cfg = {2, 32, {EE_OPTIM_ADAM, 1e-3f, 0, 1e-4f, 0, 0.9f, 0.999f, 1e-8f}, {EE_SCHED_STEP, 1e-3f, 0.1f, {1}, 1, 0, 0},
-                           {4, 1}, NULL, 0, 0, EE_MODE_IC_ONLY, 0, 0, 0, 0};
-    CHECK_OK(ctx, ee_train(ctx, net, ds, NULL, NULL, &cfg, NULL, NULL));
+                           {4, 1}, NULL, 0, 0, mode, 0, 0, 0, 0, 0.5f, 1, 2};
+    if (mode == EE_MODE_JEI) cfg.epochs = 3;
+    ee_net *twin = NULL; /* the same start, for the resumed run */
+    CHECK_OK(ctx, ee_net_from_text(ctx, ee_net_arch(net), "twin", &twin));
+    if (twin) {
+        CHECK_OK(ctx, ee_net_init(ctx, twin));
+        memcpy(ee_net_params(twin), ee_net_params(net), np * 4);
+        memcpy(ee_net_state(twin), ee_net_state(net), ns * 4);
+        ee_net_params_changed(twin);
+    }
+    uint64_t rng = ee_ctx_rng_state(ctx);
+    CHECK_OK(ctx, ee_train(ctx, net, ds, ds, NULL, &cfg, NULL, NULL));
     int backbone_same = 1, ic_moved = 0;
     for (int i = 0; i < net->nnodes; i++) {
         const ee_node *nd = &net->nodes[i];
@@ -167,12 +181,41 @@ static void test_ic_only_frozen(void) {
         if (mask[i]) backbone_same &= same;
         else ic_moved |= !same;
     }
-    CHECK(backbone_same, "IC-only training changed a CNN weight or BN statistic");
-    CHECK(ic_moved, "IC-only training did not change the IC heads");
+    CHECK(backbone_same, "mode %d training changed a CNN weight or BN statistic", mode);
+    CHECK(ic_moved, "mode %d training did not change the IC heads", mode);
+    if (mode == EE_MODE_JEI && twin) {
+        ee_exit_policy pol;
+        CHECK_OK(ctx, ee_net_policy(ctx, net, &pol));
+        float nz = 0;
+        for (int l = 0; l < ee_net_num_heads(net) - 1; l++) nz += fabsf(pol.gate[l][0]) + fabsf(pol.gate[l][1]);
+        CHECK(pol.kind == EE_SCORE_GATE && pol.gate_rule == EE_GATE_JEI && nz > 0, "JEI's gates are not the policy");
+        /* stopped after 2 epochs, resumed from the checkpoint */
+        char ck[] = "/tmp/eenn-jei-XXXXXX";
+        int fd = mkstemp(ck);
+        if (fd >= 0) close(fd);
+        ee_ctx_set_rng_state(ctx, rng);
+        cfg.checkpoint = ck;
+        cfg.stop_epoch = 2;
+        CHECK_OK(ctx, ee_train(ctx, twin, ds, ds, NULL, &cfg, NULL, NULL));
+        cfg.stop_epoch = 0;
+        cfg.resume = 1;
+        CHECK_OK(ctx, ee_train(ctx, twin, ds, ds, NULL, &cfg, NULL, NULL));
+        ee_exit_policy pt;
+        CHECK_OK(ctx, ee_net_policy(ctx, twin, &pt));
+        CHECK(!memcmp(pt.gate, pol.gate, sizeof pol.gate) && !memcmp(ee_net_params(twin), ee_net_params(net), np * 4),
+              "JEI resumed from a checkpoint differs from the unbroken run");
+        unlink(ck);
+    }
+    ee_net_free(twin);
     free(p0); free(s0);
     ee_dataset_free(ds);
     ee_net_free(net);
     ee_ctx_free(ctx);
+}
+
+static void test_ic_only_frozen(void) {
+    frozen_case(EE_MODE_IC_ONLY);
+    frozen_case(EE_MODE_JEI);
 }
 
 /* the small SDN after a little SDN training on ds, so that confidences spread over the exits */
@@ -180,7 +223,7 @@ static ee_net *trained_sdn(ee_ctx *ctx, const ee_dataset *ds) {
     ee_net *net = small_sdn(ctx);
     if (!net) return NULL;
     ee_train_config cfg = {2, 32, {EE_OPTIM_SGD, 0.05f, 0.9f, 1e-4f, 0, 0, 0, 0}, {EE_SCHED_STEP, 0.05f, 0.1f, {0}, 0, 0, 0},
-                           {0, 0}, NULL, 0, 0, EE_MODE_SDN, 0, 0, 0, 0};
+                           {0, 0}, NULL, 0, 0, EE_MODE_SDN, 0, 0, 0, 0, 0, 0, 0};
     CHECK_OK(ctx, ee_train(ctx, net, ds, NULL, NULL, &cfg, NULL, NULL));
     return net;
 }
@@ -694,6 +737,46 @@ static void test_learned_policy(void) {
     hand_free(&o);
     CHECK(ee_risk_losses(ctx, &te, EE_SCORE_GATE, EE_RISK_GAP, NULL, NULL) == EE_ERR_ARG, "risk control on gates");
 
+    /* calibration error by hand: four answers at the final head with confidences 0.6, 0.7 (right, wrong) and 0.8,
+     * 0.9 (both right); two equal-mass bins: |1.3 - 1| / 4 + |1.7 - 2| / 4 = 0.15 */
+    {
+        const double pc[4] = {0.7, 0.6, 0.9, 0.8};
+        const int rt[4] = {0, 1, 1, 1};
+        float el[8][2];
+        for (int i = 0; i < 4; i++) {
+            float a = (float)log(pc[i] / (1 - pc[i]));
+            el[i * 2][0] = 0; el[i * 2][1] = 0;
+            el[i * 2 + 1][0] = rt[i] ? a : 0; el[i * 2 + 1][1] = rt[i] ? 0 : a;
+        }
+        ee_outputs eo;
+        hand_outputs(4, 2, (const float (*)[2])el, &eo);
+        ee_policy_shared(&p, EE_SCORE_MAXPROB, 2, 1.01f, 0);
+        double ece = -1;
+        CHECK_OK(ctx, ee_policy_ece(ctx, &eo, &p, 2, &ece));
+        CHECK(fabs(ece - 0.15) < 1e-6, "calibration error %.6f, by hand 0.15", ece);
+        hand_free(&eo);
+    }
+    /* conformal sets: 30 calibration samples at the final head with scores 1 - p_y = i / 31; at alpha 0.1 qhat is
+     * the ceil(31 x 0.9) = 28th smallest, 28 / 31; a test sample covers its label iff its p_y >= 3 / 31 */
+    {
+        float cl[60][2];
+        for (int i = 0; i < 30; i++) {
+            double py = 1 - (i + 1) / 31.0;
+            cl[i * 2][0] = 0; cl[i * 2][1] = 0;
+            cl[i * 2 + 1][0] = (float)log(py / (1 - py)); cl[i * 2 + 1][1] = 0;
+        }
+        ee_outputs co;
+        hand_outputs(30, 2, (const float (*)[2])cl, &co);
+        float qh[2];
+        CHECK_OK(ctx, ee_conformal_fit(ctx, &co, &p, 0.1, qh));
+        CHECK(fabs(qh[1] - 28 / 31.0) < 1e-5, "conformal quantile %.6f, by hand %.6f", qh[1], 28 / 31.0);
+        double cov, size;
+        CHECK_OK(ctx, ee_conformal_eval(ctx, &co, &p, qh, &cov, &size));
+        /* the samples with p_y >= 3/31: i + 1 <= 28, so 28 of 30; the other class joins when 1 - p_y >= 3/31 */
+        CHECK(fabs(cov - 28 / 30.0) < 1e-9, "conformal coverage %.4f, by hand %.4f", cov, 28 / 30.0);
+        hand_free(&co);
+    }
+
     /* real compacted inference with learned gates (each, then JEI) equals the simulation, at batch 1 and 64 */
     ee_net *sdn = small_sdn(ctx);
     ee_dataset *ds = toy_data(64);
@@ -787,7 +870,7 @@ static void test_uncertainty(void) {
 static void check_eenet_exits(ee_ctx *ctx, ee_net *ee, ee_dataset *ds, int H, ee_eenet_loss_kind loss) {
     ee_train_config cfg = {2, 32, {EE_OPTIM_ADAM, 1e-3f, 0, 1e-4f, 0, 0.9f, 0.999f, 1e-8f},
                            {EE_SCHED_STEP, 1e-3f, 0.1f, {0}, 0, 0, 0}, {0, 0}, NULL, 0, 0, EE_MODE_EENET, 0.5f,
-                           loss, 1, 0};
+                           loss, 1, 0, 0, 0, 0};
     CHECK_OK(ctx, ee_train(ctx, ee, ds, NULL, NULL, &cfg, NULL, NULL));
     ee_outputs *o = NULL;
     CHECK_OK(ctx, ee_collect_outputs(ctx, ee, ds, 64, 0, &o));
