@@ -375,10 +375,10 @@ static void plan_lifetimes(ee_net *net) {
 
 /* The free buffer (owner < 0) that fits `need` floats most tightly, else the largest free one grown to fit,
  * else a new one; it becomes t's. */
-static int take_buffer(size_t *cap, int *owner, int *nb, size_t need, int t) {
+static int take_buffer(size_t *cap, int *owner, int *nb, size_t need, int t, int own) {
     size_t best_cap = 0;
     int best = -1;
-    for (int b = 0; b < *nb; b++) {
+    for (int b = 0; b < *nb && !own; b++) {
         if (owner[b] >= 0) continue;
         int fits = cap[b] >= need, best_fits = best >= 0 && best_cap >= need;
         if (best < 0 || (fits && (!best_fits || cap[b] < best_cap)) || (!fits && !best_fits && cap[b] > best_cap))
@@ -420,7 +420,7 @@ static int plan_gradients(ee_net *net, int max_batch) {
         for (int k = 0; k < m; k++) {
             int t = tg[k];
             if (t < 0 || placed[t]) continue; /* the network input, or a dy already live */
-            buf_of[t] = take_buffer(cap, owner, &nb, ee_shape_size(net->nodes[t].out) * max_batch, t);
+            buf_of[t] = take_buffer(cap, owner, &nb, ee_shape_size(net->nodes[t].out) * max_batch, t, 0);
             placed[t] = 1;
         }
         if (step < net->nnodes && placed[step]) owner[buf_of[step]] = -1; /* node `step` has read its dy */
@@ -473,7 +473,10 @@ static ee_status alloc_buffers(ee_ctx *ctx, ee_net *net, int max_batch, int trai
                     buf_of[t] = buf_of[o];
                     continue;
                 }
-                buf_of[t] = take_buffer(cap, owner, &nb, need, t);
+                /* what lives to the end (heads, confidence nodes, kept outputs) gets a buffer of its own: inference
+                 * runs chunk after chunk, and an earlier owner of a shared buffer, recomputed for the next chunk
+                 * with a shorter row, would write over this node's rows of the chunks before */
+                buf_of[t] = take_buffer(cap, owner, &nb, need, t, net->nodes[t].last_step == EE_MAX_NODES);
             }
             for (int b = 0; b < nb; b++) /* free what no later step reads */
                 if (owner[b] >= 0 && net->nodes[owner[b]].last_step <= step) owner[b] = -1;
