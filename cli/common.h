@@ -84,7 +84,10 @@ struct exit_method {
     int kind, temperature, per_exit;
     ee_status (*calibrate)(ee_ctx *ctx, const exit_method *m, const ee_outputs *val, const double *cost,
                            ee_target_kind target, double value, ee_exit_policy *p, ee_exit_stats *st);
+    int needs_stored_jei;  /* only for models whose stored policy is JEI-DNN's gates (method_stored is set) */
 };
+/* the model's stored policy, for the methods that use it as trained (set by compare before calibrate) */
+extern ee_exit_policy method_stored;
 extern const exit_method exit_methods[];
 extern const int n_exit_methods;
 

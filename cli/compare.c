@@ -195,6 +195,9 @@ int cmd_compare(int argc, char **argv) {
         check(ee_net_load(ctx, model, &net), ctx);
         int H = ee_net_num_heads(net);
         if (H < 2) die("%s: has no internal classifiers to compare exits on", model);
+        /* a model trained with JEI-DNN: its gates, as trained, are one of the methods */
+        int stored_jei = ee_net_policy(ctx, net, &method_stored) == EE_OK && method_stored.kind == EE_SCORE_GATE &&
+                         method_stored.gate_rule == EE_GATE_JEI;
         const char *dir = data ? data : ee_net_meta(net, "data.dir") ? ee_net_meta(net, "data.dir") : DEFAULT_DATA;
         fprintf(stderr, "compare: %s: outputs of every exit on the validation and test splits\n", model);
         ee_outputs *val = validation_outputs(ctx, net, model, dir, -1), *test = NULL;
@@ -282,6 +285,7 @@ int cmd_compare(int argc, char **argv) {
             }
             for (int m = 0, first = 1; m < n_exit_methods; m++) {
                 if (!method_selected(methods, m) || (exit_methods[m].kind == EE_SCORE_CONFIDENCE && !val->gate)) continue;
+                if (exit_methods[m].needs_stored_jei && !stored_jei) continue;
                 ee_exit_policy p;
                 ee_exit_stats vs, ts, tp;
                 check(exit_methods[m].calibrate(ctx, &exit_methods[m], val, cost, target, value, &p, &vs), ctx);

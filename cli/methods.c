@@ -25,22 +25,33 @@ static ee_status bolukbasi_policy(ee_ctx *ctx, const exit_method *m, const ee_ou
     return ee_policy_fit_bolukbasi_target(ctx, val, cost, target, value, p, st, NULL);
 }
 
+ee_exit_policy method_stored;
+
+/* JEI-DNN's gates as trained: the model's stored policy (the target is not used) */
+static ee_status stored_policy(ee_ctx *ctx, const exit_method *m, const ee_outputs *val, const double *cost,
+                               ee_target_kind target, double value, ee_exit_policy *p, ee_exit_stats *st) {
+    (void)m; (void)target; (void)value;
+    *p = method_stored;
+    return ee_policy_simulate(ctx, val, cost, p, st);
+}
+
 const exit_method exit_methods[] = {
-    {"maxprob, shared q (SDN)", "maxprob", EE_SCORE_MAXPROB, 0, 0, threshold_policy},
-    {"maxprob, per-exit", "maxprob per-exit", EE_SCORE_MAXPROB, 0, 1, threshold_policy},
-    {"maxprob, T, shared", "maxprob T", EE_SCORE_MAXPROB, 1, 0, threshold_policy},
-    {"maxprob, T, per-exit", "maxprob T per-exit", EE_SCORE_MAXPROB, 1, 1, threshold_policy},
-    {"entropy, shared (BranchyNet)", "entropy", EE_SCORE_ENTROPY, 0, 0, threshold_policy},
-    {"entropy, per-exit", "entropy per-exit", EE_SCORE_ENTROPY, 0, 1, threshold_policy},
-    {"entropy, T, per-exit", "entropy T per-exit", EE_SCORE_ENTROPY, 1, 1, threshold_policy},
-    {"margin, shared", "margin", EE_SCORE_MARGIN, 0, 0, threshold_policy},
-    {"margin, per-exit", "margin per-exit", EE_SCORE_MARGIN, 0, 1, threshold_policy},
-    {"margin, T, per-exit", "margin T per-exit", EE_SCORE_MARGIN, 1, 1, threshold_policy},
+    {"maxprob, shared q (SDN)", "maxprob", EE_SCORE_MAXPROB, 0, 0, threshold_policy, 0},
+    {"maxprob, per-exit", "maxprob per-exit", EE_SCORE_MAXPROB, 0, 1, threshold_policy, 0},
+    {"maxprob, T, shared", "maxprob T", EE_SCORE_MAXPROB, 1, 0, threshold_policy, 0},
+    {"maxprob, T, per-exit", "maxprob T per-exit", EE_SCORE_MAXPROB, 1, 1, threshold_policy, 0},
+    {"entropy, shared (BranchyNet)", "entropy", EE_SCORE_ENTROPY, 0, 0, threshold_policy, 0},
+    {"entropy, per-exit", "entropy per-exit", EE_SCORE_ENTROPY, 0, 1, threshold_policy, 0},
+    {"entropy, T, per-exit", "entropy T per-exit", EE_SCORE_ENTROPY, 1, 1, threshold_policy, 0},
+    {"margin, shared", "margin", EE_SCORE_MARGIN, 0, 0, threshold_policy, 0},
+    {"margin, per-exit", "margin per-exit", EE_SCORE_MARGIN, 0, 1, threshold_policy, 0},
+    {"margin, T, per-exit", "margin T per-exit", EE_SCORE_MARGIN, 1, 1, threshold_policy, 0},
     /* learned decisions on the exits' uncertainty features */
-    {"learned gates (Bolukbasi)", "bolukbasi", EE_SCORE_GATE, 0, 0, bolukbasi_policy},
+    {"learned gates (Bolukbasi)", "bolukbasi", EE_SCORE_GATE, 0, 0, bolukbasi_policy, 0},
+    {"JEI-DNN gates (trained)", "jei", EE_SCORE_GATE, 0, 0, stored_policy, 1},
     /* methods on a learned confidence branch (EENet exits): skipped for models without one */
-    {"confidence > 0.5 (EENet)", "confidence", EE_SCORE_CONFIDENCE, 0, 0, learned_policy},
-    {"confidence, shared", "confidence calibrated", EE_SCORE_CONFIDENCE, 0, 0, threshold_policy},
-    {"confidence, per-exit", "confidence per-exit", EE_SCORE_CONFIDENCE, 0, 1, threshold_policy},
+    {"confidence > 0.5 (EENet)", "confidence", EE_SCORE_CONFIDENCE, 0, 0, learned_policy, 0},
+    {"confidence, shared", "confidence calibrated", EE_SCORE_CONFIDENCE, 0, 0, threshold_policy, 0},
+    {"confidence, per-exit", "confidence per-exit", EE_SCORE_CONFIDENCE, 0, 1, threshold_policy, 0},
 };
 const int n_exit_methods = (int)(sizeof exit_methods / sizeof *exit_methods);

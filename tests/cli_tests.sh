@@ -189,6 +189,9 @@ for b in 1 64; do
     "$E" infer "$T/j.eenn" "$DATA/t10k-images-idx3-ubyte.gz" --limit 64 --batch $b --json | sed 's/"confidence":[0-9.]*,//' >"$T/jinf$b.json"
 done
 cmp -s "$T/jinf1.json" "$T/jinf64.json" && ok || bad "JEI exits at batch 1 and batch 64 differ"
+"$E" compare "$T/j.eenn" --methods maxprob,bolukbasi,jei --test-subset 200 --speed-n 0 >"$T/jcmp.txt" 2>/dev/null &&
+    grep -q "^JEI-DNN gates (trained)" "$T/jcmp.txt" && grep -q "^learned gates (Bolukbasi)" "$T/jcmp.txt" && ok ||
+    bad "compare a JEI model: $(cat "$T/jcmp.txt")"
 expect_usage "jei without a CNN" "needs --from" "$E" train --mode jei
 expect_usage "jei warm-up as long as the run" "must be below --epochs" "$E" train --mode jei --from "$T/m.eenn" --warmup-epochs 3 --epochs 3
 expect_usage "warm-up without jei" "only with --mode jei" "$E" train --warmup-epochs 1
