@@ -46,6 +46,9 @@ typedef struct {
      * risk and cost of each procedure (naive, crc, ucb, ltt) */
     int nrc;
     double rc_eps[8], rc_risk[4][8], rc_cost[4][8];
+    /* how trustworthy the policy's answers on the test images are: calibration error (15 equal-mass bins) and
+     * per-exit conformal sets at 95% fitted on the validation split (-1: not measured) */
+    double ece, conf_cov, conf_size;
     double seconds;
 } analysis;
 

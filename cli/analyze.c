@@ -103,8 +103,8 @@ void run_analysis(const analysis_opts *opt, analysis *an) {
     an->q = an->policy.threshold[0];
     an->fallback = an->policy.fallback;
     ee_outputs *vo = NULL;
-    if (opt->method_curves && val) {
-        step("exit methods: outputs on the validation split");
+    if (val) {
+        step("outputs on the validation split (conformal sets, exit methods)");
         check(ee_collect_outputs(ctx, net, val, 256, 0, &vo), ctx);
     }
 
@@ -131,7 +131,14 @@ void run_analysis(const analysis_opts *opt, analysis *an) {
     snprintf(msg, sizeof msg, "every exit on %d test images", test->n);
     step(msg);
     analyse_split(an, &an->clean, test);
-    if (vo) { /* every method without temperatures, calibrated for each budget on validation, run on test */
+    an->ece = an->conf_cov = an->conf_size = -1;
+    check(ee_policy_ece(ctx, an->clean.o, &an->policy, 15, &an->ece), ctx);
+    if (vo) {
+        float qhat[EE_MAX_HEADS];
+        check(ee_conformal_fit(ctx, vo, &an->policy, 0.05, qhat), ctx);
+        check(ee_conformal_eval(ctx, an->clean.o, &an->policy, qhat, &an->conf_cov, &an->conf_size), ctx);
+    }
+    if (vo && opt->method_curves) { /* every method without temperatures, calibrated for each budget on validation, run on test */
         static const double budgets[] = {0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0};
         step("exit methods: calibrating each for 12 cost budgets");
         an->nbudgets = 12;
@@ -242,6 +249,11 @@ static void print_split_text(const analysis *an, const split_result *r, const ch
     char d[512];
     printf("  early exits (%s): accuracy %.2f%% (final %.2f%%), cost %.1f%% of the CNN\n",
            describe_policy(&an->policy, d, sizeof d), r->at_q.acc * 100, r->acc[H - 1] * 100, r->at_q.cost * 100);
+    if (r == &an->clean && an->ece >= 0)
+        printf("  their calibration error (15 bins) %.2f%%%s", an->ece * 100, an->conf_cov >= 0 ? "" : "\n");
+    if (r == &an->clean && an->conf_cov >= 0)
+        printf("; conformal sets at 95%% (per exit, fitted on validation): coverage %.2f%%, mean size %.2f\n",
+               an->conf_cov * 100, an->conf_size);
 }
 
 static void print_scores_text(const split_result *r) {
@@ -276,6 +288,9 @@ static void json_split(const analysis *an, const split_result *r) {
     printf("\"early_exit\":{\"q\":%.5f,\"acc\":%.4f,\"cost\":%.5f,\"exits\":[", an->q, r->at_q.acc * 100, r->at_q.cost);
     for (int h = 0; h < H; h++) printf("%s%d", h ? "," : "", r->at_q.exits[h]);
     printf("]},");
+    if (r == &an->clean)
+        printf("\"ece\":%.5f,\"conformal\":{\"alpha\":0.05,\"coverage\":%.5f,\"mean_set_size\":%.4f},", an->ece,
+               an->conf_cov, an->conf_size);
     const ee_score_stats *sc[2] = {&r->conf_stats, &r->soft_stats};
     const char *nmz[2] = {"confusion", "max_softmax"};
     for (int k = 0; k < 2; k++)

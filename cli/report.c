@@ -490,6 +490,14 @@ static void write_report(FILE *f, analysis *an, int ngal) {
     kpi(f, v, "of the final output's errors right at some IC (destructive effect)");
     snprintf(v, sizeof v, "%.3f vs %.3f", r->conf_stats.auroc, r->soft_stats.auroc);
     kpi(f, v, "AUROC of the confusion metric vs the max softmax, as error detectors");
+    if (an->ece >= 0) {
+        snprintf(v, sizeof v, "%.2f%%", 100 * an->ece);
+        kpi(f, v, "calibration error of the early-exit answers (15 equal-mass bins)");
+    }
+    if (an->conf_cov >= 0) {
+        snprintf(v, sizeof v, "%.1f%%, %.2f", 100 * an->conf_cov, an->conf_size);
+        kpi(f, v, "coverage and mean size of per-exit conformal sets at 95% (fitted on validation)");
+    }
     if (an->has_trigger) {
         snprintf(v, sizeof v, "%.1f%% &rarr; %.1f%%", 100 * an->trig_res.acc[H - 1], 100 * an->trig_res.at_q.acc);
         fprintf(f, "<div class=\"kpi\"><b>%s</b>true-class accuracy on triggered images: final output &rarr; early exits</div>", v);

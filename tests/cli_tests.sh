@@ -228,6 +228,7 @@ printf 'input c=2 h=12 w=12\nconv out=16 k=3 pad=1\nrelu\ngap\nlinear out=5\n' >
     grep -q "destructive effect" "$T/an.txt" && grep -q "^  confusion (z-score)" "$T/an.txt" && ok || bad "analyze: $(cat "$T/an.txt")"
 "$E" analyze "$T/s.eenn" --train-subset 300 --test-subset 400 --json >"$T/an.json" 2>/dev/null &&
     grep -q '"destructive_frac":' "$T/an.json" && grep -q '"auroc":' "$T/an.json" && grep -q '"per_class_exits":' "$T/an.json" &&
+    grep -q '"conformal":{"alpha":0.05,"coverage":' "$T/an.json" &&
     ok || bad "analyze --json: $(cat "$T/an.json")"
 "$E" train --mode sdn $sdn_train --trigger 4 --target 3 --poison 0.2 --out "$T/bd.eenn" >/dev/null 2>"$T/bd.log" &&
     grep -q "backdoor: a 4x4 trigger stamped into" "$T/bd.log" && ok || { bad "backdoored training"; cat "$T/bd.log"; }
