@@ -96,6 +96,7 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
+int cmd_cascade(int argc, char **argv);
 int cmd_infer(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

@@ -521,6 +521,12 @@ ee_status ee_conformal_fit(ee_ctx *ctx, const ee_outputs *val, const ee_exit_pol
 /* The sets' coverage (the share holding the label) and mean size on o. */
 ee_status ee_conformal_eval(ee_ctx *ctx, const ee_outputs *o, const ee_exit_policy *p, const float *qhat,
                             double *coverage, double *mean_size);
+/* Network selection (Bolukbasi et al.): separately trained networks with the same input and classes joined into
+ * one cascade network, in order (cheapest first). Every member's nodes are renamed m1., m2., ... and read the
+ * input; every member's heads are heads of the cascade, so each member's final output is an exit, its cost what
+ * the sample has run so far. The members' parameters and statistics are copied; the cascade's backbone is the last
+ * member. An exit policy (e.g. ee_policy_fit_bolukbasi) then decides after each network. */
+ee_status ee_cascade_build(ee_ctx *ctx, ee_net *const *members, int n, ee_net **out);
 /* Per-head temperatures minimising the negative log-likelihood of val's labels (temperature scaling). */
 ee_status ee_fit_temperatures(ee_ctx *ctx, const ee_outputs *val, float *temperature);
 

@@ -192,6 +192,17 @@ cmp -s "$T/jinf1.json" "$T/jinf64.json" && ok || bad "JEI exits at batch 1 and b
 "$E" compare "$T/j.eenn" --methods maxprob,bolukbasi,jei --test-subset 200 --speed-n 0 >"$T/jcmp.txt" 2>/dev/null &&
     grep -q "^JEI-DNN gates (trained)" "$T/jcmp.txt" && grep -q "^learned gates (Bolukbasi)" "$T/jcmp.txt" && ok ||
     bad "compare a JEI model: $(cat "$T/jcmp.txt")"
+# network selection: a cascade of trained networks in one file, learned gates between them
+"$E" cascade "$T/m.eenn" "$T/s.eenn" -o "$T/casc.eenn" --budget 80% --json >"$T/casc.json" 2>/dev/null &&
+    grep -q '"networks":2' "$T/casc.json" && "$E" eval "$T/casc.eenn" --json | grep -q '"policy":"learned gates' && ok ||
+    bad "cascade: $(cat "$T/casc.json")"
+for b in 1 64; do
+    "$E" infer "$T/casc.eenn" "$DATA/t10k-images-idx3-ubyte.gz" --limit 64 --batch $b --json | sed 's/"confidence":[0-9.]*,//' >"$T/cinf$b.json"
+done
+cmp -s "$T/cinf1.json" "$T/cinf64.json" && ok || bad "cascade exits at batch 1 and batch 64 differ"
+"$E" bench --exits "$T/casc.eenn" --n 32 --json | grep -q '"flops_speedup"' && ok || bad "bench --exits of a cascade"
+expect_usage "cascade of one network" "give 2 to 8 trained networks" "$E" cascade "$T/m.eenn" -o "$T/x.eenn"
+expect_usage "cascade without -o" "give the file to write" "$E" cascade "$T/m.eenn" "$T/m.eenn"
 expect_usage "jei without a CNN" "needs --from" "$E" train --mode jei
 expect_usage "jei warm-up as long as the run" "must be below --epochs" "$E" train --mode jei --from "$T/m.eenn" --warmup-epochs 3 --epochs 3
 expect_usage "warm-up without jei" "only with --mode jei" "$E" train --warmup-epochs 1

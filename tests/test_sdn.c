@@ -817,6 +817,93 @@ static void test_learned_policy(void) {
     ee_ctx_free(ctx);
 }
 
+/* network selection: two networks joined into a cascade keep their own outputs (parameters and statistics copied),
+ * each final output is an exit whose cumulative cost counts every network run so far, against the last network;
+ * real inference at batch 1 and 64 agrees with the simulation under learned gates; mismatched networks are refused */
+static void test_cascade(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_ctx_set_threads(ctx, 1);
+    static const char *const small =
+        "arch s\ninput c=1 h=28 w=28\nconv name=c1 out=4 k=3 stride=2 pad=1 bias=0\nbn name=b1\nrelu name=r1\n"
+        "gap name=g\nlinear name=fc out=10\n";
+    ee_net *a = NULL, *b = NULL, *c = NULL;
+    CHECK_OK(ctx, ee_net_from_text(ctx, small, "small", &a));
+    CHECK_OK(ctx, ee_net_builtin(ctx, "resnet20", 1, 28, 28, 10, &b));
+    if (!a || !b) return;
+    CHECK_OK(ctx, ee_net_init(ctx, a));
+    CHECK_OK(ctx, ee_net_init(ctx, b));
+    for (size_t i = 0; i < ee_net_num_state(a); i++) ee_net_state(a)[i] = 0.5f + (float)(i % 5) * 0.1f;
+    ee_net_params_changed(a);
+    ee_net *const m[2] = {a, b};
+    CHECK_OK(ctx, ee_cascade_build(ctx, m, 2, &c));
+    ee_dataset *ds = toy_data(64);
+    if (c) {
+        CHECK(ee_net_num_heads(c) == 2, "a cascade of two networks has %d heads", ee_net_num_heads(c));
+        double cost[2], fa = 0, fb = 0;
+        ee_net_head_costs(c, cost, NULL);
+        for (int i = 0; i < ee_net_num_nodes(a); i++) { ee_node_info in; ee_net_node_info(a, i, &in); fa += in.flops; }
+        for (int i = 0; i < ee_net_num_nodes(b); i++) { ee_node_info in; ee_net_node_info(b, i, &in); fb += in.flops; }
+        CHECK(fabs(cost[0] - fa / fb) < 1e-9 && fabs(cost[1] - (fa + fb) / fb) < 1e-9,
+              "cascade costs %.5f %.5f, expected %.5f %.5f", cost[0], cost[1], fa / fb, (fa + fb) / fb);
+        /* each exit gives its own network's logits */
+        ee_outputs *oc = NULL, *oa = NULL, *ob = NULL;
+        CHECK_OK(ctx, ee_collect_outputs(ctx, c, ds, 64, 0, &oc));
+        CHECK_OK(ctx, ee_collect_outputs(ctx, a, ds, 64, 0, &oa));
+        CHECK_OK(ctx, ee_collect_outputs(ctx, b, ds, 64, 0, &ob));
+        if (oc && oa && ob) {
+            double d = 0;
+            for (int i = 0; i < 64; i++)
+                for (int k = 0; k < 10; k++) {
+                    d = fmax(d, fabs(oc->logits[(i * 2) * 10 + k] - oa->logits[i * 10 + k]));
+                    d = fmax(d, fabs(oc->logits[(i * 2 + 1) * 10 + k] - ob->logits[i * 10 + k]));
+                }
+            CHECK(d < 1e-4, "the cascade's exits differ from its networks by %.3g", d);
+            /* learned gates: batch 64, batch 1 and the simulation agree */
+            ee_exit_policy p;
+            CHECK_OK(ctx, ee_policy_fit_bolukbasi(ctx, oc, cost, 0.02, &p, NULL));
+            /* a gate that sends about half the samples on, so that both paths carry samples */
+            float sc[64];
+            for (int i = 0; i < 64; i++) sc[i] = ee_policy_score(&p, 0, oc->logits + (i * 2) * 10, 10, -1, NULL);
+            for (int i = 0; i < 64; i++)
+                for (int j = i + 1; j < 64; j++)
+                    if (sc[j] < sc[i]) { float t = sc[i]; sc[i] = sc[j]; sc[j] = t; }
+            p.threshold[0] = 0.5f * (sc[31] + sc[32]);
+            uint8_t se[64], sp[64], pb[64], eb[64], p1[64], e1[64];
+            float cb[64], c1[64];
+            CHECK_OK(ctx, ee_policy_assign(ctx, oc, &p, se, sp));
+            float *x = malloc((size_t)64 * 784 * 4);
+            int idx[64];
+            for (int i = 0; i < 64; i++) idx[i] = i;
+            ee_dataset_batch(ctx, ds, idx, 64, NULL, x, NULL);
+            CHECK_OK(ctx, ee_net_prepare(ctx, c, 64, 0));
+            CHECK_OK(ctx, ee_infer_policy(ctx, c, x, 64, &p, NULL, pb, cb, eb, NULL));
+            for (int i = 0; i < 64; i++)
+                CHECK_OK(ctx, ee_infer_policy(ctx, c, x + (size_t)i * 784, 1, &p, NULL, p1 + i, c1 + i, e1 + i, NULL));
+            int same = 1, first = 0;
+            for (int i = 0; i < 64; i++) {
+                same &= pb[i] == p1[i] && eb[i] == e1[i] && eb[i] == se[i] && pb[i] == sp[i];
+                first += eb[i] == 0;
+            }
+            CHECK(same, "the cascade's batch path, its one-by-one path and the simulation disagree");
+            CHECK(first > 0 && first < 64, "%d of 64 samples stop after the first network", first);
+            free(x);
+        }
+        ee_outputs_free(oc); ee_outputs_free(oa); ee_outputs_free(ob);
+    }
+    /* networks that do not fit together */
+    ee_net *d = NULL, *bad = NULL;
+    CHECK_OK(ctx, ee_net_builtin(ctx, "resnet20", 1, 28, 28, 7, &d));
+    ee_net *const mm[2] = {a, d};
+    CHECK(ee_cascade_build(ctx, mm, 2, &bad) == EE_ERR_ARG && strstr(ee_ctx_error(ctx), "classes"), "classes mismatch: %s",
+          ee_ctx_error(ctx));
+    ee_net *const one[1] = {a};
+    CHECK(ee_cascade_build(ctx, one, 1, &bad) == EE_ERR_ARG, "a cascade of one network");
+    ee_net_free(d);
+    ee_dataset_free(ds);
+    ee_net_free(a); ee_net_free(b); ee_net_free(c);
+    ee_ctx_free(ctx);
+}
+
 /* the uncertainty layer against the four features computed by hand in double, and its backward: nothing reaches
  * the logits (detached), so a network whose only path to the loss runs through it gets no input gradient */
 static void test_uncertainty(void) {
@@ -1122,6 +1209,7 @@ static void test_eenet(void) {
 int main(void) {
     test_uncertainty();
     test_learned_policy();
+    test_cascade();
     test_eenet();
     test_positions();
     test_torch_sdn();
