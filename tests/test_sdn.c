@@ -1116,8 +1116,8 @@ static void test_eenet(void) {
         /* a later confidence node that the rest of the network reads */
         "input c=1 h=4 w=4\ngap\nlinear name=f in=gap0 out=3 head=1 confidence=g\nlinear name=g in=gap0 out=1\nlinear in=g out=3\n",
         /* a later confidence node behind the next head */
-        "input c=1 h=4 w=4\ngap\nlinear name=f in=gap0 out=3 head=1 confidence=g\nlinear name=f2 in=gap0 out=3 head=1\n"
-        "linear name=g in=f out=1\nlinear in=gap0 out=3\n",
+        ("input c=1 h=4 w=4\ngap\nlinear name=f in=gap0 out=3 head=1 confidence=g\nlinear name=f2 in=gap0 out=3 head=1\n"
+         "linear name=g in=f out=1\nlinear in=gap0 out=3\n"),
     };
     for (int b = 0; b < 6; b++) {
         ee_net *x = NULL;
