@@ -154,8 +154,8 @@ void run_analysis(const analysis_opts *opt, analysis *an) {
             }
             an->curve_method[an->ncurves++] = m;
         }
-        ee_outputs_free(vo);
     }
+    ee_outputs_free(vo);
     if (opt->method_curves) { /* risk control: 50 random halves of the test images */
         step("risk control: 50 random calibration/test halves of the test images");
         static const double eps[] = {0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1};
