@@ -153,7 +153,7 @@ void ee_eenet_costs(const ee_net *net, double *cost) {
     }
 }
 
-static double logsumexp(const float *z, int k) {
+double ee_logsumexp(const float *z, int k) {
     float mx = z[0];
     for (int j = 1; j < k; j++) mx = z[j] > mx ? z[j] : mx;
     double sum = 0;
@@ -196,7 +196,7 @@ ee_status ee_eenet_loss(ee_ctx *ctx, ee_net *net, const uint8_t *labels, int n, 
             tag[i] = N;
             for (int h = 0; h < H; h++) { /* strict <: ties go to the earlier exit, as in the code */
                 const float *z = net->nodes[net->heads[h]].y + (size_t)i * K;
-                double l = logsumexp(z, K) - z[y] + lambda * (h == N ? 1.0 : cost[h]);
+                double l = ee_logsumexp(z, K) - z[y] + lambda * (h == N ? 1.0 : cost[h]);
                 if (l < best) { best = l; tag[i] = h; }
             }
             tagged[tag[i]]++;

@@ -204,6 +204,9 @@ void ee_dconv_forward(const ee_node *nd, int n, const float *x, const float *pac
 void ee_dconv_backward_weights(const ee_node *nd, int n, const float *x, const float *dy, float *dw_oihw, float *db,
                                float *buf);
 
+/* log sum_j exp(z_j) of k logits, shifted by their maximum */
+double ee_logsumexp(const float *z, int k);
+
 /* the last node head h needs before its exit can be decided: the head, or its confidence node if that comes after
  * it (a gate that reads the head's own logits) */
 static inline int ee_head_end(const ee_net *net, int h) {

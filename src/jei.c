@@ -19,12 +19,7 @@
 #define NP (NF + 1)
 
 /* -log softmax(z)[y] */
-static double ce(const float *z, int k, int y) {
-    double mx = z[0], s = 0;
-    for (int j = 1; j < k; j++) mx = z[j] > mx ? z[j] : mx;
-    for (int j = 0; j < k; j++) s += exp(z[j] - mx);
-    return mx + log(s) - z[y];
-}
+static double ce(const float *z, int k, int y) { return ee_logsumexp(z, k) - z[y]; }
 
 void ee_jei_exit_distribution(const float *g, int gates, float *P) {
     double sum = 0, used = 0;
@@ -79,13 +74,11 @@ ee_status ee_jei_loss(ee_ctx *ctx, const float *const *head_logits, const uint8_
         ee_jei_exit_distribution(g, G, P);
         for (int h = 0; h < heads; h++) {
             const float *z = head_logits[h] + (size_t)i * k;
-            cl += P[h] * ce(z, k, y);
+            double lse = ee_logsumexp(z, k);
+            cl += P[h] * (lse - z[y]);
             if (!dlogits || !dlogits[h]) continue;
-            double mx = z[0], s = 0;
-            for (int j = 1; j < k; j++) mx = z[j] > mx ? z[j] : mx;
-            for (int j = 0; j < k; j++) s += exp(z[j] - mx);
             for (int j = 0; j < k; j++)
-                dlogits[h][(size_t)i * k + j] = (float)(P[h] * (exp(z[j] - mx) / s - (j == y)) / n);
+                dlogits[h][(size_t)i * k + j] = (float)(P[h] * (exp(z[j] - lse) - (j == y)) / n);
         }
     }
     if (gate_grad)
