@@ -18,13 +18,16 @@ static const char *cascade_help =
     "  --max-drop X     instead: lambda searched on validation for the lowest cost within X of the last network\n"
     "                   (default 1%)\n"
     "  --budget X       or: the most accurate within an average cost of X of the last network's ('40%')\n"
+    "  --no-jumps       with three or more networks: no jumps ahead (by default the gate after each network but\n"
+    "                   the last two may also send a sample straight to the last network, the paper's DAG)\n"
     "  --val N          validation images (default: the number the networks were trained with)\n"
     "  --data DIR  --threads N  --json\n";
 
-enum { O_LAMBDA = 256, O_MAX_DROP, O_BUDGET, O_VAL, O_DATA, O_THREADS, O_JSON };
+enum { O_LAMBDA = 256, O_MAX_DROP, O_BUDGET, O_NO_JUMPS, O_VAL, O_DATA, O_THREADS, O_JSON };
 static const struct option cascade_opts[] = {
     {"lambda", required_argument, NULL, O_LAMBDA}, {"max-drop", required_argument, NULL, O_MAX_DROP},
     {"budget", required_argument, NULL, O_BUDGET}, {"val", required_argument, NULL, O_VAL},
+    {"no-jumps", no_argument, NULL, O_NO_JUMPS},
     {"data", required_argument, NULL, O_DATA}, {"threads", required_argument, NULL, O_THREADS},
     {"json", no_argument, NULL, O_JSON}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
@@ -33,7 +36,7 @@ int cmd_cascade(int argc, char **argv) {
     int nval = -1, json = 0, threads = 0, set_lambda = 0;
     double lambda = 0, value = 0.01;
     ee_target_kind target = EE_TARGET_DROP;
-    int set_target = 0;
+    int set_target = 0, no_jumps = 0;
     cli_args a = {"cascade", cascade_help, cascade_opts, "o:", argc, argv, -1, 0};
     for (int o; (o = cli_next(&a)) != -1;) {
         switch (o) {
@@ -53,6 +56,7 @@ int cmd_cascade(int argc, char **argv) {
             set_target = 1;
             break;
         case O_VAL: nval = (int)cli_int(&a, 1, 100000000); break;
+        case O_NO_JUMPS: no_jumps = 1; break;
         case O_DATA: data = optarg; break;
         case O_THREADS: threads = (int)cli_int(&a, 0, 256); break;
         case O_JSON: json = 1; break;
@@ -97,8 +101,9 @@ int cmd_cascade(int argc, char **argv) {
     ee_head_accuracy(val, acc);
     ee_exit_policy p;
     ee_exit_stats st;
-    if (set_lambda) check(ee_policy_fit_bolukbasi(ctx, val, cost, lambda, &p, &st), ctx);
-    else check(ee_policy_fit_bolukbasi_target(ctx, val, cost, target, value, &p, &st, &lambda), ctx);
+    int jump_to[EE_MAX_HEADS], jumps = !no_jumps && ee_cascade_jumps(net, jump_to);
+    if (set_lambda) check(ee_policy_fit_bolukbasi(ctx, val, cost, lambda, jumps ? jump_to : NULL, &p, &st), ctx);
+    else check(ee_policy_fit_bolukbasi_target(ctx, val, cost, jumps ? jump_to : NULL, target, value, &p, &st, &lambda), ctx);
     check(ee_net_set_policy(ctx, net, &p), ctx);
     char b[64];
     snprintf(b, sizeof b, "%g", lambda);
@@ -120,6 +125,8 @@ int cmd_cascade(int argc, char **argv) {
         for (int h = 0; h < H; h++) printf("  exit %d  %6.2f%%  %6.1f%%\n", h + 1, acc[h] * 100, cost[h] * 100);
         printf("gates learned on %d validation images, lambda %g%s:\n", val->n, lambda, set_lambda ? "" : " (searched)");
         print_exit_stats(&st, H, val->n, acc[H - 1], 0);
+        char desc[512];
+        printf("policy: %s\n", describe_policy(&p, desc, sizeof desc));
     }
     ee_outputs_free(val);
     ee_net_free(net);

@@ -183,10 +183,14 @@ const char *describe_policy(const ee_exit_policy *p, char *buf, size_t n) {
     for (int h = 1; h < p->heads - 1; h++) shared &= p->threshold[h] == p->threshold[0];
     if (shared && p->kind == EE_SCORE_CONFIDENCE) /* strictly above, as the EENets rule */
         len = (size_t)snprintf(buf, n, "learned confidence above %.4g", p->threshold[0]);
-    else if (p->kind == EE_SCORE_GATE)
+    else if (p->kind == EE_SCORE_GATE) {
         len = (size_t)snprintf(buf, n, "learned gates on the exits' uncertainty (%s), exit at %s %.4g",
                                p->gate_rule == EE_GATE_JEI ? "JEI-DNN" : "Bolukbasi et al.",
                                p->gate_rule == EE_GATE_JEI ? "conditional probability" : "gate", p->threshold[0]);
+        for (int h = 0; h < p->heads - 1 && len < n; h++)
+            if (p->jump_to[h])
+                len += (size_t)snprintf(buf + len, n - len, ", jump gate after exit %d to exit %d", h + 1, p->jump_to[h] + 1);
+    }
     else if (shared) len += (size_t)snprintf(buf + len, n - len, "q %.4g", p->threshold[0]);
     else {
         len += (size_t)snprintf(buf + len, n - len, "thresholds");
@@ -214,13 +218,15 @@ void print_exit_stats(const ee_exit_stats *st, int heads, int n, double final_ac
     if (json) {
         printf("{\"q\":%.4f,\"acc\":%.4f,\"cost\":%.4f,\"exits\":[", st->q, st->acc * 100, st->cost);
         for (int h = 0; h < heads; h++) printf("%s%.4f", h ? "," : "", (double)st->exits[h] / n);
-        printf("]}");
+        printf("],\"jumped\":%.4f}", n ? (double)st->jumps / n : 0);
         return;
     }
     printf("  q %-6.4g accuracy %6.2f%% (final alone %.2f%%)  average cost %5.1f%% of the CNN (%.2fx fewer FLOPs)  exits:",
            st->q, st->acc * 100, final_acc * 100, st->cost * 100, 1 / st->cost);
     for (int h = 0; h < heads; h++) printf(" %.1f", 100.0 * st->exits[h] / n);
-    printf(" %%\n");
+    printf(" %%");
+    if (st->jumps) printf(", %d jumped ahead (%.1f%%)", st->jumps, 100.0 * st->jumps / n);
+    printf("\n");
 }
 
 char *read_text(const char *path) {

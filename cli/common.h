@@ -88,6 +88,8 @@ struct exit_method {
 };
 /* the model's stored policy, for the methods that use it as trained (set by compare before calibrate) */
 extern ee_exit_policy method_stored;
+/* the DAG of a cascade's jumps for Bolukbasi's policy (ee_cascade_jumps), or NULL */
+extern const int *method_jumps;
 extern const exit_method exit_methods[];
 extern const int n_exit_methods;
 

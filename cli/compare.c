@@ -198,6 +198,9 @@ int cmd_compare(int argc, char **argv) {
         /* a model trained with JEI-DNN: its gates, as trained, are one of the methods */
         int stored_jei = ee_net_policy(ctx, net, &method_stored) == EE_OK && method_stored.kind == EE_SCORE_GATE &&
                          method_stored.gate_rule == EE_GATE_JEI;
+        /* a cascade of three or more networks: Bolukbasi's policy may jump ahead, as the paper's DAG */
+        static int jump_to[EE_MAX_HEADS];
+        method_jumps = ee_cascade_jumps(net, jump_to) ? jump_to : NULL;
         const char *dir = data ? data : ee_net_meta(net, "data.dir") ? ee_net_meta(net, "data.dir") : DEFAULT_DATA;
         fprintf(stderr, "compare: %s: outputs of every exit on the validation and test splits\n", model);
         ee_outputs *val = validation_outputs(ctx, net, model, dir, -1), *test = NULL;

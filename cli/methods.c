@@ -22,10 +22,11 @@ static ee_status learned_policy(ee_ctx *ctx, const exit_method *m, const ee_outp
 static ee_status bolukbasi_policy(ee_ctx *ctx, const exit_method *m, const ee_outputs *val, const double *cost,
                                   ee_target_kind target, double value, ee_exit_policy *p, ee_exit_stats *st) {
     (void)m;
-    return ee_policy_fit_bolukbasi_target(ctx, val, cost, target, value, p, st, NULL);
+    return ee_policy_fit_bolukbasi_target(ctx, val, cost, method_jumps, target, value, p, st, NULL);
 }
 
 ee_exit_policy method_stored;
+const int *method_jumps;
 
 /* JEI-DNN's gates as trained: the model's stored policy (the target is not used) */
 static ee_status stored_policy(ee_ctx *ctx, const exit_method *m, const ee_outputs *val, const double *cost,

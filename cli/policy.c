@@ -18,15 +18,18 @@ static const char *policy_help =
     "  --max-drop X     instead: the lambda (searched on validation) with the lowest cost within X of the final\n"
     "                   classifier ('1%')\n"
     "  --budget X       or: the most accurate within an average cost of X of the CNN ('40%')\n"
+    "  --no-jumps       for a cascade of three or more networks: no jumps ahead (by default a gate after each\n"
+    "                   network but the last two may also send a sample straight to the last, the paper's DAG)\n"
     "  --dry-run        report, but do not change the model file\n"
     "  --val N          validation images (default: the number the model was trained with)\n"
     "  --test-subset N  test images for the curve (default: all)\n"
     "  --data DIR  --threads N  --json\n";
 
-enum { O_LAMBDA = 256, O_MAX_DROP, O_BUDGET, O_DRY, O_VAL, O_TEST_SUBSET, O_DATA, O_THREADS, O_JSON };
+enum { O_LAMBDA = 256, O_MAX_DROP, O_BUDGET, O_DRY, O_NO_JUMPS, O_VAL, O_TEST_SUBSET, O_DATA, O_THREADS, O_JSON };
 static const struct option policy_opts[] = {
     {"lambda", required_argument, NULL, O_LAMBDA}, {"max-drop", required_argument, NULL, O_MAX_DROP},
     {"budget", required_argument, NULL, O_BUDGET}, {"dry-run", no_argument, NULL, O_DRY},
+    {"no-jumps", no_argument, NULL, O_NO_JUMPS},
     {"val", required_argument, NULL, O_VAL}, {"test-subset", required_argument, NULL, O_TEST_SUBSET},
     {"data", required_argument, NULL, O_DATA}, {"threads", required_argument, NULL, O_THREADS},
     {"json", no_argument, NULL, O_JSON}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
@@ -48,7 +51,7 @@ static int parse_lambdas(const char *v, double *out, int cap) {
 
 int cmd_policy(int argc, char **argv) {
     const char *data = NULL;
-    int nval = -1, json = 0, threads = 0, dry = 0, test_subset = 0, nl = 0;
+    int nval = -1, json = 0, threads = 0, dry = 0, test_subset = 0, nl = 0, no_jumps = 0;
     double lambdas[64];
     ee_target_kind target = EE_TARGET_NONE;
     double value = 0;
@@ -68,6 +71,7 @@ int cmd_policy(int argc, char **argv) {
             if (value <= 0) usage_error("policy --budget: '%s' must be above 0", optarg);
             break;
         case O_DRY: dry = 1; break;
+        case O_NO_JUMPS: no_jumps = 1; break;
         case O_VAL: nval = (int)cli_int(&a, 1, 100000000); break;
         case O_TEST_SUBSET: test_subset = (int)cli_int(&a, 1, 100000000); break;
         case O_DATA: data = optarg; break;
@@ -85,6 +89,8 @@ int cmd_policy(int argc, char **argv) {
     check(ee_net_load(ctx, model, &net), ctx);
     int H = ee_net_num_heads(net);
     if (H < 2) die("%s: has no early exits to learn a policy for (train it with --mode sdn or ic-only)", model);
+    int jump_to[EE_MAX_HEADS];
+    const int *jumps = !no_jumps && ee_cascade_jumps(net, jump_to) ? jump_to : NULL;
     const char *dir = data ? data : ee_net_meta(net, "data.dir") ? ee_net_meta(net, "data.dir") : DEFAULT_DATA;
     ee_outputs *val = validation_outputs(ctx, net, model, dir, nval), *test = NULL;
     double cost[EE_MAX_HEADS], vacc[EE_MAX_HEADS], tacc[EE_MAX_HEADS];
@@ -107,7 +113,7 @@ int cmd_policy(int argc, char **argv) {
         for (int i = 0; i < nl; i++) {
             ee_exit_policy p;
             ee_exit_stats vs, ts;
-            check(ee_policy_fit_bolukbasi(ctx, val, cost, lambdas[i], &p, &vs), ctx);
+            check(ee_policy_fit_bolukbasi(ctx, val, cost, lambdas[i], jumps, &p, &vs), ctx);
             check(ee_policy_simulate(ctx, test, cost, &p, &ts), ctx);
             if (json) {
                 printf("%s{\"lambda\":%g,\"val_acc\":%.4f,\"val_cost\":%.4f,\"test_acc\":%.4f,\"test_cost\":%.4f,\"exits\":[",
@@ -127,8 +133,8 @@ int cmd_policy(int argc, char **argv) {
         ee_exit_policy p;
         ee_exit_stats st;
         double lam = nl ? lambdas[0] : 0;
-        if (nl) check(ee_policy_fit_bolukbasi(ctx, val, cost, lam, &p, &st), ctx);
-        else check(ee_policy_fit_bolukbasi_target(ctx, val, cost, target, value, &p, &st, &lam), ctx);
+        if (nl) check(ee_policy_fit_bolukbasi(ctx, val, cost, lam, jumps, &p, &st), ctx);
+        else check(ee_policy_fit_bolukbasi_target(ctx, val, cost, jumps, target, value, &p, &st, &lam), ctx);
         char b[64];
         snprintf(b, sizeof b, "%g", lam);
         if (!dry) {

@@ -397,6 +397,7 @@ typedef struct {
     float q;                      /* the (first) threshold */
     double acc, cost;             /* accuracy and average cost (in the units of `cost`) */
     int exits[EE_MAX_HEADS];
+    int jumps;                    /* samples that jumped ahead (policies with jumps, ee_exit_policy.jump_to) */
 } ee_exit_stats;
 
 /* ---------------------------------------------------------------- exit policies */
@@ -448,6 +449,12 @@ typedef struct {
     /* EE_SCORE_GATE: per IC, EE_GATE_FEATURES weights then the bias, and how gates combine (ee_gate_rule) */
     float gate[EE_MAX_HEADS][EE_GATE_FEATURES + 1];
     int gate_rule;
+    /* EE_SCORE_GATE with EE_GATE_EACH, for networks whose later parts read only the input (cascades of whole
+     * networks, ee_cascade_build): after IC h, a sample that does not exit jumps to head jump_to[h] (0 = never),
+     * skipping every head in between and their layers, when its jump gate sigmoid(jump_gate[h] . u + b) reaches
+     * 0.5 (Bolukbasi et al.'s DAG of networks); its cost is then only what it ran */
+    int jump_to[EE_MAX_HEADS];
+    float jump_gate[EE_MAX_HEADS][EE_GATE_FEATURES + 1];
     /* how it was calibrated */
     int per_exit;                     /* thresholds searched per exit (else one shared threshold) */
     int temperature_fitted;           /* temperatures fitted by NLL on the calibration split */
@@ -488,13 +495,16 @@ ee_status ee_fit_gate(ee_ctx *ctx, const float *u, const uint8_t *label, const d
                       float *w);
 /* Bolukbasi et al.'s adaptive early exit: an EE_SCORE_GATE policy learned on val by backward induction, from the
  * last exit to the first, for the objective 0-1 error + lambda x cost (cost[h]: the cumulative cost of head h as
- * a fraction of the CNN's). st (may be NULL): the policy on val. */
+ * a fraction of the CNN's). jump_to (NULL, or one entry per IC, 0 = none): the DAG of network selection, where
+ * after IC h a sample may also jump to head jump_to[h]; a jump gate is learned there too (ee_exit_policy).
+ * st (may be NULL): the policy on val. */
 ee_status ee_policy_fit_bolukbasi(ee_ctx *ctx, const ee_outputs *val, const double *cost, double lambda,
-                                  ee_exit_policy *p, ee_exit_stats *st);
+                                  const int *jump_to, ee_exit_policy *p, ee_exit_stats *st);
 /* The same for a target (an accuracy drop below the final head, or a cost budget): lambda searched on a grid from
  * 0 to 10 for the best policy on val; the lambda chosen in *lambda_out (may be NULL). */
-ee_status ee_policy_fit_bolukbasi_target(ee_ctx *ctx, const ee_outputs *val, const double *cost, ee_target_kind target,
-                                         double value, ee_exit_policy *p, ee_exit_stats *st, double *lambda_out);
+ee_status ee_policy_fit_bolukbasi_target(ee_ctx *ctx, const ee_outputs *val, const double *cost, const int *jump_to,
+                                         ee_target_kind target, double value, ee_exit_policy *p, ee_exit_stats *st,
+                                         double *lambda_out);
 /* JEI-DNN (Regol et al., ICLR 2024). The exit distribution of gate values g[gates]: P_l = max(0, min(g_l, 1 -
  * sum_(j<l) g_j)) and the rest, P[gates], for the final head. */
 void ee_jei_exit_distribution(const float *g, int gates, float *P);
@@ -527,6 +537,10 @@ ee_status ee_conformal_eval(ee_ctx *ctx, const ee_outputs *o, const ee_exit_poli
  * the sample has run so far. The members' parameters and statistics are copied; the cascade's backbone is the last
  * member. An exit policy (e.g. ee_policy_fit_bolukbasi) then decides after each network. */
 ee_status ee_cascade_build(ee_ctx *ctx, ee_net *const *members, int n, ee_net **out);
+/* Bolukbasi et al.'s DAG over a cascade: after the last exit of each network but the last two, a sample may jump
+ * straight to the last network. Fills jump_to[EE_MAX_HEADS] (0 = no jump; for ee_policy_fit_bolukbasi) and returns
+ * the number of jumps: 0 for a network whose parts do not each read the input alone, or with fewer than three. */
+int ee_cascade_jumps(const ee_net *net, int *jump_to);
 /* Per-head temperatures minimising the negative log-likelihood of val's labels (temperature scaling). */
 ee_status ee_fit_temperatures(ee_ctx *ctx, const ee_outputs *val, float *temperature);
 

@@ -108,3 +108,28 @@ ee_status ee_cascade_build(ee_ctx *ctx, ee_net *const *members, int n, ee_net **
     *out = net;
     return EE_OK;
 }
+
+/* the parts of a network that read the input alone: node s starts one if no node from s on reads a node before s */
+static int starts_part(const ee_net *net, int s) {
+    for (int i = s; i < net->nnodes; i++)
+        for (int j = 0; j < net->nodes[i].nin; j++)
+            if (net->nodes[i].in[j] >= 0 && net->nodes[i].in[j] < s) return 0;
+    return 1;
+}
+
+int ee_cascade_jumps(const ee_net *net, int *jump_to) {
+    int H = net->nheads, part[EE_MAX_HEADS], parts = 1;
+    for (int h = 0; h < EE_MAX_HEADS; h++) jump_to[h] = 0;
+    part[0] = 0;
+    for (int h = 1; h < H; h++) {
+        if (starts_part(net, ee_head_end(net, h - 1) + 1)) parts++;
+        part[h] = parts - 1;
+    }
+    if (parts < 3) return 0;
+    int first_last = 0; /* the first head of the last part */
+    while (part[first_last] != parts - 1) first_last++;
+    int n = 0;
+    for (int h = 0; h < H - 1; h++)
+        if (part[h] < parts - 2 && part[h + 1] != part[h]) { jump_to[h] = first_last; n++; }
+    return n;
+}

@@ -121,8 +121,24 @@ static int by_score_desc(const void *a, const void *b) {
     return x->score < y->score ? 1 : x->score > y->score ? -1 : x->j - y->j;
 }
 
+/* Can samples jump from head h to head t, skipping the layers in between? Only if nothing from head t's part of
+ * the network on reads anything but the input or that part itself (a cascade of whole networks). */
+static ee_status check_jump(ee_ctx *ctx, const ee_net *net, int h, int t) {
+    int start = ee_head_end(net, t - 1) + 1;
+    for (int i = start; i < net->nnodes; i++)
+        for (int j = 0; j < net->nodes[i].nin; j++) {
+            int r = net->nodes[i].in[j];
+            if (r >= 0 && r < start)
+                return ee_fail(ctx, EE_ERR_ARG, "the exit policy jumps from head %d to head %d, but node '%s' after "
+                               "the jump reads '%s' from before it: only parts that read the input alone (cascades) "
+                               "can be jumped to", h + 1, t + 1, net->nodes[i].name, net->nodes[r].name);
+        }
+    return EE_OK;
+}
+
 /* Real early exits: run up to each IC, score its outputs under the policy, let the samples that exit leave and
- * compact the rest. Every sample keeps its best-scoring head so far, for the fallback and for anytime answers. */
+ * compact the rest. Every sample keeps its best-scoring head so far, for the fallback and for anytime answers.
+ * Samples that jump ahead wait, and join the batch again (their input rows copied back) at their head's part. */
 ee_status ee_infer_policy(ee_ctx *ctx, ee_net *net, const float *x, int n, const ee_exit_policy *p,
                           const ee_infer_limits *lim, uint8_t *pred, float *conf, uint8_t *exit_head, uint8_t *why) {
     if (n > net->max_batch) return ee_fail(ctx, EE_ERR_ARG, "batch of %d exceeds the prepared size %d", n, net->max_batch);
@@ -134,8 +150,17 @@ ee_status ee_infer_policy(ee_ctx *ctx, ee_net *net, const float *x, int n, const
     if (p->kind == EE_SCORE_CONFIDENCE && !has_gates(net))
         return ee_fail(ctx, EE_ERR_ARG, "the 'confidence' exit policy needs exits with a learned confidence branch "
                        "(EENet exits: eenn train --mode eenet); this network has none");
+    int jumps = ee_policy_has_jumps(p);
+    for (int h = 0; jumps && h < H - 1; h++) {
+        ee_status r;
+        if (p->jump_to[h] && (p->jump_to[h] <= h + 1 || p->jump_to[h] >= H))
+            return ee_fail(ctx, EE_ERR_ARG, "exit %d: jump target %d is not a later head", h + 1, p->jump_to[h] + 1);
+        if (p->jump_to[h] && (r = check_jump(ctx, net, h, p->jump_to[h]))) return r;
+    }
     ee_infer_limits none = {0, 0, 0};
     if (!lim) lim = &none;
+    if (jumps && (lim->deadline_flops > 0 || lim->deadline_us > 0 || lim->batch_flops > 0))
+        return ee_fail(ctx, EE_ERR_ARG, "deadlines and budgets are not supported with a policy that jumps ahead");
     double frac[EE_MAX_HEADS], flops[EE_MAX_HEADS];
     ee_net_head_costs(net, frac, flops);
     if (lim->deadline_flops > 0 && lim->deadline_flops < flops[0])
@@ -152,18 +177,31 @@ ee_status ee_infer_policy(ee_ctx *ctx, ee_net *net, const float *x, int n, const
     double *jsum = calloc((size_t)n, sizeof(double)), *jprod = malloc(sizeof(double) * n);
     uint8_t *bpred = malloc(n), *pr = malloc(n);
     ranked *rank = malloc(sizeof(ranked) * n);
+    /* jumps: the head each waiting sample goes on at (-1: not waiting), and how many wait */
+    int *dest = malloc(sizeof(int) * n), waiting = 0;
+    size_t row = ee_shape_size(net->in);
     ee_status s = EE_OK;
-    if (!map || !keep || !best || !sc || !cf || !bconf || !bpred || !pr || !rank || !jsum || !jprod) {
+    if (!map || !keep || !best || !sc || !cf || !bconf || !bpred || !pr || !rank || !jsum || !jprod || !dest) {
         s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
         goto done;
     }
-    for (int i = 0; i < n; i++) { map[i] = i; best[i] = -1; jprod[i] = 1; }
+    for (int i = 0; i < n; i++) { map[i] = i; best[i] = -1; jprod[i] = 1; dest[i] = -1; }
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     double spent = 0; /* FLOPs the batch has used so far */
     int strict = ee_score_strict(p->kind);
-    for (int h = 0; h < H && active > 0; h++) {
+    for (int h = 0; h < H && (active > 0 || waiting > 0); h++) {
         int to = h == H - 1 ? net->nnodes : ee_head_end(net, h) + 1;
+        if (waiting) { /* the samples that jumped to this head join, in input order after the others */
+            for (int i = 0; i < n; i++)
+                if (dest[i] == h) {
+                    memcpy(net->x + (size_t)active * row, x + (size_t)i * row, row * sizeof(float));
+                    map[active++] = i;
+                    dest[i] = -1;
+                    waiting--;
+                }
+        }
+        if (!active) { from = to; continue; }
         if ((s = ee_net_forward_range(ctx, net, from ? NULL : x, from, to, active, 0))) break;
         spent += (flops[h] - (h ? flops[h - 1] : 0)) * active;
         const float *z = ee_net_head_output(net, h);
@@ -192,7 +230,10 @@ ee_status ee_infer_policy(ee_ctx *ctx, ee_net *net, const float *x, int n, const
         for (int j = 0; j < active; j++) {
             if (h == H - 1) ANSWER(j, EE_EXIT_FINAL, p->fallback);
             else if (strict ? sc[j] > p->threshold[h] : sc[j] >= p->threshold[h]) ANSWER(j, EE_EXIT_POLICY, 0);
-            else keep[nk++] = j;
+            else if (jumps && p->jump_to[h] && ee_policy_jump_score(p, h, z + (size_t)j * K, K) >= 0.5f) {
+                dest[map[j]] = p->jump_to[h];
+                waiting++;
+            } else keep[nk++] = j;
         }
         if (h == H - 1) break;
         /* the limits: can the remaining samples afford the next exit? */
@@ -233,7 +274,7 @@ ee_status ee_infer_policy(ee_ctx *ctx, ee_net *net, const float *x, int n, const
     }
 done:
     free(map); free(keep); free(best); free(sc); free(cf); free(bconf); free(bpred); free(pr); free(rank);
-    free(jsum); free(jprod);
+    free(jsum); free(jprod); free(dest);
     return s;
 }
 

@@ -246,9 +246,15 @@ float ee_gate_jei_step(double *sum_g, double *prod, float g);
  * higher accuracy within the cost `limit` */
 /* ee_policy_fit_bolukbasi, also giving each gate's training labels and weights (learned.c): labels[k * n + i],
  * weights[k * n + i] for IC k and sample i (either may be NULL) */
-ee_status ee_bolukbasi_fit(ee_ctx *ctx, const ee_outputs *val, const double *cost, double lambda, ee_exit_policy *p,
-                           ee_exit_stats *st, uint8_t *labels, double *weights);
+ee_status ee_bolukbasi_fit(ee_ctx *ctx, const ee_outputs *val, const double *cost, double lambda, const int *jump_to,
+                           ee_exit_policy *p, ee_exit_stats *st, uint8_t *labels, double *weights);
 int ee_stats_better(const ee_exit_stats *a, const ee_exit_stats *b, ee_target_kind t, double limit);
+/* 1 if p jumps ahead after some IC; head h's jump gate value (0 if it has none); the cost of a path that ran the
+ * heads with ran[h] set and exited at exit_head: cost[exit_head] if it skipped none, else the sum of the segments
+ * it ran (cost is cumulative per head) (policy.c) */
+int ee_policy_has_jumps(const ee_exit_policy *p);
+float ee_policy_jump_score(const ee_exit_policy *p, int h, const float *logits, int k);
+double ee_policy_path_cost(const double *cost, const uint8_t *ran, int exit_head);
 /* 1 if p's scores must pass through ee_gate_jei_step before the thresholds */
 static inline int ee_policy_jei(const ee_exit_policy *p) { return p->kind == EE_SCORE_GATE && p->gate_rule == EE_GATE_JEI; }
 /* removes a metadata entry if present (net.c) */

@@ -5,7 +5,10 @@
  * sigmoid(w . u + b) (EE_SCORE_GATE, threshold 0.5). For each calibration sample, stopping at k costs
  * err_k + lambda c_k (err: 0-1 error, c: cumulative cost as a fraction of the CNN's); going on costs what the
  * already trained later gates make it pay. The label is the cheaper choice and the weight the difference, so the
- * gate is fitted where the choice matters. */
+ * gate is fitted where the choice matters. Network selection over a DAG (a cascade whose first networks may send
+ * a sample straight to a later one) adds a second gate at such a node: jump or take the next network, fitted the
+ * same way on the cost of each way on, before the exit gate (which then weighs stopping against the way on the
+ * jump gate chose). */
 #include "internal.h"
 #include <math.h>
 #include <stdlib.h>
@@ -102,45 +105,71 @@ ee_status ee_fit_gate(ee_ctx *ctx, const float *u, const uint8_t *label, const d
     return EE_OK;
 }
 
-ee_status ee_bolukbasi_fit(ee_ctx *ctx, const ee_outputs *val, const double *cost, double lambda, ee_exit_policy *p,
-                           ee_exit_stats *st, uint8_t *labels, double *weights) {
+/* the gate's decision on features u (the raw linear part at or above 0: sigmoid at or above 0.5) */
+static int gate_fires(const float *w, const float *u) {
+    double a = w[NF];
+    for (int f = 0; f < NF; f++) a += (double)w[f] * u[f];
+    return a >= 0;
+}
+
+ee_status ee_bolukbasi_fit(ee_ctx *ctx, const ee_outputs *val, const double *cost, double lambda, const int *jump_to,
+                           ee_exit_policy *p, ee_exit_stats *st, uint8_t *labels, double *weights) {
     int H = val->heads, K = val->classes, n = val->n;
     if (H < 2) return ee_fail(ctx, EE_ERR_ARG, "the network has no early exits to learn a policy for");
     if (!val->logits) return ee_fail(ctx, EE_ERR_ARG, "a learned policy needs the outputs' logits");
     if (n < 1) return ee_fail(ctx, EE_ERR_ARG, "no samples to learn a policy on");
     if (!(lambda >= 0) || !isfinite(lambda)) return ee_fail(ctx, EE_ERR_ARG, "lambda must be a number >= 0, not %g", lambda);
+    for (int k = 0; jump_to && k < H - 1; k++)
+        if (jump_to[k] && (jump_to[k] <= k + 1 || jump_to[k] >= H))
+            return ee_fail(ctx, EE_ERR_ARG, "exit %d: a jump to head %d must skip at least one head", k + 1, jump_to[k] + 1);
     ee_exit_policy q;
     ee_policy_shared(&q, EE_SCORE_GATE, H, 0.5f, 0);
     float *u = malloc(sizeof(float) * (size_t)n * NF);
-    double *down = malloc(sizeof(double) * n), *wt = malloc(sizeof(double) * n);
+    /* ahead[h * n + i]: what sample i pays from head h on if it has reached h (its error where the trained gates
+     * make it stop, plus lambda times the cost of what it runs after h) */
+    double *ahead = malloc(sizeof(double) * (size_t)n * H), *cont = malloc(sizeof(double) * n);
+    double *wt = malloc(sizeof(double) * n);
     uint8_t *lab = malloc((size_t)n);
-    if (!u || !down || !wt || !lab) {
-        free(u); free(down); free(wt); free(lab);
+    if (!u || !ahead || !cont || !wt || !lab) {
+        free(u); free(ahead); free(cont); free(wt); free(lab);
         return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
     }
     ee_status s = EE_OK;
-    /* what each sample pays from the final head on */
-    for (int i = 0; i < n; i++)
-        down[i] = (val->pred[(size_t)i * H + H - 1] != val->label[i]) + lambda * cost[H - 1];
+#define ERR(i, h) (double)(val->pred[(size_t)(i) * H + (h)] != val->label[i])
+#define SEG(h) (cost[h] - ((h) ? cost[(h) - 1] : 0))
+    for (int i = 0; i < n; i++) ahead[(size_t)(H - 1) * n + i] = ERR(i, H - 1);
     for (int k = H - 2; k >= 0 && !s; k--) {
         for (int i = 0; i < n; i++) {
-            const float *z = val->logits + ((size_t)i * H + k) * K;
-            ee_uncertainty_features(z, K, 1.0f, u + (size_t)i * NF);
-            double stop = (val->pred[(size_t)i * H + k] != val->label[i]) + lambda * cost[k];
-            lab[i] = stop <= down[i]; /* ties stop: the same loss for less work */
-            wt[i] = fabs(stop - down[i]);
+            ee_uncertainty_features(val->logits + ((size_t)i * H + k) * K, K, 1.0f, u + (size_t)i * NF);
+            cont[i] = lambda * SEG(k + 1) + ahead[(size_t)(k + 1) * n + i];
+        }
+        int t = jump_to ? jump_to[k] : 0;
+        if (t) { /* the DAG: going on means the next head or a jump to head t, whichever the jump gate picks */
+            for (int i = 0; i < n; i++) {
+                double jump = lambda * SEG(t) + ahead[(size_t)t * n + i];
+                lab[i] = jump < cont[i];
+                wt[i] = fabs(jump - cont[i]);
+            }
+            q.jump_to[k] = t;
+            if ((s = ee_fit_gate(ctx, u, lab, wt, n, 1e-3, q.jump_gate[k]))) break;
+            for (int i = 0; i < n; i++)
+                if (gate_fires(q.jump_gate[k], u + (size_t)i * NF)) cont[i] = lambda * SEG(t) + ahead[(size_t)t * n + i];
+        }
+        for (int i = 0; i < n; i++) {
+            double stop = ERR(i, k);
+            lab[i] = stop <= cont[i]; /* ties stop: the same loss for less work */
+            wt[i] = fabs(stop - cont[i]);
         }
         if (labels) memcpy(labels + (size_t)k * n, lab, (size_t)n);
         if (weights) memcpy(weights + (size_t)k * n, wt, sizeof(double) * n);
         if ((s = ee_fit_gate(ctx, u, lab, wt, n, 1e-3, q.gate[k]))) break;
-        /* the samples this gate stops now pay for stopping here */
-        for (int i = 0; i < n; i++) {
-            double a = q.gate[k][NF];
-            for (int f = 0; f < NF; f++) a += (double)q.gate[k][f] * u[(size_t)i * NF + f];
-            if (a >= 0) down[i] = (val->pred[(size_t)i * H + k] != val->label[i]) + lambda * cost[k];
-        }
+        /* what each sample pays from here on, under the gates just fitted */
+        for (int i = 0; i < n; i++)
+            ahead[(size_t)k * n + i] = gate_fires(q.gate[k], u + (size_t)i * NF) ? ERR(i, k) : cont[i];
     }
-    free(u); free(down); free(wt); free(lab);
+#undef ERR
+#undef SEG
+    free(u); free(ahead); free(cont); free(wt); free(lab);
     if (s) return s;
     snprintf(q.split, sizeof q.split, "validation");
     q.samples = n;
@@ -150,12 +179,13 @@ ee_status ee_bolukbasi_fit(ee_ctx *ctx, const ee_outputs *val, const double *cos
 }
 
 ee_status ee_policy_fit_bolukbasi(ee_ctx *ctx, const ee_outputs *val, const double *cost, double lambda,
-                                  ee_exit_policy *p, ee_exit_stats *st) {
-    return ee_bolukbasi_fit(ctx, val, cost, lambda, p, st, NULL, NULL);
+                                  const int *jump_to, ee_exit_policy *p, ee_exit_stats *st) {
+    return ee_bolukbasi_fit(ctx, val, cost, lambda, jump_to, p, st, NULL, NULL);
 }
 
-ee_status ee_policy_fit_bolukbasi_target(ee_ctx *ctx, const ee_outputs *val, const double *cost, ee_target_kind target,
-                                         double value, ee_exit_policy *p, ee_exit_stats *st, double *lambda_out) {
+ee_status ee_policy_fit_bolukbasi_target(ee_ctx *ctx, const ee_outputs *val, const double *cost, const int *jump_to,
+                                         ee_target_kind target, double value, ee_exit_policy *p, ee_exit_stats *st,
+                                         double *lambda_out) {
     if (target != EE_TARGET_DROP && target != EE_TARGET_BUDGET)
         return ee_fail(ctx, EE_ERR_ARG, "a target is needed: an accuracy drop or a cost budget");
     double acc[EE_MAX_HEADS];
@@ -167,7 +197,7 @@ ee_status ee_policy_fit_bolukbasi_target(ee_ctx *ctx, const ee_outputs *val, con
     /* lambda 0 (no cost: stop only where it costs no accuracy), then 48 values from 1e-4 to 10 */
     for (int g = 0; g <= 48; g++) {
         double lam = g ? pow(10.0, -4 + 5.0 * (g - 1) / 47) : 0;
-        ee_status s = ee_policy_fit_bolukbasi(ctx, val, cost, lam, &cur, &cs);
+        ee_status s = ee_policy_fit_bolukbasi(ctx, val, cost, lam, jump_to, &cur, &cs);
         if (s) return s;
         if (!g || ee_stats_better(&cs, &bs, target, limit)) { best = cur; bs = cs; bl = lam; }
     }

@@ -86,14 +86,42 @@ void ee_uncertainty_features(const float *z, int k, float temperature, float *u)
     u[3] = (float)h2;
 }
 
+static float gate_value(const float *w, const float *u) {
+    double a = w[EE_GATE_FEATURES];
+    for (int f = 0; f < EE_GATE_FEATURES; f++) a += (double)w[f] * u[f];
+    return (float)(1.0 / (1.0 + exp(-a)));
+}
+
 float ee_policy_score(const ee_exit_policy *p, int h, const float *z, int k, float confidence, uint8_t *pred) {
     if (p->kind != EE_SCORE_GATE) return ee_score_exit(p->kind, z, k, p->temperature[h], confidence, pred);
     ee_score_logits(EE_SCORE_GATE, z, k, 1, pred);
     float u[EE_GATE_FEATURES];
     ee_uncertainty_features(z, k, p->temperature[h], u);
-    double a = p->gate[h][EE_GATE_FEATURES];
-    for (int f = 0; f < EE_GATE_FEATURES; f++) a += (double)p->gate[h][f] * u[f];
-    return (float)(1.0 / (1.0 + exp(-a)));
+    return gate_value(p->gate[h], u);
+}
+
+int ee_policy_has_jumps(const ee_exit_policy *p) {
+    int H = p->heads > 0 && p->heads <= EE_MAX_HEADS ? p->heads : EE_MAX_HEADS;
+    for (int h = 0; h < H - 1; h++)
+        if (p->jump_to[h]) return 1;
+    return 0;
+}
+
+float ee_policy_jump_score(const ee_exit_policy *p, int h, const float *z, int k) {
+    if (!p->jump_to[h]) return 0;
+    float u[EE_GATE_FEATURES];
+    ee_uncertainty_features(z, k, p->temperature[h], u);
+    return gate_value(p->jump_gate[h], u);
+}
+
+double ee_policy_path_cost(const double *cost, const uint8_t *ran, int exit_head) {
+    int jumped = 0;
+    for (int h = 0; h < exit_head; h++) jumped |= !ran[h];
+    if (!jumped) return cost[exit_head];
+    double c = 0;
+    for (int h = 0; h <= exit_head; h++)
+        if (ran[h]) c += cost[h] - (h ? cost[h - 1] : 0);
+    return c;
 }
 
 float ee_gate_jei_step(double *sum_g, double *prod, float g) {
@@ -134,21 +162,33 @@ void ee_policy_shared(ee_exit_policy *p, int kind, int heads, float q, int fallb
 }
 
 /* the exit of one sample from its heads' scores: the first IC whose score reaches its threshold, else the final
- * head; *answer is the head whose prediction is used (with fallback: the most confident head) */
-static int decide(const ee_exit_policy *p, const float *score, int heads, int *answer) {
+ * head; *answer is the head whose prediction is used (with fallback: the most confident head it ran). With jumps
+ * (jscore: the jump gates' values), a sample that does not exit at h and whose jump gate reaches 0.5 goes on at
+ * head jump_to[h]; ran[h] (may be NULL) says which heads it ran. */
+static int decide(const ee_exit_policy *p, const float *score, const float *jscore, int heads, int *answer,
+                  uint8_t *ran) {
     int e = heads - 1, use = heads - 1, strict = ee_score_strict(p->kind);
     float jq[EE_MAX_HEADS];
+    uint8_t went[EE_MAX_HEADS];
+    memset(went, 1, sizeof went);
     if (ee_policy_jei(p)) { /* the gates' conditional exit probabilities, exit by exit */
         double sum = 0, prod = 1;
         for (int h = 0; h < heads - 1; h++) jq[h] = ee_gate_jei_step(&sum, &prod, score[h]);
         jq[heads - 1] = score[heads - 1];
         score = jq;
     }
-    for (int h = 0; h < heads - 1; h++)
+    for (int h = 0; h < heads - 1; h++) {
         if (strict ? score[h] > p->threshold[h] : score[h] >= p->threshold[h]) { e = use = h; break; }
+        if (jscore && p->jump_to[h] > h + 1 && jscore[h] >= 0.5f) {
+            for (int s = h + 1; s < p->jump_to[h]; s++) went[s] = 0;
+            h = p->jump_to[h] - 1;
+        }
+    }
     if (e == heads - 1 && p->fallback)
         for (int h = 0; h < heads; h++)
-            if (score[h] > score[use]) use = h;
+            if (went[h] && score[h] > score[use]) use = h;
+    for (int h = e + 1; h < heads; h++) went[h] = 0;
+    if (ran) memcpy(ran, went, (size_t)heads);
     *answer = use;
     return e;
 }
@@ -156,19 +196,23 @@ static int decide(const ee_exit_policy *p, const float *score, int heads, int *a
 /* scores and predictions of every head of every sample of o under p's kind and temperatures */
 typedef struct {
     int n, heads;
-    float *score;
+    float *score, *jscore; /* jscore: the jump gates' values, if the policy jumps (else NULL) */
     uint8_t *pred;
     const uint8_t *label;
 } scored;
 
-static void scored_free(scored *s) { free(s->score); free(s->pred); }
+static void scored_free(scored *s) { free(s->score); free(s->jscore); free(s->pred); }
 
 static ee_status score_outputs(ee_ctx *ctx, const ee_outputs *o, const ee_exit_policy *p, scored *s) {
     int H = o->heads, K = o->classes;
     s->n = o->n; s->heads = H; s->label = o->label;
     s->score = malloc(sizeof(float) * o->n * H);
     s->pred = malloc((size_t)o->n * H);
-    if (!s->score || !s->pred) { scored_free(s); return ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); }
+    s->jscore = ee_policy_has_jumps(p) ? calloc((size_t)o->n * H, sizeof(float)) : NULL;
+    if (!s->score || !s->pred || (ee_policy_has_jumps(p) && !s->jscore)) {
+        scored_free(s);
+        return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    }
     if (!o->logits) { /* outputs without logits: max softmax only, as collected */
         if (p->kind != EE_SCORE_MAXPROB) {
             scored_free(s);
@@ -188,6 +232,10 @@ static ee_status score_outputs(ee_ctx *ctx, const ee_outputs *o, const ee_exit_p
             s->score[(size_t)i * H + h] = ee_policy_score(p, h, o->logits + ((size_t)i * H + h) * K, K,
                                                           o->gate ? o->gate[(size_t)i * H + h] : -1,
                                                           &s->pred[(size_t)i * H + h]);
+    if (s->jscore)
+        for (int i = 0; i < o->n; i++)
+            for (int h = 0; h < H - 1; h++)
+                s->jscore[(size_t)i * H + h] = ee_policy_jump_score(p, h, o->logits + ((size_t)i * H + h) * K, K);
     return EE_OK;
 }
 
@@ -195,10 +243,16 @@ static void simulate_scored(const scored *s, const double *cost, const ee_exit_p
     int H = s->heads, right = 0;
     double total = 0;
     memset(st, 0, sizeof *st);
+    uint8_t ran[EE_MAX_HEADS];
     for (int i = 0; i < s->n; i++) {
-        int use, e = decide(p, s->score + (size_t)i * H, H, &use);
+        int use, e = decide(p, s->score + (size_t)i * H, s->jscore ? s->jscore + (size_t)i * H : NULL, H, &use, ran);
         st->exits[e]++;
-        total += cost[e];
+        if (s->jscore) {
+            double c = ee_policy_path_cost(cost, ran, e);
+            st->jumps += c != cost[e] || memchr(ran, 0, (size_t)e) != NULL;
+            total += c;
+        } else
+            total += cost[e];
         right += s->pred[(size_t)i * H + use] == s->label[i];
     }
     st->acc = s->n ? (double)right / s->n : 0;
@@ -218,7 +272,19 @@ static ee_status check_policy(ee_ctx *ctx, const ee_exit_policy *p, int heads) {
         return ee_fail(ctx, EE_ERR_ARG, "unknown gate rule %d", p->gate_rule);
     for (int h = 0; h < heads; h++)
         for (int f = 0; f <= EE_GATE_FEATURES; f++)
-            if (!isfinite(p->gate[h][f])) return ee_fail(ctx, EE_ERR_ARG, "exit %d: gate weight %d is not finite", h + 1, f);
+            if (!isfinite(p->gate[h][f]) || !isfinite(p->jump_gate[h][f]))
+                return ee_fail(ctx, EE_ERR_ARG, "exit %d: gate weight %d is not finite", h + 1, f);
+    for (int h = 0; h < heads - 1; h++) {
+        int t = p->jump_to[h];
+        if (!t) continue;
+        if (p->kind != EE_SCORE_GATE || p->gate_rule != EE_GATE_EACH)
+            return ee_fail(ctx, EE_ERR_ARG, "jumps ahead need learned gates, each on its own (kind gate, rule each)");
+        if (t <= h + 1 || t >= heads)
+            return ee_fail(ctx, EE_ERR_ARG, "exit %d: a jump to head %d must skip at least one head and land on one "
+                           "of the %d", h + 1, t + 1, heads);
+    }
+    for (int h = heads - 1; h < EE_MAX_HEADS; h++)
+        if (p->jump_to[h]) return ee_fail(ctx, EE_ERR_ARG, "a jump from head %d, beyond the last IC", h + 1);
     return EE_OK;
 }
 
@@ -238,7 +304,8 @@ ee_status ee_policy_assign(ee_ctx *ctx, const ee_outputs *o, const ee_exit_polic
     ee_status r = check_policy(ctx, p, o->heads);
     if (r || (r = score_outputs(ctx, o, p, &s))) return r;
     for (int i = 0; i < o->n; i++) {
-        int use, e = decide(p, s.score + (size_t)i * o->heads, o->heads, &use);
+        int use, e = decide(p, s.score + (size_t)i * o->heads, s.jscore ? s.jscore + (size_t)i * o->heads : NULL,
+                            o->heads, &use, NULL);
         if (exit_head) exit_head[i] = (uint8_t)e;
         if (pred) pred[i] = s.pred[(size_t)i * o->heads + use];
     }
@@ -250,21 +317,21 @@ ee_status ee_policy_assign(ee_ctx *ctx, const ee_outputs *o, const ee_exit_polic
 void ee_exit_simulate(const ee_outputs *o, const double *cost, float q, int fallback, ee_exit_stats *st) {
     ee_exit_policy p;
     ee_policy_shared(&p, EE_SCORE_MAXPROB, o->heads, q, fallback);
-    scored s = {o->n, o->heads, o->conf, o->pred, o->label};
+    scored s = {o->n, o->heads, o->conf, NULL, o->pred, o->label};
     simulate_scored(&s, cost, &p, st);
 }
 void ee_exit_assign(const ee_outputs *o, float q, int fallback, uint8_t *exit_head, uint8_t *pred) {
     ee_exit_policy p;
     ee_policy_shared(&p, EE_SCORE_MAXPROB, o->heads, q, fallback);
     for (int i = 0; i < o->n; i++) {
-        int use, e = decide(&p, o->conf + (size_t)i * o->heads, o->heads, &use);
+        int use, e = decide(&p, o->conf + (size_t)i * o->heads, NULL, o->heads, &use, NULL);
         if (exit_head) exit_head[i] = (uint8_t)e;
         if (pred) pred[i] = o->pred[(size_t)i * o->heads + use];
     }
 }
 /* for real inference (exits.c) */
 int ee_policy_decide(const ee_exit_policy *p, const float *score, int heads, int *answer) {
-    return decide(p, score, heads, answer);
+    return decide(p, score, NULL, heads, answer, NULL);
 }
 
 /* ---------------------------------------------------------------- temperatures */
@@ -429,6 +496,12 @@ ee_status ee_policy_to_text(ee_ctx *ctx, const ee_exit_policy *p, char *buf, siz
         size_t len = strlen(buf);
         snprintf(buf + len, cap - len, " gate_rule=%s", p->gate_rule == EE_GATE_JEI ? "jei" : "each");
         put_list(buf, cap, "gates", &p->gate[0][0], (n - 1) * (EE_GATE_FEATURES + 1));
+        if (ee_policy_has_jumps(p)) {
+            float t[EE_MAX_HEADS];
+            for (int h = 0; h < n - 1; h++) t[h] = (float)p->jump_to[h];
+            put_list(buf, cap, "jumps", t, n - 1);
+            put_list(buf, cap, "jump_gates", &p->jump_gate[0][0], (n - 1) * (EE_GATE_FEATURES + 1));
+        }
     }
     if (strlen(buf) + 1 >= cap) return ee_fail(ctx, EE_ERR_ARG, "exit policy text too long");
     return EE_OK;
@@ -451,7 +524,7 @@ ee_status ee_policy_from_text(ee_ctx *ctx, const char *text, ee_exit_policy *p) 
     if (strlen(text) >= sizeof buf) return ee_fail(ctx, EE_ERR_FORMAT, "exit policy: text too long");
     strcpy(buf, text);
     int have = 0;
-    const char *thr = NULL, *tem = NULL, *gates = NULL;
+    const char *thr = NULL, *tem = NULL, *gates = NULL, *jumps = NULL, *jgates = NULL;
     for (char *t = strtok(buf, " "); t; t = strtok(NULL, " ")) {
         char *eq = strchr(t, '=');
         if (!eq) return ee_fail(ctx, EE_ERR_FORMAT, "exit policy: '%s' is not key=value", t);
@@ -484,6 +557,8 @@ ee_status ee_policy_from_text(ee_ctx *ctx, const char *text, ee_exit_policy *p) 
         else if (!strcmp(k, "thresholds")) thr = text + (v - buf);
         else if (!strcmp(k, "temperatures")) tem = text + (v - buf);
         else if (!strcmp(k, "gates")) gates = text + (v - buf);
+        else if (!strcmp(k, "jumps")) jumps = text + (v - buf);
+        else if (!strcmp(k, "jump_gates")) jgates = text + (v - buf);
         else if (!strcmp(k, "gate_rule")) {
             if (strcmp(v, "each") && strcmp(v, "jei")) return ee_fail(ctx, EE_ERR_FORMAT, "exit policy: unknown gate rule '%s'", v);
             p->gate_rule = !strcmp(v, "jei") ? EE_GATE_JEI : EE_GATE_EACH;
@@ -498,6 +573,17 @@ ee_status ee_policy_from_text(ee_ctx *ctx, const char *text, ee_exit_policy *p) 
     if (p->kind == EE_SCORE_GATE && (!gates || get_list(gates, &p->gate[0][0], (p->heads - 1) * (EE_GATE_FEATURES + 1))))
         return ee_fail(ctx, EE_ERR_FORMAT, "exit policy: %d gate weights expected in '%s'",
                        (p->heads - 1) * (EE_GATE_FEATURES + 1), text);
+    if (jumps) {
+        float t[EE_MAX_HEADS];
+        if (!jgates || get_list(jumps, t, p->heads - 1) ||
+            get_list(jgates, &p->jump_gate[0][0], (p->heads - 1) * (EE_GATE_FEATURES + 1)))
+            return ee_fail(ctx, EE_ERR_FORMAT, "exit policy: %d jumps and %d jump gate weights expected in '%s'",
+                           p->heads - 1, (p->heads - 1) * (EE_GATE_FEATURES + 1), text);
+        for (int h = 0; h < p->heads - 1; h++) {
+            if (t[h] != (float)(int)t[h]) return ee_fail(ctx, EE_ERR_FORMAT, "exit policy: jump target %g is not a head", t[h]);
+            p->jump_to[h] = (int)t[h];
+        }
+    }
     return check_policy(ctx, p, p->heads);
 }
 

@@ -657,7 +657,7 @@ static void test_learned_policy(void) {
     ee_exit_stats st;
     uint8_t lab[2 * 20];
     double wt[2 * 20];
-    CHECK_OK(ctx, ee_bolukbasi_fit(ctx, &o, cost, lam, &p, &st, lab, wt));
+    CHECK_OK(ctx, ee_bolukbasi_fit(ctx, &o, cost, lam, NULL, &p, &st, lab, wt));
     /* by hand, IC2 (cost 0.5) against the final (1.0, lambda 0.1): stop = err + 0.05, go on = err_final + 0.1
      *   A: 0.05 vs 0.1 stop (0.05)  B: 1.05 vs 0.1 go (0.95)  C: 0.05 vs 0.1 stop (0.05)  D: 1.05 vs 1.1 stop (0.05)
      * IC2's gate reproduces these (A, C, D sure, B unsure), so from IC1 (0.2) going on costs A 0.05, B 0.1, C 0.05,
@@ -706,12 +706,61 @@ static void test_learned_policy(void) {
     hand_outputs(400, 2, (const float (*)[2])sl, &tr);
     hand_outputs(400, 2, (const float (*)[2])(sl + 800), &te);
     const double c2[2] = {0.3, 1.0};
-    CHECK_OK(ctx, ee_policy_fit_bolukbasi(ctx, &tr, c2, 0.5, &p, NULL));
+    CHECK_OK(ctx, ee_policy_fit_bolukbasi(ctx, &tr, c2, 0.5, NULL, &p, NULL));
     uint8_t e2[400];
     CHECK_OK(ctx, ee_policy_assign(ctx, &te, &p, e2, NULL));
     int agree = 0;
     for (int i = 0; i < 400; i++) agree += e2[i] == (te.pred[i * 2] == 0 ? 0 : 1);
     CHECK(agree >= 392, "the learned gate agrees with the optimal policy on %d of 400 new samples", agree);
+    hand_free(&tr);
+    hand_free(&te);
+
+    /* network selection over a DAG: three networks; the middle one is useless (unsure and wrong), the last always
+     * right, the first right exactly when its max probability is above 0.7. The best policy stops the first
+     * network's right answers and sends every other sample straight to the last network. */
+    float dl[800 * 3][2];
+    for (int i = 0; i < 800; i++) {
+        r = r * 1664525u + 1013904223u;
+        double pm = 0.5 + 0.5 * ((r >> 8) / 16777216.0);
+        float a = (float)log(pm / (1 - pm));
+        int right = pm > 0.7;
+        dl[i * 3][0] = right ? a : 0; dl[i * 3][1] = right ? 0 : a;
+        dl[i * 3 + 1][0] = -0.1f; dl[i * 3 + 1][1] = 0.1f;
+        dl[i * 3 + 2][0] = 4; dl[i * 3 + 2][1] = -4;
+    }
+    hand_outputs(400, 3, (const float (*)[2])dl, &tr);
+    hand_outputs(400, 3, (const float (*)[2])(dl + 1200), &te);
+    const double c3[3] = {0.1, 0.5, 1.4}; /* cumulative: the last network alone costs 0.9 */
+    int jt[EE_MAX_HEADS] = {2};
+    ee_exit_stats sj, sn;
+    CHECK_OK(ctx, ee_policy_fit_bolukbasi(ctx, &tr, c3, 0.5, jt, &p, NULL));
+    CHECK(p.jump_to[0] == 2 && p.jump_to[1] == 0, "jump targets %d %d", p.jump_to[0], p.jump_to[1]);
+    CHECK_OK(ctx, ee_policy_simulate(ctx, &te, c3, &p, &sj));
+    uint8_t e3[400];
+    CHECK_OK(ctx, ee_policy_assign(ctx, &te, &p, e3, NULL));
+    int opt = 0;
+    for (int i = 0; i < 400; i++) opt += e3[i] == (te.pred[i * 3] == 0 ? 0 : 2);
+    int right1 = 0;
+    for (int i = 0; i < 400; i++) right1 += te.pred[i * 3] == 0;
+    CHECK(opt >= 392 && sj.exits[1] <= 4, "the DAG policy: %d of 400 optimal, %d at the useless network", opt, sj.exits[1]);
+    CHECK(abs(sj.jumps - (400 - right1)) <= 8, "%d samples jumped, %d should have", sj.jumps, 400 - right1);
+    /* the cost of a jump is the first and the last network only */
+    double want = 0;
+    for (int i = 0; i < 400; i++) want += e3[i] == 0 ? 0.1 : e3[i] == 2 ? 0.1 + 0.9 : 0.5;
+    CHECK(fabs(sj.cost - want / 400) < 0.01, "DAG cost %.4f, by hand about %.4f", sj.cost, want / 400);
+    /* without the jump the same data costs more at the same accuracy */
+    ee_exit_policy pn;
+    CHECK_OK(ctx, ee_policy_fit_bolukbasi(ctx, &tr, c3, 0.5, NULL, &pn, NULL));
+    CHECK_OK(ctx, ee_policy_simulate(ctx, &te, c3, &pn, &sn));
+    CHECK(sn.jumps == 0 && sj.cost < sn.cost - 0.05 && sj.acc >= sn.acc - 0.01, "DAG %.3f at %.3f, chain %.3f at %.3f",
+          sj.acc, sj.cost, sn.acc, sn.cost);
+    /* the text form keeps the jumps; a jump to the next head is refused */
+    CHECK_OK(ctx, ee_policy_to_text(ctx, &p, buf, sizeof buf));
+    CHECK_OK(ctx, ee_policy_from_text(ctx, buf, &back));
+    CHECK(back.jump_to[0] == 2 && !memcmp(back.jump_gate, p.jump_gate, sizeof p.jump_gate) && strstr(buf, "jumps=2,0"),
+          "jump policy text: %s", buf);
+    back.jump_to[0] = 1;
+    CHECK(ee_policy_simulate(ctx, &te, c3, &back, &sn) == EE_ERR_ARG, "a jump that skips nothing is accepted");
     hand_free(&tr);
     hand_free(&te);
 
@@ -791,7 +840,7 @@ static void test_learned_policy(void) {
         for (int i = 0; i < 64; i++) idx[i] = i;
         ee_dataset_batch(ctx, ds, idx, 64, NULL, x, NULL);
         for (int rule = 0; rule < 2 && so; rule++) {
-            CHECK_OK(ctx, ee_policy_fit_bolukbasi(ctx, so, c, 0.05, &p, NULL));
+            CHECK_OK(ctx, ee_policy_fit_bolukbasi(ctx, so, c, 0.05, NULL, &p, NULL));
             p.gate_rule = rule;
             uint8_t se[64], sp[64], pb[64], eb[64], p1[64], e1[64];
             float cb[64], c1[64];
@@ -860,7 +909,7 @@ static void test_cascade(void) {
             CHECK(d < 1e-4, "the cascade's exits differ from its networks by %.3g", d);
             /* learned gates: batch 64, batch 1 and the simulation agree */
             ee_exit_policy p;
-            CHECK_OK(ctx, ee_policy_fit_bolukbasi(ctx, oc, cost, 0.02, &p, NULL));
+            CHECK_OK(ctx, ee_policy_fit_bolukbasi(ctx, oc, cost, 0.02, NULL, &p, NULL));
             /* a gate that sends about half the samples on, so that both paths carry samples */
             float sc[64];
             for (int i = 0; i < 64; i++) sc[i] = ee_policy_score(&p, 0, oc->logits + (i * 2) * 10, 10, -1, NULL);
@@ -890,6 +939,100 @@ static void test_cascade(void) {
         }
         ee_outputs_free(oc); ee_outputs_free(oa); ee_outputs_free(ob);
     }
+    /* three networks and the paper's DAG: after the first, a jump gate may send a sample straight to the third.
+     * Hand-set gates (on the max probability, around its median) so that every path carries samples; the batch
+     * path, the one-by-one path and the simulation agree, and a jump costs the first and the third network only */
+    ee_net *a2 = NULL, *c3n = NULL;
+    CHECK_OK(ctx, ee_net_from_text(ctx, small, "small2", &a2));
+    if (a2) {
+        CHECK_OK(ctx, ee_net_init(ctx, a2));
+        for (size_t i = 0; i < ee_net_num_state(a2); i++) ee_net_state(a2)[i] = 0.3f + (float)(i % 7) * 0.1f;
+        ee_net_params_changed(a2);
+        ee_net *const m3[3] = {a, a2, b};
+        CHECK_OK(ctx, ee_cascade_build(ctx, m3, 3, &c3n));
+    }
+    if (c3n) {
+        int jt[EE_MAX_HEADS], jt2[EE_MAX_HEADS];
+        CHECK(ee_cascade_jumps(c3n, jt) == 1 && jt[0] == 2 && jt[1] == 0, "cascade jumps %d %d", jt[0], jt[1]);
+        CHECK(c && ee_cascade_jumps(c, jt2) == 0, "a cascade of two networks has nothing to jump");
+        CHECK(ee_cascade_jumps(b, jt2) == 0, "a plain network has nothing to jump");
+        ee_outputs *o3 = NULL;
+        CHECK_OK(ctx, ee_collect_outputs(ctx, c3n, ds, 64, 0, &o3));
+        double cost3[3];
+        ee_net_head_costs(c3n, cost3, NULL);
+        if (o3) {
+            ee_exit_policy p;
+            ee_policy_shared(&p, EE_SCORE_GATE, 3, 0.5f, 0);
+            float mp[2][64];
+            for (int h = 0; h < 2; h++) {
+                for (int i = 0; i < 64; i++) mp[h][i] = o3->conf[i * 3 + h];
+                for (int i = 0; i < 64; i++)
+                    for (int j = i + 1; j < 64; j++)
+                        if (mp[h][j] < mp[h][i]) { float t = mp[h][i]; mp[h][i] = mp[h][j]; mp[h][j] = t; }
+            }
+            /* exit above the 60th percentile at the first network and the median at the second; of the others,
+             * the less sure (below the 30th percentile) jump */
+            float q60 = 0.5f * (mp[0][38] + mp[0][39]), q30 = 0.5f * (mp[0][18] + mp[0][19]), q50 = 0.5f * (mp[1][31] + mp[1][32]);
+            float sharp = 1.0f / fmaxf(mp[0][63] - mp[0][0], 1e-6f) * 200;
+            p.gate[0][0] = sharp; p.gate[0][EE_GATE_FEATURES] = -sharp * q60;
+            p.gate[1][0] = sharp; p.gate[1][EE_GATE_FEATURES] = -sharp * q50;
+            p.jump_to[0] = 2;
+            p.jump_gate[0][0] = -sharp; p.jump_gate[0][EE_GATE_FEATURES] = sharp * q30;
+            ee_exit_stats st3;
+            uint8_t se[64], sp[64], pb[64], eb[64], p1[64], e1[64];
+            float cb[64], c1[64];
+            CHECK_OK(ctx, ee_policy_simulate(ctx, o3, cost3, &p, &st3));
+            CHECK_OK(ctx, ee_policy_assign(ctx, o3, &p, se, sp));
+            float *x = malloc((size_t)64 * 784 * 4);
+            int idx[64];
+            for (int i = 0; i < 64; i++) idx[i] = i;
+            ee_dataset_batch(ctx, ds, idx, 64, NULL, x, NULL);
+            CHECK_OK(ctx, ee_net_prepare(ctx, c3n, 64, 0));
+            CHECK_OK(ctx, ee_infer_policy(ctx, c3n, x, 64, &p, NULL, pb, cb, eb, NULL));
+            for (int i = 0; i < 64; i++)
+                CHECK_OK(ctx, ee_infer_policy(ctx, c3n, x + (size_t)i * 784, 1, &p, NULL, p1 + i, c1 + i, e1 + i, NULL));
+            int same = 1, at[3] = {0, 0, 0}, jumped = 0;
+            double want = 0;
+            for (int i = 0; i < 64; i++) {
+                same &= pb[i] == p1[i] && eb[i] == e1[i] && eb[i] == se[i] && pb[i] == sp[i] && fabsf(cb[i] - c1[i]) < 1e-5f;
+                at[eb[i]]++;
+                int j = eb[i] == 2 && o3->conf[i * 3] < q30;
+                jumped += j;
+                want += j ? cost3[0] + cost3[2] - cost3[1] : cost3[eb[i]];
+            }
+            CHECK(same, "with jumps, the cascade's batch path, its one-by-one path and the simulation disagree");
+            CHECK(at[0] > 0 && at[1] > 0 && jumped > 0 && at[2] > jumped, "exits %d %d %d, %d jumped", at[0], at[1], at[2],
+                  jumped);
+            CHECK(st3.jumps == jumped && fabs(st3.cost - want / 64) < 1e-9, "simulated %d jumps at cost %.5f, by hand %d at %.5f",
+                  st3.jumps, st3.cost, jumped, want / 64);
+            /* budgets with jumps are refused; a jump over layers the target reads is refused */
+            ee_infer_limits lim = {0, 0, 1e12};
+            CHECK(ee_infer_policy(ctx, c3n, x, 64, &p, &lim, pb, cb, eb, NULL) == EE_ERR_ARG, "a budget with jumps");
+            free(x);
+        }
+        ee_outputs_free(o3);
+    }
+    {   /* an SDN's later exits read the trunk: no jump can skip it */
+        ee_net *sdn = NULL;
+        int nodes[16], nic = ee_sdn_default_positions(b, nodes, 16);
+        CHECK_OK(ctx, ee_sdn_attach(ctx, b, nodes, nic, &sdn));
+        if (sdn) {
+            int jt[EE_MAX_HEADS];
+            CHECK(ee_cascade_jumps(sdn, jt) == 0, "an SDN is not a cascade");
+            ee_exit_policy p;
+            ee_policy_shared(&p, EE_SCORE_GATE, ee_net_num_heads(sdn), 0.5f, 0);
+            p.jump_to[0] = 2;
+            float *x = calloc(784, sizeof(float));
+            uint8_t pr1, e1;
+            float cf1;
+            CHECK_OK(ctx, ee_net_prepare(ctx, sdn, 1, 0));
+            CHECK(ee_infer_policy(ctx, sdn, x, 1, &p, NULL, &pr1, &cf1, &e1, NULL) == EE_ERR_ARG &&
+                  strstr(ee_ctx_error(ctx), "reads"), "a jump inside an SDN: %s", ee_ctx_error(ctx));
+            free(x);
+        }
+        ee_net_free(sdn);
+    }
+    ee_net_free(a2); ee_net_free(c3n);
     /* networks that do not fit together */
     ee_net *d = NULL, *bad = NULL;
     CHECK_OK(ctx, ee_net_builtin(ctx, "resnet20", 1, 28, 28, 7, &d));
