@@ -49,6 +49,9 @@ typedef struct {
     /* how trustworthy the policy's answers on the test images are: calibration error (15 equal-mass bins) and
      * per-exit conformal sets at 95% fitted on the validation split (-1: not measured) */
     double ece, conf_cov, conf_size;
+    /* each exit's own reliability on the test split: its ECE and the 15 equal-mass bins' mean confidence and
+     * accuracy (a reliability diagram; SideNet's claim is that its side outputs are calibrated) */
+    double head_ece[EE_MAX_HEADS], rel_conf[EE_MAX_HEADS][15], rel_acc[EE_MAX_HEADS][15];
     double seconds;
 } analysis;
 

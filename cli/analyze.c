@@ -133,6 +133,8 @@ void run_analysis(const analysis_opts *opt, analysis *an) {
     analyse_split(an, &an->clean, test);
     an->ece = an->conf_cov = an->conf_size = -1;
     check(ee_policy_ece(ctx, an->clean.o, &an->policy, 15, &an->ece), ctx);
+    for (int h = 0; h < an->heads; h++)
+        check(ee_head_reliability(ctx, an->clean.o, h, 15, &an->head_ece[h], an->rel_conf[h], an->rel_acc[h]), ctx);
     if (vo) {
         float qhat[EE_MAX_HEADS];
         check(ee_conformal_fit(ctx, vo, &an->policy, 0.05, qhat), ctx);
@@ -254,6 +256,11 @@ static void print_split_text(const analysis *an, const split_result *r, const ch
     if (r == &an->clean && an->conf_cov >= 0)
         printf("; conformal sets at 95%% (per exit, fitted on validation): coverage %.2f%%, mean size %.2f\n",
                an->conf_cov * 100, an->conf_size);
+    if (r == &an->clean) {
+        printf("  each exit's own calibration error (max softmax, 15 bins):");
+        for (int h = 0; h < H; h++) printf(" %.2f%%", an->head_ece[h] * 100);
+        printf("\n");
+    }
 }
 
 static void print_scores_text(const split_result *r) {
@@ -291,6 +298,11 @@ static void json_split(const analysis *an, const split_result *r) {
     if (r == &an->clean)
         printf("\"ece\":%.5f,\"conformal\":{\"alpha\":0.05,\"coverage\":%.5f,\"mean_set_size\":%.4f},", an->ece,
                an->conf_cov, an->conf_size);
+    if (r == &an->clean) {
+        printf("\"head_ece\":[");
+        for (int h = 0; h < H; h++) printf("%s%.5f", h ? "," : "", an->head_ece[h]);
+        printf("],");
+    }
     const ee_score_stats *sc[2] = {&r->conf_stats, &r->soft_stats};
     const char *nmz[2] = {"confusion", "max_softmax"};
     for (int k = 0; k < 2; k++)

@@ -217,6 +217,48 @@ static void chart_curve(FILE *f, const analysis *an) {
 }
 
 /* one accuracy-cost curve per exit method, each point a policy calibrated on validation for a cost budget */
+/* reliability diagram: each exit's accuracy against its confidence, bin by bin (up to four exits: the first,
+ * two between, the final) */
+static void chart_reliability(FILE *f, const analysis *an) {
+    int H = an->heads, show[4], ns = 0;
+    if (H <= 4)
+        for (int h = 0; h < H; h++) show[ns++] = h;
+    else {
+        show[0] = 0; show[1] = H / 3; show[2] = 2 * H / 3; show[3] = H - 1;
+        ns = 4;
+    }
+    char cap[700];
+    size_t len = (size_t)snprintf(cap, sizeof cap, "Each point is one of 15 equal-mass bins of the test images sorted "
+                                  "by an exit's top softmax probability: its mean confidence and its accuracy. A "
+                                  "calibrated exit lies on the diagonal. Calibration error (ECE) per exit:");
+    for (int h = 0; h < H && len < sizeof cap; h++)
+        len += (size_t)snprintf(cap + len, sizeof cap - len, " %.2f%%", an->head_ece[h] * 100);
+    if (len < sizeof cap) snprintf(cap + len, sizeof cap - len, " (first to final).");
+    figure(f, "Reliability of each exit's confidence", cap);
+    double lo = 100;
+    for (int k = 0; k < ns; k++)
+        for (int b = 0; b < 15; b++) {
+            lo = fmin(lo, 100 * an->rel_conf[show[k]][b]);
+            lo = fmin(lo, 100 * an->rel_acc[show[k]][b]);
+        }
+    lo = fmax(0, floor(lo / 10) * 10);
+    plot p;
+    plot_begin(&p, f, lo, 100, lo, 100, "mean confidence (%)", "accuracy (%)", NULL, 0);
+    double d[2] = {lo, 100};
+    line(&p, d, d, 2, "#999", 0, 1);
+    legend(&p, "#999", "calibrated", 1);
+    for (int k = 0; k < ns; k++) {
+        double x[15], y[15];
+        for (int b = 0; b < 15; b++) { x[b] = 100 * an->rel_conf[show[k]][b]; y[b] = 100 * an->rel_acc[show[k]][b]; }
+        char name[64];
+        if (show[k] == H - 1) snprintf(name, sizeof name, "final (ECE %.2f%%)", an->head_ece[show[k]] * 100);
+        else snprintf(name, sizeof name, "exit %d (ECE %.2f%%)", show[k] + 1, an->head_ece[show[k]] * 100);
+        line(&p, x, y, 15, palette[k], 1, 0);
+        legend(&p, palette[k], name, 0);
+    }
+    plot_end(&p, "line chart of accuracy against confidence per exit");
+}
+
 static void chart_methods(FILE *f, const analysis *an) {
     if (!an->ncurves) return;
     const split_result *r = &an->clean;
@@ -506,6 +548,7 @@ static void write_report(FILE *f, analysis *an, int ngal) {
     exit_table(f, an, r);
     chart_exits(f, an, r);
     chart_curve(f, an);
+    chart_reliability(f, an);
     chart_methods(f, an);
     chart_risk(f, an);
     chart_classes(f, an);

@@ -11,12 +11,16 @@ static const char *train_help =
     "Trains a network on a dataset directory and writes the model file.\n"
     "  --mode M           cnn (default): the plain network; sdn: internal classifiers trained jointly from the\n"
     "                     CNN's initialisation (SDN training); ic-only: ICs on a trained CNN (--from), CNN frozen\n"
+    "                     sidenet: one side classifier (Morisot's SideNet: pooling, a hidden layer, the classes)\n"
+    "                     on a trained CNN (--from), CNN frozen; Adam 1e-3, 10 epochs\n"
     "                     eenet: EENet exits with learned confidence branches and the cost-aware loss (Demir &\n"
     "                     Akbas; recipe: Adam 1e-3, lr x0.1 at 50%% and 75%%)\n"
     "                     jei: JEI-DNN (Regol et al.): ICs and gates on their uncertainty learned jointly on a\n"
     "                     frozen CNN (--from); recipe: ICs Adam 1e-3, gates SGD 0.01 (momentum 0.9, wd 5e-4), both\n"
     "                     cosine to 2%%, batch 64, 10 epochs; the gates become the model's exit policy\n"
-    "  --from FILE        the trained CNN for --mode ic-only or jei (or to start an EENet's backbone from)\n"
+    "  --from FILE        the trained CNN for --mode ic-only, sidenet or jei (or to start an EENet's backbone from)\n"
+    "  --at NODE          SideNet: the node it reads (default: the block end nearest 30%% of the FLOPs)\n"
+    "  --hidden H         SideNet: hidden units (256)   --pool P  SideNet: average pooling to P x P first (4)\n"
     "  --warmup-epochs N  JEI: epochs of the ICs alone first (3)   --phase-batches N  JEI: batches per phase (200)\n"
     "  --exits N          EENet: early exits (2)       --distribution fine|linear|pareto|gold_ratio (fine)\n"
     "  --lambda X         EENet, JEI: the cost weight (EENet 1.0, JEI 0.7)  --exit-type pool|plain|bnpool (pool)\n"
@@ -115,7 +119,7 @@ enum {
     O_ARCH = 256, O_ARCH_FILE, O_MODE, O_FROM, O_ICS, O_DATA, O_OUT, O_CHECKPOINT, O_EPOCHS, O_BATCH, O_LR, O_MOMENTUM,
     O_WD, O_NESTEROV, O_OPTIM, O_SCHEDULE, O_MILESTONES, O_GAMMA, O_VAL, O_SUBSET, O_TEST_SUBSET, O_NO_AUGMENT,
     O_AUGMENT, O_TRIGGER, O_TARGET, O_POISON, O_RESUME, O_SEED, O_THREADS, O_JSON, O_EXITS, O_DIST, O_LAMBDA,
-    O_EXIT_TYPE, O_LOSS, O_STAGE1, O_STOP_AFTER, O_GATE, O_WARMUP, O_PHASE
+    O_EXIT_TYPE, O_LOSS, O_STAGE1, O_STOP_AFTER, O_GATE, O_WARMUP, O_PHASE, O_AT, O_HIDDEN, O_POOL
 };
 static const struct option train_opts_list[] = {
     {"arch", required_argument, NULL, O_ARCH}, {"arch-file", required_argument, NULL, O_ARCH_FILE},
@@ -138,11 +142,15 @@ static const struct option train_opts_list[] = {
     {"loss", required_argument, NULL, O_LOSS}, {"stage1-epochs", required_argument, NULL, O_STAGE1},
     {"stop-after", required_argument, NULL, O_STOP_AFTER}, {"gate", required_argument, NULL, O_GATE},
     {"warmup-epochs", required_argument, NULL, O_WARMUP}, {"phase-batches", required_argument, NULL, O_PHASE},
+    {"at", required_argument, NULL, O_AT}, {"hidden", required_argument, NULL, O_HIDDEN},
+    {"pool", required_argument, NULL, O_POOL},
     {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 /* everything the command line says, after the recipe's defaults are applied */
 typedef struct {
-    const char *arch, *arch_file, *data, *out, *ckpt, *milestones, *mode_s, *from, *ics, *augment;
+    const char *arch, *arch_file, *data, *out, *ckpt, *milestones, *mode_s, *from, *ics, *augment, *at;
+    int sidenet, hidden, pool, set_side;
+    char at_buf[64];
     int set_optim, set_lr, set_wd, set_epochs, set_target, set_poison, set_eenet, set_batch;
     const char *loss_s;
     int exits, dist, exit_type, stage1, set_stage1, stop_after, unc_gate, set_lambda, warmup, phase, set_jei;
@@ -163,7 +171,7 @@ static void parse_train(int argc, char **argv, train_opts *o) {
                       .augment = "crop+flip", .epochs = 15, .batch = 128, .nval = 5000, .seed = 1221,
                       .trig = {0, -2, -2, 0, 0.1}, .opt = {EE_OPTIM_SGD, 0.1f, 0.9f, 1e-4f, 0, 0, 0, 0},
                       .sched = {EE_SCHED_STEP, 0.1f, 0.1f, {0}, 0, 0, 0}, .exits = 2, .lambda = 1.0f,
-                      .loss_s = "v2", .stage1 = 25, .warmup = 3, .phase = 200};
+                      .loss_s = "v2", .stage1 = 25, .warmup = 3, .phase = 200, .hidden = 256, .pool = 4};
     cli_args a = {"train", train_help, train_opts_list, NULL, argc, argv, -1, 0};
     for (int c; (c = cli_next(&a)) != -1;) {
         const char *v = optarg;
@@ -173,6 +181,9 @@ static void parse_train(int argc, char **argv, train_opts *o) {
         case O_MODE: o->mode_s = v; break;
         case O_FROM: o->from = v; break;
         case O_ICS: o->ics = v; break;
+        case O_AT: o->at = v; o->set_side = 1; break;
+        case O_HIDDEN: o->hidden = (int)cli_int(&a, 1, 65536); o->set_side = 1; break;
+        case O_POOL: o->pool = (int)cli_int(&a, 1, 64); o->set_side = 1; break;
         case O_DATA: o->data = v; break;
         case O_OUT: o->out = v; break;
         case O_CHECKPOINT: o->ckpt = v; break;
@@ -238,11 +249,15 @@ static void parse_train(int argc, char **argv, train_opts *o) {
  * the lr milestones as epochs, the checkpoint's name */
 static void resolve_recipe(train_opts *o) {
     o->mode = EE_MODE_CNN;
-    if (!strcmp(o->mode_s, "ic-only")) o->mode = EE_MODE_IC_ONLY;
+    o->sidenet = !strcmp(o->mode_s, "sidenet");
+    if (!strcmp(o->mode_s, "ic-only") || o->sidenet) o->mode = EE_MODE_IC_ONLY; /* SideNet: one side head, CNN frozen */
     else if (!strcmp(o->mode_s, "sdn")) o->mode = EE_MODE_SDN;
     else if (!strcmp(o->mode_s, "eenet")) o->mode = EE_MODE_EENET;
     else if (!strcmp(o->mode_s, "jei")) o->mode = EE_MODE_JEI;
-    else if (strcmp(o->mode_s, "cnn")) usage_error("train --mode: '%s' is not cnn, sdn, ic-only, eenet or jei", o->mode_s);
+    else if (strcmp(o->mode_s, "cnn") && !o->sidenet)
+        usage_error("train --mode: '%s' is not cnn, sdn, ic-only, sidenet, eenet or jei", o->mode_s);
+    if (o->set_side && !o->sidenet) usage_error("train --at, --hidden, --pool: only with --mode sidenet");
+    if (o->sidenet && o->ics) usage_error("train --ics: not with --mode sidenet (its one exit goes --at a node)");
     if ((o->mode == EE_MODE_IC_ONLY || o->mode == EE_MODE_JEI) && !o->from)
         usage_error("train --mode %s: needs --from TRAINED_CNN.eenn", o->mode_s);
     if (o->mode != EE_MODE_IC_ONLY && o->mode != EE_MODE_EENET && o->mode != EE_MODE_JEI && o->from)
@@ -292,7 +307,7 @@ static void resolve_recipe(train_opts *o) {
     if (o->mode == EE_MODE_IC_ONLY) { /* the reference's IC-only recipe: Adam 1e-3, 25 epochs, x0.1 at 15 */
         if (!o->set_optim) o->opt.kind = EE_OPTIM_ADAM;
         if (!o->set_lr) o->opt.lr = 1e-3f;
-        if (!o->set_epochs) o->epochs = 25;
+        if (!o->set_epochs) o->epochs = o->sidenet ? 10 : 25; /* a SideNet is one small head: 10 epochs */
         if (!o->milestones) o->milestones = "0.6";
     }
     if (!o->milestones) o->milestones = "0.35,0.6,0.85";
@@ -351,6 +366,22 @@ static ee_net *build_net(ee_ctx *ctx, train_opts *o, const ee_dataset *train) {
         ee_net_free(net);
         return ee;
     }
+    if (o->sidenet) {
+        int at = o->at ? ee_net_find_node(net, o->at) : ee_sidenet_default_position(net);
+        if (at < 0) {
+            if (o->at) usage_error("train --at: no node named '%s' in %s (eenn info lists them)", o->at, o->from);
+            die("%s: no block end for a SideNet found; give --at", o->from);
+        }
+        ee_net *side = NULL;
+        check(ee_sidenet_attach(ctx, net, at, o->hidden, o->pool, &side), ctx);
+        ee_node_info in;
+        ee_net_node_info(net, at, &in);
+        snprintf(o->at_buf, sizeof o->at_buf, "%s", in.name);
+        fprintf(stderr, "SideNet after %s (%dx%dx%d): pooled to at most %dx%d, %d hidden units\n", in.name, in.c, in.h,
+                in.w, o->pool, o->pool, o->hidden);
+        ee_net_free(net);
+        return side;
+    }
     return o->mode == EE_MODE_CNN ? net : attach_ics(ctx, net, o->ics);
 }
 
@@ -366,6 +397,14 @@ static void record_meta(ee_ctx *ctx, ee_net *net, const train_opts *o, const ee_
     check(ee_net_set_meta(ctx, net, "data.val", nval), ctx);
     check(ee_net_set_meta(ctx, net, "train.mode", o->mode_s), ctx);
     check(ee_net_set_meta(ctx, net, "train.augment", o->augment), ctx);
+    if (o->sidenet) {
+        char b[96];
+        check(ee_net_set_meta(ctx, net, "sidenet.at", o->at_buf), ctx);
+        snprintf(b, sizeof b, "%d", o->hidden);
+        check(ee_net_set_meta(ctx, net, "sidenet.hidden", b), ctx);
+        snprintf(b, sizeof b, "%d", o->pool);
+        check(ee_net_set_meta(ctx, net, "sidenet.pool", b), ctx);
+    }
     if (o->mode == EE_MODE_JEI) {
         char b[96];
         snprintf(b, sizeof b, "%g", o->lambda);

@@ -176,6 +176,14 @@ int ee_sdn_flops_positions(const ee_net *cnn, int *nodes, int max);
 /* A new network: the CNN with an IC head (mixpool to 4x4, flatten, linear) after each given node. Backbone
  * weights and statistics are copied; IC heads are initialised from the context's RNG. */
 ee_status ee_sdn_attach(ee_ctx *ctx, const ee_net *cnn, const int *nodes, int nic, ee_net **sdn);
+/* SideNet (Morisot): one side classifier, a perceptron with one hidden layer, after the given node of a trained
+ * CNN (the MainNet): average pooling to pool x pool (the map as it is if it is no larger; pool must divide it),
+ * flatten, linear to hidden units, ReLU, linear to the classes (the exit). Backbone weights copied; the side
+ * head initialised from the context's RNG. Trained with the MainNet frozen (EE_MODE_IC_ONLY); at inference the
+ * MainNet resumes from the attachment point for the inputs that do not exit. The default node: the block end
+ * closest to 30% of the network's FLOPs (ee_sidenet_default_position). */
+ee_status ee_sidenet_attach(ee_ctx *ctx, const ee_net *cnn, int node, int hidden, int pool, ee_net **out);
+int ee_sidenet_default_position(const ee_net *cnn);
 /* The CNN inside an SDN: the network without its IC heads, weights copied. */
 ee_status ee_sdn_strip(ee_ctx *ctx, const ee_net *sdn, ee_net **cnn);
 /* Cumulative true FLOPs of each head (earlier IC heads included), and as a fraction of the backbone alone. */
@@ -524,6 +532,11 @@ void ee_jei_pos_weights(const ee_outputs *val, const double *cost, double lambda
 /* The expected calibration error of the answers p gives on o (each sample's answer and confidence from the exit it
  * takes), over `bins` equal-mass bins of confidence (JEI-DNN: 15). */
 ee_status ee_policy_ece(ee_ctx *ctx, const ee_outputs *o, const ee_exit_policy *p, int bins, double *ece);
+/* One head's reliability: its max softmax (temperature 1) against its accuracy in `bins` equal-mass bins of the
+ * samples sorted by confidence; the ECE, and each bin's mean confidence and accuracy (arrays of bins; may be NULL),
+ * for a reliability diagram. */
+ee_status ee_head_reliability(ee_ctx *ctx, const ee_outputs *o, int head, int bins, double *ece, double *conf,
+                              double *acc);
 /* Split-conformal prediction sets per exit (JEI-DNN): qhat[h], the ceil((m + 1)(1 - alpha))-th smallest score
  * 1 - p_y of the m calibration samples of val that p sends to exit h (all of val's samples at that exit if m <= 20);
  * the set of a sample leaving at h is {k : p_k >= 1 - qhat[h]}. */

@@ -65,6 +65,40 @@ ee_status ee_policy_ece(ee_ctx *ctx, const ee_outputs *o, const ee_exit_policy *
     return s;
 }
 
+ee_status ee_head_reliability(ee_ctx *ctx, const ee_outputs *o, int head, int bins, double *ece, double *conf,
+                              double *acc) {
+    if (!o->logits) return ee_fail(ctx, EE_ERR_ARG, "the calibration error needs the outputs' logits");
+    if (bins < 1 || o->n < bins) return ee_fail(ctx, EE_ERR_ARG, "%d bins for %d samples", bins, o->n);
+    if (head < 0 || head >= o->heads) return ee_fail(ctx, EE_ERR_ARG, "no head %d (the outputs have %d)", head + 1, o->heads);
+    int n = o->n, K = o->classes;
+    answer *ans = malloc(sizeof(answer) * n);
+    double *p = malloc(sizeof(double) * K);
+    if (!ans || !p) {
+        free(ans); free(p);
+        return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < n; i++) {
+        softmax_of(o, i, head, 1.0f, p);
+        int top = 0;
+        for (int j = 1; j < K; j++) top = p[j] > p[top] ? j : top;
+        ans[i].conf = (float)p[top];
+        ans[i].right = top == o->label[i];
+    }
+    qsort(ans, (size_t)n, sizeof *ans, cmp_answer);
+    double e = 0;
+    for (int b = 0; b < bins; b++) {
+        int lo = (int)((long)b * n / bins), hi = (int)((long)(b + 1) * n / bins);
+        double c = 0, a = 0;
+        for (int j = lo; j < hi; j++) { c += ans[j].conf; a += ans[j].right; }
+        e += fabs(c - a) / n;
+        if (conf) conf[b] = hi > lo ? c / (hi - lo) : 0;
+        if (acc) acc[b] = hi > lo ? a / (hi - lo) : 0;
+    }
+    *ece = e;
+    free(ans); free(p);
+    return EE_OK;
+}
+
 ee_status ee_conformal_fit(ee_ctx *ctx, const ee_outputs *val, const ee_exit_policy *pol, double alpha, float *qhat) {
     if (!val->logits) return ee_fail(ctx, EE_ERR_ARG, "conformal sets need the outputs' logits");
     if (!(alpha > 0 && alpha < 1)) return ee_fail(ctx, EE_ERR_ARG, "alpha must be in (0, 1), not %g", alpha);

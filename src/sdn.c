@@ -161,6 +161,50 @@ ee_status ee_sdn_attach(ee_ctx *ctx, const ee_net *cnn, const int *nodes, int ni
     return s;
 }
 
+int ee_sidenet_default_position(const ee_net *cnn) {
+    double total = 0, cum = 0, bd = 1e300;
+    for (int i = 0; i < cnn->nnodes; i++) {
+        ee_node_info in;
+        ee_net_node_info(cnn, i, &in);
+        total += in.flops;
+    }
+    int best = -1;
+    for (int i = 0; i < cnn->nnodes; i++) {
+        ee_node_info in;
+        ee_net_node_info(cnn, i, &in);
+        cum += in.flops;
+        if (!ee_is_block_end(cnn, i)) continue;
+        double d = fabs(cum / total - 0.30);
+        if (d < bd) { bd = d; best = i; }
+    }
+    return best;
+}
+
+ee_status ee_sidenet_attach(ee_ctx *ctx, const ee_net *cnn, int node, int hidden, int pool, ee_net **out) {
+    *out = NULL;
+    ee_status s = ee_check_exit_positions(ctx, cnn, &node, 1, "SideNet");
+    if (s) return s;
+    if (hidden < 1 || hidden > 65536) return ee_fail(ctx, EE_ERR_ARG, "a SideNet needs 1 to 65536 hidden units, not %d", hidden);
+    const ee_node *at = &cnn->nodes[node];
+    if (pool < 1) return ee_fail(ctx, EE_ERR_ARG, "the SideNet's pooling grid must be at least 1, not %d", pool);
+    char blk[640];
+    int len = 0;
+    if (at->out.h > pool || at->out.w > pool) {
+        if (at->out.h % pool || at->out.w % pool || at->out.h / pool != at->out.w / pool)
+            return ee_fail(ctx, EE_ERR_ARG, "node '%s' has a %dx%d map: the SideNet's pooling grid %d must divide it "
+                           "(square windows)", at->name, at->out.h, at->out.w, pool);
+        int k = at->out.h / pool;
+        len = snprintf(blk, sizeof blk, "avgpool name=side.pool in=%s k=%d stride=%d\n"
+                       "flatten name=side.flat in=side.pool\n", at->name, k, k);
+    } else
+        len = snprintf(blk, sizeof blk, "flatten name=side.flat in=%s\n", at->name);
+    snprintf(blk + len, sizeof blk - (size_t)len,
+             "linear name=side.fc1 in=side.flat out=%d init=torch\nrelu name=side.relu in=side.fc1\n"
+             "linear name=side.fc2 in=side.relu out=%d init=torch head=1\n", hidden, cnn->classes);
+    char *blocks[1] = {blk};
+    return ee_net_insert_blocks(ctx, cnn, &node, 1, blocks, "sidenet", out);
+}
+
 /* marks the nodes the final head depends on: the backbone (the CNN), as opposed to IC heads */
 void ee_net_backbone_mask(const ee_net *net, uint8_t *mask) {
     memset(mask, 0, net->nnodes);

@@ -213,6 +213,15 @@ cmp -s "$T/c3inf1.json" "$T/c3inf64.json" && ok || bad "cascade exits with jumps
     grep -q '"jumped":0.0000' && ok || bad "cascade --no-jumps"
 expect_usage "cascade of one network" "give 2 to 8 trained networks" "$E" cascade "$T/m.eenn" -o "$T/x.eenn"
 expect_usage "cascade without -o" "give the file to write" "$E" cascade "$T/m.eenn" "$T/m.eenn"
+# SideNet: one side classifier on the frozen CNN; the analysis gives each exit's own calibration error
+if [ -n "$EENN_ASAN" ]; then side_at="--at r"; else side_at=""; fi
+"$E" train --mode sidenet --from "$T/m.eenn" $side_at --hidden 16 --pool 2 --subset 1000 --val 300 --test-subset 300 \
+    --epochs 1 --out "$T/side.eenn" >/dev/null 2>"$T/side.log" && grep -q "^SideNet after" "$T/side.log" &&
+    "$E" info "$T/side.eenn" --json | grep -q '"side.fc2"' && "$E" calibrate "$T/side.eenn" >/dev/null &&
+    "$E" analyze "$T/side.eenn" --test-subset 200 --train-subset 500 2>/dev/null | grep -q "own calibration error" && ok ||
+    { bad "SideNet training"; cat "$T/side.log"; }
+expect_usage "sidenet options without sidenet" "only with --mode sidenet" "$E" train --hidden 8
+expect_usage "sidenet at no node" "no node named 'nowhere'" "$E" train --mode sidenet --from "$T/m.eenn" --at nowhere
 expect_usage "jei without a CNN" "needs --from" "$E" train --mode jei
 expect_usage "jei warm-up as long as the run" "must be below --epochs" "$E" train --mode jei --from "$T/m.eenn" --warmup-epochs 3 --epochs 3
 expect_usage "warm-up without jei" "only with --mode jei" "$E" train --warmup-epochs 1

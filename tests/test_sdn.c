@@ -803,6 +803,15 @@ static void test_learned_policy(void) {
         double ece = -1;
         CHECK_OK(ctx, ee_policy_ece(ctx, &eo, &p, 2, &ece));
         CHECK(fabs(ece - 0.15) < 1e-6, "calibration error %.6f, by hand 0.15", ece);
+        /* the final head's own reliability: the same bins, with their means (0.65, 0.5) and (0.85, 1); head 1
+         * (logits 0, 0: confidence 0.5, every answer class 0 = the label) in one bin: |0.5 - 1| */
+        double bc[2], ba[2], e1;
+        CHECK_OK(ctx, ee_head_reliability(ctx, &eo, 1, 2, &ece, bc, ba));
+        CHECK(fabs(ece - 0.15) < 1e-6 && fabs(bc[0] - 0.65) < 1e-6 && fabs(ba[0] - 0.5) < 1e-9 && fabs(bc[1] - 0.85) < 1e-6 &&
+              fabs(ba[1] - 1) < 1e-9, "reliability %.4f: bins (%.3f, %.3f) (%.3f, %.3f)", ece, bc[0], ba[0], bc[1], ba[1]);
+        CHECK_OK(ctx, ee_head_reliability(ctx, &eo, 0, 1, &e1, NULL, NULL));
+        CHECK(fabs(e1 - 0.5) < 1e-6, "head 1 reliability %.4f, by hand 0.5", e1);
+        CHECK(ee_head_reliability(ctx, &eo, 2, 1, &e1, NULL, NULL) == EE_ERR_ARG, "a head beyond the outputs");
         hand_free(&eo);
     }
     /* conformal sets: 30 calibration samples at the final head with scores 1 - p_y = i / 31; at alpha 0.1 qhat is
@@ -1044,6 +1053,51 @@ static void test_cascade(void) {
     ee_net_free(d);
     ee_dataset_free(ds);
     ee_net_free(a); ee_net_free(b); ee_net_free(c);
+    ee_ctx_free(ctx);
+}
+
+/* SideNet: the side head's nodes and shapes, the backbone's weights kept, its default place, bad arguments */
+static void test_sidenet(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_ctx_set_threads(ctx, 1);
+    ee_net *cnn = NULL, *side = NULL;
+    CHECK_OK(ctx, ee_net_builtin(ctx, "resnet20", 1, 28, 28, 10, &cnn));
+    if (!cnn) return;
+    CHECK_OK(ctx, ee_net_init(ctx, cnn));
+    int at = ee_sidenet_default_position(cnn);
+    ee_node_info in;
+    ee_net_node_info(cnn, at, &in);
+    CHECK(at > 0 && !strcmp(in.name, "s1.b3.add"), "SideNet default place %s", at >= 0 ? in.name : "none");
+    CHECK_OK(ctx, ee_sidenet_attach(ctx, cnn, at, 32, 4, &side));
+    if (side) {
+        CHECK(ee_net_num_heads(side) == 2, "a SideNet model has %d heads", ee_net_num_heads(side));
+        int pool = ee_net_find_node(side, "side.pool"), fc1 = ee_net_find_node(side, "side.fc1");
+        ee_node_info pi, fi;
+        ee_net_node_info(side, pool, &pi);
+        ee_net_node_info(side, fc1, &fi);
+        /* 16 x 28 x 28 pooled by 7 to 16 x 4 x 4 = 256 features, 32 hidden */
+        CHECK(pool >= 0 && pi.c == 16 && pi.h == 4 && pi.w == 4 && fi.c == 32 && fi.params == 256 * 32 + 32,
+              "side head shapes: pool %dx%dx%d, fc1 %d (%zu parameters)", pi.c, pi.h, pi.w, fi.c, fi.params);
+        CHECK(ee_net_head_node(side, 0) == ee_net_find_node(side, "side.fc2"), "the SideNet's exit is side.fc2");
+        /* the backbone computes what the CNN does */
+        float x[784], *y0 = malloc(40), *y1 = malloc(40);
+        for (int i = 0; i < 784; i++) x[i] = (float)sin(i * 0.1);
+        CHECK_OK(ctx, ee_net_prepare(ctx, cnn, 1, 0));
+        CHECK_OK(ctx, ee_net_prepare(ctx, side, 1, 0));
+        CHECK_OK(ctx, ee_net_forward(ctx, cnn, x, 1, 0));
+        memcpy(y0, ee_net_head_output(cnn, 0), 40);
+        CHECK_OK(ctx, ee_net_forward(ctx, side, x, 1, 0));
+        memcpy(y1, ee_net_head_output(side, 1), 40);
+        CHECK(!memcmp(y0, y1, 40), "the SideNet's MainNet differs from the CNN");
+        free(y0); free(y1);
+    }
+    ee_net *bad = NULL;
+    CHECK(ee_sidenet_attach(ctx, cnn, at, 32, 5, &bad) == EE_ERR_ARG && strstr(ee_ctx_error(ctx), "must divide"),
+          "a pooling grid that does not divide the map: %s", ee_ctx_error(ctx));
+    CHECK(ee_sidenet_attach(ctx, cnn, at, 0, 4, &bad) == EE_ERR_ARG, "a SideNet without hidden units");
+    CHECK(side && ee_sidenet_attach(ctx, side, at, 32, 4, &bad) == EE_ERR_ARG, "a SideNet on a network with exits");
+    ee_net_free(side);
+    ee_net_free(cnn);
     ee_ctx_free(ctx);
 }
 
@@ -1353,6 +1407,7 @@ int main(void) {
     test_uncertainty();
     test_learned_policy();
     test_cascade();
+    test_sidenet();
     test_eenet();
     test_positions();
     test_torch_sdn();
