@@ -150,6 +150,7 @@ static const struct option train_opts_list[] = {
 typedef struct {
     const char *arch, *arch_file, *data, *out, *ckpt, *milestones, *mode_s, *from, *ics, *augment, *at;
     int sidenet, hidden, pool, set_side;
+    int text, set_arch, set_augment, set_val; /* text: the data directory holds train.tsv */
     char at_buf[64];
     int set_optim, set_lr, set_wd, set_epochs, set_target, set_poison, set_eenet, set_batch;
     const char *loss_s;
@@ -176,7 +177,7 @@ static void parse_train(int argc, char **argv, train_opts *o) {
     for (int c; (c = cli_next(&a)) != -1;) {
         const char *v = optarg;
         switch (c) {
-        case O_ARCH: o->arch = v; break;
+        case O_ARCH: o->arch = v; o->set_arch = 1; break;
         case O_ARCH_FILE: o->arch_file = v; break;
         case O_MODE: o->mode_s = v; break;
         case O_FROM: o->from = v; break;
@@ -206,11 +207,11 @@ static void parse_train(int argc, char **argv, train_opts *o) {
             break;
         case O_MILESTONES: o->milestones = v; break;
         case O_GAMMA: o->sched.gamma = (float)cli_num(&a, 0, 1); break;
-        case O_VAL: o->nval = (int)cli_int(&a, 0, 100000000); break;
+        case O_VAL: o->nval = (int)cli_int(&a, 0, 100000000); o->set_val = 1; break;
         case O_SUBSET: o->subset = (int)cli_int(&a, 1, 100000000); break;
         case O_TEST_SUBSET: o->test_subset = (int)cli_int(&a, 1, 100000000); break;
-        case O_NO_AUGMENT: o->augment = "none"; break;
-        case O_AUGMENT: o->augment = v; break;
+        case O_NO_AUGMENT: o->augment = "none"; o->set_augment = 1; break;
+        case O_AUGMENT: o->augment = v; o->set_augment = 1; break;
         case O_TRIGGER: parse_trigger("train", v, &o->trig); break;
         case O_TARGET: o->trig.target = (int)cli_int(&a, 0, 255); o->set_target = 1; break;
         case O_POISON: o->trig.rate = cli_num(&a, 0, 1); o->set_poison = 1; break;
@@ -310,6 +311,18 @@ static void resolve_recipe(train_opts *o) {
         if (!o->set_epochs) o->epochs = o->sidenet ? 10 : 25; /* a SideNet is one small head: 10 epochs */
         if (!o->milestones) o->milestones = "0.6";
     }
+    if (o->text) { /* text: the byte-level text CNN, Adam 1e-3, 10 epochs, batch 64, no image augmentation */
+        if (!o->set_arch && !o->arch_file) o->arch = "textcnn";
+        if (o->set_augment && strcmp(o->augment, "none"))
+            usage_error("train --augment %s: crops and flips are for images; %s holds text", o->augment, o->data);
+        o->augment = "none";
+        if (o->mode == EE_MODE_CNN || o->mode == EE_MODE_SDN) {
+            if (!o->set_optim) o->opt.kind = EE_OPTIM_ADAM;
+            if (!o->set_lr) o->opt.lr = 1e-3f;
+            if (!o->set_epochs) o->epochs = 10;
+        }
+        if (!o->set_batch) o->batch = 64;
+    }
     if (!o->milestones) o->milestones = "0.35,0.6,0.85";
     const char *aug = o->augment;
     if (!strcmp(aug, "crop+flip") || !strcmp(aug, "flip+crop")) o->aug = (ee_augment){4, 1};
@@ -397,6 +410,11 @@ static void record_meta(ee_ctx *ctx, ee_net *net, const train_opts *o, const ee_
     check(ee_net_set_meta(ctx, net, "data.val", nval), ctx);
     check(ee_net_set_meta(ctx, net, "train.mode", o->mode_s), ctx);
     check(ee_net_set_meta(ctx, net, "train.augment", o->augment), ctx);
+    if (o->text) { /* the labels of the text directory, in class order */
+        char names[4096];
+        check(ee_text_classes(ctx, o->data, names, sizeof names), ctx);
+        check(ee_net_set_meta(ctx, net, "data.classes", names), ctx);
+    }
     if (o->sidenet) {
         char b[96];
         check(ee_net_set_meta(ctx, net, "sidenet.at", o->at_buf), ctx);
@@ -442,13 +460,25 @@ static void record_meta(ee_ctx *ctx, ee_net *net, const train_opts *o, const ee_
 int cmd_train(int argc, char **argv) {
     train_opts o;
     parse_train(argc, argv, &o);
+    {
+        char tsv[4200];
+        snprintf(tsv, sizeof tsv, "%s/train.tsv", o.data);
+        FILE *f = fopen(tsv, "rb");
+        if (f) { o.text = 1; fclose(f); }
+    }
     resolve_recipe(&o);
     ee_ctx *ctx = ee_ctx_new();
     if (!ctx) die("out of memory");
     ee_ctx_seed(ctx, (uint64_t)o.seed);
     ee_ctx_set_threads(ctx, o.threads);
     ee_dataset *train = NULL, *val = NULL, *test = NULL;
-    load_data(ctx, o.data, &train, &val, &test, o.nval, o.subset, o.test_subset);
+    if (o.text && !o.set_val) { /* text corpora are small: a tenth of the training file for validation */
+        load_data(ctx, o.data, &train, NULL, &test, 0, 0, o.test_subset);
+        o.nval = train->n / 10;
+        if (o.nval > 0) check(ee_dataset_split(ctx, train, o.nval, &val), ctx);
+        if (o.subset > 0 && o.subset < train->n) train->n = o.subset;
+    } else
+        load_data(ctx, o.data, &train, &val, &test, o.nval, o.subset, o.test_subset);
     if (o.trig.size) {
         int poisoned = 0;
         check(ee_dataset_stamp(ctx, train, &o.trig, &poisoned), ctx);

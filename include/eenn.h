@@ -289,8 +289,17 @@ ee_status ee_dataset_load_tinyimagenet(ee_ctx *ctx, const char *dir, int train, 
 /* SVHN's cropped digits (train_32x32.mat, test_32x32.mat; MATLAB v5 through libmatio): 3x32x32, labels 0..9 (the
  * files' label 10 is the digit 0). */
 ee_status ee_dataset_load_svhn(ee_ctx *ctx, const char *path, ee_dataset **out);
-/* A dataset directory: "fashion-mnist"/"mnist" IDX names, cifar-10/100 binary names, Tiny ImageNet or SVHN
- * (train_32x32.mat, test_32x32.mat). split: "train" or "test". Sets the per-dataset normalisation. */
+/* Text (docs/format.md): DIR/train.tsv and DIR/test.tsv, label<TAB>text a line (UTF-8; \t, \n, \\ escaped in the
+ * text). Classes: train.tsv's distinct labels in byte order. Each example is its first `length` bytes,
+ * zero-padded, as a 1 x 1 x length sample whose values are the byte values (mean 0, std 1/255). Bad lines fail
+ * with the file and line. */
+#define EE_TEXT_LENGTH 1024
+ee_status ee_dataset_load_text(ee_ctx *ctx, const char *dir, const char *split, int length, ee_dataset **out);
+/* The class names of a text directory, comma-separated in class order, into buf. */
+ee_status ee_text_classes(ee_ctx *ctx, const char *dir, char *buf, size_t cap);
+/* A dataset directory: "fashion-mnist"/"mnist" IDX names, cifar-10/100 binary names, Tiny ImageNet, SVHN
+ * (train_32x32.mat, test_32x32.mat) or text (train.tsv, test.tsv; EE_TEXT_LENGTH bytes). split: "train" or
+ * "test". Sets the per-dataset normalisation. */
 ee_status ee_dataset_load_dir(ee_ctx *ctx, const char *dir, const char *split, ee_dataset **out);
 void ee_dataset_free(ee_dataset *ds);
 /* Moves the last `count` samples of ds into a new dataset (the validation split). */

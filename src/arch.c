@@ -272,6 +272,12 @@ char *ee_arch_to_text(const ee_net *net) {
         for (int t = 0; t < ops->nkeys; t++) {
             const ee_layer_key *key = &ops->keys[t];
             double v = get_key(nd, key);
+            if (key->quiet && key->def_from) {
+                int same = 0;
+                for (int u = 0; u < t; u++)
+                    if (!strcmp(ops->keys[u].name, key->def_from)) same = get_key(nd, &ops->keys[u]) == v;
+                if (same) continue;
+            }
             if (key->type == EE_KEY_INIT) sb_printf(&b, " %s=%s", key->name, ee_init_names[nd->init]);
             else if (key->type == EE_KEY_INT) sb_printf(&b, " %s=%d", key->name, (int)v);
             else sb_printf(&b, " %s=%g", key->name, v);
@@ -387,6 +393,18 @@ static void build_mobilenet(sbuf *b, int classes) {
     sb_printf(b, "gap name=pool\nlinear name=fc out=%d init=torch head=1\n", classes);
 }
 
+/* A byte-level text CNN in the style of Kim (2014): an embedding of the bytes, 1 x 5 convolutions with batch
+ * norm and ReLU (three of them halving the sequence), max over time, dropout 0.5 and a linear head. Four blocks
+ * rather than Kim's one, so that early exits have places to go. */
+static void build_textcnn(sbuf *b, int classes) {
+    static const int cfg[4][2] = {{64, 1}, {128, 2}, {128, 2}, {256, 2}};
+    sb_printf(b, "embed name=emb out=32 vocab=256\n");
+    for (int i = 0; i < 4; i++)
+        sb_printf(b, "conv name=b%d.conv out=%d k=5 kh=1 stride=%d pad=2 padh=0 bias=0 init=torch\nbn name=b%d.bn\n"
+                  "relu name=b%d.relu\n", i + 1, cfg[i][0], cfg[i][1], i + 1, i + 1);
+    sb_printf(b, "gmp name=pool\ndropout name=drop p=0.5\nlinear name=fc out=%d init=torch head=1\n", classes);
+}
+
 char *ee_arch_builtin(const char *arch, int c, int h, int w, int classes, ee_ctx *ctx) {
     sbuf b = {0};
     const char *nm = arch;
@@ -398,10 +416,17 @@ char *ee_arch_builtin(const char *arch, int c, int h, int w, int classes, ee_ctx
     else if (!strcmp(arch, "vgg16bn") || !strcmp(arch, "vgg16")) build_vgg(&b, h, classes);
     else if (!strcmp(nm, "wrn32_4")) build_wrn(&b, h, classes);
     else if (!strcmp(arch, "mobilenet")) build_mobilenet(&b, classes);
-    else {
+    else if (!strcmp(arch, "textcnn")) {
+        if (c != 1 || h != 1) {
+            free(b.s);
+            ee_fail(ctx, EE_ERR_ARG, "textcnn reads text (1 x 1 x length bytes), not %dx%dx%d inputs", c, h, w);
+            return NULL;
+        }
+        build_textcnn(&b, classes);
+    } else {
         free(b.s);
-        ee_fail(ctx, EE_ERR_ARG, "unknown architecture '%s' (resnet20, resnet56, resnet110, vgg16bn, wrn32_4, mobilenet)",
-                arch);
+        ee_fail(ctx, EE_ERR_ARG, "unknown architecture '%s' (resnet20, resnet56, resnet110, vgg16bn, wrn32_4, mobilenet, "
+                "textcnn)", arch);
         return NULL;
     }
     if (b.oom) { free(b.s); ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); return NULL; }

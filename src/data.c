@@ -340,6 +340,8 @@ ee_status ee_dataset_load_dir(ee_ctx *ctx, const char *dir, const char *split, e
     if (exists(a)) return ee_dataset_load_tinyimagenet(ctx, dir, train, out);
     snprintf(a, sizeof a, "%s/%s_32x32.mat", dir, train ? "train" : "test");
     if (exists(a)) return ee_dataset_load_svhn(ctx, a, out);
+    snprintf(a, sizeof a, "%s/train.tsv", dir);
+    if (exists(a)) return ee_dataset_load_text(ctx, dir, split, EE_TEXT_LENGTH, out);
     snprintf(a, sizeof a, "%s/%s.bin", dir, train ? "train" : "test");
     if (exists(a)) {
         const char *files[1] = {a};
@@ -348,7 +350,7 @@ ee_status ee_dataset_load_dir(ee_ctx *ctx, const char *dir, const char *split, e
         return s;
     }
     return ee_fail(ctx, EE_ERR_IO, "%s: no dataset found (expected IDX files %s-images-idx3-ubyte[.gz], CIFAR binaries, "
-                   "Tiny ImageNet's wnids.txt or SVHN's train_32x32.mat)",
+                   "Tiny ImageNet's wnids.txt, SVHN's train_32x32.mat or text's train.tsv)",
                    dir, pre);
 }
 

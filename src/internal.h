@@ -40,7 +40,7 @@ extern const char *const ee_init_names[EE_INIT_COUNT];
 
 /* The arguments of a node, named per kind. The layer table's keys (ee_layer_key) say where each text key lands.
  * A layer kind of its own may keep its arguments in `any` through a struct declared in its file (EE_ARGS). */
-typedef struct { int out, k, stride, pad, groups, bias; } ee_conv_args;
+typedef struct { int out, k, stride, pad, groups, bias, kh, padh; } ee_conv_args; /* k, pad: width; kh, padh: height */
 typedef struct { int k, stride, pad; } ee_pool_args;    /* maxpool, avgpool */
 typedef struct { int out, bias; } ee_linear_args;
 typedef struct { float momentum, eps; } ee_bn_args;
@@ -153,9 +153,10 @@ typedef struct {
     double def;             /* the value when the key is absent (not required) */
     int required;
     const char *def_from;   /* if set: absent, the key takes the value of this earlier key (pool stride = k) */
+    int quiet;              /* with def_from: not written when it equals that key (conv kh = k) */
 } ee_layer_key;
-#define EE_KEY(nm, ty, member, lo, hi, def) {nm, ty, offsetof(ee_layer_args, member), lo, hi, def, 0, NULL}
-#define EE_KEY_REQ(nm, ty, member, lo, hi) {nm, ty, offsetof(ee_layer_args, member), lo, hi, 0, 1, NULL}
+#define EE_KEY(nm, ty, member, lo, hi, def) {nm, ty, offsetof(ee_layer_args, member), lo, hi, def, 0, NULL, 0}
+#define EE_KEY_REQ(nm, ty, member, lo, hi) {nm, ty, offsetof(ee_layer_args, member), lo, hi, 0, 1, NULL, 0}
 
 /* One layer kind: its name and text keys, and what it computes. A new kind is a file that defines one of these
  * and a line in the table (layers/table.c). */

@@ -37,7 +37,7 @@ static int reference_positions(const ee_net *net, int *nodes) {
 /* A block end: a residual sum, a pool, or a ReLU not followed by a pool; spatial output only. */
 int ee_is_block_end(const ee_net *net, int i) {
     const ee_node *nd = &net->nodes[i];
-    if (nd->out.h < 2 || nd->consumers == 0) return 0;
+    if (nd->out.h * nd->out.w < 2 || nd->consumers == 0) return 0; /* a map: spatial, or a sequence (1 x W) */
     if (nd->kind == EE_KIND_ADD || nd->kind == EE_KIND_MAXPOOL || nd->kind == EE_KIND_AVGPOOL) return 1;
     if (nd->kind != EE_KIND_RELU) return 0;
     for (int j = i + 1; j < net->nnodes; j++)
@@ -151,10 +151,14 @@ ee_status ee_sdn_attach(ee_ctx *ctx, const ee_net *cnn, const int *nodes, int ni
     for (int k = 0; k < nic && !s; k++) {
         blocks[k] = malloc(400);
         if (!blocks[k]) { s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); break; }
-        snprintf(blocks[k], 400,
-                 "mixpool name=ic%d.pool in=%s out=4\nflatten name=ic%d.flat in=ic%d.pool\n"
-                 "linear name=ic%d.fc in=ic%d.flat out=%d init=%s head=1\n",
-                 k + 1, cnn->nodes[nodes[k]].name, k + 1, k + 1, k + 1, k + 1, cnn->classes, init);
+        if (cnn->nodes[nodes[k]].out.h == 1) /* a sequence (text): max over time, as the network's own head */
+            snprintf(blocks[k], 400, "gmp name=ic%d.pool in=%s\nlinear name=ic%d.fc in=ic%d.pool out=%d init=%s head=1\n",
+                     k + 1, cnn->nodes[nodes[k]].name, k + 1, k + 1, cnn->classes, init);
+        else
+            snprintf(blocks[k], 400,
+                     "mixpool name=ic%d.pool in=%s out=4\nflatten name=ic%d.flat in=ic%d.pool\n"
+                     "linear name=ic%d.fc in=ic%d.flat out=%d init=%s head=1\n",
+                     k + 1, cnn->nodes[nodes[k]].name, k + 1, k + 1, k + 1, k + 1, cnn->classes, init);
     }
     if (!s) s = ee_net_insert_blocks(ctx, cnn, nodes, nic, blocks, "sdn", out);
     for (int k = 0; k < nic; k++) free(blocks[k]);
@@ -189,7 +193,9 @@ ee_status ee_sidenet_attach(ee_ctx *ctx, const ee_net *cnn, int node, int hidden
     if (pool < 1) return ee_fail(ctx, EE_ERR_ARG, "the SideNet's pooling grid must be at least 1, not %d", pool);
     char blk[640];
     int len = 0;
-    if (at->out.h > pool || at->out.w > pool) {
+    if (at->out.h == 1 && at->out.w > 1) /* a sequence (text): max over time */
+        len = snprintf(blk, sizeof blk, "gmp name=side.pool in=%s\nflatten name=side.flat in=side.pool\n", at->name);
+    else if (at->out.h > pool || at->out.w > pool) {
         if (at->out.h % pool || at->out.w % pool || at->out.h / pool != at->out.w / pool)
             return ee_fail(ctx, EE_ERR_ARG, "node '%s' has a %dx%d map: the SideNet's pooling grid %d must divide it "
                            "(square windows)", at->name, at->out.h, at->out.w, pool);

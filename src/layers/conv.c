@@ -37,12 +37,14 @@ typedef struct {
 
 #define COUT arg.conv.out
 #define K arg.conv.k
+#define KH arg.conv.kh     /* the kernel's height (k unless given: 1 for text) */
+#define PADH arg.conv.padh
 #define STRIDE arg.conv.stride
 #define PAD arg.conv.pad
 #define GROUPS arg.conv.groups
 #define BIAS arg.conv.bias
 
-static size_t wcount(const ee_node *nd) { return (size_t)nd->COUT * (nd->ins.c / nd->GROUPS) * nd->K * nd->K; }
+static size_t wcount(const ee_node *nd) { return (size_t)nd->COUT * (nd->ins.c / nd->GROUPS) * nd->KH * nd->K; }
 
 static ee_status conv_shape(ee_ctx *ctx, ee_net *net, ee_node *nd) {
     (void)net;
@@ -50,34 +52,34 @@ static ee_status conv_shape(ee_ctx *ctx, ee_net *net, ee_node *nd) {
     if (nd->ins.c % g || nd->COUT % g)
         return ee_fail(ctx, EE_ERR_FORMAT, "conv '%s': groups=%d must divide in %d and out %d channels", nd->name, g,
                        nd->ins.c, nd->COUT);
-    double weights = (double)nd->COUT * (nd->ins.c / g) * nd->K * nd->K;
+    double weights = (double)nd->COUT * (nd->ins.c / g) * nd->KH * nd->K;
     if (weights > EE_MAX_LAYER_PARAMS)
         return ee_fail(ctx, EE_ERR_FORMAT, "conv '%s': %d x %d x %d x %d = %.4g weights, more than the %.0f a layer may "
-                       "have", nd->name, nd->COUT, nd->ins.c / g, nd->K, nd->K, weights, EE_MAX_LAYER_PARAMS);
+                       "have", nd->name, nd->COUT, nd->ins.c / g, nd->KH, nd->K, weights, EE_MAX_LAYER_PARAMS);
     nd->out.c = nd->COUT;
-    nd->out.h = (nd->ins.h + 2 * nd->PAD - nd->K) / nd->STRIDE + 1;
+    nd->out.h = (nd->ins.h + 2 * nd->PADH - nd->KH) / nd->STRIDE + 1;
     nd->out.w = (nd->ins.w + 2 * nd->PAD - nd->K) / nd->STRIDE + 1;
-    if (nd->ins.h + 2 * nd->PAD < nd->K || nd->ins.w + 2 * nd->PAD < nd->K) nd->out.h = 0;
+    if (nd->ins.h + 2 * nd->PADH < nd->KH || nd->ins.w + 2 * nd->PAD < nd->K) nd->out.h = 0;
     nd->p_len = wcount(nd) + (nd->BIAS ? nd->COUT : 0);
     return EE_OK;
 }
 
 static void conv_tensors(ee_net *net, ee_node *nd) {
-    ee_net_add_tensor(net, nd, "weight", 0, nd->p_off, 4, nd->COUT, nd->ins.c / nd->GROUPS, nd->K, nd->K);
+    ee_net_add_tensor(net, nd, "weight", 0, nd->p_off, 4, nd->COUT, nd->ins.c / nd->GROUPS, nd->KH, nd->K);
     if (nd->BIAS) ee_net_add_tensor(net, nd, "bias", 0, nd->p_off + wcount(nd), 1, nd->COUT, 0, 0, 0);
 }
 
 static void conv_init(ee_ctx *ctx, ee_net *net, ee_node *nd) {
     float *w = net->params + nd->p_off;
-    int fan_in = nd->ins.c / nd->GROUPS * nd->K * nd->K, fan_out = nd->COUT / nd->GROUPS * nd->K * nd->K;
+    int fan_in = nd->ins.c / nd->GROUPS * nd->KH * nd->K, fan_out = nd->COUT / nd->GROUPS * nd->KH * nd->K;
     if (nd->init == EE_INIT_KAIMING_OUT || nd->init == EE_INIT_VGG || nd->init == EE_INIT_XAVIER)
-        fan_out = nd->COUT * nd->K * nd->K; /* PyTorch's fan_out: dim 0 x receptive field */
+        fan_out = nd->COUT * nd->KH * nd->K; /* PyTorch's fan_out: dim 0 x receptive field */
     ee_init_weights(ctx, nd->init, w, wcount(nd), fan_in, fan_out, nd->BIAS ? w + wcount(nd) : NULL, nd->COUT);
 }
 
 static void conv_count(const ee_net *net, const ee_node *nd, double *macs, double *flops, double *prof) {
     (void)net;
-    double outs = (double)nd->out.c * nd->out.h * nd->out.w, per = (double)nd->ins.c / nd->GROUPS * nd->K * nd->K;
+    double outs = (double)nd->out.c * nd->out.h * nd->out.w, per = (double)nd->ins.c / nd->GROUPS * nd->KH * nd->K;
     *macs = outs * per;
     *flops = 2 * outs * per + (nd->BIAS ? outs : 0);
     /* the SDN profiler: (k^2 Cin/g mults + k^2 Cin/g - 1 adds + bias) per output, times groups */
@@ -121,10 +123,10 @@ static void weights_md(const ee_node *nd, dnnl_memory_desc_t *md, int any) {
     dnnl_dims_t d;
     int g = nd->GROUPS;
     if (g == 1) {
-        dims4(d, nd->COUT, nd->ins.c, nd->K, nd->K);
+        dims4(d, nd->COUT, nd->ins.c, nd->KH, nd->K);
         dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, any ? dnnl_format_tag_any : dnnl_oihw);
     } else {
-        d[0] = g; d[1] = nd->COUT / g; d[2] = nd->ins.c / g; d[3] = nd->K; d[4] = nd->K;
+        d[0] = g; d[1] = nd->COUT / g; d[2] = nd->ins.c / g; d[3] = nd->KH; d[4] = nd->K;
         dnnl_memory_desc_init_by_tag(md, 5, d, dnnl_f32, any ? dnnl_format_tag_any : dnnl_goihw);
     }
 }
@@ -171,7 +173,7 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     memset(c, 0, sizeof *c);
     c->n = n; c->train = train; c->fuse = fuse;
     c->ver_f = c->ver_d = (uint64_t)-1;
-    dnnl_dims_t sd, dd, bd = {nd->COUT}, str = {nd->STRIDE, nd->STRIDE}, pad = {nd->PAD, nd->PAD};
+    dnnl_dims_t sd, dd, bd = {nd->COUT}, str = {nd->STRIDE, nd->STRIDE}, pad = {nd->PADH, nd->PAD};
     dims4(sd, n, nd->ins.c, nd->ins.h, nd->ins.w);
     dims4(dd, n, nd->COUT, nd->out.h, nd->out.w);
     dnnl_memory_desc_t smd, dmd, wany, wuser, bmd;
@@ -558,6 +560,9 @@ static const ee_layer_key conv_keys[] = {
     EE_KEY("groups", EE_KEY_INT, conv.groups, 1, 65536, 1),
     EE_KEY("bias", EE_KEY_INT, conv.bias, 0, 1, 1),
     EE_KEY("init", EE_KEY_INIT, any, 0, 0, 0),
+    /* a rectangular kernel (kh x k) and its own height padding: 1 x k convolutions over text */
+    {"kh", EE_KEY_INT, offsetof(ee_layer_args, conv.kh), 1, 65536, 0, 0, "k", 1},
+    {"padh", EE_KEY_INT, offsetof(ee_layer_args, conv.padh), 0, 65536, 0, 0, "pad", 1},
 };
 const ee_layer_ops ee_conv_ops = {
     .name = "conv", .keys = conv_keys, .nkeys = EE_NKEYS(conv_keys), .nin = 1,

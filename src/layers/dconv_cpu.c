@@ -25,5 +25,6 @@ int ee_dconv_preferred(void) {
 
 int ee_dconv_fits(const ee_node *nd) {
     return nd->kind == EE_KIND_CONV && nd->arg.conv.groups == 1 && nd->arg.conv.out % 16 == 0 &&
-           nd->arg.conv.k <= 7 && ee_dconv_available();
+           nd->arg.conv.k <= 7 && nd->arg.conv.kh == nd->arg.conv.k && nd->arg.conv.padh == nd->arg.conv.pad &&
+           ee_dconv_available();
 }

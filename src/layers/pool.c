@@ -177,7 +177,7 @@ static ee_status gap_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
 /* the stride defaults to the kernel size, as in PyTorch */
 static const ee_layer_key pool_keys[] = {
     EE_KEY_REQ("k", EE_KEY_INT, pool.k, 1, 4096),
-    {"stride", EE_KEY_INT, offsetof(ee_layer_args, pool.stride), 1, 4096, 0, 0, "k"},
+    {"stride", EE_KEY_INT, offsetof(ee_layer_args, pool.stride), 1, 4096, 0, 0, "k", 0},
     EE_KEY("pad", EE_KEY_INT, pool.pad, 0, 4096, 0),
 };
 const ee_layer_ops ee_maxpool_ops = {

@@ -16,6 +16,8 @@
     X(add)               \
     X(mixpool)           \
     X(uncertainty)       \
+    X(embed)             \
+    X(gmp)               \
     /* a new kind: one line above this one */
 
 #define EE_DECLARE(n) extern const ee_layer_ops ee_##n##_ops;

@@ -1,0 +1,142 @@
+/* text.c: the layers of text models. `embed`: a table of vectors, one per token id, as PyTorch's nn.Embedding;
+ * its input is one id per position (1 x H x W values; a text sample's byte values, docs/format.md), its output
+ * the id's row at every position (out x H x W). No gradient flows to the ids. `gmp`: global max pooling, the
+ * max over time of text CNNs (C x H x W to C x 1 x 1; the gradient goes to the first maximum, as PyTorch's). */
+#include "init.h"
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+typedef struct { int out, vocab; } embed_args;
+_Static_assert(sizeof(embed_args) <= EE_ARGS_BYTES, "embed arguments");
+#define EMB(nd) EE_ARGS(nd, embed_args)
+
+static ee_status embed_shape(ee_ctx *ctx, ee_net *net, ee_node *nd) {
+    (void)net;
+    if (nd->ins.c != 1)
+        return ee_fail(ctx, EE_ERR_FORMAT, "embed '%s' needs one token id per position (1 channel), got %d channels",
+                       nd->name, nd->ins.c);
+    double weights = (double)EMB(nd)->vocab * EMB(nd)->out;
+    if (weights > EE_MAX_LAYER_PARAMS)
+        return ee_fail(ctx, EE_ERR_FORMAT, "embed '%s': %d x %d = %.4g weights, more than the %.0f a layer may have",
+                       nd->name, EMB(nd)->vocab, EMB(nd)->out, weights, EE_MAX_LAYER_PARAMS);
+    nd->out.c = EMB(nd)->out;
+    nd->out.h = nd->ins.h;
+    nd->out.w = nd->ins.w;
+    nd->p_len = (size_t)EMB(nd)->vocab * EMB(nd)->out;
+    return EE_OK;
+}
+static void embed_tensors(ee_net *net, ee_node *nd) {
+    ee_net_add_tensor(net, nd, "weight", 0, nd->p_off, 2, EMB(nd)->vocab, EMB(nd)->out, 0, 0);
+}
+/* N(0, 1), as nn.Embedding */
+static void embed_init(ee_ctx *ctx, ee_net *net, ee_node *nd) {
+    ee_fill_normal(ctx, net->params + nd->p_off, nd->p_len, 1.0f);
+}
+static void embed_count(const ee_net *net, const ee_node *nd, double *macs, double *flops, double *prof) {
+    (void)net;
+    (void)nd;
+    *macs = *flops = *prof = 0; /* a lookup: no arithmetic */
+}
+/* the token id of a value: the nearest integer, which must be a row of the table */
+static int token(float v, int vocab) {
+    long t = lrintf(v);
+    return t >= 0 && t < vocab ? (int)t : -1;
+}
+static ee_status embed_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
+    (void)train;
+    const float *x = ee_node_input(net, nd, 0), *w = net->params + nd->p_off;
+    int E = EMB(nd)->out, V = EMB(nd)->vocab;
+    size_t P = (size_t)n * nd->ins.h * nd->ins.w;
+    int bad = -1;
+#pragma omp parallel for schedule(static) reduction(max : bad)
+    for (size_t q = 0; q < P; q++) {
+        int t = token(x[q], V);
+        if (t < 0) { bad = (int)(q % 0x7fffffff); memset(nd->y + q * E, 0, sizeof(float) * E); continue; }
+        memcpy(nd->y + q * E, w + (size_t)t * E, sizeof(float) * E);
+    }
+    if (bad >= 0)
+        return ee_fail(ctx, EE_ERR_ARG, "embed '%s': input value %g is not a token id below %d", nd->name, x[bad], V);
+    return EE_OK;
+}
+static ee_status embed_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
+    (void)ctx;
+    const float *x = ee_node_input(net, nd, 0);
+    float *dw = net->grads + nd->p_off;
+    int E = EMB(nd)->out, V = EMB(nd)->vocab;
+    size_t P = (size_t)n * nd->ins.h * nd->ins.w;
+    memset(dw, 0, sizeof(float) * nd->p_len);
+    /* rows are shared between positions: one thread per slice of the embedding dimension */
+#pragma omp parallel for schedule(static)
+    for (int e0 = 0; e0 < E; e0 += 8) {
+        int e1 = e0 + 8 < E ? e0 + 8 : E;
+        for (size_t q = 0; q < P; q++) {
+            int t = token(x[q], V);
+            if (t < 0) continue;
+            for (int e = e0; e < e1; e++) dw[(size_t)t * E + e] += nd->dy[q * E + e];
+        }
+    }
+    int acc;
+    float *dx = ee_node_input_grad(net, nd, 0, &acc); /* ids have no gradient */
+    if (dx && !acc) memset(dx, 0, sizeof(float) * P);
+    return EE_OK;
+}
+static const ee_layer_key embed_keys[] = {
+    {"out", EE_KEY_INT, offsetof(ee_layer_args, any) + offsetof(embed_args, out), 1, 65536, 0, 1, NULL, 0},
+    {"vocab", EE_KEY_INT, offsetof(ee_layer_args, any) + offsetof(embed_args, vocab), 1, 1 << 24, 256, 0, NULL, 0},
+};
+const ee_layer_ops ee_embed_ops = {
+    .name = "embed", .keys = embed_keys, .nkeys = EE_NKEYS(embed_keys), .nin = 1, .shape = embed_shape,
+    .tensors = embed_tensors, .init = embed_init, .forward = embed_forward, .backward = embed_backward,
+    .count = embed_count,
+};
+
+/* ---------------------------------------------------------------- gmp */
+static ee_status gmp_shape(ee_ctx *ctx, ee_net *net, ee_node *nd) {
+    (void)ctx; (void)net;
+    nd->out.c = nd->ins.c;
+    nd->out.h = nd->out.w = 1;
+    return EE_OK;
+}
+static void gmp_count(const ee_net *net, const ee_node *nd, double *macs, double *flops, double *prof) {
+    (void)net;
+    *macs = 0;
+    *flops = *prof = (double)ee_shape_size(nd->ins); /* one comparison per input */
+}
+static ee_status gmp_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
+    int keep = train || net->training, C = nd->ins.c, P = nd->ins.h * nd->ins.w;
+    int *args = keep ? ee_node_scratch(nd, (size_t)n * C * sizeof(int)) : NULL;
+    if (keep && !args) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    const float *x = ee_node_input(net, nd, 0);
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < n; b++) {
+        const float *xb = x + (size_t)b * P * C;
+        float *y = nd->y + (size_t)b * C;
+        int *arg = args ? args + (size_t)b * C : NULL;
+        for (int c = 0; c < C; c++) { y[c] = -FLT_MAX; if (arg) arg[c] = c; }
+        for (int q = 0; q < P; q++)
+            for (int c = 0; c < C; c++)
+                if (xb[(size_t)q * C + c] > y[c]) { y[c] = xb[(size_t)q * C + c]; if (arg) arg[c] = q * C + c; }
+    }
+    return EE_OK;
+}
+static ee_status gmp_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
+    (void)ctx;
+    const int *args = nd->priv;
+    int acc;
+    float *dx = ee_node_input_grad(net, nd, 0, &acc);
+    if (!dx) return EE_OK;
+    size_t in1 = ee_shape_size(nd->ins);
+    int C = nd->ins.c;
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < n; b++) {
+        float *d = dx + b * in1;
+        if (!acc) memset(d, 0, in1 * sizeof(float));
+        for (int c = 0; c < C; c++) d[args[(size_t)b * C + c]] += nd->dy[(size_t)b * C + c];
+    }
+    return EE_OK;
+}
+const ee_layer_ops ee_gmp_ops = {
+    .name = "gmp", .nin = 1, .shape = gmp_shape, .forward = gmp_forward, .backward = gmp_backward,
+    .count = gmp_count, .release = ee_node_release_scratch,
+};
