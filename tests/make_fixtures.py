@@ -290,6 +290,20 @@ def main():
     layer(o, "maxpool", nn.MaxPool2d(3, 2, 1), (2, 3, 7, 7), {})
     layer(o, "avgpool", nn.AvgPool2d(3, 2, 1), (2, 3, 7, 7), {})
     layer(o, "linear", nn.Linear(5, 3), (4, 5), L)
+    # text layers: a 1 x 5 convolution over a sequence (stride 2, width padding only) and max over time
+    layer(o, "rconv", conv(in_channels=3, out_channels=4, kernel_size=(1, 5), stride=2, padding=(0, 2), bias=True),
+          (2, 3, 1, 9), L)
+    layer(o, "gmp", nn.AdaptiveMaxPool2d(1), (2, 3, 1, 9), {})
+    # the embedding: token ids 0..255 from the hash, the table filled like any weight; output as N, C, 1, W
+    emb = nn.Embedding(256, 4)
+    emb.weight.data.copy_(fill("L.weight", (256, 4)))
+    ids = torch.from_numpy((hval("embed.x", 18) * 256).astype(np.int64).reshape(2, 9))
+    ye = emb(ids).permute(0, 2, 1).unsqueeze(2)  # (2, 4, 1, 9)
+    gy = hinput("embed.gy", tuple(ye.shape))
+    (ye * gy).sum().backward()
+    o.put("embed.x", ids.float())
+    o.put("embed.y", ye)
+    o.put("embed.gweight", emb.weight.grad)
     # softmax cross-entropy
     z = hinput("ce.z", (4, 10)).mul(3).requires_grad_(True)
     t = torch.tensor([1, 0, 9, 3])

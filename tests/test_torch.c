@@ -89,6 +89,40 @@ static void layer_case(const char *tag, const char *text, int n, int c, int h, i
     ee_ctx_free(ctx);
 }
 
+/* the embedding against nn.Embedding: token ids from the fixture, the table filled by the shared rule */
+static void embed_case(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_ctx_set_threads(ctx, 1);
+    ee_net *net = NULL;
+    CHECK_OK(ctx, ee_net_from_text(ctx, "input c=1 h=1 w=9\nembed name=L out=4\ngmp\nlinear out=2\n", "embed", &net));
+    if (!net) { ee_ctx_free(ctx); return; }
+    tl_fill_all(net);
+    size_t cnt;
+    float *x = fx("layers.bin", "embed.x", &cnt);
+    if (!x || cnt != 18) { free(x); ee_net_free(net); ee_ctx_free(ctx); return; }
+    ee_net_prepare(ctx, net, 2, 1);
+    CHECK_OK(ctx, ee_net_forward_range(ctx, net, x, 0, 1, 2, 1));
+    ee_node *L = &net->nodes[0];
+    float *want = fx("layers.bin", "embed.y", &cnt), tmp[72];
+    if (want && cnt == 72) { tl_nchw_to_nhwc(want, tmp, 2, 4, 9); cmp("embed.y", L->y, tmp, 72, 1e-6, 1e-6); }
+    free(want);
+    ee_net_zero_seeds(net);
+    tl_hash_input("embed.gy", L->dy, 2, 4, 1, 9);
+    L->seeded = 1;
+    memset(net->grads, 0, net->nparams * 4);
+    CHECK_OK(ctx, ee_layers[L->kind]->backward(ctx, net, L, 2));
+    want = fx("layers.bin", "embed.gweight", &cnt);
+    if (want) { CHECK(cnt == 1024, "embed.gweight: %zu values", cnt); cmp("embed.gweight", net->grads + L->p_off, want, 1024, 1e-6, 1e-5); }
+    free(want);
+    /* a value that is not a token id is an error, not a read out of the table */
+    x[3] = 300;
+    CHECK(ee_net_forward_range(ctx, net, x, 0, 1, 2, 0) == EE_ERR_ARG && strstr(ee_ctx_error(ctx), "not a token id"),
+          "an id beyond the table: %s", ee_ctx_error(ctx));
+    free(x);
+    ee_net_free(net);
+    ee_ctx_free(ctx);
+}
+
 static void ce_case(void) {
     size_t n;
     float *z = fx("layers.bin", "ce.z", &n), *loss = fx("layers.bin", "ce.loss", &n), *gz = fx("layers.bin", "ce.gz", &n);
@@ -374,6 +408,10 @@ int main(int argc, char **argv) {
     layer_case("maxpool", "input c=3 h=7 w=7\nmaxpool name=L k=3 stride=2 pad=1\ngap\nlinear out=2\n", 2, 3, 7, 7, 1);
     layer_case("avgpool", "input c=3 h=7 w=7\navgpool name=L k=3 stride=2 pad=1\ngap\nlinear out=2\n", 2, 3, 7, 7, 1);
     layer_case("linear", "input c=5 h=1 w=1\nlinear name=L out=3\n", 4, 5, 1, 1, 1);
+    layer_case("rconv", "input c=3 h=1 w=9\nconv name=L out=4 k=5 kh=1 stride=2 pad=2 padh=0 bias=1\ngap\nlinear out=2\n",
+               2, 3, 1, 9, 1);
+    layer_case("gmp", "input c=3 h=1 w=9\ngmp name=L\nlinear out=2\n", 2, 3, 1, 9, 1);
+    embed_case();
     ce_case();
     net_case("resnet56", 1);
     net_case("mobilenet", 2);
