@@ -73,7 +73,7 @@ void run_analysis(const analysis_opts *opt, analysis *an) {
     if (!an->ctx) die("out of memory");
     ee_ctx *ctx = an->ctx;
     ee_ctx_set_threads(ctx, opt->threads);
-    check(ee_net_load(ctx, opt->model, &an->net), ctx);
+    load_model(ctx, opt->model, &an->net);
     ee_net *net = an->net;
     an->heads = ee_net_num_heads(net);
     an->classes = ee_net_classes(net);

@@ -70,7 +70,7 @@ static int bench_exits(const char *model, double q, int nimg, int threads, int j
     ee_ctx_set_threads(ctx, threads);
     ee_ctx_set_conv_kernel(ctx, conv);
     ee_net *sdn = NULL, *cnn = NULL;
-    check(ee_net_load(ctx, model, &sdn), ctx);
+    load_model(ctx, model, &sdn);
     if (ee_net_num_heads(sdn) < 2) die("%s: has no internal classifiers (bench --exits needs an SDN)", model);
     ee_exit_policy pol;
     if (!model_policy(ctx, sdn, q, &pol)) die("%s: not calibrated; run eenn calibrate first or give --q", model);

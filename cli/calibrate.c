@@ -93,7 +93,7 @@ int cmd_calibrate(int argc, char **argv) {
     ee_ctx *ctx = ee_ctx_new();
     ee_ctx_set_threads(ctx, threads);
     ee_net *net = NULL;
-    check(ee_net_load(ctx, model, &net), ctx);
+    load_model(ctx, model, &net);
     if (ee_net_num_heads(net) < 2) die("%s: has no internal classifiers to calibrate (train it with --mode sdn or ic-only)", model);
     ee_outputs *o = validation_outputs(ctx, net, model, data, nval);
     int H = ee_net_num_heads(net);

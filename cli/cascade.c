@@ -71,7 +71,7 @@ int cmd_cascade(int argc, char **argv) {
     ee_ctx_set_threads(ctx, threads);
     ee_net *m[8];
     for (int k = 0; k < n; k++) {
-        check(ee_net_load(ctx, paths[k], &m[k]), ctx);
+        load_model(ctx, paths[k], &m[k]);
         /* one image goes to every network: they must see it normalised the same way */
         static const char *const keys[] = {"data.mean", "data.std"};
         for (int j = 0; j < 2 && k; j++) {

@@ -149,6 +149,13 @@ void risk_splits(ee_ctx *ctx, const ee_outputs *o, const double *cost, int kind,
     free(loss); free(exit_at); free(perm); free(r2);
 }
 
+void load_model(ee_ctx *ctx, const char *path, ee_net **net) {
+    check(ee_net_load(ctx, path, net), ctx);
+    int c, h, w;
+    ee_net_input_shape(*net, &c, &h, &w);
+    if (c == 1 && h == 1 && w > 1) ee_ctx_set_text_length(ctx, w); /* a text model reads w bytes an example */
+}
+
 ee_outputs *validation_outputs(ee_ctx *ctx, ee_net *net, const char *model, const char *data, int nval) {
     if (!data) data = ee_net_meta(net, "data.dir") ? ee_net_meta(net, "data.dir") : DEFAULT_DATA;
     if (nval < 0) nval = ee_net_meta(net, "data.val") ? atoi(ee_net_meta(net, "data.val")) : 5000;

@@ -73,6 +73,8 @@ void risk_splits(ee_ctx *ctx, const ee_outputs *o, const double *cost, int kind,
                  const double *eps, int neps, int splits, risk_split_stats *res);
 /* every head's outputs on the model's validation split (the last nval training images; nval < 0: as many as the
  * model was trained with), normalised as the model expects */
+/* ee_net_load, dying with the message on failure; a text model also sets the bytes its data is read with */
+void load_model(ee_ctx *ctx, const char *path, ee_net **net);
 ee_outputs *validation_outputs(ee_ctx *ctx, ee_net *net, const char *model, const char *data, int nval);
 /* an early-exit summary line (text) or object (JSON) */
 void print_exit_stats(const ee_exit_stats *st, int heads, int n, double final_acc, int json);

@@ -192,7 +192,7 @@ int cmd_compare(int argc, char **argv) {
         const char *model = cli_pos(&a)[k];
         double t_start = now_s();
         ee_net *net = NULL, *cnn = NULL;
-        check(ee_net_load(ctx, model, &net), ctx);
+        load_model(ctx, model, &net);
         int H = ee_net_num_heads(net);
         if (H < 2) die("%s: has no internal classifiers to compare exits on", model);
         /* a model trained with JEI-DNN: its gates, as trained, are one of the methods */

@@ -71,7 +71,7 @@ int cmd_eval(int argc, char **argv) {
     int maxh = 0;
     for (int k = 0; k < nmodels; k++) {
         m[k].path = models[k];
-        check(ee_net_load(ctx, models[k], &m[k].net), ctx);
+        load_model(ctx, models[k], &m[k].net);
         if (!ds) {
             if (!data) data = ee_net_meta(m[k].net, "data.dir") ? ee_net_meta(m[k].net, "data.dir") : DEFAULT_DATA;
             check(ee_dataset_load_dir(ctx, data, split, &ds), ctx);

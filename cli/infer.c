@@ -8,7 +8,9 @@
 static const char *infer_help =
     "usage: eenn infer MODEL INPUT... [options]\n"
     "Classifies inputs with early exits: PNG or JPEG images (converted to the model's channels and resized\n"
-    "to its input size), IDX image files (MNIST, Fashion-MNIST; .gz or raw) and CIFAR binary batches.\n"
+    "to its input size), IDX image files (MNIST, Fashion-MNIST; .gz or raw) and CIFAR binary batches; for a text\n"
+    "model, text files or - (standard input): one example a line (\\t, \\n and \\\\ escaped, as in a dataset's\n"
+    "text column), or a dataset's .tsv file (label<TAB>text), whose labels are shown.\n"
     "Prints, for each input, the class, its confidence, the exit taken and its cost (%% of the CNN).\n"
     "  --q X          one shared max-softmax threshold (default: the model's calibrated policy; 1.01 = never\n"
     "                 exit early)\n"
@@ -37,6 +39,48 @@ static void add_input(input_set *s, const float *x, const char *name) {
 static int has_suffix(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
     return a >= b && !strcmp(s + a - b, suf);
+}
+
+/* text: one example a line (or label<TAB>text in a .tsv file), its first W bytes as the model's input */
+static void load_text(const ee_net *net, const char *path, input_set *s, int limit) {
+    int C, H, W;
+    ee_net_input_shape(net, &C, &H, &W);
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) die("%s: cannot open", path);
+    int tsv = has_suffix(path, ".tsv"), n = 0;
+    float *x = malloc(s->img * sizeof(float));
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    for (int ln = 1; n < limit && (len = getline(&line, &cap, f)) != -1; ln++) {
+        if (len && line[len - 1] == '\n') line[--len] = 0;
+        if (len && line[len - 1] == '\r') line[--len] = 0;
+        if (!len) continue;
+        char *text = line, *label = NULL;
+        if (tsv) {
+            char *tab = strchr(line, '\t');
+            if (!tab || tab == line) die("%s:%d: no label and tab (a .tsv line is label<TAB>text)", path, ln);
+            *tab = 0;
+            label = line;
+            text = tab + 1;
+        }
+        int k = 0;
+        for (char *r = text; *r && k < W; r++) {
+            unsigned char c = (unsigned char)*r;
+            if (c == '\\' && r[1]) { r++; c = *r == 't' ? '\t' : *r == 'n' ? '\n' : (unsigned char)*r; }
+            x[k++] = c;
+        }
+        for (; k < W; k++) x[k] = 0;
+        char name[4400];
+        if (label) snprintf(name, sizeof name, "%s:%d (label %.60s)", path, ln, label);
+        else snprintf(name, sizeof name, "%s:%d", path, ln);
+        add_input(s, x, name);
+        n++;
+    }
+    free(line);
+    free(x);
+    if (f != stdin) fclose(f);
+    if (!n) die("%s: no text", path);
 }
 
 static void load_image(ee_ctx *ctx, const ee_net *net, const char *path, input_set *s, int limit, int max_side) {
@@ -146,7 +190,7 @@ int cmd_infer(int argc, char **argv) {
     ee_ctx *ctx = ee_ctx_new();
     ee_ctx_set_threads(ctx, threads);
     ee_net *net = NULL;
-    check(ee_net_load(ctx, model, &net), ctx);
+    load_model(ctx, model, &net);
     ee_exit_policy pol;
     if (!model_policy(ctx, net, q, &pol)) /* never calibrated: no early exit */
         ee_policy_shared(&pol, EE_SCORE_MAXPROB, ee_net_num_heads(net), 1.01f, 0);
@@ -155,7 +199,18 @@ int cmd_infer(int argc, char **argv) {
     ee_net_input_shape(net, &C, &H, &W);
     input_set set = {0};
     set.img = (size_t)C * H * W;
-    for (int i = 0; i < ninputs; i++) load_image(ctx, net, inputs[i], &set, limit, max_side);
+    int text = C == 1 && H == 1 && W > 1;
+    for (int i = 0; i < ninputs; i++) {
+        if (text) load_text(net, inputs[i], &set, limit);
+        else load_image(ctx, net, inputs[i], &set, limit, max_side);
+    }
+    /* class names, if the model has them (text models record their labels) */
+    char names_buf[4096] = "", *cname[256] = {0};
+    if (ee_net_meta(net, "data.classes")) {
+        snprintf(names_buf, sizeof names_buf, "%s", ee_net_meta(net, "data.classes"));
+        int k = 0;
+        for (char *t = strtok(names_buf, ","); t && k < 256; t = strtok(NULL, ",")) cname[k++] = t;
+    }
     check(ee_net_prepare(ctx, net, batch, 0), ctx);
     check(ee_net_seal(ctx, net), ctx); /* one copy of the weights: packed for the kernel */
     int heads = ee_net_num_heads(net);
@@ -184,12 +239,14 @@ int cmd_infer(int argc, char **argv) {
         for (int j = 0; j < n; j++) {
             char nm[32];
             head_name(net, ex[j], nm, sizeof nm);
+            char cn[128] = "";
+            if (cname[pred[j]]) snprintf(cn, sizeof cn, json ? ",\"name\":\"%s\"" : " (%s)", json ? js(cname[pred[j]]) : cname[pred[j]]);
             if (json)
-                printf("{\"input\":\"%s\",\"class\":%d,\"confidence\":%.4f,\"exit\":\"%s\",\"exit_index\":%d,\"cost\":%.4f,"
-                       "\"stopped_by\":\"%s\"}\n", js(set.names[i + j]), pred[j], conf[j], nm, ex[j], cost[ex[j]], reason[why[j]]);
+                printf("{\"input\":\"%s\",\"class\":%d%s,\"confidence\":%.4f,\"exit\":\"%s\",\"exit_index\":%d,\"cost\":%.4f,"
+                       "\"stopped_by\":\"%s\"}\n", js(set.names[i + j]), pred[j], cn, conf[j], nm, ex[j], cost[ex[j]], reason[why[j]]);
             else
-                printf("%s: class %d, confidence %.3f, exit %s of %d, cost %.1f%% of the CNN%s\n", set.names[i + j], pred[j],
-                       conf[j], nm, heads, cost[ex[j]] * 100,
+                printf("%s: class %d%s, confidence %.3f, exit %s of %d, cost %.1f%% of the CNN%s\n", set.names[i + j], pred[j],
+                       cn, conf[j], nm, heads, cost[ex[j]] * 100,
                        why[j] == EE_EXIT_DEADLINE ? " (deadline: the most confident exit so far)"
                        : why[j] == EE_EXIT_BUDGET ? " (batch budget: the most confident exit so far)" : "");
         }

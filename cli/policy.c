@@ -86,7 +86,7 @@ int cmd_policy(int argc, char **argv) {
     ee_ctx *ctx = ee_ctx_new();
     ee_ctx_set_threads(ctx, threads);
     ee_net *net = NULL;
-    check(ee_net_load(ctx, model, &net), ctx);
+    load_model(ctx, model, &net);
     int H = ee_net_num_heads(net);
     if (H < 2) die("%s: has no early exits to learn a policy for (train it with --mode sdn or ic-only)", model);
     int jump_to[EE_MAX_HEADS];

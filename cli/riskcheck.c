@@ -59,7 +59,7 @@ int cmd_riskcheck(int argc, char **argv) {
     ee_ctx_set_threads(ctx, threads);
     ee_ctx_seed(ctx, (uint64_t)seed);
     ee_net *net = NULL;
-    check(ee_net_load(ctx, model, &net), ctx);
+    load_model(ctx, model, &net);
     int H = ee_net_num_heads(net);
     if (H < 2) die("%s: has no internal classifiers", model);
     if (!data) data = ee_net_meta(net, "data.dir") ? ee_net_meta(net, "data.dir") : DEFAULT_DATA;

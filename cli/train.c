@@ -35,7 +35,9 @@ static const char *train_help =
     "  --ics A,B,..       IC positions as node names (default: the SDN reference's, or the FLOPs rule)\n"
     "  --arch NAME        resnet20 (default), resnet56, resnet110, vgg16bn, wrn32_4, mobilenet\n"
     "  --arch-file FILE   a custom architecture in eenn's text format (docs/format.md)\n"
-    "  --data DIR         IDX or CIFAR binaries (default " DEFAULT_DATA ")\n"
+    "  --data DIR         IDX or CIFAR binaries, or text (train.tsv, test.tsv: docs/format.md; then the text CNN,\n"
+    "                     Adam 1e-3, 10 epochs, batch 64, a tenth for validation) (default " DEFAULT_DATA ")\n"
+    "  --text-length N    text: the bytes of each example the network reads (1024)\n"
     "  --out FILE         model file to write (default model.eenn)\n"
     "  --epochs N         (default 15; ic-only 25)      --batch N (default 128)\n"
     "  --optim sgd|adam   (default sgd; ic-only adam)   --lr X (0.1; ic-only 1e-3)  --momentum X (0.9)\n"
@@ -119,7 +121,7 @@ enum {
     O_ARCH = 256, O_ARCH_FILE, O_MODE, O_FROM, O_ICS, O_DATA, O_OUT, O_CHECKPOINT, O_EPOCHS, O_BATCH, O_LR, O_MOMENTUM,
     O_WD, O_NESTEROV, O_OPTIM, O_SCHEDULE, O_MILESTONES, O_GAMMA, O_VAL, O_SUBSET, O_TEST_SUBSET, O_NO_AUGMENT,
     O_AUGMENT, O_TRIGGER, O_TARGET, O_POISON, O_RESUME, O_SEED, O_THREADS, O_JSON, O_EXITS, O_DIST, O_LAMBDA,
-    O_EXIT_TYPE, O_LOSS, O_STAGE1, O_STOP_AFTER, O_GATE, O_WARMUP, O_PHASE, O_AT, O_HIDDEN, O_POOL
+    O_EXIT_TYPE, O_LOSS, O_STAGE1, O_STOP_AFTER, O_GATE, O_WARMUP, O_PHASE, O_AT, O_HIDDEN, O_POOL, O_TEXT_LENGTH
 };
 static const struct option train_opts_list[] = {
     {"arch", required_argument, NULL, O_ARCH}, {"arch-file", required_argument, NULL, O_ARCH_FILE},
@@ -143,7 +145,7 @@ static const struct option train_opts_list[] = {
     {"stop-after", required_argument, NULL, O_STOP_AFTER}, {"gate", required_argument, NULL, O_GATE},
     {"warmup-epochs", required_argument, NULL, O_WARMUP}, {"phase-batches", required_argument, NULL, O_PHASE},
     {"at", required_argument, NULL, O_AT}, {"hidden", required_argument, NULL, O_HIDDEN},
-    {"pool", required_argument, NULL, O_POOL},
+    {"pool", required_argument, NULL, O_POOL}, {"text-length", required_argument, NULL, O_TEXT_LENGTH},
     {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 /* everything the command line says, after the recipe's defaults are applied */
@@ -151,6 +153,7 @@ typedef struct {
     const char *arch, *arch_file, *data, *out, *ckpt, *milestones, *mode_s, *from, *ics, *augment, *at;
     int sidenet, hidden, pool, set_side;
     int text, set_arch, set_augment, set_val; /* text: the data directory holds train.tsv */
+    int text_length;
     char at_buf[64];
     int set_optim, set_lr, set_wd, set_epochs, set_target, set_poison, set_eenet, set_batch;
     const char *loss_s;
@@ -185,6 +188,7 @@ static void parse_train(int argc, char **argv, train_opts *o) {
         case O_AT: o->at = v; o->set_side = 1; break;
         case O_HIDDEN: o->hidden = (int)cli_int(&a, 1, 65536); o->set_side = 1; break;
         case O_POOL: o->pool = (int)cli_int(&a, 1, 64); o->set_side = 1; break;
+        case O_TEXT_LENGTH: o->text_length = (int)cli_int(&a, 8, 1 << 20); break;
         case O_DATA: o->data = v; break;
         case O_OUT: o->out = v; break;
         case O_CHECKPOINT: o->ckpt = v; break;
@@ -311,6 +315,8 @@ static void resolve_recipe(train_opts *o) {
         if (!o->set_epochs) o->epochs = o->sidenet ? 10 : 25; /* a SideNet is one small head: 10 epochs */
         if (!o->milestones) o->milestones = "0.6";
     }
+    if (o->text_length && !o->text) usage_error("train --text-length: %s holds no text (train.tsv)", o->data);
+    if (o->text_length && o->from) usage_error("train --text-length: the network of --from fixes the length");
     if (o->text) { /* text: the byte-level text CNN, Adam 1e-3, 10 epochs, batch 64, no image augmentation */
         if (!o->set_arch && !o->arch_file) o->arch = "textcnn";
         if (o->set_augment && strcmp(o->augment, "none"))
@@ -356,7 +362,7 @@ static void resolve_recipe(train_opts *o) {
 static ee_net *build_net(ee_ctx *ctx, train_opts *o, const ee_dataset *train) {
     ee_net *net = NULL;
     if (o->from) {
-        check(ee_net_load(ctx, o->from, &net), ctx);
+        load_model(ctx, o->from, &net);
         if (ee_net_num_heads(net) > 1) die("%s: already has internal classifiers", o->from);
         if (!o->set_wd && (!strcmp(ee_net_name(net), "vgg16bn") || !strcmp(ee_net_name(net), "wrn32_4")))
             o->opt.weight_decay = 5e-4f;
@@ -472,6 +478,12 @@ int cmd_train(int argc, char **argv) {
     ee_ctx_seed(ctx, (uint64_t)o.seed);
     ee_ctx_set_threads(ctx, o.threads);
     ee_dataset *train = NULL, *val = NULL, *test = NULL;
+    if (o.text_length) ee_ctx_set_text_length(ctx, o.text_length);
+    if (o.text && o.from) { /* the network decides how many bytes of each example it reads */
+        ee_net *m = NULL;
+        load_model(ctx, o.from, &m);
+        ee_net_free(m);
+    }
     if (o.text && !o.set_val) { /* text corpora are small: a tenth of the training file for validation */
         load_data(ctx, o.data, &train, NULL, &test, 0, 0, o.test_subset);
         o.nval = train->n / 10;

@@ -43,6 +43,9 @@ void ee_ctx_free(ee_ctx *ctx);
 const char *ee_ctx_error(const ee_ctx *ctx); /* message of the last failure, "" if none */
 void ee_ctx_set_threads(ee_ctx *ctx, int threads); /* 0: all cores */
 int ee_ctx_threads(const ee_ctx *ctx);
+/* The bytes per example that ee_dataset_load_dir reads from a text directory (0: EE_TEXT_LENGTH): a text model's
+ * input width, set before loading data for it. */
+void ee_ctx_set_text_length(ee_ctx *ctx, int bytes);
 /* The convolution kernel. AUTO: oneDNN on CPUs with AVX-512 (its brgconv kernels), eenn's direct AVX2 kernel on
  * AVX2-only CPUs, where it measured faster: for inference, the training forward, the backward-data of stride-1
  * convs and the weight gradients. ONEDNN or DIRECT force one (DIRECT applies to ungrouped convs with a
@@ -298,7 +301,7 @@ ee_status ee_dataset_load_text(ee_ctx *ctx, const char *dir, const char *split, 
 /* The class names of a text directory, comma-separated in class order, into buf. */
 ee_status ee_text_classes(ee_ctx *ctx, const char *dir, char *buf, size_t cap);
 /* A dataset directory: "fashion-mnist"/"mnist" IDX names, cifar-10/100 binary names, Tiny ImageNet, SVHN
- * (train_32x32.mat, test_32x32.mat) or text (train.tsv, test.tsv; EE_TEXT_LENGTH bytes). split: "train" or
+ * (train_32x32.mat, test_32x32.mat) or text (train.tsv, test.tsv; ee_ctx_set_text_length bytes). split: "train" or
  * "test". Sets the per-dataset normalisation. */
 ee_status ee_dataset_load_dir(ee_ctx *ctx, const char *dir, const char *split, ee_dataset **out);
 void ee_dataset_free(ee_dataset *ds);

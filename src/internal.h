@@ -19,6 +19,7 @@ struct ee_ctx {
     char err[512];
     int threads;
     int conv_kernel;      /* ee_conv_kernel: the inference convolution kernel */
+    int text_length;      /* bytes per text example ee_dataset_load_dir reads (0: EE_TEXT_LENGTH) */
     uint64_t rng;
 };
 
