@@ -102,6 +102,27 @@ if [ -z "$EENN_ASAN" ]; then
         2>"$T/resume.log" >/dev/null && grep -q "epoch 2/2" "$T/resume.log" && ! grep -q "epoch 1/2" "$T/resume.log" && ok ||
         bad "resume from checkpoint: $(cat "$T/resume.log")"
 fi
+# text: a small generated corpus in the TSV format; training shows progress, writes its checkpoint, resumes,
+# prints --json; internal classifiers on it; infer reads standard input; bad lines name the file and line
+mkdir -p "$T/txt"
+awk 'BEGIN { srand(7); for (i = 0; i < 400; i++) { f = (i < 300) ? "train" : "test"; s = i % 2; n = int(rand() * 1000);
+    if (s) t = "Subject: cheap pills offer " n "\\n\\nbuy now, limited offer!!!";
+    else t = "Subject: meeting notes " n "\\n\\nthe project review moves to thursday";
+    print (s ? "spam" : "ham") "\t" t > ("'"$T"'/txt/" f ".tsv") } }'
+"$E" train --data "$T/txt" --text-length 64 --epochs 1 --out "$T/tx.eenn" 2>"$T/tx.log" >/dev/null &&
+    grep -q "^epoch 1/1 step" "$T/tx.log" && grep -q "^training textcnn" "$T/tx.log" && [ -f "$T/tx.eenn.ckpt" ] &&
+    "$E" train --data "$T/txt" --text-length 64 --epochs 2 --out "$T/tx.eenn" --resume --json 2>"$T/tx2.log" >"$T/tx.json" &&
+    grep -q "epoch 2/2" "$T/tx2.log" && ! grep -q "epoch 1/2" "$T/tx2.log" && grep -q '"test_acc"' "$T/tx.json" &&
+    grep -aq 'ham,spam' "$T/tx.eenn" && ok || { bad "text training"; cat "$T/tx.log" "$T/tx2.log"; }
+"$E" train --mode ic-only --from "$T/tx.eenn" --data "$T/txt" --epochs 1 --out "$T/txi.eenn" 2>/dev/null >/dev/null &&
+    "$E" calibrate "$T/txi.eenn" >/dev/null && "$E" eval "$T/txi.eenn" --json | grep -q '"early_exit"' &&
+    printf 'Subject: cheap pills offer 5\\n\\nbuy now\nSubject: meeting notes\n' | "$E" infer "$T/txi.eenn" - --json >"$T/txinf.json" &&
+    [ "$(grep -c '"name":"' "$T/txinf.json")" -eq 2 ] && ok || bad "text internal classifiers: $(cat "$T/txinf.json")"
+mkdir -p "$T/txbad" && cp "$T/txt/train.tsv" "$T/txbad/" && printf 'ham\tfine\nham no tab here\n' >"$T/txbad/test.tsv"
+expect_fail "a text line without a tab" "$T/txbad/test.tsv:2: no tab between the label and the text" "$E" eval "$T/tx.eenn" --data "$T/txbad"
+printf 'ham\tfine\neggs\tunknown label\n' >"$T/txbad/test.tsv"
+expect_fail "a text label train.tsv lacks" "test.tsv:2: label 'eggs' is not one of train.tsv's" "$E" eval "$T/tx.eenn" --data "$T/txbad"
+expect_usage "image augmentation on text" "crops and flips are for images" "$E" train --data "$T/txt" --augment flip
 # the SDN pipeline: SDN training, calibration, per-exit evaluation, inference on images and dataset files,
 # measured early exits
 FIX=tests/fixtures
