@@ -153,7 +153,10 @@ void load_model(ee_ctx *ctx, const char *path, ee_net **net) {
     check(ee_net_load(ctx, path, net), ctx);
     int c, h, w;
     ee_net_input_shape(*net, &c, &h, &w);
-    if (c == 1 && h == 1 && w > 1) ee_ctx_set_text_length(ctx, w); /* a text model reads w bytes an example */
+    if ((c == 1 || c == 2) && h == 1 && w > 1) { /* a text model reads w tokens an example: bytes, or hashed words */
+        ee_ctx_set_text_length(ctx, w);
+        ee_ctx_set_text_tokens(ctx, c == 2 ? EE_TOKENS_WORDS : EE_TOKENS_BYTES);
+    }
 }
 
 ee_outputs *validation_outputs(ee_ctx *ctx, ee_net *net, const char *model, const char *data, int nval) {

@@ -49,6 +49,7 @@ static void load_text(const ee_net *net, const char *path, input_set *s, int lim
     if (!f) die("%s: cannot open", path);
     int tsv = has_suffix(path, ".tsv"), n = 0;
     float *x = malloc(s->img * sizeof(float));
+    uint16_t *ids = malloc(sizeof(uint16_t) * W);
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
@@ -64,13 +65,17 @@ static void load_text(const ee_net *net, const char *path, input_set *s, int lim
             label = line;
             text = tab + 1;
         }
-        int k = 0;
-        for (char *r = text; *r && k < W; r++) {
-            unsigned char c = (unsigned char)*r;
-            if (c == '\\' && r[1]) { r++; c = *r == 't' ? '\t' : *r == 'n' ? '\n' : (unsigned char)*r; }
-            x[k++] = c;
+        size_t k = 0; /* unescaped in place */
+        for (char *r = text; *r; r++) {
+            char c = *r;
+            if (c == '\\' && r[1]) { r++; c = *r == 't' ? '\t' : *r == 'n' ? '\n' : *r; }
+            text[k++] = c;
         }
-        for (; k < W; k++) x[k] = 0;
+        ee_text_tokenize(text, k, C == 2 ? EE_TOKENS_WORDS : EE_TOKENS_BYTES, W, ids);
+        for (int q = 0; q < W; q++) {
+            if (C == 2) { x[q * 2] = (float)(ids[q] >> 8); x[q * 2 + 1] = (float)(ids[q] & 255); }
+            else x[q] = ids[q];
+        }
         char name[4400];
         if (label) snprintf(name, sizeof name, "%s:%d (label %.60s)", path, ln, label);
         else snprintf(name, sizeof name, "%s:%d", path, ln);
@@ -79,6 +84,7 @@ static void load_text(const ee_net *net, const char *path, input_set *s, int lim
     }
     free(line);
     free(x);
+    free(ids);
     if (f != stdin) fclose(f);
     if (!n) die("%s: no text", path);
 }
@@ -199,7 +205,7 @@ int cmd_infer(int argc, char **argv) {
     ee_net_input_shape(net, &C, &H, &W);
     input_set set = {0};
     set.img = (size_t)C * H * W;
-    int text = C == 1 && H == 1 && W > 1;
+    int text = (C == 1 || C == 2) && H == 1 && W > 1;
     for (int i = 0; i < ninputs; i++) {
         if (text) load_text(net, inputs[i], &set, limit);
         else load_image(ctx, net, inputs[i], &set, limit, max_side);

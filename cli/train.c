@@ -37,7 +37,8 @@ static const char *train_help =
     "  --arch-file FILE   a custom architecture in eenn's text format (docs/format.md)\n"
     "  --data DIR         IDX or CIFAR binaries, or text (train.tsv, test.tsv: docs/format.md; then the text CNN,\n"
     "                     Adam 1e-3, 10 epochs, batch 64, a tenth for validation) (default " DEFAULT_DATA ")\n"
-    "  --text-length N    text: the bytes of each example the network reads (1024)\n"
+    "  --tokens T         text: words (hashed, the default) or bytes\n"
+    "  --text-length N    text: the tokens of each example the network reads (words 512, bytes 1024)\n"
     "  --out FILE         model file to write (default model.eenn)\n"
     "  --epochs N         (default 15; ic-only 25)      --batch N (default 128)\n"
     "  --optim sgd|adam   (default sgd; ic-only adam)   --lr X (0.1; ic-only 1e-3)  --momentum X (0.9)\n"
@@ -121,7 +122,8 @@ enum {
     O_ARCH = 256, O_ARCH_FILE, O_MODE, O_FROM, O_ICS, O_DATA, O_OUT, O_CHECKPOINT, O_EPOCHS, O_BATCH, O_LR, O_MOMENTUM,
     O_WD, O_NESTEROV, O_OPTIM, O_SCHEDULE, O_MILESTONES, O_GAMMA, O_VAL, O_SUBSET, O_TEST_SUBSET, O_NO_AUGMENT,
     O_AUGMENT, O_TRIGGER, O_TARGET, O_POISON, O_RESUME, O_SEED, O_THREADS, O_JSON, O_EXITS, O_DIST, O_LAMBDA,
-    O_EXIT_TYPE, O_LOSS, O_STAGE1, O_STOP_AFTER, O_GATE, O_WARMUP, O_PHASE, O_AT, O_HIDDEN, O_POOL, O_TEXT_LENGTH
+    O_EXIT_TYPE, O_LOSS, O_STAGE1, O_STOP_AFTER, O_GATE, O_WARMUP, O_PHASE, O_AT, O_HIDDEN, O_POOL, O_TEXT_LENGTH,
+    O_TOKENS
 };
 static const struct option train_opts_list[] = {
     {"arch", required_argument, NULL, O_ARCH}, {"arch-file", required_argument, NULL, O_ARCH_FILE},
@@ -146,6 +148,7 @@ static const struct option train_opts_list[] = {
     {"warmup-epochs", required_argument, NULL, O_WARMUP}, {"phase-batches", required_argument, NULL, O_PHASE},
     {"at", required_argument, NULL, O_AT}, {"hidden", required_argument, NULL, O_HIDDEN},
     {"pool", required_argument, NULL, O_POOL}, {"text-length", required_argument, NULL, O_TEXT_LENGTH},
+    {"tokens", required_argument, NULL, O_TOKENS},
     {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 /* everything the command line says, after the recipe's defaults are applied */
@@ -153,7 +156,8 @@ typedef struct {
     const char *arch, *arch_file, *data, *out, *ckpt, *milestones, *mode_s, *from, *ics, *augment, *at;
     int sidenet, hidden, pool, set_side;
     int text, set_arch, set_augment, set_val; /* text: the data directory holds train.tsv */
-    int text_length;
+    int text_length, words;
+    const char *tokens;
     char at_buf[64];
     int set_optim, set_lr, set_wd, set_epochs, set_target, set_poison, set_eenet, set_batch;
     const char *loss_s;
@@ -189,6 +193,10 @@ static void parse_train(int argc, char **argv, train_opts *o) {
         case O_HIDDEN: o->hidden = (int)cli_int(&a, 1, 65536); o->set_side = 1; break;
         case O_POOL: o->pool = (int)cli_int(&a, 1, 64); o->set_side = 1; break;
         case O_TEXT_LENGTH: o->text_length = (int)cli_int(&a, 8, 1 << 20); break;
+        case O_TOKENS:
+            if (strcmp(v, "words") && strcmp(v, "bytes")) usage_error("train --tokens: '%s' is not words or bytes", v);
+            o->tokens = v;
+            break;
         case O_DATA: o->data = v; break;
         case O_OUT: o->out = v; break;
         case O_CHECKPOINT: o->ckpt = v; break;
@@ -315,8 +323,12 @@ static void resolve_recipe(train_opts *o) {
         if (!o->set_epochs) o->epochs = o->sidenet ? 10 : 25; /* a SideNet is one small head: 10 epochs */
         if (!o->milestones) o->milestones = "0.6";
     }
-    if (o->text_length && !o->text) usage_error("train --text-length: %s holds no text (train.tsv)", o->data);
-    if (o->text_length && o->from) usage_error("train --text-length: the network of --from fixes the length");
+    if ((o->text_length || o->tokens) && !o->text)
+        usage_error("train --text-length, --tokens: %s holds no text (train.tsv)", o->data);
+    if ((o->text_length || o->tokens) && o->from)
+        usage_error("train --text-length, --tokens: the network of --from fixes them");
+    o->words = !o->tokens || !strcmp(o->tokens, "words");
+    if (o->text && !o->text_length && !o->from) o->text_length = o->words ? 512 : EE_TEXT_LENGTH;
     if (o->text) { /* text: the byte-level text CNN, Adam 1e-3, 10 epochs, batch 64, no image augmentation */
         if (!o->set_arch && !o->arch_file) o->arch = "textcnn";
         if (o->set_augment && strcmp(o->augment, "none"))
@@ -479,6 +491,7 @@ int cmd_train(int argc, char **argv) {
     ee_ctx_set_threads(ctx, o.threads);
     ee_dataset *train = NULL, *val = NULL, *test = NULL;
     if (o.text_length) ee_ctx_set_text_length(ctx, o.text_length);
+    if (o.text && !o.from) ee_ctx_set_text_tokens(ctx, o.words ? EE_TOKENS_WORDS : EE_TOKENS_BYTES);
     if (o.text && o.from) { /* the network decides how many bytes of each example it reads */
         ee_net *m = NULL;
         load_model(ctx, o.from, &m);

@@ -43,9 +43,10 @@ void ee_ctx_free(ee_ctx *ctx);
 const char *ee_ctx_error(const ee_ctx *ctx); /* message of the last failure, "" if none */
 void ee_ctx_set_threads(ee_ctx *ctx, int threads); /* 0: all cores */
 int ee_ctx_threads(const ee_ctx *ctx);
-/* The bytes per example that ee_dataset_load_dir reads from a text directory (0: EE_TEXT_LENGTH): a text model's
- * input width, set before loading data for it. */
-void ee_ctx_set_text_length(ee_ctx *ctx, int bytes);
+/* How ee_dataset_load_dir reads a text directory: the tokens per example (0: EE_TEXT_LENGTH) and which tokens
+ * (ee_text_tokens: bytes or hashed words): a text model's input, set before loading data for it. */
+void ee_ctx_set_text_length(ee_ctx *ctx, int tokens);
+void ee_ctx_set_text_tokens(ee_ctx *ctx, int kind);
 /* The convolution kernel. AUTO: oneDNN on CPUs with AVX-512 (its brgconv kernels), eenn's direct AVX2 kernel on
  * AVX2-only CPUs, where it measured faster: for inference, the training forward, the backward-data of stride-1
  * convs and the weight gradients. ONEDNN or DIRECT force one (DIRECT applies to ungrouped convs with a
@@ -297,7 +298,16 @@ ee_status ee_dataset_load_svhn(ee_ctx *ctx, const char *path, ee_dataset **out);
  * zero-padded, as a 1 x 1 x length sample whose values are the byte values (mean 0, std 1/255). Bad lines fail
  * with the file and line. */
 #define EE_TEXT_LENGTH 1024
-ee_status ee_dataset_load_text(ee_ctx *ctx, const char *dir, const char *split, int length, ee_dataset **out);
+/* Tokens. EE_TOKENS_BYTES: each byte is a token (ids 0..255; 1 channel). EE_TOKENS_WORDS: hashed words: a word is
+ * a run of ASCII letters and digits (lowercased) and bytes >= 0x80, every other byte but white space is a token
+ * of its own, and a token's id is 1 + FNV-1a(token) mod 65535 (0 pads), stored as two channels, high and low
+ * byte (an `embed` layer reads both). */
+typedef enum { EE_TOKENS_BYTES = 0, EE_TOKENS_WORDS } ee_text_tokens;
+/* The ids of a text's first `length` tokens into ids[length] (zero-padded); returns the tokens found (at most
+ * length). */
+int ee_text_tokenize(const char *text, size_t len, int kind, int length, uint16_t *ids);
+ee_status ee_dataset_load_text(ee_ctx *ctx, const char *dir, const char *split, int kind, int length,
+                               ee_dataset **out);
 /* The class names of a text directory, comma-separated in class order, into buf. */
 ee_status ee_text_classes(ee_ctx *ctx, const char *dir, char *buf, size_t cap);
 /* A dataset directory: "fashion-mnist"/"mnist" IDX names, cifar-10/100 binary names, Tiny ImageNet, SVHN

@@ -393,12 +393,13 @@ static void build_mobilenet(sbuf *b, int classes) {
     sb_printf(b, "gap name=pool\nlinear name=fc out=%d init=torch head=1\n", classes);
 }
 
-/* A byte-level text CNN in the style of Kim (2014): an embedding of the bytes, 1 x 5 convolutions with batch
- * norm and ReLU (three of them halving the sequence), max over time, dropout 0.5 and a linear head. Four blocks
- * rather than Kim's one, so that early exits have places to go. */
-static void build_textcnn(sbuf *b, int classes) {
+/* A text CNN in the style of Kim (2014): an embedding of the tokens (hashed words, 64 wide, or bytes, 32),
+ * 1 x 5 convolutions with batch norm and ReLU (three of them halving the sequence), max over time, dropout 0.5
+ * and a linear head. Four blocks rather than Kim's one, so that early exits have places to go. */
+static void build_textcnn(sbuf *b, int c, int classes) {
     static const int cfg[4][2] = {{64, 1}, {128, 2}, {128, 2}, {256, 2}};
-    sb_printf(b, "embed name=emb out=32 vocab=256\n");
+    if (c == 2) sb_printf(b, "embed name=emb out=64 vocab=65536\n"); /* hashed words */
+    else sb_printf(b, "embed name=emb out=32 vocab=256\n");          /* bytes */
     for (int i = 0; i < 4; i++)
         sb_printf(b, "conv name=b%d.conv out=%d k=5 kh=1 stride=%d pad=2 padh=0 bias=0 init=torch\nbn name=b%d.bn\n"
                   "relu name=b%d.relu\n", i + 1, cfg[i][0], cfg[i][1], i + 1, i + 1);
@@ -417,12 +418,13 @@ char *ee_arch_builtin(const char *arch, int c, int h, int w, int classes, ee_ctx
     else if (!strcmp(nm, "wrn32_4")) build_wrn(&b, h, classes);
     else if (!strcmp(arch, "mobilenet")) build_mobilenet(&b, classes);
     else if (!strcmp(arch, "textcnn")) {
-        if (c != 1 || h != 1) {
+        if ((c != 1 && c != 2) || h != 1) {
             free(b.s);
-            ee_fail(ctx, EE_ERR_ARG, "textcnn reads text (1 x 1 x length bytes), not %dx%dx%d inputs", c, h, w);
+            ee_fail(ctx, EE_ERR_ARG, "textcnn reads text (1 x 1 x length bytes, or 2 x 1 x length hashed words), not "
+                    "%dx%dx%d inputs", c, h, w);
             return NULL;
         }
-        build_textcnn(&b, classes);
+        build_textcnn(&b, c, classes);
     } else {
         free(b.s);
         ee_fail(ctx, EE_ERR_ARG, "unknown architecture '%s' (resnet20, resnet56, resnet110, vgg16bn, wrn32_4, mobilenet, "

@@ -15,7 +15,8 @@ ee_ctx *ee_ctx_new(void) {
 void ee_ctx_free(ee_ctx *ctx) { free(ctx); }
 const char *ee_ctx_error(const ee_ctx *ctx) { return ctx ? ctx->err : "no context"; }
 void ee_ctx_set_threads(ee_ctx *ctx, int threads) { ctx->threads = threads < 0 ? 0 : threads; }
-void ee_ctx_set_text_length(ee_ctx *ctx, int bytes) { ctx->text_length = bytes > 0 ? bytes : 0; }
+void ee_ctx_set_text_length(ee_ctx *ctx, int tokens) { ctx->text_length = tokens > 0 ? tokens : 0; }
+void ee_ctx_set_text_tokens(ee_ctx *ctx, int kind) { ctx->text_tokens = kind == EE_TOKENS_WORDS; }
 void ee_ctx_set_conv_kernel(ee_ctx *ctx, ee_conv_kernel k) {
     ctx->conv_kernel = k >= EE_CONV_AUTO && k <= EE_CONV_DIRECT ? k : EE_CONV_AUTO;
 }

@@ -341,7 +341,9 @@ ee_status ee_dataset_load_dir(ee_ctx *ctx, const char *dir, const char *split, e
     snprintf(a, sizeof a, "%s/%s_32x32.mat", dir, train ? "train" : "test");
     if (exists(a)) return ee_dataset_load_svhn(ctx, a, out);
     snprintf(a, sizeof a, "%s/train.tsv", dir);
-    if (exists(a)) return ee_dataset_load_text(ctx, dir, split, ctx->text_length ? ctx->text_length : EE_TEXT_LENGTH, out);
+    if (exists(a))
+        return ee_dataset_load_text(ctx, dir, split, ctx->text_tokens, ctx->text_length ? ctx->text_length : EE_TEXT_LENGTH,
+                                    out);
     snprintf(a, sizeof a, "%s/%s.bin", dir, train ? "train" : "test");
     if (exists(a)) {
         const char *files[1] = {a};

@@ -19,7 +19,8 @@ struct ee_ctx {
     char err[512];
     int threads;
     int conv_kernel;      /* ee_conv_kernel: the inference convolution kernel */
-    int text_length;      /* bytes per text example ee_dataset_load_dir reads (0: EE_TEXT_LENGTH) */
+    int text_length;      /* tokens per text example ee_dataset_load_dir reads (0: EE_TEXT_LENGTH) */
+    int text_tokens;      /* ee_text_tokens */
     uint64_t rng;
 };
 

@@ -1,9 +1,10 @@
 /* text.c: text classification data (docs/format.md, "Text datasets"). A directory holds train.tsv and test.tsv,
  * one example a line, label<TAB>text, UTF-8, with \t, \n and \\ escaped in the text. Labels are arbitrary
  * strings; the classes are the distinct labels of train.tsv in byte order, so both splits (and every model
- * trained on the directory) number them alike. An example becomes its first `length` bytes (zero-padded): a
- * 1 x 1 x length "image" whose values are the byte values (normalisation mean 0, std 1/255), which an `embed`
- * layer turns into vectors. Bytes need no vocabulary to download and see every language and every header. */
+ * trained on the directory) number them alike. An example becomes its first `length` tokens (zero-padded): a
+ * C x 1 x length "image" whose values are the token ids (normalisation mean 0, std 1/255), which an `embed`
+ * layer turns into vectors. Tokens are bytes (C = 1) or hashed words (C = 2: the id's high and low byte); neither
+ * needs a vocabulary to download. */
 #include "internal.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,8 +143,41 @@ ee_status ee_text_classes(ee_ctx *ctx, const char *dir, char *buf, size_t cap) {
     return s;
 }
 
-ee_status ee_dataset_load_text(ee_ctx *ctx, const char *dir, const char *split, int length, ee_dataset **out) {
+static int word_byte(unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c >= 0x80;
+}
+
+int ee_text_tokenize(const char *text, size_t len, int kind, int length, uint16_t *ids) {
+    const unsigned char *s = (const unsigned char *)text;
+    int n = 0;
+    if (kind != EE_TOKENS_WORDS) {
+        for (; n < length && (size_t)n < len; n++) ids[n] = s[n];
+    } else {
+        for (size_t i = 0; i < len && n < length;) {
+            unsigned char c = s[i];
+            if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v') { i++; continue; }
+            uint32_t h = 2166136261u; /* FNV-1a over the token's bytes, letters lowercased */
+            size_t j = i;
+            if (word_byte(c))
+                while (j < len && word_byte(s[j])) {
+                    unsigned char b = s[j++];
+                    h = (h ^ (b >= 'A' && b <= 'Z' ? b + 32 : b)) * 16777619u;
+                }
+            else
+                h = (h ^ s[j++]) * 16777619u;
+            ids[n++] = (uint16_t)(1 + h % 65535u);
+            i = j;
+        }
+    }
+    int found = n;
+    for (; n < length; n++) ids[n] = 0;
+    return found;
+}
+
+ee_status ee_dataset_load_text(ee_ctx *ctx, const char *dir, const char *split, int kind, int length,
+                               ee_dataset **out) {
     *out = NULL;
+    int C = kind == EE_TOKENS_WORDS ? 2 : 1;
     if (length < 1 || length > 1 << 20) return ee_fail(ctx, EE_ERR_ARG, "text length %d: 1 to %d bytes", length, 1 << 20);
     if (strcmp(split, "train") && strcmp(split, "test"))
         return ee_fail(ctx, EE_ERR_ARG, "split must be train or test, not '%s'", split);
@@ -156,7 +190,9 @@ ee_status ee_dataset_load_text(ee_ctx *ctx, const char *dir, const char *split, 
     FILE *f = fopen(path, "rb");
     if (!f) { labels_free(&l); return ee_fail(ctx, EE_ERR_IO, "%s: cannot open", path); }
     int cap = 1024, n = 0;
-    uint8_t *px = malloc((size_t)cap * length), *lab = malloc((size_t)cap);
+    size_t per = (size_t)C * length;
+    uint8_t *px = malloc((size_t)cap * per), *lab = malloc((size_t)cap);
+    uint16_t *ids = malloc(sizeof(uint16_t) * length);
     linebuf b = {0};
     long len;
     for (int ln = 1; !s && (len = read_line(f, &b)) != -1; ln++) {
@@ -170,31 +206,34 @@ ee_status ee_dataset_load_text(ee_ctx *ctx, const char *dir, const char *split, 
         if (k < 0) { s = ee_fail(ctx, EE_ERR_FORMAT, "%s:%d: label '%.60s' is not one of train.tsv's", path, ln, label); break; }
         if (n == cap) {
             cap *= 2;
-            uint8_t *p2 = realloc(px, (size_t)cap * length), *l2 = p2 ? realloc(lab, (size_t)cap) : NULL;
+            uint8_t *p2 = realloc(px, (size_t)cap * per), *l2 = p2 ? realloc(lab, (size_t)cap) : NULL;
             if (p2) px = p2;
             if (l2) lab = l2;
             if (!p2 || !l2) { s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); break; }
         }
-        if (!px || !lab) { s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); break; }
+        if (!px || !lab || !ids) { s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); break; }
         const char *text = strchr(b.s, 0) + 1;
-        size_t m = tl < (size_t)length ? tl : (size_t)length;
-        memcpy(px + (size_t)n * length, text, m);
-        memset(px + (size_t)n * length + m, 0, (size_t)length - m);
+        ee_text_tokenize(text, tl, kind, length, ids);
+        uint8_t *row = px + (size_t)n * per; /* planar: the high bytes, then the low bytes (words) */
+        for (int q = 0; q < length; q++) {
+            if (C == 2) { row[q] = (uint8_t)(ids[q] >> 8); row[length + q] = (uint8_t)ids[q]; }
+            else row[q] = (uint8_t)ids[q];
+        }
         lab[n++] = (uint8_t)k;
     }
     free(b.s);
+    free(ids);
     if (!s && ferror(f)) s = ee_fail(ctx, EE_ERR_IO, "%s: read error", path);
     fclose(f);
     if (!s && !n) s = ee_fail(ctx, EE_ERR_FORMAT, "%s: no examples", path);
     ee_dataset *ds = s ? NULL : calloc(1, sizeof *ds);
     if (!s && !ds) s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
     if (s) { free(px); free(lab); labels_free(&l); return s; }
-    ds->n = n; ds->c = 1; ds->h = 1; ds->w = length;
+    ds->n = n; ds->c = C; ds->h = 1; ds->w = length;
     ds->pixels = px;
     ds->labels = lab;
     ds->classes = l.n;
-    ds->mean[0] = 0;
-    ds->std[0] = 1.0f / 255; /* the values are the bytes themselves */
+    for (int c = 0; c < C; c++) { ds->mean[c] = 0; ds->std[c] = 1.0f / 255; } /* the values are the ids' bytes */
     labels_free(&l);
     *out = ds;
     return EE_OK;

@@ -1101,6 +1101,78 @@ static void test_sidenet(void) {
     ee_ctx_free(ctx);
 }
 
+/* text: the tokenizer by hand, the loader (escapes, classes, errors with file and line), a two-channel embedding */
+static void test_text(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_ctx_set_threads(ctx, 1);
+    uint16_t ids[8];
+    /* bytes: the bytes, zero-padded */
+    CHECK(ee_text_tokenize("Hi!", 3, EE_TOKENS_BYTES, 5, ids) == 3 && ids[0] == 'H' && ids[2] == '!' && ids[3] == 0 &&
+          ids[4] == 0, "byte tokens");
+    /* words: "Buy NOW!!" is buy, now, !, ! (case folded, punctuation alone, spaces dropped) */
+    CHECK(ee_text_tokenize("Buy NOW!! ", 10, EE_TOKENS_WORDS, 8, ids) == 4, "four word tokens");
+    uint16_t again[8];
+    ee_text_tokenize("buy now ! !", 11, EE_TOKENS_WORDS, 8, again);
+    uint32_t h = 2166136261u;
+    for (const char *c = "buy"; *c; c++) h = (h ^ (unsigned char)*c) * 16777619u;
+    CHECK(!memcmp(ids, again, sizeof ids) && ids[0] == 1 + h % 65535u && ids[2] == ids[3] && ids[4] == 0,
+          "word tokens: %u %u %u %u", ids[0], ids[1], ids[2], ids[3]);
+    /* the loader: escapes, classes in byte order, and errors that name the file and line */
+    char dir[] = "/tmp/eenn-text-XXXXXX";
+    if (!mkdtemp(dir)) { CHECK(0, "mkdtemp"); ee_ctx_free(ctx); return; }
+    char p[256];
+    snprintf(p, sizeof p, "%s/train.tsv", dir);
+    FILE *f = fopen(p, "w");
+    fputs("spam\tbuy\\tnow\\n\\\\x\nham\thello\n\nham\tbye\n", f);
+    fclose(f);
+    snprintf(p, sizeof p, "%s/test.tsv", dir);
+    f = fopen(p, "w");
+    fputs("ham\thi\n", f);
+    fclose(f);
+    ee_dataset *ds = NULL;
+    CHECK_OK(ctx, ee_dataset_load_text(ctx, dir, "train", EE_TOKENS_BYTES, 12, &ds));
+    if (ds) {
+        /* "buy\tnow\n\x": 10 bytes; labels ham = 0, spam = 1; the empty line skipped */
+        CHECK(ds->n == 3 && ds->classes == 2 && ds->labels[0] == 1 && ds->labels[1] == 0 && ds->w == 12 &&
+              !memcmp(ds->pixels, "buy\tnow\n\\x\0\0", 12), "text loader: %d examples, labels %d %d", ds->n,
+              ds->labels[0], ds->labels[1]);
+        ee_dataset_free(ds);
+    }
+    char names[64];
+    CHECK_OK(ctx, ee_text_classes(ctx, dir, names, sizeof names));
+    CHECK(!strcmp(names, "ham,spam"), "classes '%s'", names);
+    static const char *const bad[][2] = {{"ham\thi\nham no tab\n", ":2: no tab"},
+                                         {"ham\tbad \\q escape\n", ":1: an unknown escape"},
+                                         {"ham\tok\neggs\tx\n", ":2: label 'eggs' is not one of train.tsv's"},
+                                         {"ham\t\xff\xfe\n", ":1: not UTF-8"}};
+    for (int k = 0; k < 4; k++) {
+        f = fopen(p, "w");
+        fputs(bad[k][0], f);
+        fclose(f);
+        CHECK(ee_dataset_load_text(ctx, dir, "test", EE_TOKENS_WORDS, 8, &ds) == EE_ERR_FORMAT &&
+              strstr(ee_ctx_error(ctx), "test.tsv") && strstr(ee_ctx_error(ctx), bad[k][1]), "bad line %d: %s", k,
+              ee_ctx_error(ctx));
+    }
+    remove(p);
+    snprintf(p, sizeof p, "%s/train.tsv", dir);
+    remove(p);
+    rmdir(dir);
+    /* two channels: the id is high * 256 + low */
+    ee_net *net = NULL;
+    CHECK_OK(ctx, ee_net_from_text(ctx, "input c=2 h=1 w=3\nembed name=L out=2 vocab=65536\ngmp\nlinear out=2\n", "emb2", &net));
+    if (net) {
+        CHECK_OK(ctx, ee_net_init(ctx, net));
+        CHECK_OK(ctx, ee_net_prepare(ctx, net, 1, 0));
+        const float x[6] = {1, 2, 0, 7, 255, 255}; /* ids 258, 7, 65535 */
+        CHECK_OK(ctx, ee_net_forward_range(ctx, net, x, 0, 1, 1, 0));
+        const float *w = ee_net_params(net), *y = ee_net_node_output(net, 0);
+        CHECK(y[0] == w[258 * 2] && y[1] == w[258 * 2 + 1] && y[2] == w[7 * 2] && y[5] == w[65535 * 2 + 1],
+              "two-channel embedding rows");
+        ee_net_free(net);
+    }
+    ee_ctx_free(ctx);
+}
+
 /* the uncertainty layer against the four features computed by hand in double, and its backward: nothing reaches
  * the logits (detached), so a network whose only path to the loss runs through it gets no input gradient */
 static void test_uncertainty(void) {
@@ -1408,6 +1480,7 @@ int main(void) {
     test_learned_policy();
     test_cascade();
     test_sidenet();
+    test_text();
     test_eenet();
     test_positions();
     test_torch_sdn();

@@ -1,6 +1,7 @@
 /* text.c: the layers of text models. `embed`: a table of vectors, one per token id, as PyTorch's nn.Embedding;
- * its input is one id per position (1 x H x W values; a text sample's byte values, docs/format.md), its output
- * the id's row at every position (out x H x W). No gradient flows to the ids. `gmp`: global max pooling, the
+ * its input is one id per position (1 x H x W values, or 2 x H x W: the id's high and low byte, for ids beyond
+ * 255; a text sample, docs/format.md), its output the id's row at every position (out x H x W). No gradient
+ * flows to the ids. `gmp`: global max pooling, the
  * max over time of text CNNs (C x H x W to C x 1 x 1; the gradient goes to the first maximum, as PyTorch's). */
 #include "init.h"
 #include <float.h>
@@ -13,9 +14,9 @@ _Static_assert(sizeof(embed_args) <= EE_ARGS_BYTES, "embed arguments");
 
 static ee_status embed_shape(ee_ctx *ctx, ee_net *net, ee_node *nd) {
     (void)net;
-    if (nd->ins.c != 1)
-        return ee_fail(ctx, EE_ERR_FORMAT, "embed '%s' needs one token id per position (1 channel), got %d channels",
-                       nd->name, nd->ins.c);
+    if (nd->ins.c != 1 && nd->ins.c != 2)
+        return ee_fail(ctx, EE_ERR_FORMAT, "embed '%s' needs one token id per position (1 channel, or 2: high and low "
+                       "byte), got %d channels", nd->name, nd->ins.c);
     double weights = (double)EMB(nd)->vocab * EMB(nd)->out;
     if (weights > EE_MAX_LAYER_PARAMS)
         return ee_fail(ctx, EE_ERR_FORMAT, "embed '%s': %d x %d = %.4g weights, more than the %.0f a layer may have",
@@ -38,32 +39,38 @@ static void embed_count(const ee_net *net, const ee_node *nd, double *macs, doub
     (void)nd;
     *macs = *flops = *prof = 0; /* a lookup: no arithmetic */
 }
-/* the token id of a value: the nearest integer, which must be a row of the table */
-static int token(float v, int vocab) {
-    long t = lrintf(v);
+/* the token id at a position (C values: the id, or its high and low byte), which must be a row of the table */
+static int token(const float *v, int C, int vocab) {
+    long t = lrintf(v[0]);
+    if (C == 2) {
+        long lo = lrintf(v[1]);
+        if (t < 0 || t > 255 || lo < 0 || lo > 255) return -1;
+        t = t * 256 + lo;
+    }
     return t >= 0 && t < vocab ? (int)t : -1;
 }
 static ee_status embed_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
     (void)train;
     const float *x = ee_node_input(net, nd, 0), *w = net->params + nd->p_off;
-    int E = EMB(nd)->out, V = EMB(nd)->vocab;
+    int E = EMB(nd)->out, V = EMB(nd)->vocab, C = nd->ins.c;
     size_t P = (size_t)n * nd->ins.h * nd->ins.w;
     int bad = -1;
 #pragma omp parallel for schedule(static) reduction(max : bad)
     for (size_t q = 0; q < P; q++) {
-        int t = token(x[q], V);
+        int t = token(x + q * C, C, V);
         if (t < 0) { bad = (int)(q % 0x7fffffff); memset(nd->y + q * E, 0, sizeof(float) * E); continue; }
         memcpy(nd->y + q * E, w + (size_t)t * E, sizeof(float) * E);
     }
     if (bad >= 0)
-        return ee_fail(ctx, EE_ERR_ARG, "embed '%s': input value %g is not a token id below %d", nd->name, x[bad], V);
+        return ee_fail(ctx, EE_ERR_ARG, "embed '%s': input value %g is not a token id below %d", nd->name,
+                       x[(size_t)bad * C], V);
     return EE_OK;
 }
 static ee_status embed_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     (void)ctx;
     const float *x = ee_node_input(net, nd, 0);
     float *dw = net->grads + nd->p_off;
-    int E = EMB(nd)->out, V = EMB(nd)->vocab;
+    int E = EMB(nd)->out, V = EMB(nd)->vocab, C = nd->ins.c;
     size_t P = (size_t)n * nd->ins.h * nd->ins.w;
     memset(dw, 0, sizeof(float) * nd->p_len);
     /* rows are shared between positions: one thread per slice of the embedding dimension */
@@ -71,14 +78,14 @@ static ee_status embed_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     for (int e0 = 0; e0 < E; e0 += 8) {
         int e1 = e0 + 8 < E ? e0 + 8 : E;
         for (size_t q = 0; q < P; q++) {
-            int t = token(x[q], V);
+            int t = token(x + q * C, C, V);
             if (t < 0) continue;
             for (int e = e0; e < e1; e++) dw[(size_t)t * E + e] += nd->dy[q * E + e];
         }
     }
     int acc;
     float *dx = ee_node_input_grad(net, nd, 0, &acc); /* ids have no gradient */
-    if (dx && !acc) memset(dx, 0, sizeof(float) * P);
+    if (dx && !acc) memset(dx, 0, sizeof(float) * P * C);
     return EE_OK;
 }
 static const ee_layer_key embed_keys[] = {
