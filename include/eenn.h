@@ -181,7 +181,8 @@ int ee_sdn_flops_positions(const ee_net *cnn, int *nodes, int max);
  * weights and statistics are copied; IC heads are initialised from the context's RNG. */
 ee_status ee_sdn_attach(ee_ctx *ctx, const ee_net *cnn, const int *nodes, int nic, ee_net **sdn);
 /* SideNet (Morisot): one side classifier, a perceptron with one hidden layer, after the given node of a trained
- * CNN (the MainNet): average pooling to pool x pool (the map as it is if it is no larger; pool must divide it),
+ * CNN (the MainNet): average pooling to g x g, g the largest grid up to pool dividing the map (the map as it is
+ * if it is no larger; max over time for a sequence),
  * flatten, linear to hidden units, ReLU, linear to the classes (the exit). Backbone weights copied; the side
  * head initialised from the context's RNG. Trained with the MainNet frozen (EE_MODE_IC_ONLY); at inference the
  * MainNet resumes from the attachment point for the inputs that do not exit. The default node: the block end

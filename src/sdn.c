@@ -196,10 +196,12 @@ ee_status ee_sidenet_attach(ee_ctx *ctx, const ee_net *cnn, int node, int hidden
     if (at->out.h == 1 && at->out.w > 1) /* a sequence (text): max over time */
         len = snprintf(blk, sizeof blk, "gmp name=side.pool in=%s\nflatten name=side.flat in=side.pool\n", at->name);
     else if (at->out.h > pool || at->out.w > pool) {
-        if (at->out.h % pool || at->out.w % pool || at->out.h / pool != at->out.w / pool)
-            return ee_fail(ctx, EE_ERR_ARG, "node '%s' has a %dx%d map: the SideNet's pooling grid %d must divide it "
-                           "(square windows)", at->name, at->out.h, at->out.w, pool);
-        int k = at->out.h / pool;
+        if (at->out.h != at->out.w)
+            return ee_fail(ctx, EE_ERR_ARG, "node '%s' has a %dx%d map: the SideNet pools square maps", at->name,
+                           at->out.h, at->out.w);
+        int g = pool; /* the largest grid up to pool that divides the map: 7x7 with pool 4 pools to 1x1 */
+        while (at->out.h % g) g--;
+        int k = at->out.h / g;
         len = snprintf(blk, sizeof blk, "avgpool name=side.pool in=%s k=%d stride=%d\n"
                        "flatten name=side.flat in=side.pool\n", at->name, k, k);
     } else
