@@ -398,8 +398,9 @@ static void build_mobilenet(sbuf *b, int classes) {
  * and a linear head. Four blocks rather than Kim's one, so that early exits have places to go. */
 static void build_textcnn(sbuf *b, int c, int classes) {
     static const int cfg[4][2] = {{64, 1}, {128, 2}, {128, 2}, {256, 2}};
-    if (c == 2) sb_printf(b, "embed name=emb out=64 vocab=65536\n"); /* hashed words */
-    else sb_printf(b, "embed name=emb out=32 vocab=256\n");          /* bytes */
+    /* small initial vectors: a word first seen at test time must not add noise to the max over time */
+    if (c == 2) sb_printf(b, "embed name=emb out=64 vocab=65536 init=normal001\n"); /* hashed words */
+    else sb_printf(b, "embed name=emb out=32 vocab=256 init=normal001\n");          /* bytes */
     for (int i = 0; i < 4; i++)
         sb_printf(b, "conv name=b%d.conv out=%d k=5 kh=1 stride=%d pad=2 padh=0 bias=0 init=torch\nbn name=b%d.bn\n"
                   "relu name=b%d.relu\n", i + 1, cfg[i][0], cfg[i][1], i + 1, i + 1);

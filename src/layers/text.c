@@ -30,9 +30,10 @@ static ee_status embed_shape(ee_ctx *ctx, ee_net *net, ee_node *nd) {
 static void embed_tensors(ee_net *net, ee_node *nd) {
     ee_net_add_tensor(net, nd, "weight", 0, nd->p_off, 2, EMB(nd)->vocab, EMB(nd)->out, 0, 0);
 }
-/* N(0, 1), as nn.Embedding */
+/* N(0, 1), as nn.Embedding (init=torch), or N(0, 0.01) (init=normal001: rows that training never reaches, such
+ * as hashed words seen only at test time, then add next to nothing) */
 static void embed_init(ee_ctx *ctx, ee_net *net, ee_node *nd) {
-    ee_fill_normal(ctx, net->params + nd->p_off, nd->p_len, 1.0f);
+    ee_fill_normal(ctx, net->params + nd->p_off, nd->p_len, nd->init == EE_INIT_NORMAL001 ? 0.01f : 1.0f);
 }
 static void embed_count(const ee_net *net, const ee_node *nd, double *macs, double *flops, double *prof) {
     (void)net;
@@ -91,6 +92,7 @@ static ee_status embed_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
 static const ee_layer_key embed_keys[] = {
     {"out", EE_KEY_INT, offsetof(ee_layer_args, any) + offsetof(embed_args, out), 1, 65536, 0, 1, NULL, 0},
     {"vocab", EE_KEY_INT, offsetof(ee_layer_args, any) + offsetof(embed_args, vocab), 1, 1 << 24, 256, 0, NULL, 0},
+    EE_KEY("init", EE_KEY_INIT, any, 0, 0, 0),
 };
 const ee_layer_ops ee_embed_ops = {
     .name = "embed", .keys = embed_keys, .nkeys = EE_NKEYS(embed_keys), .nin = 1, .shape = embed_shape,
