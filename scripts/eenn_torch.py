@@ -58,8 +58,14 @@ class Graph(nn.Module):
             mod = None
             if kind == "conv":
                 k, s, p, g = int(a["k"]), int(a.get("stride", 1)), int(a.get("pad", 0)), int(a.get("groups", 1))
-                mod = nn.Conv2d(c, int(a["out"]), k, s, p, groups=g, bias=a.get("bias", "0") == "1")
-                shape = (int(a["out"]), (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)
+                kh, ph = int(a.get("kh", k)), int(a.get("padh", p))  # a rectangular kernel: kh x k (text: 1 x k)
+                mod = nn.Conv2d(c, int(a["out"]), (kh, k), s, (ph, p), groups=g, bias=a.get("bias", "0") == "1")
+                shape = (int(a["out"]), (h + 2 * ph - kh) // s + 1, (w + 2 * p - k) // s + 1)
+            elif kind == "embed":  # token ids (1 channel, or 2: high and low byte) to vectors
+                mod = nn.Embedding(int(a.get("vocab", 256)), int(a["out"]))
+                shape = (int(a["out"]), h, w)
+            elif kind == "gmp":
+                shape = (c, 1, 1)
             elif kind == "bn":
                 mod = nn.BatchNorm2d(c, eps=float(a.get("eps", 1e-5)), momentum=float(a.get("momentum", 0.1)))
                 shape = (c, h, w)
@@ -103,6 +109,15 @@ class Graph(nn.Module):
                 r = v + y[ins[1]]
             elif kind == "gap":
                 r = v.mean((2, 3), keepdim=True)
+            elif kind == "gmp":
+                r = v.amax((2, 3), keepdim=True)
+            elif kind == "embed":
+                ids = v.round().long()
+                if ids.shape[1] == 2:
+                    ids = ids[:, 0] * 256 + ids[:, 1]
+                else:
+                    ids = ids[:, 0]
+                r = self.mods[key](ids).permute(0, 3, 1, 2)
             elif kind == "flatten":
                 r = v.flatten(1)
             elif kind == "linear":
