@@ -41,7 +41,10 @@ typedef struct ee_ctx ee_ctx;
 ee_ctx *ee_ctx_new(void);
 void ee_ctx_free(ee_ctx *ctx);
 const char *ee_ctx_error(const ee_ctx *ctx); /* message of the last failure, "" if none */
-void ee_ctx_set_threads(ee_ctx *ctx, int threads); /* 0: all cores */
+/* 0 (the default): every core that other processes leave free, measured while the context works (the CPU time of
+ * the machine minus this process's over the last 100 ms, from /proc/stat): with one of two cores busy elsewhere,
+ * OpenMP threads that wait at every barrier for a descheduled partner would run at half the speed of one. */
+void ee_ctx_set_threads(ee_ctx *ctx, int threads);
 int ee_ctx_threads(const ee_ctx *ctx);
 /* How ee_dataset_load_dir reads a text directory: the tokens per example (0: EE_TEXT_LENGTH) and which tokens
  * (ee_text_tokens: bytes or hashed words): a text model's input, set before loading data for it. */

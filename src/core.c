@@ -3,6 +3,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -29,9 +32,55 @@ int ee_ctx_threads(const ee_ctx *ctx) {
     return 1;
 #endif
 }
-void ee_threads_apply(const ee_ctx *ctx) {
+/* jiffies the whole machine has been busy, and this process's own (all its threads); 0 if unreadable */
+static int cpu_times(double *busy, double *self) {
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return 0;
+    unsigned long long v[8] = {0};
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
+                   &v[7]);
+    fclose(f);
+    if (n < 5) return 0;
+    *busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]); /* all but idle and iowait */
+    f = fopen("/proc/self/stat", "r");
+    if (!f) return 0;
+    char buf[1024];
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = 0;
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    unsigned long long ut, st;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2) return 0;
+    *self = (double)(ut + st);
+    return 1;
+}
+
+/* threads for "all cores": the cores that other processes left free over the last 100 ms or more */
+static int free_cores(ee_ctx *ctx, int ncpu) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double now = (double)ts.tv_sec + ts.tv_nsec * 1e-9, busy, self;
+    if (ctx->load_t > 0 && now - ctx->load_t < 0.1) return ctx->load_threads;
+    if (!cpu_times(&busy, &self)) return ncpu;
+    int t = ncpu;
+    if (ctx->load_t > 0) {
+        double hz = (double)sysconf(_SC_CLK_TCK), wall = (now - ctx->load_t) * hz;
+        double others = wall > 0 ? (busy - ctx->load_busy - (self - ctx->load_self)) / wall : 0; /* cores */
+        t = ncpu - (int)floor(others + 0.65); /* a core counts as taken from 35% busy */
+        if (t < 1) t = 1;
+        if (t > ncpu) t = ncpu;
+    }
+    ctx->load_t = now;
+    ctx->load_busy = busy;
+    ctx->load_self = self;
+    ctx->load_threads = t;
+    return t;
+}
+
+void ee_threads_apply(ee_ctx *ctx) {
 #ifdef _OPENMP
     int t = ee_ctx_threads(ctx);
+    if (ctx->threads <= 0 && t > 1) t = free_cores(ctx, t);
     if (omp_get_max_threads() != t) omp_set_num_threads(t);
 #else
     (void)ctx;

@@ -21,6 +21,9 @@ struct ee_ctx {
     int conv_kernel;      /* ee_conv_kernel: the inference convolution kernel */
     int text_length;      /* tokens per text example ee_dataset_load_dir reads (0: EE_TEXT_LENGTH) */
     int text_tokens;      /* ee_text_tokens */
+    /* threads 0: the cores other processes leave free, measured from /proc/stat at most every 100 ms */
+    double load_t, load_busy, load_self;
+    int load_threads;
     uint64_t rng;
 };
 
@@ -263,7 +266,7 @@ static inline int ee_policy_jei(const ee_exit_policy *p) { return p->kind == EE_
 /* removes a metadata entry if present (net.c) */
 void ee_net_unset_meta(ee_net *net, const char *key);
 void ee_dnnl_free(ee_net *net);
-void ee_threads_apply(const ee_ctx *ctx);
+void ee_threads_apply(ee_ctx *ctx);
 /* row-major C(m,n) = alpha * op(A) op(B) + beta * C; small products in plain C, others through oneDNN */
 ee_status ee_sgemm(ee_ctx *ctx, char ta, char tb, int m, int n, int k, float alpha, const float *a, int lda,
                    const float *b, int ldb, float beta, float *c, int ldc);

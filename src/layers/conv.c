@@ -7,11 +7,14 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #define CONV_CACHE 24
 
 typedef struct {
-    int n, train, fuse;
+    int n, train, fuse, nthr; /* nthr: oneDNN fixes a primitive's thread split when it builds it */
     dnnl_primitive_t fwd, bwd_d, bwd_w, reo_f, reo_d, reo_dw;
     dnnl_memory_t src, dst, w_user, w_f, bias, dsrc, ddst, w_d, dw, dw_user, dbias, bsrc, src1;
     dnnl_memory_t pad_f, pad_d, pad_w; /* scratchpads of fwd, bwd_d, bwd_w: views of `scratch` */
@@ -159,9 +162,14 @@ static conv_priv *new_priv(ee_ctx *ctx, ee_node *nd) {
 static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
     conv_priv *p = nd->priv;
     if (!p && !(p = new_priv(ctx, nd))) return NULL;
+#ifdef _OPENMP
+    int nthr = omp_get_max_threads(); /* the threads this pass may use (ee_threads_apply) */
+#else
+    int nthr = 1;
+#endif
     int fuse = !train && nd->fuse_bn >= 0 ? 1 + (nd->fuse_add >= 0 && nd->add_inplace) : 0; /* 2: sum in place */
     for (int i = 0; i < p->nc; i++)
-        if (p->c[i].n == n && p->c[i].train == train && p->c[i].fuse == fuse) return &p->c[i];
+        if (p->c[i].n == n && p->c[i].train == train && p->c[i].fuse == fuse && p->c[i].nthr == nthr) return &p->c[i];
     if (p->nc == CONV_CACHE) { /* evict everything: rare (many distinct batch sizes) */
         conv_release(nd);
         return get_prim(ctx, net, nd, n, train);
@@ -171,7 +179,7 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     if (!p->c && !(p->c = calloc(CONV_CACHE, sizeof *p->c))) { ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); return NULL; }
     conv_prim *c = &p->c[p->nc];
     memset(c, 0, sizeof *c);
-    c->n = n; c->train = train; c->fuse = fuse;
+    c->n = n; c->train = train; c->fuse = fuse; c->nthr = nthr;
     c->ver_f = c->ver_d = (uint64_t)-1;
     dnnl_dims_t sd, dd, bd = {nd->COUT}, str = {nd->STRIDE, nd->STRIDE}, pad = {nd->PADH, nd->PAD};
     dims4(sd, n, nd->ins.c, nd->ins.h, nd->ins.w);
