@@ -1,0 +1,93 @@
+"""eenn and ONNX Runtime on ResNet-56 (3x32x32), quiet and with one core busy, in one run (docs/benchmarks.md,
+"A busy core").
+
+- The busy core: another process at the same priority spinning (`sh -c 'while :; do :; done'`), started before
+  each busy measurement and stopped after it.
+- eenn: `eenn bench` with threads 0 (its default: the cores other processes leave free), 2 and 1; inference at
+  batch 1 and 128, training at batch 128. ONNX Runtime (npm's onnxruntime-node, peers/ort_bench.js) with 2 and
+  1 intra-op threads on the same weights (exported through PyTorch, scripts/eenn_torch.py).
+- Every measurement is repeated --rounds times, the engines alternating; the median and the range are printed.
+
+Run: /usr/bin/python3 scripts/bench_busy.py [--rounds 5] [--seconds 3] [--json FILE]
+"""
+import argparse, json, os, statistics, subprocess, sys, tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+
+def sh(cmd):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+
+def eenn_rates(eenn, threads, secs):
+    out = json.loads(sh([eenn, "bench", "--arch", "resnet56", "--input", "3x32x32", "--threads", str(threads),
+                         "--seconds", str(secs), "--json"]))
+    rows = out["results"] if isinstance(out, dict) and "results" in out else out
+    r = {}
+    for x in rows:
+        key = ("train" if x["mode"] == "train" else "b%d" % x["batch"])
+        r[key] = x["img_per_s"]
+    return r
+
+
+def ort_rates(onnx, threads, secs):
+    out = sh(["node", os.path.join(ROOT, "peers", "ort_bench.js"), onnx, "3", "32", "32", "1,128", str(threads), str(secs)])
+    r = json.loads(out.splitlines()[0])
+    return {"b%s" % k: v for k, v in r["img_per_s"].items()}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--eenn", default=os.path.join(ROOT, "build", "eenn"))
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="eenn-busy-")
+    model, onnx = os.path.join(tmp, "r56.eenn"), os.path.join(tmp, "r56.onnx")
+    sh([a.eenn, "bench", "--arch", "resnet56", "--input", "3x32x32", "--batch", "1", "--no-train", "--seconds", "0.2",
+        "--save-model", model])
+    import torch
+    from eenn_torch import load_torch, FinalHead
+    g, _ = load_torch(model)
+    torch.onnx.export(FinalHead(g).eval(), torch.zeros(1, 3, 32, 32), onnx, input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=13)
+    engines = [("eenn, threads 0 (default)", lambda: eenn_rates(a.eenn, 0, a.seconds)),
+               ("eenn, 2 threads", lambda: eenn_rates(a.eenn, 2, a.seconds)),
+               ("eenn, 1 thread", lambda: eenn_rates(a.eenn, 1, a.seconds)),
+               ("ONNX Runtime, 2 threads", lambda: ort_rates(onnx, 2, a.seconds)),
+               ("ONNX Runtime, 1 thread", lambda: ort_rates(onnx, 1, a.seconds))]
+    res = {}
+    for load in ("quiet", "one core busy"):
+        for r in range(a.rounds):
+            for name, f in engines:
+                spin = subprocess.Popen(["sh", "-c", "while :; do :; done"]) if load != "quiet" else None
+                try:
+                    rates = f()
+                finally:
+                    if spin:
+                        spin.kill()
+                        spin.wait()
+                for k, v in rates.items():
+                    res.setdefault(load, {}).setdefault(name, {}).setdefault(k, []).append(v)
+                print(f"[{load}, round {r + 1}] {name}: " + " ".join(f"{k} {v:.0f}" for k, v in rates.items()),
+                      file=sys.stderr, flush=True)
+    print(f"ResNet-56 3x32x32, img/s: median of {a.rounds} alternating rounds (min-max)")
+    for load, by in res.items():
+        print(f"\n{load}")
+        print(f"{'engine':28s} {'batch 1':>20s} {'batch 128':>20s} {'train, batch 128':>20s}")
+        for name, ks in by.items():
+            cells = []
+            for k in ("b1", "b128", "train"):
+                v = ks.get(k)
+                cells.append(f"{statistics.median(v):7.0f} ({min(v):.0f}-{max(v):.0f})" if v else "-")
+            print(f"{name:28s} " + " ".join(f"{c:>20s}" for c in cells))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
