@@ -5,7 +5,9 @@
   each busy measurement and stopped after it.
 - eenn: `eenn bench` with threads 0 (its default: the cores other processes leave free), 2 and 1; inference at
   batch 1 and 128, training at batch 128. ONNX Runtime (npm's onnxruntime-node, peers/ort_bench.js) with 2 and
-  1 intra-op threads on the same weights (exported through PyTorch, scripts/eenn_torch.py).
+  1 intra-op threads on the same weights (exported through PyTorch, scripts/eenn_torch.py); PyTorch with 2 and
+  1 threads on the same weights (inference at batch 1 and 128, an SGD training step at batch 128), each in a
+  process of its own.
 - Every measurement is repeated --rounds times, the engines alternating; the median and the range are printed.
 
 Run: /usr/bin/python3 scripts/bench_busy.py [--rounds 5] [--seconds 3] [--json FILE]
@@ -38,6 +40,35 @@ def ort_rates(onnx, threads, secs):
     return {"b%s" % k: v for k, v in r["img_per_s"].items()}
 
 
+TORCH = r"""
+import sys, time, torch, torch.nn.functional as F
+sys.path.insert(0, sys.argv[1])
+from eenn_torch import load_torch, FinalHead
+torch.set_num_threads(int(sys.argv[3])); secs = float(sys.argv[4])
+g, _ = load_torch(sys.argv[2]); m = FinalHead(g)
+def rate(f, b):
+    for _ in range(2): f()
+    n, t0 = 0, time.time()
+    while time.time() - t0 < secs: f(); n += 1
+    return n * b / (time.time() - t0)
+m.eval(); out = {}
+with torch.no_grad():
+    for b in (1, 128):
+        x = torch.randn(b, 3, 32, 32); out["b%d" % b] = rate(lambda: m(x), b)
+m.train(); opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+x, y = torch.randn(128, 3, 32, 32), torch.randint(0, 10, (128,))
+def step():
+    opt.zero_grad(); F.cross_entropy(m(x), y).backward(); opt.step()
+out["train"] = rate(step, 128)
+print(" ".join("%s=%f" % kv for kv in out.items()))
+"""
+
+
+def torch_rates(model, threads, secs):
+    out = sh(["/usr/bin/python3", "-c", TORCH, HERE, model, str(threads), str(secs)])
+    return {k: float(v) for k, v in (kv.split("=") for kv in out.split())}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
@@ -58,7 +89,9 @@ def main():
                ("eenn, 2 threads", lambda: eenn_rates(a.eenn, 2, a.seconds)),
                ("eenn, 1 thread", lambda: eenn_rates(a.eenn, 1, a.seconds)),
                ("ONNX Runtime, 2 threads", lambda: ort_rates(onnx, 2, a.seconds)),
-               ("ONNX Runtime, 1 thread", lambda: ort_rates(onnx, 1, a.seconds))]
+               ("ONNX Runtime, 1 thread", lambda: ort_rates(onnx, 1, a.seconds)),
+               ("PyTorch, 2 threads", lambda: torch_rates(model, 2, a.seconds)),
+               ("PyTorch, 1 thread", lambda: torch_rates(model, 1, a.seconds))]
     res = {}
     for load in ("quiet", "one core busy"):
         for r in range(a.rounds):
