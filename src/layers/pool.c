@@ -1,5 +1,6 @@
-/* pool.c: max pooling, average pooling (zero padding counted, as PyTorch's default) and global average
- * pooling over NHWC activations. Max pooling keeps the argmax of each output for the backward pass. */
+/* pool.c: max pooling, average pooling (zero padding counted, as PyTorch's default), global average pooling and
+ * global max pooling (`gmp`: the max over time of text CNNs) over NHWC activations. Max pooling keeps the argmax
+ * of each output for the backward pass (the gradient goes to the first maximum, as PyTorch's). */
 #include "../internal.h"
 #include <float.h>
 #include <stdlib.h>
@@ -174,6 +175,30 @@ static ee_status gap_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     return EE_OK;
 }
 
+static void gmp_count(const ee_net *net, const ee_node *nd, double *macs, double *flops, double *prof) {
+    (void)net;
+    *macs = 0;
+    *flops = *prof = (double)ee_shape_size(nd->ins); /* one comparison per input */
+}
+/* the argmax of each channel over every position, as maxpool keeps it (an index into the sample's input) */
+static ee_status gmp_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
+    int keep = train || net->training, C = nd->ins.c, P = nd->ins.h * nd->ins.w;
+    int *args = keep ? ee_node_scratch(nd, (size_t)n * C * sizeof(int)) : NULL;
+    if (keep && !args) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    const float *x = ee_node_input(net, nd, 0);
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < n; b++) {
+        const float *xb = x + (size_t)b * P * C;
+        float *y = nd->y + (size_t)b * C;
+        int *arg = args ? args + (size_t)b * C : NULL;
+        for (int c = 0; c < C; c++) { y[c] = -FLT_MAX; if (arg) arg[c] = c; }
+        for (int q = 0; q < P; q++)
+            for (int c = 0; c < C; c++)
+                if (xb[(size_t)q * C + c] > y[c]) { y[c] = xb[(size_t)q * C + c]; if (arg) arg[c] = q * C + c; }
+    }
+    return EE_OK;
+}
+
 /* the stride defaults to the kernel size, as in PyTorch */
 static const ee_layer_key pool_keys[] = {
     EE_KEY_REQ("k", EE_KEY_INT, pool.k, 1, 4096),
@@ -190,4 +215,8 @@ const ee_layer_ops ee_avgpool_ops = {
 };
 const ee_layer_ops ee_gap_ops = {
     .name = "gap", .nin = 1, .shape = gap_shape, .forward = gap_forward, .backward = gap_backward, .count = pool_count,
+};
+const ee_layer_ops ee_gmp_ops = {
+    .name = "gmp", .nin = 1, .shape = gap_shape, .forward = gmp_forward, .backward = maxpool_backward,
+    .count = gmp_count, .release = ee_node_release_scratch,
 };

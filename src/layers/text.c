@@ -1,10 +1,9 @@
-/* text.c: the layers of text models. `embed`: a table of vectors, one per token id, as PyTorch's nn.Embedding;
+/* text.c: the embedding of text models (max over time, `gmp`, is with the other pools in pool.c). `embed`: a
+ * table of vectors, one per token id, as PyTorch's nn.Embedding;
  * its input is one id per position (1 x H x W values, or 2 x H x W: the id's high and low byte, for ids beyond
  * 255; a text sample, docs/format.md), its output the id's row at every position (out x H x W). No gradient
- * flows to the ids. `gmp`: global max pooling, the
- * max over time of text CNNs (C x H x W to C x 1 x 1; the gradient goes to the first maximum, as PyTorch's). */
+ * flows to the ids. */
 #include "init.h"
-#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -98,54 +97,4 @@ const ee_layer_ops ee_embed_ops = {
     .name = "embed", .keys = embed_keys, .nkeys = EE_NKEYS(embed_keys), .nin = 1, .shape = embed_shape,
     .tensors = embed_tensors, .init = embed_init, .forward = embed_forward, .backward = embed_backward,
     .count = embed_count,
-};
-
-/* ---------------------------------------------------------------- gmp */
-static ee_status gmp_shape(ee_ctx *ctx, ee_net *net, ee_node *nd) {
-    (void)ctx; (void)net;
-    nd->out.c = nd->ins.c;
-    nd->out.h = nd->out.w = 1;
-    return EE_OK;
-}
-static void gmp_count(const ee_net *net, const ee_node *nd, double *macs, double *flops, double *prof) {
-    (void)net;
-    *macs = 0;
-    *flops = *prof = (double)ee_shape_size(nd->ins); /* one comparison per input */
-}
-static ee_status gmp_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
-    int keep = train || net->training, C = nd->ins.c, P = nd->ins.h * nd->ins.w;
-    int *args = keep ? ee_node_scratch(nd, (size_t)n * C * sizeof(int)) : NULL;
-    if (keep && !args) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
-    const float *x = ee_node_input(net, nd, 0);
-#pragma omp parallel for schedule(static)
-    for (int b = 0; b < n; b++) {
-        const float *xb = x + (size_t)b * P * C;
-        float *y = nd->y + (size_t)b * C;
-        int *arg = args ? args + (size_t)b * C : NULL;
-        for (int c = 0; c < C; c++) { y[c] = -FLT_MAX; if (arg) arg[c] = c; }
-        for (int q = 0; q < P; q++)
-            for (int c = 0; c < C; c++)
-                if (xb[(size_t)q * C + c] > y[c]) { y[c] = xb[(size_t)q * C + c]; if (arg) arg[c] = q * C + c; }
-    }
-    return EE_OK;
-}
-static ee_status gmp_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
-    (void)ctx;
-    const int *args = nd->priv;
-    int acc;
-    float *dx = ee_node_input_grad(net, nd, 0, &acc);
-    if (!dx) return EE_OK;
-    size_t in1 = ee_shape_size(nd->ins);
-    int C = nd->ins.c;
-#pragma omp parallel for schedule(static)
-    for (int b = 0; b < n; b++) {
-        float *d = dx + b * in1;
-        if (!acc) memset(d, 0, in1 * sizeof(float));
-        for (int c = 0; c < C; c++) d[args[(size_t)b * C + c]] += nd->dy[(size_t)b * C + c];
-    }
-    return EE_OK;
-}
-const ee_layer_ops ee_gmp_ops = {
-    .name = "gmp", .nin = 1, .shape = gmp_shape, .forward = gmp_forward, .backward = gmp_backward,
-    .count = gmp_count, .release = ee_node_release_scratch,
 };
