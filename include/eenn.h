@@ -615,6 +615,42 @@ enum { EE_EXIT_POLICY = 0, EE_EXIT_FINAL = 1, EE_EXIT_DEADLINE = 2, EE_EXIT_BUDG
 ee_status ee_infer_policy(ee_ctx *ctx, ee_net *net, const float *x, int n, const ee_exit_policy *p,
                           const ee_infer_limits *lim, uint8_t *pred, float *conf, uint8_t *exit_head, uint8_t *why);
 
+/* ---------------------------------------------------------------- split inference: edge and server */
+/* A network cut at one node (docs/serve.md): the near side (an edge device) runs the layers up to the split and
+ * their exits; only the samples that did not exit cross, as the split node's output plus their exit state; the far
+ * side (a server) resumes at the next node with the exits after it. Together they answer exactly as
+ * ee_infer_policy on one machine. */
+typedef struct {
+    float best, best_conf;  /* the best exit score so far (-1: none yet), and that exit's max softmax */
+    double jsum, jprod;     /* JEI-DNN's running sum of gates and product of 1 - q */
+    uint8_t best_pred;      /* that exit's class */
+} ee_exit_state;
+void ee_exit_state_init(ee_exit_state *st);
+enum { EE_EXIT_DEGRADED = 4 }; /* why: the far side did not answer; the most confident exit computed answered */
+typedef struct {
+    int node;          /* the split node: its output crosses */
+    int resume;        /* the first node the far side runs */
+    int heads;         /* exits computed before the split */
+    int c, h, w;       /* the shape of what crosses, per sample */
+    double flops_frac; /* the share of the network's FLOPs computed before the split, its exits included */
+} ee_split;
+/* The split after node `name`. Exit branches that read it stay on the near side; refused where more than the
+ * node's output would have to cross (inside a residual block), or off the path to the final head. */
+ee_status ee_split_at(ee_ctx *ctx, const ee_net *net, const char *name, ee_split *sp);
+/* The near side on n samples (x as for ee_infer_policy): the samples that exit get pred, conf, exit_head and why
+ * (may be NULL); the *nleft others are listed in left (their indices, ascending) and their split-node outputs
+ * written to act, nleft rows of c*h*w floats in that order; st[i] (n of them) is each sample's exit state. */
+ee_status ee_infer_edge(ee_ctx *ctx, ee_net *net, const float *x, int n, const ee_exit_policy *p, const ee_split *sp,
+                        uint8_t *pred, float *conf, uint8_t *exit_head, uint8_t *why, ee_exit_state *st, int *left,
+                        int *nleft, float *act);
+/* The far side on n samples' split-node outputs (act) and their exit states st (NULL: none computed before). */
+ee_status ee_infer_resume(ee_ctx *ctx, ee_net *net, const float *act, int n, const ee_exit_policy *p,
+                          const ee_split *sp, ee_exit_state *st, uint8_t *pred, float *conf, uint8_t *exit_head,
+                          uint8_t *why);
+/* A 64-bit hash of the architecture, the weights, the batch-norm statistics and the stored exit policy: both sides
+ * of a split must agree on it. Not a cryptographic hash: it catches mismatched models, not forgeries. */
+uint64_t ee_net_fingerprint(const ee_net *net);
+
 /* ---------------------------------------------------------------- risk control */
 /* Thresholds with a statistical guarantee (Jazbec et al., "Fast yet Safe: Early-Exiting with Risk Control",
  * NeurIPS 2024; docs/design.md, "Risk control"). One threshold lambda shared by every exit, on the grid 1.00,

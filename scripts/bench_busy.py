@@ -69,32 +69,27 @@ def torch_rates(model, threads, secs):
     return {k: float(v) for k, v in (kv.split("=") for kv in out.split())}
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--eenn", default=os.path.join(ROOT, "build", "eenn"))
-    ap.add_argument("--json", default=None)
-    a = ap.parse_args()
+def measure(eenn, rounds, seconds, loads=("quiet", "one core busy")):
+    """Every engine, quiet and with one core busy, `rounds` alternating rounds: {load: {engine: {key: [img/s]}}}."""
     tmp = tempfile.mkdtemp(prefix="eenn-busy-")
     model, onnx = os.path.join(tmp, "r56.eenn"), os.path.join(tmp, "r56.onnx")
-    sh([a.eenn, "bench", "--arch", "resnet56", "--input", "3x32x32", "--batch", "1", "--no-train", "--seconds", "0.2",
+    sh([eenn, "bench", "--arch", "resnet56", "--input", "3x32x32", "--batch", "1", "--no-train", "--seconds", "0.2",
         "--save-model", model])
     import torch
     from eenn_torch import load_torch, FinalHead
     g, _ = load_torch(model)
     torch.onnx.export(FinalHead(g).eval(), torch.zeros(1, 3, 32, 32), onnx, input_names=["x"], output_names=["y"],
                       dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=13)
-    engines = [("eenn, threads 0 (default)", lambda: eenn_rates(a.eenn, 0, a.seconds)),
-               ("eenn, 2 threads", lambda: eenn_rates(a.eenn, 2, a.seconds)),
-               ("eenn, 1 thread", lambda: eenn_rates(a.eenn, 1, a.seconds)),
-               ("ONNX Runtime, 2 threads", lambda: ort_rates(onnx, 2, a.seconds)),
-               ("ONNX Runtime, 1 thread", lambda: ort_rates(onnx, 1, a.seconds)),
-               ("PyTorch, 2 threads", lambda: torch_rates(model, 2, a.seconds)),
-               ("PyTorch, 1 thread", lambda: torch_rates(model, 1, a.seconds))]
+    engines = [("eenn, threads 0 (default)", lambda: eenn_rates(eenn, 0, seconds)),
+               ("eenn, 2 threads", lambda: eenn_rates(eenn, 2, seconds)),
+               ("eenn, 1 thread", lambda: eenn_rates(eenn, 1, seconds)),
+               ("ONNX Runtime, 2 threads", lambda: ort_rates(onnx, 2, seconds)),
+               ("ONNX Runtime, 1 thread", lambda: ort_rates(onnx, 1, seconds)),
+               ("PyTorch, 2 threads", lambda: torch_rates(model, 2, seconds)),
+               ("PyTorch, 1 thread", lambda: torch_rates(model, 1, seconds))]
     res = {}
-    for load in ("quiet", "one core busy"):
-        for r in range(a.rounds):
+    for load in loads:
+        for r in range(rounds):
             for name, f in engines:
                 spin = subprocess.Popen(["sh", "-c", "while :; do :; done"]) if load != "quiet" else None
                 try:
@@ -105,9 +100,14 @@ def main():
                         spin.wait()
                 for k, v in rates.items():
                     res.setdefault(load, {}).setdefault(name, {}).setdefault(k, []).append(v)
-                print(f"[{load}, round {r + 1}] {name}: " + " ".join(f"{k} {v:.0f}" for k, v in rates.items()),
+                print(f"[{load}, round {r + 1}/{rounds}] {name}: " + " ".join(f"{k} {v:.0f}" for k, v in rates.items()),
                       file=sys.stderr, flush=True)
-    print(f"ResNet-56 3x32x32, img/s: median of {a.rounds} alternating rounds (min-max)")
+    return res
+
+
+def report(res):
+    rounds = max(len(v) for by in res.values() for ks in by.values() for v in ks.values())
+    print(f"ResNet-56 3x32x32, img/s: median of {rounds} alternating rounds (min-max)")
     for load, by in res.items():
         print(f"\n{load}")
         print(f"{'engine':28s} {'batch 1':>20s} {'batch 128':>20s} {'train, batch 128':>20s}")
@@ -117,6 +117,26 @@ def main():
                 v = ks.get(k)
                 cells.append(f"{statistics.median(v):7.0f} ({min(v):.0f}-{max(v):.0f})" if v else "-")
             print(f"{name:28s} " + " ".join(f"{c:>20s}" for c in cells))
+        d, o = by.get("eenn, threads 0 (default)"), by.get("ONNX Runtime, 2 threads")
+        o1 = by.get("ONNX Runtime, 1 thread")
+        if d and o and o1:
+            cells = []
+            for k in ("b1", "b128"):
+                best_ort = max(statistics.median(o[k]), statistics.median(o1[k]))
+                cells.append(f"{k[1:]}: {statistics.median(d[k]) / best_ort:.2f}x")
+            print(f"eenn's default over ONNX Runtime's better thread count (medians): " + ", ".join(
+                ("batch " + c) for c in cells))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--eenn", default=os.path.join(ROOT, "build", "eenn"))
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    res = measure(a.eenn, a.rounds, a.seconds)
+    report(res)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)

@@ -16,7 +16,11 @@
   ONNX Runtime running the same backbone without ICs.
 - Peak RSS of ResNet-56 inference and training, eenn beside PyTorch, each measured in its own process.
 
+- --busy-core: instead, ResNet-56 quiet and with one core busy (scripts/bench_busy.py), eenn (its default, 2 and 1
+  threads), ONNX Runtime and PyTorch (2 and 1 threads), the median and range of --rounds alternating rounds.
+
 Run: /usr/bin/python3 scripts/bench_compare.py [--seconds S] [--rounds R] [--exits SDN.eenn [--exits-q Q]] [--json FILE]
+     /usr/bin/python3 scripts/bench_compare.py --busy-core [--rounds R] [--json FILE]
      /usr/bin/python3 scripts/bench_compare.py --report FILE   (the tables of an earlier run's --json)
 """
 import argparse, json, os, subprocess, sys, tempfile, time
@@ -25,6 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
+import bench_busy  # noqa: E402
 
 CASES = [("resnet56", "3x32x32"), ("vgg16bn", "3x32x32"), ("wrn32_4", "3x32x32"), ("mobilenet", "3x32x32"),
          ("resnet56", "1x28x28")]
@@ -181,11 +186,23 @@ def main():
     ap.add_argument("--exits-n", type=int, default=10000, help="test images for the early-exit measurement")
     ap.add_argument("--rounds", type=int, default=1,
                     help="dense networks: eenn, ONNX Runtime and PyTorch alternate this many times, best of each kept")
+    ap.add_argument("--busy-core", action="store_true",
+                    help="instead: ResNet-56 quiet and with one core busy, eenn, ONNX Runtime and PyTorch, medians "
+                         "and spread of --rounds alternating rounds (default 5; scripts/bench_busy.py)")
     ap.add_argument("--report", default=None, metavar="FILE", help="print the tables of an earlier run's --json file")
     a = ap.parse_args()
     if a.report:
         with open(a.report) as f:
-            report(json.load(f))
+            r = json.load(f)
+        (bench_busy.report if "quiet" in r else report)(r)
+        return
+    if a.busy_core:
+        ensure_ort()
+        r = bench_busy.measure(a.eenn, a.rounds if a.rounds > 1 else 5, a.seconds)
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(r, f, indent=1)
+        bench_busy.report(r)
         return
     secs = a.seconds
     ensure_ort()

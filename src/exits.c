@@ -138,12 +138,18 @@ static ee_status check_jump(ee_ctx *ctx, const ee_net *net, int h, int t) {
 
 /* Real early exits: run up to each IC, score its outputs under the policy, let the samples that exit leave and
  * compact the rest. Every sample keeps its best-scoring head so far, for the fallback and for anytime answers.
- * Samples that jump ahead wait, and join the batch again (their input rows copied back) at their head's part. */
-ee_status ee_infer_policy(ee_ctx *ctx, ee_net *net, const float *x, int n, const ee_exit_policy *p,
-                          const ee_infer_limits *lim, uint8_t *pred, float *conf, uint8_t *exit_head, uint8_t *why) {
+ * Samples that jump ahead wait, and join the batch again (their input rows copied back) at their head's part.
+ * seg (may be NULL: the whole network from the input) runs part of the network only: from node seg->node0 (whose
+ * input the caller has put in place) and head seg->head0, with the per-sample state st carried in, and up to node
+ * seg->stop, where the samples still going are listed in seg->left (their state in st). */
+ee_status ee_infer_segment(ee_ctx *ctx, ee_net *net, const float *x, int n, const ee_exit_policy *p,
+                           const ee_infer_limits *lim, infer_seg *seg, ee_exit_state *st, uint8_t *pred, float *conf,
+                           uint8_t *exit_head, uint8_t *why) {
     if (n > net->max_batch) return ee_fail(ctx, EE_ERR_ARG, "batch of %d exceeds the prepared size %d", n, net->max_batch);
+    if (seg) seg->nleft = 0;
     if (n < 1) return EE_OK;
-    int H = net->nheads, K = net->classes, from = 0, active = n;
+    int H = net->nheads, K = net->classes, from = seg ? seg->node0 : 0, active = n;
+    int h0 = seg ? seg->head0 : 0, stop = seg ? seg->stop : net->nnodes;
     if (p->kind < 0 || p->kind >= ee_score_count()) return ee_fail(ctx, EE_ERR_ARG, "unknown exit score kind %d", p->kind);
     if (p->heads && p->heads != H)
         return ee_fail(ctx, EE_ERR_ARG, "the exit policy is for %d heads, the network has %d", p->heads, H);
@@ -170,28 +176,39 @@ ee_status ee_infer_policy(ee_ctx *ctx, ee_net *net, const float *x, int n, const
         return ee_fail(ctx, EE_ERR_ARG, "a budget of %.0f FLOPs cannot take %d samples to the first exit (%.0f each)",
                        lim->batch_flops, n, flops[0]);
     int *map = malloc(sizeof(int) * n), *keep = malloc(sizeof(int) * n);
-    float *best = malloc(sizeof(float) * n), *sc = malloc(sizeof(float) * n), *cf = malloc(sizeof(float) * n);
-    float *bconf = malloc(sizeof(float) * n);
-    /* JEI-DNN's rule: each sample's sum of gates and product of 1 - q so far */
-    int jei = ee_policy_jei(p);
-    double *jsum = calloc((size_t)n, sizeof(double)), *jprod = malloc(sizeof(double) * n);
-    uint8_t *bpred = malloc(n), *pr = malloc(n);
+    float *sc = malloc(sizeof(float) * n), *cf = malloc(sizeof(float) * n);
+    /* each sample's best head so far (score, class, confidence) and, for JEI-DNN's rule, its sum of gates and
+     * product of 1 - q so far: carried in st across a split */
+    int jei = ee_policy_jei(p), own = !st;
+    if (own) st = malloc(sizeof *st * n);
+    uint8_t *pr = malloc(n);
     ranked *rank = malloc(sizeof(ranked) * n);
     /* jumps: the head each waiting sample goes on at (-1: not waiting), and how many wait */
     int *dest = malloc(sizeof(int) * n), waiting = 0;
     size_t row = ee_shape_size(net->in);
     ee_status s = EE_OK;
-    if (!map || !keep || !best || !sc || !cf || !bconf || !bpred || !pr || !rank || !jsum || !jprod || !dest) {
+    if (!map || !keep || !st || !sc || !cf || !pr || !rank || !dest) {
         s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
         goto done;
     }
-    for (int i = 0; i < n; i++) { map[i] = i; best[i] = -1; jprod[i] = 1; dest[i] = -1; }
+    for (int i = 0; i < n; i++) {
+        map[i] = i;
+        dest[i] = -1;
+        if (own) ee_exit_state_init(&st[i]);
+    }
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     double spent = 0; /* FLOPs the batch has used so far */
     int strict = ee_score_strict(p->kind);
-    for (int h = 0; h < H && (active > 0 || waiting > 0); h++) {
+    for (int h = h0; h < H && (active > 0 || waiting > 0); h++) {
         int to = h == H - 1 ? net->nnodes : ee_head_end(net, h) + 1;
+        if (to > stop) { /* the split: the samples still going are run up to it and listed */
+            if (active && from < stop && (s = ee_net_forward_range(ctx, net, NULL, from, stop, active, 0))) break;
+            for (int j = 0; j < active; j++) seg->left[j] = map[j];
+            seg->nleft = active;
+            active = 0;
+            break;
+        }
         if (waiting) { /* the samples that jumped to this head join, in input order after the others */
             for (int i = 0; i < n; i++)
                 if (dest[i] == h) {
@@ -209,20 +226,20 @@ ee_status ee_infer_policy(ee_ctx *ctx, ee_net *net, const float *x, int n, const
             int o = map[j];
             sc[j] = ee_policy_score(p, h, z + (size_t)j * K, K, p->kind == EE_SCORE_CONFIDENCE ? head_gate(net, h, j) : -1,
                                     &pr[j]);
-            if (jei && h < H - 1) sc[j] = ee_gate_jei_step(&jsum[o], &jprod[o], sc[j]);
+            if (jei && h < H - 1) sc[j] = ee_gate_jei_step(&st[o].jsum, &st[o].jprod, sc[j]);
             /* the max softmax of this head: the confidence reported when it answers */
             cf[j] = p->kind == EE_SCORE_MAXPROB && p->temperature[h] == 1.0f
                         ? sc[j] : ee_score_logits(EE_SCORE_MAXPROB, z + (size_t)j * K, K, 1, NULL);
-            if (h < H - 1 && sc[j] > best[o]) { best[o] = sc[j]; bpred[o] = pr[j]; bconf[o] = cf[j]; }
+            if (h < H - 1 && sc[j] > st[o].best) { st[o].best = sc[j]; st[o].best_pred = pr[j]; st[o].best_conf = cf[j]; }
         }
         /* the answer of sample j if it stops here: this head's, or (with fallback at the final head, or when a
          * limit stops it) the most confident IC's so far if it beats this head (ties go to this head, as in the
          * simulation) */
 #define ANSWER(j, reason, use_best)                                                                                  \
     do {                                                                                                             \
-        int o_ = map[j], b_ = (use_best) && best[o_] > sc[j];                                                        \
-        pred[o_] = b_ ? bpred[o_] : pr[j];                                                                           \
-        conf[o_] = b_ ? bconf[o_] : cf[j];                                                                           \
+        int o_ = map[j], b_ = (use_best) && st[o_].best > sc[j];                                                     \
+        pred[o_] = b_ ? st[o_].best_pred : pr[j];                                                                    \
+        conf[o_] = b_ ? st[o_].best_conf : cf[j];                                                                    \
         exit_head[o_] = (uint8_t)h;                                                                                  \
         if (why) why[o_] = (uint8_t)(reason);                                                                        \
     } while (0)
@@ -273,9 +290,14 @@ ee_status ee_infer_policy(ee_ctx *ctx, ee_net *net, const float *x, int n, const
         from = to;
     }
 done:
-    free(map); free(keep); free(best); free(sc); free(cf); free(bconf); free(bpred); free(pr); free(rank);
-    free(jsum); free(jprod); free(dest);
+    free(map); free(keep); free(sc); free(cf); free(pr); free(rank); free(dest);
+    if (own) free(st);
     return s;
+}
+
+ee_status ee_infer_policy(ee_ctx *ctx, ee_net *net, const float *x, int n, const ee_exit_policy *p,
+                          const ee_infer_limits *lim, uint8_t *pred, float *conf, uint8_t *exit_head, uint8_t *why) {
+    return ee_infer_segment(ctx, net, x, n, p, lim, NULL, NULL, pred, conf, exit_head, why);
 }
 
 ee_status ee_infer_exits(ee_ctx *ctx, ee_net *net, const float *x, int n, float q, int fallback, uint8_t *pred,

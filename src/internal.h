@@ -136,6 +136,7 @@ struct ee_net {
     int fusion_off;       /* inference fusion switched off (Grad-CAM) */
     int bwd_stop;         /* the running backward stops after this node (ee_net_backward_until) */
     int sealed;           /* ee_net_seal: inference only, packed weights in place of some parameters */
+    uint64_t fp_weights;  /* sealed nets: the hash of the architecture and weights, taken before sealing */
     float *scratch;       /* max activation size x max_batch, for gradient accumulation */
     size_t scratch_len;
     void *dnnl;           /* engine and stream (dnnl.c) */
@@ -219,6 +220,20 @@ static inline int ee_head_end(const ee_net *net, int h) {
     int hd = net->heads[h], g = net->nodes[hd].conf;
     return g > hd ? g : hd;
 }
+
+/* early-exit inference over part of the network (exits.c): from node node0 (its input put in place by the caller;
+ * 0: from x) and head head0, with the per-sample state st carried in (NULL: fresh), up to node `stop`, where the
+ * samples still going are listed in left (nleft of them). seg NULL: the whole network. */
+typedef struct {
+    int node0, head0, stop;
+    int *left, nleft;
+} infer_seg;
+ee_status ee_infer_segment(ee_ctx *ctx, ee_net *net, const float *x, int n, const ee_exit_policy *p,
+                           const ee_infer_limits *lim, infer_seg *seg, ee_exit_state *st, uint8_t *pred, float *conf,
+                           uint8_t *exit_head, uint8_t *why);
+
+/* 64-bit FNV-1a of the architecture text, the parameters and the state (split.c) */
+uint64_t ee_net_weights_hash(const ee_net *net);
 
 /* helpers */
 static inline size_t ee_shape_size(ee_shape s) { return (size_t)s.c * s.h * s.w; }

@@ -324,6 +324,7 @@ ee_status ee_net_seal(ee_ctx *ctx, ee_net *net) {
     if (!net->max_batch || net->training)
         return ee_fail(ctx, EE_ERR_ARG, "seal a network prepared for inference only (ee_net_prepare with training 0)");
     if (net->fusion_off) return ee_fail(ctx, EE_ERR_ARG, "cannot seal a network whose fusion is switched off");
+    net->fp_weights = ee_net_weights_hash(net); /* the weights' fingerprint, before they are packed */
     net->sealed = 1; /* at once: if a conv fails below, those sealed before it stay sealed, and consistent */
     for (int i = 0; i < net->nnodes; i++) {
         ee_status s = net->nodes[i].kind == EE_KIND_CONV ? ee_conv_seal(ctx, net, &net->nodes[i]) : EE_OK;

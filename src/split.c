@@ -1,0 +1,126 @@
+/* split.c: a network cut in two at one node, for an edge device and a server. The near side runs the layers up to
+ * the split with their exits; only the samples that did not exit cross, as the split node's output and a little
+ * per-sample state; the far side resumes at the next node with the exits after it. Both sides together answer
+ * exactly as one machine running ee_infer_policy would. Also the model fingerprint both sides compare. */
+#include "internal.h"
+#include <stdlib.h>
+#include <string.h>
+
+void ee_exit_state_init(ee_exit_state *st) {
+    memset(st, 0, sizeof *st);
+    st->best = -1;
+    st->jprod = 1;
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+uint64_t ee_net_weights_hash(const ee_net *net) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    h = fnv(h, net->arch_text, strlen(net->arch_text));
+    h = fnv(h, net->params, net->nparams * sizeof(float));
+    h = fnv(h, net->state, net->nstate * sizeof(float));
+    return h;
+}
+
+uint64_t ee_net_fingerprint(const ee_net *net) {
+    uint64_t h = net->sealed ? net->fp_weights : ee_net_weights_hash(net);
+    const char *pol = ee_net_meta(net, "policy");
+    h = fnv(h, "\n", 1);
+    if (pol) h = fnv(h, pol, strlen(pol));
+    return h;
+}
+
+/* 1 for the nodes the final head depends on: the backbone, without the exit branches */
+static void main_path(const ee_net *net, uint8_t *on) {
+    memset(on, 0, (size_t)net->nnodes);
+    on[net->heads[net->nheads - 1]] = 1;
+    for (int i = net->nnodes - 1; i >= 0; i--)
+        if (on[i])
+            for (int j = 0; j < net->nodes[i].nin; j++)
+                if (net->nodes[i].in[j] >= 0) on[net->nodes[i].in[j]] = 1;
+}
+
+ee_status ee_split_at(ee_ctx *ctx, const ee_net *net, const char *name, ee_split *sp) {
+    memset(sp, 0, sizeof *sp);
+    int s = ee_net_find_node(net, name);
+    if (s < 0) return ee_fail(ctx, EE_ERR_ARG, "no node '%s' to split at", name);
+    uint8_t on[EE_MAX_NODES];
+    main_path(net, on);
+    int fin = net->heads[net->nheads - 1];
+    if (!on[s] || s >= fin)
+        return ee_fail(ctx, EE_ERR_ARG, "cannot split at '%s': %s", name,
+                       s >= fin ? "it is the final head or after it" : "it is not on the path to the final head (an exit branch?)");
+    /* the far side starts at the next backbone node: exit branches that hang off the split stay on the near side */
+    int r = s + 1;
+    while (r < fin && !on[r]) r++;
+    for (int i = r; i < net->nnodes; i++)
+        for (int j = 0; j < net->nodes[i].nin; j++) {
+            int in = net->nodes[i].in[j];
+            if (in == s || in >= r) continue;
+            return ee_fail(ctx, EE_ERR_ARG, "cannot split at '%s': node '%s' after it reads %s%s from before it; split "
+                           "where one tensor alone crosses (a block's output)", name, net->nodes[i].name,
+                           in < 0 ? "the network input" : "'", in < 0 ? "" : net->nodes[in].name);
+        }
+    sp->node = s;
+    sp->resume = r;
+    while (sp->heads < net->nheads - 1 && ee_head_end(net, sp->heads) < r) sp->heads++;
+    sp->c = net->nodes[s].out.c;
+    sp->h = net->nodes[s].out.h;
+    sp->w = net->nodes[s].out.w;
+    double before = 0, all = 0;
+    for (int i = 0; i < net->nnodes; i++) {
+        ee_node_info in;
+        ee_net_node_info(net, i, &in);
+        all += in.flops;
+        if (i < r) before += in.flops;
+    }
+    sp->flops_frac = all > 0 ? before / all : 0;
+    return EE_OK;
+}
+
+/* what both sides refuse */
+static ee_status split_check(ee_ctx *ctx, const ee_net *net, const ee_exit_policy *p, const ee_split *sp, int n) {
+    if (sp->node < 0 || sp->node >= net->nnodes || sp->resume <= sp->node || sp->resume > net->nnodes ||
+        net->nodes[sp->node].out.c != sp->c || net->nodes[sp->node].out.h != sp->h || net->nodes[sp->node].out.w != sp->w)
+        return ee_fail(ctx, EE_ERR_ARG, "the split does not belong to this network (use ee_split_at)");
+    if (ee_policy_has_jumps(p))
+        return ee_fail(ctx, EE_ERR_ARG, "a policy that jumps ahead (a cascade) cannot be split");
+    if (n > net->max_batch) return ee_fail(ctx, EE_ERR_ARG, "batch of %d exceeds the prepared size %d", n, net->max_batch);
+    return EE_OK;
+}
+
+ee_status ee_infer_edge(ee_ctx *ctx, ee_net *net, const float *x, int n, const ee_exit_policy *p, const ee_split *sp,
+                        uint8_t *pred, float *conf, uint8_t *exit_head, uint8_t *why, ee_exit_state *st, int *left,
+                        int *nleft, float *act) {
+    ee_status s = split_check(ctx, net, p, sp, n);
+    *nleft = 0;
+    if (s || n < 1) return s;
+    infer_seg seg = {0, 0, sp->resume, left, 0};
+    for (int i = 0; i < n; i++) ee_exit_state_init(&st[i]);
+    if ((s = ee_infer_segment(ctx, net, x, n, p, NULL, &seg, st, pred, conf, exit_head, why))) return s;
+    *nleft = seg.nleft;
+    if (seg.nleft) memcpy(act, net->nodes[sp->node].y, (size_t)seg.nleft * sp->c * sp->h * sp->w * sizeof(float));
+    return EE_OK;
+}
+
+ee_status ee_infer_resume(ee_ctx *ctx, ee_net *net, const float *act, int n, const ee_exit_policy *p,
+                          const ee_split *sp, ee_exit_state *st, uint8_t *pred, float *conf, uint8_t *exit_head,
+                          uint8_t *why) {
+    ee_status s = split_check(ctx, net, p, sp, n);
+    if (s || n < 1) return s;
+    ee_exit_state *own = NULL;
+    if (!st) {
+        if (!(own = malloc(sizeof *own * n))) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+        for (int i = 0; i < n; i++) ee_exit_state_init(&own[i]);
+        st = own;
+    }
+    memcpy(net->nodes[sp->node].y, act, (size_t)n * sp->c * sp->h * sp->w * sizeof(float));
+    infer_seg seg = {sp->resume, sp->heads, net->nnodes, NULL, 0};
+    s = ee_infer_segment(ctx, net, NULL, n, p, NULL, &seg, st, pred, conf, exit_head, why);
+    free(own);
+    return s;
+}
