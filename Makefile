@@ -18,9 +18,17 @@ ifneq ($(NO_AVX2),1)
 DCONV_FLAGS = -mavx2 -mfma
 endif
 endif
-LDLIBS = -lmatio -lstb -lz -lm -ldl -pthread
-# the CLI takes stb and zlib in statically: only what it calls is mapped, 0.15 MB less resident per process
-CLI_LDLIBS = -Wl,-Bstatic -lstb -lz -Wl,-Bdynamic -lmatio -lm -ldl -pthread
+# NO_CURL=1: without libcurl (no edge client: ee_remote_open fails with a message)
+ifeq ($(NO_CURL),1)
+CFLAGS += -DEE_NO_CURL
+CURL_LIB =
+else
+CURL_LIB = -lcurl
+endif
+LDLIBS = -lmatio -lstb -lz $(CURL_LIB) -lm -ldl -pthread
+# the CLI takes stb and zlib in statically: only what it calls is mapped, 0.15 MB less resident per process;
+# libmicrohttpd is the server of `eenn serve`
+CLI_LDLIBS = -Wl,-Bstatic -lstb -lz -Wl,-Bdynamic -lmatio -lmicrohttpd $(CURL_LIB) -lm -ldl -pthread
 BUILD ?= build
 SOVERSION = 0
 VERSION = 0.1.0

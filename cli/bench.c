@@ -21,7 +21,11 @@ static const char *bench_help =
     "                   and batch 128; --q X overrides the calibrated threshold, --n N images (default 2000)\n"
     "  --save-model FILE with --arch: write the randomly initialised network that is timed (--seed N, default\n"
     "                   1221), so that peers (PyTorch, ONNX Runtime) can be timed on the same weights\n"
-    "  --gemm           the fp32 GEMM ceiling instead: 1024^3 sgemm through oneDNN, in GFLOP/s\n";
+    "  --gemm           the fp32 GEMM ceiling instead: 1024^3 sgemm through oneDNN, in GFLOP/s\n"
+    "  --exits MODEL --split NODE --server URL  an edge device and `eenn serve` (docs/serve.md): --clients 1,4,16\n"
+    "                   client threads, each running the model up to NODE and sending the rest to URL, for\n"
+    "                   --seconds each; requests/s, latency p50/p99, bytes sent per input, the share kept on the\n"
+    "                   device, beside the whole model here; --batch N per request (1), --wire fp32|fp16|int8\n";
 
 typedef struct { const char *arch; int c, h, w; } bench_net;
 
@@ -182,7 +186,7 @@ static int bench_exits(const char *model, double q, int nimg, int threads, int j
 
 enum {
     O_ARCH = 256, O_ARCH_FILE, O_INPUT, O_BATCH, O_NO_TRAIN, O_TRAIN_ONLY, O_SECONDS, O_THREADS, O_JSON, O_EXITS, O_Q,
-    O_N, O_SAVE_MODEL, O_SEED, O_GEMM, O_CONV
+    O_N, O_SAVE_MODEL, O_SEED, O_GEMM, O_CONV, O_SERVER, O_SPLIT, O_CLIENTS, O_WIRE
 };
 static const struct option bench_opts[] = {
     {"arch", required_argument, NULL, O_ARCH}, {"arch-file", required_argument, NULL, O_ARCH_FILE},
@@ -193,6 +197,8 @@ static const struct option bench_opts[] = {
     {"q", required_argument, NULL, O_Q}, {"n", required_argument, NULL, O_N},
     {"save-model", required_argument, NULL, O_SAVE_MODEL}, {"seed", required_argument, NULL, O_SEED},
     {"gemm", no_argument, NULL, O_GEMM}, {"conv", required_argument, NULL, O_CONV},
+    {"server", required_argument, NULL, O_SERVER}, {"split", required_argument, NULL, O_SPLIT},
+    {"clients", required_argument, NULL, O_CLIENTS}, {"wire", required_argument, NULL, O_WIRE},
     {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 int cmd_bench(int argc, char **argv) {
@@ -201,6 +207,8 @@ int cmd_bench(int argc, char **argv) {
     long seed = 1221;
     double secs = 3, q = -1;
     ee_conv_kernel bench_conv = EE_CONV_AUTO;
+    const char *server = NULL, *split = NULL, *clients = "1,4,16";
+    int wire = EE_WIRE_F32;
     cli_args a = {"bench", bench_help, bench_opts, NULL, argc, argv, -1, 0};
     for (int o; (o = cli_next(&a)) != -1;) {
         const char *v = optarg;
@@ -220,6 +228,15 @@ int cmd_bench(int argc, char **argv) {
         case O_SAVE_MODEL: save = v; break;
         case O_SEED: seed = cli_int(&a, 0, 2147483647); break;
         case O_GEMM: gemm = 1; break;
+        case O_SERVER: server = v; break;
+        case O_SPLIT: split = v; break;
+        case O_CLIENTS: clients = v; break;
+        case O_WIRE:
+            if (!strcmp(v, "fp32")) wire = EE_WIRE_F32;
+            else if (!strcmp(v, "fp16")) wire = EE_WIRE_F16;
+            else if (!strcmp(v, "int8")) wire = EE_WIRE_INT8;
+            else usage_error("bench --wire: '%s' is not fp32, fp16 or int8", v);
+            break;
         case O_CONV:
             if (!strcmp(v, "auto")) bench_conv = EE_CONV_AUTO;
             else if (!strcmp(v, "onednn")) bench_conv = EE_CONV_ONEDNN;
@@ -229,6 +246,11 @@ int cmd_bench(int argc, char **argv) {
         }
     }
     if (cli_npos(&a)) usage_error("bench: unexpected argument '%s' (see eenn bench --help)", cli_pos(&a)[0]);
+    if (!server != !split) usage_error("bench: --server and --split go together");
+    if (server) {
+        if (!exits_model) usage_error("bench --server: give the model with --exits MODEL");
+        return bench_split(exits_model, server, split, clients, secs, batch ? batch : 1, wire, threads, nimg, json);
+    }
     if (exits_model) return bench_exits(exits_model, q, nimg, threads, json, bench_conv);
     if (save && !arch && !arch_file) usage_error("bench --save-model: needs --arch or --arch-file");
     if (arch && arch_file) usage_error("bench: --arch and --arch-file exclude each other");

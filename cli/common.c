@@ -301,3 +301,25 @@ const char *js(const char *s) {
     b[o] = 0;
     return b;
 }
+
+void model_norm(const ee_net *net, float mean[3], float std[3]) {
+    const char *m = ee_net_meta(net, "data.mean"), *sd = ee_net_meta(net, "data.std");
+    for (int c = 0; c < 3; c++) { mean[c] = 0; std[c] = 1; }
+    if (m && sd) {
+        sscanf(m, "%f,%f,%f", &mean[0], &mean[1], &mean[2]);
+        sscanf(sd, "%f,%f,%f", &std[0], &std[1], &std[2]);
+    }
+}
+
+void pixels_to_input(const ee_net *net, const unsigned char *px, int w, int h, float *x) {
+    int C, H, W;
+    ee_net_input_shape(net, &C, &H, &W);
+    float mean[3], std[3];
+    model_norm(net, mean, std);
+    for (int r = 0; r < H; r++)
+        for (int q = 0; q < W; q++)
+            for (int c = 0; c < C; c++) {
+                int sr = r * h / H, sq = q * w / W;
+                x[((size_t)r * W + q) * C + c] = (px[((size_t)sr * w + sq) * C + c] / 255.0f - mean[c]) / std[c];
+            }
+}

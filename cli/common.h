@@ -44,6 +44,11 @@ void load_data(ee_ctx *ctx, const char *dir, ee_dataset **train, ee_dataset **va
                int subset, int test_subset);
 /* the normalisation the model was trained with (its data.mean / data.std metadata) */
 void apply_norm(const ee_net *net, ee_dataset *ds);
+/* the model's input normalisation (data.mean / data.std; 0 and 1 if absent), 3 channels */
+void model_norm(const ee_net *net, float mean[3], float std[3]);
+/* 8-bit pixels (w x h, as many channels as the model's input) to the model's input: nearest-neighbour resize,
+ * then the model's normalisation; x holds c*h*w floats */
+void pixels_to_input(const ee_net *net, const unsigned char *px, int w, int h, float *x);
 /* "IC3" or "final" */
 const char *head_name(const ee_net *net, int h, char *buf, size_t n);
 
@@ -102,6 +107,10 @@ int cmd_calibrate(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_cascade(int argc, char **argv);
 int cmd_infer(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+/* eenn bench --exits MODEL --split NODE --server URL (edgebench.c) */
+int bench_split(const char *model, const char *server, const char *split, const char *clients, double secs, int batch,
+                int wire, int threads, int nimg, int json);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_analyze(int argc, char **argv);

@@ -21,7 +21,12 @@ static const char *infer_help =
     "  --fallback     the most confident output when no IC fires (default: as calibrated)\n"
     "  --limit N      at most N images from each IDX or CIFAR file (default 20)\n"
     "  --max-image-side N  refuse PNG/JPEG images wider or taller than N pixels before decoding them (8192)\n"
-    "  --batch N      images per batch (default 64)   --threads N   --json (one object per input)\n";
+    "  --batch N      images per batch (default 64)   --threads N   --json (one object per input)\n"
+    "  --split NODE --server URL  edge and server (docs/serve.md): run up to NODE and its exits here, send the\n"
+    "                 inputs that did not exit to `eenn serve` at URL (http://HOST:PORT), merge its answers; if it\n"
+    "                 fails or is slower than --timeout, they answer from the most confident exit here (degraded)\n"
+    "  --wire fp32|fp16|int8  what the split outputs travel as (fp32: the same answers as one machine)\n"
+    "  --timeout MS   the server's time to answer a batch (5000)\n";
 
 typedef struct { float *x; int n, cap; char **names; size_t img; } input_set;
 
@@ -92,13 +97,8 @@ static void load_text(const ee_net *net, const char *path, input_set *s, int lim
 static void load_image(ee_ctx *ctx, const ee_net *net, const char *path, input_set *s, int limit, int max_side) {
     int C, H, W;
     ee_net_input_shape(net, &C, &H, &W);
-    const char *m = ee_net_meta(net, "data.mean"), *sd = ee_net_meta(net, "data.std");
     ee_dataset norm = {0};
-    for (int c = 0; c < 3; c++) { norm.mean[c] = 0; norm.std[c] = 1; }
-    if (m && sd) {
-        sscanf(m, "%f,%f,%f", &norm.mean[0], &norm.mean[1], &norm.mean[2]);
-        sscanf(sd, "%f,%f,%f", &norm.std[0], &norm.std[1], &norm.std[2]);
-    }
+    model_norm(net, norm.mean, norm.std);
     float *x = malloc(s->img * sizeof(float));
     if (has_suffix(path, ".png") || has_suffix(path, ".jpg") || has_suffix(path, ".jpeg") || has_suffix(path, ".PNG") ||
         has_suffix(path, ".JPG")) {
@@ -116,13 +116,7 @@ static void load_image(ee_ctx *ctx, const ee_net *net, const char *path, input_s
             if (!px) die("%s: cannot read the image (%s)", path, stbi_failure_reason());
             die("%s: the model takes %d channels; images give 1 or 3", path, C);
         }
-        /* nearest-neighbour resize to the model's input, then the model's normalisation */
-        for (int r = 0; r < H; r++)
-            for (int q = 0; q < W; q++)
-                for (int c = 0; c < C; c++) {
-                    int sr = r * h / H, sq = q * w / W;
-                    x[((size_t)r * W + q) * C + c] = (px[((size_t)sr * w + sq) * C + c] / 255.0f - norm.mean[c]) / norm.std[c];
-                }
+        pixels_to_input(net, px, w, h, x);
         stbi_image_free(px);
         add_input(s, x, path);
         free(x);
@@ -157,20 +151,24 @@ static void load_image(ee_ctx *ctx, const ee_net *net, const char *path, input_s
     free(x);
 }
 
-enum { O_Q = 256, O_FALLBACK, O_LIMIT, O_BATCH, O_THREADS, O_JSON, O_DEADLINE, O_BATCH_BUDGET, O_MAX_SIDE };
+enum { O_Q = 256, O_FALLBACK, O_LIMIT, O_BATCH, O_THREADS, O_JSON, O_DEADLINE, O_BATCH_BUDGET, O_MAX_SIDE, O_SPLIT,
+       O_SERVER, O_WIRE, O_TIMEOUT };
 static const struct option infer_opts[] = {
     {"q", required_argument, NULL, O_Q}, {"fallback", no_argument, NULL, O_FALLBACK},
     {"limit", required_argument, NULL, O_LIMIT}, {"batch", required_argument, NULL, O_BATCH},
     {"threads", required_argument, NULL, O_THREADS}, {"json", no_argument, NULL, O_JSON},
     {"deadline", required_argument, NULL, O_DEADLINE}, {"batch-budget", required_argument, NULL, O_BATCH_BUDGET},
-    {"max-image-side", required_argument, NULL, O_MAX_SIDE},
+    {"max-image-side", required_argument, NULL, O_MAX_SIDE}, {"split", required_argument, NULL, O_SPLIT},
+    {"server", required_argument, NULL, O_SERVER}, {"wire", required_argument, NULL, O_WIRE},
+    {"timeout", required_argument, NULL, O_TIMEOUT},
     {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 int cmd_infer(int argc, char **argv) {
     int limit = 20, batch = 64, json = 0, threads = 0, fallback = -1;
     const char *deadline = NULL;
     double batch_budget = 0;
-    int max_side = 8192;
+    int max_side = 8192, wire = EE_WIRE_F32, timeout_ms = 5000;
+    const char *split = NULL, *server = NULL;
     double q = -1;
     cli_args a = {"infer", infer_help, infer_opts, NULL, argc, argv, -1, 0};
     for (int c; (c = cli_next(&a)) != -1;) {
@@ -183,6 +181,15 @@ int cmd_infer(int argc, char **argv) {
         case O_JSON: json = 1; break;
         case O_DEADLINE: deadline = optarg; break;
         case O_MAX_SIDE: max_side = (int)cli_int(&a, 1, 1 << 20); break;
+        case O_SPLIT: split = optarg; break;
+        case O_SERVER: server = optarg; break;
+        case O_TIMEOUT: timeout_ms = (int)cli_int(&a, 1, 3600000); break;
+        case O_WIRE:
+            if (!strcmp(optarg, "fp32") || !strcmp(optarg, "f32")) wire = EE_WIRE_F32;
+            else if (!strcmp(optarg, "fp16") || !strcmp(optarg, "f16")) wire = EE_WIRE_F16;
+            else if (!strcmp(optarg, "int8")) wire = EE_WIRE_INT8;
+            else usage_error("infer --wire: '%s' is not fp32, fp16 or int8", optarg);
+            break;
         case O_BATCH_BUDGET:
             batch_budget = parse_fraction("infer", "--batch-budget", optarg, 100);
             if (!(batch_budget > 0)) usage_error("infer --batch-budget: '%s' must be above 0", optarg);
@@ -190,6 +197,8 @@ int cmd_infer(int argc, char **argv) {
         }
     }
     if (cli_npos(&a) < 2) usage_error("infer: give a model and at least one input (see eenn infer --help)");
+    if (!split != !server) usage_error("infer: --split and --server go together (the split node, and the server that finishes)");
+    if (server && (deadline || batch_budget > 0)) usage_error("infer: --deadline and --batch-budget do not work with --server");
     const char *model = cli_pos(&a)[0];
     char **inputs = cli_pos(&a) + 1;
     int ninputs = cli_npos(&a) - 1;
@@ -234,14 +243,28 @@ int cmd_infer(int argc, char **argv) {
             if (!(lim.deadline_flops > 0)) usage_error("infer --deadline: '%s' must be above 0", deadline);
         }
     }
+    ee_split sp;
+    ee_remote *remote = NULL;
+    ee_remote_stats rs, total = {0};
+    if (server) {
+        if (ee_split_at(ctx, net, split, &sp)) die("%s: %s", model, ee_ctx_error(ctx));
+        check(ee_remote_open(ctx, server, wire, timeout_ms, &remote), ctx);
+    }
     uint8_t pred[4096], ex[4096], why[4096];
     float conf[4096];
-    static const char *const reason[] = {"policy", "final", "deadline", "budget"};
+    static const char *const reason[] = {"policy", "final", "deadline", "budget", "degraded"};
     for (int i = 0; i < set.n; i += batch) {
         int n = set.n - i < batch ? set.n - i : batch;
         /* a FLOPs budget for each batch: the share of the CNN's FLOPs per image, times the batch */
         if (batch_budget > 0) lim.batch_flops = batch_budget * flops[heads - 1] / cost[heads - 1] * n;
-        check(ee_infer_policy(ctx, net, set.x + (size_t)i * set.img, n, &pol, &lim, pred, conf, ex, why), ctx);
+        if (remote) {
+            check(ee_infer_remote(ctx, net, remote, set.x + (size_t)i * set.img, n, &pol, &sp, pred, conf, ex, why, &rs), ctx);
+            total.sent += rs.sent;
+            total.bytes_sent += rs.bytes_sent;
+            total.degraded += rs.degraded;
+            if (rs.degraded && !total.error[0]) memcpy(total.error, rs.error, sizeof rs.error);
+        } else
+            check(ee_infer_policy(ctx, net, set.x + (size_t)i * set.img, n, &pol, &lim, pred, conf, ex, why), ctx);
         for (int j = 0; j < n; j++) {
             char nm[32];
             head_name(net, ex[j], nm, sizeof nm);
@@ -253,9 +276,17 @@ int cmd_infer(int argc, char **argv) {
             else
                 printf("%s: class %d%s, confidence %.3f, exit %s of %d, cost %.1f%% of the CNN%s\n", set.names[i + j], pred[j],
                        cn, conf[j], nm, heads, cost[ex[j]] * 100,
-                       why[j] == EE_EXIT_DEADLINE ? " (deadline: the most confident exit so far)"
+                       why[j] == EE_EXIT_DEGRADED ? " (degraded: the server did not answer; the most confident exit here)"
+                       : why[j] == EE_EXIT_DEADLINE ? " (deadline: the most confident exit so far)"
                        : why[j] == EE_EXIT_BUDGET ? " (batch budget: the most confident exit so far)" : "");
         }
+    }
+    if (remote) {
+        fprintf(stderr, "split after %s: %d of %d inputs answered here (%.1f%%), %d sent to %s, %.0f bytes per input "
+                "(%s)%s%s\n", split, set.n - total.sent, set.n, 100.0 * (set.n - total.sent) / set.n, total.sent, server,
+                (double)total.bytes_sent / set.n, wire == EE_WIRE_F32 ? "fp32" : wire == EE_WIRE_F16 ? "fp16" : "int8",
+                total.degraded ? "; degraded answers: " : "", total.degraded ? total.error : "");
+        ee_remote_close(remote);
     }
     for (int i = 0; i < set.n; i++) free(set.names[i]);
     free(set.names); free(set.x);

@@ -13,7 +13,8 @@ static const char *main_help =
     "  calibrate  pick a model's exit policy on the validation split (an accuracy drop or a cost budget)\n"
     "  policy     learn a model's exit policy: gates on its exits' uncertainty (Bolukbasi et al.)\n"
     "  cascade    join trained networks into one that stops after any of them (network selection)\n"
-    "  infer   classify images or dataset files with early exits\n"
+    "  infer   classify images or dataset files with early exits (also split with a server: --split --server)\n"
+    "  serve   an HTTP server: classifies inputs, and finishes the samples an edge device sends from a split\n"
     "  compare every exit method on the same models and data: accuracy, FLOPs, measured speed\n"
     "  riskcheck  whether risk-controlled thresholds keep their guarantee, over random calibration/test splits\n"
     "  bench   inference and training speed, and measured early-exit speedup (--exits)\n"
@@ -25,7 +26,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "--version")) { puts("eenn " EE_VERSION_STRING); return 0; }
     static const struct { const char *name; int (*run)(int, char **); } commands[] = {
         {"train", cmd_train}, {"eval", cmd_eval}, {"info", cmd_info}, {"bench", cmd_bench},
-        {"calibrate", cmd_calibrate}, {"policy", cmd_policy}, {"cascade", cmd_cascade}, {"infer", cmd_infer}, {"compare", cmd_compare}, {"riskcheck", cmd_riskcheck}, {"analyze", cmd_analyze},
+        {"calibrate", cmd_calibrate}, {"policy", cmd_policy}, {"cascade", cmd_cascade}, {"infer", cmd_infer}, {"serve", cmd_serve}, {"compare", cmd_compare}, {"riskcheck", cmd_riskcheck}, {"analyze", cmd_analyze},
         {"report", cmd_report}};
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);

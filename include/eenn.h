@@ -651,6 +651,60 @@ ee_status ee_infer_resume(ee_ctx *ctx, ee_net *net, const float *act, int n, con
  * of a split must agree on it. Not a cryptographic hash: it catches mismatched models, not forgeries. */
 uint64_t ee_net_fingerprint(const ee_net *net);
 
+/* The wire format of a split (docs/serve.md, "Wire format"), little-endian. A request: a 112-byte header (magic
+ * "EEQ1", header size, the model fingerprint, the split node's name or "" for whole inputs, n, c, h, w, the data
+ * type, flags), then with flag 1 each sample's exit state (32 bytes), then the data: fp32, fp16, or int8 with one
+ * fp32 scale per sample first (symmetric: max |x| / 127). A reply: "EER1", n, then 8 bytes a sample: class, exit,
+ * why, 0, and the confidence as fp32. */
+enum { EE_WIRE_F32 = 0, EE_WIRE_F16 = 1, EE_WIRE_INT8 = 2 };
+#define EE_WIRE_HEADER 112
+#define EE_WIRE_STATE 32
+#define EE_WIRE_NAME 64
+#define EE_WIRE_MAX_N 65536          /* samples in one request */
+#define EE_WIRE_MAX_ROW (1 << 24)    /* values per sample */
+typedef struct {
+    uint64_t fingerprint;
+    char split[EE_WIRE_NAME];        /* "" for whole inputs */
+    int n, c, h, w, dtype, with_state;
+    const unsigned char *body;       /* into the parsed buffer */
+} ee_wire_request;
+ee_status ee_wire_request_size(ee_ctx *ctx, int n, int c, int h, int w, int dtype, int with_state, size_t *len);
+/* x: n rows of c*h*w floats; st: n exit states, or NULL (none sent); buf: cap bytes; *len: the bytes written */
+ee_status ee_wire_encode_request(ee_ctx *ctx, uint64_t fingerprint, const char *split, const float *x, int n, int c,
+                                 int h, int w, int dtype, const ee_exit_state *st, unsigned char *buf, size_t cap,
+                                 size_t *len);
+/* checks the header and that len is exactly the size it describes (a clear error otherwise) */
+ee_status ee_wire_parse_request(ee_ctx *ctx, const unsigned char *buf, size_t len, ee_wire_request *rq);
+/* the data as floats (x: n*c*h*w) and the exit states (st: n, may be NULL; fresh ones if none were sent);
+ * refuses values that are not finite */
+ee_status ee_wire_request_data(ee_ctx *ctx, const ee_wire_request *rq, float *x, ee_exit_state *st);
+size_t ee_wire_reply_size(int n);
+void ee_wire_encode_reply(const uint8_t *pred, const float *conf, const uint8_t *exit_head, const uint8_t *why, int n,
+                          unsigned char *buf);
+ee_status ee_wire_parse_reply(ee_ctx *ctx, const unsigned char *buf, size_t len, int n, uint8_t *pred, float *conf,
+                              uint8_t *exit_head, uint8_t *why);
+
+/* The edge side over HTTP (libcurl): a connection to an `eenn serve` server at url ("http://HOST:PORT"), kept
+ * open between calls; dtype: what the split-node outputs travel as (EE_WIRE_*); timeout_ms (0: 5000): past it the
+ * server counts as failed. */
+typedef struct ee_remote ee_remote;
+ee_status ee_remote_open(ee_ctx *ctx, const char *url, int dtype, int timeout_ms, ee_remote **out);
+void ee_remote_close(ee_remote *r);
+typedef struct {
+    int sent;                  /* samples sent to the server */
+    size_t bytes_sent, bytes_received;
+    int degraded;              /* samples answered here because the server failed (why = EE_EXIT_DEGRADED) */
+    double round_trip_us;      /* the request, from sending to the reply parsed */
+    char error[256];           /* why the server failed, if it did */
+} ee_remote_stats;
+/* ee_infer_edge here, the samples that did not exit sent to the server, and its answers merged: the same answers
+ * as ee_infer_policy on one machine (with EE_WIRE_F32). If the server fails, those samples answer from their most
+ * confident exit before the split, marked EE_EXIT_DEGRADED, and the call still succeeds (rs says why); it fails
+ * only if there is no exit before the split to answer from. rs may be NULL. */
+ee_status ee_infer_remote(ee_ctx *ctx, ee_net *net, ee_remote *r, const float *x, int n, const ee_exit_policy *p,
+                          const ee_split *sp, uint8_t *pred, float *conf, uint8_t *exit_head, uint8_t *why,
+                          ee_remote_stats *rs);
+
 /* ---------------------------------------------------------------- risk control */
 /* Thresholds with a statistical guarantee (Jazbec et al., "Fast yet Safe: Early-Exiting with Risk Control",
  * NeurIPS 2024; docs/design.md, "Risk control"). One threshold lambda shared by every exit, on the grid 1.00,
