@@ -203,7 +203,7 @@ ee_status ee_infer_segment(ee_ctx *ctx, ee_net *net, const float *x, int n, cons
     for (int h = h0; h < H && (active > 0 || waiting > 0); h++) {
         int to = h == H - 1 ? net->nnodes : ee_head_end(net, h) + 1;
         if (to > stop) { /* the split: the samples still going are run up to it and listed */
-            if (active && from < stop && (s = ee_net_forward_range(ctx, net, NULL, from, stop, active, 0))) break;
+            if (active && from < stop && (s = ee_net_forward_range(ctx, net, from ? NULL : x, from, stop, active, 0))) break;
             for (int j = 0; j < active; j++) seg->left[j] = map[j];
             seg->nleft = active;
             active = 0;

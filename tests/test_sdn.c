@@ -1482,7 +1482,129 @@ static void test_eenet(void) {
     ee_ctx_free(ctx);
 }
 
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* A network cut in two (an edge and a server, each with its own copy of the weights, sealed for inference): the
+ * edge's exits, the split node's outputs of the samples that go on, and the server's exits give exactly what one
+ * machine gives, at every split point, with and without the fallback to the most confident IC (the exit state
+ * crosses too), and through the wire format at fp32. Split points inside a fused conv chain or on an exit branch
+ * are refused; the fingerprint follows the weights and the policy, sealed or not. */
+static void test_split(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_dataset *ds = toy_data(64);
+    ee_net *net = trained_sdn(ctx, ds), *edge = small_sdn(ctx), *srv = small_sdn(ctx);
+    if (!net || !edge || !srv) return;
+    int n = 64, H = ee_net_num_heads(net);
+    ee_net *copies[2] = {edge, srv};
+    for (int k = 0; k < 2; k++) {
+        memcpy(ee_net_params(copies[k]), ee_net_params(net), ee_net_num_params(net) * sizeof(float));
+        memcpy(ee_net_state(copies[k]), ee_net_state(net), ee_net_num_state(net) * sizeof(float));
+        ee_net_params_changed(copies[k]);
+    }
+    uint64_t fp_net = ee_net_fingerprint(net);
+    CHECK(fp_net == ee_net_fingerprint(edge), "the same weights give different fingerprints");
+    float *x = malloc((size_t)n * 784 * 4), *act = malloc((size_t)n * 16 * 28 * 28 * 4 * 2);
+    int idx[64];
+    for (int i = 0; i < n; i++) idx[i] = i;
+    ee_dataset_batch(ctx, ds, idx, n, NULL, x, NULL);
+    CHECK_OK(ctx, ee_net_prepare(ctx, net, n, 0));
+    CHECK_OK(ctx, ee_net_prepare(ctx, edge, n, 0));
+    CHECK_OK(ctx, ee_net_prepare(ctx, srv, n, 0));
+    CHECK_OK(ctx, ee_net_seal(ctx, edge));
+    CHECK_OK(ctx, ee_net_seal(ctx, srv));
+    CHECK(ee_net_fingerprint(edge) == fp_net, "sealing changed the fingerprint");
+    ee_net_params(net)[5] += 1e-3f;
+    CHECK(ee_net_fingerprint(net) != fp_net, "a changed weight keeps the fingerprint");
+    ee_net_params(net)[5] -= 1e-3f;
+    ee_net_params_changed(net);
+    /* a threshold between two samples' IC-2 confidences, so that samples leave at several heads */
+    ee_outputs *o = NULL;
+    CHECK_OK(ctx, ee_collect_outputs(ctx, net, ds, 64, 0, &o));
+    if (!o) return;
+    float c2[64];
+    for (int i = 0; i < n; i++) c2[i] = o->conf[i * H + 1];
+    qsort(c2, n, sizeof *c2, cmp_float);
+    float q = 0.5f * (c2[n / 2 - 1] + c2[n / 2]);
+    uint8_t o2pred[64];
+    for (int i = 0; i < n; i++) o2pred[i] = o->pred[i * H + H - 1];
+    ee_outputs_free(o);
+    int nsplit = 0, checked = 0, mixed = 0;
+    for (int fb = 0; fb < 3; fb++) {
+        ee_exit_policy p;
+        /* 2: a threshold few reach, with the fallback: the most confident IC (its state sent across) often answers */
+        ee_policy_shared(&p, EE_SCORE_MAXPROB, H, fb == 2 ? c2[n - 3] : q, fb > 0);
+        uint8_t pw[64], ew[64], ww[64];
+        float cw[64];
+        CHECK_OK(ctx, ee_infer_policy(ctx, net, x, n, &p, NULL, pw, cw, ew, ww));
+        if (fb == 2) { /* samples the fallback answers from an IC at the final exit */
+            int fallen = 0;
+            for (int j = 0; j < n; j++) fallen += ew[j] == H - 1 && pw[j] != o2pred[j];
+            CHECK(fallen > 0, "no sample answered by the fallback: the exit state is not tested");
+        }
+        for (int i = 0; i < ee_net_num_nodes(net); i++) {
+            ee_node_info in;
+            ee_net_node_info(net, i, &in);
+            ee_split sp;
+            if (ee_split_at(ctx, net, in.name, &sp)) continue;
+            nsplit += !fb;
+            uint8_t pe[64], ee_[64], we[64], pr[64], er[64], wr[64];
+            float ce[64], cr[64];
+            ee_exit_state st[64], sent_st[64];
+            int left[64], nleft = -1;
+            memset(pe, 255, sizeof pe);
+            CHECK_OK(ctx, ee_infer_edge(ctx, edge, x, n, &p, &sp, pe, ce, ee_, we, st, left, &nleft, act));
+            /* through the wire: the rows and states of the samples that go on */
+            for (int j = 0; j < nleft; j++) sent_st[j] = st[left[j]];
+            size_t len = 0, cap = 0;
+            ee_wire_request_size(ctx, nleft ? nleft : 1, sp.c, sp.h, sp.w, EE_WIRE_F32, 1, &cap);
+            unsigned char *buf = malloc(cap);
+            ee_wire_request rq;
+            float *back = malloc(cap);
+            if (nleft) {
+                CHECK_OK(ctx, ee_wire_encode_request(ctx, fp_net, in.name, act, nleft, sp.c, sp.h, sp.w, EE_WIRE_F32,
+                                                     sent_st, buf, cap, &len));
+                CHECK_OK(ctx, ee_wire_parse_request(ctx, buf, len, &rq));
+                CHECK_OK(ctx, ee_wire_request_data(ctx, &rq, back, sent_st));
+                CHECK_OK(ctx, ee_infer_resume(ctx, srv, back, nleft, &p, &sp, sent_st, pr, cr, er, wr));
+            }
+            for (int j = 0; j < nleft; j++) {
+                int o2 = left[j];
+                pe[o2] = pr[j]; ce[o2] = cr[j]; ee_[o2] = er[j]; we[o2] = wr[j];
+            }
+            int same = 1;
+            for (int j = 0; j < n; j++)
+                same &= pe[j] == pw[j] && ee_[j] == ew[j] && we[j] == ww[j] && fabsf(ce[j] - cw[j]) < 1e-6f;
+            CHECK(same, "split at %s (fallback %d): the answers differ from one machine's", in.name, fb);
+            mixed += nleft > 0 && nleft < n;
+            checked++;
+            free(buf);
+            free(back);
+        }
+    }
+    CHECK(nsplit >= 10 && checked == 3 * nsplit, "%d split points found, %d checked", nsplit, checked);
+    CHECK(mixed >= 4, "only %d splits had samples both exit at the edge and go on", mixed);
+    ee_split sp;
+    CHECK(ee_split_at(ctx, net, "s1.b2.1.conv", &sp) == EE_ERR_ARG && strstr(ee_ctx_error(ctx), "fused"),
+          "a split inside a fused chain: %s", ee_ctx_error(ctx));
+    CHECK(ee_split_at(ctx, net, "ic1.fc", &sp) == EE_ERR_ARG && strstr(ee_ctx_error(ctx), "exit branch"),
+          "a split on an exit branch: %s", ee_ctx_error(ctx));
+    CHECK(ee_split_at(ctx, net, "s1.b2.1.relu", &sp) == EE_ERR_ARG, "a split inside a residual block is accepted");
+    CHECK(ee_split_at(ctx, net, "nope", &sp) == EE_ERR_ARG && strstr(ee_ctx_error(ctx), "no node 'nope'"), "unknown node");
+    free(x);
+    free(act);
+    ee_net_free(net);
+    ee_net_free(edge);
+    ee_net_free(srv);
+    ee_dataset_free(ds);
+    ee_ctx_free(ctx);
+}
+
 int main(void) {
+    test_split();
     test_uncertainty();
     test_learned_policy();
     test_cascade();
