@@ -133,11 +133,12 @@ install: all
 	install -m 644 eenn.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	sed -e 's|@PREFIX@|$(PREFIX)|' eenn.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/eenn.pc
 
-# libFuzzer (clang): the model reader, the architecture text (with its round trip) and the dataset readers.
+# libFuzzer (clang): the model reader, the architecture text (with its round trip), the dataset readers and the
+# server's request format.
 # make fuzz FUZZ_SECONDS=600 runs each that long from the seeds in tests/fuzz/corpus; make fuzz-smoke runs each
 # briefly with a fixed seed (part of make check). New inputs go to build-fuzz/corpus, crashes to build-fuzz/.
 FUZZ_SECONDS ?= 600
-FUZZERS = model arch data
+FUZZERS = model arch data wire
 FUZZ_FLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -g -O1 -fopenmp -Iinclude -fvisibility=hidden \
 	-DEE_BUILDING_LIBRARY -fsanitize=address,undefined -fno-sanitize-recover=all
 build-fuzz/libeenn.a: $(SRC) include/eenn.h src/internal.h src/dnnl_glue.h
@@ -145,7 +146,7 @@ build-fuzz/libeenn.a: $(SRC) include/eenn.h src/internal.h src/dnnl_glue.h
 	rm -f $@ && for f in $(SRC); do clang $(FUZZ_FLAGS) $$(case $$f in */dconv.c) echo $(DCONV_FLAGS);; esac) -fsanitize=fuzzer-no-link -c $$f \
 	    -o build-fuzz/$$(echo $$f | tr / _).o || exit 1; done && ar rcs $@ build-fuzz/*.o
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c build-fuzz/libeenn.a
-	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< build-fuzz/libeenn.a -lmatio -lstb -lz -lm -ldl -pthread
+	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< build-fuzz/libeenn.a -lmatio -lstb -lz $(CURL_LIB) -lm -ldl -pthread
 fuzz: $(FUZZERS:%=build-fuzz/fuzz_%)
 	@for z in $(FUZZERS); do mkdir -p build-fuzz/corpus/$$z && echo "fuzz_$$z: $(FUZZ_SECONDS) s" && \
 	    ASAN_OPTIONS=detect_leaks=1 build-fuzz/fuzz_$$z -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build-fuzz/ \

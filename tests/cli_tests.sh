@@ -24,7 +24,7 @@ check_fail() {
     ok
 }
 
-for c in train eval info bench calibrate infer analyze report; do
+for c in train eval info bench calibrate infer analyze report serve; do
     if "$E" $c --help | grep -q "usage: eenn $c"; then ok; else bad "$c --help"; fi
 done
 "$E" --help >/dev/null && ok || bad "--help"
@@ -312,6 +312,54 @@ expect_usage "ic-only without a CNN" "needs --from" "$E" train --mode ic-only
 expect_usage "bad drop" "calibrate --max-drop: '150%' is more than 100%" "$E" calibrate "$T/s.eenn" --max-drop 150%
 expect_fail "missing image" "$T/none.png: cannot read the image" "$E" infer "$T/s.eenn" "$T/none.png"
 expect_fail "huge image" "30000x30000 pixels, larger than --max-image-side 8192" "$E" infer "$T/s.eenn" $FIX/huge-30000x30000.png
+
+
+# edge and server: `eenn serve` on a free port; a split run gives the answers of local inference, bad requests get
+# clear HTTP errors and leave the server working, a model that does not match and a server that is gone give
+# degraded answers from the edge's own exits
+if command -v curl >/dev/null; then
+    M=models/resnet20-sdn.eenn
+    IMG="$DATA/t10k-images-idx3-ubyte.gz"
+    "$E" serve $M --listen 127.0.0.1:0 --max-body 2000000 2>"$T/serve.log" &
+    spid=$!
+    port=""
+    for _ in $(seq 1 100); do
+        port=$(sed -n 's|.*on http://127.0.0.1:\([0-9]*\);.*|\1|p' "$T/serve.log")
+        [ -n "$port" ] && break
+        sleep 0.1
+    done
+    U="http://127.0.0.1:$port"
+    if [ -z "$port" ]; then bad "serve did not start: $(cat "$T/serve.log")"; else
+        curl -s "$U/health" | grep -q '"status":"ok"' && ok || bad "serve /health"
+        curl -s "$U/v1/info" | grep -q '"fingerprint":"[0-9a-f]\{16\}".*"split_points":\[{"node":' && ok || bad "serve /v1/info"
+        "$E" infer $M "$IMG" --limit 300 --json >"$T/local.jsonl"
+        "$E" infer $M "$IMG" --limit 300 --json --split s1.b3.add --server "$U" >"$T/split.jsonl" 2>"$T/split.err"
+        cmp -s "$T/local.jsonl" "$T/split.jsonl" && ok || bad "split inference differs from local inference"
+        grep -q "inputs answered here" "$T/split.err" && ! grep -q degraded "$T/split.err" && ok ||
+            bad "split summary: $(cat "$T/split.err")"
+        code=$(curl -s -o "$T/r" -w '%{http_code}' -X POST --data-binary 'hello' "$U/v1/resume")
+        [ "$code" = 400 ] && grep -q "not an eenn request" "$T/r" && ok || bad "garbage request: $code $(cat "$T/r")"
+        head -c 3000000 /dev/zero >"$T/big"
+        code=$(curl -s -o "$T/r" -w '%{http_code}' -X POST --data-binary @"$T/big" "$U/v1/resume")
+        [ "$code" = 413 ] && ok || bad "oversized request: $code $(cat "$T/r")"
+        code=$(curl -s -o "$T/r" -w '%{http_code}' "$U/v1/classify")
+        [ "$code" = 405 ] && ok || bad "GET /v1/classify: $code"
+        code=$(curl -s -o "$T/r" -w '%{http_code}' "$U/v2/what")
+        [ "$code" = 404 ] && ok || bad "unknown endpoint: $code"
+        "$E" infer models/resnet20-iconly.eenn "$IMG" --limit 50 --split s1.b3.add --server "$U" >"$T/o" 2>"$T/e"
+        grep -q "degraded" "$T/o" && grep -q "does not match" "$T/e" && ok || bad "a mismatched model: $(cat "$T/e")"
+        curl -s "$U/health" | grep -q ok && ok || bad "the server stopped answering after bad requests"
+        kill -TERM $spid; wait $spid && grep -q "stopping after" "$T/serve.log" && ok || bad "serve on SIGTERM: $(tail -1 "$T/serve.log")"
+        "$E" infer $M "$IMG" --limit 50 --split s1.b3.add --server "$U" --timeout 500 >"$T/o" 2>"$T/e"
+        grep -q "degraded" "$T/o" && ok || bad "a server that is gone: $(cat "$T/e")"
+    fi
+    kill $spid 2>/dev/null
+    expect_usage "split without server" "--split and --server go together" "$E" infer $M "$IMG" --split s1.b3.add
+    expect_fail "split inside a block" "cannot split at 's1.b2.1.relu'" "$E" infer $M "$IMG" --split s1.b2.1.relu --server http://127.0.0.1:1
+    expect_usage "serve bad listen" "serve --listen: 'nohost' is not HOST:PORT" "$E" serve $M --listen nohost
+else
+    echo "SKIP: curl is not installed (apt-get install curl): the server was not tested"
+fi
 
 # bad model files
 size=$(wc -c <"$T/m.eenn")
