@@ -25,7 +25,8 @@ static const char *bench_help =
     "  --exits MODEL --split NODE --server URL  an edge device and `eenn serve` (docs/serve.md): --clients 1,4,16\n"
     "                   client threads, each running the model up to NODE and sending the rest to URL, for\n"
     "                   --seconds each; requests/s, latency p50/p99, bytes sent per input, the share kept on the\n"
-    "                   device, beside the whole model here; --batch N per request (1), --wire fp32|fp16|int8\n";
+    "                   device, beside the whole model here; --batch N per request (1), --wire fp32|fp16|int8,\n"
+    "                   --send activations|inputs (eenn infer --help)\n";
 
 typedef struct { const char *arch; int c, h, w; } bench_net;
 
@@ -186,7 +187,7 @@ static int bench_exits(const char *model, double q, int nimg, int threads, int j
 
 enum {
     O_ARCH = 256, O_ARCH_FILE, O_INPUT, O_BATCH, O_NO_TRAIN, O_TRAIN_ONLY, O_SECONDS, O_THREADS, O_JSON, O_EXITS, O_Q,
-    O_N, O_SAVE_MODEL, O_SEED, O_GEMM, O_CONV, O_SERVER, O_SPLIT, O_CLIENTS, O_WIRE
+    O_N, O_SAVE_MODEL, O_SEED, O_GEMM, O_CONV, O_SERVER, O_SPLIT, O_CLIENTS, O_WIRE, O_SEND
 };
 static const struct option bench_opts[] = {
     {"arch", required_argument, NULL, O_ARCH}, {"arch-file", required_argument, NULL, O_ARCH_FILE},
@@ -199,6 +200,7 @@ static const struct option bench_opts[] = {
     {"gemm", no_argument, NULL, O_GEMM}, {"conv", required_argument, NULL, O_CONV},
     {"server", required_argument, NULL, O_SERVER}, {"split", required_argument, NULL, O_SPLIT},
     {"clients", required_argument, NULL, O_CLIENTS}, {"wire", required_argument, NULL, O_WIRE},
+    {"send", required_argument, NULL, O_SEND},
     {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 int cmd_bench(int argc, char **argv) {
@@ -208,7 +210,7 @@ int cmd_bench(int argc, char **argv) {
     double secs = 3, q = -1;
     ee_conv_kernel bench_conv = EE_CONV_AUTO;
     const char *server = NULL, *split = NULL, *clients = "1,4,16";
-    int wire = EE_WIRE_F32;
+    int wire = EE_WIRE_F32, send_inputs = 0;
     cli_args a = {"bench", bench_help, bench_opts, NULL, argc, argv, -1, 0};
     for (int o; (o = cli_next(&a)) != -1;) {
         const char *v = optarg;
@@ -231,6 +233,10 @@ int cmd_bench(int argc, char **argv) {
         case O_SERVER: server = v; break;
         case O_SPLIT: split = v; break;
         case O_CLIENTS: clients = v; break;
+        case O_SEND:
+            if (!strcmp(v, "inputs")) send_inputs = 1;
+            else if (strcmp(v, "activations")) usage_error("bench --send: '%s' is not activations or inputs", v);
+            break;
         case O_WIRE:
             if (!strcmp(v, "fp32")) wire = EE_WIRE_F32;
             else if (!strcmp(v, "fp16")) wire = EE_WIRE_F16;
@@ -249,7 +255,8 @@ int cmd_bench(int argc, char **argv) {
     if (!server != !split) usage_error("bench: --server and --split go together");
     if (server) {
         if (!exits_model) usage_error("bench --server: give the model with --exits MODEL");
-        return bench_split(exits_model, server, split, clients, secs, batch ? batch : 1, wire, threads, nimg, json);
+        return bench_split(exits_model, server, split, clients, secs, batch ? batch : 1, wire, send_inputs, threads, nimg,
+                           json);
     }
     if (exits_model) return bench_exits(exits_model, q, nimg, threads, json, bench_conv);
     if (save && !arch && !arch_file) usage_error("bench --save-model: needs --arch or --arch-file");

@@ -110,7 +110,7 @@ int cmd_infer(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 /* eenn bench --exits MODEL --split NODE --server URL (edgebench.c) */
 int bench_split(const char *model, const char *server, const char *split, const char *clients, double secs, int batch,
-                int wire, int threads, int nimg, int json);
+                int wire, int send_inputs, int threads, int nimg, int json);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_analyze(int argc, char **argv);

@@ -11,7 +11,7 @@
 typedef struct {
     const char *model, *server, *split;
     const float *x;
-    int nimg, batch, wire, index;
+    int nimg, batch, wire, send_inputs, index;
     double secs;
     /* results */
     double *lat;
@@ -36,7 +36,7 @@ static void *run_client(void *arg) {
     int C, H, W;
     if (ee_net_load(ctx, c->model, &net) || ee_net_policy(ctx, net, &pol) || ee_split_at(ctx, net, c->split, &sp) ||
         ee_net_prepare(ctx, net, c->batch, 0) || ee_net_seal(ctx, net) ||
-        ee_remote_open(ctx, c->server, c->wire, 10000, &r)) {
+        ee_remote_open(ctx, c->server, &(ee_remote_opts){c->wire, 10000, c->send_inputs}, &r)) {
         snprintf(c->err, sizeof c->err, "%s", ee_ctx_error(ctx));
         c->failed = 1;
         goto done;
@@ -78,7 +78,7 @@ done:
 }
 
 int bench_split(const char *model, const char *server, const char *split, const char *clients, double secs,
-                int batch, int wire, int threads, int nimg, int json) {
+                int batch, int wire, int send_inputs, int threads, int nimg, int json) {
     ee_ctx *ctx = ee_ctx_new();
     ee_ctx_set_threads(ctx, threads);
     ee_net *net = NULL;
@@ -127,7 +127,7 @@ int bench_split(const char *model, const char *server, const char *split, const 
     size_t row_bytes[3];
     for (int d = 0; d < 3; d++) {
         size_t one;
-        check(ee_wire_request_size(ctx, 1, sp.c, sp.h, sp.w, d, 1, &one), ctx);
+        check(ee_wire_request_size(ctx, 1, sp.c, sp.h, sp.w, d, EE_WIRE_STATES, &one), ctx);
         row_bytes[d] = one;
     }
     if (!json) {
@@ -155,7 +155,7 @@ int bench_split(const char *model, const char *server, const char *split, const 
         if (!cl || !th) die("out of memory");
         double s0 = now_s();
         for (int k = 0; k < n; k++) {
-            cl[k] = (client){model, server, split, x, nimg, batch, wire, k, secs, NULL, 0, 0, 0, 0, 0, 0, 0, ""};
+            cl[k] = (client){model, server, split, x, nimg, batch, wire, send_inputs, k, secs, NULL, 0, 0, 0, 0, 0, 0, 0, ""};
             if (pthread_create(&th[k], NULL, run_client, &cl[k])) die("cannot start client thread %d", k);
         }
         for (int k = 0; k < n; k++) pthread_join(th[k], NULL);

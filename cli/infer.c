@@ -26,7 +26,10 @@ static const char *infer_help =
     "                 inputs that did not exit to `eenn serve` at URL (http://HOST:PORT), merge its answers; if it\n"
     "                 fails or is slower than --timeout, they answer from the most confident exit here (degraded)\n"
     "  --wire fp32|fp16|int8  what the split outputs travel as (fp32: the same answers as one machine)\n"
-    "  --timeout MS   the server's time to answer a batch (5000)\n";
+    "  --timeout MS   the server's time to answer a batch (5000)\n"
+    "  --send activations|inputs  what goes to the server for the inputs that did not exit: the split node's\n"
+    "                 outputs (the server resumes there), or the inputs themselves (it runs them from the start;\n"
+    "                 fewer bytes when the input is smaller than the activation)\n";
 
 typedef struct { float *x; int n, cap; char **names; size_t img; } input_set;
 
@@ -152,7 +155,7 @@ static void load_image(ee_ctx *ctx, const ee_net *net, const char *path, input_s
 }
 
 enum { O_Q = 256, O_FALLBACK, O_LIMIT, O_BATCH, O_THREADS, O_JSON, O_DEADLINE, O_BATCH_BUDGET, O_MAX_SIDE, O_SPLIT,
-       O_SERVER, O_WIRE, O_TIMEOUT };
+       O_SERVER, O_WIRE, O_TIMEOUT, O_SEND };
 static const struct option infer_opts[] = {
     {"q", required_argument, NULL, O_Q}, {"fallback", no_argument, NULL, O_FALLBACK},
     {"limit", required_argument, NULL, O_LIMIT}, {"batch", required_argument, NULL, O_BATCH},
@@ -160,14 +163,14 @@ static const struct option infer_opts[] = {
     {"deadline", required_argument, NULL, O_DEADLINE}, {"batch-budget", required_argument, NULL, O_BATCH_BUDGET},
     {"max-image-side", required_argument, NULL, O_MAX_SIDE}, {"split", required_argument, NULL, O_SPLIT},
     {"server", required_argument, NULL, O_SERVER}, {"wire", required_argument, NULL, O_WIRE},
-    {"timeout", required_argument, NULL, O_TIMEOUT},
+    {"timeout", required_argument, NULL, O_TIMEOUT}, {"send", required_argument, NULL, O_SEND},
     {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 int cmd_infer(int argc, char **argv) {
     int limit = 20, batch = 64, json = 0, threads = 0, fallback = -1;
     const char *deadline = NULL;
     double batch_budget = 0;
-    int max_side = 8192, wire = EE_WIRE_F32, timeout_ms = 5000;
+    int max_side = 8192, wire = EE_WIRE_F32, timeout_ms = 5000, send_inputs = 0;
     const char *split = NULL, *server = NULL;
     double q = -1;
     cli_args a = {"infer", infer_help, infer_opts, NULL, argc, argv, -1, 0};
@@ -184,6 +187,10 @@ int cmd_infer(int argc, char **argv) {
         case O_SPLIT: split = optarg; break;
         case O_SERVER: server = optarg; break;
         case O_TIMEOUT: timeout_ms = (int)cli_int(&a, 1, 3600000); break;
+        case O_SEND:
+            if (!strcmp(optarg, "inputs")) send_inputs = 1;
+            else if (strcmp(optarg, "activations")) usage_error("infer --send: '%s' is not activations or inputs", optarg);
+            break;
         case O_WIRE:
             if (!strcmp(optarg, "fp32") || !strcmp(optarg, "f32")) wire = EE_WIRE_F32;
             else if (!strcmp(optarg, "fp16") || !strcmp(optarg, "f16")) wire = EE_WIRE_F16;
@@ -248,7 +255,8 @@ int cmd_infer(int argc, char **argv) {
     ee_remote_stats rs, total = {0};
     if (server) {
         if (ee_split_at(ctx, net, split, &sp)) die("%s: %s", model, ee_ctx_error(ctx));
-        check(ee_remote_open(ctx, server, wire, timeout_ms, &remote), ctx);
+        ee_remote_opts ro = {wire, timeout_ms, send_inputs};
+        check(ee_remote_open(ctx, server, &ro, &remote), ctx);
     }
     uint8_t pred[4096], ex[4096], why[4096];
     float conf[4096];
@@ -284,7 +292,7 @@ int cmd_infer(int argc, char **argv) {
     if (remote) {
         fprintf(stderr, "split after %s: %d of %d inputs answered here (%.1f%%), %d sent to %s, %.0f bytes per input "
                 "(%s)%s%s\n", split, set.n - total.sent, set.n, 100.0 * (set.n - total.sent) / set.n, total.sent, server,
-                (double)total.bytes_sent / set.n, wire == EE_WIRE_F32 ? "fp32" : wire == EE_WIRE_F16 ? "fp16" : "int8",
+                (double)total.bytes_sent / set.n, send_inputs ? (wire == EE_WIRE_F32 ? "inputs, fp32" : wire == EE_WIRE_F16 ? "inputs, fp16" : "inputs, int8") : wire == EE_WIRE_F32 ? "fp32" : wire == EE_WIRE_F16 ? "fp16" : "int8",
                 total.degraded ? "; degraded answers: " : "", total.degraded ? total.error : "");
         ee_remote_close(remote);
     }

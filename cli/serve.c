@@ -294,7 +294,7 @@ static enum MHD_Result post(server *S, struct MHD_Connection *con, request *r, i
             ee_ctx_free(c);
             return reply_error(con, 500, "out of memory");
         }
-        if (ee_wire_request_data(c, &rq, j.x, j.st)) {
+        if (ee_wire_request_data(c, &rq, j.x, j.st, NULL)) {
             enum MHD_Result res = reply_error(con, 400, "%s", ee_ctx_error(c));
             free_job(&j);
             ee_ctx_free(c);

@@ -651,12 +651,27 @@ ee_status ee_infer_resume(ee_ctx *ctx, ee_net *net, const float *act, int n, con
  * of a split must agree on it. Not a cryptographic hash: it catches mismatched models, not forgeries. */
 uint64_t ee_net_fingerprint(const ee_net *net);
 
+/* Hierarchical training (Sepehri et al., "Hierarchical Training of Deep Neural Networks Using Early Exiting";
+ * docs/serve.md): the near part (an edge device) trains on the exits before the split only, and sends the split
+ * node's output with the labels; the far part (a server) trains the rest on them as constant inputs. No gradient
+ * crosses back, so neither side waits for the other's backward pass. weights: each head's loss weight (nheads;
+ * each side reads its own heads'). The caller steps the optimiser after each call; the gradients outside a side's
+ * part are zero. */
+ee_status ee_split_train_edge(ee_ctx *ctx, ee_net *net, const ee_split *sp, const float *x, const uint8_t *labels,
+                              int n, const float *weights, float *act, double *loss, int *correct);
+ee_status ee_split_train_far(ee_ctx *ctx, ee_net *net, const ee_split *sp, const float *act, const uint8_t *labels,
+                             int n, const float *weights, double *loss, int *correct);
+/* dst's far part (nodes from sp->resume on: parameters and batch-norm statistics) from src */
+ee_status ee_split_merge(ee_ctx *ctx, ee_net *dst, const ee_net *src, const ee_split *sp);
+
 /* The wire format of a split (docs/serve.md, "Wire format"), little-endian. A request: a 112-byte header (magic
  * "EEQ1", header size, the model fingerprint, the split node's name or "" for whole inputs, n, c, h, w, the data
- * type, flags), then with flag 1 each sample's exit state (32 bytes), then the data: fp32, fp16, or int8 with one
+ * type, flags), then with flag 1 each sample's exit state (32 bytes), with flag 2 each sample's label (1 byte;
+ * hierarchical training), then the data: fp32, fp16, or int8 with one
  * fp32 scale per sample first (symmetric: max |x| / 127). A reply: "EER1", n, then 8 bytes a sample: class, exit,
  * why, 0, and the confidence as fp32. */
 enum { EE_WIRE_F32 = 0, EE_WIRE_F16 = 1, EE_WIRE_INT8 = 2 };
+enum { EE_WIRE_STATES = 1, EE_WIRE_LABELS = 2 }; /* request flags */
 #define EE_WIRE_HEADER 112
 #define EE_WIRE_STATE 32
 #define EE_WIRE_NAME 64
@@ -665,19 +680,21 @@ enum { EE_WIRE_F32 = 0, EE_WIRE_F16 = 1, EE_WIRE_INT8 = 2 };
 typedef struct {
     uint64_t fingerprint;
     char split[EE_WIRE_NAME];        /* "" for whole inputs */
-    int n, c, h, w, dtype, with_state;
+    int n, c, h, w, dtype, with_state, with_labels;
     const unsigned char *body;       /* into the parsed buffer */
 } ee_wire_request;
-ee_status ee_wire_request_size(ee_ctx *ctx, int n, int c, int h, int w, int dtype, int with_state, size_t *len);
-/* x: n rows of c*h*w floats; st: n exit states, or NULL (none sent); buf: cap bytes; *len: the bytes written */
+/* flags: EE_WIRE_STATES, EE_WIRE_LABELS */
+ee_status ee_wire_request_size(ee_ctx *ctx, int n, int c, int h, int w, int dtype, int flags, size_t *len);
+/* x: n rows of c*h*w floats; st: n exit states, labels: n labels, either NULL (not sent); buf: cap bytes; *len: the
+ * bytes written */
 ee_status ee_wire_encode_request(ee_ctx *ctx, uint64_t fingerprint, const char *split, const float *x, int n, int c,
-                                 int h, int w, int dtype, const ee_exit_state *st, unsigned char *buf, size_t cap,
-                                 size_t *len);
+                                 int h, int w, int dtype, const ee_exit_state *st, const uint8_t *labels,
+                                 unsigned char *buf, size_t cap, size_t *len);
 /* checks the header and that len is exactly the size it describes (a clear error otherwise) */
 ee_status ee_wire_parse_request(ee_ctx *ctx, const unsigned char *buf, size_t len, ee_wire_request *rq);
-/* the data as floats (x: n*c*h*w) and the exit states (st: n, may be NULL; fresh ones if none were sent);
- * refuses values that are not finite */
-ee_status ee_wire_request_data(ee_ctx *ctx, const ee_wire_request *rq, float *x, ee_exit_state *st);
+/* the data as floats (x: n*c*h*w), the exit states (st: n, may be NULL; fresh ones if none were sent) and the
+ * labels (n, may be NULL; zeros if none were sent); refuses values that are not finite */
+ee_status ee_wire_request_data(ee_ctx *ctx, const ee_wire_request *rq, float *x, ee_exit_state *st, uint8_t *labels);
 size_t ee_wire_reply_size(int n);
 void ee_wire_encode_reply(const uint8_t *pred, const float *conf, const uint8_t *exit_head, const uint8_t *why, int n,
                           unsigned char *buf);
@@ -685,10 +702,16 @@ ee_status ee_wire_parse_reply(ee_ctx *ctx, const unsigned char *buf, size_t len,
                               uint8_t *exit_head, uint8_t *why);
 
 /* The edge side over HTTP (libcurl): a connection to an `eenn serve` server at url ("http://HOST:PORT"), kept
- * open between calls; dtype: what the split-node outputs travel as (EE_WIRE_*); timeout_ms (0: 5000): past it the
- * server counts as failed. */
+ * open between calls. */
+typedef struct {
+    int dtype;        /* what crosses travels as (EE_WIRE_*) */
+    int timeout_ms;   /* past it the server counts as failed (0: 5000) */
+    int send_inputs;  /* 1: send the inputs of the samples that go on (POST /v1/classify: the server runs them from
+                       * the start) instead of the split node's outputs; fewer bytes when the input is smaller than
+                       * the activation (a 28x28 image against 16x28x28 floats) */
+} ee_remote_opts;
 typedef struct ee_remote ee_remote;
-ee_status ee_remote_open(ee_ctx *ctx, const char *url, int dtype, int timeout_ms, ee_remote **out);
+ee_status ee_remote_open(ee_ctx *ctx, const char *url, const ee_remote_opts *o, ee_remote **out);
 void ee_remote_close(ee_remote *r);
 typedef struct {
     int sent;                  /* samples sent to the server */

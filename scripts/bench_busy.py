@@ -12,7 +12,7 @@
 
 Run: /usr/bin/python3 scripts/bench_busy.py [--rounds 5] [--seconds 3] [--json FILE]
 """
-import argparse, json, os, statistics, subprocess, sys, tempfile
+import argparse, json, os, signal, statistics, subprocess, sys, tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -87,6 +87,8 @@ def measure(eenn, rounds, seconds, loads=("quiet", "one core busy")):
                ("ONNX Runtime, 1 thread", lambda: ort_rates(onnx, 1, seconds)),
                ("PyTorch, 2 threads", lambda: torch_rates(model, 2, seconds)),
                ("PyTorch, 1 thread", lambda: torch_rates(model, 1, seconds))]
+    # stopped by a signal: the finally below still stops the spinning process
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     res = {}
     for load in loads:
         for r in range(rounds):

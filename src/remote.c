@@ -12,7 +12,7 @@
 
 struct ee_remote {
     char *url;
-    int timeout_ms, dtype;
+    int timeout_ms, dtype, send_inputs;
 #ifndef EE_NO_CURL
     CURL *curl;
     struct curl_slist *hdr;
@@ -39,8 +39,9 @@ static size_t on_data(char *p, size_t size, size_t nmemb, void *user) {
 }
 #endif
 
-ee_status ee_remote_open(ee_ctx *ctx, const char *url, int dtype, int timeout_ms, ee_remote **out) {
+ee_status ee_remote_open(ee_ctx *ctx, const char *url, const ee_remote_opts *o, ee_remote **out) {
     *out = NULL;
+    int dtype = o ? o->dtype : EE_WIRE_F32, timeout_ms = o ? o->timeout_ms : 0;
 #ifdef EE_NO_CURL
     (void)url; (void)dtype; (void)timeout_ms;
     return ee_fail(ctx, EE_ERR_ARG, "this eenn was built without libcurl: no remote inference");
@@ -56,7 +57,8 @@ ee_status ee_remote_open(ee_ctx *ctx, const char *url, int dtype, int timeout_ms
     r->curl = curl_easy_init();
     if (!r->url || !r->curl) { ee_remote_close(r); return ee_fail(ctx, EE_ERR_NOMEM, "cannot start libcurl"); }
     memcpy(r->url, url, n);
-    strcpy(r->url + n, "/v1/resume");
+    r->send_inputs = o && o->send_inputs;
+    strcpy(r->url + n, r->send_inputs ? "/v1/classify" : "/v1/resume");
     r->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
     r->dtype = dtype;
     r->hdr = curl_slist_append(NULL, "Content-Type: application/octet-stream");
@@ -126,10 +128,21 @@ ee_status ee_infer_remote(ee_ctx *ctx, ee_net *net, ee_remote *r, const float *x
     rs->sent = nleft;
     if (!nleft) goto done;
     for (int i = 0; i < nleft; i++) lst[i] = st[left[i]];
-    if ((s = ee_wire_request_size(ctx, nleft, sp->c, sp->h, sp->w, r->dtype, 1, &len))) goto done;
+    if (r->send_inputs) { /* the inputs of the samples that go on, in place of their split outputs */
+        size_t in = ee_shape_size(net->in);
+        if (in > row) {
+            float *a2 = realloc(act, in * n * sizeof(float));
+            if (!a2) { s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); goto done; }
+            act = a2;
+        }
+        for (int i = 0; i < nleft; i++) memcpy(act + (size_t)i * in, x + (size_t)left[i] * in, in * sizeof(float));
+    }
+    int c = r->send_inputs ? net->in.c : sp->c, h = r->send_inputs ? net->in.h : sp->h;
+    int w = r->send_inputs ? net->in.w : sp->w;
+    if ((s = ee_wire_request_size(ctx, nleft, c, h, w, r->dtype, r->send_inputs ? 0 : EE_WIRE_STATES, &len))) goto done;
     if (!(buf = malloc(len))) { s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); goto done; }
-    if ((s = ee_wire_encode_request(ctx, ee_net_fingerprint(net), net->nodes[sp->node].name, act, nleft, sp->c, sp->h,
-                                    sp->w, r->dtype, lst, buf, len, &len)))
+    if ((s = ee_wire_encode_request(ctx, ee_net_fingerprint(net), r->send_inputs ? "" : net->nodes[sp->node].name, act,
+                                    nleft, c, h, w, r->dtype, r->send_inputs ? NULL : lst, NULL, buf, len, &len)))
         goto done;
     rs->bytes_sent = len;
     struct timespec t0, t1;

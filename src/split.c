@@ -135,3 +135,67 @@ ee_status ee_infer_resume(ee_ctx *ctx, ee_net *net, const float *act, int n, con
     free(own);
     return s;
 }
+
+/* ---------------------------------------------------------------- hierarchical training (Sepehri et al.) */
+static ee_status train_check(ee_ctx *ctx, const ee_net *net, const ee_split *sp, int n) {
+    if (!net->training) return ee_fail(ctx, EE_ERR_ARG, "network not prepared for training");
+    if (sp->node < 0 || sp->node >= net->nnodes || sp->resume <= sp->node || sp->resume > net->nnodes)
+        return ee_fail(ctx, EE_ERR_ARG, "the split does not belong to this network (use ee_split_at)");
+    if (n < 1 || n > net->max_batch) return ee_fail(ctx, EE_ERR_ARG, "batch of %d, prepared for %d", n, net->max_batch);
+    return EE_OK;
+}
+
+ee_status ee_split_train_edge(ee_ctx *ctx, ee_net *net, const ee_split *sp, const float *x, const uint8_t *labels,
+                              int n, const float *weights, float *act, double *loss, int *correct) {
+    ee_status s = train_check(ctx, net, sp, n);
+    if (s) return s;
+    if (sp->heads < 1) return ee_fail(ctx, EE_ERR_ARG, "no exit before the split: the near part has no loss to train on");
+    if ((s = ee_net_forward_range(ctx, net, x, 0, sp->resume, n, 1))) return s;
+    ee_net_zero_seeds(net);
+    double total = 0;
+    for (int h = 0; h < sp->heads; h++) {
+        double l = 0;
+        int right = 0;
+        if ((s = ee_net_loss(ctx, net, h, labels, n, weights[h], &l, h == sp->heads - 1 ? &right : NULL))) return s;
+        total += weights[h] * l;
+        if (h == sp->heads - 1 && correct) *correct = right;
+    }
+    if (loss) *loss = total;
+    /* only the exits before the split are seeded: the gradient stays in the near part */
+    if ((s = ee_net_backward(ctx, net, n))) return s;
+    if (act) memcpy(act, net->nodes[sp->node].y, (size_t)n * sp->c * sp->h * sp->w * sizeof(float));
+    return EE_OK;
+}
+
+ee_status ee_split_train_far(ee_ctx *ctx, ee_net *net, const ee_split *sp, const float *act, const uint8_t *labels,
+                             int n, const float *weights, double *loss, int *correct) {
+    ee_status s = train_check(ctx, net, sp, n);
+    if (s) return s;
+    memcpy(net->nodes[sp->node].y, act, (size_t)n * sp->c * sp->h * sp->w * sizeof(float));
+    if ((s = ee_net_forward_range(ctx, net, NULL, sp->resume, net->nnodes, n, 1))) return s;
+    ee_net_zero_seeds(net);
+    double total = 0;
+    for (int h = sp->heads; h < net->nheads; h++) {
+        double l = 0;
+        int right = 0;
+        if ((s = ee_net_loss(ctx, net, h, labels, n, weights[h], &l, h == net->nheads - 1 ? &right : NULL))) return s;
+        total += weights[h] * l;
+        if (h == net->nheads - 1 && correct) *correct = right;
+    }
+    if (loss) *loss = total;
+    /* the split node's output is a constant here: the backward stops at it, nothing goes back */
+    return ee_net_backward_until(ctx, net, n, sp->node);
+}
+
+ee_status ee_split_merge(ee_ctx *ctx, ee_net *dst, const ee_net *src, const ee_split *sp) {
+    if (strcmp(dst->arch_text, src->arch_text))
+        return ee_fail(ctx, EE_ERR_ARG, "the far part comes from a different architecture");
+    if (dst->sealed || src->sealed) return ee_fail(ctx, EE_ERR_ARG, "cannot merge sealed networks");
+    for (int i = sp->resume; i < dst->nnodes; i++) {
+        const ee_node *a = &dst->nodes[i];
+        memcpy(dst->params + a->p_off, src->params + a->p_off, a->p_len * sizeof(float));
+        memcpy(dst->state + a->s_off, src->state + a->s_off, a->s_len * sizeof(float));
+    }
+    ee_net_params_changed(dst);
+    return EE_OK;
+}

@@ -61,22 +61,23 @@ static float from_half(uint16_t h) {
 
 static size_t elem_size(int dtype) { return dtype == EE_WIRE_F32 ? 4 : dtype == EE_WIRE_F16 ? 2 : 1; }
 
-ee_status ee_wire_request_size(ee_ctx *ctx, int n, int c, int h, int w, int dtype, int with_state, size_t *len) {
+ee_status ee_wire_request_size(ee_ctx *ctx, int n, int c, int h, int w, int dtype, int flags, size_t *len) {
     if (dtype < EE_WIRE_F32 || dtype > EE_WIRE_INT8) return ee_fail(ctx, EE_ERR_ARG, "unknown wire type %d", dtype);
     if (n < 0 || n > EE_WIRE_MAX_N || c < 1 || h < 1 || w < 1 || (uint64_t)c * h * w > EE_WIRE_MAX_ROW)
         return ee_fail(ctx, EE_ERR_ARG, "a request of %d samples of %dx%dx%d is outside the wire format's limits "
                        "(%d samples, %d values each)", n, c, h, w, EE_WIRE_MAX_N, EE_WIRE_MAX_ROW);
     uint64_t row = (uint64_t)c * h * w;
-    *len = EE_WIRE_HEADER + (with_state ? (uint64_t)n * EE_WIRE_STATE : 0) + (dtype == EE_WIRE_INT8 ? 4ull * n : 0) +
-           row * n * elem_size(dtype);
+    *len = EE_WIRE_HEADER + (flags & EE_WIRE_STATES ? (uint64_t)n * EE_WIRE_STATE : 0) +
+           (flags & EE_WIRE_LABELS ? (uint64_t)n : 0) + (dtype == EE_WIRE_INT8 ? 4ull * n : 0) + row * n * elem_size(dtype);
     return EE_OK;
 }
 
 ee_status ee_wire_encode_request(ee_ctx *ctx, uint64_t fingerprint, const char *split, const float *x, int n, int c,
-                                 int h, int w, int dtype, const ee_exit_state *st, unsigned char *buf, size_t cap,
-                                 size_t *len) {
+                                 int h, int w, int dtype, const ee_exit_state *st, const uint8_t *labels,
+                                 unsigned char *buf, size_t cap, size_t *len) {
     size_t need;
-    ee_status s = ee_wire_request_size(ctx, n, c, h, w, dtype, st != NULL, &need);
+    int flags = (st ? EE_WIRE_STATES : 0) | (labels ? EE_WIRE_LABELS : 0);
+    ee_status s = ee_wire_request_size(ctx, n, c, h, w, dtype, flags, &need);
     if (s) return s;
     if (cap < need) return ee_fail(ctx, EE_ERR_ARG, "wire buffer of %zu bytes, %zu needed", cap, need);
     if (split && strlen(split) >= EE_WIRE_NAME) return ee_fail(ctx, EE_ERR_ARG, "split name '%s' is too long", split);
@@ -87,12 +88,16 @@ ee_status ee_wire_encode_request(ee_ctx *ctx, uint64_t fingerprint, const char *
     if (split) memcpy(buf + 16, split, strlen(split));
     put32(buf + 80, (uint32_t)n); put32(buf + 84, (uint32_t)c); put32(buf + 88, (uint32_t)h); put32(buf + 92, (uint32_t)w);
     put32(buf + 96, (uint32_t)dtype);
-    put32(buf + 100, st ? 1u : 0u);
+    put32(buf + 100, (uint32_t)flags);
     unsigned char *p = buf + EE_WIRE_HEADER;
     for (int i = 0; st && i < n; i++, p += EE_WIRE_STATE) {
         memset(p, 0, EE_WIRE_STATE);
         putf(p, st[i].best); putf(p + 4, st[i].best_conf); putd(p + 8, st[i].jsum); putd(p + 16, st[i].jprod);
         p[24] = st[i].best_pred;
+    }
+    if (labels) {
+        memcpy(p, labels, (size_t)n);
+        p += n;
     }
     size_t row = (size_t)c * h * w;
     for (int i = 0; i < n; i++) {
@@ -136,7 +141,7 @@ ee_status ee_wire_parse_request(ee_ctx *ctx, const unsigned char *buf, size_t le
     uint32_t n = get32(buf + 80), c = get32(buf + 84), h = get32(buf + 88), w = get32(buf + 92);
     uint32_t dtype = get32(buf + 96), flags = get32(buf + 100);
     if (dtype > EE_WIRE_INT8) return ee_fail(ctx, EE_ERR_FORMAT, "request data type %u is unknown (0 fp32, 1 fp16, 2 int8)", dtype);
-    if (flags > 1) return ee_fail(ctx, EE_ERR_FORMAT, "request flags %#x are unknown", flags);
+    if (flags > 3) return ee_fail(ctx, EE_ERR_FORMAT, "request flags %#x are unknown", flags);
     if (n > EE_WIRE_MAX_N || c < 1 || h < 1 || w < 1 || c > EE_WIRE_MAX_ROW || h > EE_WIRE_MAX_ROW ||
         w > EE_WIRE_MAX_ROW || (uint64_t)c * h * w > EE_WIRE_MAX_ROW)
         return ee_fail(ctx, EE_ERR_FORMAT, "request of %u samples of %ux%ux%u is outside the limits (%d samples, "
@@ -148,12 +153,13 @@ ee_status ee_wire_parse_request(ee_ctx *ctx, const unsigned char *buf, size_t le
         return ee_fail(ctx, EE_ERR_FORMAT, "request of %zu bytes, but its header describes %zu (%s)", len, need,
                        len < need ? "truncated" : "trailing bytes");
     rq->n = (int)n; rq->c = (int)c; rq->h = (int)h; rq->w = (int)w; rq->dtype = (int)dtype;
-    rq->with_state = (int)flags;
+    rq->with_state = (int)(flags & EE_WIRE_STATES);
+    rq->with_labels = (int)(flags & EE_WIRE_LABELS) >> 1;
     rq->body = buf + EE_WIRE_HEADER;
     return EE_OK;
 }
 
-ee_status ee_wire_request_data(ee_ctx *ctx, const ee_wire_request *rq, float *x, ee_exit_state *st) {
+ee_status ee_wire_request_data(ee_ctx *ctx, const ee_wire_request *rq, float *x, ee_exit_state *st, uint8_t *labels) {
     const unsigned char *p = rq->body;
     for (int i = 0; rq->with_state && i < rq->n; i++, p += EE_WIRE_STATE) {
         if (!st) continue;
@@ -161,6 +167,11 @@ ee_status ee_wire_request_data(ee_ctx *ctx, const ee_wire_request *rq, float *x,
         st[i].best_pred = p[24];
     }
     for (int i = 0; !rq->with_state && st && i < rq->n; i++) ee_exit_state_init(&st[i]);
+    if (rq->with_labels) {
+        if (labels) memcpy(labels, p, (size_t)rq->n);
+        p += rq->n;
+    } else if (labels)
+        memset(labels, 0, (size_t)rq->n);
     size_t row = (size_t)rq->c * rq->h * rq->w, all = row * rq->n;
     if (rq->dtype == EE_WIRE_F32)
         for (size_t k = 0; k < all; k++, p += 4) x[k] = getf(p);

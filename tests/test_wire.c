@@ -10,7 +10,7 @@
 static unsigned half_bits(ee_ctx *ctx, float v) {
     unsigned char buf[EE_WIRE_HEADER + 2];
     size_t len;
-    if (ee_wire_encode_request(ctx, 1, "", &v, 1, 1, 1, 1, EE_WIRE_F16, NULL, buf, sizeof buf, &len)) return 0xffffffffu;
+    if (ee_wire_encode_request(ctx, 1, "", &v, 1, 1, 1, 1, EE_WIRE_F16, NULL, NULL, buf, sizeof buf, &len)) return 0xffffffffu;
     return buf[EE_WIRE_HEADER] | buf[EE_WIRE_HEADER + 1] << 8;
 }
 
@@ -19,8 +19,8 @@ static float through(ee_ctx *ctx, float v, int dtype) {
     size_t len;
     ee_wire_request rq;
     float out = NAN;
-    if (ee_wire_encode_request(ctx, 1, "", &v, 1, 1, 1, 1, dtype, NULL, buf, sizeof buf, &len) ||
-        ee_wire_parse_request(ctx, buf, len, &rq) || ee_wire_request_data(ctx, &rq, &out, NULL))
+    if (ee_wire_encode_request(ctx, 1, "", &v, 1, 1, 1, 1, dtype, NULL, NULL, buf, sizeof buf, &len) ||
+        ee_wire_parse_request(ctx, buf, len, &rq) || ee_wire_request_data(ctx, &rq, &out, NULL, NULL))
         return NAN;
     return out;
 }
@@ -47,6 +47,7 @@ int main(void) {
     float x[N * C * HH * W], back[N * C * HH * W];
     for (size_t k = 0; k < N * row; k++) x[k] = (float)sin(0.37 * k) * (1 + (float)(k / row));
     ee_exit_state st[N], st2[N];
+    uint8_t lab[N] = {3, 1, 4, 1, 5};
     for (int i = 0; i < N; i++) {
         ee_exit_state_init(&st[i]);
         st[i].best = 0.1f * i; st[i].best_conf = 0.5f + 0.01f * i; st[i].best_pred = (uint8_t)(7 - i);
@@ -54,15 +55,17 @@ int main(void) {
     }
     for (int d = EE_WIRE_F32; d <= EE_WIRE_INT8; d++) {
         size_t cap, len;
-        CHECK_OK(ctx, ee_wire_request_size(ctx, N, C, HH, W, d, 1, &cap));
+        CHECK_OK(ctx, ee_wire_request_size(ctx, N, C, HH, W, d, EE_WIRE_STATES | EE_WIRE_LABELS, &cap));
         unsigned char *buf = malloc(cap + 8);
-        CHECK_OK(ctx, ee_wire_encode_request(ctx, 0x1234567890abcdefull, "s1.b8.add", x, N, C, HH, W, d, st, buf, cap, &len));
+        CHECK_OK(ctx, ee_wire_encode_request(ctx, 0x1234567890abcdefull, "s1.b8.add", x, N, C, HH, W, d, st, lab, buf, cap, &len));
         CHECK(len == cap, "encoded %zu bytes, the size said %zu", len, cap);
         ee_wire_request rq;
         CHECK_OK(ctx, ee_wire_parse_request(ctx, buf, len, &rq));
         CHECK(rq.fingerprint == 0x1234567890abcdefull && !strcmp(rq.split, "s1.b8.add") && rq.n == N && rq.c == C &&
               rq.h == HH && rq.w == W && rq.dtype == d && rq.with_state, "the header did not come back");
-        CHECK_OK(ctx, ee_wire_request_data(ctx, &rq, back, st2));
+        uint8_t lab2[N];
+        CHECK_OK(ctx, ee_wire_request_data(ctx, &rq, back, st2, lab2));
+        CHECK(rq.with_labels && !memcmp(lab, lab2, N), "the labels did not come back");
         int st_ok = 1;
         for (int i = 0; i < N; i++) st_ok &= !memcmp(&st[i].best, &st2[i].best, 4) && st[i].best_conf == st2[i].best_conf &&
                                              st[i].jsum == st2[i].jsum && st[i].jprod == st2[i].jprod &&
@@ -103,9 +106,9 @@ int main(void) {
         size_t len;
         ee_wire_request rq;
         float out[2];
-        CHECK_OK(ctx, ee_wire_encode_request(ctx, 1, "", bad, 1, 2, 1, 1, EE_WIRE_F32, NULL, buf, sizeof buf, &len));
+        CHECK_OK(ctx, ee_wire_encode_request(ctx, 1, "", bad, 1, 2, 1, 1, EE_WIRE_F32, NULL, NULL, buf, sizeof buf, &len));
         CHECK_OK(ctx, ee_wire_parse_request(ctx, buf, len, &rq));
-        CHECK(ee_wire_request_data(ctx, &rq, out, NULL) == EE_ERR_FORMAT && strstr(ee_ctx_error(ctx), "not finite"),
+        CHECK(ee_wire_request_data(ctx, &rq, out, NULL, NULL) == EE_ERR_FORMAT && strstr(ee_ctx_error(ctx), "not finite"),
               "a NaN in a request: %s", ee_ctx_error(ctx));
     }
     /* replies */

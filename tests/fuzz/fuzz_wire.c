@@ -15,15 +15,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         size_t row = (size_t)rq.c * rq.h * rq.w;
         float *x = malloc(row * (rq.n ? rq.n : 1) * sizeof(float));
         ee_exit_state *st = malloc(sizeof *st * (rq.n ? rq.n : 1));
-        if (x && st && ee_wire_request_data(ctx, &rq, x, st) == EE_OK && rq.dtype != EE_WIRE_INT8) {
+        uint8_t *lab = malloc(rq.n ? rq.n : 1);
+        if (x && st && lab && ee_wire_request_data(ctx, &rq, x, st, lab) == EE_OK && rq.dtype != EE_WIRE_INT8) {
             /* decoded values encode and decode to themselves */
             size_t len = 0;
             unsigned char *buf = malloc(size);
             float *y = malloc(row * (rq.n ? rq.n : 1) * sizeof(float));
             ee_wire_request r2;
             if (!buf || !y || ee_wire_encode_request(ctx, rq.fingerprint, rq.split, x, rq.n, rq.c, rq.h, rq.w, rq.dtype,
-                                                     rq.with_state ? st : NULL, buf, size, &len) ||
-                len != size || ee_wire_parse_request(ctx, buf, len, &r2) || ee_wire_request_data(ctx, &r2, y, NULL) ||
+                                                     rq.with_state ? st : NULL, rq.with_labels ? lab : NULL, buf,
+                                                     size, &len) ||
+                len != size || ee_wire_parse_request(ctx, buf, len, &r2) || ee_wire_request_data(ctx, &r2, y, NULL, NULL) ||
                 memcmp(x, y, row * rq.n * sizeof(float)))
                 abort();
             free(buf);
@@ -33,6 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         free(x);
         free(st);
+        free(lab);
     } else if (!ee_ctx_error(ctx)[0]) {
         abort();
     }
