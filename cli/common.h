@@ -108,6 +108,21 @@ int cmd_policy(int argc, char **argv);
 int cmd_cascade(int argc, char **argv);
 int cmd_infer(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+/* hierarchical training (hier.c): the edge's settings, and what it measured */
+typedef struct {
+    double wall_s, edge_s, cloud_s, link_s, bytes, serial_s, wait_s;
+} hier_result;
+typedef struct {
+    const char *split, *cloud;   /* the split node; the cloud's URL (NULL: a cloud process started on loopback) */
+    double link_mbit;            /* a simulated link rate (0: none) */
+    int wire, cloud_threads, epochs, batch;
+    ee_optim opt;
+    ee_schedule sched;
+    ee_augment aug;
+    hier_result *result;
+} hier_opts;
+int hier_edge(ee_ctx *ctx, ee_net *net, const hier_opts *o, const ee_dataset *train, const ee_dataset *test);
+int hier_cloud(const char *listen, int threads, const char *port_file);
 /* eenn bench --exits MODEL --split NODE --server URL (edgebench.c) */
 int bench_split(const char *model, const char *server, const char *split, const char *clients, double secs, int batch,
                 int wire, int send_inputs, int threads, int nimg, int json);

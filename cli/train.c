@@ -58,7 +58,13 @@ static const char *train_help =
     "  --resume           continue from the checkpoint if it exists\n"
     "  --stop-after N     stop after epoch N of the schedule, leaving the checkpoint to --resume from (for example\n"
     "                     the first stage of two-stage EENet training, shared by runs at several --lambda)\n"
-    "  --seed N (1221)    --threads N (0 = all cores)   --json  final results as JSON\n";
+    "  --seed N (1221)    --threads N (0 = all cores)   --json  final results as JSON\n"
+    "  --hierarchical --split NODE  hierarchical training (Sepehri et al.; --mode sdn): this process, the edge,\n"
+    "                     trains the layers up to NODE on the exits before it and sends NODE's outputs and the\n"
+    "                     labels to a cloud process, which trains the rest; no gradient goes back\n"
+    "  --cloud URL        the cloud: a running `eenn train --hierarchical-cloud --listen HOST:PORT` (default: one\n"
+    "                     started here on loopback, with --cloud-threads N)\n"
+    "  --link-mbit R      simulate a link of R Mbit/s to the cloud    --wire fp32|fp16|int8 (fp32)\n";
 
 typedef struct { int tty, json; double t0; const char *rule; } progress_state;
 
@@ -123,7 +129,7 @@ enum {
     O_WD, O_NESTEROV, O_OPTIM, O_SCHEDULE, O_MILESTONES, O_GAMMA, O_VAL, O_SUBSET, O_TEST_SUBSET, O_NO_AUGMENT,
     O_AUGMENT, O_TRIGGER, O_TARGET, O_POISON, O_RESUME, O_SEED, O_THREADS, O_JSON, O_EXITS, O_DIST, O_LAMBDA,
     O_EXIT_TYPE, O_LOSS, O_STAGE1, O_STOP_AFTER, O_GATE, O_WARMUP, O_PHASE, O_AT, O_HIDDEN, O_POOL, O_TEXT_LENGTH,
-    O_TOKENS
+    O_TOKENS, O_HIER, O_HIER_CLOUD, O_SPLIT, O_CLOUD, O_LINK, O_WIRE, O_LISTEN, O_PORT_FILE, O_CLOUD_THREADS
 };
 static const struct option train_opts_list[] = {
     {"arch", required_argument, NULL, O_ARCH}, {"arch-file", required_argument, NULL, O_ARCH_FILE},
@@ -148,7 +154,11 @@ static const struct option train_opts_list[] = {
     {"warmup-epochs", required_argument, NULL, O_WARMUP}, {"phase-batches", required_argument, NULL, O_PHASE},
     {"at", required_argument, NULL, O_AT}, {"hidden", required_argument, NULL, O_HIDDEN},
     {"pool", required_argument, NULL, O_POOL}, {"text-length", required_argument, NULL, O_TEXT_LENGTH},
-    {"tokens", required_argument, NULL, O_TOKENS},
+    {"tokens", required_argument, NULL, O_TOKENS}, {"hierarchical", no_argument, NULL, O_HIER},
+    {"hierarchical-cloud", no_argument, NULL, O_HIER_CLOUD}, {"split", required_argument, NULL, O_SPLIT},
+    {"cloud", required_argument, NULL, O_CLOUD}, {"link-mbit", required_argument, NULL, O_LINK},
+    {"wire", required_argument, NULL, O_WIRE}, {"listen", required_argument, NULL, O_LISTEN},
+    {"port-file", required_argument, NULL, O_PORT_FILE}, {"cloud-threads", required_argument, NULL, O_CLOUD_THREADS},
     {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 /* everything the command line says, after the recipe's defaults are applied */
@@ -172,6 +182,9 @@ typedef struct {
     ee_schedule sched;
     ee_augment aug;
     char ckpt_buf[4200];
+    int hier, hier_cloud, wire, cloud_threads;
+    const char *split, *cloud, *listen, *port_file;
+    double link_mbit;
 } train_opts;
 
 static void parse_train(int argc, char **argv, train_opts *o) {
@@ -228,6 +241,20 @@ static void parse_train(int argc, char **argv, train_opts *o) {
         case O_TARGET: o->trig.target = (int)cli_int(&a, 0, 255); o->set_target = 1; break;
         case O_POISON: o->trig.rate = cli_num(&a, 0, 1); o->set_poison = 1; break;
         case O_RESUME: o->resume = 1; break;
+        case O_HIER: o->hier = 1; break;
+        case O_HIER_CLOUD: o->hier_cloud = 1; break;
+        case O_SPLIT: o->split = v; break;
+        case O_CLOUD: o->cloud = v; break;
+        case O_LINK: o->link_mbit = cli_num(&a, 0.001, 1e6); break;
+        case O_LISTEN: o->listen = v; break;
+        case O_PORT_FILE: o->port_file = v; break;
+        case O_CLOUD_THREADS: o->cloud_threads = (int)cli_int(&a, 0, 256); break;
+        case O_WIRE:
+            if (!strcmp(v, "fp32")) o->wire = EE_WIRE_F32;
+            else if (!strcmp(v, "fp16")) o->wire = EE_WIRE_F16;
+            else if (!strcmp(v, "int8")) o->wire = EE_WIRE_INT8;
+            else usage_error("train --wire: '%s' is not fp32, fp16 or int8", v);
+            break;
         case O_SEED: o->seed = cli_int(&a, 0, 2147483647); break;
         case O_THREADS: o->threads = (int)cli_int(&a, 0, 256); break;
         case O_JSON: o->json = 1; break;
@@ -478,6 +505,15 @@ static void record_meta(ee_ctx *ctx, ee_net *net, const train_opts *o, const ee_
 int cmd_train(int argc, char **argv) {
     train_opts o;
     parse_train(argc, argv, &o);
+    if (o.hier_cloud) /* the cloud side of hierarchical training: it gets its model from the edge */
+        return hier_cloud(o.listen ? o.listen : "127.0.0.1:8081", o.threads, o.port_file);
+    if (!o.hier && (o.split || o.cloud || o.link_mbit > 0 || o.listen))
+        usage_error("train --split, --cloud, --link-mbit: only with --hierarchical (--listen: with --hierarchical-cloud)");
+    if (o.hier) {
+        if (!o.split) usage_error("train --hierarchical: give --split NODE (a node after an internal classifier)");
+        if (o.resume) usage_error("train --hierarchical: --resume is not supported (the two sides checkpoint apart)");
+        if (strcmp(o.mode_s, "sdn")) usage_error("train --hierarchical: trains an SDN (--mode sdn)");
+    }
     {
         char tsv[4200];
         snprintf(tsv, sizeof tsv, "%s/train.tsv", o.data);
@@ -527,7 +563,13 @@ int cmd_train(int argc, char **argv) {
     fprintf(stderr, "training %s (%zu parameters) on %s: %d train / %d val / %d test, %d epochs, batch %d, %d threads\n",
             ee_net_name(net), ee_net_num_params(net), o.data, train->n, val ? val->n : 0, test->n, o.epochs, o.batch,
             ee_ctx_threads(ctx));
-    check(ee_train(ctx, net, train, val, test, &cfg, on_progress, &ps), ctx);
+    hier_result hres = {0};
+    if (o.hier) {
+        hier_opts ho = {o.split, o.cloud, o.link_mbit, o.wire, o.cloud_threads, o.epochs, o.batch, o.opt, o.sched,
+                        o.aug, &hres};
+        hier_edge(ctx, net, &ho, train, test);
+    } else
+        check(ee_train(ctx, net, train, val, test, &cfg, on_progress, &ps), ctx);
     record_meta(ctx, net, &o, train); /* this run's settings, not those of a checkpoint it resumed from */
     double secs = now_s() - ps.t0;
     if (o.stop_after > 0 && o.stop_after < o.epochs) {
@@ -545,15 +587,36 @@ int cmd_train(int argc, char **argv) {
     ee_eval_result te, ve = {0};
     check(ee_evaluate(ctx, net, test, 256, &te), ctx);
     if (val) check(ee_evaluate(ctx, net, val, 256, &ve), ctx);
-    if (o.json)
+    /* every exit's test accuracy, for networks with more than one */
+    int heads = ee_net_num_heads(net);
+    double hacc[EE_MAX_HEADS] = {0};
+    char accs[EE_MAX_HEADS * 12] = "";
+    if (heads > 1) {
+        ee_outputs *out = NULL;
+        check(ee_collect_outputs(ctx, net, test, 256, 0, &out), ctx);
+        ee_head_accuracy(out, hacc);
+        ee_outputs_free(out);
+        for (int h = 0, n = 0; h < heads; h++)
+            n += snprintf(accs + n, sizeof accs - n, o.json ? "%s%.2f" : "%s%.2f", h ? (o.json ? "," : " ") : "", 100 * hacc[h]);
+    }
+    if (o.json) {
         printf("{\"arch\":\"%s\",\"params\":%zu,\"epochs\":%d,\"batch\":%d,\"train_seconds\":%.1f,\"test_acc\":%.4f,"
-               "\"test_loss\":%.4f,\"val_acc\":%.4f,\"model\":\"%s\"}\n",
+               "\"test_loss\":%.4f,\"val_acc\":%.4f,\"model\":\"%s\"",
                js(ee_net_name(net)), ee_net_num_params(net), o.epochs, o.batch, secs, te.acc * 100, te.loss,
                val ? ve.acc * 100 : -1.0, js(o.out));
-    else
+        if (heads > 1) printf(",\"test_exit_acc\":[%s]", accs);
+        if (o.hier)
+            printf(",\"hierarchical\":{\"split\":\"%s\",\"link_mbit\":%g,\"wall_s\":%.1f,\"edge_s\":%.1f,\"cloud_s\":%.1f,"
+                   "\"link_s\":%.1f,\"mb_sent\":%.1f,\"edge_waited_s\":%.1f,\"split_training_estimate_s\":%.1f}",
+                   js(o.split), o.link_mbit, hres.wall_s, hres.edge_s, hres.cloud_s, hres.link_s, hres.bytes / 1e6,
+                   hres.wait_s, hres.serial_s);
+        printf("}\n");
+    } else {
+        if (heads > 1) printf("test accuracy per exit: %s\n", accs);
         printf("%s: test accuracy %.2f%% (loss %.4f)%s%.2f%s after %d epochs in %.0f s; model written to %s\n",
                ee_net_name(net), te.acc * 100, te.loss, val ? ", validation " : "", val ? ve.acc * 100 : 0.0,
                val ? "%" : "", o.epochs, secs, o.out);
+    }
     ee_net_free(net);
     ee_dataset_free(train); ee_dataset_free(val); ee_dataset_free(test);
     ee_ctx_free(ctx);

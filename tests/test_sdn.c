@@ -1605,7 +1605,95 @@ static void test_split(void) {
     ee_ctx_free(ctx);
 }
 
+/* Hierarchical training's two halves against joint training: on the same weights and batch, the far part's
+ * gradient equals the joint SDN gradient for every parameter after the split (no loss before the split reaches
+ * them), and the near part's gradient equals the gradient of the near exits' losses alone (the joint one minus
+ * what flows back from the far heads). */
+static void test_split_training(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_dataset *ds = toy_data(32);
+    ee_net *a = small_sdn(ctx), *b = small_sdn(ctx);
+    if (!a || !b) return;
+    memcpy(ee_net_params(b), ee_net_params(a), ee_net_num_params(a) * sizeof(float));
+    memcpy(ee_net_state(b), ee_net_state(a), ee_net_num_state(a) * sizeof(float));
+    ee_net_params_changed(b);
+    int n = 32, H = ee_net_num_heads(a), idx[32];
+    for (int i = 0; i < n; i++) idx[i] = i;
+    float *x = malloc((size_t)n * 784 * 4), *act = malloc((size_t)n * 16 * 784 * 4);
+    uint8_t y[32];
+    ee_dataset_batch(ctx, ds, idx, n, NULL, x, y);
+    CHECK_OK(ctx, ee_net_prepare(ctx, a, n, 1));
+    CHECK_OK(ctx, ee_net_prepare(ctx, b, n, 1));
+    ee_split sp;
+    CHECK_OK(ctx, ee_split_at(ctx, a, "s1.b3.add", &sp));
+    float w[EE_MAX_HEADS];
+    ee_train_head_weights(a, EE_MODE_SDN, 3, 10, w);
+    size_t np = ee_net_num_params(a);
+    float *joint = malloc(np * 4), *near = malloc(np * 4), *far = malloc(np * 4);
+    /* joint: every head */
+    CHECK_OK(ctx, ee_net_forward(ctx, a, x, n, 1));
+    ee_net_zero_seeds(a);
+    for (int h = 0; h < H; h++) CHECK_OK(ctx, ee_net_loss(ctx, a, h, y, n, w[h], NULL, NULL));
+    CHECK_OK(ctx, ee_net_backward(ctx, a, n));
+    memcpy(joint, ee_net_grads(a), np * 4);
+    /* near only, on a fresh forward of the same net */
+    CHECK_OK(ctx, ee_net_forward(ctx, a, x, n, 1));
+    ee_net_zero_seeds(a);
+    for (int h = 0; h < sp.heads; h++) CHECK_OK(ctx, ee_net_loss(ctx, a, h, y, n, w[h], NULL, NULL));
+    CHECK_OK(ctx, ee_net_backward(ctx, a, n));
+    memcpy(near, ee_net_grads(a), np * 4);
+    /* the two halves on b */
+    CHECK_OK(ctx, ee_split_train_edge(ctx, b, &sp, x, y, n, w, act, NULL, NULL));
+    CHECK(tl_close(ee_net_grads(b), near, np, 1e-6, 1e-4, NULL) <= 1, "the edge's gradient is not the near exits' alone");
+    CHECK(tl_close(act, ee_net_node_output(a, sp.node), (size_t)n * 16 * 784, 1e-6, 1e-5, NULL) <= 1,
+          "the edge sends something else than the split node's output");
+    CHECK_OK(ctx, ee_split_train_far(ctx, b, &sp, act, y, n, w, NULL, NULL));
+    memcpy(far, ee_net_grads(b), np * 4);
+    /* a separate copy that never ran the near part (the cloud's) computes the same far gradient */
+    ee_net *c = small_sdn(ctx);
+    if (c) {
+        memcpy(ee_net_params(c), ee_net_params(a), np * sizeof(float));
+        memcpy(ee_net_state(c), ee_net_state(a), ee_net_num_state(a) * sizeof(float));
+        ee_net_params_changed(c);
+        CHECK_OK(ctx, ee_net_prepare(ctx, c, n, 1));
+        double l1 = 0, l2 = 0;
+        CHECK_OK(ctx, ee_split_train_far(ctx, c, &sp, act, y, n, w, &l1, NULL));
+        CHECK_OK(ctx, ee_split_train_far(ctx, b, &sp, act, y, n, w, &l2, NULL));
+        CHECK(fabs(l1 - l2) < 1e-5 * fabs(l2) + 1e-6, "a fresh cloud copy gets loss %g, the edge's own net %g", l1, l2);
+        CHECK(tl_close(ee_net_grads(c), ee_net_grads(b), np, 1e-6, 1e-4, NULL) <= 1, "a fresh cloud copy gets another gradient");
+        ee_net_free(c);
+    }
+    /* compare parameter by parameter: after the split, far == joint; before, far == 0 */
+    int bad_after = 0, bad_before = 0, after = 0;
+    for (int t = 0; t < ee_net_num_tensors(b); t++) {
+        const char *name;
+        float *d;
+        size_t cnt;
+        int nd, dims[4], st;
+        ee_net_tensor(b, t, &name, &d, &cnt, &nd, dims, &st);
+        if (st) continue;
+        size_t off = (size_t)(d - ee_net_params(b));
+        char node[64];
+        snprintf(node, sizeof node, "%s", name);
+        char *dot = strrchr(node, '.');
+        if (dot) *dot = 0;
+        int k = ee_net_find_node(b, node);
+        if (k >= sp.resume) {
+            after++;
+            bad_after += tl_close(far + off, joint + off, cnt, 1e-6, 1e-4, NULL) > 1;
+        } else
+            for (size_t i = 0; i < cnt; i++) bad_before += far[off + i] != 0;
+    }
+    CHECK(after > 10 && !bad_after, "%d of %d tensors after the split differ from the joint gradient", bad_after, after);
+    CHECK(!bad_before, "%d gradients before the split are not zero on the far side", bad_before);
+    free(x); free(act); free(joint); free(near); free(far);
+    ee_net_free(a); ee_net_free(b);
+    ee_dataset_free(ds);
+    ee_ctx_free(ctx);
+}
+
 int main(void) {
+    test_split_training();
     test_split();
     test_uncertainty();
     test_learned_policy();
