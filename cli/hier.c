@@ -401,31 +401,36 @@ typedef struct {
     double link_s, sent_s;     /* simulated transmission time, and the whole time spent sending */
     long retries;
     char error[1024];
-    unsigned char *reply;
-    size_t reply_len;
 } sender;
 
+/* a reply body, one per connection (the sender thread and the main thread each have theirs) */
+typedef struct {
+    unsigned char *b;
+    size_t len;
+} reply_buf;
+
 static size_t on_reply(char *p, size_t size, size_t nmemb, void *user) {
-    sender *S = user;
+    reply_buf *R = user;
     size_t add = size * nmemb;
-    unsigned char *b = realloc(S->reply, S->reply_len + add + 1);
+    unsigned char *b = realloc(R->b, R->len + add + 1);
     if (!b) return 0;
-    S->reply = b;
-    memcpy(S->reply + S->reply_len, p, add);
-    S->reply_len += add;
-    S->reply[S->reply_len] = 0;
+    R->b = b;
+    memcpy(R->b + R->len, p, add);
+    R->len += add;
+    R->b[R->len] = 0;
     return add;
 }
 
-/* one HTTP request to the cloud; the reply in S->reply; returns the status, or -1 (the error in err) */
-static long http(sender *S, CURL *c, const char *path, const void *body, size_t len, struct curl_slist *hdr,
-                 char *err, size_t errn) {
+/* one HTTP request to the cloud; the reply in R; returns the status, or -1 (the error in err) */
+static long http(const sender *S, reply_buf *R, CURL *c, const char *path, const void *body, size_t len,
+                 struct curl_slist *hdr, char *err, size_t errn) {
     char url[600];
     snprintf(url, sizeof url, "%s%s", S->url, path);
-    S->reply_len = 0;
+    R->len = 0;
+    if (R->b) R->b[0] = 0;
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_reply);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, S);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, R);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 600L);
@@ -440,7 +445,7 @@ static long http(sender *S, CURL *c, const char *path, const void *body, size_t 
     long code = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     if (code >= 400)
-        snprintf(err, errn, "%.400s: HTTP %ld %.300s", url, code, S->reply ? (const char *)S->reply : "");
+        snprintf(err, errn, "%.400s: HTTP %ld %.300s", url, code, R->b ? (const char *)R->b : "");
     return code;
 }
 
@@ -448,6 +453,7 @@ static void *send_loop(void *arg) {
     sender *S = arg;
     CURL *c = curl_easy_init();
     char err[1024];
+    reply_buf R = {0};
     pthread_mutex_lock(&S->mu);
     for (;;) {
         while (!S->qn && !S->stop) pthread_cond_wait(&S->more, &S->mu);
@@ -470,7 +476,7 @@ static void *send_loop(void *arg) {
         hdr = curl_slist_append(hdr, h3);
         long code;
         long retries = 0;
-        while ((code = c ? http(S, c, "/v1/train/batch", o.body, o.len, hdr, err, sizeof err) : -1) == 503) {
+        while ((code = c ? http(S, &R, c, "/v1/train/batch", o.body, o.len, hdr, err, sizeof err) : -1) == 503) {
             retries++;
             sleep_s(0.002); /* the cloud's queue is full: it trains slower than the edge sends */
         }
@@ -489,6 +495,7 @@ static void *send_loop(void *arg) {
     }
     pthread_mutex_unlock(&S->mu);
     if (c) curl_easy_cleanup(c);
+    free(R.b);
     return NULL;
 }
 
@@ -543,6 +550,7 @@ int hier_edge(ee_ctx *ctx, ee_net *net, const hier_opts *o, const ee_dataset *tr
     pthread_cond_init(&S.room, NULL);
     CURL *ctl = curl_easy_init();
     char err[1024];
+    reply_buf R = {0};
     /* start: the initial model, the split and the optimiser */
     size_t mlen = 0;
     unsigned char *mb = save_bytes(ctx, net, &mlen);
@@ -557,7 +565,7 @@ int hier_edge(ee_ctx *ctx, ee_net *net, const hier_opts *o, const ee_dataset *tr
     hdr = curl_slist_append(hdr, "Expect:");
     for (int i = 0; i < 5; i++) hdr = curl_slist_append(hdr, hs[i]);
     hdr = curl_slist_append(hdr, o->opt.nesterov ? "X-EENN-Nesterov: 1" : "X-EENN-Nesterov: 0");
-    if (http(&S, ctl, "/v1/train/start", mb, mlen, hdr, err, sizeof err) != 200) {
+    if (http(&S, &R, ctl, "/v1/train/start", mb, mlen, hdr, err, sizeof err) != 200) {
         if (child) kill(child, SIGTERM);
         die("%s", err);
     }
@@ -635,16 +643,16 @@ int hier_edge(ee_ctx *ctx, ee_net *net, const hier_opts *o, const ee_dataset *tr
                         e + 1, o->epochs, s + 1, steps, loss_sum / seen, 100.0 * right / seen, seen / (now_s() - e0), eta);
         }
         /* the cloud's numbers since the last epoch (the batches it has trained so far) */
-        long code = http(&S, ctl, "/v1/train/stats", NULL, 0, NULL, err, sizeof err);
+        long code = http(&S, &R, ctl, "/v1/train/stats", NULL, 0, NULL, err, sizeof err);
         if (code != 200) { if (child) kill(child, SIGTERM); die("%s", err); }
-        const char *cerr = strstr((char *)S.reply, "\"error\":\"");
-        if (cerr && cerr[9] != '"') { if (child) kill(child, SIGTERM); die("%s", (char *)S.reply); }
+        const char *cerr = strstr((char *)R.b, "\"error\":\"");
+        if (cerr && cerr[9] != '"') { if (child) kill(child, SIGTERM); die("%s", (char *)R.b); }
         double el = now_s() - t0;
         if (tty) fprintf(stderr, "\r\033[K");
         fprintf(stderr, "epoch %d/%d  edge loss %.4f  edge exit acc %.2f%%  cloud loss %.4f  final acc %.2f%% (%ld "
                 "batches)  lr %g  %.0f img/s  %.0f s  sent %.1f MB  ETA %.0f s\n", e + 1, o->epochs, loss_sum / seen,
-                100.0 * right / seen, json_num((char *)S.reply, "loss"), 100 * json_num((char *)S.reply, "acc"),
-                (long)json_num((char *)S.reply, "batches"), lr, seen / (now_s() - e0), now_s() - e0, S.bytes / 1e6,
+                100.0 * right / seen, json_num((char *)R.b, "loss"), 100 * json_num((char *)R.b, "acc"),
+                (long)json_num((char *)R.b, "batches"), lr, seen / (now_s() - e0), now_s() - e0, S.bytes / 1e6,
                 el / (e + 1) * (o->epochs - e - 1));
     }
     /* the last batches, then the cloud's part of the model */
@@ -656,14 +664,14 @@ int hier_edge(ee_ctx *ctx, ee_net *net, const hier_opts *o, const ee_dataset *tr
     if (S.error[0]) { if (child) kill(child, SIGTERM); die("%s", S.error); }
     double edge_done = now_s() - t0;
     hdr = curl_slist_append(NULL, "Expect:");
-    long code = http(&S, ctl, "/v1/train/finish", "", 0, hdr, err, sizeof err);
+    long code = http(&S, &R, ctl, "/v1/train/finish", "", 0, hdr, err, sizeof err);
     curl_slist_free_all(hdr);
     if (code != 200) { if (child) kill(child, SIGTERM); die("%s", err); }
     double wall = now_s() - t0;
     ee_net *far = NULL;
-    check(load_bytes(ctx, S.reply, S.reply_len, &far), ctx);
-    http(&S, ctl, "/v1/train/stats", NULL, 0, NULL, err, sizeof err);
-    double cloud_s = json_num((char *)S.reply, "busy_s");
+    check(load_bytes(ctx, R.b, R.len, &far), ctx);
+    http(&S, &R, ctl, "/v1/train/stats", NULL, 0, NULL, err, sizeof err);
+    double cloud_s = json_num((char *)R.b, "busy_s");
     if (child) {
         kill(child, SIGTERM);
         waitpid(child, NULL, 0);
@@ -687,7 +695,7 @@ int hier_edge(ee_ctx *ctx, ee_net *net, const hier_opts *o, const ee_dataset *tr
         res->bytes = (double)S.bytes; res->serial_s = serial; res->wait_s = wait_s;
     }
     (void)test;
-    free(S.reply);
+    free(R.b);
     curl_global_cleanup();
     return 0;
 }
