@@ -320,7 +320,7 @@ expect_fail "huge image" "30000x30000 pixels, larger than --max-image-side 8192"
 if command -v curl >/dev/null; then
     M=models/resnet20-sdn.eenn
     IMG="$DATA/t10k-images-idx3-ubyte.gz"
-    "$E" serve $M --listen 127.0.0.1:0 --max-body 2000000 2>"$T/serve.log" &
+    "$E" serve $M --listen 127.0.0.1:0 --max-body 2000000 --queue 1 2>"$T/serve.log" &
     spid=$!
     port=""
     for _ in $(seq 1 100); do
@@ -348,6 +348,23 @@ if command -v curl >/dev/null; then
         [ "$code" = 404 ] && ok || bad "unknown endpoint: $code"
         "$E" infer models/resnet20-iconly.eenn "$IMG" --limit 50 --split s1.b3.add --server "$U" >"$T/o" 2>"$T/e"
         grep -q "degraded" "$T/o" && grep -q "does not match" "$T/e" && ok || bad "a mismatched model: $(cat "$T/e")"
+        curl -s -H 'Content-Type: image/png' --data-binary @$FIX/fmnist-test0-label9.png "$U/v1/classify" |
+            grep -q '"class":9' && ok || bad "classify a PNG image"
+        # a full queue (--queue 1): concurrent requests while a long one runs get 503 busy, the others their answer
+        "$E" infer $M "$IMG" --limit 3000 --batch 1024 --split s1.b3.add --server "$U" >/dev/null 2>&1 &
+        ipid=$!
+        cpids=""
+        for k in 1 2 3 4; do
+            for i in $(seq 1 25); do
+                curl -s -o /dev/null -w '%{http_code}\n' -H 'Content-Type: image/png' \
+                    --data-binary @$FIX/fmnist-test0-label9.png "$U/v1/classify"
+            done >"$T/codes$k" &
+            cpids="$cpids $!"
+        done
+        wait $ipid $cpids
+        cat "$T"/codes? >"$T/codes"
+        grep -q 503 "$T/codes" && grep -q 200 "$T/codes" && ! grep -qv '^\(200\|503\)$' "$T/codes" && ok ||
+            bad "a full queue: $(sort "$T/codes" | uniq -c | tr '\n' ' ')"
         curl -s "$U/health" | grep -q ok && ok || bad "the server stopped answering after bad requests"
         kill -TERM $spid; wait $spid && grep -q "stopping after" "$T/serve.log" && ok || bad "serve on SIGTERM: $(tail -1 "$T/serve.log")"
         "$E" infer $M "$IMG" --limit 50 --split s1.b3.add --server "$U" --timeout 500 >"$T/o" 2>"$T/e"
