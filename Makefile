@@ -53,7 +53,7 @@ $(BUILD)/libeenn.so: $(OBJ)
 	ln -sf libeenn.so.$(VERSION) $@
 
 CLI = $(wildcard cli/*.c)
-$(BUILD)/eenn: $(CLI) cli/common.h $(BUILD)/libeenn.a
+$(BUILD)/eenn: $(CLI) cli/common.h cli/http.h $(BUILD)/libeenn.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI) $(BUILD)/libeenn.a $(CLI_LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/testlib.c tests/testlib.h $(BUILD)/libeenn.a

@@ -6,6 +6,7 @@
  * --cloud URL names one). The transport is the server's: HTTP (libmicrohttpd, libcurl) and the wire format. */
 #define _DEFAULT_SOURCE
 #include "common.h"
+#include "http.h"
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
@@ -159,16 +160,6 @@ typedef struct {
     size_t len, cap;
 } upload;
 
-static enum MHD_Result respond(struct MHD_Connection *con, unsigned status, const char *type, void *data, size_t len,
-                               int owned) {
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, data, owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_MUST_COPY);
-    if (!r) return MHD_NO;
-    MHD_add_response_header(r, "Content-Type", type);
-    enum MHD_Result ok = MHD_queue_response(con, status, r);
-    MHD_destroy_response(r);
-    return ok;
-}
-
 static enum MHD_Result respond_json(struct MHD_Connection *con, unsigned status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static enum MHD_Result respond_json(struct MHD_Connection *con, unsigned status, const char *fmt, ...) {
@@ -177,7 +168,7 @@ static enum MHD_Result respond_json(struct MHD_Connection *con, unsigned status,
     va_start(ap, fmt);
     int n = vsnprintf(b, sizeof b, fmt, ap);
     va_end(ap);
-    return respond(con, status, "application/json", b, (size_t)(n < (int)sizeof b ? n : (int)sizeof b - 1), 0);
+    return http_reply(con, status, "application/json", b, (size_t)(n < (int)sizeof b ? n : (int)sizeof b - 1), 0);
 }
 
 static const char *header(struct MHD_Connection *con, const char *key) {
@@ -313,7 +304,7 @@ static enum MHD_Result cloud_handle(void *cls, struct MHD_Connection *con, const
         fprintf(stderr, "cloud: finished after %ld batches, %.1f s of training\n", C->total_batches, C->busy_s);
         pthread_mutex_unlock(&C->mu);
         if (!b) return respond_json(con, 500, "{\"error\":\"cannot write the model\"}\n");
-        return respond(con, 200, "application/octet-stream", b, len, 1);
+        return http_reply(con, 200, "application/octet-stream", b, len, 1);
     }
     return respond_json(con, 404, "{\"error\":\"no endpoint %s %s\"}\n", method, js(url));
 }

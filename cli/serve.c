@@ -4,6 +4,7 @@
  * requests of the same kind into one batch. The queue is bounded: when full, requests get 503 at once. */
 #define _DEFAULT_SOURCE
 #include "common.h"
+#include "http.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
@@ -132,8 +133,8 @@ typedef struct {
     int too_large;
 } request;
 
-static enum MHD_Result reply(struct MHD_Connection *con, unsigned status, const char *type, void *data, size_t len,
-                             int owned) {
+enum MHD_Result http_reply(struct MHD_Connection *con, unsigned status, const char *type, void *data, size_t len,
+                           int owned) {
     struct MHD_Response *r = MHD_create_response_from_buffer(len, data, owned ? MHD_RESPMEM_MUST_FREE
                                                                                : MHD_RESPMEM_MUST_COPY);
     if (!r) {
@@ -155,7 +156,7 @@ static enum MHD_Result reply_error(struct MHD_Connection *con, unsigned status, 
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     int n = snprintf(body, sizeof body, "{\"error\":\"%s\"}\n", js(msg));
-    return reply(con, status, "application/json", body, (size_t)n, 0);
+    return http_reply(con, status, "application/json", body, (size_t)n, 0);
 }
 
 /* the split called name: cached after the first request (under S->mu); -1 with err if there is none */
@@ -202,7 +203,7 @@ static enum MHD_Result answer(server *S, struct MHD_Connection *con, job *j) {
         unsigned char *b = malloc(len);
         if (!b) return reply_error(con, 500, "out of memory");
         ee_wire_encode_reply(j->pred, j->conf, j->exit_head, j->why, j->n, b);
-        return reply(con, 200, "application/octet-stream", b, len, 1);
+        return http_reply(con, 200, "application/octet-stream", b, len, 1);
     }
     static const char *const reason[] = {"policy", "final", "deadline", "budget", "degraded"};
     size_t cap = 256 + (size_t)j->n * 200, len = 0;
@@ -218,7 +219,7 @@ static enum MHD_Result answer(server *S, struct MHD_Connection *con, job *j) {
                                 j->exit_head[i], reason[j->why[i] < 5 ? j->why[i] : 0]);
     }
     len += (size_t)snprintf(b + len, cap - len, "]}\n");
-    return reply(con, 200, "application/json", b, len, 1);
+    return http_reply(con, 200, "application/json", b, len, 1);
 }
 
 static void free_job(job *j) {
@@ -338,7 +339,7 @@ static enum MHD_Result info(server *S, struct MHD_Connection *con) {
     n += (size_t)snprintf(b + n, 16384 - n, "],\"requests\":%lu,\"samples\":%lu,\"rejected_busy\":%lu,"
                           "\"rejected_bad\":%lu}\n", S->requests, S->samples, S->rejected_busy, S->rejected_bad);
     pthread_mutex_unlock(&S->mu);
-    return reply(con, 200, "application/json", b, n, 1);
+    return http_reply(con, 200, "application/json", b, n, 1);
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *con, const char *url, const char *method,
@@ -381,7 +382,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *con, const char 
         pthread_mutex_lock(&S->mu);
         int n = snprintf(b, sizeof b, "{\"status\":\"ok\",\"queued\":%ld}\n", S->queued);
         pthread_mutex_unlock(&S->mu);
-        return reply(con, 200, "application/json", b, (size_t)n, 0);
+        return http_reply(con, 200, "application/json", b, (size_t)n, 0);
     }
     if (!strcmp(url, "/v1/info")) {
         if (!get) return reply_error(con, 405, "%s %s: use GET", method, url);

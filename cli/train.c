@@ -560,7 +560,8 @@ int cmd_train(int argc, char **argv) {
     ee_train_config cfg = {o.epochs, o.batch, o.opt, o.sched, o.aug, o.ckpt, o.resume, 0, o.mode, o.lambda, o.loss,
                            o.stage1, o.stop_after, o.lambda, o.warmup, o.phase};
     progress_state ps = {isatty(2), o.json, now_s(), o.mode == EE_MODE_JEI ? "the JEI gates" : "confidence > 0.5"};
-    fprintf(stderr, "training %s (%zu parameters) on %s: %d train / %d val / %d test, %d epochs, batch %d, %d threads\n",
+    if (!o.hier) /* hierarchical training says what it trains where, once the split is checked */
+        fprintf(stderr, "training %s (%zu parameters) on %s: %d train / %d val / %d test, %d epochs, batch %d, %d threads\n",
             ee_net_name(net), ee_net_num_params(net), o.data, train->n, val ? val->n : 0, test->n, o.epochs, o.batch,
             ee_ctx_threads(ctx));
     hier_result hres = {0};

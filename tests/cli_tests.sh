@@ -378,6 +378,18 @@ else
     echo "SKIP: curl is not installed (apt-get install curl): the server was not tested"
 fi
 
+
+# hierarchical training: an edge process and the cloud process it starts, a short run that writes a whole model
+expect_usage "hierarchical without a split" "give --split NODE" "$E" train --hierarchical --mode sdn
+expect_usage "hierarchical CNN" "trains an SDN (--mode sdn)" "$E" train --hierarchical --split s1.b3.add
+expect_usage "split without hierarchical" "only with --hierarchical" "$E" train --split s1.b3.add
+expect_fail "hierarchical split before any exit" "no exit before it" "$E" train --hierarchical --mode sdn \
+    --split stem.relu --subset 256 --val 64 --test-subset 64 --epochs 1
+if "$E" train --hierarchical --split s1.b3.add --mode sdn --subset 256 --val 64 --test-subset 100 --epochs 1 --batch 64 \
+    --out "$T/hier.eenn" >"$T/hier.out" 2>"$T/hier.err" && grep -q "test accuracy per exit" "$T/hier.out" &&
+    grep -q "split training that sends the gradient back" "$T/hier.err" && "$E" eval "$T/hier.eenn" --subset 50 >/dev/null
+then ok; else bad "hierarchical training: $(tail -3 "$T/hier.err")"; fi
+
 # bad model files
 size=$(wc -c <"$T/m.eenn")
 head -c $((size / 2)) "$T/m.eenn" >"$T/trunc.eenn"
