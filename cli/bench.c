@@ -64,11 +64,6 @@ static double time_loop(ee_ctx *ctx, ee_net *net, ee_optim_state *st, float *x, 
     return (now_s() - t0) / (it + 1);
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* early-exit inference against the same CNN without ICs, on real test images */
 static int bench_exits(const char *model, double q, int nimg, int threads, int json, ee_conv_kernel conv) {
     ee_ctx *ctx = ee_ctx_new();

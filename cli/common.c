@@ -323,3 +323,8 @@ void pixels_to_input(const ee_net *net, const unsigned char *px, int w, int h, f
                 x[((size_t)r * W + q) * C + c] = (px[((size_t)sr * w + sq) * C + c] / 255.0f - mean[c]) / std[c];
             }
 }
+
+int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}

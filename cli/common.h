@@ -15,6 +15,8 @@ void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), nore
 /* dies with the context's message if s is not EE_OK */
 void check(ee_status s, ee_ctx *ctx);
 double now_s(void);
+/* qsort comparison of doubles, ascending (latency percentiles) */
+int cmp_double(const void *a, const void *b);
 
 /* Options of one command, parsed with getopt_long: `--opt value`, `--opt=value`, `--` and `-h`/`--help` work as
  * in other GNU tools, and options may come before or after the positional arguments. */

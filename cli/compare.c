@@ -43,11 +43,6 @@ static const struct option compare_opts[] = {
 
 typedef struct { double img_s1, img_s128, p50_ms, p99_ms; } speed;
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* real inference of the first n images of x (NHWC, img floats each): under p, or densely (p NULL) */
 static speed measure(ee_ctx *ctx, ee_net *net, const ee_exit_policy *p, const float *x, size_t img, int n) {
     speed r = {0, 0, 0, 0};

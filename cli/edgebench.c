@@ -20,11 +20,6 @@ typedef struct {
     char err[300];
 } client;
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static void *run_client(void *arg) {
     client *c = arg;
     ee_ctx *ctx = ee_ctx_new();
@@ -120,7 +115,7 @@ int bench_split(const char *model, const char *server, const char *split, const 
         lat[nloc++] = now_s() - a0;
     }
     double local_rate = nloc * batch / (now_s() - t0);
-    qsort(lat, nloc, sizeof *lat, cmp_d);
+    qsort(lat, nloc, sizeof *lat, cmp_double);
     double lp50 = lat[nloc / 2] * 1e3, lp99 = lat[(int)(nloc * 0.99)] * 1e3;
     free(lat);
     /* bytes a sent sample costs, per wire type (the header shared by a request's samples) */
@@ -173,7 +168,7 @@ int bench_split(const char *model, const char *server, const char *split, const 
             bytes += cl[k].bytes;
             if (cl[k].err[0] && !why[0]) why = cl[k].err;
         }
-        qsort(all, nl, sizeof *all, cmp_d);
+        qsort(all, nl, sizeof *all, cmp_double);
         double p50 = nl ? all[nl / 2] * 1e3 : 0, p99 = nl ? all[(int)(nl * 0.99)] * 1e3 : 0;
         double rate = inputs / wall, kept = inputs ? 100.0 * (inputs - sent) / inputs : 0;
         double bpi = inputs ? (double)bytes / inputs : 0;

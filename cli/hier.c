@@ -318,14 +318,8 @@ static void cloud_done(void *cls, struct MHD_Connection *con, void **state, enum
 
 int hier_cloud(const char *listen, int threads, const char *port_file) {
     char host[256];
-    const char *colon = strrchr(listen, ':');
-    if (!colon || colon == listen || (size_t)(colon - listen) >= sizeof host)
-        usage_error("train --listen: '%s' is not HOST:PORT", listen);
-    memcpy(host, listen, (size_t)(colon - listen));
-    host[colon - listen] = 0;
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || port < 0 || port > 65535) usage_error("train --listen: '%s' is not a port", colon + 1);
+    struct sockaddr_in addr;
+    http_parse_listen("train --listen", listen, host, sizeof host, &addr);
     static cloud C;
     C.ctx = ee_ctx_new();
     ee_ctx_set_threads(C.ctx, threads);
@@ -333,24 +327,16 @@ int hier_cloud(const char *listen, int threads, const char *port_file) {
     pthread_cond_init(&C.work, NULL);
     pthread_cond_init(&C.idle, NULL);
     sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    http_block_signals(&sigs);
     pthread_t w;
     if (pthread_create(&w, NULL, cloud_worker, &C)) die("cloud: cannot start the training thread");
-    struct sockaddr_in addr = {0};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) usage_error("train --listen: '%s' is not an IPv4 address", host);
     struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD,
-                                            (uint16_t)port, NULL, NULL, cloud_handle, &C, MHD_OPTION_SOCK_ADDR,
+                                            ntohs(addr.sin_port), NULL, NULL, cloud_handle, &C, MHD_OPTION_SOCK_ADDR,
                                             (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, cloud_done, &C,
                                             MHD_OPTION_CONNECTION_TIMEOUT, 600u, MHD_OPTION_END);
     if (!d) die("cloud: cannot listen on %s (%s)", listen, errno ? strerror(errno) : "libmicrohttpd failed");
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    unsigned bound = di ? di->port : (unsigned)port;
+    unsigned bound = di ? di->port : ntohs(addr.sin_port);
     fprintf(stderr, "cloud: listening on http://%s:%u for hierarchical training\n", host, bound);
     if (port_file) {
         char tmp[4200];

@@ -441,24 +441,9 @@ int cmd_serve(int argc, char **argv) {
         }
     }
     if (cli_npos(&a) != 1) usage_error("serve: give one model (see eenn serve --help)");
-    /* HOST:PORT */
     char host[256];
-    const char *colon = strrchr(listen, ':');
-    if (!colon || colon == listen || (size_t)(colon - listen) >= sizeof host || !colon[1])
-        usage_error("serve --listen: '%s' is not HOST:PORT", listen);
-    memcpy(host, listen, (size_t)(colon - listen));
-    host[colon - listen] = 0;
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || port < 0 || port > 65535) usage_error("serve --listen: '%s' is not a port", colon + 1);
-    struct addrinfo hints = {0}, *ai = NULL;
-    hints.ai_family = AF_INET;
-    hints.ai_socktype = SOCK_STREAM;
-    if (getaddrinfo(host, NULL, &hints, &ai) || !ai) die("serve --listen: cannot resolve '%s'", host);
     struct sockaddr_in addr;
-    memcpy(&addr, ai->ai_addr, sizeof addr);
-    freeaddrinfo(ai);
-    addr.sin_port = htons((uint16_t)port);
+    http_parse_listen("serve --listen", listen, host, sizeof host, &addr);
 
     static server S; /* the process's one server: its threads and the signal handling below share it */
     S.model = cli_pos(&a)[0];
@@ -483,23 +468,18 @@ int cmd_serve(int argc, char **argv) {
     pthread_mutex_init(&S.mu, NULL);
     pthread_cond_init(&S.work, NULL);
     pthread_cond_init(&S.done, NULL);
-    /* SIGINT and SIGTERM are waited for below, in this thread only */
     sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    http_block_signals(&sigs);
     pthread_t w;
     if (pthread_create(&w, NULL, worker, &S)) die("serve: cannot start the worker thread");
     struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL, NULL, handle, &S,
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, ntohs(addr.sin_port), NULL, NULL, handle, &S,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)conns,
         MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_NOTIFY_COMPLETED, completed, &S, MHD_OPTION_END);
     if (!d) die("serve: cannot listen on %s (%s)", listen, errno ? strerror(errno) : "libmicrohttpd failed");
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     fprintf(stderr, "eenn serve: %s (%s, fingerprint %016llx) on http://%s:%u; batch %d, queue %ld samples\n",
-            S.model, ee_net_name(S.net), (unsigned long long)S.fp, host, di ? di->port : (unsigned)port, batch, queue);
+            S.model, ee_net_name(S.net), (unsigned long long)S.fp, host, di ? di->port : ntohs(addr.sin_port), batch, queue);
     int sig = 0;
     sigwait(&sigs, &sig);
     fprintf(stderr, "eenn serve: %s: stopping after %lu requests (%lu samples; %lu refused busy, %lu bad)\n",
@@ -513,4 +493,30 @@ int cmd_serve(int argc, char **argv) {
     ee_net_free(S.net);
     ee_ctx_free(S.ctx);
     return 0;
+}
+
+void http_parse_listen(const char *opt, const char *listen, char *host, size_t hostn, struct sockaddr_in *addr) {
+    const char *colon = strrchr(listen, ':');
+    if (!colon || colon == listen || (size_t)(colon - listen) >= hostn || !colon[1])
+        usage_error("%s: '%s' is not HOST:PORT", opt, listen);
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = 0;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port < 0 || port > 65535) usage_error("%s: '%s' is not a port", opt, colon + 1);
+    struct addrinfo hints = {0}, *ai = NULL;
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(host, NULL, &hints, &ai) || !ai) die("%s: cannot resolve '%s'", opt, host);
+    memcpy(addr, ai->ai_addr, sizeof *addr);
+    freeaddrinfo(ai);
+    addr->sin_port = htons((uint16_t)port);
+}
+
+void http_block_signals(sigset_t *sigs) {
+    sigemptyset(sigs);
+    sigaddset(sigs, SIGINT);
+    sigaddset(sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
 }

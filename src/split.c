@@ -145,22 +145,29 @@ static ee_status train_check(ee_ctx *ctx, const ee_net *net, const ee_split *sp,
     return EE_OK;
 }
 
+/* seeds heads [h0, h1) with their weighted cross-entropy: the weighted sum in *loss, the last head's correct
+ * answers in *correct (either may be NULL) */
+static ee_status seed_losses(ee_ctx *ctx, ee_net *net, int h0, int h1, const uint8_t *labels, int n,
+                             const float *weights, double *loss, int *correct) {
+    ee_net_zero_seeds(net);
+    double total = 0;
+    for (int h = h0; h < h1; h++) {
+        double l = 0;
+        ee_status s = ee_net_loss(ctx, net, h, labels, n, weights[h], &l, h == h1 - 1 ? correct : NULL);
+        if (s) return s;
+        total += weights[h] * l;
+    }
+    if (loss) *loss = total;
+    return EE_OK;
+}
+
 ee_status ee_split_train_edge(ee_ctx *ctx, ee_net *net, const ee_split *sp, const float *x, const uint8_t *labels,
                               int n, const float *weights, float *act, double *loss, int *correct) {
     ee_status s = train_check(ctx, net, sp, n);
     if (s) return s;
     if (sp->heads < 1) return ee_fail(ctx, EE_ERR_ARG, "no exit before the split: the near part has no loss to train on");
     if ((s = ee_net_forward_range(ctx, net, x, 0, sp->resume, n, 1))) return s;
-    ee_net_zero_seeds(net);
-    double total = 0;
-    for (int h = 0; h < sp->heads; h++) {
-        double l = 0;
-        int right = 0;
-        if ((s = ee_net_loss(ctx, net, h, labels, n, weights[h], &l, h == sp->heads - 1 ? &right : NULL))) return s;
-        total += weights[h] * l;
-        if (h == sp->heads - 1 && correct) *correct = right;
-    }
-    if (loss) *loss = total;
+    if ((s = seed_losses(ctx, net, 0, sp->heads, labels, n, weights, loss, correct))) return s;
     /* only the exits before the split are seeded: the gradient stays in the near part */
     if ((s = ee_net_backward(ctx, net, n))) return s;
     if (act) memcpy(act, net->nodes[sp->node].y, (size_t)n * sp->c * sp->h * sp->w * sizeof(float));
@@ -173,16 +180,7 @@ ee_status ee_split_train_far(ee_ctx *ctx, ee_net *net, const ee_split *sp, const
     if (s) return s;
     memcpy(net->nodes[sp->node].y, act, (size_t)n * sp->c * sp->h * sp->w * sizeof(float));
     if ((s = ee_net_forward_range(ctx, net, NULL, sp->resume, net->nnodes, n, 1))) return s;
-    ee_net_zero_seeds(net);
-    double total = 0;
-    for (int h = sp->heads; h < net->nheads; h++) {
-        double l = 0;
-        int right = 0;
-        if ((s = ee_net_loss(ctx, net, h, labels, n, weights[h], &l, h == net->nheads - 1 ? &right : NULL))) return s;
-        total += weights[h] * l;
-        if (h == net->nheads - 1 && correct) *correct = right;
-    }
-    if (loss) *loss = total;
+    if ((s = seed_losses(ctx, net, sp->heads, net->nheads, labels, n, weights, loss, correct))) return s;
     /* the split node's output is a constant here: the backward stops at it, nothing goes back */
     return ee_net_backward_until(ctx, net, n, sp->node);
 }
