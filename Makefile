@@ -29,6 +29,13 @@ LDLIBS = -lmatio -lstb -lz $(CURL_LIB) -lm -ldl -pthread
 # the CLI takes stb and zlib in statically: only what it calls is mapped, 0.15 MB less resident per process;
 # libmicrohttpd is the server of `eenn serve`
 CLI_LDLIBS = -Wl,-Bstatic -lstb -lz -Wl,-Bdynamic -lmatio -lmicrohttpd $(CURL_LIB) -lm -ldl -pthread
+# MPI: data-parallel training in the CLI (mpirun -np N eenn train); on by default where pkg-config finds Open MPI,
+# MPI=0 leaves it out. The library itself never links MPI.
+MPI ?= $(shell pkg-config --exists ompi-c 2>/dev/null && echo 1 || echo 0)
+ifeq ($(MPI),1)
+MPI_CFLAGS = -DEE_MPI $(shell pkg-config --cflags ompi-c)
+MPI_LIBS = $(shell pkg-config --libs ompi-c)
+endif
 BUILD ?= build
 SOVERSION = 0
 VERSION = 0.1.0
@@ -54,11 +61,15 @@ $(BUILD)/libeenn.so: $(OBJ)
 
 CLI = $(wildcard cli/*.c)
 $(BUILD)/eenn: $(CLI) cli/common.h cli/http.h $(BUILD)/libeenn.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CLI) $(BUILD)/libeenn.a $(CLI_LDLIBS)
+	$(CC) $(CFLAGS) $(MPI_CFLAGS) $(LDFLAGS) -o $@ $(CLI) $(BUILD)/libeenn.a $(CLI_LDLIBS) $(MPI_LIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/testlib.c tests/testlib.h $(BUILD)/libeenn.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -Isrc -o $@ $< tests/testlib.c $(BUILD)/libeenn.a $(LDLIBS)
+
+$(BUILD)/tests/modeldiff: tests/modeldiff.c $(BUILD)/libeenn.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libeenn.a $(LDLIBS)
 
 $(BUILD)/tests/pngstat: tests/pngstat.c
 	@mkdir -p $(dir $@)
@@ -66,7 +77,7 @@ $(BUILD)/tests/pngstat: tests/pngstat.c
 
 # make check: unit, reference and CLI tests; the exported symbols; the library tests again on a build without the
 # AVX2 kernels; everything again under ASan+UBSan; a short run of each fuzzer.
-check: all $(TESTS) $(BUILD)/tests/pngstat check-clang check-install check-symbols
+check: all $(TESTS) $(BUILD)/tests/pngstat $(BUILD)/tests/modeldiff check-clang check-install check-symbols
 	@sh tests/run_tests.sh $(BUILD)
 	$(MAKE) check-generic
 	$(MAKE) check-asan

@@ -7,11 +7,19 @@
 #include <string.h>
 #include <time.h>
 
+int cli_rank = -1;
+void (*cli_fail_hook)(int status);
+void (*cli_peer_hook)(void);
+void (*cli_pause_hook)(void);
+
 static void vfail(int status, const char *fmt, va_list ap) __attribute__((noreturn));
 static void vfail(int status, const char *fmt, va_list ap) {
+    if (cli_pause_hook) cli_pause_hook();
     fputs("eenn: ", stderr);
+    if (cli_rank >= 0) fprintf(stderr, "rank %d: ", cli_rank);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
+    if (cli_fail_hook) cli_fail_hook(status);
     exit(status);
 }
 void die(const char *fmt, ...) {
@@ -25,6 +33,7 @@ void usage_error(const char *fmt, ...) {
     vfail(2, fmt, ap);
 }
 void check(ee_status s, ee_ctx *ctx) {
+    if (s == EE_ERR_PEER && cli_peer_hook) cli_peer_hook(); /* the failing rank prints why */
     if (s) die("%s", ee_ctx_error(ctx)[0] ? ee_ctx_error(ctx) : ee_status_name(s));
 }
 double now_s(void) {

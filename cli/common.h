@@ -14,6 +14,17 @@ void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 /* dies with the context's message if s is not EE_OK */
 void check(ee_status s, ee_ctx *ctx);
+/* data-parallel training (mpi.c): this process's rank in failure lines (-1: one process), what a failure does
+ * after printing its line (stop every rank), what a rank does when another one failed, and what it does before
+ * printing (ranks other than 0 wait for rank 0 to report a failure they share) */
+extern int cli_rank;
+extern void (*cli_fail_hook)(int status);
+extern void (*cli_peer_hook)(void);
+extern void (*cli_pause_hook)(void);
+/* starts MPI when an MPI launcher started this process, and fills par (size 1 otherwise); returns the size */
+int mpi_start(ee_parallel *par);
+void mpi_finish(void);
+int mpi_local_size(void);
 double now_s(void);
 /* qsort comparison of doubles, ascending (latency percentiles) */
 int cmp_double(const void *a, const void *b);

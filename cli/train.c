@@ -59,6 +59,10 @@ static const char *train_help =
     "  --stop-after N     stop after epoch N of the schedule, leaving the checkpoint to --resume from (for example\n"
     "                     the first stage of two-stage EENet training, shared by runs at several --lambda)\n"
     "  --seed N (1221)    --threads N (0 = all cores)   --json  final results as JSON\n"
+    "Data-parallel training: mpirun -np N eenn train ... (docs/cluster.md): every rank takes its share of each\n"
+    "global batch of --batch samples and the gradients are summed over the ranks; rank 0 reports, checkpoints and\n"
+    "writes the model; --resume works with any N. Threads per rank: the cores divided by the ranks on a machine.\n"
+    "  --sync-bn          batch norm over the whole global batch (default: each rank's share)\n"
     "  --hierarchical --split NODE  hierarchical training (Sepehri et al.; --mode sdn): this process, the edge,\n"
     "                     trains the layers up to NODE on the exits before it and sends NODE's outputs and the\n"
     "                     labels to a cloud process, which trains the rest; no gradient goes back\n"
@@ -127,7 +131,7 @@ static ee_net *attach_ics(ee_ctx *ctx, ee_net *net, const char *ics) {
 enum {
     O_ARCH = 256, O_ARCH_FILE, O_MODE, O_FROM, O_ICS, O_DATA, O_OUT, O_CHECKPOINT, O_EPOCHS, O_BATCH, O_LR, O_MOMENTUM,
     O_WD, O_NESTEROV, O_OPTIM, O_SCHEDULE, O_MILESTONES, O_GAMMA, O_VAL, O_SUBSET, O_TEST_SUBSET, O_NO_AUGMENT,
-    O_AUGMENT, O_TRIGGER, O_TARGET, O_POISON, O_RESUME, O_SEED, O_THREADS, O_JSON, O_EXITS, O_DIST, O_LAMBDA,
+    O_AUGMENT, O_TRIGGER, O_TARGET, O_POISON, O_RESUME, O_SEED, O_THREADS, O_JSON, O_SYNC_BN, O_EXITS, O_DIST, O_LAMBDA,
     O_EXIT_TYPE, O_LOSS, O_STAGE1, O_STOP_AFTER, O_GATE, O_WARMUP, O_PHASE, O_AT, O_HIDDEN, O_POOL, O_TEXT_LENGTH,
     O_TOKENS, O_HIER, O_HIER_CLOUD, O_SPLIT, O_CLOUD, O_LINK, O_WIRE, O_LISTEN, O_PORT_FILE, O_CLOUD_THREADS
 };
@@ -147,6 +151,7 @@ static const struct option train_opts_list[] = {
     {"target", required_argument, NULL, O_TARGET}, {"poison", required_argument, NULL, O_POISON},
     {"resume", no_argument, NULL, O_RESUME}, {"seed", required_argument, NULL, O_SEED},
     {"threads", required_argument, NULL, O_THREADS}, {"json", no_argument, NULL, O_JSON},
+    {"sync-bn", no_argument, NULL, O_SYNC_BN},
     {"exits", required_argument, NULL, O_EXITS}, {"distribution", required_argument, NULL, O_DIST},
     {"lambda", required_argument, NULL, O_LAMBDA}, {"exit-type", required_argument, NULL, O_EXIT_TYPE},
     {"loss", required_argument, NULL, O_LOSS}, {"stage1-epochs", required_argument, NULL, O_STAGE1},
@@ -182,7 +187,7 @@ typedef struct {
     ee_schedule sched;
     ee_augment aug;
     char ckpt_buf[4200];
-    int hier, hier_cloud, wire, cloud_threads;
+    int hier, hier_cloud, wire, cloud_threads, sync_bn;
     const char *split, *cloud, *listen, *port_file;
     double link_mbit;
 } train_opts;
@@ -258,6 +263,7 @@ static void parse_train(int argc, char **argv, train_opts *o) {
         case O_SEED: o->seed = cli_int(&a, 0, 2147483647); break;
         case O_THREADS: o->threads = (int)cli_int(&a, 0, 256); break;
         case O_JSON: o->json = 1; break;
+        case O_SYNC_BN: o->sync_bn = 1; break;
         case O_EXITS: o->exits = (int)cli_int(&a, 1, EE_MAX_HEADS - 1); o->set_eenet = 1; break;
         case O_DIST:
             if ((o->dist = ee_eenet_dist_find(v)) < 0)
@@ -521,6 +527,17 @@ int cmd_train(int argc, char **argv) {
         if (f) { o.text = 1; fclose(f); }
     }
     resolve_recipe(&o);
+    ee_parallel par;
+    int ranks = mpi_start(&par), rank = par.rank;
+    par.sync_bn = o.sync_bn;
+    if (ranks > 1 && o.hier) usage_error("train --hierarchical runs on one process, not under mpirun");
+    if (ranks > 1 && o.batch < ranks)
+        usage_error("train --batch: the global batch (%d) is smaller than the number of ranks (%d)", o.batch, ranks);
+    if (ranks > 1 && o.threads == 0) { /* the machine's cores shared by the ranks the launcher put on it */
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        o.threads = (int)(cores / mpi_local_size());
+        if (o.threads < 1) o.threads = 1;
+    }
     ee_ctx *ctx = ee_ctx_new();
     if (!ctx) die("out of memory");
     ee_ctx_seed(ctx, (uint64_t)o.seed);
@@ -558,12 +575,15 @@ int cmd_train(int argc, char **argv) {
     record_meta(ctx, net, &o, train);
     o.sched.base_lr = o.opt.lr;
     ee_train_config cfg = {o.epochs, o.batch, o.opt, o.sched, o.aug, o.ckpt, o.resume, 0, o.mode, o.lambda, o.loss,
-                           o.stage1, o.stop_after, o.lambda, o.warmup, o.phase};
+                           o.stage1, o.stop_after, o.lambda, o.warmup, o.phase, ranks > 1 ? &par : NULL};
     progress_state ps = {isatty(2), o.json, now_s(), o.mode == EE_MODE_JEI ? "the JEI gates" : "confidence > 0.5"};
-    if (!o.hier) /* hierarchical training says what it trains where, once the split is checked */
-        fprintf(stderr, "training %s (%zu parameters) on %s: %d train / %d val / %d test, %d epochs, batch %d, %d threads\n",
+    if (!o.hier && rank == 0) { /* hierarchical training says what it trains where, once the split is checked */
+        fprintf(stderr, "training %s (%zu parameters) on %s: %d train / %d val / %d test, %d epochs, batch %d, %d threads",
             ee_net_name(net), ee_net_num_params(net), o.data, train->n, val ? val->n : 0, test->n, o.epochs, o.batch,
             ee_ctx_threads(ctx));
+        if (ranks > 1) fprintf(stderr, " x %d ranks%s", ranks, o.sync_bn ? ", sync-BN" : "");
+        fputc('\n', stderr);
+    }
     hier_result hres = {0};
     if (o.hier) {
         hier_opts ho = {o.split, o.cloud, o.link_mbit, o.wire, o.cloud_threads, o.epochs, o.batch, o.opt, o.sched,
@@ -571,6 +591,13 @@ int cmd_train(int argc, char **argv) {
         hier_edge(ctx, net, &ho, train, test);
     } else
         check(ee_train(ctx, net, train, val, test, &cfg, on_progress, &ps), ctx);
+    if (rank > 0) { /* rank 0 writes the model and reports */
+        ee_net_free(net);
+        ee_dataset_free(train); ee_dataset_free(val); ee_dataset_free(test);
+        ee_ctx_free(ctx);
+        mpi_finish();
+        return 0;
+    }
     record_meta(ctx, net, &o, train); /* this run's settings, not those of a checkpoint it resumed from */
     double secs = now_s() - ps.t0;
     if (o.stop_after > 0 && o.stop_after < o.epochs) {
@@ -579,6 +606,7 @@ int cmd_train(int argc, char **argv) {
         ee_net_free(net);
         ee_dataset_free(train); ee_dataset_free(val); ee_dataset_free(test);
         ee_ctx_free(ctx);
+        mpi_finish();
         return 0;
     }
     char eps[32];
@@ -606,6 +634,10 @@ int cmd_train(int argc, char **argv) {
                js(ee_net_name(net)), ee_net_num_params(net), o.epochs, o.batch, secs, te.acc * 100, te.loss,
                val ? ve.acc * 100 : -1.0, js(o.out));
         if (heads > 1) printf(",\"test_exit_acc\":[%s]", accs);
+        if (ranks > 1)
+            printf(",\"parallel\":{\"ranks\":%d,\"threads_per_rank\":%d,\"sync_bn\":%s,\"allreduces\":%ld,"
+                   "\"allreduce_ms\":%.3f}", ranks, ee_ctx_threads(ctx), o.sync_bn ? "true" : "false", par.comm_calls,
+                   par.comm_calls ? 1e3 * par.comm_s / par.comm_calls : 0.0);
         if (o.hier)
             printf(",\"hierarchical\":{\"split\":\"%s\",\"link_mbit\":%g,\"wall_s\":%.1f,\"edge_s\":%.1f,\"cloud_s\":%.1f,"
                    "\"link_s\":%.1f,\"mb_sent\":%.1f,\"edge_waited_s\":%.1f,\"split_training_estimate_s\":%.1f}",
@@ -621,5 +653,6 @@ int cmd_train(int argc, char **argv) {
     ee_net_free(net);
     ee_dataset_free(train); ee_dataset_free(val); ee_dataset_free(test);
     ee_ctx_free(ctx);
+    mpi_finish();
     return 0;
 }

@@ -34,6 +34,7 @@ typedef enum {
     EE_ERR_NOMEM,    /* an allocation failed */
     EE_ERR_BACKEND,  /* oneDNN refused a primitive */
     EE_ERR_NUMERIC,  /* NaN or infinite loss */
+    EE_ERR_PEER,     /* data-parallel training: another rank failed (it reports why) */
 } ee_status;
 
 /* ---------------------------------------------------------------- context */
@@ -373,6 +374,29 @@ typedef enum {
                         * jei, threshold 0.5) */
 } ee_train_mode;
 
+/* Data-parallel training (Horovod and PyTorch's DistributedDataParallel do the same): `size` processes, the
+ * ranks, each hold the whole network; each takes its contiguous share of every global batch of ee_train_config.batch
+ * samples, and the parameter gradients are summed over the ranks before every optimiser step, so that every rank
+ * takes the same step as one process on the whole batch. The library does no communication itself: the caller
+ * supplies the two collectives (eenn's CLI implements them with MPI). Every rank must call ee_train with the same
+ * network, data, seed and config. Rank 0 alone writes checkpoints and reports progress; a checkpoint is read by
+ * rank 0 and broadcast, so it resumes with any number of ranks. */
+typedef struct {
+    int rank, size;
+    /* batch norm over the whole global batch (its statistics and their gradients reduced over the ranks), as
+     * PyTorch's SyncBatchNorm; 0: each rank's own share, as DistributedDataParallel by default (the running
+     * statistics are then averaged over the ranks after every epoch) */
+    int sync_bn;
+    /* sums buf[0..n) over all ranks in place, the same result on every rank; floats, or doubles if dbl.
+     * 0 on success. Called by every rank in the same order. */
+    int (*allreduce)(void *user, void *buf, size_t n, int dbl);
+    /* copies rank 0's buf[0..bytes) to every rank; 0 on success */
+    int (*broadcast)(void *user, void *buf, size_t bytes);
+    void *user;
+    double comm_s;   /* out: seconds spent in the gradient allreduce (the communication cost per step) */
+    long comm_calls; /* out: gradient allreduces */
+} ee_parallel;
+
 typedef struct {
     int epochs, batch;
     ee_optim optim;
@@ -391,6 +415,7 @@ typedef struct {
     /* EE_MODE_JEI: the cost weight, the warm-up epochs, the batches per phase (200 in the code) */
     float jei_lambda;
     int jei_warmup, jei_switch;
+    ee_parallel *parallel;   /* NULL (or size 1): one process */
 } ee_train_config;
 /* The loss weight of each head at (0-based) epoch for a mode: weights[nheads]. */
 void ee_train_head_weights(const ee_net *net, ee_train_mode mode, int epoch, int epochs, float *weights);

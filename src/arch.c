@@ -77,7 +77,7 @@ static ee_status set_key(parser *p, ee_node *nd, const ee_layer_key *key, const 
 static ee_status parse_line(parser *p, ee_net *net, char *line, int *saw_input) {
     char *tok[32];
     int nt = 0;
-    for (char *s = strtok(line, " \t\r"); s; s = strtok(NULL, " \t\r")) {
+    for (char *sv = NULL, *s = strtok_r(line, " \t\r", &sv); s; s = strtok_r(NULL, " \t\r", &sv)) {
         if (nt == 32) return perr(p, "too many fields%s", "", NULL);
         tok[nt++] = s;
     }

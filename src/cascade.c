@@ -35,7 +35,7 @@ static int append_member(char **buf, size_t *len, size_t *cap, const char *text,
         line[ll] = 0;
         char *w = *buf + *len;
         int first = 1;
-        for (char *t = strtok(line, " "); t; t = strtok(NULL, " ")) {
+        for (char *sv = NULL, *t = strtok_r(line, " ", &sv); t; t = strtok_r(NULL, " ", &sv)) {
             w += sprintf(w, "%s", first ? "" : " ");
             first = 0;
             char *eq = strchr(t, '=');

@@ -99,7 +99,7 @@ ee_status ee_fail(ee_ctx *ctx, ee_status s, const char *fmt, ...) {
 
 const char *ee_status_name(ee_status s) {
     static const char *const names[] = {"ok", "bad argument", "I/O error", "bad file format", "out of memory",
-                                        "oneDNN error", "numerical error"};
+                                        "oneDNN error", "numerical error", "another rank failed"};
     return (unsigned)s < sizeof names / sizeof *names ? names[s] : "unknown error";
 }
 

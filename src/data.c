@@ -287,7 +287,7 @@ ee_status ee_dataset_load_tinyimagenet(ee_ctx *ctx, const char *dir, int train, 
         f = fopen(path, "r");
         if (!f) s = ee_fail(ctx, EE_ERR_IO, "%s: cannot open", path);
         for (int ln = 1; f && !s && fgets(line, sizeof line, f); ln++) {
-            char *file = strtok(line, "\t"), *id = strtok(NULL, "\t\r\n");
+            char *sv = NULL, *file = strtok_r(line, "\t", &sv), *id = strtok_r(NULL, "\t\r\n", &sv);
             if (!file || !id) { s = ee_fail(ctx, EE_ERR_FORMAT, "%s:%d: expected 'FILE<tab>WNID...'", path, ln); break; }
             int k = -1;
             for (int j = 0; j < nw; j++) if (!strcmp(wn[j], id)) k = j;

@@ -142,6 +142,7 @@ struct ee_net {
     void *dnnl;           /* engine and stream (dnnl.c) */
     char **meta_keys, **meta_vals;
     int nmeta;
+    ee_parallel *par;     /* data-parallel training in progress (ee_train): sync-BN reduces over its ranks */
 };
 
 /* A key of a layer's text line (docs/format.md): where its value goes, what it accepts and its default. The

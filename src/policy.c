@@ -525,7 +525,7 @@ ee_status ee_policy_from_text(ee_ctx *ctx, const char *text, ee_exit_policy *p) 
     strcpy(buf, text);
     int have = 0;
     const char *thr = NULL, *tem = NULL, *gates = NULL, *jumps = NULL, *jgates = NULL;
-    for (char *t = strtok(buf, " "); t; t = strtok(NULL, " ")) {
+    for (char *sv = NULL, *t = strtok_r(buf, " ", &sv); t; t = strtok_r(NULL, " ", &sv)) {
         char *eq = strchr(t, '=');
         if (!eq) return ee_fail(ctx, EE_ERR_FORMAT, "exit policy: '%s' is not key=value", t);
         *eq = 0;

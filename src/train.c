@@ -23,37 +23,136 @@ static ee_status check_data(ee_ctx *ctx, const ee_net *net, const ee_dataset *ds
     return EE_OK;
 }
 
-ee_status ee_evaluate(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int batch, ee_eval_result *res) {
-    memset(res, 0, sizeof *res);
-    if (batch <= 0) batch = 256;
-    ee_status s = check_data(ctx, net, ds, "evaluation");
-    if (s) return s;
-    if (batch > ds->n) batch = ds->n;
+/* the final head's summed loss and right answers on samples [i0, i1) of ds */
+static ee_status evaluate_range(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int i0, int i1, int batch,
+                                double *loss_sum, long *correct) {
+    *loss_sum = 0;
+    *correct = 0;
+    if (batch > i1 - i0) batch = i1 - i0;
+    if (batch < 1) return EE_OK;
+    ee_status s = EE_OK;
     if (net->max_batch < batch && (s = ee_net_prepare(ctx, net, batch, net->training))) return s;
     size_t img = ee_shape_size(net->in);
     float *x = ee_alloc(img * batch * sizeof(float));
     uint8_t *y = malloc(batch);
     int *idx = malloc(batch * sizeof(int));
     if (!x || !y || !idx) { ee_free(x); free(y); free(idx); return ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); }
-    double t0 = now_s(), loss_sum = 0;
-    for (int i = 0; i < ds->n && !s; i += batch) {
-        int n = ds->n - i < batch ? ds->n - i : batch, right = 0;
+    for (int i = i0; i < i1 && !s; i += batch) {
+        int n = i1 - i < batch ? i1 - i : batch, right = 0;
         for (int j = 0; j < n; j++) idx[j] = i + j;
         ee_dataset_batch(ctx, ds, idx, n, NULL, x, y);
         double l = 0;
         if (!(s = ee_net_forward(ctx, net, x, n, 0)) &&
             !(s = ee_net_loss(ctx, net, net->nheads - 1, y, n, 0, &l, &right))) {
-            loss_sum += l * n;
-            res->correct += right;
+            *loss_sum += l * n;
+            *correct += right;
         }
     }
+    ee_free(x); free(y); free(idx);
+    return s;
+}
+
+ee_status ee_evaluate(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int batch, ee_eval_result *res) {
+    memset(res, 0, sizeof *res);
+    if (batch <= 0) batch = 256;
+    ee_status s = check_data(ctx, net, ds, "evaluation");
+    if (s) return s;
+    double t0 = now_s(), loss_sum = 0;
+    long correct = 0;
+    s = evaluate_range(ctx, net, ds, 0, ds->n, batch, &loss_sum, &correct);
     res->seconds = now_s() - t0;
     res->n = ds->n;
+    res->correct = (int)correct;
     res->loss = loss_sum / ds->n;
     res->acc = (double)res->correct / ds->n;
     res->img_per_s = ds->n / (res->seconds > 0 ? res->seconds : 1e-9);
-    ee_free(x); free(y); free(idx);
     return s;
+}
+
+/* ---------------------------------------------------------------- data-parallel pieces */
+static int par_on(const ee_parallel *p) { return p && p->size > 1; }
+
+static uint64_t mix64(uint64_t z) {
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Every rank says whether it failed; all fail if one did: the failing rank with its own message, the others
+ * with EE_ERR_PEER naming it. */
+static ee_status par_status(ee_ctx *ctx, ee_parallel *p, ee_status s) {
+    if (!par_on(p)) return s;
+    float flags[256], *f = p->size <= 256 ? flags : calloc((size_t)p->size, sizeof(float));
+    if (!f) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    memset(f, 0, (size_t)p->size * sizeof(float));
+    f[p->rank] = s ? 1.0f : 0.0f;
+    int bad = p->allreduce(p->user, f, (size_t)p->size, 0), first = -1;
+    for (int r = 0; r < p->size && !bad && first < 0; r++)
+        if (f[r] != 0) first = r;
+    if (f != flags) free(f);
+    if (s) return s;
+    if (bad) return ee_fail(ctx, EE_ERR_PEER, "the allreduce over the ranks failed");
+    if (first >= 0) return ee_fail(ctx, EE_ERR_PEER, "training stopped: rank %d failed", first);
+    return EE_OK;
+}
+
+static ee_status par_sum(ee_ctx *ctx, ee_parallel *p, void *buf, size_t n, int dbl) {
+    if (!par_on(p) || !n) return EE_OK;
+    return p->allreduce(p->user, buf, n, dbl) ? ee_fail(ctx, EE_ERR_PEER, "the allreduce over the ranks failed") : EE_OK;
+}
+
+static ee_status par_bcast(ee_ctx *ctx, ee_parallel *p, void *buf, size_t bytes) {
+    if (!par_on(p) || !bytes) return EE_OK;
+    return p->broadcast(p->user, buf, bytes) ? ee_fail(ctx, EE_ERR_PEER, "the broadcast from rank 0 failed") : EE_OK;
+}
+
+/* the final head's validation or test result over every rank's share of ds */
+static ee_status evaluate_par(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, int batch, ee_parallel *p,
+                              ee_eval_result *res) {
+    if (!par_on(p)) return ee_evaluate(ctx, net, ds, batch, res);
+    memset(res, 0, sizeof *res);
+    double v[2] = {0, 0};
+    long correct = 0;
+    int i0 = (int)((long)ds->n * p->rank / p->size), i1 = (int)((long)ds->n * (p->rank + 1) / p->size);
+    ee_status s = par_status(ctx, p, evaluate_range(ctx, net, ds, i0, i1, batch, &v[0], &correct));
+    v[1] = (double)correct;
+    if (!s) s = par_sum(ctx, p, v, 2, 1);
+    res->n = ds->n;
+    res->correct = (int)v[1];
+    res->loss = v[0] / ds->n;
+    res->acc = v[1] / ds->n;
+    return s;
+}
+
+/* the seeds (loss gradients) of this rank's n samples rescaled from its own mean to the global batch's */
+static void scale_seeds(ee_net *net, int n, float f) {
+    for (int i = 0; i < net->nnodes; i++) {
+        ee_node *nd = &net->nodes[i];
+        if (!nd->seeded || !nd->dy) continue;
+        size_t len = ee_shape_size(nd->out) * (size_t)n;
+        for (size_t j = 0; j < len; j++) nd->dy[j] *= f;
+    }
+}
+
+/* Resume on rank 0 and broadcast: epoch, RNG, steps, parameters, statistics, optimiser state and extra state; with
+ * no checkpoint, rank 0's initial weights, so that every rank starts from the same ones. */
+static ee_status par_start(ee_ctx *ctx, ee_net *net, ee_optim_state *st, ee_parallel *p, ee_status s0, int *start,
+                           float *extra, int nextra) {
+    int64_t hdr[4] = {s0 != EE_OK, *start, (int64_t)ee_ctx_rng_state(ctx), *ee_optim_state_steps(st)};
+    ee_status s = par_bcast(ctx, p, hdr, sizeof hdr);
+    if (s) return s;
+    if (hdr[0]) return p->rank == 0 ? s0 : ee_fail(ctx, EE_ERR_PEER, "training stopped: rank 0 failed");
+    *start = (int)hdr[1];
+    ee_ctx_set_rng_state(ctx, (uint64_t)hdr[2]);
+    *ee_optim_state_steps(st) = hdr[3];
+    if ((s = par_bcast(ctx, p, net->params, net->nparams * sizeof(float))) ||
+        (s = par_bcast(ctx, p, net->state, net->nstate * sizeof(float))) ||
+        (s = par_bcast(ctx, p, ee_optim_state_data(st), ee_optim_state_size(st) * sizeof(float))) ||
+        (extra && (s = par_bcast(ctx, p, extra, (size_t)nextra * sizeof(float)))))
+        return s;
+    ee_net_params_changed(net);
+    return EE_OK;
 }
 
 static int file_exists(const char *p) {
@@ -124,6 +223,14 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
     int B = cfg->batch;
     if (B < 1 || cfg->epochs < 1) return ee_fail(ctx, EE_ERR_ARG, "batch (%d) and epochs (%d) must be positive", B, cfg->epochs);
     if (B > train->n) B = train->n;
+    ee_parallel *par = cfg->parallel;
+    int P = par ? par->size : 1, rank = par ? par->rank : 0, dp = par_on(par);
+    if (par && (P < 1 || rank < 0 || rank >= P || (P > 1 && (!par->allreduce || !par->broadcast))))
+        return ee_fail(ctx, EE_ERR_ARG, "data-parallel training: rank %d of %d, or its collectives missing", rank, P);
+    if (B < P)
+        return ee_fail(ctx, EE_ERR_ARG, "the global batch (%d) is smaller than the number of ranks (%d)", B, P);
+    int BL = (B + P - 1) / P; /* the largest share of a global batch */
+    if (par) { par->comm_s = 0; par->comm_calls = 0; }
     if (cfg->mode != EE_MODE_CNN && net->nheads < 2)
         return ee_fail(ctx, EE_ERR_ARG, "IC-only, SDN and EENet training need a network with early exits");
     double ecost[EE_MAX_HEADS];
@@ -154,18 +261,22 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
     ee_status s = check_data(ctx, net, train, "training");
     if (!s && val) s = check_data(ctx, net, val, "validation");
     if (!s && test) s = check_data(ctx, net, test, "test");
-    if (!s) s = ee_net_prepare(ctx, net, B, 1);
+    if (!s) s = ee_net_prepare(ctx, net, BL, 1);
+    if (dp) s = par_status(ctx, par, s);
     if (s) return s;
     ee_optim_state *st = NULL;
     if ((s = ee_optim_state_new(ctx, net, &cfg->optim, &st))) return s;
     int start = 0;
-    if (cfg->resume && cfg->checkpoint && file_exists(cfg->checkpoint) &&
-        (s = load_checkpoint(ctx, net, st, cfg->checkpoint, &start, jei ? jst : NULL, njst))) {
+    if (rank == 0 && cfg->resume && cfg->checkpoint && file_exists(cfg->checkpoint))
+        s = load_checkpoint(ctx, net, st, cfg->checkpoint, &start, jei ? jst : NULL, njst);
+    if (dp) s = par_start(ctx, net, st, par, s, &start, jei ? jst : NULL, njst);
+    if (s) {
         ee_optim_state_free(st);
         return s;
     }
+    net->par = dp ? par : NULL;
     size_t img = ee_shape_size(net->in);
-    float *x = ee_alloc(img * B * sizeof(float));
+    float *x = ee_alloc(img * BL * sizeof(float));
     uint8_t *y = malloc(B);
     int *perm = malloc(train->n * sizeof(int));
     if (!x || !y || !perm) s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
@@ -174,6 +285,9 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
     for (int epoch = start; epoch < last && !s; epoch++) {
         for (int i = 0; i < train->n; i++) perm[i] = i;
         ee_shuffle(ctx, perm, train->n);
+        /* data-parallel: the same permutation on every rank; augmentation and dropout then draw from a stream of
+         * each rank and step */
+        uint64_t rng0 = ee_ctx_rng_state(ctx);
         float lr = ee_schedule_lr(&cfg->sched, epoch), hw[EE_MAX_HEADS], hw_end[EE_MAX_HEADS], hw_start[EE_MAX_HEADS];
         /* SDN training: the IC weights rise within each epoch from the last epoch's weights (0.01 before the first)
          * to this epoch's, so that they reach the reference's value at every epoch's end without jumping there at
@@ -183,11 +297,14 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
         else for (int h = 0; h < net->nheads; h++) hw_start[h] = cfg->mode == EE_MODE_SDN && h < net->nheads - 1 ? 0.01f : hw_end[h];
         ee_net_freeze_backbone(net, cfg->mode == EE_MODE_IC_ONLY || jei);
         for (int l = 0; l < G && jei; l++) jpos[l] = jpw[l];
-        double t0 = now_s(), loss_sum = 0;
-        long seen = 0, right_sum = 0;
+        double t0 = now_s(), loss_sum = 0, tot[3] = {0, 0, 0}; /* tot: loss sum, right, seen over every rank */
+        long seen = 0, right_sum = 0, gseen = 0;
         for (int step = 0; step < steps && !s; step++) {
-            int n = step == steps - 1 ? train->n - step * B : B;
-            ee_dataset_batch(ctx, train, perm + (size_t)step * B, n, &cfg->aug, x, y);
+            int ng = step == steps - 1 ? train->n - step * B : B;
+            if (ng < P) continue; /* a last batch too small to give every rank a sample */
+            int lo = (int)((long)ng * rank / P), n = (int)((long)ng * (rank + 1) / P) - lo;
+            if (dp) ee_ctx_set_rng_state(ctx, mix64(rng0 ^ mix64(((uint64_t)step << 20) + (uint64_t)rank)));
+            ee_dataset_batch(ctx, train, perm + (size_t)step * B + lo, n, &cfg->aug, x, y);
             if ((s = ee_net_forward(ctx, net, x, n, 1))) break;
             ee_net_zero_seeds(net);
             for (int h = 0; h < net->nheads; h++)
@@ -211,6 +328,12 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
                 double gl, cl;
                 s = ee_jei_loss(ctx, hl, y, n, net->nheads, net->classes, jcost, cfg->jei_lambda, jpos,
                                 (const float (*)[EE_GATE_FEATURES + 1])gw, &gl, gg, &cl, dl);
+                if (dp) s = par_status(ctx, par, s);
+                if (!s && dp && gate_phase) { /* the gates' gradient over the global batch */
+                    for (int l = 0; l < G; l++)
+                        for (int f = 0; f <= EE_GATE_FEATURES; f++) gg[l][f] *= (float)n / (float)ng;
+                    s = par_sum(ctx, par, gg, (size_t)G * (EE_GATE_FEATURES + 1), 0);
+                }
                 l_final = gate_phase ? gl : cl;
                 const float *zf = hl[G];
                 for (int i = 0; i < n; i++) {
@@ -235,32 +358,58 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
                 s = ee_net_loss(ctx, net, h, y, n, hw[h], &l, &r);
                 if (h == net->nheads - 1) { l_final = l; right = r; }
             }
-            if (s) {
-                if (s == EE_ERR_NUMERIC)
-                    s = ee_fail(ctx, s, "loss became NaN/Inf at epoch %d step %d (lr %g): training diverged", epoch + 1,
-                                step + 1, lr);
-                break;
+            if (s == EE_ERR_NUMERIC)
+                s = ee_fail(ctx, s, "loss became NaN/Inf at epoch %d step %d (lr %g): training diverged", epoch + 1,
+                            step + 1, lr);
+            if (dp && !own_loss) s = par_status(ctx, par, s);
+            if (s) break;
+            if (!gate_phase) {
+                if (n != ng) scale_seeds(net, n, (float)n / (float)ng);
+                if ((s = ee_net_backward(ctx, net, n))) break;
+                if (dp) {
+                    double c0 = now_s();
+                    s = par_sum(ctx, par, net->grads, net->nparams, 0);
+                    par->comm_s += now_s() - c0;
+                    par->comm_calls++;
+                    if (s) break;
+                }
+                if ((s = ee_optim_step(ctx, net, st, lr))) break;
             }
-            if (!gate_phase && ((s = ee_net_backward(ctx, net, n)) || (s = ee_optim_step(ctx, net, st, lr)))) break;
             loss_sum += l_final * n;
             right_sum += right;
             seen += n;
-            if (fn && (step % every == 0 || step == steps - 1)) {
-                double el = now_s() - t0, rate = seen / (el > 0 ? el : 1e-9);
-                long left = (long)(cfg->epochs - epoch) * train->n - seen;
-                ee_progress p = {epoch + 1, cfg->epochs, step + 1, steps, loss_sum / seen, (double)right_sum / seen,
+            gseen += ng;
+            if (step % every == 0 || step == steps - 1) {
+                tot[0] = loss_sum; tot[1] = (double)right_sum; tot[2] = (double)seen;
+                if ((s = par_sum(ctx, par, tot, 3, 1))) break;
+            }
+            if (fn && rank == 0 && (step % every == 0 || step == steps - 1)) {
+                double el = now_s() - t0, rate = gseen / (el > 0 ? el : 1e-9);
+                long left = (long)(cfg->epochs - epoch) * train->n - gseen;
+                ee_progress p = {epoch + 1, cfg->epochs, step + 1, steps, tot[0] / tot[2], tot[1] / tot[2],
                                  rate, left / rate, lr, 0, 0, 0, 0, el, net->nheads, {0}, -1, -1};
                 fn(&p, user);
             }
         }
         if (s) break;
-        ee_progress p = {epoch + 1, cfg->epochs, steps, steps, loss_sum / seen, (double)right_sum / seen, 0, 0, lr, 1,
+        if (!dp) { tot[0] = loss_sum; tot[1] = (double)right_sum; tot[2] = (double)seen; }
+        /* the next epoch's shuffle follows from this one's, however many draws augmentation and dropout made on
+         * however many ranks: the same permutations for any number of ranks, and after a resume */
+        ee_ctx_set_rng_state(ctx, mix64(rng0 ^ 0x5EEDull));
+        /* each rank's own BN statistics: their average (as the model every rank then evaluates and saves) */
+        if (dp && !par->sync_bn && net->nstate) {
+            if ((s = par_sum(ctx, par, net->state, net->nstate, 0))) break;
+            for (size_t i = 0; i < net->nstate; i++) net->state[i] /= (float)P;
+            net->state_version++;
+        }
+        ee_progress p = {epoch + 1, cfg->epochs, steps, steps, tot[0] / tot[2], tot[1] / tot[2], 0, 0, lr, 1,
                          -1, -1, -1, now_s() - t0, net->nheads, {0}, -1, -1};
-        p.img_per_s = seen / (p.epoch_s > 0 ? p.epoch_s : 1e-9);
+        p.img_per_s = gseen / (p.epoch_s > 0 ? p.epoch_s : 1e-9);
         p.eta_s = (double)(cfg->epochs - epoch - 1) * train->n / (p.img_per_s > 0 ? p.img_per_s : 1);
         ee_eval_result r;
-        if (val && !(s = ee_evaluate(ctx, net, val, B, &r))) { p.val_acc = r.acc; p.val_loss = r.loss; }
-        if (!s && val && net->nheads > 1) { /* every exit's validation accuracy */
+        if (val && !(s = evaluate_par(ctx, net, val, B, par, &r))) { p.val_acc = r.acc; p.val_loss = r.loss; }
+        /* every exit's validation accuracy (rank 0 reports it; JEI-DNN's gate weights need it everywhere) */
+        if (!s && val && net->nheads > 1 && (rank == 0 || jei)) {
             ee_outputs *o = NULL;
             if (!(s = ee_collect_outputs(ctx, net, val, B, 0, &o))) ee_head_accuracy(o, p.val_head_acc);
             if (!s && cfg->mode == EE_MODE_EENET) { /* the learned rule: confidence above 0.5 */
@@ -285,10 +434,14 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
             jei_policy(net, gw, &pol);
             s = ee_net_set_policy(ctx, net, &pol);
         }
-        if (!s && test && !(s = ee_evaluate(ctx, net, test, B, &r))) p.test_acc = r.acc;
-        if (!s && cfg->checkpoint) s = save_checkpoint(ctx, net, st, epoch + 1, cfg->checkpoint, jei ? jst : NULL, njst);
-        if (!s && fn) fn(&p, user);
+        if (dp) s = par_status(ctx, par, s);
+        if (!s && test && !(s = evaluate_par(ctx, net, test, B, par, &r))) p.test_acc = r.acc;
+        if (!s && cfg->checkpoint && rank == 0)
+            s = save_checkpoint(ctx, net, st, epoch + 1, cfg->checkpoint, jei ? jst : NULL, njst);
+        if (dp) s = par_status(ctx, par, s);
+        if (!s && fn && rank == 0) fn(&p, user);
     }
+    net->par = NULL;
     ee_net_freeze_backbone(net, 0);
     ee_free(x);
     free(y);

@@ -405,6 +405,42 @@ mkdir -p "$T/d3" && cp "$DATA/t10k-images-idx3-ubyte.gz" "$T/d3/"
 { printf '\000\000\010\001\000\000\047\020\014'; head -c 9999 /dev/zero; } | gzip >"$T/d3/t10k-labels-idx1-ubyte.gz"
 expect_fail "labels beyond the classes" "$T/d3 (test split) with $T/m.eenn: image 0 has label 12 but the network has 10 classes" \
     "$E" eval "$T/m.eenn" --data "$T/d3"
+# data-parallel training over MPI (when this eenn was built with it and Open MPI's mpirun is here): 2 ranks with
+# sync-BN and a global batch of 128 end where one process with a batch of 128 does; a rank killed mid-run stops
+# the others (no hang) and leaves the last checkpoint whole; a failure on one rank is one line from that rank
+if [ -z "$EENN_ASAN" ] && command -v mpirun >/dev/null && ldd "$E" | grep -q libmpi; then
+    MPIRUN="mpirun -q --oversubscribe --bind-to none"
+    [ "$(id -u)" -eq 0 ] && MPIRUN="$MPIRUN --allow-run-as-root"
+    P="--arch resnet20 --subset 768 --test-subset 200 --val 0 --epochs 1 --batch 128 --no-augment --lr 0.005 --threads 1"
+    "$E" train $P --out "$T/mp1.eenn" >/dev/null 2>&1 || bad "mpi: the one-process run"
+    $MPIRUN -np 2 "$E" train $P --sync-bn --out "$T/mp2.eenn" --json >"$T/mp2.json" 2>"$T/mp2.err" || bad "mpi: 2 ranks: $(cat "$T/mp2.err")"
+    $MPIRUN -np 2 "$E" train $P --out "$T/mp2l.eenn" >/dev/null 2>&1 || bad "mpi: 2 ranks without sync-BN"
+    "$B/tests/modeldiff" "$T/mp1.eenn" "$T/mp2.eenn" 2e-4 >"$T/md" && ok || bad "mpi: 2 ranks with sync-BN differ from one process: $(cat "$T/md")"
+    "$B/tests/modeldiff" "$T/mp1.eenn" "$T/mp2l.eenn" 2e-4 >/dev/null && bad "mpi: without sync-BN as close as with it" || ok
+    grep -q '"parallel":{"ranks":2,"threads_per_rank":1,"sync_bn":true,"allreduces":6' "$T/mp2.json" && ok || bad "mpi: --json: $(cat "$T/mp2.json")"
+    [ "$(grep -c 'training resnet20' "$T/mp2.err")" -eq 1 ] && ok || bad "mpi: progress from one rank only: $(cat "$T/mp2.err")"
+    # resume the 2-rank checkpoint in one process (any number of ranks)
+    "$E" train $P --epochs 2 --sync-bn --out "$T/mp2.eenn" --resume >"$T/out" 2>"$T/err" &&
+        grep -q "epoch 2/2" "$T/err" && ! grep -q "epoch 1/2" "$T/err" && ok || bad "mpi: resume on 1 process: $(cat "$T/err")"
+    # a rank killed after the first checkpoint: mpirun ends (non-zero) within seconds, the checkpoint loads
+    K="--arch resnet20 --subset 1024 --test-subset 100 --val 0 --epochs 20 --batch 128 --no-augment --threads 1"
+    $MPIRUN -np 2 "$E" train $K --out "$T/kill.eenn" >/dev/null 2>&1 &
+    mp=$!
+    i=0; while [ ! -f "$T/kill.eenn.ckpt" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+    victim=$(pgrep -P $mp -f "eenn train" | tail -n 1)
+    [ -n "$victim" ] && kill -9 "$victim"
+    i=0; while kill -0 $mp 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+    if kill -0 $mp 2>/dev/null; then bad "mpi: a killed rank left the others hanging"; kill -9 $mp; pkill -9 -f "$T/kill.eenn"; else
+        wait $mp; [ $? -ne 0 ] && ok || bad "mpi: a killed rank, yet mpirun exited 0"; fi
+    "$E" info "$T/kill.eenn.ckpt" --summary >/dev/null 2>"$T/err" && ok || bad "mpi: the checkpoint after a kill: $(cat "$T/err")"
+    # a failure on one rank (rank 0 cannot write its checkpoint): one line naming the rank, non-zero exit
+    $MPIRUN -np 2 "$E" train $P --checkpoint "$T/no/such/dir/x.ckpt" --out "$T/x.eenn" >/dev/null 2>"$T/err"; rc=$?
+    [ $rc -ne 0 ] && [ "$(grep -c 'eenn: ' "$T/err")" -eq 1 ] && grep -q "eenn: rank 0: .*x.ckpt" "$T/err" && ok ||
+        bad "mpi: failure on one rank: exit $rc: $(cat "$T/err")"
+    # the same binary without mpirun, and an impossible global batch
+    expect_usage "mpi: batch below the ranks" "smaller than the number of ranks" $MPIRUN -np 2 "$E" train $P --batch 1
+fi
+
 # the published models: models/README.md's checksums, and each row's accuracy on the first 1000 test images
 # as `eenn eval` measures it now (within 0.2 points: convolution kernels differ in rounding between CPUs)
 rows=$(grep -E '^\| `[a-z0-9.-]+\.eenn`' models/README.md)

@@ -109,26 +109,6 @@ static void test_torch_sdn(void) {
     ee_ctx_free(ctx);
 }
 
-/* a small synthetic dataset the nets can partly learn: the class is the brightest of ten image regions */
-static ee_dataset *toy_data(int n) {
-    ee_dataset *ds = calloc(1, sizeof *ds);
-    ds->n = n; ds->c = 1; ds->h = 28; ds->w = 28; ds->classes = 10;
-    ds->pixels = malloc((size_t)n * 784);
-    ds->labels = malloc(n);
-    ds->mean[0] = 0.3f; ds->std[0] = 0.3f;
-    uint64_t r = 99;
-    for (int i = 0; i < n; i++) {
-        int k = i % 10;
-        for (int p = 0; p < 784; p++) {
-            r = r * 6364136223846793005ull + 1442695040888963407ull;
-            int region = (p / 28) / 3;
-            ds->pixels[(size_t)i * 784 + p] = (uint8_t)((r >> 57) + (region == k ? 90 + (r >> 60) * 8 : 0));
-        }
-        ds->labels[i] = (uint8_t)k;
-    }
-    return ds;
-}
-
 /* a ResNet-20 SDN for 28x28 inputs; every step is checked, so a failure names itself instead of a NULL later */
 static ee_net *small_sdn(ee_ctx *ctx) {
     ee_net *cnn = NULL, *sdn = NULL;
@@ -151,7 +131,7 @@ static void frozen_case(ee_train_mode mode) {
     ee_net *net = small_sdn(ctx);
     CHECK(net != NULL, "SDN");
     if (!net) return;
-    ee_dataset *ds = toy_data(256);
+    ee_dataset *ds = tl_toy_data(256);
     /* non-trivial running statistics, to see that nothing moves them */
     for (size_t i = 0; i < ee_net_num_state(net); i++) ee_net_state(net)[i] = 0.5f + (float)(i % 7) * 0.1f;
     uint8_t mask[EE_MAX_NODES];
@@ -161,7 +141,7 @@ static void frozen_case(ee_train_mode mode) {
     memcpy(p0, ee_net_params(net), np * 4);
     memcpy(s0, ee_net_state(net), ns * 4);
     ee_train_config cfg = {2, 32, {EE_OPTIM_ADAM, 1e-3f, 0, 1e-4f, 0, 0.9f, 0.999f, 1e-8f}, {EE_SCHED_STEP, 1e-3f, 0.1f, {1}, 1, 0, 0},
-                           {4, 1}, NULL, 0, 0, mode, 0, 0, 0, 0, 0.5f, 1, 2};
+                           {4, 1}, NULL, 0, 0, mode, 0, 0, 0, 0, 0.5f, 1, 2, NULL};
     if (mode == EE_MODE_JEI) cfg.epochs = 3;
     ee_net *twin = NULL; /* the same start, for the resumed run */
     CHECK_OK(ctx, ee_net_from_text(ctx, ee_net_arch(net), "twin", &twin));
@@ -223,14 +203,14 @@ static ee_net *trained_sdn(ee_ctx *ctx, const ee_dataset *ds) {
     ee_net *net = small_sdn(ctx);
     if (!net) return NULL;
     ee_train_config cfg = {2, 32, {EE_OPTIM_SGD, 0.05f, 0.9f, 1e-4f, 0, 0, 0, 0}, {EE_SCHED_STEP, 0.05f, 0.1f, {0}, 0, 0, 0},
-                           {0, 0}, NULL, 0, 0, EE_MODE_SDN, 0, 0, 0, 0, 0, 0, 0};
+                           {0, 0}, NULL, 0, 0, EE_MODE_SDN, 0, 0, 0, 0, 0, 0, 0, NULL};
     CHECK_OK(ctx, ee_train(ctx, net, ds, NULL, NULL, &cfg, NULL, NULL));
     return net;
 }
 
 static void test_exits(void) {
     ee_ctx *ctx = ee_ctx_new();
-    ee_dataset *ds = toy_data(64);
+    ee_dataset *ds = tl_toy_data(64);
     ee_net *net = trained_sdn(ctx, ds);
     if (!net) return;
     ee_outputs *o = NULL;
@@ -380,7 +360,7 @@ static void test_scores(void) {
 static void test_policies(void) {
     ee_ctx *ctx = ee_ctx_new();
     int n = 64;
-    ee_dataset *ds = toy_data(n);
+    ee_dataset *ds = tl_toy_data(n);
     ee_net *net = trained_sdn(ctx, ds);
     ee_outputs *o = NULL;
     if (net) CHECK_OK(ctx, ee_collect_outputs(ctx, net, ds, 64, 0, &o));
@@ -837,7 +817,7 @@ static void test_learned_policy(void) {
 
     /* real compacted inference with learned gates (each, then JEI) equals the simulation, at batch 1 and 64 */
     ee_net *sdn = small_sdn(ctx);
-    ee_dataset *ds = toy_data(64);
+    ee_dataset *ds = tl_toy_data(64);
     if (sdn) {
         ee_outputs *so = NULL;
         CHECK_OK(ctx, ee_collect_outputs(ctx, sdn, ds, 64, 0, &so));
@@ -894,7 +874,7 @@ static void test_cascade(void) {
     ee_net_params_changed(a);
     ee_net *const m[2] = {a, b};
     CHECK_OK(ctx, ee_cascade_build(ctx, m, 2, &c));
-    ee_dataset *ds = toy_data(64);
+    ee_dataset *ds = tl_toy_data(64);
     if (c) {
         CHECK(ee_net_num_heads(c) == 2, "a cascade of two networks has %d heads", ee_net_num_heads(c));
         double cost[2], fa = 0, fb = 0;
@@ -1233,7 +1213,7 @@ static void test_uncertainty(void) {
 static void check_eenet_exits(ee_ctx *ctx, ee_net *ee, ee_dataset *ds, int H, ee_eenet_loss_kind loss) {
     ee_train_config cfg = {2, 32, {EE_OPTIM_ADAM, 1e-3f, 0, 1e-4f, 0, 0.9f, 0.999f, 1e-8f},
                            {EE_SCHED_STEP, 1e-3f, 0.1f, {0}, 0, 0, 0}, {0, 0}, NULL, 0, 0, EE_MODE_EENET, 0.5f,
-                           loss, 1, 0, 0, 0, 0};
+                           loss, 1, 0, 0, 0, 0, NULL};
     CHECK_OK(ctx, ee_train(ctx, ee, ds, NULL, NULL, &cfg, NULL, NULL));
     ee_outputs *o = NULL;
     CHECK_OK(ctx, ee_collect_outputs(ctx, ee, ds, 64, 0, &o));
@@ -1400,7 +1380,7 @@ static void test_eenet(void) {
         CHECK(ee_net_from_text(ctx, badtext[b], "bad", &x) == EE_ERR_FORMAT, "bad confidence text %d accepted", b);
         ee_net_free(x);
     }
-    ee_dataset *ds = toy_data(64);
+    ee_dataset *ds = tl_toy_data(64);
     check_eenet_exits(ctx, ee, ds, H, EE_EENET_V2);
     /* gates on the exits' own uncertainty features, after their heads: the costs count them, the text keeps the
      * later confidence links, and v4 trains them */
@@ -1439,7 +1419,7 @@ static void test_eenet(void) {
         int n5[5];
         CHECK_OK(ctx, ee_eenet_positions(ctx, cnn, 5, EE_DIST_LINEAR, n5));
         CHECK_OK(ctx, ee_eenet_attach(ctx, cnn, n5, 5, (ee_eenet_exit)(EE_EENET_PLAIN | EE_EENET_UNCERTAINTY_GATE), &e5));
-        ee_dataset *d128 = toy_data(128);
+        ee_dataset *d128 = tl_toy_data(128);
         ee_outputs *o1 = NULL, *oc = NULL;
         if (e5) {
             CHECK_OK(ctx, ee_net_prepare(ctx, e5, 128, 0));
@@ -1495,7 +1475,7 @@ static int cmp_float(const void *a, const void *b) {
  * are refused; the fingerprint follows the weights and the policy, sealed or not. */
 static void test_split(void) {
     ee_ctx *ctx = ee_ctx_new();
-    ee_dataset *ds = toy_data(64);
+    ee_dataset *ds = tl_toy_data(64);
     ee_net *net = trained_sdn(ctx, ds), *edge = small_sdn(ctx), *srv = small_sdn(ctx);
     if (!net || !edge || !srv) return;
     int n = 64, H = ee_net_num_heads(net);
@@ -1611,7 +1591,7 @@ static void test_split(void) {
  * what flows back from the far heads). */
 static void test_split_training(void) {
     ee_ctx *ctx = ee_ctx_new();
-    ee_dataset *ds = toy_data(32);
+    ee_dataset *ds = tl_toy_data(32);
     ee_net *a = small_sdn(ctx), *b = small_sdn(ctx);
     if (!a || !b) return;
     memcpy(ee_net_params(b), ee_net_params(a), ee_net_num_params(a) * sizeof(float));

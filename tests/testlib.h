@@ -31,4 +31,6 @@ void tl_hash_fill(const char *name, float *dst, size_t n, int ndim, const int *d
 void tl_hash_input(const char *name, float *x, int n, int c, int h, int w); /* NCHW values placed NHWC */
 void tl_nchw_to_nhwc(const float *src, float *dst, int n, int c, int hw);
 void tl_fill_all(ee_net *net);
+/* a small synthetic dataset of 28x28 images that nets can partly learn: the class is the brightest of ten regions */
+ee_dataset *tl_toy_data(int n);
 #endif

@@ -21,6 +21,7 @@ typedef struct {
     float *fpart;          /* MAXT x 2c partial sums of one block of rows */
     double *sums;          /* 2c reduced sums */
     float *k;              /* 4c: backward coefficients and eval-mode means */
+    double rows;           /* rows of the last training forward's statistics (over every rank with sync-BN) */
     int last_train;
     int sums_ready;        /* sums holds this backward's sums (computed by the fused ReLU's backward pass) */
 } bn_priv;
@@ -215,6 +216,13 @@ static void affine(float *y, const float *x, const float *scale, const float *sh
     }
 }
 
+/* sync-BN (data-parallel training): s[0..k) summed over every rank, in place */
+static int sync_on(const ee_net *net) { return net->par && net->par->sync_bn && net->par->size > 1; }
+static ee_status sync_sums(ee_ctx *ctx, ee_net *net, double *s, size_t k) {
+    return net->par->allreduce(net->par->user, s, k, 1) ? ee_fail(ctx, EE_ERR_PEER, "sync-BN: the allreduce over the ranks failed")
+                                                         : EE_OK;
+}
+
 static ee_status bn_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
     bn_priv *p = priv(ctx, nd);
     if (!p) return EE_ERR_NOMEM;
@@ -241,13 +249,36 @@ static ee_status bn_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tr
         memcpy(rf, x, c * sizeof(float));
         sum_job jb = {.x = x, .m = rf, .c = c, .mode = STATS};
         reduce(&jb, rows, p->part, p->fpart, s);
+        double M = (double)rows;
+        ee_status e = EE_OK;
+        if (sync_on(net)) {
+            /* sync-BN: the sums of x over every rank give the mean; the squares are then summed around it (a
+             * shift that every rank shares and that keeps the float block sums accurate) */
+            double *t = p->sums, cnt = M;
+            memcpy(t, s, c * sizeof(double));
+            t[c] = cnt;
+            if (!(e = sync_sums(ctx, net, t, (size_t)c + 1))) {
+                M = t[c];
+                for (int j = 0; j < c; j++) rf[j] = (float)(t[j] / M);
+                reduce(&jb, rows, p->part, p->fpart, s);
+                memcpy(s, t, c * sizeof(double));
+                e = sync_sums(ctx, net, s + c, (size_t)c);
+            }
+        }
+        if (e) {
+            if (s != sums) free(s);
+            if (rf != ref) free(rf);
+            if (sc != scale) free(sc);
+            return e;
+        }
+        p->rows = M;
         for (int j = 0; j < c; j++) {
-            double mean = s[j] / rows, d = mean - rf[j];
-            double var = s[c + j] / rows - d * d;
+            double mean = s[j] / M, d = mean - rf[j];
+            double var = s[c + j] / M - d * d;
             if (var < 0) var = 0;
             p->mean[j] = (float)mean;
             p->invstd[j] = (float)(1.0 / sqrt(var + eps));
-            double unb = rows > 1 ? var * rows / (rows - 1) : var;
+            double unb = M > 1 ? var * M / (M - 1) : var;
             rm[j] = (1 - mom) * rm[j] + mom * (float)mean;
             rv[j] = (1 - mom) * rv[j] + mom * (float)unb;
             sc[j] = gamma[j] * p->invstd[j];
@@ -335,15 +366,25 @@ static ee_status bn_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
         reduce(&jb, rows, p->part, p->fpart, s);
     }
     for (int j = 0; j < c; j++) {
+        dbeta[j] = (float)s[j];
+        dgamma[j] = (float)(s[c + j] * p->invstd[j]);
+    }
+    /* sync-BN: gamma's and beta's gradients are this rank's (the gradient allreduce adds them up), dx takes the
+     * sums over every rank (PyTorch's SyncBatchNorm does the same) */
+    double M = (double)rows;
+    if (p->last_train) {
+        M = p->rows;
+        ee_status e = sync_on(net) ? sync_sums(ctx, net, s, 2 * (size_t)c) : EE_OK;
+        if (e) return e;
+    }
+    for (int j = 0; j < c; j++) {
         double db = s[j], dg = s[c + j] * p->invstd[j];
-        dbeta[j] = (float)db;
-        dgamma[j] = (float)dg;
         /* dx = gamma*invstd * (dy - db/M - xhat*dg/M) = k1*dy + k2*x + k3 */
         float gi = gamma[j] * p->invstd[j];
         if (p->last_train) {
             k1[j] = gi;
-            k2[j] = (float)(-gi * p->invstd[j] * dg / rows);
-            k3[j] = (float)(-gi * db / rows - k2[j] * (double)mean[j]);
+            k2[j] = (float)(-gi * p->invstd[j] * dg / M);
+            k3[j] = (float)(-gi * db / M - k2[j] * (double)mean[j]);
         } else {
             k1[j] = gi; k2[j] = 0; k3[j] = 0;
         }
