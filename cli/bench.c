@@ -22,6 +22,8 @@ static const char *bench_help =
     "  --save-model FILE with --arch: write the randomly initialised network that is timed (--seed N, default\n"
     "                   1221), so that peers (PyTorch, ONNX Runtime) can be timed on the same weights\n"
     "  --gemm           the fp32 GEMM ceiling instead: 1024^3 sgemm through oneDNN, in GFLOP/s\n"
+    "  --allreduce      under mpirun -np N: the time to sum a network's gradients over the ranks (what data-parallel\n"
+    "                   training adds to every step), for --arch (default resnet56 and wrn32_4 at 3x32x32)\n"
     "  --exits MODEL --split NODE --server URL  an edge device and `eenn serve` (docs/serve.md): --clients 1,4,16\n"
     "                   client threads, each running the model up to NODE and sending the rest to URL, for\n"
     "                   --seconds each; requests/s, latency p50/p99, bytes sent per input, the share kept on the\n"
@@ -182,7 +184,7 @@ static int bench_exits(const char *model, double q, int nimg, int threads, int j
 
 enum {
     O_ARCH = 256, O_ARCH_FILE, O_INPUT, O_BATCH, O_NO_TRAIN, O_TRAIN_ONLY, O_SECONDS, O_THREADS, O_JSON, O_EXITS, O_Q,
-    O_N, O_SAVE_MODEL, O_SEED, O_GEMM, O_CONV, O_SERVER, O_SPLIT, O_CLIENTS, O_WIRE, O_SEND
+    O_N, O_SAVE_MODEL, O_SEED, O_GEMM, O_CONV, O_SERVER, O_SPLIT, O_CLIENTS, O_WIRE, O_SEND, O_ALLREDUCE
 };
 static const struct option bench_opts[] = {
     {"arch", required_argument, NULL, O_ARCH}, {"arch-file", required_argument, NULL, O_ARCH_FILE},
@@ -192,7 +194,7 @@ static const struct option bench_opts[] = {
     {"json", no_argument, NULL, O_JSON}, {"exits", required_argument, NULL, O_EXITS},
     {"q", required_argument, NULL, O_Q}, {"n", required_argument, NULL, O_N},
     {"save-model", required_argument, NULL, O_SAVE_MODEL}, {"seed", required_argument, NULL, O_SEED},
-    {"gemm", no_argument, NULL, O_GEMM}, {"conv", required_argument, NULL, O_CONV},
+    {"gemm", no_argument, NULL, O_GEMM}, {"allreduce", no_argument, NULL, O_ALLREDUCE}, {"conv", required_argument, NULL, O_CONV},
     {"server", required_argument, NULL, O_SERVER}, {"split", required_argument, NULL, O_SPLIT},
     {"clients", required_argument, NULL, O_CLIENTS}, {"wire", required_argument, NULL, O_WIRE},
     {"send", required_argument, NULL, O_SEND},
@@ -201,6 +203,7 @@ static const struct option bench_opts[] = {
 int cmd_bench(int argc, char **argv) {
     const char *arch = NULL, *exits_model = NULL, *save = NULL, *arch_file = NULL;
     int c = 3, h = 32, w = 32, batch = 0, train = 1, json = 0, threads = 0, have_input = 0, nimg = 2000, gemm = 0;
+    int allreduce = 0;
     long seed = 1221;
     double secs = 3, q = -1;
     ee_conv_kernel bench_conv = EE_CONV_AUTO;
@@ -225,6 +228,7 @@ int cmd_bench(int argc, char **argv) {
         case O_SAVE_MODEL: save = v; break;
         case O_SEED: seed = cli_int(&a, 0, 2147483647); break;
         case O_GEMM: gemm = 1; break;
+        case O_ALLREDUCE: allreduce = 1; break;
         case O_SERVER: server = v; break;
         case O_SPLIT: split = v; break;
         case O_CLIENTS: clients = v; break;
@@ -265,6 +269,41 @@ int cmd_bench(int argc, char **argv) {
         if (json) printf("{\"gemm\":1024,\"threads\":%d,\"gflops\":%.1f}\n", ee_ctx_threads(ctx), gf);
         else printf("fp32 sgemm 1024x1024x1024 (oneDNN), %d threads: %.1f GFLOP/s\n", ee_ctx_threads(ctx), gf);
         ee_ctx_free(ctx);
+        return 0;
+    }
+    if (allreduce) {
+        ee_parallel par;
+        int ranks = mpi_start(&par);
+        if (ranks < 2) usage_error("bench --allreduce: start it with mpirun -np N (N >= 2)");
+        bench_net two[] = {{"resnet56", 3, 32, 32}, {"wrn32_4", 3, 32, 32}}, one = {arch ? arch : "resnet56", c, h, w};
+        bench_net *list = arch ? &one : two;
+        int nlist = arch ? 1 : 2;
+        ee_ctx *ctx = ee_ctx_new();
+        if (json && par.rank == 0) printf("{\"ranks\":%d,\"allreduce\":[", ranks);
+        for (int i = 0; i < nlist; i++) {
+            ee_net *net = NULL;
+            check(ee_net_builtin(ctx, list[i].arch, list[i].c, list[i].h, list[i].w, 10, &net), ctx);
+            size_t n = ee_net_num_params(net);
+            double mean, p50, p99;
+            int reps;
+            mpi_time_allreduce(n, secs, &mean, &p50, &p99, &reps);
+            /* bus bandwidth as NCCL's tests define it: a ring moves 2 (N-1)/N of the buffer through each link */
+            double busbw = 2.0 * (ranks - 1) / ranks * n * 4 / (p50 * 1e-3) / 1e9;
+            if (par.rank == 0) {
+                if (json)
+                    printf("%s{\"arch\":\"%s\",\"params\":%zu,\"mb\":%.2f,\"reps\":%d,\"ms_mean\":%.3f,\"ms_p50\":%.3f,"
+                           "\"ms_p99\":%.3f,\"bus_gbyte_s\":%.2f}", i ? "," : "", js(list[i].arch), n, n * 4 / 1e6, reps, mean,
+                           p50, p99, busbw);
+                else
+                    printf("%s: %zu gradients (%.2f MB) summed over %d ranks: %.3f ms median, %.3f ms mean, %.3f ms p99 "
+                           "(%d times); bus bandwidth %.2f GB/s\n", list[i].arch, n, n * 4 / 1e6, ranks, p50, mean, p99, reps,
+                           busbw);
+            }
+            ee_net_free(net);
+        }
+        if (json && par.rank == 0) printf("]}\n");
+        ee_ctx_free(ctx);
+        mpi_finish();
         return 0;
     }
     bench_net defaults[] = {{"resnet56", 3, 32, 32}, {"vgg16bn", 3, 32, 32}, {"resnet56", 1, 28, 28}};

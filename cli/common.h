@@ -25,6 +25,7 @@ extern void (*cli_pause_hook)(void);
 int mpi_start(ee_parallel *par);
 void mpi_finish(void);
 int mpi_local_size(void);
+int mpi_time_allreduce(size_t n, double secs, double *mean, double *p50, double *p99, int *reps);
 double now_s(void);
 /* qsort comparison of doubles, ascending (latency percentiles) */
 int cmp_double(const void *a, const void *b);
