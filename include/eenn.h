@@ -42,6 +42,9 @@ typedef struct ee_ctx ee_ctx;
 ee_ctx *ee_ctx_new(void);
 void ee_ctx_free(ee_ctx *ctx);
 const char *ee_ctx_error(const ee_ctx *ctx); /* message of the last failure, "" if none */
+/* sizeof a public struct by its name ("ee_exit_policy", "ee_train_config", ...), 0 if unknown: bindings written
+ * without a compiler (Python's ctypes) check their mirrors of the structs against it */
+size_t ee_abi_size(const char *type);
 /* 0 (the default): every core that other processes leave free, measured while the context works (the CPU time of
  * the machine minus this process's over the last 100 ms, from /proc/stat): with one of two cores busy elsewhere,
  * OpenMP threads that wait at every barrier for a descheduled partner would run at half the speed of one. */

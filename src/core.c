@@ -135,3 +135,18 @@ void ee_fill_uniform(ee_ctx *ctx, float *p, size_t n, float lo, float hi) {
 void ee_fill_normal(ee_ctx *ctx, float *p, size_t n, float stdv) {
     for (size_t i = 0; i < n; i++) p[i] = stdv * ee_rng_normal(ctx);
 }
+
+size_t ee_abi_size(const char *type) {
+    static const struct { const char *name; size_t size; } t[] = {
+        {"ee_exit_policy", sizeof(ee_exit_policy)}, {"ee_train_config", sizeof(ee_train_config)},
+        {"ee_progress", sizeof(ee_progress)},       {"ee_dataset", sizeof(ee_dataset)},
+        {"ee_outputs", sizeof(ee_outputs)},         {"ee_optim", sizeof(ee_optim)},
+        {"ee_schedule", sizeof(ee_schedule)},       {"ee_augment", sizeof(ee_augment)},
+        {"ee_calibration", sizeof(ee_calibration)}, {"ee_exit_stats", sizeof(ee_exit_stats)},
+        {"ee_eval_result", sizeof(ee_eval_result)}, {"ee_parallel", sizeof(ee_parallel)},
+    };
+    for (size_t i = 0; type && i < sizeof t / sizeof *t; i++)
+        if (!strcmp(type, t[i].name)) return t[i].size;
+    return 0;
+}
+

@@ -15,6 +15,18 @@ for t in "$B"/tests/test_*; do
     [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
     pass=$((pass + p)); fail=$((fail + f))
 done
+# the Python binding (python/eenn) against the CLI, with Debian's python3 and python3-numpy
+if [ -z "${EENN_NO_CLI:-}" ] && [ -z "${EENN_ASAN:-}" ]; then
+    PY=/usr/bin/python3
+    [ -x "$PY" ] || PY=python3
+    "$PY" tests/python/test_binding.py "$B" >"$log" 2>&1; rc=$?
+    cat "$log"
+    line=$(grep -E '^test_python: [0-9]+ passed' "$log" | tail -n 1)
+    p=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed.*/\1/'); f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+    [ -n "$line" ] || { p=0; f=1; echo "test_python: did not run (python3-numpy installed? scripts/setup-debian.sh)"; }
+    [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+    pass=$((pass + p)); fail=$((fail + f))
+fi
 if [ -z "${EENN_NO_CLI:-}" ]; then
     sh tests/cli_tests.sh "$B" >"$log" 2>&1; rc=$?
     cat "$log"
