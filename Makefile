@@ -5,6 +5,16 @@
 PREFIX ?= /usr/local
 CC ?= cc
 OPT ?= -O3 -mtune=native
+# CROSS=aarch64-linux-gnu-: a cross build (Debian's gcc-aarch64-linux-gnu and the :arm64 -dev packages) into its
+# own build directory; `make check-aarch64` runs its tests under qemu-user. The generic kernels, no MPI.
+ifdef CROSS
+CC = $(CROSS)gcc
+OPT = -O3
+MPI = 0
+NO_MATIO = 1
+BUILD ?= build-$(CROSS:%-=%)
+endif
+TARGET_MACHINE := $(shell $(CC) -dumpmachine)
 CFLAGS ?= $(OPT)
 CFLAGS += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -fopenmp -fPIC -Iinclude \
 	-fvisibility=hidden -DEE_BUILDING_LIBRARY
@@ -13,7 +23,7 @@ CFLAGS += -DEE_NO_AVX2
 endif
 # the direct convolution kernel alone is compiled for AVX2 + FMA (x86-64); dconv_cpu.c decides at run time
 DCONV_FLAGS =
-ifeq ($(shell uname -m),x86_64)
+ifneq ($(findstring x86_64,$(TARGET_MACHINE)),)
 ifneq ($(NO_AVX2),1)
 DCONV_FLAGS = -mavx2 -mfma
 endif
@@ -25,10 +35,17 @@ CURL_LIB =
 else
 CURL_LIB = -lcurl
 endif
-LDLIBS = -lmatio -lstb -lz $(CURL_LIB) -lm -ldl -pthread
+# NO_MATIO=1: without libmatio (no SVHN loader; Debian's libmatio-dev is not multi-arch, so cross builds go without)
+ifeq ($(NO_MATIO),1)
+CFLAGS += -DEE_NO_MATIO
+MATIO_LIB =
+else
+MATIO_LIB = -lmatio
+endif
+LDLIBS = $(MATIO_LIB) -lstb -lz $(CURL_LIB) -lm -ldl -pthread
 # the CLI takes stb and zlib in statically: only what it calls is mapped, 0.15 MB less resident per process;
 # libmicrohttpd is the server of `eenn serve`
-CLI_LDLIBS = -Wl,-Bstatic -lstb -lz -Wl,-Bdynamic -lmatio -lmicrohttpd $(CURL_LIB) -lm -ldl -pthread
+CLI_LDLIBS = -Wl,-Bstatic -lstb -lz -Wl,-Bdynamic $(MATIO_LIB) -lmicrohttpd $(CURL_LIB) -lm -ldl -pthread
 # MPI: data-parallel training in the CLI (mpirun -np N eenn train); on by default where pkg-config finds Open MPI,
 # MPI=0 leaves it out. The library itself never links MPI.
 MPI ?= $(shell pkg-config --exists ompi-c 2>/dev/null && echo 1 || echo 0)
@@ -74,6 +91,14 @@ $(BUILD)/tests/modeldiff: tests/modeldiff.c $(BUILD)/libeenn.a
 $(BUILD)/tests/pngstat: tests/pngstat.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lstb -lm
+
+# make check-aarch64: the library's unit tests built for aarch64 (CROSS=aarch64-linux-gnu-) and run under qemu-user;
+# needs gcc-aarch64-linux-gnu, qemu-user and the :arm64 packages of zlib1g-dev, libstb-dev, libcurl4-openssl-dev,
+# libmicrohttpd-dev and libdnnl2 (README, "ARM"). Not part of make check: emulated, the tests take most of an hour.
+AARCH64_BUILD = build-aarch64-linux-gnu
+check-aarch64:
+	$(MAKE) CROSS=aarch64-linux-gnu- all $(patsubst $(BUILD)/%,$(AARCH64_BUILD)/%,$(TESTS))
+	@QEMU_LD_PREFIX=/usr/aarch64-linux-gnu EENN_RUNNER=qemu-aarch64 EENN_NO_CLI=1 sh tests/run_tests.sh $(AARCH64_BUILD)
 
 # make check: unit, reference and CLI tests; the exported symbols; the library tests again on a build without the
 # AVX2 kernels; everything again under ASan+UBSan; a short run of each fuzzer.
@@ -157,7 +182,7 @@ build-fuzz/libeenn.a: $(SRC) include/eenn.h src/internal.h src/dnnl_glue.h
 	rm -f $@ && for f in $(SRC); do clang $(FUZZ_FLAGS) $$(case $$f in */dconv.c) echo $(DCONV_FLAGS);; esac) -fsanitize=fuzzer-no-link -c $$f \
 	    -o build-fuzz/$$(echo $$f | tr / _).o || exit 1; done && ar rcs $@ build-fuzz/*.o
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c build-fuzz/libeenn.a
-	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< build-fuzz/libeenn.a -lmatio -lstb -lz $(CURL_LIB) -lm -ldl -pthread
+	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< build-fuzz/libeenn.a $(LDLIBS)
 fuzz: $(FUZZERS:%=build-fuzz/fuzz_%)
 	@for z in $(FUZZERS); do mkdir -p build-fuzz/corpus/$$z && echo "fuzz_$$z: $(FUZZ_SECONDS) s" && \
 	    ASAN_OPTIONS=detect_leaks=1 build-fuzz/fuzz_$$z -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build-fuzz/ \
@@ -173,4 +198,4 @@ fuzz-smoke: $(FUZZERS:%=build-fuzz/fuzz_%)
 clean:
 	rm -rf build build-asan build-generic build-fuzz
 
-.PHONY: all check check-asan check-clang check-generic check-install check-symbols demo bench install clean fuzz fuzz-smoke
+.PHONY: check-aarch64 all check check-asan check-clang check-generic check-install check-symbols demo bench install clean fuzz fuzz-smoke

@@ -2,13 +2,21 @@
  * through libmatio. X is uint8 32 x 32 x 3 x N in MATLAB's column-major order (row, column, channel, image); y is
  * N x 1, labels 1..10, where 10 is the digit 0. Images become (n, c, h, w) planes, labels 0..9. */
 #include "internal.h"
+#ifndef EE_NO_MATIO
 #include <matio.h>
+#endif
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define SVHN_MAX_IMAGES 600000 /* extra_32x32.mat holds 531,131; the header is checked before any data is read */
 
+#ifdef EE_NO_MATIO
+ee_status ee_dataset_load_svhn(ee_ctx *ctx, const char *path, ee_dataset **out) {
+    *out = NULL;
+    return ee_fail(ctx, EE_ERR_ARG, "%s: this eenn was built without libmatio (NO_MATIO=1), so it cannot read SVHN", path);
+}
+#else
 ee_status ee_dataset_load_svhn(ee_ctx *ctx, const char *path, ee_dataset **out) {
     *out = NULL;
     FILE *probe = fopen(path, "rb");
@@ -85,3 +93,4 @@ done:
     else *out = ds;
     return s;
 }
+#endif

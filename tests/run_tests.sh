@@ -1,13 +1,14 @@
 #!/bin/sh
 # Runs every test binary in BUILD/tests and the CLI tests (not with EENN_NO_CLI=1), then prints one closing line
-# "total: N passed, M failed". Exit status: non-zero if anything failed.
+# "total: N passed, M failed". Exit status: non-zero if anything failed. EENN_RUNNER runs each test binary (an
+# emulator for a cross build: qemu-aarch64).
 B=${1:-build}
 cd "$(dirname "$0")/.." || exit 1
 pass=0; fail=0
 log=$(mktemp)
 for t in "$B"/tests/test_*; do
     [ -x "$t" ] || continue
-    "$t" >"$log" 2>&1; rc=$?
+    $EENN_RUNNER "$t" >"$log" 2>&1; rc=$?
     cat "$log"
     line=$(grep -E '^[a-z_]+: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
     p=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed.*/\1/'); f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')

@@ -367,6 +367,7 @@ static void test_tinyimagenet(void) {
     ee_ctx_free(ctx);
 }
 
+#ifndef EE_NO_MATIO
 /* SVHN: files written by an independent MAT-file writer (tests/make_svhn.py), the same data written compressed by
  * libmatio (as MATLAB saves by default), and broken files */
 #include <matio.h>
@@ -449,6 +450,16 @@ static void test_svhn(void) {
     CHECK(ee_dataset_load_svhn(ctx, "/nonexistent/train_32x32.mat", &ds) == EE_ERR_IO, "missing SVHN file");
     ee_ctx_free(ctx);
 }
+#else
+/* a build without libmatio refuses SVHN with a message */
+static void test_svhn(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_dataset *ds = NULL;
+    CHECK(ee_dataset_load_svhn(ctx, "tests/fixtures/svhn/train_32x32.mat", &ds) == EE_ERR_ARG && !ds &&
+              strstr(ee_ctx_error(ctx), "without libmatio"), "SVHN without libmatio: %s", ee_ctx_error(ctx));
+    ee_ctx_free(ctx);
+}
+#endif
 
 static void test_io(void) {
     ee_ctx *ctx = ee_ctx_new();
