@@ -24,6 +24,13 @@ typedef struct {
     int rank;
 } shm_rank;
 
+static void add_floats(float *a, const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++) a[i] += b[i];
+}
+static void add_doubles(double *a, const double *b, size_t n) {
+    for (size_t i = 0; i < n; i++) a[i] += b[i];
+}
+
 /* every rank adds the slots in rank order, so every rank gets the same bits */
 static int shm_allreduce(void *user, void *buf, size_t n, int dbl) {
     shm_rank *r = user;
@@ -34,16 +41,10 @@ static int shm_allreduce(void *user, void *buf, size_t n, int dbl) {
     memcpy(mine, buf, bytes);
     w->slot[r->rank] = mine;
     pthread_barrier_wait(&w->bar);
-    for (size_t i = 0; i < n; i++) {
-        if (dbl) {
-            double s = 0;
-            for (int k = 0; k < w->size; k++) s += ((double *)w->slot[k])[i];
-            ((double *)buf)[i] = s;
-        } else {
-            float s = 0;
-            for (int k = 0; k < w->size; k++) s += ((float *)w->slot[k])[i];
-            ((float *)buf)[i] = s;
-        }
+    memcpy(buf, w->slot[0], bytes);
+    for (int k = 1; k < w->size; k++) {
+        if (dbl) add_doubles(buf, w->slot[k], n);
+        else add_floats(buf, w->slot[k], n);
     }
     pthread_barrier_wait(&w->bar);
     free(mine);
@@ -62,9 +63,10 @@ static int shm_broadcast(void *user, void *buf, size_t bytes) {
 /* the largest difference of two parameter (or state) vectors relative to the largest magnitude in a */
 static double rel_diff(const float *a, const float *b, size_t n) {
     double mx = 1e-30, d = 0;
-    for (size_t i = 0; i < n; i++) {
-        mx = fmax(mx, fabs(a[i]));
-        d = fmax(d, fabs((double)a[i] - b[i]));
+    for (size_t i = 0; i < n; i++) { /* plain comparisons: gcc 12 for aarch64 fails to vectorise fmax here */
+        double v = fabs(a[i]), e = fabs((double)a[i] - b[i]);
+        if (v > mx) mx = v;
+        if (e > d || e != e) d = e;
     }
     return d / mx;
 }
