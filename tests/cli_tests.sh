@@ -223,9 +223,12 @@ done
 cmp -s "$T/cinf1.json" "$T/cinf64.json" && ok || bad "cascade exits at batch 1 and batch 64 differ"
 "$E" bench --exits "$T/casc.eenn" --n 32 --json | grep -q '"flops_speedup"' && ok || bad "bench --exits of a cascade"
 # three networks, the middle one a copy of the first: the paper's DAG lets the gate after the first jump to the last
-# (when the last is the most accurate: not for the barely trained networks of the sanitizer run)
-"$E" cascade "$T/m.eenn" "$T/m.eenn" "$T/s.eenn" -o "$T/casc3.eenn" --lambda 0.05 --json >"$T/casc3.json" 2>/dev/null &&
-    grep -q '"networks":3' "$T/casc3.json" && { [ -n "$EENN_ASAN" ] || grep -q '"jumped":0\.[0-9]*[1-9]' "$T/casc3.json"; } &&
+# when the last is the most accurate (by 2 points on validation; the two briefly trained networks here are not
+# always in that order, and never in the sanitizer run)
+"$E" cascade "$T/m.eenn" "$T/m.eenn" "$T/s.eenn" -o "$T/casc3.eenn" --lambda 0.05 --json >"$T/casc3.json" 2>/dev/null
+want_jump=$(sed -E 's/.*"val_acc":\[([0-9.]+),[^]]*,([0-9.]+)\].*/\1 \2/' "$T/casc3.json" | awk '{ print ($2 > $1 + 2) }')
+[ -n "$EENN_ASAN" ] && want_jump=0
+grep -q '"networks":3' "$T/casc3.json" && { [ "$want_jump" != 1 ] || grep -q '"jumped":0\.[0-9]*[1-9]' "$T/casc3.json"; } &&
     "$E" info "$T/casc3.eenn" --summary | grep -q "jump gate after exit 1 to exit 3" && ok || bad "cascade with jumps: $(cat "$T/casc3.json")"
 for b in 1 64; do
     "$E" infer "$T/casc3.eenn" "$DATA/t10k-images-idx3-ubyte.gz" --limit 64 --batch $b --json | sed 's/"confidence":[0-9.]*,//' >"$T/c3inf$b.json"
