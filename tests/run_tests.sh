@@ -27,6 +27,8 @@ if [ -z "${EENN_NO_CLI:-}" ] && [ -z "${EENN_ASAN:-}" ]; then
     [ -x "$PY" ] || PY=python3
     "$PY" tests/python/test_binding.py "$B" >"$log" 2>&1
     tally $? test_python "did not run (python3-numpy installed? scripts/setup-debian.sh)"
+    "$PY" tests/python/test_torch_import.py "$B" >"$log" 2>&1
+    tally $? test_torch_import "did not run (python3-torch installed? scripts/setup-debian.sh)"
 fi
 if [ -z "${EENN_NO_CLI:-}" ]; then
     sh tests/cli_tests.sh "$B" >"$log" 2>&1

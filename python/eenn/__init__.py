@@ -132,6 +132,12 @@ def _bind(lib):
         "ee_net_head_node": (I, [P, I]), "ee_net_node_output": (C.POINTER(F), [P, I]),
         "ee_net_prepare": (I, [P, P, I, I]), "ee_net_forward": (I, [P, P, C.POINTER(F), I, I]),
         "ee_net_builtin": (I, [P, C.c_char_p, I, I, I, I, C.POINTER(P)]), "ee_net_init": (I, [P, P]),
+        "ee_net_num_tensors": (I, [P]), "ee_net_find_tensor": (I, [P, C.c_char_p]),
+        "ee_net_tensor": (V, [P, I, C.POINTER(C.c_char_p), C.POINTER(C.POINTER(F)), C.POINTER(S), C.POINTER(I),
+                              C.POINTER(I), C.POINTER(I)]),
+        "ee_net_params_changed": (V, [P]), "ee_net_find_node": (I, [P, C.c_char_p]),
+        "ee_sdn_attach": (I, [P, P, C.POINTER(I), I, C.POINTER(P)]),
+        "ee_net_from_text": (I, [P, C.c_char_p, C.c_char_p, C.POINTER(P)]),
         "ee_net_policy": (I, [P, P, C.POINTER(_Policy)]), "ee_net_set_policy": (I, [P, P, C.POINTER(_Policy)]),
         "ee_policy_to_text": (I, [P, C.POINTER(_Policy), C.c_char_p, S]),
         "ee_policy_from_text": (I, [P, C.c_char_p, C.POINTER(_Policy)]),
@@ -416,6 +422,44 @@ class Model:
         finally:
             self._ctx.lib.ee_outputs_free(o)
         return {"acc": st.acc, "cost": st.cost, "exits": list(st.exits[:self.heads]), "policy": self.policy}
+
+    # ------------------------------------------------------------ weights
+    def tensors(self):
+        """Every named tensor (parameters and batch-norm statistics) as a NumPy array that shares the model's
+        memory, keyed by name (the names of docs/format.md). Call params_changed() after writing into them."""
+        out = {}
+        for i in range(self._ctx.lib.ee_net_num_tensors(self._net)):
+            name, data, count = C.c_char_p(), C.POINTER(C.c_float)(), C.c_size_t()
+            ndim, dims, st = C.c_int(), (C.c_int * 4)(), C.c_int()
+            self._ctx.lib.ee_net_tensor(self._net, i, C.byref(name), C.byref(data), C.byref(count), C.byref(ndim),
+                                        dims, C.byref(st))
+            if not data:
+                raise Error("the model is sealed for inference: its weights cannot be read")
+            shape = tuple(dims[:ndim.value]) or (count.value,)
+            out[name.value.decode()] = np.ctypeslib.as_array(data, shape=(count.value,)).reshape(shape)
+        return out
+
+    def params_changed(self):
+        """Tells the library that weights were written through tensors()."""
+        self._ctx.lib.ee_net_params_changed(self._net)
+
+    def node_index(self, name):
+        """The position of the named node in the network, or -1."""
+        return self._ctx.lib.ee_net_find_node(self._net, name.encode())
+
+    def attach_ics(self, nodes):
+        """A new model: this network with an SDN internal classifier reading each named node (its features pooled
+        to 4x4 by a learned mix of max and average pooling, then one linear layer), in network order."""
+        idx = []
+        for n in nodes:
+            i = self._ctx.lib.ee_net_find_node(self._net, n.encode())
+            if i < 0:
+                raise Error("no node '%s' in %s" % (n, self.name))
+            idx.append(i)
+        arr = (C.c_int * len(idx))(*idx)
+        net = C.c_void_p()
+        self._ctx.check(self._ctx.lib.ee_sdn_attach(self._ctx.p, self._net, arr, len(idx), C.byref(net)))
+        return Model(self._ctx, net)
 
     def save(self, path):
         """Writes the model file atomically."""
