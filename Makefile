@@ -81,7 +81,8 @@ $(BUILD)/libeenn.so: $(OBJ)
 
 CLI = $(wildcard cli/*.c)
 $(BUILD)/eenn: $(CLI) cli/common.h cli/http.h $(BUILD)/libeenn.a
-	$(CC) $(CFLAGS) $(MPI_CFLAGS) $(LDFLAGS) -o $@ $(CLI) $(BUILD)/libeenn.a $(CLI_LDLIBS) $(MPI_LIBS)
+	$(CC) $(CFLAGS) $(MPI_CFLAGS) -DEE_DATADIR='"$(PREFIX)/share/eenn"' $(LDFLAGS) -o $@ $(CLI) $(BUILD)/libeenn.a \
+	    $(CLI_LDLIBS) $(MPI_LIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/testlib.c tests/testlib.h $(BUILD)/libeenn.a
 	@mkdir -p $(dir $@)
@@ -170,6 +171,8 @@ install: all
 	install -m 755 $(BUILD)/eenn $(DESTDIR)$(PREFIX)/bin/
 	install -d $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 644 eenn.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -d $(DESTDIR)$(PREFIX)/share/eenn
+	install -m 644 scripts/eenn_export.py scripts/eenn_torch.py scripts/eenn_file.py $(DESTDIR)$(PREFIX)/share/eenn/
 	sed -e 's|@PREFIX@|$(PREFIX)|' eenn.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/eenn.pc
 
 # libFuzzer (clang): the model reader, the architecture text (with its round trip), the dataset readers and the

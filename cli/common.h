@@ -146,4 +146,5 @@ int cmd_analyze(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_riskcheck(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 #endif

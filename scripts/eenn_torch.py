@@ -23,8 +23,20 @@ class MixPool(nn.Module):
     def forward(self, x):
         if x.shape[2] <= self.out and x.shape[3] <= self.out:
             return x
-        a = self.alpha
-        return a * F.adaptive_max_pool2d(x, self.out) + (1 - a) * F.adaptive_avg_pool2d(x, self.out)
+        a, o, h, w = self.alpha, self.out, int(x.shape[2]), int(x.shape[3])  # fixed by the architecture
+        if h % o == 0 and w % o == 0:
+            return a * F.adaptive_max_pool2d(x, o) + (1 - a) * F.adaptive_avg_pool2d(x, o)
+        # PyTorch's adaptive windows [floor(i H/o), ceil((i+1) H/o)), spelled out (ONNX has no such pooling)
+        rows = []
+        for i in range(o):
+            r0, r1 = i * h // o, ((i + 1) * h + o - 1) // o
+            cols = []
+            for j in range(o):
+                c0, c1 = j * w // o, ((j + 1) * w + o - 1) // o
+                win = x[:, :, r0:r1, c0:c1]
+                cols.append(a * win.amax((2, 3)) + (1 - a) * win.mean((2, 3)))
+            rows.append(torch.stack(cols, -1))
+        return torch.stack(rows, -2)
 
 
 def _parse(text):
@@ -102,32 +114,36 @@ class Graph(nn.Module):
         y = {"input": x}
         outs = []
         for kind, name, key, ins in self.nodes:
-            v = y[ins[0]]
-            if kind == "relu":
-                r = F.relu(v)
-            elif kind == "add":
-                r = v + y[ins[1]]
-            elif kind == "gap":
-                r = v.mean((2, 3), keepdim=True)
-            elif kind == "gmp":
-                r = v.amax((2, 3), keepdim=True)
-            elif kind == "embed":
-                ids = v.round().long()
-                if ids.shape[1] == 2:
-                    ids = ids[:, 0] * 256 + ids[:, 1]
-                else:
-                    ids = ids[:, 0]
-                r = self.mods[key](ids).permute(0, 3, 1, 2)
-            elif kind == "flatten":
-                r = v.flatten(1)
-            elif kind == "linear":
-                r = self.mods[key](v.flatten(1))
-            else:
-                r = self.mods[key](v)
-            y[name] = r
+            self.run_node(kind, name, key, ins, y)
             if name in self.heads:
-                outs.append(r)
+                outs.append(y[name])
         return outs
+
+    def run_node(self, kind, name, key, ins, y):
+        """Computes one node from the outputs in y (by name) into y[name]."""
+        v = y[ins[0]]
+        if kind == "relu":
+            r = F.relu(v)
+        elif kind == "add":
+            r = v + y[ins[1]]
+        elif kind == "gap":
+            r = v.mean((2, 3), keepdim=True)
+        elif kind == "gmp":
+            r = v.amax((2, 3), keepdim=True)
+        elif kind == "embed":
+            ids = v.round().long()
+            if ids.shape[1] == 2:
+                ids = ids[:, 0] * 256 + ids[:, 1]
+            else:
+                ids = ids[:, 0]
+            r = self.mods[key](ids).permute(0, 3, 1, 2)
+        elif kind == "flatten":
+            r = v.flatten(1)
+        elif kind == "linear":
+            r = self.mods[key](v.flatten(1))
+        else:
+            r = self.mods[key](v)
+        y[name] = r
 
 
 def set_tensors(g, tensors):

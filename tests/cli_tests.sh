@@ -444,6 +444,13 @@ if [ -z "$EENN_ASAN" ] && command -v mpirun >/dev/null && ldd "$E" | grep -q lib
     expect_usage "mpi: batch below the ranks" "smaller than the number of ranks" $MPIRUN -np 2 "$E" train $P --batch 1
 fi
 
+# ONNX export: the command's own errors (tests/python/test_onnx_export.py checks what it writes)
+"$E" export --help | grep -q "usage: eenn export" && ok || bad "export --help"
+expect_usage "export without -o" "give the output directory with -o DIR" "$E" export models/resnet56-sdn.eenn
+if [ -z "$EENN_ASAN" ]; then
+    expect_fail "export of an uncalibrated model" "has no exit policy" "$E" export models/resnet56-cnn.eenn -o "$T/onnx"
+fi
+
 # the published models: models/README.md's checksums, and each row's accuracy on the first 1000 test images
 # as `eenn eval` measures it now (within 0.2 points: convolution kernels differ in rounding between CPUs)
 rows=$(grep -E '^\| `[a-z0-9.-]+\.eenn`' models/README.md)

@@ -29,6 +29,8 @@ if [ -z "${EENN_NO_CLI:-}" ] && [ -z "${EENN_ASAN:-}" ]; then
     tally $? test_python "did not run (python3-numpy installed? scripts/setup-debian.sh)"
     "$PY" tests/python/test_torch_import.py "$B" >"$log" 2>&1
     tally $? test_torch_import "did not run (python3-torch installed? scripts/setup-debian.sh)"
+    "$PY" tests/python/test_onnx_export.py "$B" >"$log" 2>&1
+    tally $? test_onnx_export "did not run (node and peers/node_modules? scripts/setup-debian.sh)"
 fi
 if [ -z "${EENN_NO_CLI:-}" ]; then
     sh tests/cli_tests.sh "$B" >"$log" 2>&1
