@@ -118,6 +118,7 @@ extern const int n_exit_methods;
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_cascade(int argc, char **argv);
 int cmd_infer(int argc, char **argv);

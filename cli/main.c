@@ -19,6 +19,7 @@ static const char *main_help =
     "  riskcheck  whether risk-controlled thresholds keep their guarantee, over random calibration/test splits\n"
     "  bench   inference and training speed, and measured early-exit speedup (--exits)\n"
     "  export  the model with its exits as ONNX graphs, one per segment, for ONNX Runtime\n"
+    "  quantize  int8 convolutions for a trained model, its exit policy recalibrated\n"
     "  analyze overthinking in an SDN: wasteful and destructive effects, confusion metric, backdoors\n"
     "  report  the analysis as one self-contained HTML page with charts, Grad-CAM and image galleries\n";
 
@@ -27,7 +28,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "--version")) { puts("eenn " EE_VERSION_STRING); return 0; }
     static const struct { const char *name; int (*run)(int, char **); } commands[] = {
         {"train", cmd_train}, {"eval", cmd_eval}, {"info", cmd_info}, {"bench", cmd_bench},
-        {"calibrate", cmd_calibrate}, {"policy", cmd_policy}, {"cascade", cmd_cascade}, {"infer", cmd_infer}, {"serve", cmd_serve}, {"compare", cmd_compare}, {"riskcheck", cmd_riskcheck}, {"export", cmd_export}, {"analyze", cmd_analyze},
+        {"calibrate", cmd_calibrate}, {"policy", cmd_policy}, {"cascade", cmd_cascade}, {"infer", cmd_infer}, {"serve", cmd_serve}, {"compare", cmd_compare}, {"riskcheck", cmd_riskcheck}, {"export", cmd_export}, {"quantize", cmd_quantize}, {"analyze", cmd_analyze},
         {"report", cmd_report}};
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);

@@ -145,6 +145,22 @@ ee_status ee_net_prepare(ee_ctx *ctx, ee_net *net, int max_batch, int training);
  * and ee_net_keep_output fail with EE_ERR_ARG. Convolutions that oneDNN runs keep their parameters. */
 ee_status ee_net_seal(ee_ctx *ctx, ee_net *net);
 
+/* int8 inference (docs/int8.md). Calibrates every convolution's input step on the images x (n of them, NHWC, as
+ * ee_net_forward takes them) run through the float network: the largest |value| seen (EE_QUANT_MAX), or that
+ * percentile of the |values| (EE_QUANT_PERCENTILE). From then on the convolutions run in int8 in inference (input
+ * to u8, or s8 where it was negative; weights to s8 per output channel, symmetric; int32 sums; one float scale per
+ * channel), everything else in float, and training still runs in float. The steps are part of the architecture
+ * text (conv key qscale), so a saved model stays quantised. cfg NULL: EE_QUANT_MAX. Prepares the net for
+ * training-sized buffers of up to 32 images. Calling it again recalibrates from the float network. */
+typedef enum { EE_QUANT_MAX = 0, EE_QUANT_PERCENTILE } ee_quant_estimator;
+typedef struct {
+    ee_quant_estimator estimator;
+    double percentile; /* EE_QUANT_PERCENTILE: e.g. 99.99 */
+} ee_quant_config;
+ee_status ee_net_quantize(ee_ctx *ctx, ee_net *net, const float *x, int n, const ee_quant_config *cfg);
+/* how many convolutions run in int8 */
+int ee_net_int8_layers(const ee_net *net);
+
 /* x: (n, h, w, c) NHWC input. train: batch statistics and dropout on. */
 ee_status ee_net_forward(ee_ctx *ctx, ee_net *net, const float *x, int n, int train);
 /* Runs nodes [from, to) only; from = 0 also takes x. Lets a caller stop after any node and go on. */

@@ -278,9 +278,15 @@ char *ee_arch_to_text(const ee_net *net) {
                     if (!strcmp(ops->keys[u].name, key->def_from)) same = get_key(nd, &ops->keys[u]) == v;
                 if (same) continue;
             }
+            if (key->quiet && !key->def_from && v == key->def) continue;
             if (key->type == EE_KEY_INIT) sb_printf(&b, " %s=%s", key->name, ee_init_names[nd->init]);
             else if (key->type == EE_KEY_INT) sb_printf(&b, " %s=%d", key->name, (int)v);
-            else sb_printf(&b, " %s=%g", key->name, v);
+            else { /* %g where it reads back as the same float (momentum=0.1), all nine digits where not */
+                char g[32];
+                snprintf(g, sizeof g, "%g", v);
+                if (strtof(g, NULL) != (float)v) snprintf(g, sizeof g, "%.9g", v);
+                sb_printf(&b, " %s=%s", key->name, g);
+            }
         }
         for (int h = 0; h < net->nheads; h++)
             if (net->heads[h] == i) sb_printf(&b, " head=1");

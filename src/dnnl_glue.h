@@ -39,6 +39,7 @@ typedef struct {
     X(primitive_attr_destroy) \
     X(primitive_attr_set_scratchpad_mode) \
     X(primitive_attr_set_post_ops) \
+    X(primitive_attr_set_output_scales) \
     X(post_ops_create) \
     X(post_ops_destroy) \
     X(post_ops_append_sum) \
@@ -92,6 +93,7 @@ ee_dnnl *ee_dnnl_get(ee_ctx *ctx, ee_net *net);
 #define dnnl_primitive_attr_destroy ee_dnnl_fn.primitive_attr_destroy
 #define dnnl_primitive_attr_set_scratchpad_mode ee_dnnl_fn.primitive_attr_set_scratchpad_mode
 #define dnnl_primitive_attr_set_post_ops ee_dnnl_fn.primitive_attr_set_post_ops
+#define dnnl_primitive_attr_set_output_scales ee_dnnl_fn.primitive_attr_set_output_scales
 #define dnnl_post_ops_create ee_dnnl_fn.post_ops_create
 #define dnnl_post_ops_destroy ee_dnnl_fn.post_ops_destroy
 #define dnnl_post_ops_append_sum ee_dnnl_fn.post_ops_append_sum

@@ -45,7 +45,9 @@ extern const char *const ee_init_names[EE_INIT_COUNT];
 
 /* The arguments of a node, named per kind. The layer table's keys (ee_layer_key) say where each text key lands.
  * A layer kind of its own may keep its arguments in `any` through a struct declared in its file (EE_ARGS). */
-typedef struct { int out, k, stride, pad, groups, bias, kh, padh; } ee_conv_args; /* k, pad: width; kh, padh: height */
+/* k, pad: width; kh, padh: height. qscale > 0: an int8 convolution in inference, its input quantised with this
+ * step (qsigned: to -127..127, else to 0..255; ee_net_quantize) */
+typedef struct { int out, k, stride, pad, groups, bias, kh, padh; float qscale; int qsigned; } ee_conv_args;
 typedef struct { int k, stride, pad; } ee_pool_args;    /* maxpool, avgpool */
 typedef struct { int out, bias; } ee_linear_args;
 typedef struct { float momentum, eps; } ee_bn_args;
@@ -160,7 +162,8 @@ typedef struct {
     double def;             /* the value when the key is absent (not required) */
     int required;
     const char *def_from;   /* if set: absent, the key takes the value of this earlier key (pool stride = k) */
-    int quiet;              /* with def_from: not written when it equals that key (conv kh = k) */
+    int quiet;              /* not written when it equals def_from's key (conv kh = k), or without def_from, its
+                             * default (conv qscale=0) */
 } ee_layer_key;
 #define EE_KEY(nm, ty, member, lo, hi, def) {nm, ty, offsetof(ee_layer_args, member), lo, hi, def, 0, NULL, 0}
 #define EE_KEY_REQ(nm, ty, member, lo, hi) {nm, ty, offsetof(ee_layer_args, member), lo, hi, 0, 1, NULL, 0}
@@ -198,10 +201,11 @@ ee_status ee_conv_seal(ee_ctx *ctx, ee_net *net, ee_node *nd);
 /* EE_ERR_ARG with a message if the net is sealed: `what` cannot be done any more */
 ee_status ee_net_check_unsealed(ee_ctx *ctx, const ee_net *net, const char *what);
 
-/* the direct AVX2 convolution (layers/dconv.c): inference, training forward, stride-1 backward-data, weight
+/* the direct convolution (layers/dconv.c; AVX2, NEON or generic vectors): inference, training forward, stride-1 backward-data, weight
  * gradients */
-int ee_dconv_available(void);  /* built for and running on an AVX2 + FMA CPU */
-int ee_dconv_preferred(void);  /* available, and oneDNN has no AVX-512 kernels here */
+int ee_avx2_available(void);   /* x86-64 built with AVX2 kernels, running on an AVX2 + FMA CPU */
+int ee_dconv_available(void);  /* the direct convolution runs here: AVX2 + FMA, NEON, or generic vectors */
+int ee_dconv_preferred(void);  /* the default kernel here: faster than oneDNN on this CPU */
 int ee_dconv_fits(const ee_node *nd);
 size_t ee_dconv_packed_len(const ee_node *nd);
 void ee_dconv_pack(const ee_node *nd, const float *w_oihw, float *packed);

@@ -144,9 +144,11 @@ static void ce_case(void) {
     ee_ctx_free(ctx);
 }
 
-static void net_case(const char *arch, int threads) {
+/* gtol: the tolerance of the parameter gradients, in multiples of the usual one */
+static void net_case(const char *arch, int threads, ee_conv_kernel kernel, double gtol) {
     ee_ctx *ctx = ee_ctx_new();
     ee_ctx_set_threads(ctx, threads);
+    ee_ctx_set_conv_kernel(ctx, kernel);
     ee_net *net = NULL;
     CHECK_OK(ctx, ee_net_builtin(ctx, arch, 3, 32, 32, 10, &net));
     if (!net) { ee_ctx_free(ctx); return; }
@@ -207,7 +209,8 @@ static void net_case(const char *arch, int threads) {
         snprintf(nm, sizeof nm, "%s.grad.%s", arch, tt->name);
         float *wh = tl_fixture("tests/fixtures/nets.bin", nm, &cnt);
         if (!wn || !wh) { bad++; free(wn); free(wh); continue; }
-        double e1 = tl_close(&nf, wn, 1, 1e-6, 5e-3, NULL), e2 = tl_close(g, wh, cnt, 5e-3 * wn[0] + 1e-6, 2e-2, NULL);
+        double e1 = tl_close(&nf, wn, 1, 1e-6, 5e-3 * gtol, NULL),
+               e2 = tl_close(g, wh, cnt, (5e-3 * wn[0] + 1e-6) * gtol, 2e-2 * gtol, NULL);
         if (e1 > 1 || e2 > 1) {
             bad++;
             fprintf(stderr, "  %s: gradient norm %.6g vs PyTorch %.6g, head error %.3g\n", tt->name, nf, wn[0], e2);
@@ -413,7 +416,18 @@ int main(int argc, char **argv) {
     layer_case("gmp", "input c=3 h=1 w=9\ngmp name=L\nlinear out=2\n", 2, 3, 1, 9, 1);
     embed_case();
     ce_case();
-    net_case("resnet56", 1);
-    net_case("mobilenet", 2);
+    net_case("resnet56", 1, EE_CONV_AUTO, 1);
+    net_case("mobilenet", 2, EE_CONV_AUTO, 1);
+    /* the direct kernel where AUTO picked oneDNN (x86-64: the AVX2 kernel on an AVX-512 CPU; the generic vectors
+     * in a NO_AVX2 build). The generic vectors multiply and add without fusing them: in this 56-layer net on a
+     * batch of 4 that moves a few BN weight gradients by up to 2.2x the usual tolerance (the same kernel with fused
+     * multiply-adds is within it, measured), so they get 3x. */
+    if (ee_dconv_available() && !ee_dconv_preferred()) {
+#if defined(EE_NO_AVX2) && !defined(__aarch64__)
+        net_case("resnet56", 2, EE_CONV_DIRECT, 3);
+#else
+        net_case("resnet56", 2, EE_CONV_DIRECT, 1);
+#endif
+    }
     return tl_summary("test_torch");
 }

@@ -151,7 +151,7 @@ static void sum_block(const sum_job *jb, size_t r0, size_t r1, float *restrict s
     const int c = jb->c;
     const float *restrict m = jb->m;
 #ifdef EE_BN_AVX2
-    if (c % 8 == 0 && ee_dconv_available()) {
+    if (c % 8 == 0 && ee_avx2_available()) {
         sum_avx2(jb, r0, r1, s);
         return;
     }

@@ -36,7 +36,22 @@ typedef struct {
     uint64_t dpack_tag;    /* what dpack was packed from: a fold generation (bit 63 set) or a params version */
     int direct;            /* forward and backward-data kernel: -1 not chosen yet, 0 oneDNN, 1 direct */
     int sealed;            /* inference only (ee_net_seal): the parameters hold the packed, BN-folded weights */
+    struct q8_prim *q;     /* int8 inference (qscale > 0): Q8_CACHE primitives */
+    int nq;
+    int8_t *qw;            /* the (folded) weights quantised per output channel, OIHW */
+    float *qb, *qscales;   /* the bias in the accumulator's units; per channel: input step x weight step */
+    uint64_t q_pver, q_sver;
+    float q_in;            /* the input step those were made for */
 } conv_priv;
+
+#define Q8_CACHE 16
+typedef struct q8_prim {
+    int n, fuse, nthr;
+    dnnl_primitive_t fwd, quant, reo_w;
+    dnnl_memory_t src_f, src_q, w_user, w_q, bias, dst, src1, pad;
+    void *scratch, *qbuf;  /* scratchpad; the quantised input */
+    int w_ready;
+} q8_prim;
 
 #define COUT arg.conv.out
 #define K arg.conv.k
@@ -89,9 +104,30 @@ static void conv_count(const ee_net *net, const ee_node *nd, double *macs, doubl
     *prof = outs * (2 * per - 1 + (nd->BIAS ? 1 : 0)) * nd->GROUPS;
 }
 
+static void q8_release(conv_priv *p) {
+    for (int i = 0; i < p->nq; i++) {
+        q8_prim *c = &p->q[i];
+        dnnl_primitive_t prims[] = {c->fwd, c->quant, c->reo_w};
+        for (size_t j = 0; j < sizeof prims / sizeof *prims; j++)
+            if (prims[j]) dnnl_primitive_destroy(prims[j]);
+        dnnl_memory_t mems[] = {c->src_f, c->src_q, c->w_user, c->w_q, c->bias, c->dst, c->src1, c->pad};
+        for (size_t j = 0; j < sizeof mems / sizeof *mems; j++)
+            if (mems[j] && !(j == 3 && c->w_q == c->w_user)) dnnl_memory_destroy(mems[j]);
+        ee_free(c->scratch);
+        ee_free(c->qbuf);
+    }
+    free(p->q);
+    p->q = NULL;
+    p->nq = 0;
+}
+
 static void conv_release(ee_node *nd) {
     conv_priv *p = nd->priv;
     if (!p) return;
+    q8_release(p);
+    free(p->qw);
+    free(p->qb);
+    free(p->qscales);
     free(p->fw);
     free(p->fb);
     ee_free(p->dpack);
@@ -122,17 +158,18 @@ static void conv_release(ee_node *nd) {
 static void dims4(dnnl_dims_t d, int a, int b, int c, int e) { d[0] = a; d[1] = b; d[2] = c; d[3] = e; }
 
 /* weights descriptor: 4-D OIHW, or 5-D GOIHW with groups */
-static void weights_md(const ee_node *nd, dnnl_memory_desc_t *md, int any) {
+static void weights_md_of(const ee_node *nd, dnnl_memory_desc_t *md, int any, dnnl_data_type_t dt) {
     dnnl_dims_t d;
     int g = nd->GROUPS;
     if (g == 1) {
         dims4(d, nd->COUT, nd->ins.c, nd->KH, nd->K);
-        dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, any ? dnnl_format_tag_any : dnnl_oihw);
+        dnnl_memory_desc_init_by_tag(md, 4, d, dt, any ? dnnl_format_tag_any : dnnl_oihw);
     } else {
         d[0] = g; d[1] = nd->COUT / g; d[2] = nd->ins.c / g; d[3] = nd->KH; d[4] = nd->K;
-        dnnl_memory_desc_init_by_tag(md, 5, d, dnnl_f32, any ? dnnl_format_tag_any : dnnl_goihw);
+        dnnl_memory_desc_init_by_tag(md, 5, d, dt, any ? dnnl_format_tag_any : dnnl_goihw);
     }
 }
+static void weights_md(const ee_node *nd, dnnl_memory_desc_t *md, int any) { weights_md_of(nd, md, any, dnnl_f32); }
 
 /* makes `*mem` hold the layout `want`; if it differs from `user`, allocates it and a reorder user->want or
  * want->user (dir 1) */
@@ -422,7 +459,7 @@ static int use_direct(ee_ctx *ctx, ee_node *nd) {
     conv_priv *p = nd->priv;
     if (p->direct < 0) {
         int k = ee_ctx_conv_kernel(ctx);
-        p->direct = ee_dconv_fits(nd) &&
+        p->direct = ee_dconv_fits(nd) && nd->arg.conv.qscale <= 0 &&
                     (k == EE_CONV_DIRECT || (k == EE_CONV_AUTO && ee_dconv_preferred()));
     }
     return p->direct;
@@ -488,10 +525,185 @@ static ee_status direct_backward_data(ee_ctx *ctx, ee_net *net, ee_node *nd, int
 }
 
 
+/* ---------------------------------------------------------------- int8 inference
+ * A conv with qscale > 0 runs in int8 in inference: its float input is quantised (step qscale, to u8, or to s8
+ * when qsigned) by a oneDNN reorder, the convolution sums u8/s8 x s8 products in int32, and one multiply per
+ * output channel (qscale x the channel's weight step) takes the sums back to floats, followed by the folded BN
+ * bias, the residual add and the ReLU as post-ops. Everything between convolutions (pools, heads, exits) stays in
+ * float, so an int8 network keeps its exits and its batch compaction unchanged. */
+
+/* The weights: the (BN-folded) float weights quantised symmetrically per output channel, to -127..127 with step
+ * max|w| / 127; the bias in the accumulator's units (oneDNN adds it before the output scale); the output scales.
+ * Redone when the parameters, the BN statistics or the input step change. */
+static ee_status q8_weights(ee_ctx *ctx, ee_net *net, ee_node *nd) {
+    conv_priv *p = nd->priv;
+    const float qs = nd->arg.conv.qscale;
+    if (p->qw && p->q_pver == net->params_version && p->q_sver == net->state_version && p->q_in == qs) return EE_OK;
+    size_t nw = wcount(nd), per = nw / nd->COUT;
+    const float *w = net->params + nd->p_off, *b = nd->BIAS ? w + nw : NULL;
+    if (nd->fuse_bn >= 0) {
+        ee_status s = fold_bn(ctx, net, nd, 1);
+        if (s) return s;
+        w = p->fw;
+        b = p->fb;
+    }
+    if (!p->qw) p->qw = malloc(nw);
+    if (!p->qb) p->qb = malloc(nd->COUT * sizeof(float));
+    if (!p->qscales) p->qscales = malloc(nd->COUT * sizeof(float));
+    if (!p->qw || !p->qb || !p->qscales) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    for (int o = 0; o < nd->COUT; o++) {
+        const float *wo = w + (size_t)o * per;
+        float m = 0;
+        for (size_t i = 0; i < per; i++) m = fabsf(wo[i]) > m ? fabsf(wo[i]) : m;
+        float step = m > 0 ? m / 127.0f : 1.0f;
+        for (size_t i = 0; i < per; i++) {
+            long q = lrintf(wo[i] / step);
+            p->qw[(size_t)o * per + i] = (int8_t)(q > 127 ? 127 : q < -127 ? -127 : q);
+        }
+        p->qscales[o] = qs * step;
+        p->qb[o] = b ? b[o] / p->qscales[o] : 0.0f;
+    }
+    if (nd->fuse_bn >= 0) { free(p->fw); p->fw = NULL; }
+    p->q_pver = net->params_version;
+    p->q_sver = net->state_version;
+    p->q_in = qs;
+    q8_release(p); /* the primitives were built with the old output scales */
+    return EE_OK;
+}
+
+static q8_prim *q8_get(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
+    conv_priv *p = nd->priv;
+#ifdef _OPENMP
+    int nthr = omp_get_max_threads();
+#else
+    int nthr = 1;
+#endif
+    int fuse = nd->fuse_bn >= 0 ? 1 + (nd->fuse_add >= 0 && nd->add_inplace) : 0;
+    for (int i = 0; i < p->nq; i++)
+        if (p->q[i].n == n && p->q[i].fuse == fuse && p->q[i].nthr == nthr) return &p->q[i];
+    if (p->nq == Q8_CACHE) q8_release(p);
+    ee_dnnl *d = ee_dnnl_get(ctx, net);
+    if (!d) return NULL;
+    if (!p->q && !(p->q = calloc(Q8_CACHE, sizeof *p->q))) { ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); return NULL; }
+    q8_prim *c = &p->q[p->nq];
+    memset(c, 0, sizeof *c);
+    c->n = n; c->fuse = fuse; c->nthr = nthr;
+    dnnl_dims_t sd, dd, bd = {nd->COUT}, str = {nd->STRIDE, nd->STRIDE}, pad = {nd->PADH, nd->PAD};
+    dims4(sd, n, nd->ins.c, nd->ins.h, nd->ins.w);
+    dims4(dd, n, nd->COUT, nd->out.h, nd->out.w);
+    dnnl_memory_desc_t sfmd, sqmd, dmd, wany, wuser, bmd;
+    dnnl_memory_desc_init_by_tag(&sfmd, 4, sd, dnnl_f32, dnnl_nhwc);
+    dnnl_memory_desc_init_by_tag(&sqmd, 4, sd, nd->arg.conv.qsigned ? dnnl_s8 : dnnl_u8, dnnl_nhwc);
+    dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dnnl_f32, dnnl_nhwc);
+    dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x);
+    weights_md_of(nd, &wany, 1, dnnl_s8);
+    weights_md_of(nd, &wuser, 0, dnnl_s8);
+    dnnl_convolution_desc_t cd;
+    dnnl_primitive_desc_t fpd = NULL, rpd = NULL;
+    dnnl_primitive_attr_t attr = NULL, rattr = NULL;
+    dnnl_post_ops_t po = NULL;
+    const float inv = 1.0f / nd->arg.conv.qscale;
+    TRY(dnnl_primitive_attr_create(&attr));
+    TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
+    TRY(dnnl_primitive_attr_set_output_scales(attr, nd->COUT, 1 << 1, p->qscales));
+    if (fuse && (nd->fuse_relu >= 0 || nd->fuse_add >= 0)) {
+        TRY(dnnl_post_ops_create(&po));
+        if (fuse == 2) TRY(dnnl_post_ops_append_sum(po, 1.0f));
+        else if (nd->fuse_add >= 0) TRY(dnnl_post_ops_append_binary(po, dnnl_binary_add, &dmd));
+        if (nd->fuse_relu >= 0) TRY(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
+        TRY(dnnl_primitive_attr_set_post_ops(attr, po));
+    }
+    TRY(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &sqmd, &wany, &bmd,
+                                           &dmd, str, pad, pad));
+    TRY(dnnl_primitive_desc_create(&fpd, &cd, attr, d->eng, NULL));
+    if (po) { dnnl_post_ops_destroy(po); po = NULL; }
+    TRY(dnnl_primitive_create(&c->fwd, fpd));
+    /* the input's quantisation: x / qscale, rounded to the nearest integer and saturated */
+    TRY(dnnl_primitive_attr_create(&rattr));
+    TRY(dnnl_primitive_attr_set_output_scales(rattr, 1, 0, &inv));
+    TRY(dnnl_reorder_primitive_desc_create(&rpd, &sfmd, d->eng, &sqmd, d->eng, rattr));
+    TRY(dnnl_primitive_create(&c->quant, rpd));
+    if (!(c->qbuf = ee_alloc(dnnl_memory_desc_get_size(&sqmd) + 64))) goto fail;
+    TRY(dnnl_memory_create(&c->src_f, &sfmd, d->eng, DNNL_MEMORY_NONE));
+    TRY(dnnl_memory_create(&c->src_q, &sqmd, d->eng, c->qbuf));
+    TRY(dnnl_memory_create(&c->dst, &dmd, d->eng, DNNL_MEMORY_NONE));
+    TRY(dnnl_memory_create(&c->bias, &bmd, d->eng, DNNL_MEMORY_NONE));
+    TRY(dnnl_memory_create(&c->w_user, &wuser, d->eng, DNNL_MEMORY_NONE));
+    if (fuse == 1 && nd->fuse_add >= 0) TRY(dnnl_memory_create(&c->src1, &dmd, d->eng, DNNL_MEMORY_NONE));
+    TRY(layout(d, c->w_user, dnnl_primitive_desc_query_md(fpd, dnnl_query_weights_md, 0), &c->w_q, &c->reo_w, 0));
+    {
+        const dnnl_memory_desc_t *pmd = dnnl_primitive_desc_query_md(fpd, dnnl_query_scratchpad_md, 0);
+        if (!(c->scratch = ee_alloc(dnnl_memory_desc_get_size(pmd) + 4096))) goto fail;
+        TRY(dnnl_memory_create(&c->pad, pmd, d->eng, c->scratch));
+    }
+    dnnl_primitive_attr_destroy(attr);
+    dnnl_primitive_attr_destroy(rattr);
+    dnnl_primitive_desc_destroy(fpd);
+    dnnl_primitive_desc_destroy(rpd);
+    p->nq++;
+    return c;
+fail:
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (rattr) dnnl_primitive_attr_destroy(rattr);
+    if (po) dnnl_post_ops_destroy(po);
+    if (fpd) dnnl_primitive_desc_destroy(fpd);
+    if (rpd) dnnl_primitive_desc_destroy(rpd);
+    p->nq++; /* so that release frees what was created */
+    q8_release(p);
+    ee_fail(ctx, EE_ERR_BACKEND, "oneDNN could not build the int8 conv '%s' (%d->%d k%d s%d g%d at %dx%d, batch %d)",
+            nd->name, nd->ins.c, nd->COUT, nd->K, nd->STRIDE, nd->GROUPS, nd->ins.h, nd->ins.w, n);
+    return NULL;
+}
+
+static ee_status q8_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, size_t off) {
+    q8_prim *c = q8_get(ctx, net, nd, n);
+    if (!c) return EE_ERR_BACKEND;
+    ee_dnnl *d = EE_DNNL(net);
+    conv_priv *p = nd->priv;
+    float *y = nd->fuse_bn >= 0 ? fused_output(net, nd) : nd->y;
+    ee_status s;
+    dnnl_memory_set_data_handle(c->src_f, (void *)(ee_node_input(net, nd, 0) + off * ee_shape_size(nd->ins)));
+    dnnl_exec_arg_t qa[2] = {{DNNL_ARG_FROM, c->src_f}, {DNNL_ARG_TO, c->src_q}};
+    if ((s = run(ctx, d, c->quant, 2, qa, "the quantisation of a conv's input"))) return s;
+    dnnl_memory_set_data_handle(c->w_user, p->qw);
+    if (c->reo_w && !c->w_ready) {
+        if ((s = reorder(ctx, d, c->reo_w, c->w_user, c->w_q))) return s;
+        c->w_ready = 1;
+    }
+    dnnl_memory_set_data_handle(c->bias, p->qb);
+    dnnl_memory_set_data_handle(c->dst, y + off * ee_shape_size(nd->out));
+    int nargs = 4;
+    dnnl_exec_arg_t a[6] = {{DNNL_ARG_SRC, c->src_q}, {DNNL_ARG_WEIGHTS, c->w_q}, {DNNL_ARG_DST, c->dst},
+                            {DNNL_ARG_BIAS, c->bias}, {0, NULL}, {0, NULL}};
+    if (c->src1) {
+        const ee_node *add = &net->nodes[nd->fuse_add];
+        dnnl_memory_set_data_handle(c->src1, (void *)(ee_node_input(net, add, nd->add_other) + off * ee_shape_size(nd->out)));
+        a[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, c->src1};
+    }
+    a[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, c->pad};
+    if ((s = run(ctx, d, c->fwd, nargs, a, "an int8 convolution"))) return s;
+    dnnl_stream_wait(d->strm);
+    return EE_OK;
+}
+
+static ee_status q8_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
+    ee_status s = q8_weights(ctx, net, nd);
+    if (s) return s;
+    size_t off = 0;
+    for (int chunk = 1 << 30; n > 0; chunk >>= 1)
+        if (n >= chunk) {
+            if ((s = q8_run(ctx, net, nd, chunk, off))) return s;
+            off += chunk;
+            n -= chunk;
+        }
+    return EE_OK;
+}
+
 /* Inference runs a batch as power-of-two chunks (100 = 64 + 32 + 4), so that the shrinking batches of early
  * exits reuse at most eight cached primitives per layer instead of creating one per size. */
 static ee_status conv_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
     if (!nd->priv && !new_priv(ctx, nd)) return EE_ERR_NOMEM;
+    if (!train && nd->arg.conv.qscale > 0) return q8_forward(ctx, net, nd, n);
     if (train) return use_direct(ctx, nd) ? direct_forward(ctx, net, nd, n, 1) : conv_run(ctx, net, nd, n, 1, 0);
     if (use_direct(ctx, nd)) return direct_forward(ctx, net, nd, n, 0);
     size_t off = 0;
@@ -571,6 +783,9 @@ static const ee_layer_key conv_keys[] = {
     /* a rectangular kernel (kh x k) and its own height padding: 1 x k convolutions over text */
     {"kh", EE_KEY_INT, offsetof(ee_layer_args, conv.kh), 1, 65536, 0, 0, "k", 1},
     {"padh", EE_KEY_INT, offsetof(ee_layer_args, conv.padh), 0, 65536, 0, 0, "pad", 1},
+    /* int8 inference (ee_net_quantize): the input's quantisation step, and whether it is signed */
+    {"qscale", EE_KEY_FLOAT, offsetof(ee_layer_args, conv.qscale), 0, 1e30, 0, 0, NULL, 1},
+    {"qsigned", EE_KEY_INT, offsetof(ee_layer_args, conv.qsigned), 0, 1, 0, 0, NULL, 1},
 };
 const ee_layer_ops ee_conv_ops = {
     .name = "conv", .keys = conv_keys, .nkeys = EE_NKEYS(conv_keys), .nin = 1,

@@ -1,4 +1,4 @@
-/* dconv.c: a direct NHWC convolution for AVX2 + FMA machines, with the folded BN bias, the residual add and the
+/* dconv.c: a direct NHWC convolution for AVX2 + FMA and NEON machines, with the folded BN bias, the residual add and the
  * ReLU applied as the outputs are stored. conv.c runs inference, the training forward, the backward-data of
  * stride-1 convs (a transposed conv) and the weight gradients through it. Its weight gradients took ResNet-56
  * training from 88-90 to 97-98 img/s (batch 128), against oneDNN's jit:avx2 backward-weights.
@@ -6,22 +6,69 @@
  * Why it exists: oneDNN 2.6 has no brgconv kernels without AVX-512. On an AVX2-only CPU (measured on a 2-core
  * AMD EPYC) its jit:avx2 convolutions on NHWC activations ran ResNet-56 at 0.65x (batch 1) and 0.76x (batch 128)
  * of ONNX Runtime, whose MLAS direct kernels this mirrors. On AVX-512 machines oneDNN's brgconv stays in use
- * (conv.c decides; ee_ctx_set_conv_kernel overrides).
+ * (conv.c decides; ee_ctx_set_conv_kernel overrides). On aarch64 it is the default.
  *
  * Layout: weights are packed per block of 16 output channels as [cout/16][kh][kw][cin][16] (32 on maps at most 3
- * wide). A micro-kernel computes up to 6 output pixels of one row x 16 channels (or 3 x 32) in 12 ymm
- * accumulators: per input channel, one load per weight vector and one broadcast per pixel feed 12 FMAs. Taps in the padding read a row of zeros, so border pixels
- * take the same path. Each sample's result is
- * independent of the batch size and of the thread count. */
+ * wide). A micro-kernel computes up to 6 output pixels of one row x 16 channels (or 3 x 32) in 12 8-float
+ * accumulators (12 ymm registers; 24 of NEON's 32): per input channel, one load per weight vector and one broadcast
+ * per pixel feed 12 vector FMAs. Taps in the padding read a row of zeros, so border pixels take the same path.
+ * Each sample's result is independent of the batch size and of the thread count. */
 #include "../internal.h"
 #include <string.h>
 
-/* This file is compiled for AVX2 + FMA (the Makefile adds -mavx2 -mfma for it alone on x86-64) and its functions run
- * only where ee_dconv_available() (dconv_cpu.c) finds those instructions: the rest of the library runs on any
- * x86-64 CPU. NO_AVX2=1 builds it without them, so that the generic paths can be tested on any machine. */
+/* The micro-kernels below are written once over an 8-float vector type `vf` and its six operations, with three
+ * definitions of them:
+ *  - x86-64: AVX2 + FMA intrinsics (the Makefile adds -mavx2 -mfma for this file alone). They run only where
+ *    ee_dconv_available() (dconv_cpu.c) finds those instructions: the rest of the library runs on any x86-64 CPU.
+ *  - aarch64: NEON, a pair of 4-float registers per vf, with fused multiply-adds. oneDNN's aarch64 build in Debian
+ *    runs convolutions through its reference GEMM, so this kernel is what convolutions run on ARM boards.
+ *  - anything else, and x86-64 built with NO_AVX2=1: GCC's generic vectors, which the compiler lowers to the
+ *    machine's own (SSE2 on x86-64: multiply and add, not fused). Used where asked for (EE_CONV_DIRECT); it is how
+ *    the portable path is tested and measured on an x86 machine. */
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && !defined(EE_NO_AVX2)
 #include <immintrin.h>
-#define EE_DCONV 1
+typedef __m256 vf;
+static inline vf vf_zero(void) { return _mm256_setzero_ps(); }
+static inline vf vf_load(const float *p) { return _mm256_loadu_ps(p); }
+static inline void vf_store(float *p, vf v) { _mm256_storeu_ps(p, v); }
+static inline vf vf_bcast(const float *p) { return _mm256_broadcast_ss(p); }
+static inline vf vf_fma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); } /* a * b + c */
+static inline vf vf_add(vf a, vf b) { return _mm256_add_ps(a, b); }
+static inline vf vf_relu(vf a) { return _mm256_max_ps(a, _mm256_setzero_ps()); }
+/* keeps a vector in a register: gcc 12 would fold the weight load into every pixel's FMA, which doubles the loads
+ * (4 pixels x 2 vectors: 12 loads per 8 FMAs, load-bound) */
+#define VF_PIN(v) __asm__("" : "+x"(v))
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+#include <arm_neon.h>
+typedef struct {
+    float32x4_t lo, hi;
+} vf;
+static inline vf vf_zero(void) { vf r = {vdupq_n_f32(0), vdupq_n_f32(0)}; return r; }
+static inline vf vf_load(const float *p) { vf r = {vld1q_f32(p), vld1q_f32(p + 4)}; return r; }
+static inline void vf_store(float *p, vf v) { vst1q_f32(p, v.lo); vst1q_f32(p + 4, v.hi); }
+static inline vf vf_bcast(const float *p) { float32x4_t b = vld1q_dup_f32(p); vf r = {b, b}; return r; }
+static inline vf vf_fma(vf a, vf b, vf c) { vf r = {vfmaq_f32(c.lo, a.lo, b.lo), vfmaq_f32(c.hi, a.hi, b.hi)}; return r; }
+static inline vf vf_add(vf a, vf b) { vf r = {vaddq_f32(a.lo, b.lo), vaddq_f32(a.hi, b.hi)}; return r; }
+static inline vf vf_relu(vf a) { vf r = {vmaxq_f32(a.lo, vdupq_n_f32(0)), vmaxq_f32(a.hi, vdupq_n_f32(0))}; return r; }
+#define VF_PIN(v) __asm__("" : "+w"((v).lo), "+w"((v).hi))
+#else
+typedef float v4 __attribute__((vector_size(16)));
+typedef int v4i __attribute__((vector_size(16)));
+typedef struct {
+    v4 lo, hi;
+} vf;
+static inline vf vf_zero(void) { vf r = {{0}, {0}}; return r; }
+static inline vf vf_load(const float *p) { vf r; memcpy(&r, p, sizeof r); return r; }
+static inline void vf_store(float *p, vf v) { memcpy(p, &v, sizeof v); }
+static inline vf vf_bcast(const float *p) { float s = *p; vf r = {{s, s, s, s}, {s, s, s, s}}; return r; }
+static inline vf vf_fma(vf a, vf b, vf c) { vf r = {a.lo * b.lo + c.lo, a.hi * b.hi + c.hi}; return r; }
+static inline vf vf_add(vf a, vf b) { vf r = {a.lo + b.lo, a.hi + b.hi}; return r; }
+static inline vf vf_relu(vf a) {
+    v4 z = {0}; /* the lanes above zero kept (a comparison's lanes are all ones or zeros); NaN goes to 0 */
+    vf r = {(v4)((v4i)a.lo & (a.lo > z)), (v4)((v4i)a.hi & (a.hi > z))};
+    return r;
+}
+#define VF_PIN(v) ((void)0)
 #endif
 #ifdef _OPENMP
 #include <omp.h>
@@ -82,7 +129,6 @@ void ee_dconv_pack_inplace(const ee_node *nd, float *w, const float *scale, floa
 }
 
 
-#ifdef EE_DCONV
 /* nb pixels of one output row x nv vectors of 8 channels (both constants at every call, so the loops unroll into
  * nb x nv accumulators), the first pixel reading input column iw0. Rows outside the input are skipped; a tap
  * that falls in the padding reads from `zero` (cin zeros), so border pixels take the same path as the interior.
@@ -91,11 +137,11 @@ static inline __attribute__((always_inline)) void row_kernel(const geom *g, cons
                                                              int iw0, int nb, int nv, int contig, const float *zero,
                                                              const float *bias, const float *res, float *y,
                                                              int relu) {
-    __m256 acc[6][4];
+    vf acc[6][4];
     const float *src[6];
     const int cin = g->cin, cb = 8 * nv;
     for (int p = 0; p < nb; p++)
-        for (int v = 0; v < nv; v++) acc[p][v] = _mm256_setzero_ps();
+        for (int v = 0; v < nv; v++) acc[p][v] = vf_zero();
     for (int kh = 0; kh < g->k; kh++) {
         int ih = ih0 + kh;
         if (ih < 0 || ih >= g->h) continue;
@@ -115,16 +161,14 @@ static inline __attribute__((always_inline)) void row_kernel(const geom *g, cons
              * the limit (measured +6-11% at batch 1 with 1 thread, ResNet-56 and VGG-16-BN) */
 #pragma GCC unroll 2
             for (int ci = 0; ci < len; ci++) {
-                __m256 wv[4];
+                vf wv[4];
                 for (int v = 0; v < nv; v++) {
-                    wv[v] = _mm256_loadu_ps(wp + ci * cb + 8 * v);
-                    /* keeps the weights in registers: gcc 12 would fold the load into every pixel's FMA, which
-                     * doubles the loads (4 pixels x 2 vectors: 12 loads per 8 FMAs, load-bound) */
-                    __asm__("" : "+x"(wv[v]));
+                    wv[v] = vf_load(wp + ci * cb + 8 * v);
+                    VF_PIN(wv[v]);
                 }
                 for (int p = 0; p < nb; p++) {
-                    __m256 b = _mm256_broadcast_ss(src[p] + ci);
-                    for (int v = 0; v < nv; v++) acc[p][v] = _mm256_fmadd_ps(b, wv[v], acc[p][v]);
+                    vf b = vf_bcast(src[p] + ci);
+                    for (int v = 0; v < nv; v++) acc[p][v] = vf_fma(b, wv[v], acc[p][v]);
                 }
             }
         }
@@ -132,10 +176,10 @@ static inline __attribute__((always_inline)) void row_kernel(const geom *g, cons
     for (int p = 0; p < nb; p++)
         for (int v = 0; v < nv; v++) {
             float *yo = y + (size_t)p * g->cout + 8 * v;
-            __m256 o = _mm256_add_ps(acc[p][v], _mm256_loadu_ps(bias + 8 * v));
-            if (res) o = _mm256_add_ps(o, _mm256_loadu_ps(res + (size_t)p * g->cout + 8 * v));
-            if (relu) o = _mm256_max_ps(o, _mm256_setzero_ps());
-            _mm256_storeu_ps(yo, o);
+            vf o = vf_add(acc[p][v], vf_load(bias + 8 * v));
+            if (res) o = vf_add(o, vf_load(res + (size_t)p * g->cout + 8 * v));
+            if (relu) o = vf_relu(o);
+            vf_store(yo, o);
         }
 }
 
@@ -171,16 +215,14 @@ static void row(const geom *g, const float *xi, const float *wb, int ih0, int cb
         ow += len;
     }
 }
-#endif
 
-#ifdef EE_DCONV
 /* The weight gradient of one tile, 16 output channels x nc (<= 6) input channels of one tap (kh, kw), summed
  * over output rows [r0, r1) of one sample and added to acc_mem (in buf, [kh][kw][ci][cout]): per output pixel,
  * two loads of dy and nc broadcasts of x feed 2 nc FMAs. */
 static inline __attribute__((always_inline)) void wgrad_tile(const geom *g, const float *xs, const float *dys, int r0,
                                                              int r1, int kh, int kw, int ci0, int nc, float *acc_mem) {
-    __m256 acc[6][2];
-    for (int c = 0; c < nc; c++) acc[c][0] = acc[c][1] = _mm256_setzero_ps();
+    vf acc[6][2];
+    for (int c = 0; c < nc; c++) acc[c][0] = acc[c][1] = vf_zero();
     /* output columns whose input column ox * s + kw - pad lies inside the row */
     int lo = g->pad - kw, ox0 = lo > 0 ? (lo + g->s - 1) / g->s : 0;
     int hi = g->w - 1 + g->pad - kw, ox1 = hi < 0 ? 0 : hi / g->s + 1;
@@ -192,21 +234,20 @@ static inline __attribute__((always_inline)) void wgrad_tile(const geom *g, cons
         const float *d = dys + ((size_t)oy * g->ow + ox0) * g->cout;
         const float *xp = xs + ((size_t)iy * g->w + ox0 * g->s + kw - g->pad) * g->cin + ci0;
         for (int ox = ox0; ox < ox1; ox++, d += g->cout, xp += xstep) {
-            __m256 d0 = _mm256_loadu_ps(d), d1 = _mm256_loadu_ps(d + 8);
+            vf d0 = vf_load(d), d1 = vf_load(d + 8);
             for (int c = 0; c < nc; c++) {
-                __m256 b = _mm256_broadcast_ss(xp + c);
-                acc[c][0] = _mm256_fmadd_ps(b, d0, acc[c][0]);
-                acc[c][1] = _mm256_fmadd_ps(b, d1, acc[c][1]);
+                vf b = vf_bcast(xp + c);
+                acc[c][0] = vf_fma(b, d0, acc[c][0]);
+                acc[c][1] = vf_fma(b, d1, acc[c][1]);
             }
         }
     }
     for (int c = 0; c < nc; c++) { /* a sum over these rows, added to the running total: shorter sums */
         float *m = acc_mem + (size_t)c * g->cout;
-        _mm256_storeu_ps(m, _mm256_add_ps(_mm256_loadu_ps(m), acc[c][0]));
-        _mm256_storeu_ps(m + 8, _mm256_add_ps(_mm256_loadu_ps(m + 8), acc[c][1]));
+        vf_store(m, vf_add(vf_load(m), acc[c][0]));
+        vf_store(m + 8, vf_add(vf_load(m + 8), acc[c][1]));
     }
 }
-#endif
 
 /* dW (OIHW, overwritten) and db (if not NULL) of a conv from its input x and output gradient dy, both NHWC.
  * buf: ee_dconv_packed_len floats of scratch. The tiles (tap, 16 output channels, up to 6 input channels) are
@@ -215,7 +256,6 @@ static inline __attribute__((always_inline)) void wgrad_tile(const geom *g, cons
  * is bit-identical with 1 or 2 threads. */
 void ee_dconv_backward_weights(const ee_node *nd, int n, const float *x, const float *dy, float *dw, float *db,
                                float *buf) {
-#ifdef EE_DCONV
     const geom g = geom_of(nd);
     const int taps = g.k * g.k, ncob = g.cout / 16, ncig = (g.cin + 5) / 6;
     const int ntiles = taps * ncob * ncig;
@@ -271,26 +311,22 @@ void ee_dconv_backward_weights(const ee_node *nd, int n, const float *x, const f
         const size_t pix = (size_t)n * g.oh * g.ow;
 #pragma omp parallel for schedule(static)
         for (int o = 0; o < g.cout; o += 8) { /* blocks of 256 pixels summed in float, the blocks in double */
-            __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+            double tot[8] = {0};
             for (size_t p0 = 0; p0 < pix; p0 += 256) {
-                __m256 s = _mm256_setzero_ps();
-                for (size_t p = p0; p < pix && p < p0 + 256; p++) s = _mm256_add_ps(s, _mm256_loadu_ps(dy + p * g.cout + o));
-                lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(s)));
-                hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(s, 1)));
+                float s[8] = {0};
+                for (size_t p = p0; p < pix && p < p0 + 256; p++)
+                    for (int j = 0; j < 8; j++) s[j] += dy[p * g.cout + o + j];
+                for (int j = 0; j < 8; j++) tot[j] += s[j];
             }
-            _mm256_storeu_ps(db + o, _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo)));
+            for (int j = 0; j < 8; j++) db[o + j] = (float)tot[j];
         }
     }
-#else
-    (void)nd; (void)n; (void)x; (void)dy; (void)dw; (void)db; (void)buf;
-#endif
 }
 
 /* y = relu?(conv(x) + bias + res?) for n samples; res may alias y (the residual sum written in place).
  * zero: cin zeros. */
 void ee_dconv_forward(const ee_node *nd, int n, const float *x, const float *packed, const float *bias,
                       const float *res, float *y, int relu, const float *zero) {
-#ifdef EE_DCONV
     const geom g = geom_of(nd);
     const int cb = block_of(nd), ncb = g.cout / cb;
     const size_t wblock = (size_t)g.k * g.k * g.cin * cb, in_img = (size_t)g.h * g.w * g.cin;
@@ -329,8 +365,5 @@ void ee_dconv_forward(const ee_node *nd, int n, const float *x, const float *pac
                 row(&g, xi, wb, oh * g.s - g.pad, cb, zero, bias + b * cb, res ? res + orow * g.cout + b * cb : NULL,
                     y + orow * g.cout + b * cb, relu);
             }
-#else
-    (void)nd; (void)n; (void)x; (void)packed; (void)bias; (void)res; (void)y; (void)relu; (void)zero;
-#endif
 }
 

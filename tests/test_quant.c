@@ -1,0 +1,175 @@
+/* test_quant.c: int8 inference (ee_net_quantize, layers/conv.c). The first conv's int8 output against a reference
+ * computed here from the definitions (input rounded to its step, weights per channel, integer sums, one scale per
+ * channel, folded BN bias, ReLU); the calibrated steps against the ranges measured here; the whole network near
+ * the float one; a saved and reloaded model computing the same bits; an inference-only net (residual added in
+ * place) the same as a training-prepared one; and bad calls refused. */
+#include "internal.h"
+#include "testlib.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *NET =
+    "arch qtiny\ninput c=3 h=9 w=9\n"
+    "conv name=c1 out=16 k=3 pad=1 bias=0\nbn name=b1\nrelu name=r1\n"
+    "conv name=c2 out=16 k=3 pad=1 bias=0\nbn name=b2\nrelu name=r2a\n"
+    "conv name=c2b out=16 k=3 pad=1 bias=0\nbn name=b2b\nadd name=a2 in=b2b,r1\nrelu name=r2\n"
+    "conv name=c3 out=32 k=3 stride=2 pad=1 bias=1\nrelu name=r3\n"
+    "conv name=c4 out=32 k=3 pad=1 groups=32 bias=0\nbn name=b4\nrelu name=r4\ngap name=pool\nlinear name=fc out=5\n";
+
+enum { N = 24 };
+
+static ee_net *make(ee_ctx *ctx, const char *text) {
+    ee_net *net = NULL;
+    CHECK_OK(ctx, ee_net_from_text(ctx, text, "qtiny", &net));
+    if (net) tl_fill_all(net);
+    return net;
+}
+
+/* max over the calibration batch of one node's output (a float net prepared for training keeps them all) */
+static void range_of(const ee_net *net, const char *node, int n, double *lo, double *hi) {
+    const float *y = ee_net_node_output(net, ee_net_find_node(net, node));
+    size_t len = (size_t)n * ee_shape_size(net->nodes[ee_net_find_node(net, node)].out);
+    *lo = 1e30; *hi = -1e30;
+    for (size_t i = 0; i < len; i++) { *lo = fmin(*lo, y[i]); *hi = fmax(*hi, y[i]); }
+}
+
+int main(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    float *x = malloc((size_t)N * 3 * 81 * sizeof(float));
+    tl_hash_input("qinput", x, N, 3, 9, 9);
+    for (size_t i = 0; i < (size_t)N * 243; i++) x[i] *= 2.5f; /* inputs in [-2.5, 2.5] */
+
+    /* the float reference */
+    ee_net *fnet = make(ctx, NET), *qnet = make(ctx, NET);
+    if (!fnet || !qnet) return tl_summary("test_quant");
+    CHECK_OK(ctx, ee_net_prepare(ctx, fnet, N, 1));
+    CHECK_OK(ctx, ee_net_forward(ctx, fnet, x, N, 0));
+    float *flog = malloc((size_t)N * 5 * sizeof(float));
+    memcpy(flog, ee_net_head_output(fnet, 0), (size_t)N * 5 * sizeof(float));
+
+    CHECK_OK(ctx, ee_net_quantize(ctx, qnet, x, N, NULL));
+    CHECK(ee_net_int8_layers(qnet) == 5, "%d int8 convs, not 5", ee_net_int8_layers(qnet));
+    /* the steps: the largest |input| over 127 (signed: the image) or 255 (after a ReLU) */
+    double amax = 0;
+    for (size_t i = 0; i < (size_t)N * 243; i++) amax = fmax(amax, fabs(x[i]));
+    const ee_node *c1 = &qnet->nodes[ee_net_find_node(qnet, "c1")];
+    CHECK(c1->arg.conv.qsigned == 1 && fabs(c1->arg.conv.qscale - amax / 127) < 1e-7 * amax,
+          "c1: step %g signed %d, want %g signed", c1->arg.conv.qscale, c1->arg.conv.qsigned, amax / 127);
+    const char *ins[4][2] = {{"c2", "r1"}, {"c2b", "r2a"}, {"c3", "r2"}, {"c4", "r3"}};
+    for (int k = 0; k < 4; k++) {
+        double lo, hi;
+        range_of(fnet, ins[k][1], N, &lo, &hi);
+        const ee_node *c = &qnet->nodes[ee_net_find_node(qnet, ins[k][0])];
+        CHECK(lo >= 0 && c->arg.conv.qsigned == 0 && fabs(c->arg.conv.qscale - hi / 255) < 1e-6 * hi,
+              "%s: step %g signed %d, input range [%g, %g]", ins[k][0], c->arg.conv.qscale, c->arg.conv.qsigned, lo, hi);
+    }
+    /* the architecture text carries the steps, the float one does not */
+    CHECK(strstr(ee_net_arch(qnet), "qscale=") && strstr(ee_net_arch(qnet), "qsigned=1") &&
+          !strstr(ee_net_arch(fnet), "qscale"), "arch text: %s", ee_net_arch(qnet));
+
+    /* int8 inference; c1 -> b1 -> r1 against the reference */
+    CHECK_OK(ctx, ee_net_forward(ctx, qnet, x, N, 0));
+    {
+        const ee_node *bn = &qnet->nodes[ee_net_find_node(qnet, "b1")];
+        const float *w = qnet->params + c1->p_off, *gamma = qnet->params + bn->p_off, *beta = gamma + 16;
+        const float *mean = qnet->state + bn->s_off, *var = mean + 16;
+        const float qs = c1->arg.conv.qscale;
+        const float *got = ee_net_node_output(qnet, ee_net_find_node(qnet, "r1"));
+        double worst = 0;
+        int bad = 0;
+        for (int o = 0; o < 16; o++) {
+            float sc = gamma[o] / sqrtf(var[o] + 1e-5f), fw[27], m = 0, fb = (0 - mean[o]) * sc + beta[o];
+            for (int i = 0; i < 27; i++) { fw[i] = w[o * 27 + i] * sc; m = fmaxf(m, fabsf(fw[i])); }
+            float step = m / 127;
+            int wq[27];
+            for (int i = 0; i < 27; i++) wq[i] = (int)lrintf(fw[i] / step);
+            for (int b = 0; b < N; b++)
+                for (int oy = 0; oy < 9; oy++)
+                    for (int ox = 0; ox < 9; ox++) {
+                        long acc = 0;
+                        for (int ci = 0; ci < 3; ci++)
+                            for (int ky = 0; ky < 3; ky++)
+                                for (int kx = 0; kx < 3; kx++) {
+                                    int iy = oy + ky - 1, ix = ox + kx - 1;
+                                    if (iy < 0 || iy > 8 || ix < 0 || ix > 8) continue;
+                                    long q = lrintf(x[((size_t)(b * 9 + iy) * 9 + ix) * 3 + ci] / qs);
+                                    q = q > 127 ? 127 : q < -128 ? -128 : q;
+                                    acc += q * wq[(ci * 3 + ky) * 3 + kx];
+                                }
+                        float want = (float)acc * (qs * step) + fb;
+                        want = want > 0 ? want : 0;
+                        float g = got[((size_t)(b * 9 + oy) * 9 + ox) * 16 + o];
+                        double e = fabs(g - want) / (1e-5 + 1e-5 * fabs(want));
+                        worst = fmax(worst, e);
+                        bad += e > 1;
+                    }
+        }
+        CHECK(bad == 0, "c1 int8 output: %d values off the integer reference, worst %.3g x tolerance", bad, worst);
+        if (getenv("VERBOSE")) printf("  c1 against the integer reference: worst %.3g x tolerance\n", worst);
+    }
+    /* the whole network near the float one: int8 steps move logits by a few percent of their spread */
+    const float *qlog = ee_net_head_output(qnet, 0);
+    double dmax = 0, spread = 0;
+    for (int i = 0; i < N * 5; i++) { dmax = fmax(dmax, fabs(qlog[i] - flog[i])); spread = fmax(spread, fabs(flog[i])); }
+    CHECK(dmax < 0.05 * spread && dmax > 0, "int8 logits differ from float by %g (largest |logit| %g)", dmax, spread);
+    if (getenv("VERBOSE")) printf("  int8 vs float logits: max difference %.3g of %.3g\n", dmax, spread);
+
+    /* saved and reloaded: the same bits; an inference-only net (sum in place) the same values */
+    char path[] = "/tmp/eenn_quantXXXXXX";
+    int fd = mkstemp(path);
+    if (fd >= 0) close(fd);
+    CHECK_OK(ctx, ee_net_save(ctx, qnet, NULL, 0, path));
+    ee_net *back = NULL;
+    CHECK_OK(ctx, ee_net_load(ctx, path, &back));
+    unlink(path);
+    if (back) {
+        CHECK(ee_net_int8_layers(back) == 5, "reloaded: %d int8 convs", ee_net_int8_layers(back));
+        CHECK_OK(ctx, ee_net_prepare(ctx, back, N, 0));
+        CHECK_OK(ctx, ee_net_forward(ctx, back, x, N, 0));
+        double e = tl_close(ee_net_head_output(back, 0), qlog, N * 5, 1e-6, 1e-5, NULL);
+        CHECK(e <= 1, "reloaded, inference-only: logits %.3g x tolerance from the quantised net's", e);
+        int inplace = 0;
+        for (int i = 0; i < back->nnodes; i++) inplace += back->nodes[i].add_inplace;
+        CHECK(inplace == 1, "the residual add is not in place (%d)", inplace);
+        /* batch by batch (1, then the rest) gives the same per-sample answers */
+        CHECK_OK(ctx, ee_net_forward(ctx, back, x, 1, 0));
+        e = tl_close(ee_net_head_output(back, 0), qlog, 5, 1e-6, 1e-5, NULL);
+        CHECK(e <= 1, "batch 1: %.3g x tolerance", e);
+        ee_net_free(back);
+    }
+
+    /* percentile: steps no larger than the largest value's */
+    ee_net *pnet = make(ctx, NET);
+    ee_quant_config pc = {EE_QUANT_PERCENTILE, 99.0};
+    CHECK_OK(ctx, ee_net_quantize(ctx, pnet, x, N, &pc));
+    for (int i = 0; i < pnet->nnodes; i++)
+        if (pnet->nodes[i].kind == EE_KIND_CONV)
+            CHECK(pnet->nodes[i].arg.conv.qscale <= qnet->nodes[i].arg.conv.qscale * 1.0001f &&
+                  pnet->nodes[i].arg.conv.qscale > 0.3f * qnet->nodes[i].arg.conv.qscale,
+                  "%s: percentile step %g, max step %g", pnet->nodes[i].name, pnet->nodes[i].arg.conv.qscale,
+                  qnet->nodes[i].arg.conv.qscale);
+    /* bad calls */
+    CHECK(ee_net_quantize(ctx, pnet, x, 0, NULL) == EE_ERR_ARG, "no calibration images accepted");
+    pc.percentile = 30;
+    CHECK(ee_net_quantize(ctx, pnet, x, N, &pc) == EE_ERR_ARG && strstr(ee_ctx_error(ctx), "percentile"),
+          "percentile 30: %s", ee_ctx_error(ctx));
+    x[5] = NAN;
+    CHECK(ee_net_quantize(ctx, pnet, x, N, NULL) == EE_ERR_ARG && strstr(ee_ctx_error(ctx), "c1"),
+          "a NaN image: %s", ee_ctx_error(ctx));
+    CHECK(ee_net_int8_layers(pnet) == 0, "a failed calibration leaves %d int8 convs", ee_net_int8_layers(pnet));
+    /* a malformed step in a model's text */
+    ee_net *badnet = NULL;
+    CHECK(ee_net_from_text(ctx, "input c=1 h=4 w=4\nconv out=16 k=3 qscale=-1\ngap\nlinear out=2\n", "bad", &badnet) ==
+              EE_ERR_FORMAT && strstr(ee_ctx_error(ctx), "qscale"), "qscale=-1: %s", ee_ctx_error(ctx));
+    ee_net_free(badnet);
+    ee_net_free(pnet);
+    free(flog);
+    free(x);
+    ee_net_free(fnet);
+    ee_net_free(qnet);
+    ee_ctx_free(ctx);
+    return tl_summary("test_quant");
+}
