@@ -151,6 +151,12 @@ bench: all
 	sh scripts/setup-debian.sh bench
 	@command -v node >/dev/null || { echo "make bench: needs Node.js and npm for ONNX Runtime (apt-get install nodejs npm)"; exit 1; }
 	/usr/bin/python3 scripts/bench_compare.py $(BENCH_ARGS)
+	/usr/bin/python3 scripts/int8_bench.py
+
+# int8 with early exits against fp32 and PyTorch's int8 (docs/int8.md): medians of 5 alternating rounds
+bench-int8: all
+	sh scripts/setup-debian.sh bench
+	/usr/bin/python3 scripts/int8_bench.py $(BENCH_ARGS)
 
 # LeakSanitizer's tracer crashes (SIGSEGV at exit) in processes that dlopen()ed libdnnl and ran its OpenMP
 # threads; with the library already mapped at start-up, eenn's dlopen() finds it and LSan works. The lazy
@@ -204,4 +210,4 @@ fuzz-smoke: $(FUZZERS:%=build-fuzz/fuzz_%)
 clean:
 	rm -rf build build-asan build-generic build-fuzz
 
-.PHONY: check-aarch64 all check check-asan check-clang check-generic check-install check-symbols demo bench install clean fuzz fuzz-smoke
+.PHONY: bench-int8 check-aarch64 all check check-asan check-clang check-generic check-install check-symbols demo bench install clean fuzz fuzz-smoke

@@ -82,12 +82,14 @@ int cmd_info(int argc, char **argv) {
         check(ee_policy_to_text(ctx, &pol, ptext, sizeof ptext), ctx);
     }
     if (json)
-        printf("],\"params\":%zu,\"macs\":%.0f,\"flops\":%.0f,\"ref_ops\":%.0f%s%s%s}\n", np, macs, flops, prof,
-               have ? ",\"policy\":\"" : "", have ? js(ptext) : "", have ? "\"" : "");
+        printf("],\"params\":%zu,\"macs\":%.0f,\"flops\":%.0f,\"ref_ops\":%.0f,\"int8_convs\":%d%s%s%s}\n", np, macs,
+               flops, prof, ee_net_int8_layers(net), have ? ",\"policy\":\"" : "", have ? js(ptext) : "", have ? "\"" : "");
     else {
         printf("%s, input %dx%dx%d, %d classes: %zu parameters (%.2fM), %.2fM MACs, %.1f MFLOPs per image "
                "(reference profiler: %.1f Mops)\n",
                ee_net_name(net), c, h, w, ee_net_classes(net), np, np / 1e6, macs / 1e6, flops / 1e6, prof / 1e6);
+        if (ee_net_int8_layers(net))
+            printf("int8: %d convolutions run in int8 in inference (eenn quantize; docs/int8.md)\n", ee_net_int8_layers(net));
         if (have) printf("exit policy: %s\n", desc);
     }
     ee_net_free(net);

@@ -451,6 +451,23 @@ if [ -z "$EENN_ASAN" ]; then
     expect_fail "export of an uncalibrated model" "has no exit policy" "$E" export models/resnet56-cnn.eenn -o "$T/onnx"
 fi
 
+# int8: the command's errors, then a quantised ResNet-20 SDN: int8 convolutions, its policy recalibrated, and its
+# accuracy on the first 1000 test images within a point of the float model's
+"$E" quantize --help | grep -q "usage: eenn quantize" && ok || bad "quantize --help"
+expect_usage "quantize without -o" "give the output file with -o OUT" "$E" quantize models/resnet20-sdn.eenn
+expect_usage "quantize over its input" "would overwrite the float model" "$E" quantize models/resnet20-sdn.eenn -o models/resnet20-sdn.eenn
+expect_usage "quantize: bad estimator" "is not max or percentile" "$E" quantize models/resnet20-sdn.eenn -o "$T/q.eenn" --estimator kl
+expect_fail "quantize: missing model" "$T/none.eenn: cannot open" "$E" quantize "$T/none.eenn" -o "$T/q.eenn"
+if [ -z "$EENN_ASAN" ]; then
+    "$E" quantize models/resnet20-sdn.eenn -o "$T/q.eenn" --calib 200 --val 1000 --json >"$T/q.json" 2>"$T/err" &&
+        grep -q '"int8_convs":21' "$T/q.json" && grep -q '"policy_recalibrated":true' "$T/q.json" && ok ||
+        bad "quantize resnet20-sdn: $(cat "$T/q.json" "$T/err")"
+    f=$("$E" eval models/resnet20-sdn.eenn --subset 1000 --conformal 0 --json | sed -E 's/.*\{"exit":"final","acc":([0-9.]+).*/\1/')
+    q=$("$E" eval "$T/q.eenn" --subset 1000 --conformal 0 --json | sed -E 's/.*\{"exit":"final","acc":([0-9.]+).*/\1/')
+    awk -v a="$q" -v b="$f" 'BEGIN { d = a - b; exit !(d <= 1 && d >= -1) }' && ok || bad "int8 ResNet-20: $q% vs float $f%"
+    "$E" info "$T/q.eenn" | grep -q "int8" && ok || bad "info of an int8 model does not say int8"
+fi
+
 # the published models: models/README.md's checksums, and each row's accuracy on the first 1000 test images
 # as `eenn eval` measures it now (within 0.2 points: convolution kernels differ in rounding between CPUs)
 rows=$(grep -E '^\| `[a-z0-9.-]+\.eenn`' models/README.md)

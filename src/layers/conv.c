@@ -41,12 +41,14 @@ typedef struct {
     int8_t *qw;            /* the (folded) weights quantised per output channel, OIHW */
     float *qb, *qscales;   /* the bias in the accumulator's units; per channel: input step x weight step */
     uint64_t q_pver, q_sver;
-    float q_in;            /* the input step those were made for */
+    float q_in, q_next;    /* the input step those were made for, and the next conv's when this one feeds it */
+    uint8_t *qin;          /* the input, already quantised by the conv before (q8_next), max_batch of them */
+    size_t qin_len;
 } conv_priv;
 
 #define Q8_CACHE 16
 typedef struct q8_prim {
-    int n, fuse, nthr;
+    int n, fuse, nthr, qout, fed; /* qout: writes the next conv's quantised input; fed: reads its own that way */
     dnnl_primitive_t fwd, quant, reo_w;
     dnnl_memory_t src_f, src_q, w_user, w_q, bias, dst, src1, pad;
     void *scratch, *qbuf;  /* scratchpad; the quantised input */
@@ -125,6 +127,7 @@ static void conv_release(ee_node *nd) {
     conv_priv *p = nd->priv;
     if (!p) return;
     q8_release(p);
+    ee_free(p->qin);
     free(p->qw);
     free(p->qb);
     free(p->qscales);
@@ -535,10 +538,48 @@ static ee_status direct_backward_data(ee_ctx *ctx, ee_net *net, ee_node *nd, int
 /* The weights: the (BN-folded) float weights quantised symmetrically per output channel, to -127..127 with step
  * max|w| / 127; the bias in the accumulator's units (oneDNN adds it before the output scale); the output scales.
  * Redone when the parameters, the BN statistics or the input step change. */
+/* An int8 conv P whose output (after its fused BN and ReLU) only the next node reads, when that is an int8 conv
+ * C: P writes C's quantised input itself (its output scales divided by C's step, rounded and saturated by oneDNN
+ * as C's own quantisation would), and C skips that pass: no float output written and read back, one reorder
+ * fewer (the first conv of every ResNet block). Only in inference-only nets, where nothing else reads that
+ * output (not kept, not a head). Returns C's index, or -1. */
+static int q8_next(const ee_net *net, const ee_node *P) {
+    if (net->training || P->arg.conv.qscale <= 0 || P->fuse_add >= 0) return -1;
+    int f = P->fuse_bn >= 0 ? (P->fuse_relu >= 0 ? P->fuse_relu : P->fuse_bn) : (int)(P - net->nodes);
+    const ee_node *F = &net->nodes[f];
+    if (F->consumers != 1 || F->keep || f + 1 >= net->nnodes) return -1;
+    const ee_node *C = &net->nodes[f + 1];
+    if (C->kind != EE_KIND_CONV || C->in[0] != f || C->arg.conv.qscale <= 0) return -1;
+    return f + 1;
+}
+/* the conv that quantises C's input for it, or -1 */
+static int q8_prev(const ee_net *net, const ee_node *C) {
+    int f = C->in[0], self = (int)(C - net->nodes);
+    for (int i = f; i >= 0 && i >= f - 3; i--)
+        if (net->nodes[i].kind == EE_KIND_CONV && q8_next(net, &net->nodes[i]) == self) return i;
+    return -1;
+}
+/* C's buffer for its quantised input */
+static uint8_t *q8_inbuf(ee_ctx *ctx, ee_net *net, ee_node *C) {
+    if (!C->priv && !new_priv(ctx, C)) return NULL;
+    conv_priv *p = C->priv;
+    size_t len = (size_t)net->max_batch * ee_shape_size(C->ins);
+    if (p->qin_len < len) {
+        ee_free(p->qin);
+        if (!(p->qin = ee_alloc(len))) { p->qin_len = 0; ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); return NULL; }
+        p->qin_len = len;
+    }
+    return p->qin;
+}
+
 static ee_status q8_weights(ee_ctx *ctx, ee_net *net, ee_node *nd) {
     conv_priv *p = nd->priv;
     const float qs = nd->arg.conv.qscale;
-    if (p->qw && p->q_pver == net->params_version && p->q_sver == net->state_version && p->q_in == qs) return EE_OK;
+    const int next = q8_next(net, nd);
+    const float qn = next >= 0 ? net->nodes[next].arg.conv.qscale : 0;
+    if (p->qw && p->q_pver == net->params_version && p->q_sver == net->state_version && p->q_in == qs &&
+        p->q_next == qn)
+        return EE_OK;
     size_t nw = wcount(nd), per = nw / nd->COUT;
     const float *w = net->params + nd->p_off, *b = nd->BIAS ? w + nw : NULL;
     if (nd->fuse_bn >= 0) {
@@ -567,6 +608,7 @@ static ee_status q8_weights(ee_ctx *ctx, ee_net *net, ee_node *nd) {
     p->q_pver = net->params_version;
     p->q_sver = net->state_version;
     p->q_in = qs;
+    p->q_next = qn;
     q8_release(p); /* the primitives were built with the old output scales */
     return EE_OK;
 }
@@ -579,22 +621,32 @@ static q8_prim *q8_get(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     int nthr = 1;
 #endif
     int fuse = nd->fuse_bn >= 0 ? 1 + (nd->fuse_add >= 0 && nd->add_inplace) : 0;
+    const int next = q8_next(net, nd), fed = q8_prev(net, nd) >= 0, qout = next >= 0;
     for (int i = 0; i < p->nq; i++)
-        if (p->q[i].n == n && p->q[i].fuse == fuse && p->q[i].nthr == nthr) return &p->q[i];
+        if (p->q[i].n == n && p->q[i].fuse == fuse && p->q[i].nthr == nthr && p->q[i].qout == qout &&
+            p->q[i].fed == fed)
+            return &p->q[i];
     if (p->nq == Q8_CACHE) q8_release(p);
     ee_dnnl *d = ee_dnnl_get(ctx, net);
     if (!d) return NULL;
     if (!p->q && !(p->q = calloc(Q8_CACHE, sizeof *p->q))) { ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); return NULL; }
     q8_prim *c = &p->q[p->nq];
     memset(c, 0, sizeof *c);
-    c->n = n; c->fuse = fuse; c->nthr = nthr;
+    c->n = n; c->fuse = fuse; c->nthr = nthr; c->qout = qout; c->fed = fed;
     dnnl_dims_t sd, dd, bd = {nd->COUT}, str = {nd->STRIDE, nd->STRIDE}, pad = {nd->PADH, nd->PAD};
     dims4(sd, n, nd->ins.c, nd->ins.h, nd->ins.w);
     dims4(dd, n, nd->COUT, nd->out.h, nd->out.w);
     dnnl_memory_desc_t sfmd, sqmd, dmd, wany, wuser, bmd;
     dnnl_memory_desc_init_by_tag(&sfmd, 4, sd, dnnl_f32, dnnl_nhwc);
     dnnl_memory_desc_init_by_tag(&sqmd, 4, sd, nd->arg.conv.qsigned ? dnnl_s8 : dnnl_u8, dnnl_nhwc);
-    dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dnnl_f32, dnnl_nhwc);
+    dnnl_memory_desc_init_by_tag(&dmd, 4, dd,
+                                 !qout ? dnnl_f32 : net->nodes[next].arg.conv.qsigned ? dnnl_s8 : dnnl_u8, dnnl_nhwc);
+    float *oscale = p->qscales, *nscale = NULL;
+    if (qout) { /* straight to the next conv's steps */
+        if (!(nscale = malloc(nd->COUT * sizeof(float)))) { ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); return NULL; }
+        for (int o = 0; o < nd->COUT; o++) nscale[o] = p->qscales[o] / net->nodes[next].arg.conv.qscale;
+        oscale = nscale;
+    }
     dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x);
     weights_md_of(nd, &wany, 1, dnnl_s8);
     weights_md_of(nd, &wuser, 0, dnnl_s8);
@@ -605,7 +657,7 @@ static q8_prim *q8_get(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     const float inv = 1.0f / nd->arg.conv.qscale;
     TRY(dnnl_primitive_attr_create(&attr));
     TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
-    TRY(dnnl_primitive_attr_set_output_scales(attr, nd->COUT, 1 << 1, p->qscales));
+    TRY(dnnl_primitive_attr_set_output_scales(attr, nd->COUT, 1 << 1, oscale));
     if (fuse && (nd->fuse_relu >= 0 || nd->fuse_add >= 0)) {
         TRY(dnnl_post_ops_create(&po));
         if (fuse == 2) TRY(dnnl_post_ops_append_sum(po, 1.0f));
@@ -623,9 +675,9 @@ static q8_prim *q8_get(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     TRY(dnnl_primitive_attr_set_output_scales(rattr, 1, 0, &inv));
     TRY(dnnl_reorder_primitive_desc_create(&rpd, &sfmd, d->eng, &sqmd, d->eng, rattr));
     TRY(dnnl_primitive_create(&c->quant, rpd));
-    if (!(c->qbuf = ee_alloc(dnnl_memory_desc_get_size(&sqmd) + 64))) goto fail;
+    if (!fed && !(c->qbuf = ee_alloc(dnnl_memory_desc_get_size(&sqmd) + 64))) goto fail;
     TRY(dnnl_memory_create(&c->src_f, &sfmd, d->eng, DNNL_MEMORY_NONE));
-    TRY(dnnl_memory_create(&c->src_q, &sqmd, d->eng, c->qbuf));
+    TRY(dnnl_memory_create(&c->src_q, &sqmd, d->eng, fed ? DNNL_MEMORY_NONE : c->qbuf));
     TRY(dnnl_memory_create(&c->dst, &dmd, d->eng, DNNL_MEMORY_NONE));
     TRY(dnnl_memory_create(&c->bias, &bmd, d->eng, DNNL_MEMORY_NONE));
     TRY(dnnl_memory_create(&c->w_user, &wuser, d->eng, DNNL_MEMORY_NONE));
@@ -640,9 +692,11 @@ static q8_prim *q8_get(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     dnnl_primitive_attr_destroy(rattr);
     dnnl_primitive_desc_destroy(fpd);
     dnnl_primitive_desc_destroy(rpd);
+    free(nscale);
     p->nq++;
     return c;
 fail:
+    free(nscale);
     if (attr) dnnl_primitive_attr_destroy(attr);
     if (rattr) dnnl_primitive_attr_destroy(rattr);
     if (po) dnnl_post_ops_destroy(po);
@@ -660,18 +714,27 @@ static ee_status q8_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, size_t off
     if (!c) return EE_ERR_BACKEND;
     ee_dnnl *d = EE_DNNL(net);
     conv_priv *p = nd->priv;
-    float *y = nd->fuse_bn >= 0 ? fused_output(net, nd) : nd->y;
+    void *y = nd->fuse_bn >= 0 ? fused_output(net, nd) + off * ee_shape_size(nd->out) : nd->y + off * ee_shape_size(nd->out);
     ee_status s;
-    dnnl_memory_set_data_handle(c->src_f, (void *)(ee_node_input(net, nd, 0) + off * ee_shape_size(nd->ins)));
-    dnnl_exec_arg_t qa[2] = {{DNNL_ARG_FROM, c->src_f}, {DNNL_ARG_TO, c->src_q}};
-    if ((s = run(ctx, d, c->quant, 2, qa, "the quantisation of a conv's input"))) return s;
+    if (c->qout) { /* into the next conv's quantised input */
+        uint8_t *q = q8_inbuf(ctx, net, &net->nodes[q8_next(net, nd)]);
+        if (!q) return EE_ERR_NOMEM;
+        y = q + off * ee_shape_size(nd->out);
+    }
+    if (c->fed) { /* the conv before quantised the input */
+        dnnl_memory_set_data_handle(c->src_q, p->qin + off * ee_shape_size(nd->ins));
+    } else {
+        dnnl_memory_set_data_handle(c->src_f, (void *)(ee_node_input(net, nd, 0) + off * ee_shape_size(nd->ins)));
+        dnnl_exec_arg_t qa[2] = {{DNNL_ARG_FROM, c->src_f}, {DNNL_ARG_TO, c->src_q}};
+        if ((s = run(ctx, d, c->quant, 2, qa, "the quantisation of a conv's input"))) return s;
+    }
     dnnl_memory_set_data_handle(c->w_user, p->qw);
     if (c->reo_w && !c->w_ready) {
         if ((s = reorder(ctx, d, c->reo_w, c->w_user, c->w_q))) return s;
         c->w_ready = 1;
     }
     dnnl_memory_set_data_handle(c->bias, p->qb);
-    dnnl_memory_set_data_handle(c->dst, y + off * ee_shape_size(nd->out));
+    dnnl_memory_set_data_handle(c->dst, y);
     int nargs = 4;
     dnnl_exec_arg_t a[6] = {{DNNL_ARG_SRC, c->src_q}, {DNNL_ARG_WEIGHTS, c->w_q}, {DNNL_ARG_DST, c->dst},
                             {DNNL_ARG_BIAS, c->bias}, {0, NULL}, {0, NULL}};
