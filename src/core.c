@@ -144,6 +144,7 @@ size_t ee_abi_size(const char *type) {
         {"ee_schedule", sizeof(ee_schedule)},       {"ee_augment", sizeof(ee_augment)},
         {"ee_calibration", sizeof(ee_calibration)}, {"ee_exit_stats", sizeof(ee_exit_stats)},
         {"ee_eval_result", sizeof(ee_eval_result)}, {"ee_parallel", sizeof(ee_parallel)},
+        {"ee_quant_config", sizeof(ee_quant_config)},
     };
     for (size_t i = 0; type && i < sizeof t / sizeof *t; i++)
         if (!strcmp(type, t[i].name)) return t[i].size;

@@ -58,6 +58,10 @@ class _Calibration(C.Structure):
                 ("fit_temperature", C.c_int), ("fallback", C.c_int), ("split", C.c_char * 16)]
 
 
+class _QuantConfig(C.Structure):
+    _fields_ = [("estimator", C.c_int), ("percentile", C.c_double)]
+
+
 class _ExitStats(C.Structure):
     _fields_ = [("q", C.c_float), ("acc", C.c_double), ("cost", C.c_double), ("exits", C.c_int * MAX_HEADS),
                 ("jumps", C.c_int)]
@@ -98,7 +102,7 @@ _PROGRESS_FN = C.CFUNCTYPE(None, C.POINTER(_Progress), C.c_void_p)
 _MIRRORS = {"ee_dataset": _Dataset, "ee_outputs": _Outputs, "ee_exit_policy": _Policy,
             "ee_calibration": _Calibration, "ee_exit_stats": _ExitStats, "ee_optim": _Optim,
             "ee_schedule": _Schedule, "ee_augment": _Augment, "ee_train_config": _TrainConfig,
-            "ee_progress": _Progress}
+            "ee_progress": _Progress, "ee_quant_config": _QuantConfig}
 
 
 def _find_library():
@@ -152,6 +156,7 @@ def _bind(lib):
         "ee_outputs_free": (V, [C.POINTER(_Outputs)]),
         "ee_calibrate_policy": (I, [P, C.POINTER(_Outputs), C.POINTER(D), C.POINTER(_Calibration),
                                     C.POINTER(_Policy), C.POINTER(_ExitStats)]),
+        "ee_net_quantize": (I, [P, P, C.POINTER(F), I, C.POINTER(_QuantConfig)]), "ee_net_int8_layers": (I, [P]),
         "ee_train": (I, [P, P, C.POINTER(_Dataset), C.POINTER(_Dataset), C.POINTER(_Dataset),
                          C.POINTER(_TrainConfig), _PROGRESS_FN, P]),
     }
@@ -460,6 +465,23 @@ class Model:
         net = C.c_void_p()
         self._ctx.check(self._ctx.lib.ee_sdn_attach(self._ctx.p, self._net, arr, len(idx), C.byref(net)))
         return Model(self._ctx, net)
+
+    # ------------------------------------------------------------ int8
+    def quantize(self, x, estimator="max", percentile=99.99, normalized=False):
+        """int8 inference from now on (docs/int8.md): every convolution's input step calibrated on the images x
+        (uint8 N x C x H x W as for infer, or normalized float NHWC), from the largest |value| (estimator "max") or
+        a percentile of them. Recalibrate the exit policy afterwards (calibrate), as `eenn quantize` does."""
+        if estimator not in ("max", "percentile"):
+            raise Error("estimator: max or percentile, not %r" % (estimator,))
+        x = self._inputs(x, normalized)
+        cfg = _QuantConfig(0 if estimator == "max" else 1, float(percentile))
+        self._ctx.check(self._ctx.lib.ee_net_quantize(self._ctx.p, self._net, _fptr(x), x.shape[0], C.byref(cfg)))
+        self._prepared = 0  # quantising prepared the network for training-sized buffers
+
+    @property
+    def int8_layers(self):
+        """How many convolutions run in int8."""
+        return self._ctx.lib.ee_net_int8_layers(self._net)
 
     def save(self, path):
         """Writes the model file atomically."""

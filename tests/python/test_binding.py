@@ -113,5 +113,25 @@ try:
 except ZeroDivisionError:
     check(True, "")
 
+# int8 from Python: quantised on 256 training images, the same answers as `eenn quantize` writes (same calibration
+# images: the first 256 of the training set), and close to the float model on 1000 test images
+train_ds = eenn.Dataset.load(DATA, "train")
+q = eenn.load(MODEL)
+q.quantize(train_ds.images[:256])
+check(q.int8_layers == 57, "int8 layers: %d" % q.int8_layers)
+with tempfile.TemporaryDirectory() as t:
+    path = os.path.join(t, "q.eenn")
+    subprocess.run([os.path.join(BUILD, "eenn"), "quantize", MODEL, "-o", path, "--calib", "256", "--val", "500"],
+                   capture_output=True, check=True)
+    a, b = q.logits(test.images[:200]), eenn.load(path).logits(test.images[:200])
+    check(np.abs(a - b).max() < 1e-4, "binding vs eenn quantize: int8 logits differ by %g" % np.abs(a - b).max())
+fl, ql = m.logits(test.images[:1000])[:, -1].argmax(1), q.logits(test.images[:1000])[:, -1].argmax(1)
+check((fl == ql).mean() > 0.98, "int8 and float final answers agree on %.3f of 1000" % (fl == ql).mean())
+try:
+    q.quantize(train_ds.images[:8], estimator="kl")
+    check(False, "a bad estimator raised nothing")
+except eenn.Error as e:
+    check("estimator" in str(e), "bad estimator: %s" % e)
+
 print("test_python: %d passed, %d failed" % (passed, failed))
 sys.exit(1 if failed else 0)
