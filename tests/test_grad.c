@@ -222,7 +222,7 @@ static void train_grads_kernels(int C, int H, int O, int k, int s, int pad, int 
     double e = tl_close(gr[1], gr[0], np, 1e-4, 2e-3, NULL);
     CHECK(e <= 1, "training gradients, conv %d->%d k%d s%d p%d bias%d at %d, batch %d: direct differs from oneDNN "
           "(%.3g)", C, O, k, s, pad, bias, H, n, e);
-    /* without the direct kernel (a generic build, a CPU without AVX2) oneDNN runs both, which is not bit-exact */
+    /* without the direct kernel (an x86-64 CPU without AVX2) oneDNN runs both, which is not bit-exact */
     CHECK(!ee_dconv_available() || memcmp(gr[1], gr[2], np * 4) == 0, "training gradients, conv %d->%d k%d s%d at %d: the direct kernel "
               "differs between 1 and 2 threads", C, O, k, s, H);
     free(gr[0]); free(gr[1]); free(gr[2]);
