@@ -749,9 +749,11 @@ static ee_status q8_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, size_t off
     return EE_OK;
 }
 
-/* int8 convolutions of at most this many multiply-adds run on one thread: splitting them costs more than it saves
- * (measured on ResNet-56 at batch 1, about 2.4M each: 5750 img/s with exits on 1 thread, 4040 on 2) */
-#define Q8_SMALL (8.0 * 1024 * 1024)
+/* int8 convolutions of at most this many multiply-adds run on one thread: splitting them costs more than it saves.
+ * Measured on the ResNet-56 SDN with exits, 2 threads (its convs take 1.8M at batch 1): batch 1 4900 img/s with
+ * every conv on 2 threads, 6400 from 3M on one; batch 128 (compacted batches of a few images after each exit)
+ * 11,100 at 3M, 10,300 at 8M */
+#define Q8_SMALL (3.0 * 1024 * 1024)
 
 static ee_status q8_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     ee_status s = q8_weights(ctx, net, nd);
