@@ -158,8 +158,12 @@ typedef struct {
     double percentile; /* EE_QUANT_PERCENTILE: e.g. 99.99 */
 } ee_quant_config;
 ee_status ee_net_quantize(ee_ctx *ctx, ee_net *net, const float *x, int n, const ee_quant_config *cfg);
-/* how many convolutions run in int8 */
+/* how many convolutions are quantised (qscale set) */
 int ee_net_int8_layers(const ee_net *net);
+/* 1 where this build runs int8 convolutions: x86-64, through oneDNN's x86 kernels. Elsewhere a quantised model
+ * runs its convolutions in float, from the float weights its file keeps, and ee_net_quantize fails (on aarch64,
+ * int8 convolutions through Debian's aarch64 oneDNN gave wrong answers under qemu; the cause is not known). */
+int ee_int8_available(void);
 
 /* x: (n, h, w, c) NHWC input. train: batch statistics and dropout on. */
 ee_status ee_net_forward(ee_ctx *ctx, ee_net *net, const float *x, int n, int train);

@@ -50,11 +50,22 @@ static ee_status scan(ee_ctx *ctx, ee_net *net, const float *x, int n, int batch
     return EE_OK;
 }
 
+int ee_int8_available(void) {
+#if defined(__x86_64__)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 ee_status ee_net_quantize(ee_ctx *ctx, ee_net *net, const float *x, int n, const ee_quant_config *cfg) {
     ee_quant_config def = {EE_QUANT_MAX, 99.99};
     const ee_quant_config *c = cfg ? cfg : &def;
     ee_status s = ee_net_check_unsealed(ctx, net, "quantize");
     if (s) return s;
+    if (!ee_int8_available())
+        return ee_fail(ctx, EE_ERR_ARG, "quantize: int8 inference is built for x86-64 only (this build would run "
+                       "the convolutions in float)");
     if (n < 1) return ee_fail(ctx, EE_ERR_ARG, "quantize: no calibration images");
     if (c->estimator != EE_QUANT_MAX && c->estimator != EE_QUANT_PERCENTILE)
         return ee_fail(ctx, EE_ERR_ARG, "quantize: unknown estimator %d", (int)c->estimator);

@@ -462,7 +462,7 @@ static int use_direct(ee_ctx *ctx, ee_node *nd) {
     conv_priv *p = nd->priv;
     if (p->direct < 0) {
         int k = ee_ctx_conv_kernel(ctx);
-        p->direct = ee_dconv_fits(nd) && nd->arg.conv.qscale <= 0 &&
+        p->direct = ee_dconv_fits(nd) && (nd->arg.conv.qscale <= 0 || !ee_int8_available()) &&
                     (k == EE_CONV_DIRECT || (k == EE_CONV_AUTO && ee_dconv_preferred()));
     }
     return p->direct;
@@ -544,7 +544,7 @@ static ee_status direct_backward_data(ee_ctx *ctx, ee_net *net, ee_node *nd, int
  * fewer (the first conv of every ResNet block). Only in inference-only nets, where nothing else reads that
  * output (not kept, not a head). Returns C's index, or -1. */
 static int q8_next(const ee_net *net, const ee_node *P) {
-    if (net->training || P->arg.conv.qscale <= 0 || P->fuse_add >= 0) return -1;
+    if (net->training || P->arg.conv.qscale <= 0 || P->fuse_add >= 0 || !ee_int8_available()) return -1;
     int f = P->fuse_bn >= 0 ? (P->fuse_relu >= 0 ? P->fuse_relu : P->fuse_bn) : (int)(P - net->nodes);
     const ee_node *F = &net->nodes[f];
     if (F->consumers != 1 || F->keep || f + 1 >= net->nnodes) return -1;
@@ -781,7 +781,7 @@ static ee_status q8_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
  * exits reuse at most eight cached primitives per layer instead of creating one per size. */
 static ee_status conv_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
     if (!nd->priv && !new_priv(ctx, nd)) return EE_ERR_NOMEM;
-    if (!train && nd->arg.conv.qscale > 0) return q8_forward(ctx, net, nd, n);
+    if (!train && nd->arg.conv.qscale > 0 && ee_int8_available()) return q8_forward(ctx, net, nd, n);
     if (train) return use_direct(ctx, nd) ? direct_forward(ctx, net, nd, n, 1) : conv_run(ctx, net, nd, n, 1, 0);
     if (use_direct(ctx, nd)) return direct_forward(ctx, net, nd, n, 0);
     size_t off = 0;
