@@ -26,10 +26,12 @@ static const struct option quantize_opts[] = {
     {"threads", required_argument, NULL, O_THREADS}, {"json", no_argument, NULL, O_JSON},
     {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
-/* the stored policy recalibrated on o the way it was made; 0 if it is one that is learned, not calibrated */
+/* the stored policy recalibrated on o the way it was made; 0 if it was learned or set, not calibrated for a
+ * target (learned gates, EENets' trained rule) */
 static int recalibrate(ee_ctx *ctx, const ee_exit_policy *old, const ee_outputs *o, const double *cost,
                        ee_exit_policy *p, ee_exit_stats *st) {
     if (old->kind == EE_SCORE_GATE) return 0;
+    if (old->rc_method == EE_RC_NONE && old->target != EE_TARGET_DROP && old->target != EE_TARGET_BUDGET) return 0;
     if (old->rc_method != EE_RC_NONE) {
         ee_risk_calibration rc = {old->kind, (ee_risk_kind)old->risk, (ee_rc_method)old->rc_method, old->epsilon,
                                   old->delta, 0};
@@ -130,7 +132,7 @@ int cmd_quantize(int argc, char **argv) {
         if (has) {
             printf("float model, its policy:    ");
             print_exit_stats(&stf, H, of->n, accf[H - 1], 0);
-            printf("int8 model, %s: ", recal ? "recalibrated" : "the same gates");
+            printf("int8 model, %s: ", recal ? "recalibrated" : "policy kept");
             print_exit_stats(&stq, H, oq->n, accq[H - 1], 0);
             printf("policy stored in %s: %s\n", out, describe_policy(recal ? &p : &old, desc, sizeof desc));
         }
