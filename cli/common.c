@@ -168,14 +168,20 @@ void load_model(ee_ctx *ctx, const char *path, ee_net **net) {
     }
 }
 
-ee_outputs *validation_outputs(ee_ctx *ctx, ee_net *net, const char *model, const char *data, int nval) {
+void load_validation(ee_ctx *ctx, const ee_net *net, const char *model, const char *data, int nval,
+                     ee_dataset **train, ee_dataset **val) {
     if (!data) data = ee_net_meta(net, "data.dir") ? ee_net_meta(net, "data.dir") : DEFAULT_DATA;
     if (nval < 0) nval = ee_net_meta(net, "data.val") ? atoi(ee_net_meta(net, "data.val")) : 5000;
     if (nval <= 0) die("%s: was trained without a validation split; give --val N", model);
+    check(ee_dataset_load_dir(ctx, data, "train", train), ctx);
+    check(ee_dataset_split(ctx, *train, nval, val), ctx);
+    apply_norm(net, *train);
+    apply_norm(net, *val);
+}
+
+ee_outputs *validation_outputs(ee_ctx *ctx, ee_net *net, const char *model, const char *data, int nval) {
     ee_dataset *train = NULL, *val = NULL;
-    check(ee_dataset_load_dir(ctx, data, "train", &train), ctx);
-    check(ee_dataset_split(ctx, train, nval, &val), ctx);
-    apply_norm(net, val);
+    load_validation(ctx, net, model, data, nval, &train, &val);
     ee_outputs *o = NULL;
     check(ee_collect_outputs(ctx, net, val, 256, 0, &o), ctx);
     ee_dataset_free(train);

@@ -95,6 +95,10 @@ void risk_splits(ee_ctx *ctx, const ee_outputs *o, const double *cost, int kind,
 /* ee_net_load, dying with the message on failure; a text model also sets the bytes its data is read with */
 void load_model(ee_ctx *ctx, const char *path, ee_net **net);
 ee_outputs *validation_outputs(ee_ctx *ctx, ee_net *net, const char *model, const char *data, int nval);
+/* the same split: the training set without its last nval images (train) and those images (val), both normalised
+ * as the model expects */
+void load_validation(ee_ctx *ctx, const ee_net *net, const char *model, const char *data, int nval,
+                     ee_dataset **train, ee_dataset **val);
 /* an early-exit summary line (text) or object (JSON) */
 void print_exit_stats(const ee_exit_stats *st, int heads, int n, double final_acc, int json);
 

@@ -73,14 +73,13 @@ int cmd_quantize(int argc, char **argv) {
     ee_ctx_set_threads(ctx, threads);
     ee_net *net = NULL;
     load_model(ctx, model, &net);
-    if (!data) data = ee_net_meta(net, "data.dir") ? ee_net_meta(net, "data.dir") : DEFAULT_DATA;
     int H = ee_net_num_heads(net);
-    /* the float model's validation outputs, for the comparison */
-    ee_outputs *of = validation_outputs(ctx, net, model, data, nval);
-    /* calibration images: the first ncal of the training set, normalised as the model expects */
-    ee_dataset *train = NULL;
-    check(ee_dataset_load_dir(ctx, data, "train", &train), ctx);
-    apply_norm(net, train);
+    /* one read of the training set: the validation split, and the calibration images (its first ncal, which the
+     * split leaves in place) */
+    ee_dataset *train = NULL, *val = NULL;
+    load_validation(ctx, net, model, data, nval, &train, &val);
+    ee_outputs *of = NULL, *oq = NULL; /* the validation outputs of the float and the int8 network */
+    check(ee_collect_outputs(ctx, net, val, 256, 0, &of), ctx);
     if (ncal > train->n) ncal = train->n;
     int c, h, w;
     ee_net_input_shape(net, &c, &h, &w);
@@ -92,8 +91,9 @@ int cmd_quantize(int argc, char **argv) {
     ee_dataset_batch(ctx, train, idx, ncal, NULL, x, y);
     check(ee_net_quantize(ctx, net, x, ncal, &qc), ctx);
     free(x); free(idx); free(y);
+    check(ee_collect_outputs(ctx, net, val, 256, 0, &oq), ctx);
     ee_dataset_free(train);
-    ee_outputs *oq = validation_outputs(ctx, net, model, data, nval);
+    ee_dataset_free(val);
     double cost[EE_MAX_HEADS], accf[EE_MAX_HEADS], accq[EE_MAX_HEADS];
     ee_net_head_costs(net, cost, NULL);
     ee_head_accuracy(of, accf);

@@ -528,6 +528,25 @@ static ee_status direct_backward_data(ee_ctx *ctx, ee_net *net, ee_node *nd, int
 }
 
 
+/* Inference runs a batch as power-of-two chunks (100 = 64 + 32 + 4), so that the shrinking batches of early
+ * exits reuse at most eight cached primitives per layer instead of creating one per size: run(n, off) for each
+ * chunk of n samples starting at sample off. */
+typedef ee_status (*chunk_fn)(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, size_t off);
+static ee_status in_chunks(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, chunk_fn run) {
+    size_t off = 0;
+    for (int chunk = 1 << 30; n > 0; chunk >>= 1)
+        if (n >= chunk) {
+            ee_status s = run(ctx, net, nd, chunk, off);
+            if (s) return s;
+            off += chunk;
+            n -= chunk;
+        }
+    return EE_OK;
+}
+static ee_status conv_eval(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, size_t off) {
+    return conv_run(ctx, net, nd, n, 0, off);
+}
+
 /* ---------------------------------------------------------------- int8 inference
  * A conv with qscale > 0 runs in int8 in inference: its float input is quantised (step qscale, to u8, or to s8
  * when qsigned) by a oneDNN reorder, the convolution sums u8/s8 x s8 products in int32, and one multiply per
@@ -764,35 +783,20 @@ static ee_status q8_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     const int one = nthr > 1 && macs <= Q8_SMALL;
     if (one) omp_set_num_threads(1);
 #endif
-    size_t off = 0;
-    for (int chunk = 1 << 30; n > 0 && !s; chunk >>= 1)
-        if (n >= chunk) {
-            s = q8_run(ctx, net, nd, chunk, off);
-            off += chunk;
-            n -= chunk;
-        }
+    s = in_chunks(ctx, net, nd, n, q8_run);
 #ifdef _OPENMP
     if (one) omp_set_num_threads(nthr);
 #endif
     return s;
 }
 
-/* Inference runs a batch as power-of-two chunks (100 = 64 + 32 + 4), so that the shrinking batches of early
- * exits reuse at most eight cached primitives per layer instead of creating one per size. */
+/* Inference: int8, or the direct kernel, or oneDNN in power-of-two chunks (in_chunks). */
 static ee_status conv_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
     if (!nd->priv && !new_priv(ctx, nd)) return EE_ERR_NOMEM;
     if (!train && nd->arg.conv.qscale > 0 && ee_int8_available()) return q8_forward(ctx, net, nd, n);
     if (train) return use_direct(ctx, nd) ? direct_forward(ctx, net, nd, n, 1) : conv_run(ctx, net, nd, n, 1, 0);
     if (use_direct(ctx, nd)) return direct_forward(ctx, net, nd, n, 0);
-    size_t off = 0;
-    for (int chunk = 1 << 30; n > 0; chunk >>= 1)
-        if (n >= chunk) {
-            ee_status s = conv_run(ctx, net, nd, chunk, 0, off);
-            if (s) return s;
-            off += chunk;
-            n -= chunk;
-        }
-    return EE_OK;
+    return in_chunks(ctx, net, nd, n, conv_eval);
 }
 
 /* The direct kernel computes the weight gradients and, where it fits, dx; oneDNN's primitives are built only for
