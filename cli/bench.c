@@ -21,9 +21,10 @@ static const char *bench_help =
     "                   and batch 128; --q X overrides the calibrated threshold, --n N images (default 2000)\n"
     "  --save-model FILE with --arch: write the randomly initialised network that is timed (--seed N, default\n"
     "                   1221), so that peers (PyTorch, ONNX Runtime) can be timed on the same weights\n"
-    "  --conv K         the convolution kernel: auto (default: eenn's direct kernel on AVX2-only CPUs and on\n"
-    "                   aarch64, oneDNN on AVX-512 CPUs), onednn, or direct (the AVX2 or NEON kernel; in a NO_AVX2=1\n"
-    "                   build, the portable generic-vector one)\n"
+    "  --conv K         the convolution kernel: auto (default: eenn's direct kernel on AVX2-only CPUs, oneDNN on\n"
+    "                   AVX-512 CPUs, builtin on aarch64), onednn, direct (the AVX2 or NEON kernel; in a NO_AVX2=1\n"
+    "                   build, the portable generic-vector one), builtin (eenn's own kernels only: direct where it\n"
+    "                   fits, plain loops elsewhere) or reference (the plain loops everywhere)\n"
     "  --gemm           the fp32 GEMM ceiling instead: 1024^3 sgemm through oneDNN, in GFLOP/s\n"
     "  --allreduce      under mpirun -np N: the time to sum a network's gradients over the ranks (what data-parallel\n"
     "                   training adds to every step), for --arch (default resnet56 and wrn32_4 at 3x32x32)\n"
@@ -249,7 +250,9 @@ int cmd_bench(int argc, char **argv) {
             if (!strcmp(v, "auto")) bench_conv = EE_CONV_AUTO;
             else if (!strcmp(v, "onednn")) bench_conv = EE_CONV_ONEDNN;
             else if (!strcmp(v, "direct")) bench_conv = EE_CONV_DIRECT;
-            else usage_error("bench --conv: '%s' is not auto, onednn or direct", v);
+            else if (!strcmp(v, "builtin")) bench_conv = EE_CONV_BUILTIN;
+            else if (!strcmp(v, "reference")) bench_conv = EE_CONV_REFERENCE;
+            else usage_error("bench --conv: '%s' is not auto, onednn, direct, builtin or reference", v);
             break;
         }
     }

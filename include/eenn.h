@@ -54,12 +54,15 @@ int ee_ctx_threads(const ee_ctx *ctx);
  * (ee_text_tokens: bytes or hashed words): a text model's input, set before loading data for it. */
 void ee_ctx_set_text_length(ee_ctx *ctx, int tokens);
 void ee_ctx_set_text_tokens(ee_ctx *ctx, int kind);
-/* The convolution kernel. AUTO: oneDNN on CPUs with AVX-512 (its brgconv kernels), eenn's direct AVX2 kernel on
- * AVX2-only CPUs, where it measured faster: for inference, the training forward, the backward-data of stride-1
- * convs and the weight gradients. ONEDNN or DIRECT force one (DIRECT applies to ungrouped convs with a
- * multiple of 16 output channels on an AVX2 CPU; others use oneDNN). Set it before a network's first pass: each
- * conv keeps the kernel it chose then. */
-typedef enum { EE_CONV_AUTO = 0, EE_CONV_ONEDNN, EE_CONV_DIRECT } ee_conv_kernel;
+/* The convolution kernel. AUTO: oneDNN on x86-64 CPUs with AVX-512 (its brgconv kernels), eenn's direct AVX2 kernel
+ * on AVX2-only CPUs, where it measured faster: for inference, the training forward, the backward-data of stride-1
+ * convs and the weight gradients; on aarch64, BUILTIN. ONEDNN or DIRECT force one (DIRECT applies to ungrouped
+ * square convs with a multiple of 16 output channels where the direct kernel runs; others use oneDNN). BUILTIN:
+ * eenn's own kernels only, never oneDNN: the direct kernel where it fits, plain loops (any shape, groups and
+ * depthwise included) elsewhere. REFERENCE: those plain loops for every conv (slow; a reference to check the
+ * other kernels against on a new CPU). Set it before a network's first pass: each conv keeps the kernel it chose
+ * then. */
+typedef enum { EE_CONV_AUTO = 0, EE_CONV_ONEDNN, EE_CONV_DIRECT, EE_CONV_BUILTIN, EE_CONV_REFERENCE } ee_conv_kernel;
 void ee_ctx_set_conv_kernel(ee_ctx *ctx, ee_conv_kernel k);
 ee_conv_kernel ee_ctx_conv_kernel(const ee_ctx *ctx);
 void ee_ctx_seed(ee_ctx *ctx, uint64_t seed);

@@ -21,7 +21,7 @@ void ee_ctx_set_threads(ee_ctx *ctx, int threads) { ctx->threads = threads < 0 ?
 void ee_ctx_set_text_length(ee_ctx *ctx, int tokens) { ctx->text_length = tokens > 0 ? tokens : 0; }
 void ee_ctx_set_text_tokens(ee_ctx *ctx, int kind) { ctx->text_tokens = kind == EE_TOKENS_WORDS; }
 void ee_ctx_set_conv_kernel(ee_ctx *ctx, ee_conv_kernel k) {
-    ctx->conv_kernel = k >= EE_CONV_AUTO && k <= EE_CONV_DIRECT ? k : EE_CONV_AUTO;
+    ctx->conv_kernel = k >= EE_CONV_AUTO && k <= EE_CONV_REFERENCE ? k : EE_CONV_AUTO;
 }
 ee_conv_kernel ee_ctx_conv_kernel(const ee_ctx *ctx) { return (ee_conv_kernel)ctx->conv_kernel; }
 int ee_ctx_threads(const ee_ctx *ctx) {
@@ -81,6 +81,9 @@ void ee_threads_apply(ee_ctx *ctx) {
 #ifdef _OPENMP
     int t = ee_ctx_threads(ctx);
     if (ctx->threads <= 0 && t > 1) t = free_cores(ctx, t);
+    /* never more than OMP_THREAD_LIMIT allows: oneDNN splits its work for the threads it is told of and waits
+     * for all of them */
+    if (t > omp_get_thread_limit()) t = omp_get_thread_limit();
     if (omp_get_max_threads() != t) omp_set_num_threads(t);
 #else
     (void)ctx;

@@ -207,6 +207,13 @@ int ee_avx2_available(void);   /* x86-64 built with AVX2 kernels, running on an 
 int ee_dconv_available(void);  /* the direct convolution runs here: AVX2 + FMA, NEON, or generic vectors */
 int ee_dconv_preferred(void);  /* the default kernel here: faster than oneDNN on this CPU */
 int ee_dconv_fits(const ee_node *nd);
+int ee_conv_builtin_default(void); /* EE_CONV_AUTO means eenn's own kernels only (aarch64) */
+/* gconv.c: every convolution shape, plain loops; EE_ERR_NOMEM when scratch cannot be had */
+ee_status ee_gconv_forward(const ee_node *nd, int n, const float *x, const float *w_oihw, const float *bias,
+                           const float *res, float *y, int relu);
+ee_status ee_gconv_backward_data(const ee_node *nd, int n, const float *dy, const float *w_oihw, float *dx, int acc);
+ee_status ee_gconv_backward_weights(const ee_node *nd, int n, const float *x, const float *dy, float *dw_oihw,
+                                    float *db);
 size_t ee_dconv_packed_len(const ee_node *nd);
 void ee_dconv_pack(const ee_node *nd, const float *w_oihw, float *packed);
 size_t ee_dconv_block_len(const ee_node *nd);

@@ -26,6 +26,17 @@ static double rel_err(const double *a, const double *b, size_t n) {
 }
 
 static ee_conv_kernel gc_kernel = EE_CONV_AUTO; /* the convolution kernel gradcheck's networks use */
+static const char *kname(ee_conv_kernel k) {
+    return k == EE_CONV_DIRECT ? "direct" : k == EE_CONV_REFERENCE ? "reference" : k == EE_CONV_BUILTIN ? "builtin"
+                                                                                                           : "oneDNN";
+}
+/* what the direct kernel is compared with: oneDNN, except on aarch64, where Debian's oneDNN computes some
+ * convolutions wrong and eenn does not use it (the plain loops, EE_CONV_REFERENCE, instead) */
+#ifdef __aarch64__
+static const ee_conv_kernel base_kernel = EE_CONV_REFERENCE;
+#else
+static const ee_conv_kernel base_kernel = EE_CONV_ONEDNN;
+#endif
 
 static void gradcheck(const char *label, const char *text, double tol) {
     ee_ctx *ctx = ee_ctx_new();
@@ -131,14 +142,15 @@ static void conv_oracle_k(int C, int H, int O, int k, int s, int pad, int g, int
     conv_naive(x, wt, bias ? wt + (size_t)O * (C / g) * k * k : NULL, ref, n, C, H, H, O, k, s, pad, g, OH, OH);
     double e = tl_close(ee_net_node_output(net, 0), ref, nout, 1e-4, 1e-4, NULL);
     CHECK(e <= 1, "conv %d->%d k%d s%d p%d g%d bias%d (%s kernel): differs from the naive oracle (%.3g)", C, O, k, s,
-          pad, g, bias, kern == EE_CONV_DIRECT ? "direct" : "oneDNN", e);
+          pad, g, bias, kname(kern), e);
     free(x); free(ref);
     ee_net_free(net);
     ee_ctx_free(ctx);
 }
 static void conv_oracle(int C, int H, int O, int k, int s, int pad, int g, int bias) {
-    conv_oracle_k(C, H, O, k, s, pad, g, bias, EE_CONV_ONEDNN);
+    conv_oracle_k(C, H, O, k, s, pad, g, bias, base_kernel);
     conv_oracle_k(C, H, O, k, s, pad, g, bias, EE_CONV_DIRECT);
+    conv_oracle_k(C, H, O, k, s, pad, g, bias, EE_CONV_REFERENCE);
 }
 
 /* A residual block in inference, where BN folds into the convs and the residual add and ReLUs are applied as the
@@ -151,11 +163,12 @@ static void fused_block_kernels(int C, int H, int O, int s) {
              "bn name=bs\nadd name=a in=b2,bs\nrelu name=r2\nconv name=c3 out=%d k=3 pad=1 bias=1\nbn name=b3\n"
              "add name=a2 in=b3,r2\nrelu\ngap\nlinear out=3\n", C, H, H, O, s, O, O, s, O);
     int n = 5;
-    float *out[2] = {NULL, NULL};
+    float *out[3] = {NULL, NULL, NULL};
     size_t len = 0;
-    for (int v = 0; v < 2; v++) {
+    const ee_conv_kernel kern[3] = {base_kernel, EE_CONV_DIRECT, EE_CONV_REFERENCE};
+    for (int v = 0; v < 3; v++) {
         ee_ctx *ctx = ee_ctx_new();
-        ee_ctx_set_conv_kernel(ctx, v ? EE_CONV_DIRECT : EE_CONV_ONEDNN);
+        ee_ctx_set_conv_kernel(ctx, kern[v]);
         ee_net *net = NULL;
         CHECK_OK(ctx, ee_net_from_text(ctx, text, "block", &net));
         if (!net) { ee_ctx_free(ctx); return; }
@@ -180,8 +193,12 @@ static void fused_block_kernels(int C, int H, int O, int s) {
         ee_ctx_free(ctx);
     }
     double e = tl_close(out[1], out[0], len, 1e-4, 1e-4, NULL);
-    CHECK(e <= 1, "fused block %d->%d at %d, stride %d: the direct kernel differs from oneDNN (%.3g)", C, O, H, s, e);
-    free(out[0]); free(out[1]);
+    CHECK(e <= 1, "fused block %d->%d at %d, stride %d: the direct kernel differs from %s (%.3g)", C, O, H, s,
+          kname(base_kernel), e);
+    e = tl_close(out[2], out[0], len, 1e-4, 1e-4, NULL);
+    CHECK(e <= 1, "fused block %d->%d at %d, stride %d: the plain loops differ from %s (%.3g)", C, O, H, s,
+          kname(base_kernel), e);
+    free(out[0]); free(out[1]); free(out[2]);
 }
 
 
@@ -192,12 +209,13 @@ static void train_grads_kernels(int C, int H, int O, int k, int s, int pad, int 
     char text[512];
     snprintf(text, sizeof text, "input c=%d h=%d w=%d\nconv out=%d k=%d stride=%d pad=%d bias=%d\nrelu\n"
              "conv out=16 k=3 pad=1 bias=0\nrelu\ngap\nlinear out=3\n", C, H, H, O, k, s, pad, bias);
-    float *gr[3] = {NULL, NULL, NULL};
+    float *gr[5] = {NULL, NULL, NULL, NULL, NULL};
     size_t np = 0;
-    for (int v = 0; v < 3; v++) {
+    const ee_conv_kernel kern[5] = {base_kernel, EE_CONV_DIRECT, EE_CONV_DIRECT, EE_CONV_REFERENCE, EE_CONV_REFERENCE};
+    for (int v = 0; v < 5; v++) {
         ee_ctx *ctx = ee_ctx_new();
-        ee_ctx_set_conv_kernel(ctx, v ? EE_CONV_DIRECT : EE_CONV_ONEDNN);
-        if (v == 2) ee_ctx_set_threads(ctx, 1);
+        ee_ctx_set_conv_kernel(ctx, kern[v]);
+        if (v == 2 || v == 4) ee_ctx_set_threads(ctx, 1);
         ee_net *net = NULL;
         CHECK_OK(ctx, ee_net_from_text(ctx, text, "wgrad", &net));
         if (!net) { ee_ctx_free(ctx); return; }
@@ -220,19 +238,25 @@ static void train_grads_kernels(int C, int H, int O, int k, int s, int pad, int 
         ee_ctx_free(ctx);
     }
     double e = tl_close(gr[1], gr[0], np, 1e-4, 2e-3, NULL);
-    CHECK(e <= 1, "training gradients, conv %d->%d k%d s%d p%d bias%d at %d, batch %d: direct differs from oneDNN "
-          "(%.3g)", C, O, k, s, pad, bias, H, n, e);
-    /* without the direct kernel (an x86-64 CPU without AVX2) oneDNN runs both, which is not bit-exact */
-    CHECK(!ee_dconv_available() || memcmp(gr[1], gr[2], np * 4) == 0, "training gradients, conv %d->%d k%d s%d at %d: the direct kernel "
+    CHECK(e <= 1, "training gradients, conv %d->%d k%d s%d p%d bias%d at %d, batch %d: direct differs from %s "
+          "(%.3g)", C, O, k, s, pad, bias, H, n, kname(base_kernel), e);
+    e = tl_close(gr[3], gr[0], np, 1e-4, 2e-3, NULL);
+    CHECK(e <= 1, "training gradients, conv %d->%d k%d s%d p%d bias%d at %d, batch %d: the plain loops differ from %s "
+          "(%.3g)", C, O, k, s, pad, bias, H, n, kname(base_kernel), e);
+    CHECK(memcmp(gr[3], gr[4], np * 4) == 0, "training gradients, conv %d->%d k%d s%d at %d: the plain loops differ "
+          "between 1 and 2 threads", C, O, k, s, H);
+    /* without the direct kernel (an x86-64 CPU without AVX2, or O not a multiple of 16) oneDNN runs the first
+     * conv, which is not bit-exact */
+    CHECK(!ee_dconv_available() || O % 16 || memcmp(gr[1], gr[2], np * 4) == 0, "training gradients, conv %d->%d k%d s%d at %d: the direct kernel "
               "differs between 1 and 2 threads", C, O, k, s, H);
-    free(gr[0]); free(gr[1]); free(gr[2]);
+    for (int v = 0; v < 5; v++) free(gr[v]);
 }
 
 /* Training computes BN -> ReLU and BN -> add -> ReLU chains in one pass each way (net.c: plan_train_fusion). The
  * same network with every BN and add output kept runs each node on its own: a forward and backward, then a split
  * forward (a range ending between a BN and its ReLU) and a backward stopped at a fused add, must give the same
  * outputs, gradients and running statistics. 2 threads: the sums' per-thread chunks too. */
-static void train_fusion_matches(int n) {
+static void train_fusion_matches(int n, ee_conv_kernel kern) {
     const char *text =
         "input c=16 h=6 w=6\nconv name=c0 out=16 k=3 pad=1 bias=0\nbn name=b0\nrelu name=r0\n"
         "conv name=c1 out=16 k=3 pad=1 bias=0\nbn name=b1\nrelu name=r1\nconv name=c2 out=16 k=3 pad=1 bias=0\n"
@@ -243,6 +267,7 @@ static void train_fusion_matches(int n) {
     ee_net *net[2] = {NULL, NULL};
     ee_ctx *ctx = ee_ctx_new();
     ee_ctx_set_threads(ctx, 2);
+    ee_ctx_set_conv_kernel(ctx, kern);
     for (int k = 0; k < 2; k++) {
         CHECK_OK(ctx, ee_net_from_text(ctx, text, "fusion", &net[k]));
         if (!net[k]) { ee_ctx_free(ctx); return; }
@@ -335,6 +360,20 @@ int main(void) {
     gradcheck("direct: k5 p1, k1, residual (accumulating dx)",
               "input c=16 h=6 w=6\nconv name=a out=32 k=5 pad=1 bias=0\nconv name=b out=16 k=1 bias=0\n"
               "conv name=c in=b out=16 k=3 pad=1 bias=1\nadd in=c,b\nconv out=32 k=3 stride=2 pad=1\ngap\nlinear out=3\n", 5e-3);
+    /* the plain loops (every shape: groups, depthwise, rectangular kernels, strides) */
+    gc_kernel = EE_CONV_REFERENCE;
+    NET("reference: conv k3 s2 p1 no bias", "conv out=5 k=3 stride=2 pad=1 bias=0\n", 2e-3);
+    NET("reference: conv groups=3", "conv out=6 k=3 stride=1 pad=1 groups=3 bias=1\n", 2e-3);
+    NET("reference: conv depthwise", "conv out=3 k=3 stride=2 pad=1 groups=3 bias=0\nconv out=4 k=1 bias=0\n", 2e-3);
+    NET("reference: conv 1x5 and 3x1", "conv out=4 k=5 kh=1 pad=2 padh=0 bias=1\nconv out=4 k=1 kh=3 padh=1 pad=0\n",
+        3e-3); /* oneDNN's finite-difference error here: 2.2e-3 */
+    NET("reference: bn relu add block",
+        "conv name=c1 out=4 k=3 pad=1 bias=0\nbn name=b1\nrelu name=r1\nconv name=c2 out=4 k=3 pad=1 bias=0\nbn name=b2\n"
+        "conv name=sc in=input out=4 k=1 bias=0\nadd in=b2,sc\nrelu\n", -1);
+    gc_kernel = EE_CONV_BUILTIN;
+    gradcheck("builtin: direct and plain loops, stride-2 backward-data",
+              "input c=16 h=6 w=6\nconv out=16 k=3 pad=1 bias=1\nconv out=16 k=3 stride=2 pad=1 bias=0\n"
+              "conv out=16 k=3 groups=16 pad=1\nconv out=8 k=1\ngap\nlinear out=3\n", 8e-3); /* oneDNN: 6.1e-3 */
     gc_kernel = EE_CONV_AUTO;
     conv_oracle(3, 8, 8, 3, 1, 1, 1, 1);
     conv_oracle(16, 9, 32, 3, 2, 1, 1, 0);
@@ -355,6 +394,8 @@ int main(void) {
     conv_oracle(64, 4, 32, 3, 2, 1, 1, 1);
     conv_oracle(32, 2, 64, 1, 1, 0, 1, 1); /* 1x1 stride 1: the batch's pixels as one row (12 = 6 + 6) */
     conv_oracle(16, 7, 32, 1, 1, 0, 1, 0); /* 147 pixels: segments of 48, 48, 48 and 3 */
+    conv_oracle(32, 7, 32, 3, 1, 1, 32, 1); /* depthwise, and a depth multiplier of 2 */
+    conv_oracle(16, 6, 32, 3, 2, 1, 16, 0);
     fused_block_kernels(16, 9, 16, 1);
     fused_block_kernels(8, 10, 32, 2);
     fused_block_kernels(32, 4, 64, 1);
@@ -365,7 +406,10 @@ int main(void) {
     train_grads_kernels(32, 4, 32, 1, 1, 0, 1, 6);   /* pointwise (its backward-data is pointwise too) */
     train_grads_kernels(8, 11, 16, 5, 1, 2, 1, 5);   /* 5x5 */
     train_grads_kernels(1, 28, 16, 3, 1, 1, 0, 4);   /* Fashion-MNIST's stem */
-    train_fusion_matches(5);
-    train_fusion_matches(37);
+    train_grads_kernels(5, 7, 10, 3, 2, 1, 1, 6);    /* output channels that are not a multiple of 16 */
+    train_fusion_matches(5, EE_CONV_AUTO);
+    train_fusion_matches(37, EE_CONV_AUTO);
+    train_fusion_matches(5, EE_CONV_BUILTIN);
+    train_fusion_matches(37, EE_CONV_REFERENCE);
     return tl_summary("test_grad");
 }

@@ -93,13 +93,6 @@ static int nthreads(void) {
     return 1;
 #endif
 }
-static int tid(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
 
 /* What reduce() sums over the rows, per channel j: STATS: x and (x - m)^2; GRAD: dy and dy (x - m); CHAIN (the
  * backward of a ReLU that its BN computed, ee_bn_chain_backward): v = mask > 0 ? dy : 0 is first written to the
@@ -189,9 +182,9 @@ static void sum_block(const sum_job *jb, size_t r0, size_t r1, float *restrict s
 #define RBLK 16
 static void reduce(const sum_job *jb, size_t rows, double *part, float *fpart, double *out) {
     int T = nthreads(), c = jb->c;
-#pragma omp parallel num_threads(T)
-    {
-        int t = tid();
+    /* T chunks whatever number of threads actually runs (OMP_THREAD_LIMIT, nesting): the same sums either way */
+#pragma omp parallel for schedule(static, 1) num_threads(T)
+    for (int t = 0; t < T; t++) {
         size_t r0 = rows * t / T, r1 = rows * (t + 1) / T;
         double *acc = part + (size_t)t * 2 * c;
         float *fs = fpart + (size_t)t * 2 * c;

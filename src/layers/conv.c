@@ -457,15 +457,43 @@ static ee_status direct_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, in
 }
 
 /* The kernel, chosen once per node: oneDNN where it has its AVX-512 brgconv kernels, the direct AVX2 kernel
- * elsewhere (measured: dconv.c's header), unless the context forces one. */
-static int use_direct(ee_ctx *ctx, ee_node *nd) {
+ * elsewhere (measured: dconv.c's header), unless the context forces one. With eenn's own kernels
+ * (EE_CONV_BUILTIN, the default on aarch64) the direct kernel where it fits and gconv.c's loops elsewhere;
+ * EE_CONV_REFERENCE: gconv.c's loops for every conv. */
+enum { K_ONEDNN = 0, K_DIRECT = 1, K_GENERIC = 2 };
+static int builtin_only(ee_ctx *ctx) {
+    int k = ee_ctx_conv_kernel(ctx);
+    return k == EE_CONV_BUILTIN || k == EE_CONV_REFERENCE || (k != EE_CONV_ONEDNN && ee_conv_builtin_default());
+}
+static int kernel_of(ee_ctx *ctx, ee_node *nd) {
     conv_priv *p = nd->priv;
     if (p->direct < 0) {
         int k = ee_ctx_conv_kernel(ctx);
-        p->direct = ee_dconv_fits(nd) && (nd->arg.conv.qscale <= 0 || !ee_int8_available()) &&
-                    (k == EE_CONV_DIRECT || (k == EE_CONV_AUTO && ee_dconv_preferred()));
+        int fits = ee_dconv_fits(nd) && (nd->arg.conv.qscale <= 0 || !ee_int8_available());
+        if (k == EE_CONV_REFERENCE) p->direct = K_GENERIC;
+        else if (k == EE_CONV_ONEDNN) p->direct = K_ONEDNN;
+        else if (fits && (k != EE_CONV_AUTO || ee_dconv_preferred() || ee_conv_builtin_default())) p->direct = K_DIRECT;
+        else p->direct = builtin_only(ctx) ? K_GENERIC : K_ONEDNN;
     }
     return p->direct;
+}
+static int use_direct(ee_ctx *ctx, ee_node *nd) { return kernel_of(ctx, nd) == K_DIRECT; }
+
+/* A forward pass through gconv.c: in inference with the BN folded in, written into the last fused node, the
+ * residual and the ReLU applied as the outputs are stored, as direct_forward does. */
+static ee_status generic_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
+    float *w = net->params + nd->p_off, *b = nd->BIAS ? w + wcount(nd) : NULL, *y = nd->y;
+    const float *res = NULL;
+    uint64_t tag;
+    if (!train && nd->fuse_bn >= 0) {
+        ee_status s = folded(ctx, net, nd, 0, 0, &w, &b, &y, &tag);
+        if (s) return s;
+        if (nd->fuse_add >= 0)
+            res = nd->add_inplace ? y : ee_node_input(net, &net->nodes[nd->fuse_add], nd->add_other);
+    }
+    ee_status s = ee_gconv_forward(nd, n, ee_node_input(net, nd, 0), w, b, res, y,
+                                   !train && nd->fuse_relu >= 0 && nd->fuse_bn >= 0);
+    return s ? ee_fail(ctx, s, "out of memory") : EE_OK;
 }
 
 /* ee_net_seal: the packed weights (BN folded in when the BN is fused) replace the parameters, so that an
@@ -794,8 +822,10 @@ static ee_status q8_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
 static ee_status conv_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
     if (!nd->priv && !new_priv(ctx, nd)) return EE_ERR_NOMEM;
     if (!train && nd->arg.conv.qscale > 0 && ee_int8_available()) return q8_forward(ctx, net, nd, n);
-    if (train) return use_direct(ctx, nd) ? direct_forward(ctx, net, nd, n, 1) : conv_run(ctx, net, nd, n, 1, 0);
-    if (use_direct(ctx, nd)) return direct_forward(ctx, net, nd, n, 0);
+    int kind = kernel_of(ctx, nd);
+    if (kind == K_GENERIC) return generic_forward(ctx, net, nd, n, train);
+    if (train) return kind == K_DIRECT ? direct_forward(ctx, net, nd, n, 1) : conv_run(ctx, net, nd, n, 1, 0);
+    if (kind == K_DIRECT) return direct_forward(ctx, net, nd, n, 0);
     return in_chunks(ctx, net, nd, n, conv_eval);
 }
 
@@ -805,8 +835,17 @@ static ee_status conv_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     if (!nd->priv && !new_priv(ctx, nd)) return EE_ERR_NOMEM;
     ee_status s;
     float *w = net->params + nd->p_off, *g = net->grads + nd->p_off;
-    int acc = 0, direct = use_direct(ctx, nd);
+    int acc = 0, kind = kernel_of(ctx, nd), direct = kind == K_DIRECT;
     float *dx = ee_node_input_grad(net, nd, 0, &acc);
+    if (kind == K_GENERIC || (dx && direct && !direct_bwd_data_fits(nd) && builtin_only(ctx))) {
+        /* gconv.c: everything (or the backward-data the direct kernel cannot do) without oneDNN */
+        if (dx && (s = ee_gconv_backward_data(nd, n, nd->dy, w, dx, acc))) return ee_fail(ctx, s, "out of memory");
+        dx = NULL;
+        if (kind == K_GENERIC) {
+            s = ee_gconv_backward_weights(nd, n, ee_node_input(net, nd, 0), nd->dy, g, nd->BIAS ? g + wcount(nd) : NULL);
+            return s ? ee_fail(ctx, s, "out of memory") : EE_OK;
+        }
+    }
     int direct_dx = dx && direct && direct_bwd_data_fits(nd);
     conv_prim *c = NULL;
     ee_dnnl *d = NULL;

@@ -41,3 +41,13 @@ int ee_dconv_fits(const ee_node *nd) {
            nd->arg.conv.k <= 7 && nd->arg.conv.kh == nd->arg.conv.k && nd->arg.conv.padh == nd->arg.conv.pad &&
            ee_dconv_available();
 }
+
+/* Debian's aarch64 oneDNN 2.6 runs convolutions through its reference GEMM and computes some of them wrong (its
+ * depthwise and some GEMM cases, seen under qemu): there every convolution runs on eenn's own kernels. */
+int ee_conv_builtin_default(void) {
+#if defined(__aarch64__)
+    return 1;
+#else
+    return 0;
+#endif
+}
