@@ -690,7 +690,8 @@ static void test_seal(void) {
 }
 
 /* oneDNN is loaded on first use: the loader's errors name the library and the reason; a net whose convs all run
- * on the direct kernel never creates a oneDNN engine, one with a depthwise conv does */
+ * on the direct kernel never creates a oneDNN engine, one with a depthwise conv does (except with eenn's own
+ * kernels only: EE_CONV_BUILTIN, the default on aarch64) */
 static void test_dnnl_loader(void) {
     ee_ctx *ctx = ee_ctx_new();
     CHECK_OK(ctx, ee_dnnl_probe(ctx, "libdnnl.so." EE_STR_DNNL_MAJOR));
@@ -712,7 +713,29 @@ static void test_dnnl_loader(void) {
         ee_net_init(ctx, net);
         CHECK_OK(ctx, ee_net_prepare(ctx, net, 1, 0));
         CHECK_OK(ctx, ee_net_forward(ctx, net, x, 1, 0));
-        CHECK(net->dnnl != NULL, "mobilenet's depthwise convs ran without a oneDNN engine");
+        if (ee_conv_builtin_default()) /* aarch64: eenn's own kernels only, oneDNN never loaded */
+            CHECK(net->dnnl == NULL, "mobilenet's depthwise convs created a oneDNN engine on aarch64");
+        else
+            CHECK(net->dnnl != NULL, "mobilenet's depthwise convs ran without a oneDNN engine");
+        ee_net_free(net);
+    }
+    /* EE_CONV_BUILTIN: no convolution reaches oneDNN, in inference or training */
+    ee_ctx_set_conv_kernel(ctx, EE_CONV_BUILTIN);
+    for (int train = 0; train < 2; train++) {
+        ee_net *net = NULL;
+        float x[2 * 784] = {0};
+        uint8_t y[2] = {1, 2};
+        CHECK_OK(ctx, ee_net_builtin(ctx, "mobilenet", 1, 28, 28, 10, &net));
+        ee_net_init(ctx, net);
+        CHECK_OK(ctx, ee_net_prepare(ctx, net, 2, train));
+        CHECK_OK(ctx, ee_net_forward(ctx, net, x, 2, train));
+        if (train) {
+            ee_net_zero_seeds(net);
+            CHECK_OK(ctx, ee_net_loss(ctx, net, ee_net_num_heads(net) - 1, y, 2, 1.0f, NULL, NULL));
+            CHECK_OK(ctx, ee_net_backward(ctx, net, 2));
+        }
+        CHECK(net->dnnl == NULL, "mobilenet with EE_CONV_BUILTIN (%s) created a oneDNN engine",
+              train ? "training" : "inference");
         ee_net_free(net);
     }
     ee_ctx_free(ctx);
