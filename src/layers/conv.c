@@ -421,6 +421,13 @@ static const float *zeros(ee_ctx *ctx, conv_priv *p, const ee_node *nd) {
     return p->dzero;
 }
 
+/* Inference with a fused residual add: the other operand, or the output y itself when the sum is written in
+ * place; NULL without one. */
+static const float *fused_residual(ee_net *net, const ee_node *nd, const float *y) {
+    if (nd->fuse_add < 0) return NULL;
+    return nd->add_inplace ? y : ee_node_input(net, &net->nodes[nd->fuse_add], nd->add_other);
+}
+
 /* A forward pass through the direct kernel: the weights packed once per change. In inference the BN is folded in,
  * the output goes into the last fused node and the residual is read from the shortcut (or from that output itself
  * when the sum is written in place); training runs the conv alone. */
@@ -440,8 +447,7 @@ static ee_status direct_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, in
             ee_status s = folded(ctx, net, nd, p->dpack != NULL, p->dpack_tag, &w, &b, &y, &tag);
             if (s) return s;
         }
-        if (nd->fuse_add >= 0)
-            res = nd->add_inplace ? y : ee_node_input(net, &net->nodes[nd->fuse_add], nd->add_other);
+        res = fused_residual(net, nd, y);
     }
     if (!p->sealed && (!p->dpack || p->dpack_tag != tag)) {
         if (!p->dpack && !(p->dpack = ee_alloc(ee_dconv_packed_len(nd) * sizeof(float))))
@@ -488,8 +494,7 @@ static ee_status generic_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, i
     if (!train && nd->fuse_bn >= 0) {
         ee_status s = folded(ctx, net, nd, 0, 0, &w, &b, &y, &tag);
         if (s) return s;
-        if (nd->fuse_add >= 0)
-            res = nd->add_inplace ? y : ee_node_input(net, &net->nodes[nd->fuse_add], nd->add_other);
+        res = fused_residual(net, nd, y);
     }
     ee_status s = ee_gconv_forward(nd, n, ee_node_input(net, nd, 0), w, b, res, y,
                                    !train && nd->fuse_relu >= 0 && nd->fuse_bn >= 0);

@@ -61,6 +61,28 @@ static float *pack(const ggeom *q, const float *w, int transpose) {
     return p;
 }
 
+/* One tap's contribution, out[g][j] += sum_i in[g][i] x W[g][tap][i][j] for every group: the forward pass with
+ * (in, out) = (x, y) on the packed weights, backward-data with (dy, dx) on the transposed ones (nin, nout: the
+ * group's channels on each side). Depthwise: out[c] += in[c] x W[tap][c]. */
+static inline __attribute__((always_inline)) void tap_madd(const ggeom *q, const float *wp, int tap, const float *in,
+                                                              int nin, float *out, int nout) {
+    const int groups = q->g, cout = q->cout;
+    const size_t per_g = (size_t)q->kh * q->kw * nin * nout; /* one group's packed weights */
+    if (depthwise(q)) {
+        const float *wt = wp + (size_t)tap * cout;
+        for (int c = 0; c < cout; c++) out[c] += in[c] * wt[c];
+        return;
+    }
+    for (int g = 0; g < groups; g++) {
+        const float *wt = wp + g * per_g + (size_t)tap * nin * nout, *ig = in + (size_t)g * nin;
+        float *og = out + (size_t)g * nout;
+        for (int i = 0; i < nin; i++) {
+            const float v = ig[i], *wr = wt + (size_t)i * nout;
+            for (int j = 0; j < nout; j++) og[j] += v * wr[j];
+        }
+    }
+}
+
 /* y = relu?(conv(x) + bias + res?) for n samples (bias, res may be NULL; res may alias y, the residual sum
  * written in place). w: OIHW. */
 ee_status ee_gconv_forward(const ee_node *nd, int n, const float *x, const float *w, const float *bias,
@@ -85,21 +107,7 @@ ee_status ee_gconv_forward(const ee_node *nd, int n, const float *x, const float
                         for (int kx = 0; kx < q.kw; kx++) {
                             int ix = ox * q.s + kx - q.pw;
                             if (ix < 0 || ix >= q.w) continue;
-                            const float *xp = xi + ((size_t)iy * q.w + ix) * q.cin;
-                            if (depthwise(&q)) {
-                                const float *wt = wp + ((size_t)ky * q.kw + kx) * q.cout;
-                                for (int c = 0; c < q.cout; c++) acc[c] += xp[c] * wt[c];
-                                continue;
-                            }
-                            for (int g = 0; g < q.g; g++) {
-                                const float *wt = wp + (((size_t)g * q.kh + ky) * q.kw + kx) * q.cig * q.cog;
-                                float *ag = acc + (size_t)g * q.cog;
-                                const float *xg = xp + (size_t)g * q.cig;
-                                for (int ci = 0; ci < q.cig; ci++) {
-                                    const float xv = xg[ci], *wr = wt + (size_t)ci * q.cog;
-                                    for (int co = 0; co < q.cog; co++) ag[co] += xv * wr[co];
-                                }
-                            }
+                            tap_madd(&q, wp, ky * q.kw + kx, xi + ((size_t)iy * q.w + ix) * q.cin, q.cig, acc, q.cog);
                         }
                     }
                     size_t op = (((size_t)i * q.oh + oy) * q.ow + ox) * q.cout;
@@ -134,21 +142,7 @@ ee_status ee_gconv_backward_data(const ee_node *nd, int n, const float *dy, cons
                     for (int kx = 0; kx < q.kw; kx++) {
                         int ix = ox * q.s + kx - q.pw;
                         if (ix < 0 || ix >= q.w) continue;
-                        float *xp = dxi + ((size_t)iy * q.w + ix) * q.cin;
-                        if (depthwise(&q)) {
-                            const float *wt = wp + ((size_t)ky * q.kw + kx) * q.cout;
-                            for (int c = 0; c < q.cout; c++) xp[c] += d[c] * wt[c];
-                            continue;
-                        }
-                        for (int g = 0; g < q.g; g++) {
-                            const float *wt = wp + (((size_t)g * q.kh + ky) * q.kw + kx) * q.cog * q.cig;
-                            float *xg = xp + (size_t)g * q.cig;
-                            const float *dg = d + (size_t)g * q.cog;
-                            for (int co = 0; co < q.cog; co++) {
-                                const float dv = dg[co], *wr = wt + (size_t)co * q.cig;
-                                for (int ci = 0; ci < q.cig; ci++) xg[ci] += dv * wr[ci];
-                            }
-                        }
+                        tap_madd(&q, wp, ky * q.kw + kx, d, q.cog, dxi + ((size_t)iy * q.w + ix) * q.cin, q.cig);
                     }
                 }
             }
