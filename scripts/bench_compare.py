@@ -6,7 +6,8 @@
 - Dense networks: ResNet-56, VGG-16-BN, WRN-32-4 and MobileNet at 3x32x32, ResNet-56 at 1x28x28; inference at
   batch 1 and 128, training at batch 128 (PyTorch only: ONNX Runtime here is an inference runtime). Each peer runs
   with 1 and 2 threads and its best is kept (the thread count is printed). With --rounds R every measurement is
-  repeated R times, the peers alternating, and the best of each is kept (this shared machine varies by 20-45%).
+  repeated R times, the peers alternating, and the median of each is reported (--stat best: the best; this shared
+  machine varies by 20-45% and the best of a few runs hides a gap that the medians show).
 - GFLOP/s counts true FLOPs (a training step is 3x the forward pass), beside the fp32 GEMM ceiling measured in the
   same run (`eenn bench --gemm`) and the CPU's FMA peak (scripts/roofline.c, which also measures the memory read
   bandwidth); for inference, the roofline rate: what a layer-by-layer fp32 implementation could reach at that peak
@@ -185,7 +186,9 @@ def main():
                     help="the early-exit threshold (default: the one calibrated and stored in the model)")
     ap.add_argument("--exits-n", type=int, default=10000, help="test images for the early-exit measurement")
     ap.add_argument("--rounds", type=int, default=1,
-                    help="dense networks: eenn, ONNX Runtime and PyTorch alternate this many times, best of each kept")
+                    help="dense networks: eenn, ONNX Runtime and PyTorch alternate this many times")
+    ap.add_argument("--stat", choices=("median", "best"), default="median",
+                    help="with --rounds: report the median (default) or the best of the rounds")
     ap.add_argument("--busy-core", action="store_true",
                     help="instead: ResNet-56 quiet and with one core busy, eenn, ONNX Runtime and PyTorch, medians "
                          "and spread of --rounds alternating rounds (default 5; scripts/bench_busy.py)")
@@ -227,48 +230,57 @@ def main():
         ceiling[t] = json.loads(out)["gflops"]
     res["gemm_gflops"] = ceiling
 
-    def keep_best(acc, new):
-        for k, v in new.items():
-            if k not in acc or v["img_per_s"] > acc[k]["img_per_s"]:
-                acc[k] = v
+    def pick(vals):
+        vals = sorted(vals)
+        if a.stat == "best":
+            return vals[-1]
+        n = len(vals)
+        return vals[n // 2] if n % 2 else 0.5 * (vals[n // 2 - 1] + vals[n // 2])
 
     for arch, shape in cases:
         model = os.path.join(tmp, f"{arch}-{shape}.eenn")
         onnx = os.path.join(tmp, f"{arch}-{shape}.onnx")
-        e2, e1, ort, torch_best = {}, {}, {}, {}
         # noisy machines: every measurement (eenn with 2 and 1 threads, ONNX Runtime, PyTorch) is repeated in each
-        # round, the peers alternating, and the best of each is kept
+        # round, the peers alternating; each round keeps a peer's better thread count, and the median (or the best)
+        # over the rounds is reported
+        e2, e1, ort, tor = {}, {}, {}, {}
         for rnd in range(a.rounds):
             tag = f"round {rnd + 1}/{a.rounds}: " if a.rounds > 1 else ""
             progress(f"{tag}eenn {arch} {shape}, 2 threads")
-            keep_best(e2, eenn_bench(a.eenn, arch, shape, 2, secs, save=model if rnd == 0 else None))
+            for k, v in eenn_bench(a.eenn, arch, shape, 2, secs, save=model if rnd == 0 else None).items():
+                e2.setdefault(k, []).append(v)
             progress(f"{tag}eenn {arch} {shape}, 1 thread")
-            keep_best(e1, eenn_bench(a.eenn, arch, shape, 1, secs))
+            for k, v in eenn_bench(a.eenn, arch, shape, 1, secs).items():
+                e1.setdefault(k, []).append(v["img_per_s"])
             if rnd == 0:
                 progress(f"export {arch} {shape} to ONNX")
                 export_onnx(model, shape, onnx)
             for b, v in ort_best(onnx, shape, secs).items():
-                if v[0] > ort.get(b, (0, 0))[0]:
-                    ort[b] = v
+                ort.setdefault(b, []).append(v)
             for mode, batch in (("infer", 1), ("infer", 128), ("train", 128)):
+                best = (0, 0)
                 for t in (1, 2):
                     progress(f"{tag}PyTorch {arch} {shape} {mode} batch {batch}, {t} thread(s)")
                     v, _ = torch_time(model, shape, mode, batch, t, secs)
-                    if v > torch_best.get((mode, batch), (0, 0))[0]:
-                        torch_best[(mode, batch)] = (v, t)
+                    best = max(best, (v, t))
+                tor.setdefault((mode, batch), []).append(best)
         for mode, batch in (("infer", 1), ("infer", 128), ("train", 128)):
-            best = torch_best[(mode, batch)]
-            e = e2[(mode, batch)]
-            row = {"net": arch, "input": shape, "mode": mode, "batch": batch, "eenn_img_s": e["img_per_s"],
-                   "eenn_gflops": e["gflops"], "ceiling_pct": 100 * e["gflops"] / ceiling[2],
-                   "torch_img_s": best[0], "torch_threads": best[1],
-                   "ort_img_s": ort[batch][0] if mode == "infer" else None,
-                   "ort_threads": ort[batch][1] if mode == "infer" else None}
-            row["fma_pct"] = 100 * e["gflops"] / res["roofline"]["gflops"]["2"]
+            tv = tor[(mode, batch)]
+            img = pick([r["img_per_s"] for r in e2[(mode, batch)]])
+            gflops = img * e2[(mode, batch)][0]["gflops"] / e2[(mode, batch)][0]["img_per_s"]
+            tmed = pick([v for v, _ in tv])
+            row = {"net": arch, "input": shape, "mode": mode, "batch": batch, "eenn_img_s": img,
+                   "eenn_gflops": gflops, "ceiling_pct": 100 * gflops / ceiling[2],
+                   "eenn_rounds": [r["img_per_s"] for r in e2[(mode, batch)]],
+                   "torch_img_s": tmed, "torch_threads": max(tv)[1], "torch_rounds": [v for v, _ in tv],
+                   "ort_img_s": pick([v for v, _ in ort[batch]]) if mode == "infer" else None,
+                   "ort_threads": max(ort[batch])[1] if mode == "infer" else None,
+                   "ort_rounds": [v for v, _ in ort[batch]] if mode == "infer" else None}
+            row["fma_pct"] = 100 * gflops / res["roofline"]["gflops"]["2"]
             row["roofline_img_s"] = roofline_img_s(a.eenn, arch, shape, batch, res["roofline"]) if mode == "infer" else None
             res["dense"].append(row)
             res["scaling"].append({"net": arch, "input": shape, "mode": mode, "batch": batch,
-                                   "eenn_1t": e1[(mode, batch)]["img_per_s"], "eenn_2t": e["img_per_s"]})
+                                   "eenn_1t": pick(e1[(mode, batch)]), "eenn_2t": img})
 
     sdn = a.exits or os.path.join(ROOT, "models", "resnet56-sdn.eenn")
     if os.path.exists(sdn):
@@ -301,6 +313,7 @@ def main():
                               "bound_mb": 2 * (r["weights_mb"] + r["largest_pair_mb"]), "torch_mb": trss})
 
     res["rounds"] = a.rounds
+    res["stat"] = a.stat
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)
@@ -312,7 +325,9 @@ def report(res):
     ceiling = {int(k): v for k, v in res["gemm_gflops"].items()}
     print(f"CPU: {res['cpu']}; eenn's inference convolutions: {res['conv_kernel']}")
     if res.get("rounds", 1) > 1:
-        print(f"Dense networks: best of {res['rounds']} alternating rounds of eenn (1 and 2 threads), ONNX Runtime and PyTorch")
+        stat = "median" if res.get("stat", "best") == "median" else "best"
+        print(f"Dense networks: {stat} of {res['rounds']} alternating rounds of eenn (1 and 2 threads), ONNX Runtime "
+              f"and PyTorch (each peer's better thread count in each round)")
     print(f"GEMM ceiling (oneDNN sgemm, fp32): {ceiling[1]:.0f} GFLOP/s on 1 thread, {ceiling[2]:.0f} on 2")
     rf = res["roofline"]
     print(f"Roofline (scripts/roofline.c): fp32 FMA peak {rf['gflops']['1']:.0f} GFLOP/s on 1 thread, "
