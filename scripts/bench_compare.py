@@ -344,6 +344,14 @@ def report(res):
         print(f"| {r['net']} | {r['input']} | {r['mode']} | {r['batch']} | {r['eenn_img_s']:.0f} | {r['eenn_gflops']:.0f} | "
               f"{r['ceiling_pct']:.0f}% | {r['fma_pct']:.0f}% | {roof} | {r['torch_img_s']:.0f} ({r['torch_threads']}) | {ort} | "
               f"{r['eenn_img_s'] / r['torch_img_s']:.2f}x | {ratio} |")
+    if any(r.get("eenn_rounds") for r in res["dense"]):
+        print("\nEvery round (img/s; eenn with 2 threads, each peer with its better thread count):\n")
+        print("| net | input | mode | batch | eenn | ONNX Runtime | PyTorch |")
+        print("|---|---|---|---|---|---|---|")
+        fmt = lambda v: " ".join(f"{x:.0f}" for x in v) if v else "-"
+        for r in res["dense"]:
+            print(f"| {r['net']} | {r['input']} | {r['mode']} | {r['batch']} | {fmt(r['eenn_rounds'])} | "
+                  f"{fmt(r['ort_rounds'])} | {fmt(r['torch_rounds'])} |")
     print("\nThread scaling (eenn img/s):\n\n| net | input | mode | batch | 1 thread | 2 threads | speedup |")
     print("|---|---|---|---|---|---|---|")
     for r in res["scaling"]:
