@@ -278,6 +278,10 @@ printf 'input c=2 h=12 w=12\nconv out=16 k=3 pad=1\nrelu\ngap\nlinear out=5\n' >
     ok || bad "bench --arch-file: $(cat "$T/ba.json")"
 "$E" bench --arch-file "$T/tiny.arch" --input 3x32x32 >/dev/null 2>"$T/ba.err"; [ $? -ne 0 ] && grep -q "drop --input" "$T/ba.err" &&
     ok || bad "bench --arch-file with --input should fail"
+"$E" bench --arch-file "$T/tiny.arch" --no-train --batch 8 --chunk 3 --seconds 0.05 --json | grep -q '"batch":8' &&
+    ok || bad "bench --chunk"
+expect_usage "bench --chunk 0" "bench --chunk" "$E" bench --chunk 0
+"$E" info --arch-file examples/textcnn-bow.txt | grep -q "2x1x512, 2 classes" && ok || bad "examples/textcnn-bow.txt"
 # overthinking analysis and the HTML report; a backdoored SDN (trigger in 20% of the training images)
 "$E" analyze "$T/s.eenn" --train-subset 300 --test-subset 400 >"$T/an.txt" && grep -q "wasteful effect" "$T/an.txt" &&
     grep -q "destructive effect" "$T/an.txt" && grep -q "^  confusion (z-score)" "$T/an.txt" && ok || bad "analyze: $(cat "$T/an.txt")"
