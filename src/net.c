@@ -52,20 +52,30 @@ static void no_fusion(ee_net *net) {
     for (int i = 0; i < net->nnodes; i++) {
         ee_node *nd = &net->nodes[i];
         nd->fused = 0;
-        nd->fuse_bn = nd->fuse_relu = nd->fuse_add = nd->add_other = -1;
+        nd->fuse_bn = nd->fuse_relu = nd->fuse_add = nd->add_other = nd->fuse_drop = -1;
     }
 }
 
 /* Inference folds a BN that only reads a conv (which nobody else reads) into the conv's weights. What only reads
  * that BN joins the conv as oneDNN post-ops: a ReLU, or a residual add whose other operand is ready before the
  * conv runs, then a ReLU that only reads the add. One pass instead of up to four; the fused nodes are skipped.
- * An add that an IC also reads keeps its output (the pre-ReLU sum) and its ReLU runs on its own. */
+ * An add that an IC also reads keeps its output (the pre-ReLU sum) and its ReLU runs on its own. A dropout
+ * between the conv and the BN (WRN's blocks: conv, dropout, BN, ReLU) is the identity in inference: it is
+ * skipped, and the BN folds through it. */
 void ee_net_plan_fusion(ee_net *net) {
     no_fusion(net);
     for (int i = 0; i < net->nnodes; i++) {
         ee_node *c = &net->nodes[i];
-        int b = c->kind == EE_KIND_CONV ? sole_consumer(net, i) : -1;
+        int b = c->kind == EE_KIND_CONV ? sole_consumer(net, i) : -1, drop = -1;
+        if (b >= 0 && net->nodes[b].kind == EE_KIND_DROPOUT) {
+            drop = b;
+            b = sole_consumer(net, b);
+        }
         if (b < 0 || net->nodes[b].kind != EE_KIND_BN || net->nodes[b].nin != 1) continue;
+        if (drop >= 0) {
+            c->fuse_drop = drop;
+            net->nodes[drop].fused = 1;
+        }
         c->fuse_bn = b;
         net->nodes[b].fused = 1;
         int r = sole_consumer(net, b);

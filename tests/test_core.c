@@ -676,6 +676,58 @@ static void seal_case(const char *arch, int c, int hw) {
     ee_ctx_free(ctx);
 }
 
+/* A dropout between a conv and its BN (WRN's blocks: conv, dropout, BN, ReLU) is the identity in inference: the
+ * BN folds through it and the dropout is skipped. The outputs must be those of the same net without the dropout
+ * (bit-identical: the same fused passes) and, within rounding, those of the unfused passes (the dropout kept). */
+static void test_dropout_fusion(void) {
+    static const char *with =
+        "input c=3 h=9 w=9\nconv name=c1 out=16 k=3 pad=1 bias=1\ndropout name=d p=0.3\nbn name=b1\nrelu name=r1\n"
+        "conv name=c2 out=16 k=3 pad=1 bias=0\nbn name=b2\nadd name=a in=b2,r1\nrelu name=r2\ngap name=pool\n"
+        "linear name=fc out=5 head=1\n";
+    char without[600];
+    const char *cut = strstr(with, "dropout"), *rest = strchr(cut, '\n') + 1;
+    snprintf(without, sizeof without, "%.*s%s", (int)(cut - with), with, rest);
+    ee_ctx *ctx = ee_ctx_new();
+    ee_net *net[3] = {NULL, NULL, NULL};
+    const int n = 3, img = 3 * 9 * 9;
+    float x[3 * 3 * 9 * 9], out[3][15];
+    for (int i = 0; i < n * img; i++) x[i] = ee_rng_normal(ctx);
+    for (int k = 0; k < 3; k++) {
+        CHECK_OK(ctx, ee_net_from_text(ctx, k == 1 ? without : with, "dropout-fusion", &net[k]));
+        if (k == 2) CHECK_OK(ctx, ee_net_keep_output(ctx, net[k], ee_net_find_node(net[k], "d")));
+        ee_ctx_seed(ctx, 7);
+        ee_net_init(ctx, net[k]);
+        for (int t = 0; t < ee_net_num_tensors(net[k]); t++) { /* BN statistics far from 0 and 1 */
+            const char *name;
+            float *d;
+            size_t cnt;
+            ee_net_tensor(net[k], t, &name, &d, &cnt, NULL, NULL, NULL);
+            for (size_t i = 0; name[0] == 'b' && i < cnt; i++)
+                d[i] = strstr(name, "var") ? 0.3f + 0.1f * (float)(i % 7) : 0.1f * (float)(i % 5) - 0.2f;
+        }
+        ee_net_params_changed(net[k]);
+        CHECK_OK(ctx, ee_net_prepare(ctx, net[k], n, 0));
+        CHECK_OK(ctx, ee_net_forward(ctx, net[k], x, n, 0));
+        memcpy(out[k], ee_net_head_output(net[k], 0), sizeof out[k]);
+    }
+    int c1 = ee_net_find_node(net[0], "c1"), d = ee_net_find_node(net[0], "d");
+    CHECK(net[0]->nodes[c1].fuse_drop == d && net[0]->nodes[d].fused && net[0]->nodes[c1].fuse_bn >= 0,
+          "dropout fusion: conv, dropout and BN not fused in inference");
+    CHECK(net[2]->nodes[c1].fuse_bn < 0, "dropout fusion: a kept dropout output still fused");
+    CHECK(!memcmp(out[0], out[1], sizeof out[0]), "dropout fusion: outputs differ from the net without dropout "
+          "(%g vs %g)", out[0][0], out[1][0]);
+    CHECK(tl_close(out[0], out[2], 15, 1e-5, 1e-4, NULL) <= 1, "dropout fusion: fused and unfused outputs differ "
+          "(%g vs %g)", out[0][0], out[2][0]);
+    /* training still drops: two training forwards of the same batch differ */
+    CHECK_OK(ctx, ee_net_prepare(ctx, net[0], n, 1));
+    CHECK_OK(ctx, ee_net_forward(ctx, net[0], x, n, 1));
+    memcpy(out[1], ee_net_head_output(net[0], 0), sizeof out[1]);
+    CHECK_OK(ctx, ee_net_forward(ctx, net[0], x, n, 1));
+    CHECK(memcmp(out[1], ee_net_head_output(net[0], 0), sizeof out[1]), "dropout fusion: training no longer drops");
+    for (int k = 0; k < 3; k++) ee_net_free(net[k]);
+    ee_ctx_free(ctx);
+}
+
 static void test_seal(void) {
     seal_case("resnet20", 1, 28); /* stem, stride-2 convs, 1x1 shortcuts, fused residual adds */
     seal_case("mobilenet", 3, 32); /* depthwise convs stay on oneDNN, pointwise ones are sealed */
@@ -813,6 +865,7 @@ int main(void) {
     test_io();
     test_compact();
     test_seal();
+    test_dropout_fusion();
     test_dnnl_loader();
     test_determinism();
     test_nan();
