@@ -85,7 +85,8 @@ typedef struct ee_node {
     int last_train;       /* mode of this node's last forward (backward after an eval forward: Grad-CAM) */
     int frozen;           /* runs in eval mode, gets no gradient and no optimiser update (IC-only training) */
     int fused;            /* inference: this BN or ReLU is computed by the conv before it (folded BN, ReLU post-op) */
-    int fuse_bn, fuse_relu; /* on a conv: the BN and ReLU nodes it absorbs in inference, or -1 */
+    int fuse_bn, fuse_relu; /* on a conv: the BN and ReLU nodes it absorbs in inference, or -1 (fuse_relu on a BN
+                             * that no conv absorbs: the ReLU it computes in inference) */
     int fuse_drop;        /* on a conv: a dropout between it and that BN (the identity in inference), skipped; or -1 */
     int fuse_add, add_other; /* on a conv: the residual add it absorbs (a oneDNN binary post-op), and which input
                               * of that add is the other operand (the shortcut); -1 if none */

@@ -91,6 +91,17 @@ void ee_net_plan_fusion(ee_net *net) {
         }
         if (r >= 0 && net->nodes[r].kind == EE_KIND_RELU) { c->fuse_relu = r; net->nodes[r].fused = 1; }
     }
+    /* a BN left on its own (pre-activation blocks: BN, ReLU, conv) writes max(bn(x), 0) into its ReLU's output
+     * when that ReLU is its only reader: one pass instead of two */
+    for (int b = 0; b < net->nnodes; b++) {
+        ee_node *bn = &net->nodes[b];
+        if (bn->kind != EE_KIND_BN || bn->fused || bn->nin != 1) continue;
+        int r = sole_consumer(net, b);
+        if (r >= 0 && net->nodes[r].kind == EE_KIND_RELU && !net->nodes[r].fused) {
+            bn->fuse_relu = r;
+            net->nodes[r].fused = 1;
+        }
+    }
 }
 
 /* Training computes a BN, the residual add that only reads it and the ReLU that only reads that (or the ReLU that
@@ -366,6 +377,7 @@ static void plan_lifetimes(ee_net *net) {
         int target = i;
         for (int j = 0; j < nd->nin; j++)
             if (nd->in[j] >= 0 && net->nodes[nd->in[j]].last_step < i) net->nodes[nd->in[j]].last_step = i;
+        if (nd->kind == EE_KIND_BN && nd->fuse_relu >= 0) target = nd->fuse_relu;
         if (nd->kind == EE_KIND_CONV && nd->fuse_bn >= 0) {
             target = nd->fuse_relu >= 0 ? nd->fuse_relu : nd->fuse_add >= 0 ? nd->fuse_add : nd->fuse_bn;
             if (nd->fuse_add >= 0) {

@@ -65,6 +65,10 @@ ee_status ee_split_at(ee_ctx *ctx, const ee_net *net, const char *name, ee_split
                            "(conv, dropout, batch norm, add, ReLU fused); split at '%s'", name, net->nodes[last].name,
                            net->nodes[last].name);
     }
+    if (net->nodes[s].kind == EE_KIND_BN && net->nodes[s].fuse_relu >= 0)
+        return ee_fail(ctx, EE_ERR_ARG, "cannot split at '%s': inference computes it inside one pass with '%s' "
+                       "(batch norm, ReLU fused); split at '%s'", name, net->nodes[net->nodes[s].fuse_relu].name,
+                       net->nodes[net->nodes[s].fuse_relu].name);
     /* the far side starts at the next backbone node: exit branches that hang off the split stay on the near side */
     int r = s + 1;
     while (r < fin && !on[r]) r++;

@@ -677,13 +677,14 @@ static void seal_case(const char *arch, int c, int hw) {
 }
 
 /* A dropout between a conv and its BN (WRN's blocks: conv, dropout, BN, ReLU) is the identity in inference: the
- * BN folds through it and the dropout is skipped. The outputs must be those of the same net without the dropout
- * (bit-identical: the same fused passes) and, within rounding, those of the unfused passes (the dropout kept). */
+ * BN folds through it and the dropout is skipped; a BN that no conv absorbs computes its ReLU in the same pass.
+ * The outputs must be those of the same net without the dropout (bit-identical: the same fused passes) and,
+ * within rounding, those of the unfused passes (the dropout's and the BN's outputs kept). */
 static void test_dropout_fusion(void) {
     static const char *with =
         "input c=3 h=9 w=9\nconv name=c1 out=16 k=3 pad=1 bias=1\ndropout name=d p=0.3\nbn name=b1\nrelu name=r1\n"
-        "conv name=c2 out=16 k=3 pad=1 bias=0\nbn name=b2\nadd name=a in=b2,r1\nrelu name=r2\ngap name=pool\n"
-        "linear name=fc out=5 head=1\n";
+        "conv name=c2 out=16 k=3 pad=1 bias=0\nbn name=b2\nadd name=a in=b2,r1\nrelu name=r2\nbn name=b3\n"
+        "relu name=r3\ngap name=pool\nlinear name=fc out=5 head=1\n";
     char without[600];
     const char *cut = strstr(with, "dropout"), *rest = strchr(cut, '\n') + 1;
     snprintf(without, sizeof without, "%.*s%s", (int)(cut - with), with, rest);
@@ -694,7 +695,10 @@ static void test_dropout_fusion(void) {
     for (int i = 0; i < n * img; i++) x[i] = ee_rng_normal(ctx);
     for (int k = 0; k < 3; k++) {
         CHECK_OK(ctx, ee_net_from_text(ctx, k == 1 ? without : with, "dropout-fusion", &net[k]));
-        if (k == 2) CHECK_OK(ctx, ee_net_keep_output(ctx, net[k], ee_net_find_node(net[k], "d")));
+        if (k == 2) { /* unfused: the dropout's and the standalone BN's outputs kept */
+            CHECK_OK(ctx, ee_net_keep_output(ctx, net[k], ee_net_find_node(net[k], "d")));
+            CHECK_OK(ctx, ee_net_keep_output(ctx, net[k], ee_net_find_node(net[k], "b3")));
+        }
         ee_ctx_seed(ctx, 7);
         ee_net_init(ctx, net[k]);
         for (int t = 0; t < ee_net_num_tensors(net[k]); t++) { /* BN statistics far from 0 and 1 */
@@ -714,6 +718,9 @@ static void test_dropout_fusion(void) {
     CHECK(net[0]->nodes[c1].fuse_drop == d && net[0]->nodes[d].fused && net[0]->nodes[c1].fuse_bn >= 0,
           "dropout fusion: conv, dropout and BN not fused in inference");
     CHECK(net[2]->nodes[c1].fuse_bn < 0, "dropout fusion: a kept dropout output still fused");
+    int b3 = ee_net_find_node(net[0], "b3"), r3 = ee_net_find_node(net[0], "r3");
+    CHECK(net[0]->nodes[b3].fuse_relu == r3 && net[0]->nodes[r3].fused && net[2]->nodes[b3].fuse_relu < 0,
+          "BN + ReLU fusion: a standalone BN and its ReLU not fused in inference (or fused though kept)");
     CHECK(!memcmp(out[0], out[1], sizeof out[0]), "dropout fusion: outputs differ from the net without dropout "
           "(%g vs %g)", out[0][0], out[1][0]);
     CHECK(tl_close(out[0], out[2], 15, 1e-5, 1e-4, NULL) <= 1, "dropout fusion: fused and unfused outputs differ "

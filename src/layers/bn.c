@@ -313,6 +313,14 @@ static ee_status bn_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tr
                 for (int j = 0; j < c; j++) { float v = xr[j] * sc[j] + sh[j]; yr[j] = v > 0 ? v : 0; }
             }
         }
+    } else if (!train && nd->fuse_relu >= 0) { /* inference: the ReLU that only reads this BN, in the same pass */
+        float *y = net->nodes[nd->fuse_relu].y;
+#pragma omp parallel for schedule(static)
+        for (size_t r = 0; r < rows; r++) {
+            const float *xr = x + r * c;
+            float *yr = y + r * c;
+            for (int j = 0; j < c; j++) { float v = xr[j] * sc[j] + sh[j]; yr[j] = v > 0 ? v : 0; }
+        }
     } else
         affine(nd->y, x, sc, sh, rows, c);
     if (sc != scale) free(sc);
