@@ -202,6 +202,9 @@ ee_status ee_net_backward_until(ee_ctx *ctx, ee_net *net, int n, int stop);
 ee_status ee_conv_seal(ee_ctx *ctx, ee_net *net, ee_node *nd);
 /* EE_ERR_ARG with a message if the net is sealed: `what` cannot be done any more */
 ee_status ee_net_check_unsealed(ee_ctx *ctx, const ee_net *net, const char *what);
+/* inference: the node whose output the fused chain that node i heads writes (a conv with its BN, dropout, add
+ * and ReLU; a BN with its ReLU), or i itself */
+int ee_fused_last(const ee_net *net, int i);
 
 /* the direct convolution (layers/dconv.c; AVX2, NEON or generic vectors): inference, training forward, stride-1 backward-data, weight
  * gradients */

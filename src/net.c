@@ -104,6 +104,14 @@ void ee_net_plan_fusion(ee_net *net) {
     }
 }
 
+int ee_fused_last(const ee_net *net, int i) {
+    const ee_node *nd = &net->nodes[i];
+    if (nd->kind == EE_KIND_CONV && nd->fuse_bn >= 0)
+        return nd->fuse_relu >= 0 ? nd->fuse_relu : nd->fuse_add >= 0 ? nd->fuse_add : nd->fuse_bn;
+    if (nd->kind == EE_KIND_BN && nd->fuse_relu >= 0) return nd->fuse_relu;
+    return i;
+}
+
 /* Training computes a BN, the residual add that only reads it and the ReLU that only reads that (or the ReLU that
  * only reads the BN) in one pass each way (bn.c): the chain's intermediate outputs are never written. The add's
  * other operand must be ready before the BN runs (a projection shortcut's BN comes after the block's second BN:
@@ -374,12 +382,10 @@ static void plan_lifetimes(ee_net *net) {
     for (int i = 0; i < net->nnodes; i++) {
         ee_node *nd = &net->nodes[i];
         if (nd->fused) continue;
-        int target = i;
+        int target = ee_fused_last(net, i);
         for (int j = 0; j < nd->nin; j++)
             if (nd->in[j] >= 0 && net->nodes[nd->in[j]].last_step < i) net->nodes[nd->in[j]].last_step = i;
-        if (nd->kind == EE_KIND_BN && nd->fuse_relu >= 0) target = nd->fuse_relu;
         if (nd->kind == EE_KIND_CONV && nd->fuse_bn >= 0) {
-            target = nd->fuse_relu >= 0 ? nd->fuse_relu : nd->fuse_add >= 0 ? nd->fuse_add : nd->fuse_bn;
             if (nd->fuse_add >= 0) {
                 int o = net->nodes[nd->fuse_add].in[nd->add_other];
                 if (o >= 0 && net->nodes[o].last_step < i) net->nodes[o].last_step = i;

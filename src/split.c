@@ -58,17 +58,13 @@ ee_status ee_split_at(ee_ctx *ctx, const ee_net *net, const char *name, ee_split
      * node of such a chain has an output to send */
     for (int i = 0; i < net->nnodes; i++) {
         const ee_node *c = &net->nodes[i];
-        if (c->kind != EE_KIND_CONV || c->fuse_bn < 0) continue;
-        int last = c->fuse_relu >= 0 ? c->fuse_relu : c->fuse_add >= 0 ? c->fuse_add : c->fuse_bn;
+        int last = ee_fused_last(net, i);
+        if (last == i) continue;
         if ((i == s || c->fuse_drop == s || c->fuse_bn == s || c->fuse_add == s || c->fuse_relu == s) && s != last)
             return ee_fail(ctx, EE_ERR_ARG, "cannot split at '%s': inference computes it inside one pass with '%s' "
                            "(conv, dropout, batch norm, add, ReLU fused); split at '%s'", name, net->nodes[last].name,
                            net->nodes[last].name);
     }
-    if (net->nodes[s].kind == EE_KIND_BN && net->nodes[s].fuse_relu >= 0)
-        return ee_fail(ctx, EE_ERR_ARG, "cannot split at '%s': inference computes it inside one pass with '%s' "
-                       "(batch norm, ReLU fused); split at '%s'", name, net->nodes[net->nodes[s].fuse_relu].name,
-                       net->nodes[net->nodes[s].fuse_relu].name);
     /* the far side starts at the next backbone node: exit branches that hang off the split stay on the near side */
     int r = s + 1;
     while (r < fin && !on[r]) r++;

@@ -295,9 +295,11 @@ static ee_status bn_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tr
             sh[j] = beta[j] - rm[j] * sc[j];
         }
     }
-    if (train && nd->tf_on) { /* the ReLU (after the residual add) in the same pass, into the ReLU's output */
-        const float *o = nd->tf_add >= 0 ? ee_node_input(net, &net->nodes[nd->tf_add], nd->tf_other) : NULL;
-        float *y = net->nodes[nd->tf_relu].y;
+    /* the ReLU that only reads this BN (training: after the residual add) in the same pass, into its output */
+    int relu = train ? (nd->tf_on ? nd->tf_relu : -1) : nd->fuse_relu;
+    if (relu >= 0) {
+        const float *o = train && nd->tf_add >= 0 ? ee_node_input(net, &net->nodes[nd->tf_add], nd->tf_other) : NULL;
+        float *y = net->nodes[relu].y;
         if (o) {
 #pragma omp parallel for schedule(static)
             for (size_t r = 0; r < rows; r++) {
@@ -312,14 +314,6 @@ static ee_status bn_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tr
                 float *yr = y + r * c;
                 for (int j = 0; j < c; j++) { float v = xr[j] * sc[j] + sh[j]; yr[j] = v > 0 ? v : 0; }
             }
-        }
-    } else if (!train && nd->fuse_relu >= 0) { /* inference: the ReLU that only reads this BN, in the same pass */
-        float *y = net->nodes[nd->fuse_relu].y;
-#pragma omp parallel for schedule(static)
-        for (size_t r = 0; r < rows; r++) {
-            const float *xr = x + r * c;
-            float *yr = y + r * c;
-            for (int j = 0; j < c; j++) { float v = xr[j] * sc[j] + sh[j]; yr[j] = v > 0 ? v : 0; }
         }
     } else
         affine(nd->y, x, sc, sh, rows, c);

@@ -359,7 +359,7 @@ static ee_status fold_bn(ee_ctx *ctx, ee_net *net, ee_node *nd, int need_w) {
 
 /* where a conv with a fused BN writes: the last node it absorbs */
 static float *fused_output(ee_net *net, const ee_node *nd) {
-    return net->nodes[nd->fuse_relu >= 0 ? nd->fuse_relu : nd->fuse_add >= 0 ? nd->fuse_add : nd->fuse_bn].y;
+    return net->nodes[ee_fused_last(net, (int)(nd - net->nodes))].y;
 }
 
 /* Inference with a fused BN: the folded bias, and the folded weights too unless the kernel's own copy of them
