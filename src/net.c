@@ -61,7 +61,8 @@ static void no_fusion(ee_net *net) {
  * conv runs, then a ReLU that only reads the add. One pass instead of up to four; the fused nodes are skipped.
  * An add that an IC also reads keeps its output (the pre-ReLU sum) and its ReLU runs on its own. A dropout
  * between the conv and the BN (WRN's blocks: conv, dropout, BN, ReLU) is the identity in inference: it is
- * skipped, and the BN folds through it. */
+ * skipped, and the BN folds through it. A conv with no BN after it (pre-activation blocks: BN, ReLU, conv, add)
+ * takes its residual add (and a ReLU that only reads the add) the same way. */
 void ee_net_plan_fusion(ee_net *net) {
     no_fusion(net);
     for (int i = 0; i < net->nnodes; i++) {
@@ -71,18 +72,24 @@ void ee_net_plan_fusion(ee_net *net) {
             drop = b;
             b = sole_consumer(net, b);
         }
-        if (b < 0 || net->nodes[b].kind != EE_KIND_BN || net->nodes[b].nin != 1) continue;
-        if (drop >= 0) {
-            c->fuse_drop = drop;
-            net->nodes[drop].fused = 1;
-        }
-        c->fuse_bn = b;
-        net->nodes[b].fused = 1;
-        int r = sole_consumer(net, b);
+        int r, last;
+        if (b >= 0 && net->nodes[b].kind == EE_KIND_BN && net->nodes[b].nin == 1) {
+            if (drop >= 0) {
+                c->fuse_drop = drop;
+                net->nodes[drop].fused = 1;
+            }
+            c->fuse_bn = b;
+            net->nodes[b].fused = 1;
+            r = sole_consumer(net, b);
+            last = b;
+        } else if (b >= 0 && drop < 0 && net->nodes[b].kind == EE_KIND_ADD) {
+            r = b; /* a conv with no BN after it (pre-activation blocks): its residual add alone */
+            last = i;
+        } else continue;
         if (r >= 0 && net->nodes[r].kind == EE_KIND_ADD && net->nodes[r].nin == 2) {
             ee_node *a = &net->nodes[r];
-            int k = a->in[0] == b ? 1 : 0;
-            if (a->in[k] != b && a->in[k] < i) {
+            int k = a->in[0] == last ? 1 : 0;
+            if (a->in[k] != last && a->in[k] < i) {
                 c->fuse_add = r;
                 c->add_other = k;
                 a->fused = 1;
@@ -106,7 +113,7 @@ void ee_net_plan_fusion(ee_net *net) {
 
 int ee_fused_last(const ee_net *net, int i) {
     const ee_node *nd = &net->nodes[i];
-    if (nd->kind == EE_KIND_CONV && nd->fuse_bn >= 0)
+    if (nd->kind == EE_KIND_CONV && (nd->fuse_bn >= 0 || nd->fuse_add >= 0))
         return nd->fuse_relu >= 0 ? nd->fuse_relu : nd->fuse_add >= 0 ? nd->fuse_add : nd->fuse_bn;
     if (nd->kind == EE_KIND_BN && nd->fuse_relu >= 0) return nd->fuse_relu;
     return i;
@@ -385,11 +392,9 @@ static void plan_lifetimes(ee_net *net) {
         int target = ee_fused_last(net, i);
         for (int j = 0; j < nd->nin; j++)
             if (nd->in[j] >= 0 && net->nodes[nd->in[j]].last_step < i) net->nodes[nd->in[j]].last_step = i;
-        if (nd->kind == EE_KIND_CONV && nd->fuse_bn >= 0) {
-            if (nd->fuse_add >= 0) {
-                int o = net->nodes[nd->fuse_add].in[nd->add_other];
-                if (o >= 0 && net->nodes[o].last_step < i) net->nodes[o].last_step = i;
-            }
+        if (nd->kind == EE_KIND_CONV && nd->fuse_add >= 0) {
+            int o = net->nodes[nd->fuse_add].in[nd->add_other];
+            if (o >= 0 && net->nodes[o].last_step < i) net->nodes[o].last_step = i;
         }
         net->nodes[target].def_step = i;
         if (net->nodes[target].last_step < i) net->nodes[target].last_step = i;

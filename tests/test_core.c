@@ -735,6 +735,61 @@ static void test_dropout_fusion(void) {
     ee_ctx_free(ctx);
 }
 
+/* A conv with no BN after it takes its residual add (pre-activation blocks: BN, ReLU, conv, add), and a ReLU
+ * that only reads the add; a 1 x 1 projection shortcut takes the add whose other operand is the block's conv. The
+ * fused net (the sum written into the shortcut's dead buffer, or, with the shortcut kept, added as a oneDNN
+ * binary post-op) must match the unfused one on every conv kernel, sealed too. */
+static void test_preact_add_fusion(void) {
+    static const char *arch =
+        "input c=3 h=9 w=9\nconv name=stem out=16 k=3 pad=1 bias=1\nbn name=b1\nrelu name=r1\n"
+        "conv name=c1 out=16 k=3 pad=1 bias=1\nadd name=a1 in=c1,stem\nbn name=b2\nrelu name=r2\n"
+        "conv name=c2 out=32 k=3 stride=2 pad=1 bias=0\nconv name=sc in=a1 out=32 k=1 stride=2 pad=0 bias=1\n"
+        "add name=a2 in=c2,sc\nrelu name=r3\ngap name=pool\nlinear name=fc out=5 head=1\n";
+    static const ee_conv_kernel kernels[] = {EE_CONV_ONEDNN, EE_CONV_DIRECT, EE_CONV_REFERENCE};
+    ee_ctx *ctx = ee_ctx_new();
+    const int n = 3, img = 3 * 9 * 9;
+    float x[3 * 3 * 9 * 9], ref[15];
+    for (int i = 0; i < n * img; i++) x[i] = ee_rng_normal(ctx);
+    for (int v = 0; v < 7; v++) { /* 0: unfused; then fused or stem kept, on each kernel; 6: sealed, direct */
+        int kind = v == 0 ? EE_CONV_REFERENCE : v == 6 ? EE_CONV_DIRECT : (int)kernels[(v - 1) / 2];
+        int keep_stem = v >= 1 && v <= 5 && (v - 1) % 2;
+        if (kind == EE_CONV_DIRECT && !ee_dconv_available()) continue;
+        ee_ctx_set_conv_kernel(ctx, (ee_conv_kernel)kind);
+        ee_net *net = NULL;
+        CHECK_OK(ctx, ee_net_from_text(ctx, arch, "preact-fusion", &net));
+        if (!net) break;
+        if (v == 0) {
+            CHECK_OK(ctx, ee_net_keep_output(ctx, net, ee_net_find_node(net, "c1")));
+            CHECK_OK(ctx, ee_net_keep_output(ctx, net, ee_net_find_node(net, "sc")));
+        }
+        if (keep_stem) CHECK_OK(ctx, ee_net_keep_output(ctx, net, ee_net_find_node(net, "stem")));
+        ee_ctx_seed(ctx, 11);
+        ee_net_init(ctx, net);
+        ee_net_params_changed(net);
+        CHECK_OK(ctx, ee_net_prepare(ctx, net, n, 0));
+        if (v == 6) CHECK_OK(ctx, ee_net_seal(ctx, net));
+        CHECK_OK(ctx, ee_net_forward(ctx, net, x, n, 0));
+        const float *out = ee_net_head_output(net, 0);
+        int c1 = ee_net_find_node(net, "c1"), sc = ee_net_find_node(net, "sc");
+        int a1 = ee_net_find_node(net, "a1"), a2 = ee_net_find_node(net, "a2"), r3 = ee_net_find_node(net, "r3");
+        if (v == 0) {
+            CHECK(net->nodes[c1].fuse_add < 0 && net->nodes[sc].fuse_add < 0, "pre-activation fusion: kept outputs fused");
+            memcpy(ref, out, sizeof ref);
+        } else {
+            CHECK(net->nodes[c1].fuse_add == a1 && net->nodes[sc].fuse_add == a2 && net->nodes[sc].fuse_relu == r3 &&
+                      net->nodes[c1].fuse_bn < 0,
+                  "pre-activation fusion: conv + add (+ ReLU) without a BN not fused (variant %d)", v);
+            CHECK(net->nodes[c1].add_inplace == !keep_stem, "pre-activation fusion: variant %d sums %s", v,
+                  keep_stem ? "in place into a kept output" : "as a binary post-op where it could in place");
+            CHECK(tl_close(out, ref, 15, 1e-5, 1e-4, NULL) <= 1, "pre-activation fusion: kernel %d%s%s: fused and "
+                  "unfused outputs differ (%g vs %g)", kind, keep_stem ? ", shortcut kept" : "", v == 6 ? ", sealed" : "",
+                  out[0], ref[0]);
+        }
+        ee_net_free(net);
+    }
+    ee_ctx_free(ctx);
+}
+
 static void test_seal(void) {
     seal_case("resnet20", 1, 28); /* stem, stride-2 convs, 1x1 shortcuts, fused residual adds */
     seal_case("mobilenet", 3, 32); /* depthwise convs stay on oneDNN, pointwise ones are sealed */
@@ -873,6 +928,7 @@ int main(void) {
     test_compact();
     test_seal();
     test_dropout_fusion();
+    test_preact_add_fusion();
     test_dnnl_loader();
     test_determinism();
     test_nan();

@@ -199,6 +199,10 @@ static conv_priv *new_priv(ee_ctx *ctx, ee_node *nd) {
     return p;
 }
 
+/* In inference a conv heads a fused chain (ee_net_plan_fusion) when it absorbs a BN or, with no BN after it, a
+ * residual add: it then writes into the chain's last node, with the add and the ReLU applied as it stores. */
+static int chained(const ee_node *nd) { return nd->fuse_bn >= 0 || nd->fuse_add >= 0; }
+
 static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
     conv_priv *p = nd->priv;
     if (!p && !(p = new_priv(ctx, nd))) return NULL;
@@ -207,7 +211,7 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
 #else
     int nthr = 1;
 #endif
-    int fuse = !train && nd->fuse_bn >= 0 ? 1 + (nd->fuse_add >= 0 && nd->add_inplace) : 0; /* 2: sum in place */
+    int fuse = !train && chained(nd) ? 1 + (nd->fuse_add >= 0 && nd->add_inplace) : 0; /* 2: sum in place */
     for (int i = 0; i < p->nc; i++)
         if (p->c[i].n == n && p->c[i].train == train && p->c[i].fuse == fuse && p->c[i].nthr == nthr) return &p->c[i];
     if (p->nc == CONV_CACHE) { /* evict everything: rare (many distinct batch sizes) */
@@ -230,7 +234,7 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x);
     weights_md(nd, &wany, 1);
     weights_md(nd, &wuser, 0);
-    const dnnl_memory_desc_t *bp = nd->BIAS || fuse ? &bmd : NULL;
+    const dnnl_memory_desc_t *bp = nd->BIAS || (fuse && nd->fuse_bn >= 0) ? &bmd : NULL;
     dnnl_convolution_desc_t cd;
     dnnl_primitive_desc_t fpd = NULL, dpd = NULL, wpd = NULL;
     dnnl_primitive_attr_t attr = NULL, battr = NULL;
@@ -364,17 +368,21 @@ static float *fused_output(ee_net *net, const ee_node *nd) {
 
 /* Inference with a fused BN: the folded bias, and the folded weights too unless the kernel's own copy of them
  * (reordered or packed; has_copy) already carries the current tag (`have`); the output goes into the last fused
- * node. *tag: what the folded values are tagged with. */
+ * node. *tag: what the folded values are tagged with. A chain without a BN keeps *w, *b and the parameters' tag. */
 static ee_status folded(ee_ctx *ctx, ee_net *net, ee_node *nd, int has_copy, uint64_t have, float **w, float **b,
                         float **y, uint64_t *tag) {
     conv_priv *p = nd->priv;
+    *y = fused_output(net, nd);
+    if (nd->fuse_bn < 0) { /* a residual add alone: the conv's own weights and bias */
+        *tag = net->params_version;
+        return EE_OK;
+    }
     ee_status s = fold_bn(ctx, net, nd, 0); /* bias current; the weights only if the copy needs them */
     *tag = p->fold_gen | (1ull << 63);
     if (!s && (!has_copy || have != *tag)) s = fold_bn(ctx, net, nd, 1);
     if (s) return s;
     *w = p->fw;
     *b = p->fb;
-    *y = fused_output(net, nd);
     return EE_OK;
 }
 
@@ -385,14 +393,14 @@ static ee_status conv_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int trai
     float *w = net->params + nd->p_off, *b = w + wcount(nd), *y = nd->y;
     uint64_t want = net->params_version;
     conv_priv *p = nd->priv;
-    if (!train && nd->fuse_bn >= 0) { /* inference: folded BN, output straight into the last fused node */
+    if (!train && chained(nd)) { /* inference: folded BN, output straight into the last fused node */
         ee_status s = folded(ctx, net, nd, c->reo_f != NULL, c->ver_f, &w, &b, &y, &want);
         if (s) return s;
     }
     int nargs = nd->BIAS || (!train && nd->fuse_bn >= 0) ? 4 : 3;
     dnnl_exec_arg_t a[6] = {{DNNL_ARG_SRC, c->src}, {DNNL_ARG_WEIGHTS, c->w_f}, {DNNL_ARG_DST, c->dst},
                             {DNNL_ARG_BIAS, c->bias}, {0, NULL}, {0, NULL}};
-    if (!train && nd->fuse_add >= 0 && nd->fuse_bn >= 0 && !nd->add_inplace) { /* the shortcut operand */
+    if (!train && nd->fuse_add >= 0 && !nd->add_inplace) { /* the shortcut operand */
         const ee_node *add = &net->nodes[nd->fuse_add];
         dnnl_memory_set_data_handle(c->src1, (void *)(ee_node_input(net, add, nd->add_other) + off * ee_shape_size(nd->out)));
         a[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, c->src1};
@@ -439,9 +447,9 @@ static ee_status direct_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, in
     const float *res = NULL;
     const float *z = zeros(ctx, p, nd);
     if (!z) return EE_ERR_NOMEM;
-    if (!train && nd->fuse_bn >= 0) {
+    if (!train && chained(nd)) {
         if (p->sealed) {
-            b = p->fb;
+            if (nd->fuse_bn >= 0) b = p->fb;
             y = fused_output(net, nd);
         } else {
             ee_status s = folded(ctx, net, nd, p->dpack != NULL, p->dpack_tag, &w, &b, &y, &tag);
@@ -458,7 +466,7 @@ static ee_status direct_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, in
     }
     /* a sealed conv's parameters are its packed weights */
     ee_dconv_forward(nd, n, ee_node_input(net, nd, 0), p->sealed ? w : p->dpack, b ? b : z, res, y,
-                     !train && nd->fuse_relu >= 0 && nd->fuse_bn >= 0, z);
+                     !train && nd->fuse_relu >= 0 && chained(nd), z);
     return EE_OK;
 }
 
@@ -491,13 +499,13 @@ static ee_status generic_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, i
     float *w = net->params + nd->p_off, *b = nd->BIAS ? w + wcount(nd) : NULL, *y = nd->y;
     const float *res = NULL;
     uint64_t tag;
-    if (!train && nd->fuse_bn >= 0) {
+    if (!train && chained(nd)) {
         ee_status s = folded(ctx, net, nd, 0, 0, &w, &b, &y, &tag);
         if (s) return s;
         res = fused_residual(net, nd, y);
     }
     ee_status s = ee_gconv_forward(nd, n, ee_node_input(net, nd, 0), w, b, res, y,
-                                   !train && nd->fuse_relu >= 0 && nd->fuse_bn >= 0);
+                                   !train && nd->fuse_relu >= 0 && chained(nd));
     return s ? ee_fail(ctx, s, "out of memory") : EE_OK;
 }
 
@@ -672,7 +680,7 @@ static q8_prim *q8_get(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
 #else
     int nthr = 1;
 #endif
-    int fuse = nd->fuse_bn >= 0 ? 1 + (nd->fuse_add >= 0 && nd->add_inplace) : 0;
+    int fuse = chained(nd) ? 1 + (nd->fuse_add >= 0 && nd->add_inplace) : 0;
     const int next = q8_next(net, nd), fed = q8_prev(net, nd) >= 0, qout = next >= 0;
     for (int i = 0; i < p->nq; i++)
         if (p->q[i].n == n && p->q[i].fuse == fuse && p->q[i].nthr == nthr && p->q[i].qout == qout &&
@@ -766,7 +774,7 @@ static ee_status q8_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, size_t off
     if (!c) return EE_ERR_BACKEND;
     ee_dnnl *d = EE_DNNL(net);
     conv_priv *p = nd->priv;
-    void *y = nd->fuse_bn >= 0 ? fused_output(net, nd) + off * ee_shape_size(nd->out) : nd->y + off * ee_shape_size(nd->out);
+    void *y = chained(nd) ? fused_output(net, nd) + off * ee_shape_size(nd->out) : nd->y + off * ee_shape_size(nd->out);
     ee_status s;
     if (c->qout) { /* into the next conv's quantised input */
         uint8_t *q = q8_inbuf(ctx, net, &net->nodes[q8_next(net, nd)]);
