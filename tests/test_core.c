@@ -790,6 +790,53 @@ static void test_preact_add_fusion(void) {
     ee_ctx_free(ctx);
 }
 
+/* Inference runs 3x3 stride-1 convs of 64 channels and more through oneDNN's Winograd kernel on AVX-512 CPUs
+ * (activations reordered to nChw16c and back): with a fused BN and ReLU, with a residual add summed by the reorder
+ * back (into the shortcut's dead buffer, or after copying it), and not with both an add and a ReLU. Outputs
+ * against the plain loops, within Winograd's rounding. */
+static void test_winograd(void) {
+    static const char *arch =
+        "input c=64 h=16 w=16\nconv name=c1 out=64 k=3 pad=1 bias=0\nbn name=b1\nrelu name=r1\n"
+        "conv name=c2 out=64 k=3 pad=1 bias=1\nadd name=a1 in=c2,r1\nbn name=b2\nrelu name=r2\n"
+        "conv name=c3 out=64 k=3 pad=1 bias=1\nadd name=a2 in=c3,a1\n"
+        "conv name=c4 out=64 k=3 pad=1 bias=0\nbn name=b4\nadd name=a4 in=b4,a2\nrelu name=r4\n"
+        "gap name=pool\nlinear name=fc out=5 head=1\n";
+    ee_ctx *ctx = ee_ctx_new();
+    const int n = 4, img = 64 * 16 * 16; /* 1024 output pixels: enough for Winograd */
+    float *x = malloc(sizeof(float) * n * img), out[2][20];
+    for (int i = 0; i < n * img; i++) x[i] = ee_rng_normal(ctx);
+    ee_net *net[2] = {NULL, NULL};
+    for (int k = 0; k < 2; k++) {
+        ee_ctx_set_conv_kernel(ctx, k ? EE_CONV_REFERENCE : EE_CONV_AUTO);
+        CHECK_OK(ctx, ee_net_from_text(ctx, arch, "winograd", &net[k]));
+        if (!net[k]) break;
+        ee_ctx_seed(ctx, 5);
+        ee_net_init(ctx, net[k]);
+        CHECK_OK(ctx, ee_net_prepare(ctx, net[k], n, 0));
+        CHECK_OK(ctx, ee_net_forward(ctx, net[k], x, n, 0));
+        memcpy(out[k], ee_net_head_output(net[k], 0), sizeof out[k]);
+    }
+    if (net[0] && net[1]) {
+        CHECK(tl_close(out[0], out[1], 20, 1e-4, 1e-3, NULL) <= 1, "Winograd: outputs differ from the plain loops "
+              "(%g vs %g)", out[0][0], out[1][0]);
+#if defined(__x86_64__)
+        if (__builtin_cpu_supports("avx512f") && !ee_dconv_preferred()) {
+            const ee_net *w = net[0];
+            int c2 = ee_net_find_node(w, "c2"), c3 = ee_net_find_node(w, "c3");
+            CHECK(ee_conv_wino_used(&w->nodes[ee_net_find_node(w, "c1")]) && ee_conv_wino_used(&w->nodes[c2]) &&
+                      ee_conv_wino_used(&w->nodes[c3]),
+                  "Winograd: not used for 64-channel 3x3 convs on an AVX-512 CPU");
+            CHECK(!w->nodes[c2].add_inplace && w->nodes[c3].add_inplace, "Winograd: the test no longer covers both "
+                  "residual paths (copied shortcut, in place)");
+            CHECK(!ee_conv_wino_used(&w->nodes[ee_net_find_node(w, "c4")]), "Winograd: used with an add and a ReLU");
+        }
+#endif
+    }
+    for (int k = 0; k < 2; k++) ee_net_free(net[k]);
+    free(x);
+    ee_ctx_free(ctx);
+}
+
 static void test_seal(void) {
     seal_case("resnet20", 1, 28); /* stem, stride-2 convs, 1x1 shortcuts, fused residual adds */
     seal_case("mobilenet", 3, 32); /* depthwise convs stay on oneDNN, pointwise ones are sealed */
@@ -929,6 +976,7 @@ int main(void) {
     test_seal();
     test_dropout_fusion();
     test_preact_add_fusion();
+    test_winograd();
     test_dnnl_loader();
     test_determinism();
     test_nan();
