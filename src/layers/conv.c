@@ -200,6 +200,24 @@ static dnnl_status_t layout(ee_dnnl *d, dnnl_memory_t user, const dnnl_memory_de
     return s;
 }
 
+/* A forward primitive's attributes: our scratchpad, and the post-ops of the chain the conv heads in inference
+ * (fuse > 0): the residual add (a sum into dst, which holds the shortcut, when fuse == 2; a binary add of the
+ * shortcut otherwise), then the ReLU. With Winograd (wino) the ReLU alone: the reorder back sums the add. */
+static dnnl_status_t fused_attr(const ee_node *nd, int fuse, int wino, const dnnl_memory_desc_t *dmd,
+                                dnnl_primitive_attr_t *attr) {
+    dnnl_status_t s = dnnl_primitive_attr_create(attr);
+    if (s == dnnl_success) s = dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user);
+    const int add = fuse && !wino && nd->fuse_add >= 0, relu = fuse && nd->fuse_relu >= 0;
+    if (s != dnnl_success || (!add && !relu)) return s;
+    dnnl_post_ops_t po;
+    if ((s = dnnl_post_ops_create(&po)) != dnnl_success) return s;
+    if (add) s = fuse == 2 ? dnnl_post_ops_append_sum(po, 1.0f) : dnnl_post_ops_append_binary(po, dnnl_binary_add, dmd);
+    if (s == dnnl_success && relu) s = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
+    if (s == dnnl_success) s = dnnl_primitive_attr_set_post_ops(*attr, po);
+    dnnl_post_ops_destroy(po); /* the attributes keep their own copy */
+    return s;
+}
+
 static conv_priv *new_priv(ee_ctx *ctx, ee_node *nd) {
     conv_priv *p = nd->priv = calloc(1, sizeof *p);
     if (!p) ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
@@ -249,45 +267,22 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     dnnl_convolution_desc_t cd;
     dnnl_primitive_desc_t fpd = NULL, dpd = NULL, wpd = NULL;
     dnnl_primitive_attr_t attr = NULL, battr = NULL;
-    dnnl_post_ops_t po = NULL;
     /* Scratchpads are ours (user mode): allocated once per cached primitive, with slack at the end. oneDNN 2.6's
      * jit_1x1:avx2 training conv with stride 2 and few channels writes up to 12 bytes past the scratchpad it
      * asks for (seen under valgrind on an AVX2 CPU; with library-managed scratchpads that corrupted the heap). */
-    TRY(dnnl_primitive_attr_create(&attr));
-    TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
     dnnl_memory_desc_t wsmd, wdmd; /* Winograd: nChw16c activations */
     dnnl_memory_desc_init_by_tag(&wsmd, 4, sd, dnnl_f32, dnnl_nChw16c);
     dnnl_memory_desc_init_by_tag(&wdmd, 4, dd, dnnl_f32, dnnl_nChw16c);
-    if (c->wino && fuse && nd->fuse_relu >= 0) {
-        TRY(dnnl_post_ops_create(&po));
-        TRY(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
-        TRY(dnnl_primitive_attr_set_post_ops(attr, po));
-    } else if (!c->wino && fuse && (nd->fuse_relu >= 0 || nd->fuse_add >= 0)) { /* residual add, then ReLU */
-        TRY(dnnl_post_ops_create(&po));
-        if (fuse == 2) TRY(dnnl_post_ops_append_sum(po, 1.0f)); /* dst += conv: dst holds the shortcut */
-        else if (nd->fuse_add >= 0) TRY(dnnl_post_ops_append_binary(po, dnnl_binary_add, &dmd));
-        if (nd->fuse_relu >= 0) TRY(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
-        TRY(dnnl_primitive_attr_set_post_ops(attr, po));
-    }
+    TRY(fused_attr(nd, fuse, c->wino, &dmd, &attr));
     if (c->wino) {
         TRY(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_winograd, &wsmd, &wany,
                                                bp, &wdmd, str, pad, pad));
         if (dnnl_primitive_desc_create(&fpd, &cd, attr, d->eng, NULL) != dnnl_success) {
             fpd = NULL; /* not for this shape after all: the direct algorithm */
-            c->wino = 0;
-            p->wino_ok = 0;
-            if (po) { dnnl_post_ops_destroy(po); po = NULL; }
+            c->wino = p->wino_ok = 0;
             dnnl_primitive_attr_destroy(attr);
             attr = NULL;
-            TRY(dnnl_primitive_attr_create(&attr));
-            TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
-            if (fuse && (nd->fuse_relu >= 0 || nd->fuse_add >= 0)) {
-                TRY(dnnl_post_ops_create(&po));
-                if (fuse == 2) TRY(dnnl_post_ops_append_sum(po, 1.0f));
-                else if (nd->fuse_add >= 0) TRY(dnnl_post_ops_append_binary(po, dnnl_binary_add, &dmd));
-                if (nd->fuse_relu >= 0) TRY(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
-                TRY(dnnl_primitive_attr_set_post_ops(attr, po));
-            }
+            TRY(fused_attr(nd, fuse, 0, &dmd, &attr));
         }
     }
     if (!c->wino) {
@@ -295,7 +290,6 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
                                                dnnl_convolution_direct, &smd, &wany, bp, &dmd, str, pad, pad));
         TRY(dnnl_primitive_desc_create(&fpd, &cd, attr, d->eng, NULL));
     }
-    if (po) { dnnl_post_ops_destroy(po); po = NULL; }
     if (c->wino) { /* the reorders to nChw16c and back; back adds into the output when a residual add is fused */
         dnnl_primitive_desc_t rpd = NULL;
         dnnl_primitive_attr_t rattr = NULL;
@@ -330,7 +324,7 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     TRY(dnnl_memory_create(&c->dst, &dmd, d->eng, DNNL_MEMORY_NONE));
     TRY(dnnl_memory_create(&c->w_user, &wuser, d->eng, DNNL_MEMORY_NONE));
     TRY(dnnl_memory_create(&c->bias, &bmd, d->eng, DNNL_MEMORY_NONE));
-    if (fuse == 1 && nd->fuse_add >= 0) TRY(dnnl_memory_create(&c->src1, &dmd, d->eng, DNNL_MEMORY_NONE));
+    if (fuse == 1 && nd->fuse_add >= 0 && !c->wino) TRY(dnnl_memory_create(&c->src1, &dmd, d->eng, DNNL_MEMORY_NONE));
     TRY(layout(d, c->w_user, dnnl_primitive_desc_query_md(fpd, dnnl_query_weights_md, 0), &c->w_f, &c->reo_f, 0));
     if (train) {
         dnnl_convolution_desc_t bdd, bwd;
@@ -374,7 +368,6 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
 fail:
     if (attr) dnnl_primitive_attr_destroy(attr);
     if (battr) dnnl_primitive_attr_destroy(battr);
-    if (po) dnnl_post_ops_destroy(po);
     if (fpd) dnnl_primitive_desc_destroy(fpd);
     if (dpd) dnnl_primitive_desc_destroy(dpd);
     if (wpd) dnnl_primitive_desc_destroy(wpd);
@@ -467,7 +460,7 @@ static ee_status conv_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int trai
     int nargs = nd->BIAS || (!train && nd->fuse_bn >= 0) ? 4 : 3;
     dnnl_exec_arg_t a[6] = {{DNNL_ARG_SRC, c->src}, {DNNL_ARG_WEIGHTS, c->w_f}, {DNNL_ARG_DST, c->dst},
                             {DNNL_ARG_BIAS, c->bias}, {0, NULL}, {0, NULL}};
-    if (!train && nd->fuse_add >= 0 && !nd->add_inplace) { /* the shortcut operand */
+    if (!train && nd->fuse_add >= 0 && !nd->add_inplace && !c->wino) { /* the shortcut operand */
         const ee_node *add = &net->nodes[nd->fuse_add];
         dnnl_memory_set_data_handle(c->src1, (void *)(ee_node_input(net, add, nd->add_other) + off * ee_shape_size(nd->out)));
         a[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, c->src1};
@@ -483,7 +476,6 @@ static ee_status conv_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int trai
             memcpy(y + off * ee_shape_size(nd->out), ee_node_input(net, add, nd->add_other) + off * ee_shape_size(nd->out),
                    (size_t)n * ee_shape_size(nd->out) * sizeof(float));
         }
-        nargs = nd->BIAS || nd->fuse_bn >= 0 ? 4 : 3;
         a[0].memory = c->wsrc;
         a[2].memory = c->wdst;
         dnnl_exec_arg_t ri[2] = {{DNNL_ARG_FROM, c->src}, {DNNL_ARG_TO, c->wsrc}};
@@ -807,22 +799,12 @@ static q8_prim *q8_get(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     dnnl_convolution_desc_t cd;
     dnnl_primitive_desc_t fpd = NULL, rpd = NULL;
     dnnl_primitive_attr_t attr = NULL, rattr = NULL;
-    dnnl_post_ops_t po = NULL;
     const float inv = 1.0f / nd->arg.conv.qscale;
-    TRY(dnnl_primitive_attr_create(&attr));
-    TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
+    TRY(fused_attr(nd, fuse, 0, &dmd, &attr));
     TRY(dnnl_primitive_attr_set_output_scales(attr, nd->COUT, 1 << 1, oscale));
-    if (fuse && (nd->fuse_relu >= 0 || nd->fuse_add >= 0)) {
-        TRY(dnnl_post_ops_create(&po));
-        if (fuse == 2) TRY(dnnl_post_ops_append_sum(po, 1.0f));
-        else if (nd->fuse_add >= 0) TRY(dnnl_post_ops_append_binary(po, dnnl_binary_add, &dmd));
-        if (nd->fuse_relu >= 0) TRY(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
-        TRY(dnnl_primitive_attr_set_post_ops(attr, po));
-    }
     TRY(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &sqmd, &wany, &bmd,
                                            &dmd, str, pad, pad));
     TRY(dnnl_primitive_desc_create(&fpd, &cd, attr, d->eng, NULL));
-    if (po) { dnnl_post_ops_destroy(po); po = NULL; }
     TRY(dnnl_primitive_create(&c->fwd, fpd));
     /* the input's quantisation: x / qscale, rounded to the nearest integer and saturated */
     TRY(dnnl_primitive_attr_create(&rattr));
@@ -853,7 +835,6 @@ fail:
     free(nscale);
     if (attr) dnnl_primitive_attr_destroy(attr);
     if (rattr) dnnl_primitive_attr_destroy(rattr);
-    if (po) dnnl_post_ops_destroy(po);
     if (fpd) dnnl_primitive_desc_destroy(fpd);
     if (rpd) dnnl_primitive_desc_destroy(rpd);
     p->nq++; /* so that release frees what was created */
