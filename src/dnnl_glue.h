@@ -12,6 +12,9 @@
 typedef struct {
     dnnl_engine_t eng;
     dnnl_stream_t strm;
+    void *pad;      /* a scratchpad the net's training Winograd convolutions share (theirs are large: 75 MB for 64
+                     * channels at 32x32, batch 128), grown to the largest; one pass runs at a time */
+    size_t pad_len;
 } ee_dnnl;
 
 /* the oneDNN functions eenn calls */

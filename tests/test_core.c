@@ -837,6 +837,73 @@ static void test_winograd(void) {
     ee_ctx_free(ctx);
 }
 
+/* Training runs the same convs through Winograd too (forward, backward-data, backward-weights on nChw16c; dy in the
+ * net's scratch, the blocked input kept from the forward): every parameter's gradient and the input's against the
+ * plain loops, through the residual paths where dx is added to another consumer's share. A second backward
+ * after one forward (the blocked input then holds dx and is rebuilt) gives the same gradients. */
+static void test_winograd_training(void) {
+    static const char *arch =
+        "input c=64 h=16 w=16\nconv name=c1 out=64 k=3 pad=1 bias=0\nbn name=b1\nrelu name=r1\n"
+        "conv name=c2 out=64 k=3 pad=1 bias=1\nadd name=a1 in=c2,r1\nbn name=b2\nrelu name=r2\n"
+        "conv name=c3 out=64 k=3 pad=1 bias=1\nadd name=a2 in=c3,a1\n"
+        "gap name=pool\nlinear name=fc out=5 head=1\n";
+    ee_ctx *ctx = ee_ctx_new();
+    const int n = 4, img = 64 * 16 * 16;
+    float *x = malloc(sizeof(float) * n * img), *g[3] = {NULL, NULL, NULL}, *dx[3] = {NULL, NULL, NULL};
+    uint8_t y[4] = {0, 3, 1, 4};
+    for (int i = 0; i < n * img; i++) x[i] = ee_rng_normal(ctx);
+    ee_net *net[2] = {NULL, NULL};
+    size_t np = 0;
+    for (int k = 0; k < 2; k++) {
+        ee_ctx_set_conv_kernel(ctx, k ? EE_CONV_REFERENCE : EE_CONV_AUTO);
+        CHECK_OK(ctx, ee_net_from_text(ctx, arch, "winograd", &net[k]));
+        if (!net[k]) break;
+        ee_ctx_seed(ctx, 9);
+        ee_net_init(ctx, net[k]);
+        ee_net_want_input_grad(net[k], 1);
+        CHECK_OK(ctx, ee_net_prepare(ctx, net[k], n, 1));
+        CHECK_OK(ctx, ee_net_forward(ctx, net[k], x, n, 1));
+        np = ee_net_num_params(net[k]);
+        for (int rep = 0; rep < (k ? 1 : 2); rep++) { /* AUTO: twice after the same forward */
+            int slot = k ? 1 : rep ? 2 : 0;
+            ee_net_zero_seeds(net[k]);
+            CHECK_OK(ctx, ee_net_loss(ctx, net[k], 0, y, n, 1.0f, NULL, NULL));
+            CHECK_OK(ctx, ee_net_backward(ctx, net[k], n));
+            g[slot] = malloc(np * sizeof(float));
+            dx[slot] = malloc((size_t)n * img * sizeof(float));
+            memcpy(g[slot], ee_net_grads(net[k]), np * sizeof(float));
+            memcpy(dx[slot], ee_net_input_grad(net[k]), (size_t)n * img * sizeof(float));
+        }
+    }
+    if (g[0] && g[1] && g[2]) {
+        /* within 1e-3 of each tensor's largest value: Winograd's rounding on sums of up to 576 x 1024 terms */
+        double gmax = 0, dmax = 0;
+        for (size_t i = 0; i < np; i++) gmax = fmax(gmax, fabs(g[1][i]));
+        for (size_t i = 0; i < (size_t)n * img; i++) dmax = fmax(dmax, fabs(dx[1][i]));
+        size_t worst = 0;
+        double e = tl_close(g[0], g[1], np, 1e-3 * gmax, 1e-3, &worst);
+        CHECK(e <= 1 && gmax > 0, "Winograd training: parameter gradients differ from the plain loops (%g vs %g at %zu)",
+              g[0][worst], g[1][worst], worst);
+        e = tl_close(dx[0], dx[1], (size_t)n * img, 1e-3 * dmax, 1e-3, &worst);
+        CHECK(e <= 1 && dmax > 0, "Winograd training: input gradients differ from the plain loops (%g vs %g at %zu)",
+              dx[0][worst], dx[1][worst], worst);
+        CHECK(!memcmp(g[0], g[2], np * sizeof(float)) && !memcmp(dx[0], dx[2], (size_t)n * img * sizeof(float)),
+              "Winograd training: a second backward after one forward gives other gradients");
+#if defined(__x86_64__)
+        if (__builtin_cpu_supports("avx512f") && !ee_dconv_preferred()) {
+            const ee_net *w = net[0];
+            CHECK(ee_conv_wino_used(&w->nodes[ee_net_find_node(w, "c1")]) &&
+                      ee_conv_wino_used(&w->nodes[ee_net_find_node(w, "c3")]),
+                  "Winograd: not used in training for 64-channel 3x3 convs on an AVX-512 CPU");
+        }
+#endif
+    }
+    for (int k = 0; k < 3; k++) { free(g[k]); free(dx[k]); }
+    for (int k = 0; k < 2; k++) ee_net_free(net[k]);
+    free(x);
+    ee_ctx_free(ctx);
+}
+
 static void test_seal(void) {
     seal_case("resnet20", 1, 28); /* stem, stride-2 convs, 1x1 shortcuts, fused residual adds */
     seal_case("mobilenet", 3, 32); /* depthwise convs stay on oneDNN, pointwise ones are sealed */
@@ -977,6 +1044,7 @@ int main(void) {
     test_dropout_fusion();
     test_preact_add_fusion();
     test_winograd();
+    test_winograd_training();
     test_dnnl_loader();
     test_determinism();
     test_nan();

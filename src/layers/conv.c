@@ -12,7 +12,7 @@
 #endif
 
 #define CONV_CACHE 24
-/* Winograd in inference (wino_pays) only on batches of at least this many output pixels: with fewer (ResNet-56's
+/* Winograd (wino_pays) only on batches of at least this many output pixels: with fewer (ResNet-56's
  * 8x8 maps at batch 1) the reorders and the small tiles lost (batch 1: 900 -> 800 img/s); WRN-32-4's 32x32 maps
  * at batch 1 were even, at batch 4 +23%, 16 +56%, 128 +63% */
 #define WINO_PIXELS 1024
@@ -25,9 +25,12 @@ typedef struct {
     void *scratch;
     uint64_t ver_f, ver_d;
     char impl[64];
-    int wino;                  /* inference through Winograd: the activations reordered to and from nChw16c */
-    dnnl_primitive_t wi, wo;   /* those reorders (wo adds into the output when a residual add is fused) */
-    dnnl_memory_t wsrc, wdst;  /* the blocked input and output */
+    int wino;                  /* through Winograd: the activations reordered to and from nChw16c */
+    dnnl_memory_t wsrc, wdst;  /* the blocked input and output (in backward: dx and dy); in training wdst is a view
+                                * of the net's scratch, which no other layer uses in a training step */
+    float *wsrc_buf, *wdst_buf;
+    int shared_pad;            /* the scratchpads are views of the net's shared one (ee_dnnl.pad), set at each run */
+    const float *wsrc_of;      /* training: the input whose blocked copy wsrc still holds from the forward, or NULL */
 } conv_prim;
 
 typedef struct {
@@ -148,7 +151,7 @@ static void conv_release(ee_node *nd) {
     ee_free(p->wbuf);
     for (int i = 0; i < p->nc; i++) {
         conv_prim *c = &p->c[i];
-        dnnl_primitive_t prims[] = {c->fwd, c->bwd_d, c->bwd_w, c->reo_f, c->reo_d, c->reo_dw, c->wi, c->wo};
+        dnnl_primitive_t prims[] = {c->fwd, c->bwd_d, c->bwd_w, c->reo_f, c->reo_d, c->reo_dw};
         for (size_t j = 0; j < sizeof prims / sizeof *prims; j++)
             if (prims[j]) dnnl_primitive_destroy(prims[j]);
         dnnl_memory_t mems[] = {c->src, c->dst, c->w_user, c->w_f, c->bias, c->dsrc, c->ddst, c->w_d, c->dw,
@@ -158,6 +161,8 @@ static void conv_release(ee_node *nd) {
                 !(j == 8 && c->dw == c->dw_user))
                 dnnl_memory_destroy(mems[j]);
         ee_free(c->scratch);
+        ee_free(c->wsrc_buf);
+        ee_free(c->wdst_buf);
     }
     free(p->c);
     free(p);
@@ -218,6 +223,52 @@ static dnnl_status_t fused_attr(const ee_node *nd, int fuse, int wino, const dnn
     return s;
 }
 
+/* The forward primitive descriptor and, in training (battr set), backward-data and backward-weights ones, all with
+ * the algorithm alg on the given activation layouts. On failure nothing is left allocated. */
+static dnnl_status_t make_pds(ee_dnnl *d, int train, dnnl_alg_kind_t alg, const_dnnl_primitive_attr_t attr,
+                              const_dnnl_primitive_attr_t battr, const dnnl_memory_desc_t *smd,
+                              const dnnl_memory_desc_t *wany, const dnnl_memory_desc_t *bp, const dnnl_memory_desc_t *dmd,
+                              const dnnl_dims_t str, const dnnl_dims_t pad, dnnl_primitive_desc_t *fpd,
+                              dnnl_primitive_desc_t *dpd, dnnl_primitive_desc_t *wpd) {
+    dnnl_convolution_desc_t cd, bdd, bwd;
+    dnnl_status_t s = dnnl_convolution_forward_desc_init(&cd, train ? dnnl_forward_training : dnnl_forward_inference, alg,
+                                                         smd, wany, bp, dmd, str, pad, pad);
+    *fpd = *dpd = *wpd = NULL;
+    if (s == dnnl_success) s = dnnl_primitive_desc_create(fpd, &cd, attr, d->eng, NULL);
+    if (s == dnnl_success && train) {
+        s = dnnl_convolution_backward_data_desc_init(&bdd, alg, smd, wany, dmd, str, pad, pad);
+        if (s == dnnl_success) s = dnnl_primitive_desc_create(dpd, &bdd, battr, d->eng, *fpd);
+        if (s == dnnl_success) s = dnnl_convolution_backward_weights_desc_init(&bwd, alg, smd, wany, bp, dmd, str, pad, pad);
+        if (s == dnnl_success) s = dnnl_primitive_desc_create(wpd, &bwd, battr, d->eng, *fpd);
+    }
+    if (s != dnnl_success) {
+        dnnl_primitive_desc_t *all[3] = {fpd, dpd, wpd};
+        for (int k = 0; k < 3; k++)
+            if (*all[k]) { dnnl_primitive_desc_destroy(*all[k]); *all[k] = NULL; }
+    }
+    return s;
+}
+
+/* NHWC <-> nChw16c (oneDNN's blocked layout: [n][c / 16][h][w][16]) for c a multiple of 16, n samples of shape sh:
+ * into the blocked x16 (back = 0), or out of it into x (back = 1), plus the values at `plus` when given (it may
+ * be x itself). Measured faster than oneDNN's reorder (jit:uni) for these shapes, and it fuses the residual add. */
+static void reblock(const float *from, float *to, int n, ee_shape sh, int back, const float *plus) {
+    const size_t hw = (size_t)sh.h * sh.w;
+    const int c = sh.c, cb = c / 16;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int i = 0; i < n; i++)
+        for (int b = 0; b < cb; b++) {
+            const size_t flat0 = (size_t)i * hw * c + (size_t)b * 16, blk0 = ((size_t)i * cb + b) * hw * 16;
+            for (size_t q = 0; q < hw; q++) {
+                const size_t f = flat0 + q * c, k = blk0 + q * 16;
+                if (!back) memcpy(to + k, from + f, 16 * sizeof(float));
+                else if (!plus) memcpy(to + f, from + k, 16 * sizeof(float));
+                else
+                    for (int j = 0; j < 16; j++) to[f + j] = from[k + j] + plus[f + j];
+            }
+        }
+}
+
 static conv_priv *new_priv(ee_ctx *ctx, ee_node *nd) {
     conv_priv *p = nd->priv = calloc(1, sizeof *p);
     if (!p) ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
@@ -251,8 +302,8 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     memset(c, 0, sizeof *c);
     c->n = n; c->train = train; c->fuse = fuse; c->nthr = nthr;
     c->ver_f = c->ver_d = (uint64_t)-1;
-    /* Winograd post-ops: a ReLU, or a residual add (summed by the reorder back), not both */
-    c->wino = !train && p->wino_ok && !(fuse && nd->fuse_add >= 0 && nd->fuse_relu >= 0) &&
+    /* Winograd post-ops: a ReLU, or a residual add (summed by the reorder back), not both (training has none) */
+    c->wino = p->wino_ok && !(fuse && nd->fuse_add >= 0 && nd->fuse_relu >= 0) &&
               (size_t)n * nd->out.h * nd->out.w >= WINO_PIXELS;
     dnnl_dims_t sd, dd, bd = {nd->COUT}, str = {nd->STRIDE, nd->STRIDE}, pad = {nd->PADH, nd->PAD};
     dims4(sd, n, nd->ins.c, nd->ins.h, nd->ins.w);
@@ -264,7 +315,6 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     weights_md(nd, &wany, 1);
     weights_md(nd, &wuser, 0);
     const dnnl_memory_desc_t *bp = nd->BIAS || (fuse && nd->fuse_bn >= 0) ? &bmd : NULL;
-    dnnl_convolution_desc_t cd;
     dnnl_primitive_desc_t fpd = NULL, dpd = NULL, wpd = NULL;
     dnnl_primitive_attr_t attr = NULL, battr = NULL;
     /* Scratchpads are ours (user mode): allocated once per cached primitive, with slack at the end. oneDNN 2.6's
@@ -274,47 +324,24 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     dnnl_memory_desc_init_by_tag(&wsmd, 4, sd, dnnl_f32, dnnl_nChw16c);
     dnnl_memory_desc_init_by_tag(&wdmd, 4, dd, dnnl_f32, dnnl_nChw16c);
     TRY(fused_attr(nd, fuse, c->wino, &dmd, &attr));
-    if (c->wino) {
-        TRY(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_winograd, &wsmd, &wany,
-                                               bp, &wdmd, str, pad, pad));
-        if (dnnl_primitive_desc_create(&fpd, &cd, attr, d->eng, NULL) != dnnl_success) {
-            fpd = NULL; /* not for this shape after all: the direct algorithm */
-            c->wino = p->wino_ok = 0;
-            dnnl_primitive_attr_destroy(attr);
-            attr = NULL;
-            TRY(fused_attr(nd, fuse, 0, &dmd, &attr));
-        }
+    if (train) { /* backward passes: the scratchpad mode only */
+        TRY(dnnl_primitive_attr_create(&battr));
+        TRY(dnnl_primitive_attr_set_scratchpad_mode(battr, dnnl_scratchpad_mode_user));
     }
-    if (!c->wino) {
-        TRY(dnnl_convolution_forward_desc_init(&cd, train ? dnnl_forward_training : dnnl_forward_inference,
-                                               dnnl_convolution_direct, &smd, &wany, bp, &dmd, str, pad, pad));
-        TRY(dnnl_primitive_desc_create(&fpd, &cd, attr, d->eng, NULL));
+    if (c->wino && make_pds(d, train, dnnl_convolution_winograd, attr, battr, &wsmd, &wany, bp, &wdmd, str, pad, &fpd,
+                            &dpd, &wpd) != dnnl_success) {
+        c->wino = p->wino_ok = 0; /* not for this shape after all: the direct algorithm */
+        dnnl_primitive_attr_destroy(attr);
+        attr = NULL;
+        TRY(fused_attr(nd, fuse, 0, &dmd, &attr));
     }
-    if (c->wino) { /* the reorders to nChw16c and back; back adds into the output when a residual add is fused */
-        dnnl_primitive_desc_t rpd = NULL;
-        dnnl_primitive_attr_t rattr = NULL;
-        dnnl_status_t rs;
-        TRY(dnnl_memory_create(&c->wsrc, &wsmd, d->eng, DNNL_MEMORY_ALLOCATE));
-        TRY(dnnl_memory_create(&c->wdst, &wdmd, d->eng, DNNL_MEMORY_ALLOCATE));
-        TRY(dnnl_reorder_primitive_desc_create(&rpd, &smd, d->eng, &wsmd, d->eng, NULL));
-        rs = dnnl_primitive_create(&c->wi, rpd);
-        dnnl_primitive_desc_destroy(rpd);
-        TRY(rs);
-        TRY(dnnl_primitive_attr_create(&rattr));
-        if (nd->fuse_add >= 0) {
-            dnnl_post_ops_t rpo;
-            TRY(dnnl_post_ops_create(&rpo));
-            rs = dnnl_post_ops_append_sum(rpo, 1.0f);
-            if (rs == dnnl_success) rs = dnnl_primitive_attr_set_post_ops(rattr, rpo);
-            dnnl_post_ops_destroy(rpo);
-            if (rs != dnnl_success) { dnnl_primitive_attr_destroy(rattr); goto fail; }
-        }
-        rs = dnnl_reorder_primitive_desc_create(&rpd, &wdmd, d->eng, &dmd, d->eng, rattr);
-        dnnl_primitive_attr_destroy(rattr);
-        TRY(rs);
-        rs = dnnl_primitive_create(&c->wo, rpd);
-        dnnl_primitive_desc_destroy(rpd);
-        TRY(rs);
+    if (!c->wino)
+        TRY(make_pds(d, train, dnnl_convolution_direct, attr, battr, &smd, &wany, bp, &dmd, str, pad, &fpd, &dpd, &wpd));
+    if (c->wino) { /* the blocked activations (reblock() converts) */
+        if (!(c->wsrc_buf = ee_alloc(ee_shape_size(nd->ins) * n * sizeof(float)))) goto fail;
+        if (!train && !(c->wdst_buf = ee_alloc(ee_shape_size(nd->out) * n * sizeof(float)))) goto fail;
+        TRY(dnnl_memory_create(&c->wsrc, &wsmd, d->eng, c->wsrc_buf));
+        TRY(dnnl_memory_create(&c->wdst, &wdmd, d->eng, train ? DNNL_MEMORY_NONE : c->wdst_buf));
     }
     const char *impl = "";
     dnnl_primitive_desc_query(fpd, dnnl_query_impl_info_str, 0, &impl);
@@ -327,15 +354,7 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     if (fuse == 1 && nd->fuse_add >= 0 && !c->wino) TRY(dnnl_memory_create(&c->src1, &dmd, d->eng, DNNL_MEMORY_NONE));
     TRY(layout(d, c->w_user, dnnl_primitive_desc_query_md(fpd, dnnl_query_weights_md, 0), &c->w_f, &c->reo_f, 0));
     if (train) {
-        dnnl_convolution_desc_t bdd, bwd;
-        TRY(dnnl_convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct, &smd, &wany, &dmd, str, pad, pad));
-        TRY(dnnl_primitive_attr_create(&battr)); /* backward passes: the scratchpad mode only */
-        TRY(dnnl_primitive_attr_set_scratchpad_mode(battr, dnnl_scratchpad_mode_user));
-        TRY(dnnl_primitive_desc_create(&dpd, &bdd, battr, d->eng, fpd));
         TRY(dnnl_primitive_create(&c->bwd_d, dpd));
-        TRY(dnnl_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct, &smd, &wany, bp, &dmd, str, pad,
-                                                        pad));
-        TRY(dnnl_primitive_desc_create(&wpd, &bwd, battr, d->eng, fpd));
         TRY(dnnl_primitive_create(&c->bwd_w, wpd));
         TRY(dnnl_memory_create(&c->dsrc, &smd, d->eng, DNNL_MEMORY_NONE));
         TRY(dnnl_memory_create(&c->bsrc, &smd, d->eng, DNNL_MEMORY_NONE));
@@ -353,10 +372,17 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
             size_t sz = pds[k] ? dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pds[k], dnnl_query_scratchpad_md, 0)) : 0;
             if (sz > most) most = sz;
         }
-        if (!(c->scratch = ee_alloc(most + 4096))) goto fail;
+        c->shared_pad = train && c->wino;
+        if (c->shared_pad && d->pad_len < most + 4096) {
+            ee_free(d->pad);
+            d->pad_len = 0;
+            if (!(d->pad = ee_alloc(most + 4096))) goto fail;
+            d->pad_len = most + 4096;
+        }
+        if (!c->shared_pad && !(c->scratch = ee_alloc(most + 4096))) goto fail;
         for (int k = 0; k < 3; k++)
             if (pds[k]) TRY(dnnl_memory_create(pads[k], dnnl_primitive_desc_query_md(pds[k], dnnl_query_scratchpad_md, 0),
-                                               d->eng, c->scratch));
+                                               d->eng, c->shared_pad ? DNNL_MEMORY_NONE : c->scratch));
     }
     dnnl_primitive_attr_destroy(attr);
     if (battr) dnnl_primitive_attr_destroy(battr);
@@ -470,27 +496,28 @@ static ee_status conv_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int trai
     dnnl_memory_set_data_handle(c->w_user, w);
     dnnl_memory_set_data_handle(c->bias, b);
     ee_status s;
-    if (c->wino) { /* NHWC -> nChw16c, the conv, and back (adding into the shortcut's values when an add is fused) */
-        if (nd->fuse_add >= 0 && !nd->add_inplace) {
-            const ee_node *add = &net->nodes[nd->fuse_add];
-            memcpy(y + off * ee_shape_size(nd->out), ee_node_input(net, add, nd->add_other) + off * ee_shape_size(nd->out),
-                   (size_t)n * ee_shape_size(nd->out) * sizeof(float));
-        }
+    if (c->wino) { /* NHWC -> nChw16c, the conv, and back (adding the shortcut when an add is fused) */
         a[0].memory = c->wsrc;
         a[2].memory = c->wdst;
-        dnnl_exec_arg_t ri[2] = {{DNNL_ARG_FROM, c->src}, {DNNL_ARG_TO, c->wsrc}};
-        if ((s = run(ctx, d, c->wi, 2, ri, "a reorder to nChw16c"))) return s;
+        if (train) dnnl_memory_set_data_handle(c->wdst, net->scratch);
+        reblock(ee_node_input(net, nd, 0) + off * ee_shape_size(nd->ins), c->wsrc_buf, n, nd->ins, 0, NULL);
+        c->wsrc_of = train ? ee_node_input(net, nd, 0) : NULL; /* backward-weights reads it again */
     }
     if (c->reo_f && c->ver_f != want) {
         if ((s = reorder(ctx, d, c->reo_f, c->w_user, c->w_f))) return s;
         c->ver_f = want;
         if (w == p->fw) { free(p->fw); p->fw = NULL; } /* refolded if another batch size needs it */
     }
+    if (c->shared_pad) dnnl_memory_set_data_handle(c->pad_f, d->pad);
     a[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, c->pad_f};
     if ((s = run(ctx, d, c->fwd, nargs, a, "a convolution"))) return s;
     if (c->wino) {
-        dnnl_exec_arg_t ro[2] = {{DNNL_ARG_FROM, c->wdst}, {DNNL_ARG_TO, c->dst}};
-        if ((s = run(ctx, d, c->wo, 2, ro, "a reorder from nChw16c"))) return s;
+        dnnl_stream_wait(d->strm);
+        const float *plus = NULL; /* the shortcut of a fused add, in place in y or where it lives */
+        if (!train && nd->fuse_add >= 0)
+            plus = nd->add_inplace ? y + off * ee_shape_size(nd->out)
+                                   : ee_node_input(net, &net->nodes[nd->fuse_add], nd->add_other) + off * ee_shape_size(nd->out);
+        reblock(train ? net->scratch : c->wdst_buf, y + off * ee_shape_size(nd->out), n, nd->out, 1, plus);
     }
     dnnl_stream_wait(d->strm);
     return EE_OK;
@@ -550,12 +577,15 @@ static ee_status direct_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, in
  * (EE_CONV_BUILTIN, the default on aarch64) the direct kernel where it fits and gconv.c's loops elsewhere;
  * EE_CONV_REFERENCE: gconv.c's loops for every conv. */
 enum { K_ONEDNN = 0, K_DIRECT = 1, K_GENERIC = 2 };
-/* Inference runs oneDNN's Winograd kernel (F(4x4, 3x3), AVX-512; activations reordered to nChw16c and back) on
- * 3x3 stride-1 convs of at least 64 channels in and out. Measured per call at batch 128, 2 threads of an AVX-512
- * EPYC (ms, brgconv on NHWC / Winograd on nChw16c, reorders not included): 64 channels at 32x32 25.4 / 13.0, 128
- * at 16x16 21.6 / 12.2, 256 at 8x8 21.5 / 8.8, 64 at 8x8 1.28 / 0.75; but 32 at 16x16 1.38 / 1.06 and 16 at
- * 32x32 1.99 / 2.29, where the reorders would eat the gain. Where oneDNN has no Winograd kernel (no AVX-512) the
- * primitive is refused and the direct algorithm is used. */
+/* Inference and training run oneDNN's Winograd kernel (F(4x4, 3x3), AVX-512; activations reblocked to nChw16c and
+ * back) on 3x3 stride-1 convs of at least 64 channels in and out. Measured per call at batch 128, 2 threads of an
+ * AVX-512 EPYC (ms, brgconv on NHWC / Winograd on nChw16c, reorders not included): 64 channels at 32x32 25.4 /
+ * 13.0, 128 at 16x16 21.6 / 12.2, 256 at 8x8 21.5 / 8.8, 64 at 8x8 1.28 / 0.75; but 32 at 16x16 1.38 / 1.06 and
+ * 16 at 32x32 1.99 / 2.29, where the reorders would eat the gain. In training, 64 at 8x8: forward, backward-data,
+ * backward-weights 1.27 / 0.79, 1.48 / 0.76, 1.45 / 1.34; 32 at 16x16 1.57 / 1.11, 1.49 / 1.07, 1.42 / 1.87, even
+ * with the four reblocks (measured: ResNet-56 training steps within noise, 67 MB more), so not taken; 16
+ * channels lost 15%. Where oneDNN has no Winograd kernel (no AVX-512) the primitive is refused and the direct
+ * algorithm is used. */
 static int wino_pays(const ee_node *nd) {
     return nd->GROUPS == 1 && nd->K == 3 && nd->KH == 3 && nd->STRIDE == 1 && nd->PAD == 1 && nd->PADH == 1 &&
            nd->ins.c >= 64 && nd->COUT >= 64 && nd->ins.c % 16 == 0 && nd->COUT % 16 == 0;
@@ -924,6 +954,42 @@ static ee_status conv_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int 
     return in_chunks(ctx, net, nd, n, conv_eval);
 }
 
+/* Training through Winograd: dy to nChw16c (in the net's scratch); the weight gradients from the blocked input the
+ * forward left in wsrc (reordered again if another pass overwrote it); then dx into wsrc, which nothing reads any
+ * more, and back to NHWC (added into dx when it already holds another consumer's share). */
+static ee_status wino_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, conv_prim *c, float *dx, int acc) {
+    ee_dnnl *d = EE_DNNL(net);
+    float *w = net->params + nd->p_off, *g = net->grads + nd->p_off;
+    const float *x = ee_node_input(net, nd, 0);
+    ee_status s;
+    dnnl_memory_set_data_handle(c->wdst, net->scratch);
+    reblock(nd->dy, net->scratch, c->n, nd->out, 0, NULL);
+    if (c->wsrc_of != x) reblock(x, c->wsrc_buf, c->n, nd->ins, 0, NULL);
+    c->wsrc_of = NULL; /* dx goes there next */
+    dnnl_memory_set_data_handle(c->pad_w, d->pad);
+    dnnl_memory_set_data_handle(c->pad_d, d->pad);
+    dnnl_memory_set_data_handle(c->dw_user, g);
+    dnnl_memory_set_data_handle(c->dbias, g + wcount(nd));
+    dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, c->wsrc}, {DNNL_ARG_DIFF_DST, c->wdst}, {DNNL_ARG_DIFF_WEIGHTS, c->dw},
+                            {DNNL_ARG_SCRATCHPAD, c->pad_w}, {DNNL_ARG_DIFF_BIAS, c->dbias}};
+    if ((s = run(ctx, d, c->bwd_w, nd->BIAS ? 5 : 4, a, "a convolution backward (weights)"))) return s;
+    if (c->reo_dw && (s = reorder(ctx, d, c->reo_dw, c->dw, c->dw_user))) return s;
+    if (dx) {
+        dnnl_memory_set_data_handle(c->w_user, w);
+        if (c->reo_d && c->ver_d != net->params_version) {
+            if ((s = reorder(ctx, d, c->reo_d, c->w_user, c->w_d))) return s;
+            c->ver_d = net->params_version;
+        }
+        dnnl_exec_arg_t b[4] = {{DNNL_ARG_DIFF_DST, c->wdst}, {DNNL_ARG_WEIGHTS, c->w_d}, {DNNL_ARG_DIFF_SRC, c->wsrc},
+                                {DNNL_ARG_SCRATCHPAD, c->pad_d}};
+        if ((s = run(ctx, d, c->bwd_d, 4, b, "a convolution backward (data)"))) return s;
+        dnnl_stream_wait(d->strm);
+        reblock(c->wsrc_buf, dx, c->n, nd->ins, 1, acc ? dx : NULL);
+    }
+    dnnl_stream_wait(d->strm);
+    return EE_OK;
+}
+
 /* The direct kernel computes the weight gradients and, where it fits, dx; oneDNN's primitives are built only for
  * what is left to them. */
 static ee_status conv_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
@@ -948,6 +1014,7 @@ static ee_status conv_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
         if (!(c = get_prim(ctx, net, nd, n, 1))) return EE_ERR_BACKEND;
         d = EE_DNNL(net);
         dnnl_memory_set_data_handle(c->ddst, nd->dy);
+        if (c->wino) return wino_backward(ctx, net, nd, c, dx, acc);
     }
     if (direct_dx) {
         if ((s = direct_backward_data(ctx, net, nd, n, dx, acc))) return s;
