@@ -955,7 +955,7 @@ static ee_status conv_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int 
 }
 
 /* Training through Winograd: dy to nChw16c (in the net's scratch); the weight gradients from the blocked input the
- * forward left in wsrc (reordered again if another pass overwrote it); then dx into wsrc, which nothing reads any
+ * forward left in wsrc (reblocked again if another pass overwrote it); then dx into wsrc, which nothing reads any
  * more, and back to NHWC (added into dx when it already holds another consumer's share). */
 static ee_status wino_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, conv_prim *c, float *dx, int acc) {
     ee_dnnl *d = EE_DNNL(net);
