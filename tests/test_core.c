@@ -840,7 +840,8 @@ static void test_winograd(void) {
 /* Training runs the same convs through Winograd too (forward, backward-data, backward-weights on nChw16c; dy in the
  * net's scratch, the blocked input kept from the forward): every parameter's gradient and the input's against the
  * plain loops, through the residual paths where dx is added to another consumer's share. A second backward
- * after one forward (the blocked input then holds dx and is rebuilt) gives the same gradients. On 16x16 maps, and on 7x7 ones at batch 128 (tiles cut at the edge).*/
+ * after one forward (the blocked input then holds dx and is rebuilt) gives the same gradients. On 16x16 maps,
+ * and on 7x7 ones at batch 128 (tiles cut at the edge). */
 static void winograd_training(int hw, int n) {
     static const char *arch =
         "conv name=c1 out=64 k=3 pad=1 bias=0\nbn name=b1\nrelu name=r1\n"
