@@ -214,7 +214,6 @@ int ee_dconv_preferred(void);  /* the default kernel here: faster than oneDNN on
 int ee_dconv_fits(const ee_node *nd);
 int ee_conv_builtin_default(void); /* EE_CONV_AUTO means eenn's own kernels only (aarch64) */
 int ee_conv_wino_used(const ee_node *nd); /* a primitive of this conv runs oneDNN's Winograd kernel (inference or training) */
-int ee_conv_transposed_forward_used(const ee_node *nd); /* its training forward runs as a transposed backward-data */
 /* gconv.c: every convolution shape, plain loops; EE_ERR_NOMEM when scratch cannot be had */
 ee_status ee_gconv_forward(const ee_node *nd, int n, const float *x, const float *w_oihw, const float *bias,
                            const float *res, float *y, int relu);

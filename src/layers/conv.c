@@ -26,10 +26,6 @@ typedef struct {
     uint64_t ver_f, ver_d;
     char impl[64];
     int wino;                  /* through Winograd: the activations reordered to and from nChw16c */
-    int fwd_t;                 /* training forward as the backward-data of the transposed conv (fwd_as_bwd_data) */
-    dnnl_primitive_t fwdt, reo_t;
-    dnnl_memory_t tw_user, tw_d, pad_t;
-    uint64_t ver_t;
     dnnl_memory_t wsrc, wdst;  /* the blocked input and output (in backward: dx and dy); in training wdst is a view
                                 * of the net's scratch, which no other layer uses in a training step */
     float *wsrc_buf, *wdst_buf;
@@ -46,7 +42,7 @@ typedef struct {
     float *dpack, *dzero;  /* the direct kernel (dconv.c): packed weights; zeros (bias, padding taps) */
     float *tpack, *tw;     /* its backward-data: transposed, flipped weights, packed (and their OIHW staging) */
     float *wbuf;           /* its weight gradient's scratch */
-    uint64_t tpack_ver, tw_ver; /* tw_ver: p->tw for oneDNN's transposed forward (fwd_t) */
+    uint64_t tpack_ver;
     uint64_t dpack_tag;    /* what dpack was packed from: a fold generation (bit 63 set) or a params version */
     int direct;            /* forward and backward-data kernel: -1 not chosen yet, 0 oneDNN, 1 direct */
     int wino_ok;           /* inference may run oneDNN's Winograd kernel (wino_pays) */
@@ -155,15 +151,14 @@ static void conv_release(ee_node *nd) {
     ee_free(p->wbuf);
     for (int i = 0; i < p->nc; i++) {
         conv_prim *c = &p->c[i];
-        dnnl_primitive_t prims[] = {c->fwd, c->bwd_d, c->bwd_w, c->reo_f, c->reo_d, c->reo_dw, c->fwdt, c->reo_t};
+        dnnl_primitive_t prims[] = {c->fwd, c->bwd_d, c->bwd_w, c->reo_f, c->reo_d, c->reo_dw};
         for (size_t j = 0; j < sizeof prims / sizeof *prims; j++)
             if (prims[j]) dnnl_primitive_destroy(prims[j]);
         dnnl_memory_t mems[] = {c->src, c->dst, c->w_user, c->w_f, c->bias, c->dsrc, c->ddst, c->w_d, c->dw,
-                                c->dw_user, c->dbias, c->bsrc, c->src1, c->pad_f, c->pad_d, c->pad_w, c->wsrc, c->wdst,
-                                c->tw_user, c->pad_t, c->tw_d};
+                                c->dw_user, c->dbias, c->bsrc, c->src1, c->pad_f, c->pad_d, c->pad_w, c->wsrc, c->wdst};
         for (size_t j = 0; j < sizeof mems / sizeof *mems; j++)
             if (mems[j] && !(j == 3 && c->w_f == c->w_user) && !(j == 7 && c->w_d == c->w_user) &&
-                !(j == 8 && c->dw == c->dw_user) && !(j == 20 && c->tw_d == c->tw_user))
+                !(j == 8 && c->dw == c->dw_user))
                 dnnl_memory_destroy(mems[j]);
         ee_free(c->scratch);
         ee_free(c->wsrc_buf);
@@ -285,24 +280,6 @@ static conv_priv *new_priv(ee_ctx *ctx, ee_node *nd) {
  * residual add: it then writes into the chain's last node, with the add and the ReLU applied as it stores. */
 static int chained(const ee_node *nd) { return nd->fuse_bn >= 0 || nd->fuse_add >= 0; }
 
-static int kernel_of(ee_ctx *ctx, ee_node *nd);
-static int has_avx512f(void) {
-#if defined(__x86_64__)
-    return __builtin_cpu_supports("avx512f");
-#else
-    return 0;
-#endif
-}
-/* oneDNN's backward-data of a 3x3 stride-1 conv with 16 channels in and out ran faster than its forward (brgconv)
- * at batch 128 on an AVX-512 EPYC (1.54-1.61 against 1.77-1.98 ms; with 32 channels the forward was faster), and a
- * stride-1 conv is the backward-data of the conv with the weights transposed (in <-> out) and flipped. So the
- * training forward of those convs runs that way, on weights transposed once per parameter change. */
-static int fwd_as_bwd_data(ee_ctx *ctx, ee_node *nd) {
-    return nd->GROUPS == 1 && nd->K == 3 && nd->KH == 3 && nd->STRIDE == 1 && nd->PAD == 1 && nd->PADH == 1 &&
-           !nd->BIAS && nd->ins.c == nd->COUT && nd->COUT == 16 && ee_ctx_conv_kernel(ctx) == EE_CONV_AUTO &&
-           kernel_of(ctx, nd) == 0 /* oneDNN */ && has_avx512f();
-}
-
 static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
     conv_priv *p = nd->priv;
     if (!p && !(p = new_priv(ctx, nd))) return NULL;
@@ -338,7 +315,7 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     weights_md(nd, &wany, 1);
     weights_md(nd, &wuser, 0);
     const dnnl_memory_desc_t *bp = nd->BIAS || (fuse && nd->fuse_bn >= 0) ? &bmd : NULL;
-    dnnl_primitive_desc_t fpd = NULL, dpd = NULL, wpd = NULL, tpd = NULL;
+    dnnl_primitive_desc_t fpd = NULL, dpd = NULL, wpd = NULL;
     dnnl_primitive_attr_t attr = NULL, battr = NULL;
     /* Scratchpads are ours (user mode): allocated once per cached primitive, with slack at the end. oneDNN 2.6's
      * jit_1x1:avx2 training conv with stride 2 and few channels writes up to 12 bytes past the scratchpad it
@@ -386,23 +363,12 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
         TRY(dnnl_memory_create(&c->dw_user, &wuser, d->eng, DNNL_MEMORY_NONE));
         TRY(layout(d, c->w_user, dnnl_primitive_desc_query_md(dpd, dnnl_query_weights_md, 0), &c->w_d, &c->reo_d, 0));
         TRY(layout(d, c->dw_user, dnnl_primitive_desc_query_md(wpd, dnnl_query_diff_weights_md, 0), &c->dw, &c->reo_dw, 1));
-        dnnl_convolution_desc_t td;
-        if (!c->wino && fwd_as_bwd_data(ctx, nd) &&
-            dnnl_convolution_backward_data_desc_init(&td, dnnl_convolution_direct, &dmd, &wany, &smd, str, pad, pad) ==
-                dnnl_success &&
-            dnnl_primitive_desc_create(&tpd, &td, battr, d->eng, fpd) == dnnl_success) {
-            c->fwd_t = 1;
-            TRY(dnnl_primitive_create(&c->fwdt, tpd));
-            TRY(dnnl_memory_create(&c->tw_user, &wuser, d->eng, DNNL_MEMORY_NONE));
-            TRY(layout(d, c->tw_user, dnnl_primitive_desc_query_md(tpd, dnnl_query_weights_md, 0), &c->tw_d, &c->reo_t, 0));
-            c->ver_t = (uint64_t)-1;
-        }
     }
     { /* one buffer serves the three scratchpads: the passes of one conv never run at the same time */
-        dnnl_primitive_desc_t pds[4] = {fpd, dpd, wpd, tpd};
-        dnnl_memory_t *pads[4] = {&c->pad_f, &c->pad_d, &c->pad_w, &c->pad_t};
+        dnnl_primitive_desc_t pds[3] = {fpd, dpd, wpd};
+        dnnl_memory_t *pads[3] = {&c->pad_f, &c->pad_d, &c->pad_w};
         size_t most = 0;
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < 3; k++) {
             size_t sz = pds[k] ? dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pds[k], dnnl_query_scratchpad_md, 0)) : 0;
             if (sz > most) most = sz;
         }
@@ -414,7 +380,7 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
             d->pad_len = most + 4096;
         }
         if (!c->shared_pad && !(c->scratch = ee_alloc(most + 4096))) goto fail;
-        for (int k = 0; k < 4; k++)
+        for (int k = 0; k < 3; k++)
             if (pds[k]) TRY(dnnl_memory_create(pads[k], dnnl_primitive_desc_query_md(pds[k], dnnl_query_scratchpad_md, 0),
                                                d->eng, c->shared_pad ? DNNL_MEMORY_NONE : c->scratch));
     }
@@ -423,7 +389,6 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     dnnl_primitive_desc_destroy(fpd);
     if (dpd) dnnl_primitive_desc_destroy(dpd);
     if (wpd) dnnl_primitive_desc_destroy(wpd);
-    if (tpd) dnnl_primitive_desc_destroy(tpd);
     p->nc++;
     return c;
 fail:
@@ -432,7 +397,6 @@ fail:
     if (fpd) dnnl_primitive_desc_destroy(fpd);
     if (dpd) dnnl_primitive_desc_destroy(dpd);
     if (wpd) dnnl_primitive_desc_destroy(wpd);
-    if (tpd) dnnl_primitive_desc_destroy(tpd);
     p->nc++; /* so that release frees what was created */
     conv_release(nd);
     ee_fail(ctx, EE_ERR_BACKEND, "oneDNN could not build conv '%s' (%d->%d k%d s%d g%d at %dx%d, batch %d)", nd->name,
@@ -508,36 +472,6 @@ static ee_status folded(ee_ctx *ctx, ee_net *net, ee_node *nd, int has_copy, uin
     return EE_OK;
 }
 
-/* The training forward of fwd_as_bwd_data: y = backward-data(dy := x) with the transposed, flipped weights */
-static ee_status transposed_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, conv_prim *c) {
-    conv_priv *p = nd->priv;
-    ee_dnnl *d = EE_DNNL(net);
-    ee_status s;
-    size_t nw = wcount(nd);
-    if (!p->tw && !(p->tw = malloc(nw * sizeof(float)))) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
-    if (p->tw_ver != net->params_version + 1) { /* +1: 0 means never made */
-        const float *w = net->params + nd->p_off;
-        const int k = nd->K, ci = nd->ins.c, co = nd->COUT;
-        for (int o = 0; o < co; o++)
-            for (int i = 0; i < ci; i++)
-                for (int kh = 0; kh < k; kh++)
-                    for (int kw = 0; kw < k; kw++)
-                        p->tw[(((size_t)i * co + o) * k + (k - 1 - kh)) * k + (k - 1 - kw)] =
-                            w[(((size_t)o * ci + i) * k + kh) * k + kw];
-        p->tw_ver = net->params_version + 1;
-    }
-    dnnl_memory_set_data_handle(c->tw_user, p->tw);
-    if (c->reo_t && c->ver_t != net->params_version) {
-        if ((s = reorder(ctx, d, c->reo_t, c->tw_user, c->tw_d))) return s;
-        c->ver_t = net->params_version;
-    }
-    dnnl_exec_arg_t a[4] = {{DNNL_ARG_DIFF_DST, c->src}, {DNNL_ARG_WEIGHTS, c->tw_d}, {DNNL_ARG_DIFF_SRC, c->dst},
-                            {DNNL_ARG_SCRATCHPAD, c->pad_t}};
-    if ((s = run(ctx, d, c->fwdt, 4, a, "a convolution"))) return s;
-    dnnl_stream_wait(d->strm);
-    return EE_OK;
-}
-
 static ee_status conv_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train, size_t off) {
     conv_prim *c = get_prim(ctx, net, nd, n, train);
     if (!c) return EE_ERR_BACKEND;
@@ -569,7 +503,6 @@ static ee_status conv_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int trai
         reblock(ee_node_input(net, nd, 0) + off * ee_shape_size(nd->ins), c->wsrc_buf, n, nd->ins, 0, NULL);
         c->wsrc_of = train ? ee_node_input(net, nd, 0) : NULL; /* backward-weights reads it again */
     }
-    if (c->fwd_t) return transposed_forward(ctx, net, nd, c);
     if (c->reo_f && c->ver_f != want) {
         if ((s = reorder(ctx, d, c->reo_f, c->w_user, c->w_f))) return s;
         c->ver_f = want;
@@ -1004,12 +937,6 @@ static ee_status q8_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
 }
 
 /* Inference: int8, or the direct kernel, or oneDNN in power-of-two chunks (in_chunks). */
-int ee_conv_transposed_forward_used(const ee_node *nd) {
-    const conv_priv *p = nd->kind == EE_KIND_CONV ? nd->priv : NULL;
-    for (int i = 0; p && i < p->nc; i++)
-        if (p->c[i].fwd_t) return 1;
-    return 0;
-}
 int ee_conv_wino_used(const ee_node *nd) {
     const conv_priv *p = nd->kind == EE_KIND_CONV ? nd->priv : NULL;
     for (int i = 0; p && i < p->nc; i++)
