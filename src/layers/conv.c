@@ -251,7 +251,7 @@ static dnnl_status_t make_pds(ee_dnnl *d, int train, dnnl_alg_kind_t alg, const_
 
 /* NHWC <-> nChw16c (oneDNN's blocked layout: [n][c / 16][h][w][16]) for c a multiple of 16, n samples of shape sh:
  * into the blocked x16 (back = 0), or out of it into x (back = 1), plus the values at `plus` when given (it may
- * be x itself). Measured faster than oneDNN's reorder (jit:uni) for these shapes, and it fuses the residual add. */
+ * be x itself). At least as fast as oneDNN's jit:uni reorder here, and it fuses the residual add. */
 static void reblock(const float *from, float *to, int n, ee_shape sh, int back, const float *plus) {
     const size_t hw = (size_t)sh.h * sh.w;
     const int c = sh.c, cb = c / 16;
@@ -302,7 +302,7 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     memset(c, 0, sizeof *c);
     c->n = n; c->train = train; c->fuse = fuse; c->nthr = nthr;
     c->ver_f = c->ver_d = (uint64_t)-1;
-    /* Winograd post-ops: a ReLU, or a residual add (summed by the reorder back), not both (training has none) */
+    /* Winograd post-ops: a ReLU, or a residual add (added by the reblock back), not both (training has none) */
     c->wino = p->wino_ok && !(fuse && nd->fuse_add >= 0 && nd->fuse_relu >= 0) &&
               (size_t)n * nd->out.h * nd->out.w >= WINO_PIXELS;
     dnnl_dims_t sd, dd, bd = {nd->COUT}, str = {nd->STRIDE, nd->STRIDE}, pad = {nd->PADH, nd->PAD};
