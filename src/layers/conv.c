@@ -954,13 +954,44 @@ static ee_status conv_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int 
     return in_chunks(ctx, net, nd, n, conv_eval);
 }
 
+/* oneDNN's backward-weights: the weight (and bias) gradients from the input src and dy ddst, memories in the
+ * layouts the primitive was built for, reordered back to OIHW */
+static ee_status weight_grads(ee_ctx *ctx, ee_net *net, ee_node *nd, conv_prim *c, dnnl_memory_t src, dnnl_memory_t ddst) {
+    ee_dnnl *d = EE_DNNL(net);
+    float *g = net->grads + nd->p_off;
+    ee_status s;
+    dnnl_memory_set_data_handle(c->dw_user, g);
+    dnnl_memory_set_data_handle(c->dbias, g + wcount(nd));
+    dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_DIFF_WEIGHTS, c->dw},
+                            {DNNL_ARG_SCRATCHPAD, c->pad_w}, {DNNL_ARG_DIFF_BIAS, c->dbias}};
+    if ((s = run(ctx, d, c->bwd_w, nd->BIAS ? 5 : 4, a, "a convolution backward (weights)"))) return s;
+    if (c->reo_dw && (s = reorder(ctx, d, c->reo_dw, c->dw, c->dw_user))) return s;
+    dnnl_stream_wait(d->strm);
+    return EE_OK;
+}
+
+/* oneDNN's backward-data: dx into dsrc from dy in ddst, the weights reordered for it when the parameters changed */
+static ee_status data_grads(ee_ctx *ctx, ee_net *net, ee_node *nd, conv_prim *c, dnnl_memory_t ddst, dnnl_memory_t dsrc) {
+    ee_dnnl *d = EE_DNNL(net);
+    ee_status s;
+    dnnl_memory_set_data_handle(c->w_user, net->params + nd->p_off);
+    if (c->reo_d && c->ver_d != net->params_version) {
+        if ((s = reorder(ctx, d, c->reo_d, c->w_user, c->w_d))) return s;
+        c->ver_d = net->params_version;
+    }
+    dnnl_exec_arg_t a[4] = {{DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_WEIGHTS, c->w_d}, {DNNL_ARG_DIFF_SRC, dsrc},
+                            {DNNL_ARG_SCRATCHPAD, c->pad_d}};
+    if ((s = run(ctx, d, c->bwd_d, 4, a, "a convolution backward (data)"))) return s;
+    dnnl_stream_wait(d->strm);
+    return EE_OK;
+}
+
 /* Training through Winograd: dy to nChw16c (in the net's scratch); the weight gradients from the blocked input the
  * forward left in wsrc (reblocked again if another pass overwrote it); then dx into wsrc, which nothing reads any
  * more, and back to NHWC (added into dx when it already holds another consumer's share). */
 static ee_status wino_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, conv_prim *c, float *dx, int acc) {
-    ee_dnnl *d = EE_DNNL(net);
-    float *w = net->params + nd->p_off, *g = net->grads + nd->p_off;
     const float *x = ee_node_input(net, nd, 0);
+    ee_dnnl *d = EE_DNNL(net);
     ee_status s;
     dnnl_memory_set_data_handle(c->wdst, net->scratch);
     reblock(nd->dy, net->scratch, c->n, nd->out, 0, NULL);
@@ -968,25 +999,11 @@ static ee_status wino_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, conv_prim 
     c->wsrc_of = NULL; /* dx goes there next */
     dnnl_memory_set_data_handle(c->pad_w, d->pad);
     dnnl_memory_set_data_handle(c->pad_d, d->pad);
-    dnnl_memory_set_data_handle(c->dw_user, g);
-    dnnl_memory_set_data_handle(c->dbias, g + wcount(nd));
-    dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, c->wsrc}, {DNNL_ARG_DIFF_DST, c->wdst}, {DNNL_ARG_DIFF_WEIGHTS, c->dw},
-                            {DNNL_ARG_SCRATCHPAD, c->pad_w}, {DNNL_ARG_DIFF_BIAS, c->dbias}};
-    if ((s = run(ctx, d, c->bwd_w, nd->BIAS ? 5 : 4, a, "a convolution backward (weights)"))) return s;
-    if (c->reo_dw && (s = reorder(ctx, d, c->reo_dw, c->dw, c->dw_user))) return s;
+    if ((s = weight_grads(ctx, net, nd, c, c->wsrc, c->wdst))) return s;
     if (dx) {
-        dnnl_memory_set_data_handle(c->w_user, w);
-        if (c->reo_d && c->ver_d != net->params_version) {
-            if ((s = reorder(ctx, d, c->reo_d, c->w_user, c->w_d))) return s;
-            c->ver_d = net->params_version;
-        }
-        dnnl_exec_arg_t b[4] = {{DNNL_ARG_DIFF_DST, c->wdst}, {DNNL_ARG_WEIGHTS, c->w_d}, {DNNL_ARG_DIFF_SRC, c->wsrc},
-                                {DNNL_ARG_SCRATCHPAD, c->pad_d}};
-        if ((s = run(ctx, d, c->bwd_d, 4, b, "a convolution backward (data)"))) return s;
-        dnnl_stream_wait(d->strm);
+        if ((s = data_grads(ctx, net, nd, c, c->wdst, c->wsrc))) return s;
         reblock(c->wsrc_buf, dx, c->n, nd->ins, 1, acc ? dx : NULL);
     }
-    dnnl_stream_wait(d->strm);
     return EE_OK;
 }
 
@@ -1009,27 +1026,17 @@ static ee_status conv_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     }
     int direct_dx = dx && direct && direct_bwd_data_fits(nd);
     conv_prim *c = NULL;
-    ee_dnnl *d = NULL;
     if (!direct || (dx && !direct_dx)) {
         if (!(c = get_prim(ctx, net, nd, n, 1))) return EE_ERR_BACKEND;
-        d = EE_DNNL(net);
         dnnl_memory_set_data_handle(c->ddst, nd->dy);
         if (c->wino) return wino_backward(ctx, net, nd, c, dx, acc);
     }
     if (direct_dx) {
         if ((s = direct_backward_data(ctx, net, nd, n, dx, acc))) return s;
     } else if (dx) {
-        dnnl_memory_set_data_handle(c->w_user, w);
-        if (c->reo_d && c->ver_d != net->params_version) {
-            if ((s = reorder(ctx, d, c->reo_d, c->w_user, c->w_d))) return s;
-            c->ver_d = net->params_version;
-        }
         float *target = acc ? net->scratch : dx;
         dnnl_memory_set_data_handle(c->dsrc, target);
-        dnnl_exec_arg_t a[4] = {{DNNL_ARG_DIFF_DST, c->ddst}, {DNNL_ARG_WEIGHTS, c->w_d}, {DNNL_ARG_DIFF_SRC, c->dsrc},
-                                {DNNL_ARG_SCRATCHPAD, c->pad_d}};
-        if ((s = run(ctx, d, c->bwd_d, 4, a, "a convolution backward (data)"))) return s;
-        dnnl_stream_wait(d->strm);
+        if ((s = data_grads(ctx, net, nd, c, c->ddst, c->dsrc))) return s;
         if (acc) {
             size_t len = ee_shape_size(nd->ins) * n;
 #pragma omp parallel for schedule(static)
@@ -1045,14 +1052,7 @@ static ee_status conv_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
         return EE_OK;
     }
     dnnl_memory_set_data_handle(c->bsrc, (void *)ee_node_input(net, nd, 0));
-    dnnl_memory_set_data_handle(c->dw_user, g);
-    dnnl_memory_set_data_handle(c->dbias, g + wcount(nd));
-    dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, c->bsrc}, {DNNL_ARG_DIFF_DST, c->ddst}, {DNNL_ARG_DIFF_WEIGHTS, c->dw},
-                            {DNNL_ARG_SCRATCHPAD, c->pad_w}, {DNNL_ARG_DIFF_BIAS, c->dbias}};
-    if ((s = run(ctx, d, c->bwd_w, nd->BIAS ? 5 : 4, a, "a convolution backward (weights)"))) return s;
-    if (c->reo_dw && (s = reorder(ctx, d, c->reo_dw, c->dw, c->dw_user))) return s;
-    dnnl_stream_wait(d->strm);
-    return EE_OK;
+    return weight_grads(ctx, net, nd, c, c->bsrc, c->ddst);
 }
 
 static const ee_layer_key conv_keys[] = {
