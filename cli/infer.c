@@ -1,5 +1,6 @@
 /* infer.c: `eenn infer`: classify images and dataset files with early exits. */
 #include "common.h"
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,8 @@ static const char *infer_help =
     "  --batch-budget B  a FLOPs budget for each batch, B of the CNN's FLOPs per image ('30%'), spent on the images\n"
     "                 the exits are least sure of (budgeted batch classification)\n"
     "  --fallback     the most confident output when no IC fires (default: as calibrated)\n"
-    "  --limit N      at most N images from each IDX or CIFAR file (default 20)\n"
+    "  --limit N      at most N images from each IDX or CIFAR file (default 20); at most N examples from each\n"
+    "                 text input (default: all)\n"
     "  --max-image-side N  refuse PNG/JPEG images wider or taller than N pixels before decoding them (8192)\n"
     "  --batch N      images per batch (default 64)   --threads N   --json (one object per input)\n"
     "  --split NODE --server URL  edge and server (docs/serve.md): run up to NODE and its exits here, send the\n"
@@ -167,7 +169,7 @@ static const struct option infer_opts[] = {
     {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 int cmd_infer(int argc, char **argv) {
-    int limit = 20, batch = 64, json = 0, threads = 0, fallback = -1;
+    int limit = -1, batch = 64, json = 0, threads = 0, fallback = -1;
     const char *deadline = NULL;
     double batch_budget = 0;
     int max_side = 8192, wire = EE_WIRE_F32, timeout_ms = 5000, send_inputs = 0;
@@ -223,8 +225,8 @@ int cmd_infer(int argc, char **argv) {
     set.img = (size_t)C * H * W;
     int text = (C == 1 || C == 2) && H == 1 && W > 1;
     for (int i = 0; i < ninputs; i++) {
-        if (text) load_text(net, inputs[i], &set, limit);
-        else load_image(ctx, net, inputs[i], &set, limit, max_side);
+        if (text) load_text(net, inputs[i], &set, limit < 0 ? INT_MAX : limit);
+        else load_image(ctx, net, inputs[i], &set, limit < 0 ? 20 : limit, max_side);
     }
     /* class names, if the model has them (text models record their labels) */
     char names_buf[4096] = "", *cname[256] = {0};

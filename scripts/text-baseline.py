@@ -2,13 +2,16 @@
 """The baseline a text model has to beat: logistic regression on a hashed bag of words, in PyTorch, on the same
 text directory (docs/format.md, "Text datasets") and the same split as `eenn train`.
 
-    /usr/bin/python3 scripts/text-baseline.py DIR [--bytes N] [--buckets B] [--epochs E] [--json]
+    /usr/bin/python3 scripts/text-baseline.py DIR [--bytes N] [--buckets B] [--epochs E] [--seed S]
+                                             [--predictions FILE] [--json]
 
 Words are runs of letters, digits and $!@.-_ (lowercased), hashed (CRC-32) into B buckets (default 2^18), counted
 and scaled by log(1 + count), each example's vector L2-normalised. The model is one linear layer on that
 (an EmbeddingBag of sums), trained with Adam (lr 0.01, weight decay 1e-6, batch 64) on the training file minus
 its last tenth (eenn's validation split), the epoch count chosen on that tenth. --bytes N reads only each
-example's first N bytes, as the byte-level models do (default: the whole text)."""
+example's first N bytes, as the byte-level models do (default: the whole text). --predictions FILE writes the
+test predictions, one JSON line per test example ({"name": CLASS}, as `eenn infer --json` writes them), for
+scripts/paired-test.py."""
 import argparse
 import json
 import re
@@ -94,9 +97,11 @@ def main():
     ap.add_argument("--bytes", type=int, default=0)
     ap.add_argument("--buckets", type=int, default=1 << 18)
     ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--predictions")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    torch.manual_seed(0)
+    torch.manual_seed(a.seed)
     torch.set_num_threads(1)
     t0 = time.time()
     trl, trt = load(f"{a.dir}/train.tsv", a.bytes)
@@ -130,6 +135,13 @@ def main():
     model.weight.data.copy_(best[2][0])
     bias.data.copy_(best[2][1])
     te = accuracy(fwd, fte, yte, torch.arange(len(tel)))
+    if a.predictions:
+        with torch.no_grad():
+            i, o, w = bags(fte, torch.arange(len(tel)))
+            pred = fwd(i, o, w).argmax(1).tolist()
+        with open(a.predictions, "w") as f:
+            for k in pred:
+                f.write(json.dumps({"name": classes[k]}) + "\n")
     res = {"model": "logistic regression, hashed bag of words", "buckets": a.buckets, "bytes": a.bytes or None,
            "epochs": best[1], "val_acc": round(100 * best[0], 4), "test_acc": round(100 * te, 4),
            "train_n": len(fit), "val_n": nval, "test_n": len(tel), "seconds": round(time.time() - t0, 1)}

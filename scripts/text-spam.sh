@@ -20,13 +20,16 @@ fi
 [ -f "$OUT/data/train.tsv" ] || python3 scripts/spamassassin-to-tsv.py "$PKG" "$OUT/data"
 
 echo "1. the baseline: logistic regression on hashed words (PyTorch), whole emails and their first 1024 bytes"
-/usr/bin/python3 scripts/text-baseline.py "$OUT/data" --json | tee "$OUT/baseline.json"
+/usr/bin/python3 scripts/text-baseline.py "$OUT/data" --predictions "$OUT/baseline.jsonl" --json | tee "$OUT/baseline.json"
 /usr/bin/python3 scripts/text-baseline.py "$OUT/data" --bytes 1024 --json | tee -a "$OUT/baseline.json"
 
 echo "2. the text CNN (hashed words, 512 tokens): 20 epochs, cosine"
 [ -f "$OUT/textcnn.eenn" ] || $EENN train --data "$OUT/data" --epochs 20 --schedule cosine \
     --threads "$THREADS" --out "$OUT/textcnn.eenn" --json >"$OUT/textcnn.json"
 cat "$OUT/textcnn.json"
+echo "   the CNN against the baseline, email by email (paired bootstrap interval, McNemar)"
+$EENN infer "$OUT/textcnn.eenn" "$OUT/data/test.tsv" --q 1.01 --json >"$OUT/textcnn.jsonl"
+python3 scripts/paired-test.py "$OUT/data/test.tsv" "$OUT/textcnn.jsonl" "$OUT/baseline.jsonl" --names cnn,bow | tee "$OUT/paired.txt"
 
 echo "3. internal classifiers on the frozen CNN, and a SideNet after its first block"
 [ -f "$OUT/iconly.eenn" ] || $EENN train --mode ic-only --from "$OUT/textcnn.eenn" --data "$OUT/data" \

@@ -118,6 +118,10 @@ awk 'BEGIN { srand(7); for (i = 0; i < 400; i++) { f = (i < 300) ? "train" : "te
     "$E" calibrate "$T/txi.eenn" >/dev/null && "$E" eval "$T/txi.eenn" --json | grep -q '"early_exit"' &&
     printf 'Subject: cheap pills offer 5\\n\\nbuy now\nSubject: meeting notes\n' | "$E" infer "$T/txi.eenn" - --json >"$T/txinf.json" &&
     [ "$(grep -c '"name":"' "$T/txinf.json")" -eq 2 ] && ok || bad "text internal classifiers: $(cat "$T/txinf.json")"
+# every line of a text input by default (100 test emails), --limit N the first N
+[ "$("$E" infer "$T/txi.eenn" "$T/txt/test.tsv" --json | grep -c '"name":"')" -eq 100 ] &&
+    [ "$("$E" infer "$T/txi.eenn" "$T/txt/test.tsv" --limit 7 --json | grep -c '"name":"')" -eq 7 ] && ok ||
+    bad "text infer: all lines by default, --limit N"
 mkdir -p "$T/txbad" && cp "$T/txt/train.tsv" "$T/txbad/" && printf 'ham\tfine\nham no tab here\n' >"$T/txbad/test.tsv"
 expect_fail "a text line without a tab" "$T/txbad/test.tsv:2: no tab between the label and the text" "$E" eval "$T/tx.eenn" --data "$T/txbad"
 printf 'ham\tfine\neggs\tunknown label\n' >"$T/txbad/test.tsv"
