@@ -2,7 +2,9 @@
 """How each group of a text dataset exits (docs/results.md, "Text"): runs `eenn infer MODEL DIR/test.tsv --json`
 and joins its lines with DIR/test.groups (one group a line, as scripts/spamassassin-to-tsv.py writes them).
 
-    python3 scripts/exits-by-group.py MODEL DIR [--eenn build/eenn] [--json]
+    python3 scripts/exits-by-group.py MODEL DIR [--eenn build/eenn] [--q X] [--json]
+
+--q X: one shared max-softmax threshold instead of the model's calibrated policy (eenn infer --q).
 
 Prints, per group: the examples, the accuracy, the share answered at each exit and the average cost."""
 import argparse
@@ -16,14 +18,15 @@ def main():
     ap.add_argument("model")
     ap.add_argument("dir")
     ap.add_argument("--eenn", default="build/eenn")
+    ap.add_argument("--q")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     with open(f"{a.dir}/test.groups") as f:
         groups = [g.strip() for g in f if g.strip()]
     with open(f"{a.dir}/test.tsv", "rb") as f:
         labels = [line.split(b"\t", 1)[0].decode() for line in f if line.strip()]
-    out = subprocess.run([a.eenn, "infer", a.model, f"{a.dir}/test.tsv", "--limit", str(len(labels)), "--json"],
-                         check=True, capture_output=True, text=True).stdout.splitlines()
+    cmd = [a.eenn, "infer", a.model, f"{a.dir}/test.tsv", "--json"] + (["--q", a.q] if a.q else [])
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()
     rows = [json.loads(l) for l in out]
     if not (len(rows) == len(groups) == len(labels)):
         sys.exit(f"{len(rows)} answers, {len(groups)} groups, {len(labels)} labels: the files do not match")

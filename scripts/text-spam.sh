@@ -44,3 +44,5 @@ for m in iconly sidenet; do $EENN bench --exits "$OUT/$m.eenn" --n 1214 --thread
 
 echo "5. how each group exits"
 python3 scripts/exits-by-group.py "$OUT/iconly.eenn" "$OUT/data" --eenn "$EENN" | tee "$OUT/groups.txt"
+echo "   the same with a stricter threshold (q 0.95)"
+python3 scripts/exits-by-group.py "$OUT/iconly.eenn" "$OUT/data" --eenn "$EENN" --q 0.95 | tee -a "$OUT/groups.txt"

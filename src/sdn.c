@@ -44,9 +44,10 @@ int ee_is_block_end(const ee_net *net, int i) {
         for (int k = 0; k < net->nodes[j].nin; k++)
             if (net->nodes[j].in[k] == i && (net->nodes[j].kind == EE_KIND_MAXPOOL || net->nodes[j].kind == EE_KIND_ADD)) return 0;
     /* inside a residual block (its output feeds an add later through a conv chain) ReLUs are not block ends
-     * when the network has residual sums at all */
+     * when the network has residual sums of maps at all (a sum of vectors, such as the text CNN's bag-of-words
+     * logits added to its head's, is no residual block) */
     for (int j = 0; j < net->nnodes; j++)
-        if (net->nodes[j].kind == EE_KIND_ADD) return 0;
+        if (net->nodes[j].kind == EE_KIND_ADD && net->nodes[j].out.h * net->nodes[j].out.w >= 2) return 0;
     return 1;
 }
 
