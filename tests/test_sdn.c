@@ -45,6 +45,22 @@ static void test_positions(void) {
         for (int k = 0; k < 7; k++) CHECK(fabs(frac[k] - want[k]) < 0.01, "ResNet-20 head %d cost %.3f, expected %.2f", k, frac[k], want[k]);
     }
     ee_net_free(net); ee_net_free(sdn);
+    /* the text CNN on hashed words (a sum of vectors at its head: its bag of words, no residual block): the
+     * FLOPs rule places ICs after its four blocks */
+    net = NULL;
+    CHECK_OK(ctx, ee_net_builtin(ctx, "textcnn", 2, 1, 512, 2, &net));
+    if (net) {
+        n = ee_sdn_default_positions(net, nodes, 16);
+        char got[256] = "";
+        for (int k = 0; k < n; k++) {
+            ee_node_info in;
+            ee_net_node_info(net, nodes[k], &in);
+            strcat(got, k ? " " : "");
+            strcat(got, in.name);
+        }
+        CHECK(!strcmp(got, "b1.relu b2.relu b3.relu b4.relu"), "textcnn IC positions: '%s'", got);
+        ee_net_free(net);
+    }
     ee_ctx_free(ctx);
 }
 
