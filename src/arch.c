@@ -408,21 +408,13 @@ static void build_textcnn(sbuf *b, int c, int classes) {
     if (c == 2) /* hashed words; and a bag of words beside the convolutions: a logit per word and class, averaged
                  * over the sequence and added to the head's (docs/design.md, "Text") */
         sb_printf(b, "embed name=emb out=64 vocab=65536 init=normal001\n"
-                  "embed name=bow in=input out=%d vocab=65536 init=normal001\ngap name=bow.pool\n"
-                  "conv name=b1.conv in=emb out=%d k=5 kh=1 stride=%d pad=2 padh=0 bias=0 init=torch\n",
-                  classes, cfg[0][0], cfg[0][1]);
-    else /* bytes */
-        sb_printf(b, "embed name=emb out=32 vocab=256 init=normal001\n"
-                  "conv name=b1.conv out=%d k=5 kh=1 stride=%d pad=2 padh=0 bias=0 init=torch\n", cfg[0][0], cfg[0][1]);
-    for (int i = 0; i < 4; i++) {
-        if (i) sb_printf(b, "conv name=b%d.conv out=%d k=5 kh=1 stride=%d pad=2 padh=0 bias=0 init=torch\n", i + 1,
-                         cfg[i][0], cfg[i][1]);
-        sb_printf(b, "bn name=b%d.bn\nrelu name=b%d.relu\n", i + 1, i + 1);
-    }
-    if (c == 2)
-        sb_printf(b, "gmp name=pool\ndropout name=drop p=0.5\nlinear name=fc out=%d init=torch\n"
-                  "add name=out in=fc,bow.pool head=1\n", classes);
-    else sb_printf(b, "gmp name=pool\ndropout name=drop p=0.5\nlinear name=fc out=%d init=torch head=1\n", classes);
+                  "embed name=bow in=input out=%d vocab=65536 init=normal001\ngap name=bow.pool\n", classes);
+    else sb_printf(b, "embed name=emb out=32 vocab=256 init=normal001\n"); /* bytes */
+    for (int i = 0; i < 4; i++)
+        sb_printf(b, "conv name=b%d.conv%s out=%d k=5 kh=1 stride=%d pad=2 padh=0 bias=0 init=torch\nbn name=b%d.bn\n"
+                  "relu name=b%d.relu\n", i + 1, i ? "" : " in=emb", cfg[i][0], cfg[i][1], i + 1, i + 1);
+    sb_printf(b, "gmp name=pool\ndropout name=drop p=0.5\nlinear name=fc out=%d init=torch%s\n", classes,
+              c == 2 ? "\nadd name=out in=fc,bow.pool head=1" : " head=1");
 }
 
 char *ee_arch_builtin(const char *arch, int c, int h, int w, int classes, ee_ctx *ctx) {

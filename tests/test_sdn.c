@@ -10,6 +10,17 @@
 #include <string.h>
 #include <unistd.h>
 
+/* the names of nodes[0..n), space-separated, into got (512 bytes: up to 16 names) */
+static void position_names(const ee_net *net, const int *nodes, int n, char *got) {
+    got[0] = 0;
+    for (int k = 0; k < n; k++) {
+        ee_node_info in;
+        ee_net_node_info(net, nodes[k], &in);
+        strcat(got, k ? " " : "");
+        strcat(got, in.name);
+    }
+}
+
 static void test_positions(void) {
     struct { const char *arch; const char *want; } t[] = {
         {"resnet56", "s1.b4.add s1.b8.add s2.b3.add s2.b7.add s3.b2.add s3.b6.add"},
@@ -24,13 +35,8 @@ static void test_positions(void) {
         CHECK_OK(ctx, ee_net_builtin(ctx, t[i].arch, 3, 32, 32, 10, &net));
         if (!net) continue;
         int nodes[16], n = ee_sdn_default_positions(net, nodes, 16);
-        char got[512] = "";
-        for (int k = 0; k < n; k++) {
-            ee_node_info in;
-            ee_net_node_info(net, nodes[k], &in);
-            strcat(got, k ? " " : "");
-            strcat(got, in.name);
-        }
+        char got[512];
+        position_names(net, nodes, n, got);
         CHECK(!strcmp(got, t[i].want), "%s IC positions: %s, expected %s", t[i].arch, got, t[i].want);
         ee_net_free(net);
     }
@@ -51,13 +57,8 @@ static void test_positions(void) {
     CHECK_OK(ctx, ee_net_builtin(ctx, "textcnn", 2, 1, 512, 2, &net));
     if (net) {
         n = ee_sdn_default_positions(net, nodes, 16);
-        char got[256] = "";
-        for (int k = 0; k < n; k++) {
-            ee_node_info in;
-            ee_net_node_info(net, nodes[k], &in);
-            strcat(got, k ? " " : "");
-            strcat(got, in.name);
-        }
+        char got[512];
+        position_names(net, nodes, n, got);
         CHECK(!strcmp(got, "b1.relu b2.relu b3.relu b4.relu"), "textcnn IC positions: '%s'", got);
         ee_net_free(net);
     }
