@@ -76,6 +76,9 @@ class Graph(nn.Module):
             elif kind == "embed":  # token ids (1 channel, or 2: high and low byte) to vectors
                 mod = nn.Embedding(int(a.get("vocab", 256)), int(a["out"]))
                 shape = (int(a["out"]), h, w)
+            elif kind == "bag":  # a bag of words: nn.EmbeddingBag, each sample's log-count weights of unit norm
+                mod = nn.EmbeddingBag(int(a.get("vocab", 256)), int(a["out"]), mode="sum")
+                shape = (int(a["out"]), 1, 1)
             elif kind == "gmp":
                 shape = (c, 1, 1)
             elif kind == "bn":
@@ -137,6 +140,15 @@ class Graph(nn.Module):
             else:
                 ids = ids[:, 0]
             r = self.mods[key](ids).permute(0, 3, 1, 2)
+        elif kind == "bag":
+            ids = v.round().long()
+            ids = (ids[:, 0] * 256 + ids[:, 1] if ids.shape[1] == 2 else ids[:, 0]).flatten(1)
+            # counts of every id in a sample (0, the padding, dropped): weight log(1 + count), L2-normalised
+            cnt = torch.zeros(ids.shape[0], self.mods[key].num_embeddings).scatter_add_(1, ids, torch.ones(ids.shape))
+            cnt[:, 0] = 0
+            w = torch.log1p(cnt)
+            w = w / w.norm(dim=1, keepdim=True).clamp_min(1e-30)
+            r = (w @ self.mods[key].weight)[:, :, None, None]
         elif kind == "flatten":
             r = v.flatten(1)
         elif kind == "linear":

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Early exits on text (docs/results.md, "Text"): the SpamAssassin public corpus, the bag-of-words baseline, the
 # hashed-word text CNN, internal classifiers and a SideNet on it, their real speed, and how the easy and hard
-# ham groups exit.
+# ham groups exit; logistic regression built in eenn, and a cascade that runs it before the CNN.
 #
 #   sh scripts/text-spam.sh
 #
@@ -46,3 +46,12 @@ echo "5. how each group exits"
 python3 scripts/exits-by-group.py "$OUT/iconly.eenn" "$OUT/data" --eenn "$EENN" | tee "$OUT/groups.txt"
 echo "   the same with a stricter threshold (q 0.95)"
 python3 scripts/exits-by-group.py "$OUT/iconly.eenn" "$OUT/data" --eenn "$EENN" --q 0.95 | tee -a "$OUT/groups.txt"
+
+echo "6. logistic regression in eenn (examples/text-logreg.txt: a bag-of-words layer, the baseline's features on"
+echo "   the CNN's 512 tokens), and a cascade that runs it first and the CNN only when its gate says so"
+[ -f "$OUT/logreg.eenn" ] || $EENN train --data "$OUT/data" --arch-file examples/text-logreg.txt --lr 0.03 --wd 1e-6 \
+    --epochs 30 --milestones 0.99 --threads "$THREADS" --out "$OUT/logreg.eenn" --json 2>/dev/null | tee "$OUT/logreg.json"
+$EENN cascade "$OUT/logreg.eenn" "$OUT/textcnn.eenn" -o "$OUT/cascade.eenn" --data "$OUT/data" --threads "$THREADS" \
+    >/dev/null
+$EENN eval "$OUT/cascade.eenn" --threads "$THREADS" | tee "$OUT/cascade.txt"
+$EENN bench --exits "$OUT/cascade.eenn" --n 1214 --threads "$THREADS" | tee -a "$OUT/cascade.txt"

@@ -118,6 +118,12 @@ awk 'BEGIN { srand(7); for (i = 0; i < 400; i++) { f = (i < 300) ? "train" : "te
     "$E" calibrate "$T/txi.eenn" >/dev/null && "$E" eval "$T/txi.eenn" --json | grep -q '"early_exit"' &&
     printf 'Subject: cheap pills offer 5\\n\\nbuy now\nSubject: meeting notes\n' | "$E" infer "$T/txi.eenn" - --json >"$T/txinf.json" &&
     [ "$(grep -c '"name":"' "$T/txinf.json")" -eq 2 ] && ok || bad "text internal classifiers: $(cat "$T/txinf.json")"
+# logistic regression on a bag of words (examples/text-logreg.txt) learns the corpus; a cascade runs it first
+"$E" train --data "$T/txt" --arch-file examples/text-logreg.txt --lr 0.03 --epochs 5 --out "$T/txlr.eenn" --json \
+    2>/dev/null >"$T/txlr.json" && grep -q '"test_acc":100.0000' "$T/txlr.json" &&
+    "$E" train --data "$T/txt" --epochs 1 --out "$T/tx512.eenn" 2>/dev/null >/dev/null &&
+    "$E" cascade "$T/txlr.eenn" "$T/tx512.eenn" -o "$T/txc.eenn" --data "$T/txt" >/dev/null &&
+    "$E" eval "$T/txc.eenn" --json | grep -q '"early_exit"' && ok || bad "text logistic regression and cascade: $(cat "$T/txlr.json")"
 # every line of a text input by default (100 test emails), --limit N the first N
 [ "$("$E" infer "$T/txi.eenn" "$T/txt/test.tsv" --json | grep -c '"name":"')" -eq 100 ] &&
     [ "$("$E" infer "$T/txi.eenn" "$T/txt/test.tsv" --limit 7 --json | grep -c '"name":"')" -eq 7 ] && ok ||

@@ -304,6 +304,24 @@ def main():
     o.put("embed.x", ids.float())
     o.put("embed.y", ye)
     o.put("embed.gweight", emb.weight.grad)
+    # the bag of words: ids 0..7 (repeats, and 0, the padding), nn.EmbeddingBag(mode="sum") weighted by
+    # log(1 + count) per distinct id, each sample's weights of unit L2 norm
+    bag = nn.EmbeddingBag(8, 3, mode="sum")
+    bag.weight.data.copy_(fill("L.weight", (8, 3)))
+    ids = torch.from_numpy((hval("bag.x", 18) * 8).astype(np.int64).reshape(2, 9))
+    flat, offs, psw = [], [], []
+    for row in ids.tolist():
+        offs.append(len(flat))
+        u, c = torch.unique(torch.tensor([t for t in row if t != 0]), return_counts=True)
+        w = torch.log1p(c.double())
+        flat += u.tolist()
+        psw += (w / w.norm()).tolist()
+    yb = bag(torch.tensor(flat), torch.tensor(offs), per_sample_weights=torch.tensor(psw, dtype=torch.float32))
+    gy = hinput("bag.gy", tuple(yb.shape))
+    (yb * gy).sum().backward()
+    o.put("bag.x", ids.float())
+    o.put("bag.y", yb)
+    o.put("bag.gweight", bag.weight.grad)
     # softmax cross-entropy
     z = hinput("ce.z", (4, 10)).mul(3).requires_grad_(True)
     t = torch.tensor([1, 0, 9, 3])

@@ -123,6 +123,54 @@ static void embed_case(void) {
     ee_ctx_free(ctx);
 }
 
+/* the bag of words against nn.EmbeddingBag(mode="sum") with log-count weights of unit norm per sample; the ids
+ * repeat and hold padding (0), so a count, a normalisation or a padding rule that is wrong shows */
+static void bag_case(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_ctx_set_threads(ctx, 1);
+    ee_net *net = NULL;
+    CHECK_OK(ctx, ee_net_from_text(ctx, "input c=1 h=1 w=9\nbag name=L out=3 vocab=8\nlinear out=2\n", "bag", &net));
+    if (!net) { ee_ctx_free(ctx); return; }
+    tl_fill_all(net);
+    size_t cnt;
+    float *x = fx("layers.bin", "bag.x", &cnt);
+    if (!x || cnt != 18) { free(x); ee_net_free(net); ee_ctx_free(ctx); return; }
+    ee_net_prepare(ctx, net, 2, 1);
+    ee_node *L = &net->nodes[0];
+    CHECK(L->out.c == 3 && L->out.h == 1 && L->out.w == 1, "bag shape %dx%dx%d", L->out.c, L->out.h, L->out.w);
+    for (int pass = 0; pass < 2; pass++) { /* twice: the counters must be left zeroed */
+        CHECK_OK(ctx, ee_net_forward_range(ctx, net, x, 0, 1, 2, 1));
+        float *want = fx("layers.bin", "bag.y", &cnt);
+        if (want && cnt == 6) cmp("bag.y", L->y, want, 6, 1e-6, 1e-6);
+        free(want);
+    }
+    ee_net_zero_seeds(net);
+    tl_hash_input("bag.gy", L->dy, 2, 3, 1, 1);
+    L->seeded = 1;
+    memset(net->grads, 0, net->nparams * 4);
+    CHECK_OK(ctx, ee_layers[L->kind]->backward(ctx, net, L, 2));
+    float *want = fx("layers.bin", "bag.gweight", &cnt);
+    if (want) { CHECK(cnt == 24, "bag.gweight: %zu values", cnt); cmp("bag.gweight", net->grads + L->p_off, want, 24, 1e-6, 1e-5); }
+    free(want);
+    /* a value that is not a token id is an error; the sample after it still counts from zero */
+    float keep = x[3];
+    x[3] = 9;
+    CHECK(ee_net_forward_range(ctx, net, x, 0, 1, 2, 0) == EE_ERR_ARG && strstr(ee_ctx_error(ctx), "not a token id"),
+          "an id beyond the table: %s", ee_ctx_error(ctx));
+    x[3] = keep;
+    CHECK_OK(ctx, ee_net_forward_range(ctx, net, x, 0, 1, 2, 1));
+    want = fx("layers.bin", "bag.y", &cnt);
+    if (want && cnt == 6) cmp("bag.y after an error", L->y, want, 6, 1e-6, 1e-6);
+    free(want);
+    /* an all-padding sample is an empty bag: zeros */
+    memset(x, 0, sizeof(float) * 9);
+    CHECK_OK(ctx, ee_net_forward_range(ctx, net, x, 0, 1, 2, 1));
+    CHECK(L->y[0] == 0 && L->y[1] == 0 && L->y[2] == 0, "empty bag: %g %g %g", L->y[0], L->y[1], L->y[2]);
+    free(x);
+    ee_net_free(net);
+    ee_ctx_free(ctx);
+}
+
 static void ce_case(void) {
     size_t n;
     float *z = fx("layers.bin", "ce.z", &n), *loss = fx("layers.bin", "ce.loss", &n), *gz = fx("layers.bin", "ce.gz", &n);
@@ -415,6 +463,7 @@ int main(int argc, char **argv) {
                2, 3, 1, 9, 1);
     layer_case("gmp", "input c=3 h=1 w=9\ngmp name=L\nlinear out=2\n", 2, 3, 1, 9, 1);
     embed_case();
+    bag_case();
     ce_case();
     net_case("resnet56", 1, EE_CONV_AUTO, 1);
     net_case("mobilenet", 2, EE_CONV_AUTO, 1);

@@ -18,6 +18,7 @@
     X(uncertainty)       \
     X(embed)             \
     X(gmp)               \
+    X(bag)               \
     /* a new kind: one line above this one */
 
 #define EE_DECLARE(n) extern const ee_layer_ops ee_##n##_ops;

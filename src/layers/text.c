@@ -1,8 +1,12 @@
-/* text.c: the embedding of text models (max over time, `gmp`, is with the other pools in pool.c). `embed`: a
- * table of vectors, one per token id, as PyTorch's nn.Embedding;
- * its input is one id per position (1 x H x W values, or 2 x H x W: the id's high and low byte, for ids beyond
- * 255; a text sample, docs/format.md), its output the id's row at every position (out x H x W). No gradient
- * flows to the ids. */
+/* text.c: the token tables of text models (max over time, `gmp`, is with the other pools in pool.c). Their input
+ * is one id per position (1 x H x W values, or 2 x H x W: the id's high and low byte, for ids beyond 255; a text
+ * sample, docs/format.md); no gradient flows to the ids.
+ * - `embed`: a table of vectors, one per token id, as PyTorch's nn.Embedding; its output is the id's row at every
+ *   position (out x H x W).
+ * - `bag`: a bag of words, as nn.EmbeddingBag(mode="sum") with per-sample weights: the sum of the rows of the
+ *   distinct ids of a sample, each weighted by log(1 + its count), the weights of a sample scaled to unit L2 norm
+ *   (out x 1 x 1). Id 0, the padding of a text sample, is not a word. The classic features of a linear text
+ *   classifier (log counts, normalised so a long text weighs as much as a short one), inside a network. */
 #include "init.h"
 #include <math.h>
 #include <string.h>
@@ -88,6 +92,107 @@ static ee_status embed_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     if (dx && !acc) memset(dx, 0, sizeof(float) * P * C);
     return EE_OK;
 }
+/* bag: the distinct ids of a sample and their weights, in order of first occurrence (ids[], wts[]: up to H x W
+ * each); cnt is a vocab-long zeroed counter array, left zeroed. Returns the number of distinct ids, or -1 - q for
+ * the first position q that holds no token id. */
+static int bag_words(const float *x, int C, int V, int P, unsigned short *cnt, int *ids, float *wts) {
+    int m = 0;
+    for (int q = 0; q < P; q++) {
+        int t = token(x + (size_t)q * C, C, V);
+        if (t < 0) {
+            for (int r = 0; r < q; r++) { /* leave the counters zeroed */
+                int u = token(x + (size_t)r * C, C, V);
+                if (u > 0) cnt[u] = 0;
+            }
+            return -1 - q;
+        }
+        if (t && cnt[t]++ == 0) ids[m++] = t;
+    }
+    double ss = 0;
+    for (int i = 0; i < m; i++) {
+        wts[i] = log1pf((float)cnt[ids[i]]);
+        cnt[ids[i]] = 0;
+        ss += (double)wts[i] * wts[i];
+    }
+    float inv = ss > 0 ? (float)(1 / sqrt(ss)) : 0;
+    for (int i = 0; i < m; i++) wts[i] *= inv;
+    return m;
+}
+static ee_status bag_shape(ee_ctx *ctx, ee_net *net, ee_node *nd) {
+    ee_status s = embed_shape(ctx, net, nd);
+    if (s) return s;
+    if ((size_t)nd->ins.h * nd->ins.w > 65535)
+        return ee_fail(ctx, EE_ERR_FORMAT, "bag '%s': %d x %d positions, more than the 65,535 a bag counts", nd->name,
+                       nd->ins.h, nd->ins.w);
+    nd->out.h = nd->out.w = 1;
+    return EE_OK;
+}
+/* the scratch of a bag: the counters, then the ids and weights of one sample */
+static ee_status bag_scratch(ee_ctx *ctx, ee_node *nd, unsigned short **cnt, int **ids, float **wts) {
+    size_t V = (size_t)EMB(nd)->vocab, P = (size_t)nd->ins.h * nd->ins.w;
+    size_t cb = (V * sizeof(unsigned short) + 15) / 16 * 16;
+    int fresh = nd->priv_bytes < cb + P * 8;
+    unsigned char *p = ee_node_scratch(nd, cb + P * 8);
+    if (!p) return ee_fail(ctx, EE_ERR_NOMEM, "bag '%s': out of memory", nd->name);
+    if (fresh) memset(p, 0, cb);
+    *cnt = (unsigned short *)(void *)p;
+    *ids = (int *)(void *)(p + cb);
+    *wts = (float *)(void *)(p + cb + P * 4);
+    return EE_OK;
+}
+static ee_status bag_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
+    (void)train;
+    const float *x = ee_node_input(net, nd, 0), *w = net->params + nd->p_off;
+    int E = EMB(nd)->out, V = EMB(nd)->vocab, C = nd->ins.c, P = nd->ins.h * nd->ins.w;
+    unsigned short *cnt = NULL;
+    int *ids = NULL;
+    float *wts = NULL;
+    ee_status s = bag_scratch(ctx, nd, &cnt, &ids, &wts);
+    if (s) return s;
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * P * C;
+        float *y = nd->y + (size_t)i * E;
+        int m = bag_words(xi, C, V, P, cnt, ids, wts);
+        if (m < 0)
+            return ee_fail(ctx, EE_ERR_ARG, "bag '%s': input value %g is not a token id below %d", nd->name,
+                           xi[(size_t)(-1 - m) * C], V);
+        memset(y, 0, sizeof(float) * E);
+        for (int k = 0; k < m; k++) {
+            const float *row = w + (size_t)ids[k] * E;
+            for (int e = 0; e < E; e++) y[e] += wts[k] * row[e];
+        }
+    }
+    return EE_OK;
+}
+static ee_status bag_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
+    const float *x = ee_node_input(net, nd, 0);
+    float *dw = net->grads + nd->p_off;
+    int E = EMB(nd)->out, V = EMB(nd)->vocab, C = nd->ins.c, P = nd->ins.h * nd->ins.w;
+    unsigned short *cnt = NULL;
+    int *ids = NULL;
+    float *wts = NULL;
+    ee_status s = bag_scratch(ctx, nd, &cnt, &ids, &wts);
+    if (s) return s;
+    memset(dw, 0, sizeof(float) * nd->p_len);
+    for (int i = 0; i < n; i++) {
+        const float *dy = nd->dy + (size_t)i * E;
+        int m = bag_words(x + (size_t)i * P * C, C, V, P, cnt, ids, wts); /* forward checked the ids */
+        for (int k = 0; k < m; k++) {
+            float *row = dw + (size_t)ids[k] * E;
+            for (int e = 0; e < E; e++) row[e] += wts[k] * dy[e];
+        }
+    }
+    int acc;
+    float *dx = ee_node_input_grad(net, nd, 0, &acc);
+    if (dx && !acc) memset(dx, 0, sizeof(float) * (size_t)n * P * C);
+    return EE_OK;
+}
+static void bag_count(const ee_net *net, const ee_node *nd, double *macs, double *flops, double *prof) {
+    (void)net;
+    *macs = (double)nd->ins.h * nd->ins.w * EMB(nd)->out; /* at most one weighted row per position */
+    *flops = *prof = 2 * *macs;
+}
+
 static const ee_layer_key embed_keys[] = {
     {"out", EE_KEY_INT, offsetof(ee_layer_args, any) + offsetof(embed_args, out), 1, 65536, 0, 1, NULL, 0},
     {"vocab", EE_KEY_INT, offsetof(ee_layer_args, any) + offsetof(embed_args, vocab), 1, 1 << 24, 256, 0, NULL, 0},
@@ -97,4 +202,9 @@ const ee_layer_ops ee_embed_ops = {
     .name = "embed", .keys = embed_keys, .nkeys = EE_NKEYS(embed_keys), .nin = 1, .shape = embed_shape,
     .tensors = embed_tensors, .init = embed_init, .forward = embed_forward, .backward = embed_backward,
     .count = embed_count,
+};
+const ee_layer_ops ee_bag_ops = {
+    .name = "bag", .keys = embed_keys, .nkeys = EE_NKEYS(embed_keys), .nin = 1, .shape = bag_shape,
+    .tensors = embed_tensors, .init = embed_init, .forward = bag_forward, .backward = bag_backward,
+    .count = bag_count, .release = ee_node_release_scratch,
 };
