@@ -24,7 +24,7 @@ Run: /usr/bin/python3 scripts/bench_compare.py [--seconds S] [--rounds R] [--exi
      /usr/bin/python3 scripts/bench_compare.py --busy-core [--rounds R] [--json FILE]
      /usr/bin/python3 scripts/bench_compare.py --report FILE   (the tables of an earlier run's --json)
 """
-import argparse, json, os, subprocess, sys, tempfile, time
+import argparse, json, os, statistics, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -352,6 +352,23 @@ def report(res):
         for r in res["dense"]:
             print(f"| {r['net']} | {r['input']} | {r['mode']} | {r['batch']} | {fmt(r['eenn_rounds'])} | "
                   f"{fmt(r['ort_rounds'])} | {fmt(r['torch_rounds'])} |")
+        paired = [(r, p) for r in res["dense"] for p in ("torch", "ort")
+                  if r.get("eenn_rounds") and r.get(p + "_rounds") and len(r[p + "_rounds"]) == len(r["eenn_rounds"])]
+        if paired:
+            n = len(paired[0][0]["eenn_rounds"])
+            conf = 100 * (1 - 2 * 0.5 ** n)  # P(min <= median <= max) for n independent rounds, any distribution
+            print(f"\nPaired ratios: eenn / peer within each round (the runs of one round are back to back, so they "
+                  f"share the machine's state), their median, and their smallest to largest: an interval that holds "
+                  f"the median ratio with {conf:.1f}% confidence whatever the noise's distribution (sign test, "
+                  f"{n} rounds).\n")
+            print("| net | input | mode | batch | peer | ratio per round | median | interval |")
+            print("|---|---|---|---|---|---|---|---|")
+            for r, p in paired:
+                q = sorted(e / t for e, t in zip(r["eenn_rounds"], r[p + "_rounds"]))
+                per = " ".join(f"{e / t:.2f}" for e, t in zip(r["eenn_rounds"], r[p + "_rounds"]))
+                print(f"| {r['net']} | {r['input']} | {r['mode']} | {r['batch']} | "
+                      f"{'PyTorch' if p == 'torch' else 'ONNX Runtime'} | {per} | {statistics.median(q):.2f}x | "
+                      f"{q[0]:.2f}-{q[-1]:.2f}x |")
     print("\nThread scaling (eenn img/s):\n\n| net | input | mode | batch | 1 thread | 2 threads | speedup |")
     print("|---|---|---|---|---|---|---|")
     for r in res["scaling"]:

