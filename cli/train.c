@@ -103,7 +103,13 @@ static void on_progress(const ee_progress *p, void *user) {
 
 
 /* replaces net by net + internal classifiers at `ics` (node names) or the default positions */
-static ee_net *attach_ics(ee_ctx *ctx, ee_net *net, const char *ics) {
+/* check() for attaching exits to the network of --from: a failure names that file */
+static void check_from(ee_status s, ee_ctx *ctx, const char *from) {
+    if (s && from) die("%s: %s", from, ee_ctx_error(ctx));
+    check(s, ctx);
+}
+
+static ee_net *attach_ics(ee_ctx *ctx, ee_net *net, const char *ics, const char *from) {
     int nodes[16], n = 0;
     if (ics) {
         char buf[1024];
@@ -119,7 +125,7 @@ static ee_net *attach_ics(ee_ctx *ctx, ee_net *net, const char *ics) {
         if (n == 0) die("no place for internal classifiers found in %s; give --ics", ee_net_name(net));
     }
     ee_net *sdn = NULL;
-    check(ee_sdn_attach(ctx, net, nodes, n, &sdn), ctx);
+    check_from(ee_sdn_attach(ctx, net, nodes, n, &sdn), ctx, from);
     /* a backdoored CNN's trigger travels with its SDN, for eenn analyze */
     static const char *const keep[] = {"backdoor.trigger", "backdoor.target", "backdoor.poison"};
     for (int k = 0; k < 3; k++)
@@ -408,7 +414,6 @@ static ee_net *build_net(ee_ctx *ctx, train_opts *o, const ee_dataset *train) {
     ee_net *net = NULL;
     if (o->from) {
         load_model(ctx, o->from, &net);
-        if (ee_net_num_heads(net) > 1) die("%s: already has internal classifiers", o->from);
         if (!o->set_wd && (!strcmp(ee_net_name(net), "vgg16bn") || !strcmp(ee_net_name(net), "wrn32_4")))
             o->opt.weight_decay = 5e-4f;
     } else if (o->arch_file) {
@@ -424,9 +429,9 @@ static ee_net *build_net(ee_ctx *ctx, train_opts *o, const ee_dataset *train) {
         int nodes[EE_MAX_HEADS];
         check(ee_eenet_positions(ctx, net, o->exits, (ee_eenet_dist)o->dist, nodes), ctx);
         ee_net *ee = NULL;
-        check(ee_eenet_attach(ctx, net, nodes, o->exits,
-                              (ee_eenet_exit)(o->exit_type | (o->unc_gate ? EE_EENET_UNCERTAINTY_GATE : 0)), &ee),
-              ctx);
+        check_from(ee_eenet_attach(ctx, net, nodes, o->exits,
+                                   (ee_eenet_exit)(o->exit_type | (o->unc_gate ? EE_EENET_UNCERTAINTY_GATE : 0)), &ee),
+                   ctx, o->from);
         ee_net_free(net);
         return ee;
     }
@@ -437,7 +442,7 @@ static ee_net *build_net(ee_ctx *ctx, train_opts *o, const ee_dataset *train) {
             die("%s: no block end for a SideNet found; give --at", o->from);
         }
         ee_net *side = NULL;
-        check(ee_sidenet_attach(ctx, net, at, o->hidden, o->pool, &side), ctx);
+        check_from(ee_sidenet_attach(ctx, net, at, o->hidden, o->pool, &side), ctx, o->from);
         ee_node_info in;
         ee_net_node_info(net, at, &in);
         snprintf(o->at_buf, sizeof o->at_buf, "%s", in.name);
@@ -446,7 +451,7 @@ static ee_net *build_net(ee_ctx *ctx, train_opts *o, const ee_dataset *train) {
         ee_net_free(net);
         return side;
     }
-    return o->mode == EE_MODE_CNN ? net : attach_ics(ctx, net, o->ics);
+    return o->mode == EE_MODE_CNN ? net : attach_ics(ctx, net, o->ics, o->from);
 }
 
 /* what the model file records of its data and training, for eval, calibrate and analyze */

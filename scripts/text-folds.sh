@@ -10,7 +10,8 @@
 #
 # Models per fold: the baseline (PyTorch, scripts/text-baseline.py), the text CNN (the recipe of
 # scripts/text-spam.sh: 20 epochs, cosine, seed 1221) and logistic regression in eenn (examples/text-logreg.txt).
-# About 5 minutes a fold on one core. Settings (environment): OUT (runs/spam-folds), EENN, THREADS (1), SEED.
+# About 5 minutes a fold on one core. Settings (environment): OUT (runs/spam-folds), EENN, THREADS (1), SEED,
+# CNN_ARGS (more arguments for the CNN's training: another network with --arch-file FILE, for example).
 set -e
 EENN=${EENN:-build/eenn}
 OUT=${OUT:-runs/spam-folds}
@@ -31,7 +32,7 @@ for k in $FOLDS; do
     [ -f "$D/baseline.jsonl" ] || /usr/bin/python3 scripts/text-baseline.py "$D/data" --predictions "$D/baseline.jsonl" \
         --json >"$D/baseline.json"
     [ -f "$D/textcnn.eenn" ] || $EENN train --data "$D/data" --epochs 20 --schedule cosine --seed "$SEED" \
-        --threads "$THREADS" --out "$D/textcnn.eenn" --json >"$D/textcnn.json" 2>"$D/textcnn.log"
+        --threads "$THREADS" $CNN_ARGS --out "$D/textcnn.eenn" --json >"$D/textcnn.json" 2>"$D/textcnn.log"
     [ -f "$D/logreg.eenn" ] || $EENN train --data "$D/data" --arch-file examples/text-logreg.txt --lr 0.03 --wd 1e-6 \
         --epochs 30 --milestones 0.99 --seed "$SEED" --threads "$THREADS" --out "$D/logreg.eenn" --json \
         >"$D/logreg.json" 2>/dev/null

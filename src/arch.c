@@ -405,16 +405,17 @@ static void build_mobilenet(sbuf *b, int classes) {
 static void build_textcnn(sbuf *b, int c, int classes) {
     static const int cfg[4][2] = {{64, 1}, {128, 2}, {128, 2}, {256, 2}};
     /* small initial vectors: a word first seen at test time must not add noise to the max over time */
-    if (c == 2) /* hashed words; and a bag of words beside the convolutions: a logit per word and class, averaged
-                 * over the sequence and added to the head's (docs/design.md, "Text") */
+    if (c == 2) /* hashed words; and a bag of words beside the convolutions: logistic regression on the words' log
+                 * counts, an exit of its own (its loss keeps it a classifier when the convolutions have learned
+                 * the training set) whose logits are added to the head's (docs/design.md, "Text") */
         sb_printf(b, "embed name=emb out=64 vocab=65536 init=normal001\n"
-                  "embed name=bow in=input out=%d vocab=65536 init=normal001\ngap name=bow.pool\n", classes);
+                  "bag name=bow in=input out=%d vocab=65536 init=normal001 head=1\n", classes);
     else sb_printf(b, "embed name=emb out=32 vocab=256 init=normal001\n"); /* bytes */
     for (int i = 0; i < 4; i++)
         sb_printf(b, "conv name=b%d.conv%s out=%d k=5 kh=1 stride=%d pad=2 padh=0 bias=0 init=torch\nbn name=b%d.bn\n"
                   "relu name=b%d.relu\n", i + 1, i ? "" : " in=emb", cfg[i][0], cfg[i][1], i + 1, i + 1);
     sb_printf(b, "gmp name=pool\ndropout name=drop p=0.5\nlinear name=fc out=%d init=torch%s\n", classes,
-              c == 2 ? "\nadd name=out in=fc,bow.pool head=1" : " head=1");
+              c == 2 ? "\nadd name=out in=fc,bow head=1" : " head=1");
 }
 
 char *ee_arch_builtin(const char *arch, int c, int h, int w, int classes, ee_ctx *ctx) {

@@ -48,7 +48,11 @@ static int block_output(const ee_net *net, int i) {
 ee_status ee_eenet_positions(ee_ctx *ctx, const ee_net *net, int n, ee_eenet_dist dist, int *nodes) {
     if (n < 1 || n > EE_MAX_HEADS - 1) return ee_fail(ctx, EE_ERR_ARG, "between 1 and %d early exits, not %d", EE_MAX_HEADS - 1, n);
     if ((int)dist < 0 || dist > EE_DIST_GOLD_RATIO) return ee_fail(ctx, EE_ERR_ARG, "unknown exit distribution %d", dist);
-    if (net->nheads != 1) return ee_fail(ctx, EE_ERR_ARG, "the network already has early exits");
+    if (net->nheads != 1)
+        return ee_fail(ctx, EE_ERR_ARG, "the network already has early exits (%s: EENet exits need a network with one "
+                       "head and a confidence branch at every exit%s)", net->arch_name,
+                       !strcmp(net->arch_name, "textcnn") ? "; the text CNN's bag of words is a head of its own: train "
+                       "EENet exits on a network without it, with --arch-file" : "");
     double total = 0;
     for (int i = 0; i < net->nnodes; i++) {
         ee_node_info in;

@@ -129,7 +129,9 @@ ee_status ee_net_insert_blocks(ee_ctx *ctx, const ee_net *cnn, const int *nodes,
     return EE_OK;
 }
 
-/* checks exit positions for a CNN without exits: increasing nodes with a map, before the final layer */
+/* checks exit positions for a CNN without exits: increasing nodes with a map, before the final layer. A head
+ * before the first position is kept (the text CNN's bag of words reads the input: an exit at no cost); heads
+ * further on mean the network already has early exits. */
 ee_status ee_check_exit_positions(ee_ctx *ctx, const ee_net *cnn, const int *nodes, int n, const char *what) {
     if (cnn->sealed) return ee_net_check_unsealed(ctx, cnn, "attach exits");
     if (n < 1 || n > EE_MAX_HEADS - 1) return ee_fail(ctx, EE_ERR_ARG, "between 1 and %d %s, not %d", EE_MAX_HEADS - 1, what, n);
@@ -138,7 +140,8 @@ ee_status ee_check_exit_positions(ee_ctx *ctx, const ee_net *cnn, const int *nod
             return ee_fail(ctx, EE_ERR_ARG, "%s positions must be increasing nodes before the final layer", what);
         if (cnn->nodes[nodes[k]].out.h < 1) return ee_fail(ctx, EE_ERR_ARG, "bad %s position", what);
     }
-    if (cnn->nheads != 1) return ee_fail(ctx, EE_ERR_ARG, "the network already has early exits");
+    for (int h = 0; h < cnn->nheads - 1; h++)
+        if (ee_head_end(cnn, h) >= nodes[0]) return ee_fail(ctx, EE_ERR_ARG, "the network already has early exits");
     return EE_OK;
 }
 

@@ -60,6 +60,22 @@ static void test_positions(void) {
         char got[512];
         position_names(net, nodes, n, got);
         CHECK(!strcmp(got, "b1.relu b2.relu b3.relu b4.relu"), "textcnn IC positions: '%s'", got);
+        /* its bag of words is a head before them: it stays the first exit, the ICs follow; ICs or a SideNet on the
+         * result are refused (it has early exits past the first position now) */
+        CHECK(ee_net_num_heads(net) == 2, "textcnn heads: %d (the bag of words and the final)", ee_net_num_heads(net));
+        CHECK_OK(ctx, ee_sdn_attach(ctx, net, nodes, n, &sdn));
+        if (sdn) {
+            CHECK(ee_net_num_heads(sdn) == 6 && !strcmp(sdn->nodes[sdn->heads[0]].name, "bow") &&
+                  !strcmp(sdn->nodes[sdn->heads[1]].name, "ic1.fc"), "textcnn SDN heads: %d, first '%s'",
+                  ee_net_num_heads(sdn), sdn->nodes[sdn->heads[0]].name);
+            ee_net *again = NULL;
+            int at = ee_net_find_node(sdn, "b4.relu");
+            CHECK(ee_sidenet_attach(ctx, sdn, at, 8, 1, &again) == EE_ERR_ARG &&
+                  strstr(ee_ctx_error(ctx), "already has early exits"), "a SideNet on an SDN: %s", ee_ctx_error(ctx));
+            ee_net_free(again);
+            ee_net_free(sdn);
+            sdn = NULL;
+        }
         ee_net_free(net);
     }
     ee_ctx_free(ctx);
