@@ -102,13 +102,13 @@ static void on_progress(const ee_progress *p, void *user) {
 
 
 
-/* replaces net by net + internal classifiers at `ics` (node names) or the default positions */
 /* check() for attaching exits to the network of --from: a failure names that file */
 static void check_from(ee_status s, ee_ctx *ctx, const char *from) {
     if (s && from) die("%s: %s", from, ee_ctx_error(ctx));
     check(s, ctx);
 }
 
+/* replaces net by net + internal classifiers at `ics` (node names) or the default positions */
 static ee_net *attach_ics(ee_ctx *ctx, ee_net *net, const char *ics, const char *from) {
     int nodes[16], n = 0;
     if (ics) {
@@ -427,7 +427,7 @@ static ee_net *build_net(ee_ctx *ctx, train_opts *o, const ee_dataset *train) {
     }
     if (o->mode == EE_MODE_EENET) {
         int nodes[EE_MAX_HEADS];
-        check(ee_eenet_positions(ctx, net, o->exits, (ee_eenet_dist)o->dist, nodes), ctx);
+        check_from(ee_eenet_positions(ctx, net, o->exits, (ee_eenet_dist)o->dist, nodes), ctx, o->from);
         ee_net *ee = NULL;
         check_from(ee_eenet_attach(ctx, net, nodes, o->exits,
                                    (ee_eenet_exit)(o->exit_type | (o->unc_gate ? EE_EENET_UNCERTAINTY_GATE : 0)), &ee),

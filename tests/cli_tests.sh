@@ -124,6 +124,8 @@ awk 'BEGIN { srand(7); for (i = 0; i < 400; i++) { f = (i < 300) ? "train" : "te
     "$E" train --data "$T/txt" --epochs 1 --out "$T/tx512.eenn" 2>/dev/null >/dev/null &&
     "$E" cascade "$T/txlr.eenn" "$T/tx512.eenn" -o "$T/txc.eenn" --data "$T/txt" >/dev/null &&
     "$E" eval "$T/txc.eenn" --json | grep -q '"early_exit"' && ok || bad "text logistic regression and cascade: $(cat "$T/txlr.json")"
+expect_fail "internal classifiers on a model that has them" "txi.eenn: the network already has early exits" \
+    "$E" train --mode ic-only --from "$T/txi.eenn" --data "$T/txt" --epochs 1 --out "$T/txii.eenn"
 # every line of a text input by default (100 test emails), --limit N the first N
 [ "$("$E" infer "$T/txi.eenn" "$T/txt/test.tsv" --json | grep -c '"name":"')" -eq 100 ] &&
     [ "$("$E" infer "$T/txi.eenn" "$T/txt/test.tsv" --limit 7 --json | grep -c '"name":"')" -eq 7 ] && ok ||
