@@ -92,18 +92,20 @@ static ee_status embed_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     if (dx && !acc) memset(dx, 0, sizeof(float) * P * C);
     return EE_OK;
 }
-/* bag: the distinct ids of a sample and their weights, in order of first occurrence (ids[], wts[]: up to H x W
- * each); cnt is a vocab-long zeroed counter array, left zeroed. Returns the number of distinct ids, or -1 - q for
- * the first position q that holds no token id. */
-static int bag_words(const float *x, int C, int V, int P, unsigned short *cnt, int *ids, float *wts) {
-    int m = 0;
+/* the scratch of a bag (the node's scratch buffer): a vocab-long counter array, zeroed when allocated and left
+ * zeroed by every call, then the distinct ids of one sample and their weights */
+typedef struct { unsigned short *cnt; int *ids; float *wts; } bag_ws;
+
+/* bag: the distinct ids of sample x and their weights into ws, in order of first occurrence. Returns the number
+ * of distinct ids, or -1 - q for the first position q that holds no token id. */
+static int bag_words(const float *x, int C, int V, int P, const bag_ws *ws) {
+    unsigned short *cnt = ws->cnt;
+    int *ids = ws->ids, m = 0;
+    float *wts = ws->wts;
     for (int q = 0; q < P; q++) {
         int t = token(x + (size_t)q * C, C, V);
         if (t < 0) {
-            for (int r = 0; r < q; r++) { /* leave the counters zeroed */
-                int u = token(x + (size_t)r * C, C, V);
-                if (u > 0) cnt[u] = 0;
-            }
+            for (int i = 0; i < m; i++) cnt[ids[i]] = 0; /* the counters this sample touched */
             return -1 - q;
         }
         if (t && cnt[t]++ == 0) ids[m++] = t;
@@ -127,59 +129,54 @@ static ee_status bag_shape(ee_ctx *ctx, ee_net *net, ee_node *nd) {
     nd->out.h = nd->out.w = 1;
     return EE_OK;
 }
-/* the scratch of a bag: the counters, then the ids and weights of one sample */
-static ee_status bag_scratch(ee_ctx *ctx, ee_node *nd, unsigned short **cnt, int **ids, float **wts) {
+static ee_status bag_scratch(ee_ctx *ctx, ee_node *nd, bag_ws *ws) {
     size_t V = (size_t)EMB(nd)->vocab, P = (size_t)nd->ins.h * nd->ins.w;
     size_t cb = (V * sizeof(unsigned short) + 15) / 16 * 16;
     int fresh = nd->priv_bytes < cb + P * 8;
     unsigned char *p = ee_node_scratch(nd, cb + P * 8);
     if (!p) return ee_fail(ctx, EE_ERR_NOMEM, "bag '%s': out of memory", nd->name);
     if (fresh) memset(p, 0, cb);
-    *cnt = (unsigned short *)(void *)p;
-    *ids = (int *)(void *)(p + cb);
-    *wts = (float *)(void *)(p + cb + P * 4);
+    *ws = (bag_ws){(unsigned short *)(void *)p, (int *)(void *)(p + cb), (float *)(void *)(p + cb + P * 4)};
     return EE_OK;
 }
 static ee_status bag_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
     (void)train;
     const float *x = ee_node_input(net, nd, 0), *w = net->params + nd->p_off;
     int E = EMB(nd)->out, V = EMB(nd)->vocab, C = nd->ins.c, P = nd->ins.h * nd->ins.w;
-    unsigned short *cnt = NULL;
-    int *ids = NULL;
-    float *wts = NULL;
-    ee_status s = bag_scratch(ctx, nd, &cnt, &ids, &wts);
+    bag_ws ws;
+    ee_status s = bag_scratch(ctx, nd, &ws);
     if (s) return s;
     for (int i = 0; i < n; i++) {
         const float *xi = x + (size_t)i * P * C;
         float *y = nd->y + (size_t)i * E;
-        int m = bag_words(xi, C, V, P, cnt, ids, wts);
+        int m = bag_words(xi, C, V, P, &ws);
         if (m < 0)
             return ee_fail(ctx, EE_ERR_ARG, "bag '%s': input value %g is not a token id below %d", nd->name,
                            xi[(size_t)(-1 - m) * C], V);
         memset(y, 0, sizeof(float) * E);
         for (int k = 0; k < m; k++) {
-            const float *row = w + (size_t)ids[k] * E;
-            for (int e = 0; e < E; e++) y[e] += wts[k] * row[e];
+            const float *row = w + (size_t)ws.ids[k] * E;
+            for (int e = 0; e < E; e++) y[e] += ws.wts[k] * row[e];
         }
     }
     return EE_OK;
 }
+/* the words are counted again rather than kept from the forward pass: O(H x W) a sample, and no state that a
+ * forward on other inputs (an evaluation between training steps) could leave stale */
 static ee_status bag_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     const float *x = ee_node_input(net, nd, 0);
     float *dw = net->grads + nd->p_off;
     int E = EMB(nd)->out, V = EMB(nd)->vocab, C = nd->ins.c, P = nd->ins.h * nd->ins.w;
-    unsigned short *cnt = NULL;
-    int *ids = NULL;
-    float *wts = NULL;
-    ee_status s = bag_scratch(ctx, nd, &cnt, &ids, &wts);
+    bag_ws ws;
+    ee_status s = bag_scratch(ctx, nd, &ws);
     if (s) return s;
     memset(dw, 0, sizeof(float) * nd->p_len);
     for (int i = 0; i < n; i++) {
         const float *dy = nd->dy + (size_t)i * E;
-        int m = bag_words(x + (size_t)i * P * C, C, V, P, cnt, ids, wts); /* forward checked the ids */
+        int m = bag_words(x + (size_t)i * P * C, C, V, P, &ws); /* forward checked the ids */
         for (int k = 0; k < m; k++) {
-            float *row = dw + (size_t)ids[k] * E;
-            for (int e = 0; e < E; e++) row[e] += wts[k] * dy[e];
+            float *row = dw + (size_t)ws.ids[k] * E;
+            for (int e = 0; e < E; e++) row[e] += ws.wts[k] * dy[e];
         }
     }
     int acc;
