@@ -344,6 +344,11 @@ int main(void) {
     NET("bn relu add block",
         "conv name=c1 out=4 k=3 pad=1 bias=0\nbn name=b1\nrelu name=r1\nconv name=c2 out=4 k=3 pad=1 bias=0\nbn name=b2\n"
         "conv name=sc in=input out=4 k=1 bias=0\nadd in=b2,sc\nrelu\n", -1);
+    /* 24 channels: the vectorised BN sums take a sweep of 16 channels and one of 8 */
+    NET("bn (train), 24 channels", "conv out=24 k=3 pad=1 bias=0\nbn\n", 5e-3);
+    NET("bn relu add block, 24 channels",
+        "conv name=c1 out=24 k=3 pad=1 bias=0\nbn name=b1\nrelu name=r1\nconv name=c2 out=24 k=3 pad=1 bias=0\n"
+        "bn name=b2\nconv name=sc in=input out=24 k=1 bias=0\nadd in=b2,sc\nrelu\n", -1);
     gradcheck("flatten + linear (bias, no bias)",
               "input c=2 h=3 w=3\nflatten\nlinear out=5 bias=0\nrelu\nlinear out=3 bias=1\n", 5e-3);
     gradcheck("bn on vectors + dropout", "input c=2 h=3 w=3\nflatten\nlinear out=6\nbn\ndropout p=0.5\nlinear out=3\n", 5e-3);
