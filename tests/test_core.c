@@ -837,6 +837,46 @@ static void test_winograd(void) {
     ee_ctx_free(ctx);
 }
 
+/* On fewer than 1024 output pixels Winograd runs only heavy convs (WRN's and VGG's at batch 1: 256 channels on
+ * 8x8 maps), not ResNet-56's 64 channels on 8x8, where the reorders and the small tiles lost. */
+static void test_winograd_small_batch(int c, int hw, int want) {
+    char arch[512];
+    snprintf(arch, sizeof arch,
+             "input c=%d h=%d w=%d\nconv name=c1 out=%d k=3 pad=1 bias=0\nbn name=b1\nrelu name=r1\n"
+             "conv name=c2 out=%d k=3 pad=1 bias=1\nadd name=a1 in=c2,r1\n"
+             "gap name=pool\nlinear name=fc out=5 head=1\n", c, hw, hw, c, c);
+    ee_ctx *ctx = ee_ctx_new();
+    const int img = c * hw * hw;
+    float *x = malloc(sizeof(float) * img), out[2][5];
+    for (int i = 0; i < img; i++) x[i] = ee_rng_normal(ctx);
+    ee_net *net[2] = {NULL, NULL};
+    for (int k = 0; k < 2; k++) {
+        ee_ctx_set_conv_kernel(ctx, k ? EE_CONV_REFERENCE : EE_CONV_AUTO);
+        CHECK_OK(ctx, ee_net_from_text(ctx, arch, "winograd", &net[k]));
+        if (!net[k]) break;
+        ee_ctx_seed(ctx, 5);
+        ee_net_init(ctx, net[k]);
+        CHECK_OK(ctx, ee_net_prepare(ctx, net[k], 1, 0));
+        CHECK_OK(ctx, ee_net_forward(ctx, net[k], x, 1, 0));
+        memcpy(out[k], ee_net_head_output(net[k], 0), sizeof out[k]);
+    }
+    if (net[0] && net[1]) {
+        CHECK(tl_close(out[0], out[1], 5, 1e-4, 1e-3, NULL) <= 1, "Winograd at batch 1, %d channels on %dx%d: outputs "
+              "differ from the plain loops (%g vs %g)", c, hw, hw, out[0][0], out[1][0]);
+#if defined(__x86_64__)
+        if (__builtin_cpu_supports("avx512f") && !ee_dconv_preferred()) {
+            const ee_net *w = net[0];
+            CHECK(ee_conv_wino_used(&w->nodes[ee_net_find_node(w, "c1")]) == want &&
+                      ee_conv_wino_used(&w->nodes[ee_net_find_node(w, "c2")]) == want,
+                  "Winograd at batch 1, %d channels on %dx%d: %s", c, hw, hw, want ? "not used" : "used");
+        }
+#endif
+    }
+    for (int k = 0; k < 2; k++) ee_net_free(net[k]);
+    free(x);
+    ee_ctx_free(ctx);
+}
+
 /* Training runs the same convs through Winograd too (forward, backward-data, backward-weights on nChw16c; dy in the
  * net's scratch, the blocked input kept from the forward): every parameter's gradient and the input's against the
  * plain loops, through the residual paths where dx is added to another consumer's share. A second backward
@@ -1053,6 +1093,8 @@ int main(void) {
     test_dropout_fusion();
     test_preact_add_fusion();
     test_winograd();
+    test_winograd_small_batch(256, 8, 1);
+    test_winograd_small_batch(64, 8, 0);
     test_winograd_training();
     test_dnnl_loader();
     test_determinism();

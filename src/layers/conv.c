@@ -16,6 +16,11 @@
  * 8x8 maps at batch 1) the reorders and the small tiles lost (batch 1: 900 -> 800 img/s); WRN-32-4's 32x32 maps
  * at batch 1 were even, at batch 4 +23%, 16 +56%, 128 +63% */
 #define WINO_PIXELS 1024
+/* ... or on fewer pixels when the conv is heavy: at least this many multiply-adds per tap (pixels x cin x cout).
+ * At batch 1 that takes WRN-32-4's 128- and 256-channel convs on 16x16 and 8x8 maps (per call 0.17 -> 0.13 ms)
+ * and VGG-16-BN's from 128 channels on: three A/B pairs, WRN-32-4 at batch 1 91 -> 103 img/s each time, VGG-16-BN
+ * 215 -> 241, 221 -> 260, 363 -> 400. ResNet-56's convs stay below it at batch 1. */
+#define WINO_MACS ((size_t)4 << 20)
 
 typedef struct {
     int n, train, fuse, nthr; /* nthr: oneDNN fixes a primitive's thread split when it builds it */
@@ -303,8 +308,9 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     c->n = n; c->train = train; c->fuse = fuse; c->nthr = nthr;
     c->ver_f = c->ver_d = (uint64_t)-1;
     /* Winograd post-ops: a ReLU, or a residual add (added by the reblock back), not both (training has none) */
+    const size_t pixels = (size_t)n * nd->out.h * nd->out.w;
     c->wino = p->wino_ok && !(fuse && nd->fuse_add >= 0 && nd->fuse_relu >= 0) &&
-              (size_t)n * nd->out.h * nd->out.w >= WINO_PIXELS;
+              (pixels >= WINO_PIXELS || pixels * nd->ins.c * nd->COUT >= WINO_MACS);
     dnnl_dims_t sd, dd, bd = {nd->COUT}, str = {nd->STRIDE, nd->STRIDE}, pad = {nd->PADH, nd->PAD};
     dims4(sd, n, nd->ins.c, nd->ins.h, nd->ins.w);
     dims4(dd, n, nd->COUT, nd->out.h, nd->out.w);
