@@ -790,6 +790,23 @@ static void test_preact_add_fusion(void) {
     ee_ctx_free(ctx);
 }
 
+/* The same architecture with oneDNN's kernels (Winograd where it pays; net[0]) and with the plain loops (net[1]),
+ * seeded alike, run forward in inference on x (n samples); each one's first head output (len floats) into out[k].
+ * net[k] is NULL where building it failed (already reported). */
+static void wino_pair(ee_ctx *ctx, const char *arch, const float *x, int n, float *out[2], size_t len, ee_net *net[2]) {
+    net[0] = net[1] = NULL;
+    for (int k = 0; k < 2; k++) {
+        ee_ctx_set_conv_kernel(ctx, k ? EE_CONV_REFERENCE : EE_CONV_AUTO);
+        CHECK_OK(ctx, ee_net_from_text(ctx, arch, "winograd", &net[k]));
+        if (!net[k]) break;
+        ee_ctx_seed(ctx, 5);
+        ee_net_init(ctx, net[k]);
+        CHECK_OK(ctx, ee_net_prepare(ctx, net[k], n, 0));
+        CHECK_OK(ctx, ee_net_forward(ctx, net[k], x, n, 0));
+        memcpy(out[k], ee_net_head_output(net[k], 0), len * sizeof(float));
+    }
+}
+
 /* Inference runs 3x3 stride-1 convs of 64 channels and more through oneDNN's Winograd kernel on AVX-512 CPUs
  * (activations reordered to nChw16c and back): with a fused BN and ReLU, with a residual add summed by the reorder
  * back (into the shortcut's dead buffer, or after copying it), and not with both an add and a ReLU. Outputs
@@ -803,19 +820,10 @@ static void test_winograd(void) {
         "gap name=pool\nlinear name=fc out=5 head=1\n";
     ee_ctx *ctx = ee_ctx_new();
     const int n = 4, img = 64 * 16 * 16; /* 1024 output pixels: enough for Winograd */
-    float *x = malloc(sizeof(float) * n * img), out[2][20];
+    float *x = malloc(sizeof(float) * n * img), out[2][20], *o[2] = {out[0], out[1]};
     for (int i = 0; i < n * img; i++) x[i] = ee_rng_normal(ctx);
-    ee_net *net[2] = {NULL, NULL};
-    for (int k = 0; k < 2; k++) {
-        ee_ctx_set_conv_kernel(ctx, k ? EE_CONV_REFERENCE : EE_CONV_AUTO);
-        CHECK_OK(ctx, ee_net_from_text(ctx, arch, "winograd", &net[k]));
-        if (!net[k]) break;
-        ee_ctx_seed(ctx, 5);
-        ee_net_init(ctx, net[k]);
-        CHECK_OK(ctx, ee_net_prepare(ctx, net[k], n, 0));
-        CHECK_OK(ctx, ee_net_forward(ctx, net[k], x, n, 0));
-        memcpy(out[k], ee_net_head_output(net[k], 0), sizeof out[k]);
-    }
+    ee_net *net[2];
+    wino_pair(ctx, arch, x, n, o, 20, net);
     if (net[0] && net[1]) {
         CHECK(tl_close(out[0], out[1], 20, 1e-4, 1e-3, NULL) <= 1, "Winograd: outputs differ from the plain loops "
               "(%g vs %g)", out[0][0], out[1][0]);
@@ -847,19 +855,10 @@ static void test_winograd_small_batch(int c, int hw, int want) {
              "gap name=pool\nlinear name=fc out=5 head=1\n", c, hw, hw, c, c);
     ee_ctx *ctx = ee_ctx_new();
     const int img = c * hw * hw;
-    float *x = malloc(sizeof(float) * img), out[2][5];
+    float *x = malloc(sizeof(float) * img), out[2][5], *o[2] = {out[0], out[1]};
     for (int i = 0; i < img; i++) x[i] = ee_rng_normal(ctx);
-    ee_net *net[2] = {NULL, NULL};
-    for (int k = 0; k < 2; k++) {
-        ee_ctx_set_conv_kernel(ctx, k ? EE_CONV_REFERENCE : EE_CONV_AUTO);
-        CHECK_OK(ctx, ee_net_from_text(ctx, arch, "winograd", &net[k]));
-        if (!net[k]) break;
-        ee_ctx_seed(ctx, 5);
-        ee_net_init(ctx, net[k]);
-        CHECK_OK(ctx, ee_net_prepare(ctx, net[k], 1, 0));
-        CHECK_OK(ctx, ee_net_forward(ctx, net[k], x, 1, 0));
-        memcpy(out[k], ee_net_head_output(net[k], 0), sizeof out[k]);
-    }
+    ee_net *net[2];
+    wino_pair(ctx, arch, x, 1, o, 5, net);
     if (net[0] && net[1]) {
         CHECK(tl_close(out[0], out[1], 5, 1e-4, 1e-3, NULL) <= 1, "Winograd at batch 1, %d channels on %dx%d: outputs "
               "differ from the plain loops (%g vs %g)", c, hw, hw, out[0][0], out[1][0]);
