@@ -60,8 +60,8 @@ void ee_ctx_set_text_tokens(ee_ctx *ctx, int kind);
  * square convs with a multiple of 16 output channels where the direct kernel runs; others use oneDNN). BUILTIN:
  * eenn's own kernels only, never oneDNN: the direct kernel where it fits, plain loops (any shape, groups and
  * depthwise included) elsewhere. REFERENCE: those plain loops for every conv (slow; a reference to check the
- * other kernels against on a new CPU). Set it before a network's first pass: each conv keeps the kernel it chose
- * then. */
+ * other kernels against on a new CPU). Set it before preparing a network for inference (ee_net_prepare) or its
+ * first pass: each conv keeps the kernel it chose then. */
 typedef enum { EE_CONV_AUTO = 0, EE_CONV_ONEDNN, EE_CONV_DIRECT, EE_CONV_BUILTIN, EE_CONV_REFERENCE } ee_conv_kernel;
 void ee_ctx_set_conv_kernel(ee_ctx *ctx, ee_conv_kernel k);
 ee_conv_kernel ee_ctx_conv_kernel(const ee_ctx *ctx);

@@ -90,6 +90,8 @@ typedef struct ee_node {
     int fuse_drop;        /* on a conv: a dropout between it and that BN (the identity in inference), skipped; or -1 */
     int fuse_add, add_other; /* on a conv: the residual add it absorbs (a oneDNN binary post-op), and which input
                               * of that add is the other operand (the shortcut); -1 if none */
+    int blk;              /* inference-only nets: y is stored in oneDNN's blocked layout nChw16c, [n][c/16][h][w][16],
+                           * not NHWC (plan_blocked in net.c) */
     int add_inplace;      /* on a conv with a fused add, in an inference-only net: the shortcut's buffer is dead after
                            * this conv, so the conv writes into it and adds with oneDNN's sum post-op */
     int tf_relu, tf_add, tf_other; /* on a BN, in training: the ReLU that only reads it (or the residual add that only
@@ -138,6 +140,7 @@ struct ee_net {
     size_t dpool_len[EE_MAX_NODES];
     int ndpool;
     int fusion_off;       /* inference fusion switched off (Grad-CAM) */
+    int blk_off;          /* inference keeps every activation NHWC (no nChw16c tensors: tests compare the two) */
     int bwd_stop;         /* the running backward stops after this node (ee_net_backward_until) */
     int sealed;           /* ee_net_seal: inference only, packed weights in place of some parameters */
     uint64_t fp_weights;  /* sealed nets: the hash of the architecture and weights, taken before sealing */
@@ -214,6 +217,14 @@ int ee_dconv_preferred(void);  /* the default kernel here: faster than oneDNN on
 int ee_dconv_fits(const ee_node *nd);
 int ee_conv_builtin_default(void); /* EE_CONV_AUTO means eenn's own kernels only (aarch64) */
 int ee_conv_wino_used(const ee_node *nd); /* a primitive of this conv runs oneDNN's Winograd kernel (inference or training) */
+/* the layouts inference may store this conv's input and output in: 0 NHWC, 1 NHWC or nChw16c, 2 either and
+ * oneDNN runs it through Winograd at every batch size */
+int ee_conv_blk_ok(ee_ctx *ctx, ee_node *nd);
+/* NHWC -> nChw16c (back 0), nChw16c -> NHWC (back 1) or the same layout (back 2), adding `plus` (same layout as
+ * `to`, may be `to`) when not NULL; c a multiple of 16 */
+void ee_reblock(const float *from, float *to, int n, ee_shape sh, int back, const float *plus);
+/* node `node`'s output for n samples as NHWC into `to` (get = 1), or from NHWC `from` into it (get = 0) */
+void ee_node_output_copy(const ee_net *net, int node, float *act, int n, int get);
 /* gconv.c: every convolution shape, plain loops; EE_ERR_NOMEM when scratch cannot be had */
 ee_status ee_gconv_forward(const ee_node *nd, int n, const float *x, const float *w_oihw, const float *bias,
                            const float *res, float *y, int relu);

@@ -401,6 +401,71 @@ static void plan_lifetimes(ee_net *net) {
     }
 }
 
+/* Inference-only nets whose convs run oneDNN's Winograd kernel: an activation that only oneDNN's convs and BNs
+ * write and read, and that a Winograd conv writes or reads, is stored in oneDNN's blocked layout nChw16c
+ * (ee_node.blk): the Winograd convs then take and give it as it is, without the reorders around every call
+ * (WRN-32-4 at batch 1: about 1 ms of 7), and a BN converts between the layouts in its own pass over the tensor.
+ * A residual add that a conv takes has its operand and its sum in one layout, so each such chain (a stage's
+ * residual stream) is decided as one. Activations that no Winograd conv touches stay NHWC: oneDNN's other convs
+ * run 7-10% slower on nChw16c than brgconv on NHWC (ResNet-56's at batch 64). So do those that anything else
+ * reads (pools, heads, exit branches, kept and split outputs). */
+static int blk_root(int *up, int i) {
+    while (up[i] != i) i = up[i] = up[up[i]];
+    return i;
+}
+/* 16 channels: nChw16c and NHWC are the same bytes; such a tensor is marked NHWC and takes either role */
+#define WILD(i) (net->nodes[i].out.c == 16)
+static void plan_blocked(ee_ctx *ctx, ee_net *net) {
+    uint8_t ok[EE_MAX_NODES], wino[EE_MAX_NODES];
+    int up[EE_MAX_NODES];
+    for (int i = 0; i < net->nnodes; i++) {
+        ee_node *nd = &net->nodes[i];
+        nd->blk = wino[i] = 0;
+        up[i] = i;
+        ok[i] = !net->blk_off && nd->def_step >= 0 && nd->last_step < EE_MAX_NODES && !nd->keep && nd->out.c % 16 == 0 &&
+                nd->out.c > 16 && nd->out.h * nd->out.w > 1;
+    }
+    for (int i = 0; i < net->nnodes; i++) {
+        ee_node *nd = &net->nodes[i];
+        if (nd->fused) continue;
+        /* 0: NHWC only; 1: either layout (a BN, a oneDNN conv); 2: a conv that runs Winograd at every batch */
+        int cap = nd->kind == EE_KIND_BN ? nd->nin == 1 : nd->kind == EE_KIND_CONV ? ee_conv_blk_ok(ctx, nd) : 0;
+        int t[4], m = 0;
+        t[m++] = ee_fused_last(net, i);
+        for (int j = 0; j < nd->nin; j++) t[m++] = nd->in[j];
+        int o = nd->kind == EE_KIND_CONV && nd->fuse_add >= 0 ? net->nodes[nd->fuse_add].in[nd->add_other] : -1;
+        t[m++] = o;
+        for (int k = 0; k < m; k++)
+            if (t[k] >= 0) {
+                if (!cap) ok[t[k]] = 0;
+                if (cap == 2) wino[t[k]] = 1;
+            }
+        if (o >= 0 && !WILD(o)) up[blk_root(up, o)] = blk_root(up, t[0]);
+        if (cap == 1 && nd->kind == EE_KIND_CONV && !WILD(t[0])) { /* oneDNN's direct convs: one layout on both sides */
+            if (nd->in[0] < 0) ok[t[0]] = 0;
+            else if (!WILD(nd->in[0])) up[blk_root(up, nd->in[0])] = blk_root(up, t[0]);
+        }
+    }
+    uint8_t cok[EE_MAX_NODES], cw[EE_MAX_NODES];
+    for (int i = 0; i < net->nnodes; i++) cok[i] = 1, cw[i] = 0;
+    for (int i = 0; i < net->nnodes; i++) {
+        int r = blk_root(up, i);
+        cok[r] &= ok[i];
+        cw[r] |= wino[i];
+    }
+    for (int i = 0; i < net->nnodes; i++) {
+        int r = blk_root(up, i);
+        net->nodes[i].blk = ok[i] && cok[r] && cw[r];
+    }
+}
+
+void ee_node_output_copy(const ee_net *net, int node, float *act, int n, int get) {
+    const ee_node *nd = &net->nodes[node];
+    if (nd->blk) ee_reblock(get ? nd->y : act, get ? act : nd->y, n, nd->out, get, NULL);
+    else if (get) memcpy(act, nd->y, (size_t)n * ee_shape_size(nd->out) * sizeof(float));
+    else memcpy(nd->y, act, (size_t)n * ee_shape_size(nd->out) * sizeof(float));
+}
+
 /* Training nets: every node its own activation; gradients by lifetime (plan_gradients). Inference-only nets: activations share buffers
  * whenever their lifetimes do not overlap (greedy, in execution order, best fit), so ResNet-56 at batch 128
  * holds a handful of activations instead of one per node. A buffer is freed only after the step that last
@@ -470,7 +535,7 @@ static int plan_gradients(ee_net *net, int max_batch) {
 
 static ee_status alloc_buffers(ee_ctx *ctx, ee_net *net, int max_batch, int training) {
     free_buffers(net);
-    for (int i = 0; i < net->nnodes; i++) net->nodes[i].add_inplace = 0;
+    for (int i = 0; i < net->nnodes; i++) net->nodes[i].add_inplace = net->nodes[i].blk = 0;
     size_t mx = ee_shape_size(net->in);
     net->x = ee_alloc(mx * max_batch * sizeof(float));
     int ok = net->x != NULL;
@@ -490,6 +555,7 @@ static ee_status alloc_buffers(ee_ctx *ctx, ee_net *net, int max_batch, int trai
         }
     } else if (ok) {
         plan_lifetimes(net);
+        plan_blocked(ctx, net);
         size_t cap[EE_MAX_NODES];
         int owner[EE_MAX_NODES], buf_of[EE_MAX_NODES], nb = 0;
         for (int step = 0; step < net->nnodes; step++) {

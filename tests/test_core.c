@@ -876,6 +876,92 @@ static void test_winograd_small_batch(int c, int hw, int want) {
     ee_ctx_free(ctx);
 }
 
+/* Inference stores the activations between oneDNN's Winograd convs in nChw16c (net.c: plan_blocked). A
+ * pre-activation network like WRN's (a 16-channel stem, a 1x1 projection shortcut, a strided conv, an exit branch
+ * on a later block's output) gives the same outputs with and without the blocked tensors and as the plain loops:
+ * on one batch, on a batch run in chunks, after compaction with a blocked activation live, and through a split's
+ * copy of a blocked activation. */
+static void test_blocked(void) {
+    static const char *arch =
+        "input c=3 h=32 w=32\nconv name=stem out=16 k=3 pad=1 bias=0\nbn name=b1\nrelu name=r1\n"
+        "conv name=c1 out=64 k=3 pad=1 bias=0\nbn name=b2\nrelu name=r2\nconv name=c2 out=64 k=3 pad=1 bias=0\n"
+        "conv name=sc in=stem out=64 k=1 pad=0 bias=0\nadd name=a1 in=c2,sc\n"
+        "bn name=b3\nrelu name=r3\nconv name=c3 out=64 k=3 pad=1 bias=0\nbn name=b4\nrelu name=r4\n"
+        "conv name=c4 out=64 k=3 pad=1 bias=1\nadd name=a2 in=c4,a1\n"
+        "bn name=b5\nrelu name=r5\nconv name=c5 out=128 k=3 pad=1 bias=0\nbn name=b6\nrelu name=r6\n"
+        "conv name=c6 out=128 k=3 stride=2 pad=1 bias=0\nconv name=sc2 in=r5 out=128 k=1 stride=2 pad=0 bias=0\n"
+        "add name=a3 in=c6,sc2\ngap name=icpool in=a3\nlinear name=ic out=5 head=1\n"
+        "bn name=b7 in=a3\nrelu name=r7\ngap name=pool\nlinear name=fc out=5 head=1\n";
+    ee_ctx *ctx = ee_ctx_new();
+    enum { N = 5, IMG = 3 * 32 * 32, A2 = 64 * 32 * 32 };
+    float *x = malloc(sizeof(float) * N * IMG), out[3][2][N * 5], *act[2] = {malloc(sizeof(float) * N * A2), malloc(sizeof(float) * N * A2)};
+    for (int i = 0; i < N * IMG; i++) x[i] = ee_rng_normal(ctx);
+    ee_net *net[3] = {NULL, NULL, NULL};
+    for (int k = 0; k < 3; k++) { /* blocked, all NHWC, the plain loops */
+        ee_ctx_set_conv_kernel(ctx, k == 2 ? EE_CONV_REFERENCE : EE_CONV_AUTO);
+        CHECK_OK(ctx, ee_net_from_text(ctx, arch, "blocked", &net[k]));
+        if (!net[k]) goto done;
+        net[k]->blk_off = k > 0;
+        ee_ctx_seed(ctx, 7);
+        ee_net_init(ctx, net[k]);
+        for (int i = 0; i < net[k]->nnodes; i++) /* BN statistics away from the identity */
+            if (net[k]->nodes[i].kind == EE_KIND_BN) {
+                float *st = ee_net_state(net[k]) + net[k]->nodes[i].s_off;
+                for (int j = 0; j < net[k]->nodes[i].out.c; j++) { st[j] = 0.1f * (j % 5); st[net[k]->nodes[i].out.c + j] = 0.5f + 0.1f * (j % 7); }
+            }
+        ee_net_params_changed(net[k]);
+        CHECK_OK(ctx, ee_net_prepare(ctx, net[k], N, 0));
+        CHECK_OK(ctx, ee_net_forward(ctx, net[k], x, N, 0));
+        for (int h = 0; h < 2; h++) memcpy(out[k][h], ee_net_head_output(net[k], h), sizeof out[k][h]);
+    }
+    for (int h = 0; h < 2; h++) {
+        CHECK(tl_close(out[0][h], out[1][h], N * 5, 1e-5, 1e-4, NULL) <= 1, "blocked activations: head %d differs "
+              "from the all-NHWC run (%g vs %g)", h, out[0][h][0], out[1][h][0]);
+        CHECK(tl_close(out[0][h], out[2][h], N * 5, 1e-4, 1e-3, NULL) <= 1, "blocked activations: head %d differs "
+              "from the plain loops (%g vs %g)", h, out[0][h][0], out[2][h][0]);
+    }
+    ee_net *b = net[0];
+    const int a1 = ee_net_find_node(b, "a1"), a2 = ee_net_find_node(b, "a2"), a3 = ee_net_find_node(b, "a3"),
+              r2 = ee_net_find_node(b, "r2"), r4 = ee_net_find_node(b, "r4"), b5 = ee_net_find_node(b, "b5");
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx512f") && !ee_dconv_preferred()) {
+        CHECK(b->nodes[a1].blk && b->nodes[a2].blk && b->nodes[r2].blk && b->nodes[r4].blk,
+              "blocked activations: the first stage's tensors are not stored nChw16c on an AVX-512 CPU");
+        CHECK(!b->nodes[a3].blk && !b->nodes[ee_net_find_node(b, "stem")].blk && !b->nodes[ee_net_find_node(b, "r7")].blk,
+              "blocked activations: a tensor that an exit branch, a pool or the stem touches is stored nChw16c");
+    }
+#endif
+    for (int i = 0; i < b->nnodes; i++)
+        CHECK(!net[1]->nodes[i].blk, "blocked activations: stored nChw16c although switched off");
+    /* in chunks of 2 */
+    ee_net_set_eval_chunk(b, 2);
+    CHECK_OK(ctx, ee_net_forward(ctx, b, x, N, 0));
+    CHECK(tl_close(ee_net_head_output(b, 1), out[1][1], N * 5, 1e-5, 1e-4, NULL) <= 1,
+          "blocked activations: a batch run in chunks differs");
+    ee_net_set_eval_chunk(b, 0);
+    /* stopped before b5 (a2 live, blocked), a2 read out as NHWC, compacted to samples 1 and 3, then finished */
+    for (int k = 0; k < 2; k++) {
+        CHECK_OK(ctx, ee_net_forward_range(ctx, net[k], x, 0, b5, N, 0));
+        ee_node_output_copy(net[k], a2, act[k], N, 1);
+    }
+    CHECK(tl_close(act[0], act[1], (size_t)N * A2, 1e-5, 1e-4, NULL) <= 1, "blocked activations: a split's copy differs");
+    ee_node_output_copy(b, a2, act[1], N, 0); /* and back in: the same activation */
+    ee_node_output_copy(b, a2, act[0], N, 1);
+    CHECK(!memcmp(act[0], act[1], sizeof(float) * N * A2), "blocked activations: a split's copy does not round-trip");
+    const int keep[2] = {1, 3};
+    CHECK_OK(ctx, ee_net_compact(ctx, b, b5, keep, 2));
+    CHECK_OK(ctx, ee_net_forward_range(ctx, b, NULL, b5, b->nnodes, 2, 0));
+    for (int j = 0; j < 2; j++)
+        CHECK(tl_close(ee_net_head_output(b, 1) + 5 * j, out[1][1] + 5 * keep[j], 5, 1e-5, 1e-4, NULL) <= 1,
+              "blocked activations: sample %d after compaction differs", keep[j]);
+done:
+    for (int k = 0; k < 3; k++) ee_net_free(net[k]);
+    free(x);
+    free(act[0]);
+    free(act[1]);
+    ee_ctx_free(ctx);
+}
+
 /* Training runs the same convs through Winograd too (forward, backward-data, backward-weights on nChw16c; dy in the
  * net's scratch, the blocked input kept from the forward): every parameter's gradient and the input's against the
  * plain loops, through the residual paths where dx is added to another consumer's share. A second backward
@@ -1095,6 +1181,7 @@ int main(void) {
     test_winograd_small_batch(256, 8, 1);
     test_winograd_small_batch(64, 8, 0);
     test_winograd_training();
+    test_blocked();
     test_dnnl_loader();
     test_determinism();
     test_nan();

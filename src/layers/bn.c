@@ -241,6 +241,34 @@ static void affine(float *y, const float *x, const float *scale, const float *sh
 }
 
 /* sync-BN (data-parallel training): s[0..k) summed over every rank, in place */
+/* inference with either side stored nChw16c (ee_node.blk; c a multiple of 16): y = x * scale + shift, or
+ * max(that, 0), each side in its own layout: the BN does the reorder as it passes over the tensor. 16 channels
+ * at a time as one generic vector (GCC and clang split it into the widest the target has). */
+typedef float f32x16 __attribute__((vector_size(64)));
+typedef int i32x16 __attribute__((vector_size(64)));
+static void affine_blk(float *y, int yblk, const float *x, int xblk, const float *scale, const float *shift, int n,
+                       ee_shape s, int relu) {
+    const size_t hw = (size_t)s.h * s.w, xs = xblk ? 16 : (size_t)s.c, ys = yblk ? 16 : (size_t)s.c;
+    const int cb = s.c / 16;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int i = 0; i < n; i++)
+        for (int b = 0; b < cb; b++) {
+            const size_t flat0 = (size_t)i * hw * s.c + (size_t)b * 16, blk0 = ((size_t)i * cb + b) * hw * 16;
+            const float *xb = x + (xblk ? blk0 : flat0);
+            float *yb = y + (yblk ? blk0 : flat0);
+            f32x16 sc, sh, v;
+            const f32x16 zero = {0};
+            memcpy(&sc, scale + 16 * b, sizeof sc);
+            memcpy(&sh, shift + 16 * b, sizeof sh);
+            for (size_t q = 0; q < hw; q++) {
+                memcpy(&v, xb + q * xs, sizeof v);
+                v = v * sc + sh;
+                if (relu) v = (f32x16)((i32x16)v & (v > zero));
+                memcpy(yb + q * ys, &v, sizeof v);
+            }
+        }
+}
+
 static int sync_on(const ee_net *net) { return net->par && net->par->sync_bn && net->par->size > 1; }
 static ee_status sync_sums(ee_ctx *ctx, ee_net *net, double *s, size_t k) {
     return net->par->allreduce(net->par->user, s, k, 1) ? ee_fail(ctx, EE_ERR_PEER, "sync-BN: the allreduce over the ranks failed")
@@ -319,7 +347,10 @@ static ee_status bn_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tr
     }
     /* the ReLU that only reads this BN (training: after the residual add) in the same pass, into its output */
     int relu = train ? (nd->tf_on ? nd->tf_relu : -1) : nd->fuse_relu;
-    if (relu >= 0) {
+    const int xblk = !train && nd->in[0] >= 0 && net->nodes[nd->in[0]].blk, yblk = !train && net->nodes[relu >= 0 ? relu : (int)(nd - net->nodes)].blk;
+    if (xblk || yblk)
+        affine_blk(relu >= 0 ? net->nodes[relu].y : nd->y, yblk, x, xblk, sc, sh, n, nd->ins, relu >= 0);
+    else if (relu >= 0) {
         const float *o = train && nd->tf_add >= 0 ? ee_node_input(net, &net->nodes[nd->tf_add], nd->tf_other) : NULL;
         float *y = net->nodes[relu].y;
         if (o) {

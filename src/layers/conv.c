@@ -24,13 +24,15 @@
 
 typedef struct {
     int n, train, fuse, nthr; /* nthr: oneDNN fixes a primitive's thread split when it builds it */
+    int sblk, dblk;           /* inference: the input, the output stored nChw16c (ee_node.blk) */
     dnnl_primitive_t fwd, bwd_d, bwd_w, reo_f, reo_d, reo_dw;
     dnnl_memory_t src, dst, w_user, w_f, bias, dsrc, ddst, w_d, dw, dw_user, dbias, bsrc, src1;
     dnnl_memory_t pad_f, pad_d, pad_w; /* scratchpads of fwd, bwd_d, bwd_w: views of `scratch` */
     void *scratch;
     uint64_t ver_f, ver_d;
     char impl[64];
-    int wino;                  /* through Winograd: the activations reordered to and from nChw16c */
+    int wino;                  /* through Winograd: the activations reordered to and from nChw16c (unless they are
+                                * stored so: sblk, dblk) */
     dnnl_memory_t wsrc, wdst;  /* the blocked input and output (in backward: dx and dy); in training wdst is a view
                                 * of the net's scratch, which no other layer uses in a training step */
     float *wsrc_buf, *wdst_buf;
@@ -256,10 +258,18 @@ static dnnl_status_t make_pds(ee_dnnl *d, int train, dnnl_alg_kind_t alg, const_
 
 /* NHWC <-> nChw16c (oneDNN's blocked layout: [n][c / 16][h][w][16]) for c a multiple of 16, n samples of shape sh:
  * into the blocked x16 (back = 0), or out of it into x (back = 1), plus the values at `plus` when given (it may
- * be x itself). At least as fast as oneDNN's jit:uni reorder here, and it fuses the residual add. */
-static void reblock(const float *from, float *to, int n, ee_shape sh, int back, const float *plus) {
+ * be x itself). At least as fast as oneDNN's jit:uni reorder here, and it fuses the residual add. back = 2: the
+ * same layout on both sides (to = from + plus, element by element). */
+void ee_reblock(const float *from, float *to, int n, ee_shape sh, int back, const float *plus) {
     const size_t hw = (size_t)sh.h * sh.w;
     const int c = sh.c, cb = c / 16;
+    if (back == 2) {
+        const size_t len = (size_t)n * hw * c;
+        if (!plus) { memcpy(to, from, len * sizeof(float)); return; }
+#pragma omp parallel for schedule(static)
+        for (size_t k = 0; k < len; k++) to[k] = from[k] + plus[k];
+        return;
+    }
 #pragma omp parallel for collapse(2) schedule(static)
     for (int i = 0; i < n; i++)
         for (int b = 0; b < cb; b++) {
@@ -294,8 +304,13 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     int nthr = 1;
 #endif
     int fuse = !train && chained(nd) ? 1 + (nd->fuse_add >= 0 && nd->add_inplace) : 0; /* 2: sum in place */
+    const int self = (int)(nd - net->nodes);
+    const int sblk = !train && nd->in[0] >= 0 && net->nodes[nd->in[0]].blk;
+    const int dblk = !train && net->nodes[fuse ? ee_fused_last(net, self) : self].blk;
     for (int i = 0; i < p->nc; i++)
-        if (p->c[i].n == n && p->c[i].train == train && p->c[i].fuse == fuse && p->c[i].nthr == nthr) return &p->c[i];
+        if (p->c[i].n == n && p->c[i].train == train && p->c[i].fuse == fuse && p->c[i].nthr == nthr &&
+            p->c[i].sblk == sblk && p->c[i].dblk == dblk)
+            return &p->c[i];
     if (p->nc == CONV_CACHE) { /* evict everything: rare (many distinct batch sizes) */
         conv_release(nd);
         return get_prim(ctx, net, nd, n, train);
@@ -305,7 +320,7 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     if (!p->c && !(p->c = calloc(CONV_CACHE, sizeof *p->c))) { ee_fail(ctx, EE_ERR_NOMEM, "out of memory"); return NULL; }
     conv_prim *c = &p->c[p->nc];
     memset(c, 0, sizeof *c);
-    c->n = n; c->train = train; c->fuse = fuse; c->nthr = nthr;
+    c->n = n; c->train = train; c->fuse = fuse; c->nthr = nthr; c->sblk = sblk; c->dblk = dblk;
     c->ver_f = c->ver_d = (uint64_t)-1;
     /* Winograd post-ops: a ReLU, or a residual add (added by the reblock back), not both (training has none) */
     const size_t pixels = (size_t)n * nd->out.h * nd->out.w;
@@ -315,8 +330,9 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     dims4(sd, n, nd->ins.c, nd->ins.h, nd->ins.w);
     dims4(dd, n, nd->COUT, nd->out.h, nd->out.w);
     dnnl_memory_desc_t smd, dmd, wany, wuser, bmd;
-    dnnl_memory_desc_init_by_tag(&smd, 4, sd, dnnl_f32, dnnl_nhwc);
-    dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dnnl_f32, dnnl_nhwc);
+    /* 16 channels are the same bytes in both layouts: such a side is described as the other side is stored */
+    dnnl_memory_desc_init_by_tag(&smd, 4, sd, dnnl_f32, sblk || (nd->ins.c == 16 && dblk) ? dnnl_nChw16c : dnnl_nhwc);
+    dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dnnl_f32, dblk || (nd->COUT == 16 && sblk) ? dnnl_nChw16c : dnnl_nhwc);
     dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x);
     weights_md(nd, &wany, 1);
     weights_md(nd, &wuser, 0);
@@ -343,11 +359,13 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     }
     if (!c->wino)
         TRY(make_pds(d, train, dnnl_convolution_direct, attr, battr, &smd, &wany, bp, &dmd, str, pad, &fpd, &dpd, &wpd));
-    if (c->wino) { /* the blocked activations (reblock() converts) */
-        if (!(c->wsrc_buf = ee_alloc(ee_shape_size(nd->ins) * n * sizeof(float)))) goto fail;
-        if (!train && !(c->wdst_buf = ee_alloc(ee_shape_size(nd->out) * n * sizeof(float)))) goto fail;
-        TRY(dnnl_memory_create(&c->wsrc, &wsmd, d->eng, c->wsrc_buf));
-        TRY(dnnl_memory_create(&c->wdst, &wdmd, d->eng, train ? DNNL_MEMORY_NONE : c->wdst_buf));
+    if (c->wino) { /* the blocked activations (ee_reblock() converts those stored NHWC) */
+        /* a blocked output is written in place, unless a residual add follows (added after the conv) */
+        const int wbuf = !train && (!dblk || nd->fuse_add >= 0);
+        if (!sblk && !(c->wsrc_buf = ee_alloc(ee_shape_size(nd->ins) * n * sizeof(float)))) goto fail;
+        if (wbuf && !(c->wdst_buf = ee_alloc(ee_shape_size(nd->out) * n * sizeof(float)))) goto fail;
+        TRY(dnnl_memory_create(&c->wsrc, &wsmd, d->eng, sblk ? DNNL_MEMORY_NONE : c->wsrc_buf));
+        TRY(dnnl_memory_create(&c->wdst, &wdmd, d->eng, wbuf ? c->wdst_buf : DNNL_MEMORY_NONE));
     }
     const char *impl = "";
     dnnl_primitive_desc_query(fpd, dnnl_query_impl_info_str, 0, &impl);
@@ -506,7 +524,9 @@ static ee_status conv_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int trai
         a[0].memory = c->wsrc;
         a[2].memory = c->wdst;
         if (train) dnnl_memory_set_data_handle(c->wdst, net->scratch);
-        reblock(ee_node_input(net, nd, 0) + off * ee_shape_size(nd->ins), c->wsrc_buf, n, nd->ins, 0, NULL);
+        if (c->dblk && !c->wdst_buf) dnnl_memory_set_data_handle(c->wdst, y + off * ee_shape_size(nd->out));
+        if (c->sblk) dnnl_memory_set_data_handle(c->wsrc, (void *)(ee_node_input(net, nd, 0) + off * ee_shape_size(nd->ins)));
+        else ee_reblock(ee_node_input(net, nd, 0) + off * ee_shape_size(nd->ins), c->wsrc_buf, n, nd->ins, 0, NULL);
         c->wsrc_of = train ? ee_node_input(net, nd, 0) : NULL; /* backward-weights reads it again */
     }
     if (c->reo_f && c->ver_f != want) {
@@ -523,7 +543,8 @@ static ee_status conv_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int trai
         if (!train && nd->fuse_add >= 0)
             plus = nd->add_inplace ? y + off * ee_shape_size(nd->out)
                                    : ee_node_input(net, &net->nodes[nd->fuse_add], nd->add_other) + off * ee_shape_size(nd->out);
-        reblock(train ? net->scratch : c->wdst_buf, y + off * ee_shape_size(nd->out), n, nd->out, 1, plus);
+        if (train || c->wdst_buf) /* a blocked output takes only the add */
+            ee_reblock(train ? net->scratch : c->wdst_buf, y + off * ee_shape_size(nd->out), n, nd->out, c->dblk ? 2 : 1, plus);
     }
     dnnl_stream_wait(d->strm);
     return EE_OK;
@@ -614,6 +635,22 @@ static int kernel_of(ee_ctx *ctx, ee_node *nd) {
     return p->direct;
 }
 static int use_direct(ee_ctx *ctx, ee_node *nd) { return kernel_of(ctx, nd) == K_DIRECT; }
+
+/* The layouts inference may store this conv's input and output in (net.c: plan_blocked): 0 NHWC only (eenn's own
+ * kernels, int8, groups); 1 NHWC or nChw16c (oneDNN's direct algorithm takes either); 2 the same, and oneDNN runs
+ * the conv through Winograd at every batch size (its output pixels, or its work per tap, clear the bar at one
+ * sample), which wants nChw16c. Should oneDNN refuse the Winograd primitive after all (an AVX-512 CPU without
+ * AVX-512BW), its direct algorithm computes the same, slowly where the two sides' layouts differ. */
+int ee_conv_blk_ok(ee_ctx *ctx, ee_node *nd) {
+    if (!nd->priv && !new_priv(ctx, nd)) return 0;
+    if ((nd->arg.conv.qscale > 0 && ee_int8_available()) || kernel_of(ctx, nd) != K_ONEDNN || nd->GROUPS != 1) return 0;
+    const conv_priv *p = nd->priv;
+    const size_t pixels = (size_t)nd->out.h * nd->out.w;
+    return p->wino_ok && !(nd->fuse_add >= 0 && nd->fuse_relu >= 0) &&
+                   (pixels >= WINO_PIXELS || pixels * nd->ins.c * nd->COUT >= WINO_MACS)
+               ? 2
+               : 1;
+}
 
 /* A forward pass through gconv.c: in inference with the BN folded in, written into the last fused node, the
  * residual and the ReLU applied as the outputs are stored, as direct_forward does. */
@@ -1000,15 +1037,15 @@ static ee_status wino_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, conv_prim 
     ee_dnnl *d = EE_DNNL(net);
     ee_status s;
     dnnl_memory_set_data_handle(c->wdst, net->scratch);
-    reblock(nd->dy, net->scratch, c->n, nd->out, 0, NULL);
-    if (c->wsrc_of != x) reblock(x, c->wsrc_buf, c->n, nd->ins, 0, NULL);
+    ee_reblock(nd->dy, net->scratch, c->n, nd->out, 0, NULL);
+    if (c->wsrc_of != x) ee_reblock(x, c->wsrc_buf, c->n, nd->ins, 0, NULL);
     c->wsrc_of = NULL; /* dx goes there next */
     dnnl_memory_set_data_handle(c->pad_w, d->pad);
     dnnl_memory_set_data_handle(c->pad_d, d->pad);
     if ((s = weight_grads(ctx, net, nd, c, c->wsrc, c->wdst))) return s;
     if (dx) {
         if ((s = data_grads(ctx, net, nd, c, c->wdst, c->wsrc))) return s;
-        reblock(c->wsrc_buf, dx, c->n, nd->ins, 1, acc ? dx : NULL);
+        ee_reblock(c->wsrc_buf, dx, c->n, nd->ins, 1, acc ? dx : NULL);
     }
     return EE_OK;
 }
