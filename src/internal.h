@@ -220,11 +220,12 @@ int ee_conv_wino_used(const ee_node *nd); /* a primitive of this conv runs oneDN
 /* the layouts inference may store this conv's input and output in: 0 NHWC, 1 NHWC or nChw16c, 2 either and
  * oneDNN runs it through Winograd at every batch size */
 int ee_conv_blk_ok(ee_ctx *ctx, ee_node *nd);
-/* NHWC -> nChw16c (back 0), nChw16c -> NHWC (back 1) or the same layout (back 2), adding `plus` (same layout as
- * `to`, may be `to`) when not NULL; c a multiple of 16 */
+/* NHWC -> nChw16c (back 0), nChw16c -> NHWC (back 1), adding `plus` (same layout as `to`, may be `to`) when not
+ * NULL; back 2: to = from + plus in one layout. c a multiple of 16 */
 void ee_reblock(const float *from, float *to, int n, ee_shape sh, int back, const float *plus);
-/* node `node`'s output for n samples as NHWC into `to` (get = 1), or from NHWC `from` into it (get = 0) */
-void ee_node_output_copy(const ee_net *net, int node, float *act, int n, int get);
+/* node `node`'s output for n samples, read out as NHWC into `to`, or set from NHWC `from` (either layout inside) */
+void ee_node_output_get(const ee_net *net, int node, float *to, int n);
+void ee_node_output_set(ee_net *net, int node, const float *from, int n);
 /* gconv.c: every convolution shape, plain loops; EE_ERR_NOMEM when scratch cannot be had */
 ee_status ee_gconv_forward(const ee_node *nd, int n, const float *x, const float *w_oihw, const float *bias,
                            const float *res, float *y, int relu);

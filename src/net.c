@@ -414,7 +414,7 @@ static int blk_root(int *up, int i) {
     return i;
 }
 /* 16 channels: nChw16c and NHWC are the same bytes; such a tensor is marked NHWC and takes either role */
-#define WILD(i) (net->nodes[i].out.c == 16)
+static int wild(const ee_net *net, int i) { return net->nodes[i].out.c == 16; }
 static void plan_blocked(ee_ctx *ctx, ee_net *net) {
     uint8_t ok[EE_MAX_NODES], wino[EE_MAX_NODES];
     int up[EE_MAX_NODES];
@@ -440,10 +440,10 @@ static void plan_blocked(ee_ctx *ctx, ee_net *net) {
                 if (!cap) ok[t[k]] = 0;
                 if (cap == 2) wino[t[k]] = 1;
             }
-        if (o >= 0 && !WILD(o)) up[blk_root(up, o)] = blk_root(up, t[0]);
-        if (cap == 1 && nd->kind == EE_KIND_CONV && !WILD(t[0])) { /* oneDNN's direct convs: one layout on both sides */
+        if (o >= 0 && !wild(net, o)) up[blk_root(up, o)] = blk_root(up, t[0]);
+        if (cap == 1 && nd->kind == EE_KIND_CONV && !wild(net, t[0])) { /* oneDNN's direct convs: one layout both sides */
             if (nd->in[0] < 0) ok[t[0]] = 0;
-            else if (!WILD(nd->in[0])) up[blk_root(up, nd->in[0])] = blk_root(up, t[0]);
+            else if (!wild(net, nd->in[0])) up[blk_root(up, nd->in[0])] = blk_root(up, t[0]);
         }
     }
     uint8_t cok[EE_MAX_NODES], cw[EE_MAX_NODES];
@@ -459,11 +459,15 @@ static void plan_blocked(ee_ctx *ctx, ee_net *net) {
     }
 }
 
-void ee_node_output_copy(const ee_net *net, int node, float *act, int n, int get) {
+void ee_node_output_get(const ee_net *net, int node, float *to, int n) {
     const ee_node *nd = &net->nodes[node];
-    if (nd->blk) ee_reblock(get ? nd->y : act, get ? act : nd->y, n, nd->out, get, NULL);
-    else if (get) memcpy(act, nd->y, (size_t)n * ee_shape_size(nd->out) * sizeof(float));
-    else memcpy(nd->y, act, (size_t)n * ee_shape_size(nd->out) * sizeof(float));
+    if (nd->blk) ee_reblock(nd->y, to, n, nd->out, 1, NULL);
+    else memcpy(to, nd->y, (size_t)n * ee_shape_size(nd->out) * sizeof(float));
+}
+void ee_node_output_set(ee_net *net, int node, const float *from, int n) {
+    ee_node *nd = &net->nodes[node];
+    if (nd->blk) ee_reblock(from, nd->y, n, nd->out, 0, NULL);
+    else memcpy(nd->y, from, (size_t)n * ee_shape_size(nd->out) * sizeof(float));
 }
 
 /* Training nets: every node its own activation; gradients by lifetime (plan_gradients). Inference-only nets: activations share buffers

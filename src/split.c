@@ -114,7 +114,7 @@ ee_status ee_infer_edge(ee_ctx *ctx, ee_net *net, const float *x, int n, const e
     for (int i = 0; i < n; i++) ee_exit_state_init(&st[i]);
     if ((s = ee_infer_segment(ctx, net, x, n, p, NULL, &seg, st, pred, conf, exit_head, why))) return s;
     *nleft = seg.nleft;
-    if (seg.nleft) ee_node_output_copy(net, sp->node, act, seg.nleft, 1);
+    if (seg.nleft) ee_node_output_get(net, sp->node, act, seg.nleft);
     return EE_OK;
 }
 
@@ -129,7 +129,7 @@ ee_status ee_infer_resume(ee_ctx *ctx, ee_net *net, const float *act, int n, con
         for (int i = 0; i < n; i++) ee_exit_state_init(&own[i]);
         st = own;
     }
-    ee_node_output_copy(net, sp->node, (float *)act, n, 0);
+    ee_node_output_set(net, sp->node, act, n);
     infer_seg seg = {sp->resume, sp->heads, net->nnodes, NULL, 0};
     s = ee_infer_segment(ctx, net, NULL, n, p, NULL, &seg, st, pred, conf, exit_head, why);
     free(own);

@@ -942,11 +942,11 @@ static void test_blocked(void) {
     /* stopped before b5 (a2 live, blocked), a2 read out as NHWC, compacted to samples 1 and 3, then finished */
     for (int k = 0; k < 2; k++) {
         CHECK_OK(ctx, ee_net_forward_range(ctx, net[k], x, 0, b5, N, 0));
-        ee_node_output_copy(net[k], a2, act[k], N, 1);
+        ee_node_output_get(net[k], a2, act[k], N);
     }
     CHECK(tl_close(act[0], act[1], (size_t)N * A2, 1e-5, 1e-4, NULL) <= 1, "blocked activations: a split's copy differs");
-    ee_node_output_copy(b, a2, act[1], N, 0); /* and back in: the same activation */
-    ee_node_output_copy(b, a2, act[0], N, 1);
+    ee_node_output_set(b, a2, act[1], N); /* and back in: the same activation */
+    ee_node_output_get(b, a2, act[0], N);
     CHECK(!memcmp(act[0], act[1], sizeof(float) * N * A2), "blocked activations: a split's copy does not round-trip");
     const int keep[2] = {1, 3};
     CHECK_OK(ctx, ee_net_compact(ctx, b, b5, keep, 2));

@@ -240,7 +240,6 @@ static void affine(float *y, const float *x, const float *scale, const float *sh
     }
 }
 
-/* sync-BN (data-parallel training): s[0..k) summed over every rank, in place */
 /* inference with either side stored nChw16c (ee_node.blk; c a multiple of 16): y = x * scale + shift, or
  * max(that, 0), each side in its own layout: the BN does the reorder as it passes over the tensor. 16 channels
  * at a time as one generic vector (GCC and clang split it into the widest the target has). */
@@ -269,6 +268,7 @@ static void affine_blk(float *y, int yblk, const float *x, int xblk, const float
         }
 }
 
+/* sync-BN (data-parallel training): s[0..k) summed over every rank, in place */
 static int sync_on(const ee_net *net) { return net->par && net->par->sync_bn && net->par->size > 1; }
 static ee_status sync_sums(ee_ctx *ctx, ee_net *net, double *s, size_t k) {
     return net->par->allreduce(net->par->user, s, k, 1) ? ee_fail(ctx, EE_ERR_PEER, "sync-BN: the allreduce over the ranks failed")

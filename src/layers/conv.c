@@ -259,13 +259,12 @@ static dnnl_status_t make_pds(ee_dnnl *d, int train, dnnl_alg_kind_t alg, const_
 /* NHWC <-> nChw16c (oneDNN's blocked layout: [n][c / 16][h][w][16]) for c a multiple of 16, n samples of shape sh:
  * into the blocked x16 (back = 0), or out of it into x (back = 1), plus the values at `plus` when given (it may
  * be x itself). At least as fast as oneDNN's jit:uni reorder here, and it fuses the residual add. back = 2: the
- * same layout on both sides (to = from + plus, element by element). */
+ * same layout on both sides, plus given (to = from + plus, element by element). */
 void ee_reblock(const float *from, float *to, int n, ee_shape sh, int back, const float *plus) {
     const size_t hw = (size_t)sh.h * sh.w;
     const int c = sh.c, cb = c / 16;
     if (back == 2) {
         const size_t len = (size_t)n * hw * c;
-        if (!plus) { memcpy(to, from, len * sizeof(float)); return; }
 #pragma omp parallel for schedule(static)
         for (size_t k = 0; k < len; k++) to[k] = from[k] + plus[k];
         return;
