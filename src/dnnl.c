@@ -76,6 +76,7 @@ void ee_dnnl_free(ee_net *net) {
     if (d->strm) ee_dnnl_fn.stream_destroy(d->strm);
     if (d->eng) ee_dnnl_fn.engine_destroy(d->eng);
     ee_free(d->pad);
+    ee_free(d->xblk);
     free(d);
     net->dnnl = NULL;
 }
