@@ -412,6 +412,9 @@ int main(void) {
     train_grads_kernels(8, 11, 16, 5, 1, 2, 1, 5);   /* 5x5 */
     train_grads_kernels(1, 28, 16, 3, 1, 1, 0, 4);   /* Fashion-MNIST's stem */
     train_grads_kernels(5, 7, 10, 3, 2, 1, 1, 6);    /* output channels that are not a multiple of 16 */
+    /* oneDNN's backward-weights on nChw16c copies: a 16-channel input (no copy) and a 64-channel one */
+    train_grads_kernels(16, 10, 64, 3, 1, 1, 1, 6);
+    train_grads_kernels(64, 9, 64, 3, 2, 1, 0, 5);
     train_fusion_matches(5, EE_CONV_AUTO);
     train_fusion_matches(37, EE_CONV_AUTO);
     train_fusion_matches(5, EE_CONV_BUILTIN);

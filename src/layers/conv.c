@@ -239,6 +239,20 @@ static int ref_impl(const_dnnl_primitive_desc_t pd) {
            strncmp(impl, "ref", 3) == 0;
 }
 
+/* Backward-weights on nChw16c copies of the input and dy (conv_prim.bwblk): oneDNN's NHWC kernel for it is slow
+ * on 3x3 convs of many channels and on 16-channel inputs with many outputs. Timed inside training steps at batch
+ * 128 on 2 threads of an AVX-512 EPYC, copies included (ms per call, NHWC / nChw16c): WRN-32-4's 16 -> 64 3x3 22.3
+ * / 9.8-12.0 and 1x1 7.7-10.1 / 4.5-5.5, 128 -> 128 stride 2 47.7-52.6 / 37.3-42.0, 256 -> 256 stride 2 38.0-48.7 /
+ * 34.7-39.3. Where the NHWC kernel already runs near the forward's rate the copies cost more than they save:
+ * WRN-32-4's 1x1 stride-2 shortcuts (64 -> 128 4.5-5.8 / 8.0-8.5, 128 -> 256 2.6-3.1 / 4.4-4.8) and every conv of
+ * ResNet-56 (32 -> 32 1.86-2.44 / 2.33-3.68, 16 -> 32 and 32 -> 64 stride 2 1.00-1.60 / 1.43-2.24), although
+ * timed alone on buffers not in cache those ran 1.2-1.7x faster blocked: in a step, dy is still in cache from
+ * backward-data. */
+static int bwd_blocked_pays(const ee_node *nd) {
+    if (nd->GROUPS != 1 || nd->ins.c % 16 || nd->COUT % 16) return 0;
+    return (nd->ins.c == 16 && nd->COUT >= 64) || (nd->ins.c >= 64 && nd->K > 1);
+}
+
 /* The forward primitive descriptor and, in training (battr set), backward-data and backward-weights ones, all with
  * the algorithm alg on the given activation layouts. On failure nothing is left allocated. */
 static dnnl_status_t make_pds(ee_dnnl *d, int train, dnnl_alg_kind_t alg, const_dnnl_primitive_attr_t attr,
@@ -338,18 +352,9 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     dims4(sd, n, nd->ins.c, nd->ins.h, nd->ins.w);
     dims4(dd, n, nd->COUT, nd->out.h, nd->out.w);
     dnnl_memory_desc_t smd, dmd, wany, wuser, bmd;
-    /* 16 channels are the same bytes in both layouts: such a side is described as the other side is stored, and a
-     * 16 -> 16 conv in training as nChw16c on both (blk16). oneDNN then runs its AVX-512 direct kernel instead
-     * of brgconv: per 3x3 call at 32x32 and batch 128 on 2 threads of an AVX-512 EPYC, inputs not in cache (ms,
-     * NHWC / nChw16c), forward 2.39-2.49 / 2.19-2.23, backward-weights 1.96-2.02 / 1.69-1.73, backward-data even
-     * (the same kernel). In inference (chunks of 32-64 samples, BN folded, add and ReLU fused) the two measured
-     * even inside ResNet-56, so it keeps brgconv. */
-    int blk16 = train && nd->ins.c == 16 && nd->COUT == 16 && nd->GROUPS == 1;
-again:
-    dnnl_memory_desc_init_by_tag(&smd, 4, sd, dnnl_f32,
-                                 blk16 || sblk || (nd->ins.c == 16 && dblk) ? dnnl_nChw16c : dnnl_nhwc);
-    dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dnnl_f32,
-                                 blk16 || dblk || (nd->COUT == 16 && sblk) ? dnnl_nChw16c : dnnl_nhwc);
+    /* 16 channels are the same bytes in both layouts: such a side is described as the other side is stored */
+    dnnl_memory_desc_init_by_tag(&smd, 4, sd, dnnl_f32, sblk || (nd->ins.c == 16 && dblk) ? dnnl_nChw16c : dnnl_nhwc);
+    dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dnnl_f32, dblk || (nd->COUT == 16 && sblk) ? dnnl_nChw16c : dnnl_nhwc);
     dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x);
     weights_md(nd, &wany, 1);
     weights_md(nd, &wuser, 0);
@@ -376,26 +381,7 @@ again:
     }
     if (!c->wino)
         TRY(make_pds(d, train, dnnl_convolution_direct, attr, battr, &smd, &wany, bp, &dmd, str, pad, &fpd, &dpd, &wpd));
-    if (blk16 && !c->wino && (ref_impl(fpd) || ref_impl(dpd) || ref_impl(wpd))) {
-        /* no blocked kernel on this CPU (AVX2 blocks by 8): NHWC, as for any other conv */
-        dnnl_primitive_desc_t pds[3] = {fpd, dpd, wpd};
-        for (int k = 0; k < 3; k++)
-            if (pds[k]) dnnl_primitive_desc_destroy(pds[k]);
-        fpd = dpd = wpd = NULL;
-        dnnl_primitive_attr_destroy(attr);
-        if (battr) dnnl_primitive_attr_destroy(battr);
-        attr = battr = NULL;
-        blk16 = 0;
-        goto again;
-    }
-    if (train && !c->wino && !blk16 && nd->GROUPS == 1 && nd->ins.c % 16 == 0 && nd->COUT % 16 == 0) {
-        /* backward-weights on nChw16c copies of the input and dy: oneDNN's NHWC kernel for it is slow. Per call at
-         * batch 128 on 2 threads of an AVX-512 EPYC, inputs not in cache (ms, NHWC / nChw16c, copies not
-         * included): 32 -> 32 at 16x16 2.3-2.6 / 1.5-1.6, 16 -> 32 stride 2 1.7-2.1 / 1.0-1.1, 32 -> 64 stride 2
-         * 1.5 / 1.0-1.1 and 1x1 0.43-0.57 / 0.30-0.34 (ResNet-56), 16 -> 64 15.7-20.8 / 7.4-9.0, 64 -> 128
-         * stride 2 22-25 / 14.5-16.4, 128 -> 256 stride 2 18.1-18.6 / 14.9-15.4 (WRN-32-4). Forward and
-         * backward-data stay NHWC: there the two layouts are within 10% either way. Kept if oneDNN has a
-         * blocked kernel for it. */
+    if (train && !c->wino && bwd_blocked_pays(nd)) { /* its own descriptor, kept if oneDNN has a kernel for it */
         dnnl_convolution_desc_t bwd;
         dnnl_primitive_desc_t bpd = NULL;
         if (dnnl_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct, &wsmd, &wany, bp, &wdmd, str,
