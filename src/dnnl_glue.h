@@ -15,7 +15,7 @@ typedef struct {
     void *pad;      /* a scratchpad the net's training Winograd convolutions share (theirs are large: 75 MB for 64
                      * channels at 32x32, batch 128), grown to the largest; one pass runs at a time */
     size_t pad_len;
-    float *xblk;    /* a training conv's input reblocked to nChw16c for its backward-weights (conv.c: bwblk), grown to
+    void *xblk;     /* a training conv's input reblocked to nChw16c for its backward-weights (conv.c: bwblk), grown to
                      * the largest; one conv's backward runs at a time */
     size_t xblk_len;
 } ee_dnnl;

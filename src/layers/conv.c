@@ -232,6 +232,16 @@ static dnnl_status_t fused_attr(const ee_node *nd, int fuse, int wino, const dnn
     return s;
 }
 
+/* A buffer the net's convs share (ee_dnnl.pad, .xblk) grown to at least `bytes`; 0 if out of memory. */
+static int grow_shared(void **buf, size_t *len, size_t bytes) {
+    if (*len >= bytes) return 1;
+    ee_free(*buf);
+    *len = 0;
+    if (!(*buf = ee_alloc(bytes))) return 0;
+    *len = bytes;
+    return 1;
+}
+
 /* A primitive that oneDNN would run through its reference (C loop) implementation. */
 static int ref_impl(const_dnnl_primitive_desc_t pd) {
     const char *impl = NULL;
@@ -390,6 +400,8 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
             dnnl_primitive_desc_destroy(wpd);
             wpd = bpd;
             c->bwblk = 1;
+            if (nd->ins.c != 16 && !grow_shared(&d->xblk, &d->xblk_len, ee_shape_size(nd->ins) * n * sizeof(float)))
+                goto fail;
             TRY(dnnl_memory_create(&c->wsrc, &wsmd, d->eng, DNNL_MEMORY_NONE));
             TRY(dnnl_memory_create(&c->wdst, &wdmd, d->eng, DNNL_MEMORY_NONE));
         } else if (bpd) {
@@ -434,12 +446,7 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
             if (sz > most) most = sz;
         }
         c->shared_pad = train && c->wino;
-        if (c->shared_pad && d->pad_len < most + 4096) {
-            ee_free(d->pad);
-            d->pad_len = 0;
-            if (!(d->pad = ee_alloc(most + 4096))) goto fail;
-            d->pad_len = most + 4096;
-        }
+        if (c->shared_pad && !grow_shared(&d->pad, &d->pad_len, most + 4096)) goto fail;
         if (!c->shared_pad && !(c->scratch = ee_alloc(most + 4096))) goto fail;
         for (int k = 0; k < 3; k++)
             if (pds[k]) TRY(dnnl_memory_create(pads[k], dnnl_primitive_desc_query_md(pds[k], dnnl_query_scratchpad_md, 0),
@@ -1050,21 +1057,15 @@ static ee_status weight_grads(ee_ctx *ctx, ee_net *net, ee_node *nd, conv_prim *
     return EE_OK;
 }
 
-/* Backward-weights on nChw16c copies (bwblk): the input into the shared ee_dnnl.xblk, dy into the net's scratch
- * (free again once dx is done); 16 channels are the same bytes in both layouts and need no copy. */
+/* Backward-weights on nChw16c copies (bwblk): the input into the shared ee_dnnl.xblk (sized when the primitive was
+ * built), dy into the net's scratch (free again once dx is done); 16 channels are the same bytes in both layouts
+ * and need no copy. */
 static ee_status blocked_weight_grads(ee_ctx *ctx, ee_net *net, ee_node *nd, conv_prim *c) {
     ee_dnnl *d = EE_DNNL(net);
     const float *x = ee_node_input(net, nd, 0);
     if (nd->ins.c == 16) {
         dnnl_memory_set_data_handle(c->wsrc, (void *)x);
     } else {
-        const size_t len = ee_shape_size(nd->ins) * c->n;
-        if (d->xblk_len < len) {
-            ee_free(d->xblk);
-            d->xblk_len = 0;
-            if (!(d->xblk = ee_alloc(len * sizeof(float)))) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
-            d->xblk_len = len;
-        }
         ee_reblock(x, d->xblk, c->n, nd->ins, 0, NULL);
         dnnl_memory_set_data_handle(c->wsrc, d->xblk);
     }
