@@ -14,17 +14,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 
-
-def bench(binary, net, shape, seconds):
-    cmd = [binary, "bench", "--arch", net, "--input", shape, "--seconds", str(seconds), "--json"]
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode != 0:
-        last = out.stderr.strip().splitlines()
-        sys.exit("ab_builds: %s failed: %s" % (" ".join(cmd), last[-1] if last else "exit %d" % out.returncode))
-    return json.loads(out.stdout)["results"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_compare import eenn_bench  # noqa: E402
 
 
 def main():
@@ -43,8 +36,8 @@ def main():
     for r in range(args.rounds):
         for net, shape in cases:
             for side in (("a", "b") if r % 2 == 0 else ("b", "a")):
-                for x in bench(getattr(args, side), net, shape, args.seconds):
-                    key = "%s %s %s %d" % (net, shape, x["mode"], x["batch"])
+                for (mode, batch), x in eenn_bench(getattr(args, side), net, shape, 0, args.seconds).items():
+                    key = "%s %s %s %d" % (net, shape, mode, batch)
                     res.setdefault(key, {"a": [], "b": []})[side].append(x["img_per_s"])
         print("round %d of %d done" % (r + 1, args.rounds), file=sys.stderr, flush=True)
     rows = []
