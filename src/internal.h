@@ -8,6 +8,9 @@
 #include <stdio.h>
 
 #define EE_MAX_NODES 512
+/* oneDNN's Winograd convolutions run on calls of at least this many samples (layers/conv.c: wino_pays); a pass of
+ * fewer stores every activation NHWC (net.c: plan_blocked) */
+#define EE_WINO_MIN_BATCH 2
 /* size limits of a network (docs/format.md): every shape, parameter and buffer size is checked against them in
  * 64-bit or floating-point arithmetic before anything is allocated */
 #define EE_MAX_SAMPLE_VALUES ((double)(1 << 28)) /* values of one node's output for one sample */
@@ -91,7 +94,9 @@ typedef struct ee_node {
     int fuse_add, add_other; /* on a conv: the residual add it absorbs (a oneDNN binary post-op), and which input
                               * of that add is the other operand (the shortcut); -1 if none */
     int blk;              /* inference-only nets: y is stored in oneDNN's blocked layout nChw16c, [n][c/16][h][w][16],
-                           * not NHWC (plan_blocked in net.c) */
+                           * not NHWC, in the running pass (plan_blocked in net.c): blk_many in passes of at least
+                           * EE_WINO_MIN_BATCH samples, 0 in passes of fewer */
+    int blk_many;
     int add_inplace;      /* on a conv with a fused add, in an inference-only net: the shortcut's buffer is dead after
                            * this conv, so the conv writes into it and adds with oneDNN's sum post-op */
     int tf_relu, tf_add, tf_other; /* on a BN, in training: the ReLU that only reads it (or the residual add that only
@@ -218,12 +223,13 @@ int ee_dconv_fits(const ee_node *nd);
 int ee_conv_builtin_default(void); /* EE_CONV_AUTO means eenn's own kernels only (aarch64) */
 int ee_conv_wino_used(const ee_node *nd); /* a primitive of this conv runs oneDNN's Winograd kernel (inference or training) */
 /* the layouts inference may store this conv's input and output in: 0 NHWC, 1 NHWC or nChw16c, 2 either and
- * oneDNN runs it through Winograd at every batch size */
+ * oneDNN runs it through Winograd at every batch of at least EE_WINO_MIN_BATCH samples */
 int ee_conv_blk_ok(ee_ctx *ctx, ee_node *nd);
 /* NHWC -> nChw16c (back 0), nChw16c -> NHWC (back 1), adding `plus` (same layout as `to`, may be `to`) when not
  * NULL; back 2: to = from + plus in one layout. c a multiple of 16 */
 void ee_reblock(const float *from, float *to, int n, ee_shape sh, int back, const float *plus);
-/* node `node`'s output for n samples, read out as NHWC into `to`, or set from NHWC `from` (either layout inside) */
+/* node `node`'s output for n samples, read out as NHWC into `to`, or set from NHWC `from` (either layout inside;
+ * setting starts a pass of n samples from there, in the layouts planned for n) */
 void ee_node_output_get(const ee_net *net, int node, float *to, int n);
 void ee_node_output_set(ee_net *net, int node, const float *from, int n);
 /* gconv.c: every convolution shape, plain loops; EE_ERR_NOMEM when scratch cannot be had */

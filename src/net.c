@@ -404,11 +404,13 @@ static void plan_lifetimes(ee_net *net) {
 /* Inference-only nets whose convs run oneDNN's Winograd kernel: an activation that only oneDNN's convs and BNs
  * write and read, and that a Winograd conv writes or reads, is stored in oneDNN's blocked layout nChw16c
  * (ee_node.blk): the Winograd convs then take and give it as it is, without the reorders around every call
- * (WRN-32-4 at batch 1: about 1 ms of 7), and a BN converts between the layouts in its own pass over the tensor.
- * A residual add that a conv takes has its operand and its sum in one layout, so each such chain (a stage's
- * residual stream) is decided as one. Activations that no Winograd conv touches stay NHWC: oneDNN's other convs
- * run 7-10% slower on nChw16c than brgconv on NHWC (ResNet-56's at batch 64). So do those that anything else
- * reads (pools, heads, exit branches, kept and split outputs). */
+ * (WRN-32-4 at batch 1, when it ran Winograd: about 1 ms of 7), and a BN converts between the layouts in its own
+ * pass over the tensor. A residual add that a conv takes has its operand and its sum in one layout, so each such
+ * chain (a stage's residual stream) is decided as one. Activations that no Winograd conv touches stay NHWC:
+ * oneDNN's other convs run 7-10% slower on nChw16c than brgconv on NHWC (ResNet-56's at batch 64). So do those
+ * that anything else reads (pools, heads, exit branches, kept and split outputs). The plan (blk_many) holds for
+ * passes of at least EE_WINO_MIN_BATCH samples; a pass of fewer runs no Winograd and stores everything NHWC
+ * (use_plan). */
 static int blk_root(int *up, int i) {
     while (up[i] != i) i = up[i] = up[up[i]];
     return i;
@@ -420,7 +422,7 @@ static void plan_blocked(ee_ctx *ctx, ee_net *net) {
     int up[EE_MAX_NODES];
     for (int i = 0; i < net->nnodes; i++) {
         ee_node *nd = &net->nodes[i];
-        nd->blk = wino[i] = 0;
+        nd->blk = nd->blk_many = wino[i] = 0;
         up[i] = i;
         ok[i] = !net->blk_off && nd->def_step >= 0 && nd->last_step < EE_MAX_NODES && !nd->keep && nd->out.c % 16 == 0 &&
                 nd->out.c > 16 && nd->out.h * nd->out.w > 1;
@@ -428,7 +430,8 @@ static void plan_blocked(ee_ctx *ctx, ee_net *net) {
     for (int i = 0; i < net->nnodes; i++) {
         ee_node *nd = &net->nodes[i];
         if (nd->fused) continue;
-        /* 0: NHWC only; 1: either layout (a BN, a oneDNN conv); 2: a conv that runs Winograd at every batch */
+        /* 0: NHWC only; 1: either layout (a BN, a oneDNN conv); 2: a conv that runs Winograd in every pass the
+         * plan is for */
         int cap = nd->kind == EE_KIND_BN ? nd->nin == 1 : nd->kind == EE_KIND_CONV ? ee_conv_blk_ok(ctx, nd) : 0;
         int t[4], m = 0;
         t[m++] = ee_fused_last(net, i);
@@ -455,8 +458,14 @@ static void plan_blocked(ee_ctx *ctx, ee_net *net) {
     }
     for (int i = 0; i < net->nnodes; i++) {
         int r = blk_root(up, i);
-        net->nodes[i].blk = ok[i] && cok[r] && cw[r];
+        net->nodes[i].blk = net->nodes[i].blk_many = ok[i] && cok[r] && cw[r];
     }
+}
+
+/* the layouts of a pass of n samples that starts here (a forward from the first node, or a split's activation
+ * set): plan_blocked's, or NHWC throughout when n is too small for Winograd */
+static void use_plan(ee_net *net, int n) {
+    for (int i = 0; i < net->nnodes; i++) net->nodes[i].blk = n >= EE_WINO_MIN_BATCH ? net->nodes[i].blk_many : 0;
 }
 
 void ee_node_output_get(const ee_net *net, int node, float *to, int n) {
@@ -465,6 +474,7 @@ void ee_node_output_get(const ee_net *net, int node, float *to, int n) {
     else memcpy(to, nd->y, (size_t)n * ee_shape_size(nd->out) * sizeof(float));
 }
 void ee_node_output_set(ee_net *net, int node, const float *from, int n) {
+    use_plan(net, n);
     ee_node *nd = &net->nodes[node];
     if (nd->blk) ee_reblock(from, nd->y, n, nd->out, 0, NULL);
     else memcpy(nd->y, from, (size_t)n * ee_shape_size(nd->out) * sizeof(float));
@@ -539,7 +549,7 @@ static int plan_gradients(ee_net *net, int max_batch) {
 
 static ee_status alloc_buffers(ee_ctx *ctx, ee_net *net, int max_batch, int training) {
     free_buffers(net);
-    for (int i = 0; i < net->nnodes; i++) net->nodes[i].add_inplace = net->nodes[i].blk = 0;
+    for (int i = 0; i < net->nnodes; i++) net->nodes[i].add_inplace = net->nodes[i].blk = net->nodes[i].blk_many = 0;
     size_t mx = ee_shape_size(net->in);
     net->x = ee_alloc(mx * max_batch * sizeof(float));
     int ok = net->x != NULL;
@@ -635,6 +645,7 @@ ee_status ee_net_forward_range(ee_ctx *ctx, ee_net *net, const float *x, int fro
     if (train && !net->training) return ee_fail(ctx, EE_ERR_ARG, "network not prepared for training");
     ee_threads_apply(ctx);
     if (from == 0 && x) memcpy(net->x, x, ee_shape_size(net->in) * n * sizeof(float));
+    if (from == 0) use_plan(net, n);
     net->cur_n = n;
     /* inference: the whole range on one cache-sized chunk of samples at a time, instead of each layer over the
      * whole batch (samples are independent in eval mode) */

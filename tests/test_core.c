@@ -845,9 +845,10 @@ static void test_winograd(void) {
     ee_ctx_free(ctx);
 }
 
-/* On fewer than 1024 output pixels Winograd runs only heavy convs (WRN's and VGG's at batch 1: 256 channels on
- * 8x8 maps), not ResNet-56's 64 channels on 8x8, where the reorders and the small tiles lost. */
-static void test_winograd_small_batch(int c, int hw, int want) {
+/* Winograd runs on calls of at least two samples: on fewer than 1024 output pixels only heavy convs (WRN's and
+ * VGG's: 256 channels on 8x8 maps), not ResNet-56's 64 channels on 8x8, where the reorders and the small tiles
+ * lost; and never on one sample, where reading its transformed weights costs more than it saves. */
+static void test_winograd_small_batch(int c, int hw, int n, int want) {
     char arch[512];
     snprintf(arch, sizeof arch,
              "input c=%d h=%d w=%d\nconv name=c1 out=%d k=3 pad=1 bias=0\nbn name=b1\nrelu name=r1\n"
@@ -855,19 +856,19 @@ static void test_winograd_small_batch(int c, int hw, int want) {
              "gap name=pool\nlinear name=fc out=5 head=1\n", c, hw, hw, c, c);
     ee_ctx *ctx = ee_ctx_new();
     const int img = c * hw * hw;
-    float *x = malloc(sizeof(float) * img), out[2][5], *o[2] = {out[0], out[1]};
-    for (int i = 0; i < img; i++) x[i] = ee_rng_normal(ctx);
+    float *x = malloc(sizeof(float) * img * n), out[2][10], *o[2] = {out[0], out[1]};
+    for (int i = 0; i < img * n; i++) x[i] = ee_rng_normal(ctx);
     ee_net *net[2];
-    wino_pair(ctx, arch, x, 1, o, 5, net);
+    wino_pair(ctx, arch, x, n, o, 5 * (size_t)n, net);
     if (net[0] && net[1]) {
-        CHECK(tl_close(out[0], out[1], 5, 1e-4, 1e-3, NULL) <= 1, "Winograd at batch 1, %d channels on %dx%d: outputs "
-              "differ from the plain loops (%g vs %g)", c, hw, hw, out[0][0], out[1][0]);
+        CHECK(tl_close(out[0], out[1], 5 * (size_t)n, 1e-4, 1e-3, NULL) <= 1, "Winograd at batch %d, %d channels on "
+              "%dx%d: outputs differ from the plain loops (%g vs %g)", n, c, hw, hw, out[0][0], out[1][0]);
 #if defined(__x86_64__)
         if (__builtin_cpu_supports("avx512f") && !ee_dconv_preferred()) {
             const ee_net *w = net[0];
             CHECK(ee_conv_wino_used(&w->nodes[ee_net_find_node(w, "c1")]) == want &&
                       ee_conv_wino_used(&w->nodes[ee_net_find_node(w, "c2")]) == want,
-                  "Winograd at batch 1, %d channels on %dx%d: %s", c, hw, hw, want ? "not used" : "used");
+                  "Winograd at batch %d, %d channels on %dx%d: %s", n, c, hw, hw, want ? "not used" : "used");
         }
 #endif
     }
@@ -954,6 +955,26 @@ static void test_blocked(void) {
     for (int j = 0; j < 2; j++)
         CHECK(tl_close(ee_net_head_output(b, 1) + 5 * j, out[1][1] + 5 * keep[j], 5, 1e-5, 1e-4, NULL) <= 1,
               "blocked activations: sample %d after compaction differs", keep[j]);
+    /* a pass of one sample runs no Winograd and stores every activation NHWC, from the input and from a split's
+     * activation set; the next batch is blocked again */
+    CHECK_OK(ctx, ee_net_forward(ctx, b, x + 2 * IMG, 1, 0));
+    CHECK(tl_close(ee_net_head_output(b, 1), out[1][1] + 5 * 2, 5, 1e-5, 1e-4, NULL) <= 1,
+          "blocked activations: a pass of one sample differs");
+    int nblk = 0;
+    for (int i = 0; i < b->nnodes; i++) nblk += b->nodes[i].blk;
+    CHECK(nblk == 0, "blocked activations: %d tensors stored nChw16c in a pass of one sample", nblk);
+    ee_node_output_set(b, a2, act[1] + (size_t)3 * A2, 1);
+    CHECK_OK(ctx, ee_net_forward_range(ctx, b, NULL, b5, b->nnodes, 1, 0));
+    CHECK(tl_close(ee_net_head_output(b, 1), out[1][1] + 5 * 3, 5, 1e-5, 1e-4, NULL) <= 1,
+          "blocked activations: one sample resumed from a split's activation differs");
+    CHECK_OK(ctx, ee_net_forward(ctx, b, x, N, 0));
+    CHECK(tl_close(ee_net_head_output(b, 1), out[1][1], N * 5, 1e-5, 1e-4, NULL) <= 1,
+          "blocked activations: a batch after a pass of one sample differs");
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx512f") && !ee_dconv_preferred())
+        CHECK(b->nodes[a1].blk && b->nodes[a2].blk, "blocked activations: not blocked again in a batch after a pass "
+              "of one sample");
+#endif
 done:
     for (int k = 0; k < 3; k++) ee_net_free(net[k]);
     free(x);
@@ -1178,8 +1199,9 @@ int main(void) {
     test_dropout_fusion();
     test_preact_add_fusion();
     test_winograd();
-    test_winograd_small_batch(256, 8, 1);
-    test_winograd_small_batch(64, 8, 0);
+    test_winograd_small_batch(256, 8, 2, 1);
+    test_winograd_small_batch(256, 8, 1, 0);
+    test_winograd_small_batch(64, 8, 2, 0);
     test_winograd_training();
     test_blocked();
     test_dnnl_loader();

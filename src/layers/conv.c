@@ -12,14 +12,21 @@
 #endif
 
 #define CONV_CACHE 24
-/* Winograd (wino_pays) only on batches of at least this many output pixels: with fewer (ResNet-56's
- * 8x8 maps at batch 1) the reorders and the small tiles lost (batch 1: 900 -> 800 img/s); WRN-32-4's 32x32 maps
- * at batch 1 were even, at batch 4 +23%, 16 +56%, 128 +63% */
+/* Winograd (wino_pays) only on calls of at least EE_WINO_MIN_BATCH samples (internal.h). Its transformed weights
+ * are 1.8x (F(2x2, 3x3)) to 4x (F(4x4, 3x3)) the direct ones, and one sample does not pay for reading them. WRN-32-4
+ * at batch 1 (2 threads of an AVX-512 EPYC, ms per call, Winograd on nChw16c / brgconv on NHWC): 64 channels on
+ * 32x32 0.199 / 0.190, 64 -> 128 0.403 / 0.387, 128 on 16x16 0.283 / 0.191, 256 on 8x8 0.233 / 0.206, 128 -> 256
+ * 0.487 / 0.386, and the stride-2 convs, which take the blocked layout of their neighbours, 0.272 / 0.232 and
+ * 0.357 / 0.218. The same convs timed in a network of one stage ran much faster through Winograd (128 on 16x16:
+ * 0.137 ms), because there the transformed weights stayed in the L3 cache. The whole network without Winograd at
+ * batch 1: 138 / 115, 144 / 121, 142 / 119, 136 / 115, 148 / 134 img/s against the earlier rule; VGG-16-BN even at
+ * 32x32 and 64x64 inputs. From batch 2 on Winograd leads again (WRN-32-4 178 / 159 img/s at batch 2). */
+/* ... and then on at least this many output pixels: with fewer (ResNet-56's 64 channels on 8x8 maps in batches of
+ * a few samples) the reorders and the small tiles lost */
 #define WINO_PIXELS 1024
 /* ... or on fewer pixels when the conv is heavy: at least this many multiply-adds per tap (pixels x cin x cout).
- * At batch 1 that takes WRN-32-4's 128- and 256-channel convs on 16x16 and 8x8 maps (per call 0.17 -> 0.13 ms)
- * and VGG-16-BN's from 128 channels on: three A/B pairs, WRN-32-4 at batch 1 91 -> 103 img/s each time, VGG-16-BN
- * 215 -> 241, 221 -> 260, 363 -> 400. ResNet-56's convs stay below it at batch 1. */
+ * That takes WRN-32-4's 128- and 256-channel convs on 16x16 and 8x8 maps, and VGG-16-BN's from 128 channels on,
+ * from batch 2 on. ResNet-56's convs stay below it in small batches. */
 #define WINO_MACS ((size_t)4 << 20)
 
 typedef struct {
@@ -356,7 +363,7 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     c->ver_f = c->ver_d = (uint64_t)-1;
     /* Winograd post-ops: a ReLU, or a residual add (added by the reblock back), not both (training has none) */
     const size_t pixels = (size_t)n * nd->out.h * nd->out.w;
-    c->wino = p->wino_ok && !(fuse && nd->fuse_add >= 0 && nd->fuse_relu >= 0) &&
+    c->wino = p->wino_ok && n >= EE_WINO_MIN_BATCH && !(fuse && nd->fuse_add >= 0 && nd->fuse_relu >= 0) &&
               (pixels >= WINO_PIXELS || pixels * nd->ins.c * nd->COUT >= WINO_MACS);
     dnnl_dims_t sd, dd, bd = {nd->COUT}, str = {nd->STRIDE, nd->STRIDE}, pad = {nd->PADH, nd->PAD};
     dims4(sd, n, nd->ins.c, nd->ins.h, nd->ins.w);
@@ -682,14 +689,14 @@ static int use_direct(ee_ctx *ctx, ee_node *nd) { return kernel_of(ctx, nd) == K
 
 /* The layouts inference may store this conv's input and output in (net.c: plan_blocked): 0 NHWC only (eenn's own
  * kernels, int8, groups); 1 NHWC or nChw16c (oneDNN's direct algorithm takes either); 2 the same, and oneDNN runs
- * the conv through Winograd at every batch size (its output pixels, or its work per tap, clear the bar at one
- * sample), which wants nChw16c. Should oneDNN refuse the Winograd primitive after all (an AVX-512 CPU without
+ * the conv through Winograd in every call of at least EE_WINO_MIN_BATCH samples (its output pixels, or its work
+ * per tap, clear the bar at that many), which wants nChw16c. Should oneDNN refuse the Winograd primitive after all (an AVX-512 CPU without
  * AVX-512BW), its direct algorithm computes the same, slowly where the two sides' layouts differ. */
 int ee_conv_blk_ok(ee_ctx *ctx, ee_node *nd) {
     if (!nd->priv && !new_priv(ctx, nd)) return 0;
     if ((nd->arg.conv.qscale > 0 && ee_int8_available()) || kernel_of(ctx, nd) != K_ONEDNN || nd->GROUPS != 1) return 0;
     const conv_priv *p = nd->priv;
-    const size_t pixels = (size_t)nd->out.h * nd->out.w;
+    const size_t pixels = (size_t)EE_WINO_MIN_BATCH * nd->out.h * nd->out.w;
     return p->wino_ok && !(nd->fuse_add >= 0 && nd->fuse_relu >= 0) &&
                    (pixels >= WINO_PIXELS || pixels * nd->ins.c * nd->COUT >= WINO_MACS)
                ? 2
