@@ -16,11 +16,12 @@
  * are 1.8x (F(2x2, 3x3)) to 4x (F(4x4, 3x3)) the direct ones, and one sample does not pay for reading them. WRN-32-4
  * at batch 1 (2 threads of an AVX-512 EPYC, ms per call, Winograd on nChw16c / brgconv on NHWC): 64 channels on
  * 32x32 0.199 / 0.190, 64 -> 128 0.403 / 0.387, 128 on 16x16 0.283 / 0.191, 256 on 8x8 0.233 / 0.206, 128 -> 256
- * 0.487 / 0.386, and the stride-2 convs, which take the blocked layout of their neighbours, 0.272 / 0.232 and
+ * 0.487 / 0.386, and the stride-2 convs, which took the blocked layout of their neighbours, 0.272 / 0.232 and
  * 0.357 / 0.218. The same convs timed in a network of one stage ran much faster through Winograd (128 on 16x16:
  * 0.137 ms), because there the transformed weights stayed in the L3 cache. The whole network without Winograd at
- * batch 1: 138 / 115, 144 / 121, 142 / 119, 136 / 115, 148 / 134 img/s against the earlier rule; VGG-16-BN even at
- * 32x32 and 64x64 inputs. From batch 2 on Winograd leads again (WRN-32-4 178 / 159 img/s at batch 2). */
+ * batch 1: 138 / 115, 144 / 121, 142 / 119, 136 / 115, 148 / 134 img/s against Winograd on its heavy convs;
+ * VGG-16-BN even at 32x32 and 64x64 inputs. From batch 2 on Winograd leads again (WRN-32-4 178 / 159 img/s at
+ * batch 2). */
 /* ... and then on at least this many output pixels: with fewer (ResNet-56's 64 channels on 8x8 maps in batches of
  * a few samples) the reorders and the small tiles lost */
 #define WINO_PIXELS 1024
@@ -690,8 +691,9 @@ static int use_direct(ee_ctx *ctx, ee_node *nd) { return kernel_of(ctx, nd) == K
 /* The layouts inference may store this conv's input and output in (net.c: plan_blocked): 0 NHWC only (eenn's own
  * kernels, int8, groups); 1 NHWC or nChw16c (oneDNN's direct algorithm takes either); 2 the same, and oneDNN runs
  * the conv through Winograd in every call of at least EE_WINO_MIN_BATCH samples (its output pixels, or its work
- * per tap, clear the bar at that many), which wants nChw16c. Should oneDNN refuse the Winograd primitive after all (an AVX-512 CPU without
- * AVX-512BW), its direct algorithm computes the same, slowly where the two sides' layouts differ. */
+ * per tap, clear the bar at that many), which wants nChw16c. Should oneDNN refuse the Winograd primitive after all
+ * (an AVX-512 CPU without AVX-512BW), its direct algorithm computes the same, slowly where the two sides' layouts
+ * differ. */
 int ee_conv_blk_ok(ee_ctx *ctx, ee_node *nd) {
     if (!nd->priv && !new_priv(ctx, nd)) return 0;
     if ((nd->arg.conv.qscale > 0 && ee_int8_available()) || kernel_of(ctx, nd) != K_ONEDNN || nd->GROUPS != 1) return 0;
