@@ -94,6 +94,14 @@ typedef struct q8_prim {
 
 static size_t wcount(const ee_node *nd) { return (size_t)nd->COUT * (nd->ins.c / nd->GROUPS) * nd->KH * nd->K; }
 
+/* a call of n samples runs oneDNN's Winograd kernel (fuse: inference with the BN, ReLU and add fused; Winograd
+ * takes a ReLU or an add as a post-op, not both) */
+static int wino_runs(const ee_node *nd, const conv_priv *p, int n, int fuse) {
+    const size_t pixels = (size_t)n * nd->out.h * nd->out.w;
+    return p->wino_ok && n >= EE_WINO_MIN_BATCH && !(fuse && nd->fuse_add >= 0 && nd->fuse_relu >= 0) &&
+           (pixels >= WINO_PIXELS || pixels * nd->ins.c * nd->COUT >= WINO_MACS);
+}
+
 static ee_status conv_shape(ee_ctx *ctx, ee_net *net, ee_node *nd) {
     (void)net;
     int g = nd->GROUPS;
@@ -363,9 +371,7 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     c->n = n; c->train = train; c->fuse = fuse; c->nthr = nthr; c->sblk = sblk; c->dblk = dblk;
     c->ver_f = c->ver_d = (uint64_t)-1;
     /* Winograd post-ops: a ReLU, or a residual add (added by the reblock back), not both (training has none) */
-    const size_t pixels = (size_t)n * nd->out.h * nd->out.w;
-    c->wino = p->wino_ok && n >= EE_WINO_MIN_BATCH && !(fuse && nd->fuse_add >= 0 && nd->fuse_relu >= 0) &&
-              (pixels >= WINO_PIXELS || pixels * nd->ins.c * nd->COUT >= WINO_MACS);
+    c->wino = wino_runs(nd, p, n, fuse);
     dnnl_dims_t sd, dd, bd = {nd->COUT}, str = {nd->STRIDE, nd->STRIDE}, pad = {nd->PADH, nd->PAD};
     dims4(sd, n, nd->ins.c, nd->ins.h, nd->ins.w);
     dims4(dd, n, nd->COUT, nd->out.h, nd->out.w);
@@ -697,12 +703,7 @@ static int use_direct(ee_ctx *ctx, ee_node *nd) { return kernel_of(ctx, nd) == K
 int ee_conv_blk_ok(ee_ctx *ctx, ee_node *nd) {
     if (!nd->priv && !new_priv(ctx, nd)) return 0;
     if ((nd->arg.conv.qscale > 0 && ee_int8_available()) || kernel_of(ctx, nd) != K_ONEDNN || nd->GROUPS != 1) return 0;
-    const conv_priv *p = nd->priv;
-    const size_t pixels = (size_t)EE_WINO_MIN_BATCH * nd->out.h * nd->out.w;
-    return p->wino_ok && !(nd->fuse_add >= 0 && nd->fuse_relu >= 0) &&
-                   (pixels >= WINO_PIXELS || pixels * nd->ins.c * nd->COUT >= WINO_MACS)
-               ? 2
-               : 1;
+    return wino_runs(nd, nd->priv, EE_WINO_MIN_BATCH, 1) ? 2 : 1;
 }
 
 /* A forward pass through gconv.c: in inference with the BN folded in, written into the last fused node, the
