@@ -226,8 +226,8 @@ int ee_conv_wino_used(const ee_node *nd); /* a primitive of this conv runs oneDN
  * oneDNN runs it through Winograd at every batch of at least EE_WINO_MIN_BATCH samples */
 int ee_conv_blk_ok(ee_ctx *ctx, ee_node *nd);
 /* NHWC -> nChw16c (back 0), nChw16c -> NHWC (back 1), adding `plus` (same layout as `to`, may be `to`) when not
- * NULL; back 2: to = from + plus in one layout. relu: max(that, 0) as it stores (back 1 or 2). c a multiple of 16 */
-void ee_reblock(const float *from, float *to, int n, ee_shape sh, int back, const float *plus, int relu);
+ * NULL; back 2: to = from + plus in one layout. c a multiple of 16 */
+void ee_reblock(const float *from, float *to, int n, ee_shape sh, int back, const float *plus);
 /* node `node`'s output for n samples, read out as NHWC into `to`, or set from NHWC `from` (either layout inside;
  * setting starts a pass of n samples from there, in the layouts planned for n) */
 void ee_node_output_get(const ee_net *net, int node, float *to, int n);

@@ -470,13 +470,13 @@ static void use_plan(ee_net *net, int n) {
 
 void ee_node_output_get(const ee_net *net, int node, float *to, int n) {
     const ee_node *nd = &net->nodes[node];
-    if (nd->blk) ee_reblock(nd->y, to, n, nd->out, 1, NULL, 0);
+    if (nd->blk) ee_reblock(nd->y, to, n, nd->out, 1, NULL);
     else memcpy(to, nd->y, (size_t)n * ee_shape_size(nd->out) * sizeof(float));
 }
 void ee_node_output_set(ee_net *net, int node, const float *from, int n) {
     use_plan(net, n);
     ee_node *nd = &net->nodes[node];
-    if (nd->blk) ee_reblock(from, nd->y, n, nd->out, 0, NULL, 0);
+    if (nd->blk) ee_reblock(from, nd->y, n, nd->out, 0, NULL);
     else memcpy(nd->y, from, (size_t)n * ee_shape_size(nd->out) * sizeof(float));
 }
 

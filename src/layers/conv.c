@@ -94,11 +94,11 @@ typedef struct q8_prim {
 
 static size_t wcount(const ee_node *nd) { return (size_t)nd->COUT * (nd->ins.c / nd->GROUPS) * nd->KH * nd->K; }
 
-/* a call of n samples runs oneDNN's Winograd kernel. In inference a fused ReLU alone is its post-op; a fused
- * residual add, and the ReLU after it, are applied by the reblock of its output. */
-static int wino_runs(const ee_node *nd, const conv_priv *p, int n) {
+/* a call of n samples runs oneDNN's Winograd kernel (fuse: inference with the BN, ReLU and add fused; Winograd
+ * takes a ReLU or an add as a post-op, not both) */
+static int wino_runs(const ee_node *nd, const conv_priv *p, int n, int fuse) {
     const size_t pixels = (size_t)n * nd->out.h * nd->out.w;
-    return p->wino_ok && n >= EE_WINO_MIN_BATCH &&
+    return p->wino_ok && n >= EE_WINO_MIN_BATCH && !(fuse && nd->fuse_add >= 0 && nd->fuse_relu >= 0) &&
            (pixels >= WINO_PIXELS || pixels * nd->ins.c * nd->COUT >= WINO_MACS);
 }
 
@@ -237,8 +237,7 @@ static dnnl_status_t fused_attr(const ee_node *nd, int fuse, int wino, const dnn
                                 dnnl_primitive_attr_t *attr) {
     dnnl_status_t s = dnnl_primitive_attr_create(attr);
     if (s == dnnl_success) s = dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user);
-    /* Winograd: a fused add, and the ReLU after it, are applied by the reblock back */
-    const int add = fuse && !wino && nd->fuse_add >= 0, relu = fuse && nd->fuse_relu >= 0 && !(wino && nd->fuse_add >= 0);
+    const int add = fuse && !wino && nd->fuse_add >= 0, relu = fuse && nd->fuse_relu >= 0;
     if (s != dnnl_success || (!add && !relu)) return s;
     dnnl_post_ops_t po;
     if ((s = dnnl_post_ops_create(&po)) != dnnl_success) return s;
@@ -310,18 +309,13 @@ static dnnl_status_t make_pds(ee_dnnl *d, int train, dnnl_alg_kind_t alg, const_
  * into the blocked x16 (back = 0), or out of it into x (back = 1), plus the values at `plus` when given (it may
  * be x itself). At least as fast as oneDNN's jit:uni reorder here, and it fuses the residual add. back = 2: the
  * same layout on both sides, plus given (to = from + plus, element by element). */
-void ee_reblock(const float *from, float *to, int n, ee_shape sh, int back, const float *plus, int relu) {
+void ee_reblock(const float *from, float *to, int n, ee_shape sh, int back, const float *plus) {
     const size_t hw = (size_t)sh.h * sh.w;
     const int c = sh.c, cb = c / 16;
     if (back == 2) {
         const size_t len = (size_t)n * hw * c;
-        if (relu) {
 #pragma omp parallel for schedule(static)
-            for (size_t k = 0; k < len; k++) { const float v = from[k] + plus[k]; to[k] = v > 0 ? v : 0; }
-        } else {
-#pragma omp parallel for schedule(static)
-            for (size_t k = 0; k < len; k++) to[k] = from[k] + plus[k];
-        }
+        for (size_t k = 0; k < len; k++) to[k] = from[k] + plus[k];
         return;
     }
 #pragma omp parallel for collapse(2) schedule(static)
@@ -331,11 +325,6 @@ void ee_reblock(const float *from, float *to, int n, ee_shape sh, int back, cons
             for (size_t q = 0; q < hw; q++) {
                 const size_t f = flat0 + q * c, k = blk0 + q * 16;
                 if (!back) memcpy(to + k, from + f, 16 * sizeof(float));
-                else if (relu)
-                    for (int j = 0; j < 16; j++) {
-                        const float v = plus ? from[k + j] + plus[f + j] : from[k + j];
-                        to[f + j] = v > 0 ? v : 0;
-                    }
                 else if (!plus) memcpy(to + f, from + k, 16 * sizeof(float));
                 else
                     for (int j = 0; j < 16; j++) to[f + j] = from[k + j] + plus[f + j];
@@ -381,8 +370,8 @@ static conv_prim *get_prim(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tra
     memset(c, 0, sizeof *c);
     c->n = n; c->train = train; c->fuse = fuse; c->nthr = nthr; c->sblk = sblk; c->dblk = dblk;
     c->ver_f = c->ver_d = (uint64_t)-1;
-    /* Winograd post-ops: a ReLU alone; a residual add and the ReLU after it go to the reblock back (training has none) */
-    c->wino = wino_runs(nd, p, n);
+    /* Winograd post-ops: a ReLU, or a residual add (added by the reblock back), not both (training has none) */
+    c->wino = wino_runs(nd, p, n, fuse);
     dnnl_dims_t sd, dd, bd = {nd->COUT}, str = {nd->STRIDE, nd->STRIDE}, pad = {nd->PADH, nd->PAD};
     dims4(sd, n, nd->ins.c, nd->ins.h, nd->ins.w);
     dims4(dd, n, nd->COUT, nd->out.h, nd->out.w);
@@ -595,7 +584,7 @@ static ee_status conv_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int trai
         if (train) dnnl_memory_set_data_handle(c->wdst, net->scratch);
         if (c->dblk && !c->wdst_buf) dnnl_memory_set_data_handle(c->wdst, y + off * ee_shape_size(nd->out));
         if (c->sblk) dnnl_memory_set_data_handle(c->wsrc, (void *)(ee_node_input(net, nd, 0) + off * ee_shape_size(nd->ins)));
-        else ee_reblock(ee_node_input(net, nd, 0) + off * ee_shape_size(nd->ins), c->wsrc_buf, n, nd->ins, 0, NULL, 0);
+        else ee_reblock(ee_node_input(net, nd, 0) + off * ee_shape_size(nd->ins), c->wsrc_buf, n, nd->ins, 0, NULL);
         c->wsrc_of = train ? ee_node_input(net, nd, 0) : NULL; /* backward-weights reads it again */
     }
     if (c->reo_f && c->ver_f != want) {
@@ -612,9 +601,8 @@ static ee_status conv_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int trai
         if (!train && nd->fuse_add >= 0)
             plus = nd->add_inplace ? y + off * ee_shape_size(nd->out)
                                    : ee_node_input(net, &net->nodes[nd->fuse_add], nd->add_other) + off * ee_shape_size(nd->out);
-        if (train || c->wdst_buf) /* a blocked output takes only the add (and the ReLU after it) */
-            ee_reblock(train ? net->scratch : c->wdst_buf, y + off * ee_shape_size(nd->out), n, nd->out, c->dblk ? 2 : 1, plus,
-                       plus && nd->fuse_relu >= 0);
+        if (train || c->wdst_buf) /* a blocked output takes only the add */
+            ee_reblock(train ? net->scratch : c->wdst_buf, y + off * ee_shape_size(nd->out), n, nd->out, c->dblk ? 2 : 1, plus);
     }
     dnnl_stream_wait(d->strm);
     return EE_OK;
@@ -715,7 +703,7 @@ static int use_direct(ee_ctx *ctx, ee_node *nd) { return kernel_of(ctx, nd) == K
 int ee_conv_blk_ok(ee_ctx *ctx, ee_node *nd) {
     if (!nd->priv && !new_priv(ctx, nd)) return 0;
     if ((nd->arg.conv.qscale > 0 && ee_int8_available()) || kernel_of(ctx, nd) != K_ONEDNN || nd->GROUPS != 1) return 0;
-    return wino_runs(nd, nd->priv, EE_WINO_MIN_BATCH) ? 2 : 1;
+    return wino_runs(nd, nd->priv, EE_WINO_MIN_BATCH, 1) ? 2 : 1;
 }
 
 /* A forward pass through gconv.c: in inference with the BN folded in, written into the last fused node, the
@@ -1088,13 +1076,13 @@ static ee_status blocked_weight_grads(ee_ctx *ctx, ee_net *net, ee_node *nd, con
     if (nd->ins.c == 16) {
         dnnl_memory_set_data_handle(c->wsrc, (void *)x);
     } else {
-        ee_reblock(x, d->xblk, c->n, nd->ins, 0, NULL, 0);
+        ee_reblock(x, d->xblk, c->n, nd->ins, 0, NULL);
         dnnl_memory_set_data_handle(c->wsrc, d->xblk);
     }
     if (nd->COUT == 16) {
         dnnl_memory_set_data_handle(c->wdst, nd->dy);
     } else {
-        ee_reblock(nd->dy, net->scratch, c->n, nd->out, 0, NULL, 0);
+        ee_reblock(nd->dy, net->scratch, c->n, nd->out, 0, NULL);
         dnnl_memory_set_data_handle(c->wdst, net->scratch);
     }
     return weight_grads(ctx, net, nd, c, c->wsrc, c->wdst);
@@ -1124,15 +1112,15 @@ static ee_status wino_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, conv_prim 
     ee_dnnl *d = EE_DNNL(net);
     ee_status s;
     dnnl_memory_set_data_handle(c->wdst, net->scratch);
-    ee_reblock(nd->dy, net->scratch, c->n, nd->out, 0, NULL, 0);
-    if (c->wsrc_of != x) ee_reblock(x, c->wsrc_buf, c->n, nd->ins, 0, NULL, 0);
+    ee_reblock(nd->dy, net->scratch, c->n, nd->out, 0, NULL);
+    if (c->wsrc_of != x) ee_reblock(x, c->wsrc_buf, c->n, nd->ins, 0, NULL);
     c->wsrc_of = NULL; /* dx goes there next */
     dnnl_memory_set_data_handle(c->pad_w, d->pad);
     dnnl_memory_set_data_handle(c->pad_d, d->pad);
     if ((s = weight_grads(ctx, net, nd, c, c->wsrc, c->wdst))) return s;
     if (dx) {
         if ((s = data_grads(ctx, net, nd, c, c->wdst, c->wsrc))) return s;
-        ee_reblock(c->wsrc_buf, dx, c->n, nd->ins, 1, acc ? dx : NULL, 0);
+        ee_reblock(c->wsrc_buf, dx, c->n, nd->ins, 1, acc ? dx : NULL);
     }
     return EE_OK;
 }
