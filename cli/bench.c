@@ -14,6 +14,8 @@ static const char *bench_help =
     "  --arch-file FILE a custom architecture in eenn's text format (docs/format.md), at its own input shape\n"
     "  --batch N        inference batch size only  --no-train      skip training\n"
     "  --train-only     training only (its batch stays 128)\n"
+    "  --replicas N     training as `eenn train --replicas N` runs it: N copies of the network in threads of one\n"
+    "                   core each (sync-BN), timed through the training loop on random data\n"
     "  --seconds X      time per measurement (default 3)\n"
     "  --threads N      (0 = all cores)            --json\n"
     "  --exits MODEL    early exits of an SDN on its real test data, beside its CNN without ICs: measured\n"
@@ -49,6 +51,53 @@ static double status_mb(const char *key) {
         if (!strncmp(line, key, strlen(key))) { kb = atof(line + strlen(key)); break; }
     fclose(f);
     return kb / 1024;
+}
+
+/* training through ee_train with replicas: the time per step from the third step (primitives built) to the last */
+typedef struct { double t_warm, t_last; int steps_warm, steps_last; } rep_clock;
+static void rep_tick(const ee_progress *p, void *user) {
+    rep_clock *c = user;
+    if (p->epoch_done) return;
+    if (p->step == 3) { c->t_warm = now_s(); c->steps_warm = p->step; }
+    c->t_last = now_s();
+    c->steps_last = p->step;
+}
+static double time_replicas(ee_ctx *ctx, ee_net *net, int replicas, int n, double secs, int *iters) {
+    int c, h, w;
+    ee_net_input_shape(net, &c, &h, &w);
+    /* as many steps as --seconds takes at the one-process rate measured first on a few steps */
+    ee_dataset ds = {0};
+    const int probe = 6;
+    rep_clock clk = {0};
+    ee_train_config cfg = {0};
+    cfg.epochs = 1;
+    cfg.batch = n;
+    cfg.optim = (ee_optim){EE_OPTIM_SGD, 1e-3f, 0.9f, 1e-4f, 0, 0, 0, 0};
+    cfg.sched = (ee_schedule){EE_SCHED_STEP, 1e-3f, 1.0f, {0}, 0, 0, 0};
+    cfg.progress_every = 1;
+    cfg.mode = EE_MODE_CNN;
+    cfg.replicas = replicas;
+    for (int pass = 0; pass < 2; pass++) {
+        int steps = probe;
+        if (pass) {
+            double per = clk.steps_last > clk.steps_warm ? (clk.t_last - clk.t_warm) / (clk.steps_last - clk.steps_warm) : 1;
+            steps = 3 + (int)(secs / (per > 1e-6 ? per : 1e-6)) + 1;
+            if (steps < probe) steps = probe;
+        }
+        ds = (ee_dataset){steps * n, c, h, w, ee_net_classes(net), NULL, NULL, {0.5f, 0.5f, 0.5f, 0.5f},
+                          {0.25f, 0.25f, 0.25f, 0.25f}};
+        ds.pixels = malloc((size_t)ds.n * c * h * w);
+        ds.labels = malloc((size_t)ds.n);
+        if (!ds.pixels || !ds.labels) die("out of memory");
+        for (size_t i = 0; i < (size_t)ds.n * c * h * w; i++) ds.pixels[i] = (uint8_t)(ee_rng_next(ctx) >> 56);
+        for (int i = 0; i < ds.n; i++) ds.labels[i] = (uint8_t)(ee_rng_next(ctx) % (uint64_t)ds.classes);
+        clk = (rep_clock){0};
+        check(ee_train(ctx, net, &ds, NULL, NULL, &cfg, rep_tick, &clk), ctx);
+        free(ds.pixels);
+        free(ds.labels);
+    }
+    *iters = clk.steps_last - clk.steps_warm;
+    return *iters > 0 ? (clk.t_last - clk.t_warm) / *iters : 0;
 }
 
 static double time_loop(ee_ctx *ctx, ee_net *net, ee_optim_state *st, float *x, uint8_t *y, int n, int train,
@@ -191,7 +240,7 @@ static int bench_exits(const char *model, double q, int nimg, int threads, int j
 enum {
     O_ARCH = 256, O_ARCH_FILE, O_INPUT, O_BATCH, O_NO_TRAIN, O_TRAIN_ONLY, O_SECONDS, O_THREADS, O_JSON, O_EXITS, O_Q,
     O_N, O_SAVE_MODEL, O_SEED, O_GEMM, O_CONV, O_SERVER, O_SPLIT, O_CLIENTS, O_WIRE, O_SEND, O_ALLREDUCE,
-    O_CHUNK
+    O_CHUNK, O_REPLICAS
 };
 static const struct option bench_opts[] = {
     {"arch", required_argument, NULL, O_ARCH}, {"arch-file", required_argument, NULL, O_ARCH_FILE},
@@ -205,12 +254,13 @@ static const struct option bench_opts[] = {
     {"server", required_argument, NULL, O_SERVER}, {"split", required_argument, NULL, O_SPLIT},
     {"clients", required_argument, NULL, O_CLIENTS}, {"wire", required_argument, NULL, O_WIRE},
     {"send", required_argument, NULL, O_SEND}, {"chunk", required_argument, NULL, O_CHUNK},
+    {"replicas", required_argument, NULL, O_REPLICAS},
     {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 int cmd_bench(int argc, char **argv) {
     const char *arch = NULL, *exits_model = NULL, *save = NULL, *arch_file = NULL;
     int c = 3, h = 32, w = 32, batch = 0, train = 1, json = 0, threads = 0, have_input = 0, nimg = 2000, gemm = 0;
-    int allreduce = 0, chunk = 0;
+    int allreduce = 0, chunk = 0, replicas = 1;
     long seed = 1221;
     double secs = 3, q = -1;
     ee_conv_kernel bench_conv = EE_CONV_AUTO;
@@ -237,6 +287,7 @@ int cmd_bench(int argc, char **argv) {
         case O_GEMM: gemm = 1; break;
         case O_ALLREDUCE: allreduce = 1; break;
         case O_CHUNK: chunk = (int)cli_int(&a, 1, 4096); break;
+        case O_REPLICAS: replicas = (int)cli_int(&a, 1, 64); break;
         case O_SERVER: server = v; break;
         case O_SPLIT: split = v; break;
         case O_CLIENTS: clients = v; break;
@@ -367,7 +418,8 @@ int cmd_bench(int argc, char **argv) {
             for (int i = 0; i < ee_net_num_nodes(net); i++) { ee_node_info in; ee_net_node_info(net, i, &in); flops += in.flops; }
             if (tr) flops *= 3; /* forward + backward data + backward weights */
             int iters;
-            double t = time_loop(ctx, net, st, x, y, n, tr, secs, &iters);
+            double t = tr && replicas > 1 ? time_replicas(ctx, net, replicas, n, secs, &iters)
+                                          : time_loop(ctx, net, st, x, y, n, tr, secs, &iters);
             double ips = n / t, gf = flops * n / t / 1e9;
             /* memory: weights and BN statistics, the largest input+output pair of any layer, the activation buffers
              * the net holds, and the process's peak resident set so far */
@@ -385,9 +437,9 @@ int cmd_bench(int argc, char **argv) {
             if (json)
                 printf("%s{\"net\":\"%s\",\"input\":\"%s\",\"mode\":\"%s\",\"batch\":%d,\"img_per_s\":%.1f,\"gflops\":%.1f,"
                        "\"ms_per_batch\":%.3f,\"iters\":%d,\"weights_mb\":%.2f,\"largest_pair_mb\":%.2f,"
-                       "\"activation_mb\":%.2f,\"peak_rss_mb\":%.1f,\"rss_anon_mb\":%.1f,\"rss_file_mb\":%.1f}",
+                       "\"activation_mb\":%.2f,\"peak_rss_mb\":%.1f,\"rss_anon_mb\":%.1f,\"rss_file_mb\":%.1f,\"replicas\":%d}",
                        first ? "" : ",", js(list[k].arch), shape, tr ? "train" : "infer", n, ips, gf, t * 1e3, iters, wmb, pair,
-                       act, peak, anon, file);
+                       act, peak, anon, file, tr ? replicas : 1);
             else
                 printf("%-10s %-8s %-6s %6d %10.1f %9.1f %10.3f %9.1f %9.1f\n", list[k].arch, shape, tr ? "train" : "infer",
                        n, ips, gf, t * 1e3, act, peak);

@@ -63,6 +63,9 @@ static const char *train_help =
     "global batch of --batch samples and the gradients are summed over the ranks; rank 0 reports, checkpoints and\n"
     "writes the model; --resume works with any N. Threads per rank: the cores divided by the ranks on a machine.\n"
     "  --sync-bn          batch norm over the whole global batch (default: each rank's share)\n"
+    "  --replicas N       one process: N copies of the network train in N threads of one core each, as ranks\n"
+    "                     with sync-BN (the same steps up to float rounding); on few cores faster than one copy\n"
+    "                     on all of them (docs/benchmarks.md). Default 1. Keep N at most the idle cores.\n"
     "  --hierarchical --split NODE  hierarchical training (Sepehri et al.; --mode sdn): this process, the edge,\n"
     "                     trains the layers up to NODE on the exits before it and sends NODE's outputs and the\n"
     "                     labels to a cloud process, which trains the rest; no gradient goes back\n"
@@ -137,7 +140,7 @@ static ee_net *attach_ics(ee_ctx *ctx, ee_net *net, const char *ics, const char 
 enum {
     O_ARCH = 256, O_ARCH_FILE, O_MODE, O_FROM, O_ICS, O_DATA, O_OUT, O_CHECKPOINT, O_EPOCHS, O_BATCH, O_LR, O_MOMENTUM,
     O_WD, O_NESTEROV, O_OPTIM, O_SCHEDULE, O_MILESTONES, O_GAMMA, O_VAL, O_SUBSET, O_TEST_SUBSET, O_NO_AUGMENT,
-    O_AUGMENT, O_TRIGGER, O_TARGET, O_POISON, O_RESUME, O_SEED, O_THREADS, O_JSON, O_SYNC_BN, O_EXITS, O_DIST, O_LAMBDA,
+    O_AUGMENT, O_TRIGGER, O_TARGET, O_POISON, O_RESUME, O_SEED, O_THREADS, O_JSON, O_SYNC_BN, O_REPLICAS, O_EXITS, O_DIST, O_LAMBDA,
     O_EXIT_TYPE, O_LOSS, O_STAGE1, O_STOP_AFTER, O_GATE, O_WARMUP, O_PHASE, O_AT, O_HIDDEN, O_POOL, O_TEXT_LENGTH,
     O_TOKENS, O_HIER, O_HIER_CLOUD, O_SPLIT, O_CLOUD, O_LINK, O_WIRE, O_LISTEN, O_PORT_FILE, O_CLOUD_THREADS
 };
@@ -157,7 +160,7 @@ static const struct option train_opts_list[] = {
     {"target", required_argument, NULL, O_TARGET}, {"poison", required_argument, NULL, O_POISON},
     {"resume", no_argument, NULL, O_RESUME}, {"seed", required_argument, NULL, O_SEED},
     {"threads", required_argument, NULL, O_THREADS}, {"json", no_argument, NULL, O_JSON},
-    {"sync-bn", no_argument, NULL, O_SYNC_BN},
+    {"sync-bn", no_argument, NULL, O_SYNC_BN}, {"replicas", required_argument, NULL, O_REPLICAS},
     {"exits", required_argument, NULL, O_EXITS}, {"distribution", required_argument, NULL, O_DIST},
     {"lambda", required_argument, NULL, O_LAMBDA}, {"exit-type", required_argument, NULL, O_EXIT_TYPE},
     {"loss", required_argument, NULL, O_LOSS}, {"stage1-epochs", required_argument, NULL, O_STAGE1},
@@ -193,7 +196,7 @@ typedef struct {
     ee_schedule sched;
     ee_augment aug;
     char ckpt_buf[4200];
-    int hier, hier_cloud, wire, cloud_threads, sync_bn;
+    int hier, hier_cloud, wire, cloud_threads, sync_bn, replicas;
     const char *split, *cloud, *listen, *port_file;
     double link_mbit;
 } train_opts;
@@ -270,6 +273,7 @@ static void parse_train(int argc, char **argv, train_opts *o) {
         case O_THREADS: o->threads = (int)cli_int(&a, 0, 256); break;
         case O_JSON: o->json = 1; break;
         case O_SYNC_BN: o->sync_bn = 1; break;
+        case O_REPLICAS: o->replicas = (int)cli_int(&a, 1, 64); break;
         case O_EXITS: o->exits = (int)cli_int(&a, 1, EE_MAX_HEADS - 1); o->set_eenet = 1; break;
         case O_DIST:
             if ((o->dist = ee_eenet_dist_find(v)) < 0)
@@ -536,6 +540,9 @@ int cmd_train(int argc, char **argv) {
     int ranks = mpi_start(&par), rank = par.rank;
     par.sync_bn = o.sync_bn;
     if (ranks > 1 && o.hier) usage_error("train --hierarchical runs on one process, not under mpirun");
+    if (o.replicas > 1 && (ranks > 1 || o.hier))
+        usage_error("train --replicas: one process only (not under mpirun, not with --hierarchical)");
+    if (o.replicas > o.batch) usage_error("train --replicas: %d replicas for a batch of %d", o.replicas, o.batch);
     if (ranks > 1 && o.batch < ranks)
         usage_error("train --batch: the global batch (%d) is smaller than the number of ranks (%d)", o.batch, ranks);
     if (ranks > 1 && o.threads == 0) { /* the machine's cores shared by the ranks the launcher put on it */
@@ -580,13 +587,15 @@ int cmd_train(int argc, char **argv) {
     record_meta(ctx, net, &o, train);
     o.sched.base_lr = o.opt.lr;
     ee_train_config cfg = {o.epochs, o.batch, o.opt, o.sched, o.aug, o.ckpt, o.resume, 0, o.mode, o.lambda, o.loss,
-                           o.stage1, o.stop_after, o.lambda, o.warmup, o.phase, ranks > 1 ? &par : NULL};
+                           o.stage1, o.stop_after, o.lambda, o.warmup, o.phase, ranks > 1 ? &par : NULL,
+                           o.replicas};
     progress_state ps = {isatty(2), o.json, now_s(), o.mode == EE_MODE_JEI ? "the JEI gates" : "confidence > 0.5"};
     if (!o.hier && rank == 0) { /* hierarchical training says what it trains where, once the split is checked */
         fprintf(stderr, "training %s (%zu parameters) on %s: %d train / %d val / %d test, %d epochs, batch %d, %d threads",
             ee_net_name(net), ee_net_num_params(net), o.data, train->n, val ? val->n : 0, test->n, o.epochs, o.batch,
             ee_ctx_threads(ctx));
         if (ranks > 1) fprintf(stderr, " x %d ranks%s", ranks, o.sync_bn ? ", sync-BN" : "");
+        if (o.replicas > 1) fprintf(stderr, ": %d replicas x 1 thread, sync-BN", o.replicas);
         fputc('\n', stderr);
     }
     hier_result hres = {0};
@@ -643,6 +652,7 @@ int cmd_train(int argc, char **argv) {
             printf(",\"parallel\":{\"ranks\":%d,\"threads_per_rank\":%d,\"sync_bn\":%s,\"allreduces\":%ld,"
                    "\"allreduce_ms\":%.3f}", ranks, ee_ctx_threads(ctx), o.sync_bn ? "true" : "false", par.comm_calls,
                    par.comm_calls ? 1e3 * par.comm_s / par.comm_calls : 0.0);
+        if (o.replicas > 1) printf(",\"replicas\":%d", o.replicas);
         if (o.hier)
             printf(",\"hierarchical\":{\"split\":\"%s\",\"link_mbit\":%g,\"wall_s\":%.1f,\"edge_s\":%.1f,\"cloud_s\":%.1f,"
                    "\"link_s\":%.1f,\"mb_sent\":%.1f,\"edge_waited_s\":%.1f,\"split_training_estimate_s\":%.1f}",

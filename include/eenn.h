@@ -442,6 +442,13 @@ typedef struct {
     float jei_lambda;
     int jei_warmup, jei_switch;
     ee_parallel *parallel;   /* NULL (or size 1): one process */
+    /* > 1 (one process, no `parallel`): that many replicas of the network train in threads of this process, one
+     * core each, as data-parallel ranks over shared memory with batch norm over the whole batch (sync-BN): each
+     * takes its share of every batch and the gradients are summed before the step, so the step is the one-replica
+     * step up to float rounding. On few cores this beats one network on all of them, whose small layers do not
+     * split well between threads. Augmentation and dropout draw from a stream of each replica. `net` keeps the
+     * result; the progress callback runs in the calling thread. 0 or 1: one network, on ee_ctx_threads cores. */
+    int replicas;
 } ee_train_config;
 /* The loss weight of each head at (0-based) epoch for a mode: weights[nheads]. */
 void ee_train_head_weights(const ee_net *net, ee_train_mode mode, int epoch, int epochs, float *weights);

@@ -192,6 +192,9 @@ def main():
     ap.add_argument("--busy-core", action="store_true",
                     help="instead: ResNet-56 quiet and with one core busy, eenn, ONNX Runtime and PyTorch, medians "
                          "and spread of --rounds alternating rounds (default 5; scripts/bench_busy.py)")
+    ap.add_argument("--replicas", type=int, default=1,
+                    help="eenn's 2-thread training as `eenn train --replicas N` runs it (N copies of the network, "
+                         "one core each)")
     ap.add_argument("--report", default=None, metavar="FILE", help="print the tables of an earlier run's --json file")
     a = ap.parse_args()
     if a.report:
@@ -247,7 +250,8 @@ def main():
         for rnd in range(a.rounds):
             tag = f"round {rnd + 1}/{a.rounds}: " if a.rounds > 1 else ""
             progress(f"{tag}eenn {arch} {shape}, 2 threads")
-            for k, v in eenn_bench(a.eenn, arch, shape, 2, secs, save=model if rnd == 0 else None).items():
+            rep = ["--replicas", str(a.replicas)] if a.replicas > 1 else []
+            for k, v in eenn_bench(a.eenn, arch, shape, 2, secs, save=model if rnd == 0 else None, extra=rep).items():
                 e2.setdefault(k, []).append(v)
             progress(f"{tag}eenn {arch} {shape}, 1 thread")
             for k, v in eenn_bench(a.eenn, arch, shape, 1, secs).items():
@@ -313,6 +317,7 @@ def main():
                               "bound_mb": 2 * (r["weights_mb"] + r["largest_pair_mb"]), "torch_mb": trss})
 
     res["rounds"] = a.rounds
+    res["replicas"] = a.replicas
     res["stat"] = a.stat
     if a.json:
         with open(a.json, "w") as f:
@@ -328,6 +333,9 @@ def report(res):
         stat = res.get("stat", "best")  # runs saved before --stat existed kept the best
         print(f"Dense networks: {stat} of {res['rounds']} alternating rounds of eenn (1 and 2 threads), ONNX Runtime "
               f"and PyTorch (each peer's better thread count in each round)")
+    if res.get("replicas", 1) > 1:
+        print(f"eenn's 2-thread training: {res['replicas']} replicas of the network, one core each "
+              f"(`eenn train --replicas {res['replicas']}`)")
     print(f"GEMM ceiling (oneDNN sgemm, fp32): {ceiling[1]:.0f} GFLOP/s on 1 thread, {ceiling[2]:.0f} on 2")
     rf = res["roofline"]
     print(f"Roofline (scripts/roofline.c): fp32 FMA peak {rf['gflops']['1']:.0f} GFLOP/s on 1 thread, "

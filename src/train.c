@@ -2,6 +2,9 @@
  * SGD/Adam with a schedule), per-epoch validation and test evaluation, atomic checkpoints after every epoch and resume. */
 #include "internal.h"
 #include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -29,6 +32,8 @@ static ee_status evaluate_range(ee_ctx *ctx, ee_net *net, const ee_dataset *ds, 
     *loss_sum = 0;
     *correct = 0;
     if (batch > i1 - i0) batch = i1 - i0;
+    if (net->training && net->max_batch > 0 && batch > net->max_batch) batch = net->max_batch; /* no second set of
+                                                                      * training buffers (a replica's share is smaller) */
     if (batch < 1) return EE_OK;
     ee_status s = EE_OK;
     if (net->max_batch < batch && (s = ee_net_prepare(ctx, net, batch, net->training))) return s;
@@ -218,8 +223,8 @@ static void jei_policy(const ee_net *net, float (*gw)[EE_GATE_FEATURES + 1], ee_
     snprintf(pol->split, sizeof pol->split, "none");
 }
 
-ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_dataset *val, const ee_dataset *test,
-                   const ee_train_config *cfg, ee_progress_fn fn, void *user) {
+static ee_status train_one(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_dataset *val,
+                           const ee_dataset *test, const ee_train_config *cfg, ee_progress_fn fn, void *user) {
     int B = cfg->batch;
     if (B < 1 || cfg->epochs < 1) return ee_fail(ctx, EE_ERR_ARG, "batch (%d) and epochs (%d) must be positive", B, cfg->epochs);
     if (B > train->n) B = train->n;
@@ -448,4 +453,201 @@ ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_d
     free(perm);
     ee_optim_state_free(st);
     return s;
+}
+
+/* ---------------------------------------------------------------- replicas: data-parallel threads of one process */
+#define MAX_REPLICAS 64
+/* The replicas meet at every batch norm (sync-BN), several hundred times a step: a barrier that spins (then
+ * yields) wakes them much sooner than one that sleeps. Sense-reversing: the last to arrive flips `sense`. */
+typedef struct {
+    atomic_int count, sense;
+    int size;
+} spin_barrier;
+static void spin_wait(spin_barrier *b, int *mine) {
+    const int s = !*mine;
+    *mine = s;
+    if (atomic_fetch_add(&b->count, 1) == b->size - 1) {
+        atomic_store(&b->count, 0);
+        atomic_store(&b->sense, s);
+        return;
+    }
+    for (long i = 0; atomic_load(&b->sense) != s; i++)
+        if (i > 4000) sched_yield(); /* a replica that lost its core: give it back */
+}
+
+typedef struct {
+    spin_barrier bar;
+    int size;
+    void *slot[MAX_REPLICAS];
+    pthread_mutex_t mu; /* the start gate: the threads wait until every one of them exists (go 1) or not (-1) */
+    pthread_cond_t cv;
+    int go;
+} rep_world;
+typedef struct {
+    rep_world *w;
+    int rank, sense;
+    void *tmp; /* this replica's sum before it is copied into its buffer */
+    size_t tmp_len;
+    /* the replica's training run (ranks 1 and up run in threads of their own) */
+    ee_ctx *ctx;
+    ee_net *net;
+    const ee_dataset *train, *val, *test;
+    ee_train_config cfg;
+    ee_parallel par;
+    ee_status status;
+} rep_rank;
+
+/* Every replica adds the buffers of all in rank order into its own scratch, then copies it back once all have
+ * read: the same bits on every replica. */
+static int rep_allreduce(void *user, void *buf, size_t n, int dbl) {
+    rep_rank *r = user;
+    rep_world *w = r->w;
+    const size_t bytes = n * (dbl ? sizeof(double) : sizeof(float));
+    if (r->tmp_len < bytes) { /* sized for the largest sum before the start: not expected */
+        void *t = realloc(r->tmp, bytes);
+        if (!t) { /* still meet the others at both barriers; this replica then fails */
+            spin_wait(&w->bar, &r->sense);
+            spin_wait(&w->bar, &r->sense);
+            return 1;
+        }
+        r->tmp = t;
+        r->tmp_len = bytes;
+    }
+    w->slot[r->rank] = buf;
+    spin_wait(&w->bar, &r->sense);
+    if (dbl) {
+        double *t = r->tmp;
+        memcpy(t, w->slot[0], bytes);
+        for (int k = 1; k < w->size; k++) {
+            const double *o = w->slot[k];
+            for (size_t i = 0; i < n; i++) t[i] += o[i];
+        }
+    } else {
+        float *t = r->tmp;
+        memcpy(t, w->slot[0], bytes);
+        for (int k = 1; k < w->size; k++) {
+            const float *o = w->slot[k];
+            for (size_t i = 0; i < n; i++) t[i] += o[i];
+        }
+    }
+    spin_wait(&w->bar, &r->sense);
+    memcpy(buf, r->tmp, bytes);
+    return 0;
+}
+static int rep_broadcast(void *user, void *buf, size_t bytes) {
+    rep_rank *r = user;
+    rep_world *w = r->w;
+    if (r->rank == 0) w->slot[0] = buf;
+    spin_wait(&w->bar, &r->sense);
+    if (r->rank) memcpy(buf, w->slot[0], bytes);
+    spin_wait(&w->bar, &r->sense);
+    return 0;
+}
+
+static void *rep_run(void *arg) {
+    rep_rank *r = arg;
+    rep_world *w = r->w;
+    pthread_mutex_lock(&w->mu);
+    while (!w->go) pthread_cond_wait(&w->cv, &w->mu);
+    const int go = w->go;
+    pthread_mutex_unlock(&w->mu);
+    r->status = go > 0 ? train_one(r->ctx, r->net, r->train, r->val, r->test, &r->cfg, NULL, NULL) : EE_ERR_PEER;
+    return NULL;
+}
+
+/* a second network with the same architecture, metadata, parameters and statistics */
+static ee_status clone_net(ee_ctx *ctx, const ee_net *src, ee_net **out) {
+    ee_net *n = NULL;
+    ee_status s = ee_net_from_text(ctx, src->arch_text, "a training replica", &n);
+    for (int i = 0; i < src->nmeta && !s; i++) s = ee_net_set_meta(ctx, n, src->meta_keys[i], src->meta_vals[i]);
+    if (!s && (n->nparams != src->nparams || n->nstate != src->nstate))
+        s = ee_fail(ctx, EE_ERR_ARG, "a training replica of '%s' has another number of parameters", src->arch_name);
+    if (s) { ee_net_free(n); return s; }
+    memcpy(n->params, src->params, src->nparams * sizeof(float));
+    memcpy(n->state, src->state, src->nstate * sizeof(float));
+    ee_net_params_changed(n);
+    *out = n;
+    return EE_OK;
+}
+
+static ee_status train_replicas(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_dataset *val,
+                                const ee_dataset *test, const ee_train_config *cfg, ee_progress_fn fn, void *user) {
+    const int R = cfg->replicas;
+    if (R > MAX_REPLICAS) return ee_fail(ctx, EE_ERR_ARG, "%d training replicas: at most %d", R, MAX_REPLICAS);
+    if (net->sealed) return ee_net_check_unsealed(ctx, net, "train the network");
+    rep_world w = {.size = R, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    atomic_init(&w.bar.count, 0);
+    atomic_init(&w.bar.sense, 0);
+    w.bar.size = R;
+    rep_rank *rk = calloc((size_t)R, sizeof *rk);
+    pthread_t th[MAX_REPLICAS];
+    if (!rk) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    ee_status s = EE_OK;
+    for (int r = 0; r < R; r++) {
+        rep_rank *q = &rk[r];
+        q->w = &w;
+        q->rank = r;
+        q->train = train; q->val = val; q->test = test;
+        q->cfg = *cfg;
+        q->cfg.replicas = 0;
+        q->cfg.parallel = &q->par;
+        q->par = (ee_parallel){r, R, 1, rep_allreduce, rep_broadcast, q, 0, 0};
+        /* the largest sum: the gradients, the statistics, a batch norm's sums in double (ee_train's others are
+         * a few values) */
+        size_t most = (net->nparams > net->nstate ? net->nparams : net->nstate) * sizeof(float);
+        if (most < 2 * 4096 * sizeof(double)) most = 2 * 4096 * sizeof(double);
+        for (int i = 0; i < net->nnodes; i++)
+            if (most < 2 * (size_t)net->nodes[i].out.c * sizeof(double)) most = 2 * (size_t)net->nodes[i].out.c * sizeof(double);
+        if (!s && !(q->tmp = malloc(most))) s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+        q->tmp_len = q->tmp ? most : 0;
+        if (r == 0) { q->ctx = ctx; q->net = net; continue; }
+        if (!s && !(q->ctx = ee_ctx_new())) s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+        if (s) continue;
+        ee_ctx_set_conv_kernel(q->ctx, ee_ctx_conv_kernel(ctx));
+        ee_ctx_set_rng_state(q->ctx, ee_ctx_rng_state(ctx));
+        ee_ctx_set_threads(q->ctx, 1);
+        s = clone_net(ctx, net, &q->net);
+    }
+    int started = 1;
+    for (; started < R && !s; started++)
+        if (pthread_create(&th[started], NULL, rep_run, &rk[started])) {
+            s = ee_fail(ctx, EE_ERR_NOMEM, "cannot start a training thread");
+            break;
+        }
+    pthread_mutex_lock(&w.mu);
+    w.go = s ? -1 : 1;
+    pthread_cond_broadcast(&w.cv);
+    pthread_mutex_unlock(&w.mu);
+    if (s) {
+        for (int r = 1; r < started; r++) pthread_join(th[r], NULL);
+    } else {
+        const int threads = ctx->threads;
+        ee_ctx_set_threads(ctx, 1);
+        rk[0].status = train_one(ctx, net, train, val, test, &rk[0].cfg, fn, user);
+        ee_ctx_set_threads(ctx, threads);
+        for (int r = 1; r < R; r++) pthread_join(th[r], NULL);
+        /* the first replica that failed on its own (the others stop with EE_ERR_PEER) says why */
+        s = rk[0].status;
+        for (int r = 0; r < R && s; r++)
+            if (rk[r].status && rk[r].status != EE_ERR_PEER) {
+                s = rk[r].status;
+                if (r) ee_fail(ctx, s, "%s", ee_ctx_error(rk[r].ctx));
+                break;
+            }
+    }
+    for (int r = 0; r < R; r++) {
+        free(rk[r].tmp);
+        if (r) { ee_net_free(rk[r].net); ee_ctx_free(rk[r].ctx); }
+    }
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    free(rk);
+    return s;
+}
+
+ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_dataset *val, const ee_dataset *test,
+                   const ee_train_config *cfg, ee_progress_fn fn, void *user) {
+    if (cfg->replicas < 0) return ee_fail(ctx, EE_ERR_ARG, "training replicas: %d", cfg->replicas);
+    if (cfg->replicas > 1 && !par_on(cfg->parallel)) return train_replicas(ctx, net, train, val, test, cfg, fn, user);
+    return train_one(ctx, net, train, val, test, cfg, fn, user);
 }
