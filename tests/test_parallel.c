@@ -76,7 +76,7 @@ typedef struct {
     shm_world *w;
     shm_rank me;
     ee_parallel par;
-    int sync_bn, epochs, stop, resume, fail_rank;
+    int sync_bn, epochs, stop, resume, fail_rank, replicas;
     const char *ckpt;
     ee_status status;
     char err[256];
@@ -113,6 +113,7 @@ static void *run(void *arg) {
     cfg.checkpoint = j->ckpt;
     cfg.resume = j->resume;
     cfg.stop_epoch = j->stop;
+    cfg.replicas = j->replicas;
     if (j->w) {
         j->par.rank = j->me.rank;
         j->par.size = j->w->size;
@@ -201,6 +202,33 @@ static void test_equivalence(void) {
     release(one, 1); release(j2, 2); release(j3, 3); release(loc, 2);
 }
 
+/* ee_train_config.replicas: copies of the network in threads of one process, ranks with sync-BN, end where one
+ * network does (2 and 3 replicas, the same tolerance as ranks), and a failure says what failed */
+static void test_replicas(void) {
+    size_t ns, np = sizes(&ns);
+    job proto = {.epochs = 2, .fail_rank = -1}, one[1], r2[1], r3[1], bad[1];
+    train(0, &proto, one);
+    proto.replicas = 2;
+    train(0, &proto, r2);
+    proto.replicas = 3;
+    train(0, &proto, r3);
+    CHECK(r2[0].status == EE_OK && r3[0].status == EE_OK, "replicas: %s / %s", r2[0].err, r3[0].err);
+    if (one[0].params && r2[0].params && r3[0].params) {
+        double e2 = rel_diff(r2[0].params, one[0].params, np), e3 = rel_diff(r3[0].params, one[0].params, np);
+        double s2 = rel_diff(r2[0].state, one[0].state, ns), s3 = rel_diff(r3[0].state, one[0].state, ns);
+        CHECK(e2 < 2e-4 && e3 < 2e-4, "2 / 3 replicas: weights differ from one network by %g / %g", e2, e3);
+        CHECK(s2 < 2e-4 && s3 < 2e-4, "2 / 3 replicas: BN statistics differ from one network by %g / %g", s2, s3);
+        CHECK(e2 > 0 || s2 > 0 || memcmp(r2[0].params, one[0].params, np * sizeof(float)) == 0,
+              "replicas: comparison broken");
+    }
+    proto.replicas = 2;
+    proto.fail_rank = 0; /* the data itself is bad: every replica stops, and the error says why */
+    train(0, &proto, bad);
+    CHECK(bad[0].status == EE_ERR_ARG && strstr(bad[0].err, "label 200"), "replicas on bad data: %d %s", bad[0].status,
+          bad[0].err);
+    release(one, 1); release(r2, 1); release(r3, 1); release(bad, 1);
+}
+
 static void test_failure(void) {
     job proto = {.epochs = 1, .fail_rank = 1}, j[2];
     train(2, &proto, j);
@@ -255,6 +283,7 @@ static void test_resume(void) {
 
 int main(void) {
     test_equivalence();
+    test_replicas();
     test_failure();
     test_resume();
     return tl_summary("test_parallel");
