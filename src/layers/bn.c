@@ -19,7 +19,7 @@ typedef struct {
     float *mean, *invstd;  /* of the last training forward */
     double *part;          /* MAXT x 2c partial sums */
     float *fpart;          /* MAXT x 2c partial sums of one block of rows */
-    double *sums;          /* 2c reduced sums */
+    double *sums;          /* 2c reduced sums (and a count: sync-BN's forward) */
     float *k;              /* 4c: backward coefficients and eval-mode means */
     double rows;           /* rows of the last training forward's statistics (over every rank with sync-BN) */
     int last_train;
@@ -73,7 +73,7 @@ static bn_priv *priv(ee_ctx *ctx, ee_node *nd) {
         p->invstd = malloc(c * sizeof(float));
         p->part = malloc((size_t)MAXT * 2 * c * sizeof(double));
         p->fpart = malloc((size_t)MAXT * 2 * c * sizeof(float));
-        p->sums = malloc(2 * c * sizeof(double));
+        p->sums = malloc((2 * c + 1) * sizeof(double));
         p->k = malloc(4 * c * sizeof(float));
     }
     if (!p || !p->mean || !p->invstd || !p->part || !p->fpart || !p->sums || !p->k) {
@@ -298,23 +298,21 @@ static ee_status bn_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tr
             if (sc != scale) free(sc);
             return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
         }
-        memcpy(rf, x, c * sizeof(float));
+        /* sync-BN: the running mean as the shift, the same on every rank (their statistics stay equal), so that
+         * the sums of every rank add up: one pass and one sum over the ranks */
+        const int sync = sync_on(net);
+        memcpy(rf, sync ? rm : x, c * sizeof(float));
         sum_job jb = {.x = x, .m = rf, .c = c, .mode = STATS};
         reduce(&jb, rows, p->part, p->fpart, s);
         double M = (double)rows;
         ee_status e = EE_OK;
-        if (sync_on(net)) {
-            /* sync-BN: the sums of x over every rank give the mean; the squares are then summed around it (a
-             * shift that every rank shares and that keeps the float block sums accurate) */
-            double *t = p->sums, cnt = M;
-            memcpy(t, s, c * sizeof(double));
-            t[c] = cnt;
-            if (!(e = sync_sums(ctx, net, t, (size_t)c + 1))) {
-                M = t[c];
-                for (int j = 0; j < c; j++) rf[j] = (float)(t[j] / M);
-                reduce(&jb, rows, p->part, p->fpart, s);
-                memcpy(s, t, c * sizeof(double));
-                e = sync_sums(ctx, net, s + c, (size_t)c);
+        if (sync) {
+            double *t = p->sums;
+            memcpy(t, s, 2 * c * sizeof(double));
+            t[2 * c] = M;
+            if (!(e = sync_sums(ctx, net, t, 2 * (size_t)c + 1))) {
+                M = t[2 * c];
+                memcpy(s, t, 2 * c * sizeof(double));
             }
         }
         if (e) {
