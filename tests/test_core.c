@@ -1137,7 +1137,7 @@ static void train_small(const char *ckpt, int epochs, int resume, float *out, si
     for (int i = 0; i < 64 * 64; i++) ds.pixels[i] = (uint8_t)((i * 37) % 251);
     for (int i = 0; i < 64; i++) ds.labels[i] = (uint8_t)(ds.pixels[i * 64 + 9] % 3);
     ee_train_config cfg = {epochs, 16, {EE_OPTIM_SGD, 0.05f, 0.9f, 1e-4f, 1, 0, 0, 0}, {EE_SCHED_STEP, 0.05f, 0.1f, {2}, 1, 0, 0},
-                           {1, 1}, ckpt, resume, 0, EE_MODE_CNN, 0, 0, 0, 0, 0, 0, 0, NULL};
+                           {1, 1}, ckpt, resume, 0, EE_MODE_CNN, 0, 0, 0, 0, 0, 0, 0, NULL, 0};
     ee_status s = ee_train(ctx, net, &ds, NULL, NULL, &cfg, NULL, NULL);
     CHECK(s == EE_OK, "training: %s", ee_ctx_error(ctx));
     *np = ee_net_num_params(net);
@@ -1156,7 +1156,7 @@ static void test_nan(void) {
     ee_net_params(net)[0] = NAN;
     ee_dataset ds = {8, 1, 4, 4, 3, calloc(8, 16), calloc(8, 1), {0.5f}, {0.3f}};
     for (int i = 0; i < 8 * 16; i++) ds.pixels[i] = (uint8_t)(i * 7);
-    ee_train_config cfg = {1, 4, {EE_OPTIM_SGD, 0.1f, 0, 0, 0, 0, 0, 0}, {EE_SCHED_STEP, 0.1f, 0.1f, {0}, 0, 0, 0}, {0, 0}, NULL, 0, 0, EE_MODE_CNN, 0, 0, 0, 0, 0, 0, 0, NULL};
+    ee_train_config cfg = {1, 4, {EE_OPTIM_SGD, 0.1f, 0, 0, 0, 0, 0, 0}, {EE_SCHED_STEP, 0.1f, 0.1f, {0}, 0, 0, 0}, {0, 0}, NULL, 0, 0, EE_MODE_CNN, 0, 0, 0, 0, 0, 0, 0, NULL, 0};
     ee_status s = ee_train(ctx, net, &ds, NULL, NULL, &cfg, NULL, NULL);
     CHECK(s == EE_ERR_NUMERIC && strstr(ee_ctx_error(ctx), "diverged"), "NaN loss: %s", ee_ctx_error(ctx));
     ds.labels[3] = 7;

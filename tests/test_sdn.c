@@ -174,7 +174,7 @@ static void frozen_case(ee_train_mode mode) {
     memcpy(p0, ee_net_params(net), np * 4);
     memcpy(s0, ee_net_state(net), ns * 4);
     ee_train_config cfg = {2, 32, {EE_OPTIM_ADAM, 1e-3f, 0, 1e-4f, 0, 0.9f, 0.999f, 1e-8f}, {EE_SCHED_STEP, 1e-3f, 0.1f, {1}, 1, 0, 0},
-                           {4, 1}, NULL, 0, 0, mode, 0, 0, 0, 0, 0.5f, 1, 2, NULL};
+                           {4, 1}, NULL, 0, 0, mode, 0, 0, 0, 0, 0.5f, 1, 2, NULL, 0};
     if (mode == EE_MODE_JEI) cfg.epochs = 3;
     ee_net *twin = NULL; /* the same start, for the resumed run */
     CHECK_OK(ctx, ee_net_from_text(ctx, ee_net_arch(net), "twin", &twin));
@@ -236,7 +236,7 @@ static ee_net *trained_sdn(ee_ctx *ctx, const ee_dataset *ds) {
     ee_net *net = small_sdn(ctx);
     if (!net) return NULL;
     ee_train_config cfg = {2, 32, {EE_OPTIM_SGD, 0.05f, 0.9f, 1e-4f, 0, 0, 0, 0}, {EE_SCHED_STEP, 0.05f, 0.1f, {0}, 0, 0, 0},
-                           {0, 0}, NULL, 0, 0, EE_MODE_SDN, 0, 0, 0, 0, 0, 0, 0, NULL};
+                           {0, 0}, NULL, 0, 0, EE_MODE_SDN, 0, 0, 0, 0, 0, 0, 0, NULL, 0};
     CHECK_OK(ctx, ee_train(ctx, net, ds, NULL, NULL, &cfg, NULL, NULL));
     return net;
 }
@@ -1246,7 +1246,7 @@ static void test_uncertainty(void) {
 static void check_eenet_exits(ee_ctx *ctx, ee_net *ee, ee_dataset *ds, int H, ee_eenet_loss_kind loss) {
     ee_train_config cfg = {2, 32, {EE_OPTIM_ADAM, 1e-3f, 0, 1e-4f, 0, 0.9f, 0.999f, 1e-8f},
                            {EE_SCHED_STEP, 1e-3f, 0.1f, {0}, 0, 0, 0}, {0, 0}, NULL, 0, 0, EE_MODE_EENET, 0.5f,
-                           loss, 1, 0, 0, 0, 0, NULL};
+                           loss, 1, 0, 0, 0, 0, NULL, 0};
     CHECK_OK(ctx, ee_train(ctx, ee, ds, NULL, NULL, &cfg, NULL, NULL));
     ee_outputs *o = NULL;
     CHECK_OK(ctx, ee_collect_outputs(ctx, ee, ds, 64, 0, &o));

@@ -86,7 +86,7 @@ class _TrainConfig(C.Structure):
                 ("aug", _Augment), ("checkpoint", C.c_char_p), ("resume", C.c_int), ("progress_every", C.c_int),
                 ("mode", C.c_int), ("eenet_lambda", C.c_float), ("eenet_loss", C.c_int), ("eenet_stage1", C.c_int),
                 ("stop_epoch", C.c_int), ("jei_lambda", C.c_float), ("jei_warmup", C.c_int),
-                ("jei_switch", C.c_int), ("parallel", C.c_void_p)]
+                ("jei_switch", C.c_int), ("parallel", C.c_void_p), ("replicas", C.c_int)]
 
 
 class _Progress(C.Structure):
@@ -509,10 +509,11 @@ def build(arch, input_shape, classes, seed=1221, threads=0):
 
 def train(model, data, val=None, test=None, epochs=1, batch=128, lr=0.1, momentum=0.9, weight_decay=1e-4,
           optimizer="sgd", schedule="step", milestones=(0.35, 0.6, 0.85), augment=True, mode="cnn",
-          checkpoint=None, resume=False, progress=None, seed=None):
+          checkpoint=None, resume=False, progress=None, seed=None, replicas=1):
     """Trains `model` in place on a Dataset (or a dataset directory's training split). progress(dict) is called as
     training goes (step, loss, acc, img_per_s, eta_s; at each epoch's end also val_acc and test_acc). mode: cnn,
-    sdn (every exit trained jointly) or ic-only (the exits on the frozen backbone)."""
+    sdn (every exit trained jointly) or ic-only (the exits on the frozen backbone). replicas > 1: that many copies
+    of the network in threads of one core each, with batch norm over the whole batch (eenn train --replicas)."""
     if isinstance(data, (str, os.PathLike)):
         data = Dataset.load(data, "train")
     if mode not in MODES:
@@ -530,6 +531,7 @@ def train(model, data, val=None, test=None, epochs=1, batch=128, lr=0.1, momentu
     cfg.aug = _Augment(4 if augment and h >= 16 else 0, 1 if augment else 0)
     cfg.checkpoint = os.fsencode(checkpoint) if checkpoint else None
     cfg.resume = int(resume)
+    cfg.replicas = int(replicas)
     keep = [data._c(), val._c() if val is not None else None, test._c() if test is not None else None]
     errors = []
 
