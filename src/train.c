@@ -582,6 +582,12 @@ static ee_status train_replicas(ee_ctx *ctx, ee_net *net, const ee_dataset *trai
     rep_rank *rk = calloc((size_t)R, sizeof *rk);
     pthread_t th[MAX_REPLICAS];
     if (!rk) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    /* the largest sum: the gradients, the statistics, a batch norm's sums and count in double (ee_train's others
+     * are a few values) */
+    size_t most = (net->nparams > net->nstate ? net->nparams : net->nstate) * sizeof(float);
+    for (int i = 0; i < net->nnodes; i++)
+        if (most < (2 * (size_t)net->nodes[i].out.c + 1) * sizeof(double))
+            most = (2 * (size_t)net->nodes[i].out.c + 1) * sizeof(double);
     ee_status s = EE_OK;
     for (int r = 0; r < R; r++) {
         rep_rank *q = &rk[r];
@@ -592,12 +598,6 @@ static ee_status train_replicas(ee_ctx *ctx, ee_net *net, const ee_dataset *trai
         q->cfg.replicas = 0;
         q->cfg.parallel = &q->par;
         q->par = (ee_parallel){r, R, 1, rep_allreduce, rep_broadcast, q, 0, 0};
-        /* the largest sum: the gradients, the statistics, a batch norm's sums in double (ee_train's others are
-         * a few values) */
-        size_t most = (net->nparams > net->nstate ? net->nparams : net->nstate) * sizeof(float);
-        if (most < 2 * 4096 * sizeof(double)) most = 2 * 4096 * sizeof(double);
-        for (int i = 0; i < net->nnodes; i++)
-            if (most < 2 * (size_t)net->nodes[i].out.c * sizeof(double)) most = 2 * (size_t)net->nodes[i].out.c * sizeof(double);
         if (!s && !(q->tmp = malloc(most))) s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
         q->tmp_len = q->tmp ? most : 0;
         if (r == 0) { q->ctx = ctx; q->net = net; continue; }

@@ -19,7 +19,7 @@ typedef struct {
     float *mean, *invstd;  /* of the last training forward */
     double *part;          /* MAXT x 2c partial sums */
     float *fpart;          /* MAXT x 2c partial sums of one block of rows */
-    double *sums;          /* 2c reduced sums (and a count: sync-BN's forward) */
+    double *sums;          /* 2c reduced sums */
     float *k;              /* 4c: backward coefficients and eval-mode means */
     double rows;           /* rows of the last training forward's statistics (over every rank with sync-BN) */
     int last_train;
@@ -73,7 +73,7 @@ static bn_priv *priv(ee_ctx *ctx, ee_node *nd) {
         p->invstd = malloc(c * sizeof(float));
         p->part = malloc((size_t)MAXT * 2 * c * sizeof(double));
         p->fpart = malloc((size_t)MAXT * 2 * c * sizeof(float));
-        p->sums = malloc((2 * c + 1) * sizeof(double));
+        p->sums = malloc(2 * c * sizeof(double));
         p->k = malloc(4 * c * sizeof(float));
     }
     if (!p || !p->mean || !p->invstd || !p->part || !p->fpart || !p->sums || !p->k) {
@@ -289,7 +289,7 @@ static ee_status bn_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tr
     if (!sc) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
     p->last_train = train;
     if (train) {
-        double sums[2 * 4096], *s = c <= 4096 ? sums : malloc(2 * c * sizeof(double));
+        double sums[2 * 4096 + 1], *s = c <= 4096 ? sums : malloc((2 * c + 1) * sizeof(double)); /* + sync-BN's count */
         /* shift by the first row for a stable one-pass variance */
         float ref[4096], *rf = c <= 4096 ? ref : malloc(c * sizeof(float));
         if (!s || !rf) {
@@ -307,13 +307,8 @@ static ee_status bn_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tr
         double M = (double)rows;
         ee_status e = EE_OK;
         if (sync) {
-            double *t = p->sums;
-            memcpy(t, s, 2 * c * sizeof(double));
-            t[2 * c] = M;
-            if (!(e = sync_sums(ctx, net, t, 2 * (size_t)c + 1))) {
-                M = t[2 * c];
-                memcpy(s, t, 2 * c * sizeof(double));
-            }
+            s[2 * c] = M;
+            if (!(e = sync_sums(ctx, net, s, 2 * (size_t)c + 1))) M = s[2 * c];
         }
         if (e) {
             if (s != sums) free(s);
