@@ -14,8 +14,9 @@ static const char *bench_help =
     "  --arch-file FILE a custom architecture in eenn's text format (docs/format.md), at its own input shape\n"
     "  --batch N        inference batch size only  --no-train      skip training\n"
     "  --train-only     training only (its batch stays 128)\n"
-    "  --replicas N     training as `eenn train --replicas N` runs it: N copies of the network in threads of one\n"
-    "                   core each (sync-BN), timed through the training loop on random data\n"
+    "  --replicas auto|N training as `eenn train --replicas` runs it (default auto, as there): N > 1 copies of\n"
+    "                   the network in threads of one core each (sync-BN), timed through the training loop on\n"
+    "                   random data; 1: one copy on all the cores\n"
     "  --seconds X      time per measurement (default 3)\n"
     "  --threads N      (0 = all cores)            --json\n"
     "  --exits MODEL    early exits of an SDN on its real test data, beside its CNN without ICs: measured\n"
@@ -260,7 +261,7 @@ static const struct option bench_opts[] = {
 int cmd_bench(int argc, char **argv) {
     const char *arch = NULL, *exits_model = NULL, *save = NULL, *arch_file = NULL;
     int c = 3, h = 32, w = 32, batch = 0, train = 1, json = 0, threads = 0, have_input = 0, nimg = 2000, gemm = 0;
-    int allreduce = 0, chunk = 0, replicas = 1;
+    int allreduce = 0, chunk = 0, replicas = EE_REPLICAS_AUTO;
     long seed = 1221;
     double secs = 3, q = -1;
     ee_conv_kernel bench_conv = EE_CONV_AUTO;
@@ -287,7 +288,7 @@ int cmd_bench(int argc, char **argv) {
         case O_GEMM: gemm = 1; break;
         case O_ALLREDUCE: allreduce = 1; break;
         case O_CHUNK: chunk = (int)cli_int(&a, 1, 4096); break;
-        case O_REPLICAS: replicas = (int)cli_int(&a, 1, 64); break;
+        case O_REPLICAS: replicas = !strcmp(cli_val(&a), "auto") ? EE_REPLICAS_AUTO : (int)cli_int(&a, 1, 64); break;
         case O_SERVER: server = v; break;
         case O_SPLIT: split = v; break;
         case O_CLIENTS: clients = v; break;
@@ -418,8 +419,9 @@ int cmd_bench(int argc, char **argv) {
             for (int i = 0; i < ee_net_num_nodes(net); i++) { ee_node_info in; ee_net_node_info(net, i, &in); flops += in.flops; }
             if (tr) flops *= 3; /* forward + backward data + backward weights */
             int iters;
-            double t = tr && replicas > 1 ? time_replicas(ctx, net, replicas, n, secs, &iters)
-                                          : time_loop(ctx, net, st, x, y, n, tr, secs, &iters);
+            const int reps = !tr ? 1 : replicas == EE_REPLICAS_AUTO ? ee_train_auto_replicas(ctx, net, n) : replicas;
+            double t = reps > 1 ? time_replicas(ctx, net, reps, n, secs, &iters)
+                                : time_loop(ctx, net, st, x, y, n, tr, secs, &iters);
             double ips = n / t, gf = flops * n / t / 1e9;
             /* memory: weights and BN statistics, the largest input+output pair of any layer, the activation buffers
              * the net holds, and the process's peak resident set so far */
@@ -439,7 +441,7 @@ int cmd_bench(int argc, char **argv) {
                        "\"ms_per_batch\":%.3f,\"iters\":%d,\"weights_mb\":%.2f,\"largest_pair_mb\":%.2f,"
                        "\"activation_mb\":%.2f,\"peak_rss_mb\":%.1f,\"rss_anon_mb\":%.1f,\"rss_file_mb\":%.1f,\"replicas\":%d}",
                        first ? "" : ",", js(list[k].arch), shape, tr ? "train" : "infer", n, ips, gf, t * 1e3, iters, wmb, pair,
-                       act, peak, anon, file, tr ? replicas : 1);
+                       act, peak, anon, file, reps);
             else
                 printf("%-10s %-8s %-6s %6d %10.1f %9.1f %10.3f %9.1f %9.1f\n", list[k].arch, shape, tr ? "train" : "infer",
                        n, ips, gf, t * 1e3, act, peak);

@@ -63,9 +63,11 @@ static const char *train_help =
     "global batch of --batch samples and the gradients are summed over the ranks; rank 0 reports, checkpoints and\n"
     "writes the model; --resume works with any N. Threads per rank: the cores divided by the ranks on a machine.\n"
     "  --sync-bn          batch norm over the whole global batch (default: each rank's share)\n"
-    "  --replicas N       one process: N copies of the network train in N threads of one core each, as ranks\n"
-    "                     with sync-BN (the same steps up to float rounding); on few cores faster than one copy\n"
-    "                     on all of them (docs/benchmarks.md). Default 1. Keep N at most the idle cores.\n"
+    "  --replicas auto|N  one process: N copies of the network train in N threads of one core each, as ranks\n"
+    "                     with sync-BN (the same steps up to float rounding). auto (default): one per core\n"
+    "                     (--threads, or the idle cores) for a network whose convolutions have at most 64\n"
+    "                     channels (ResNet-56: 1.04-1.30x one copy on 2 cores; wider ones lose, docs/benchmarks.md)\n"
+    "                     and at least 32 samples per replica; else 1, one copy on all the cores\n"
     "  --hierarchical --split NODE  hierarchical training (Sepehri et al.; --mode sdn): this process, the edge,\n"
     "                     trains the layers up to NODE on the exits before it and sends NODE's outputs and the\n"
     "                     labels to a cloud process, which trains the rest; no gradient goes back\n"
@@ -203,7 +205,7 @@ typedef struct {
 
 static void parse_train(int argc, char **argv, train_opts *o) {
     *o = (train_opts){.arch = "resnet20", .data = DEFAULT_DATA, .out = "model.eenn", .mode_s = "cnn",
-                      .augment = "crop+flip", .epochs = 15, .batch = 128, .nval = 5000, .seed = 1221,
+                      .augment = "crop+flip", .epochs = 15, .batch = 128, .nval = 5000, .seed = 1221, .replicas = EE_REPLICAS_AUTO,
                       .trig = {0, -2, -2, 0, 0.1}, .opt = {EE_OPTIM_SGD, 0.1f, 0.9f, 1e-4f, 0, 0, 0, 0},
                       .sched = {EE_SCHED_STEP, 0.1f, 0.1f, {0}, 0, 0, 0}, .exits = 2, .lambda = 1.0f,
                       .loss_s = "v2", .stage1 = 25, .warmup = 3, .phase = 200, .hidden = 256, .pool = 4};
@@ -273,7 +275,7 @@ static void parse_train(int argc, char **argv, train_opts *o) {
         case O_THREADS: o->threads = (int)cli_int(&a, 0, 256); break;
         case O_JSON: o->json = 1; break;
         case O_SYNC_BN: o->sync_bn = 1; break;
-        case O_REPLICAS: o->replicas = (int)cli_int(&a, 1, 64); break;
+        case O_REPLICAS: o->replicas = !strcmp(cli_val(&a), "auto") ? EE_REPLICAS_AUTO : (int)cli_int(&a, 1, 64); break;
         case O_EXITS: o->exits = (int)cli_int(&a, 1, EE_MAX_HEADS - 1); o->set_eenet = 1; break;
         case O_DIST:
             if ((o->dist = ee_eenet_dist_find(v)) < 0)
@@ -542,7 +544,7 @@ int cmd_train(int argc, char **argv) {
     if (ranks > 1 && o.hier) usage_error("train --hierarchical runs on one process, not under mpirun");
     if (o.replicas > 1 && (ranks > 1 || o.hier))
         usage_error("train --replicas: one process only (not under mpirun, not with --hierarchical)");
-    if (o.replicas > o.batch) usage_error("train --replicas: %d replicas for a batch of %d", o.replicas, o.batch);
+    if (o.replicas != EE_REPLICAS_AUTO && o.replicas > o.batch) usage_error("train --replicas: %d replicas for a batch of %d", o.replicas, o.batch);
     if (ranks > 1 && o.batch < ranks)
         usage_error("train --batch: the global batch (%d) is smaller than the number of ranks (%d)", o.batch, ranks);
     if (ranks > 1 && o.threads == 0) { /* the machine's cores shared by the ranks the launcher put on it */
@@ -585,6 +587,8 @@ int cmd_train(int argc, char **argv) {
     }
     ee_net *net = build_net(ctx, &o, train);
     record_meta(ctx, net, &o, train);
+    if (o.replicas == EE_REPLICAS_AUTO)
+        o.replicas = ranks > 1 || o.hier ? 1 : ee_train_auto_replicas(ctx, net, o.batch < train->n ? o.batch : train->n);
     o.sched.base_lr = o.opt.lr;
     ee_train_config cfg = {o.epochs, o.batch, o.opt, o.sched, o.aug, o.ckpt, o.resume, 0, o.mode, o.lambda, o.loss,
                            o.stage1, o.stop_after, o.lambda, o.warmup, o.phase, ranks > 1 ? &par : NULL,
@@ -652,7 +656,7 @@ int cmd_train(int argc, char **argv) {
             printf(",\"parallel\":{\"ranks\":%d,\"threads_per_rank\":%d,\"sync_bn\":%s,\"allreduces\":%ld,"
                    "\"allreduce_ms\":%.3f}", ranks, ee_ctx_threads(ctx), o.sync_bn ? "true" : "false", par.comm_calls,
                    par.comm_calls ? 1e3 * par.comm_s / par.comm_calls : 0.0);
-        if (o.replicas > 1) printf(",\"replicas\":%d", o.replicas);
+        printf(",\"replicas\":%d", o.replicas);
         if (o.hier)
             printf(",\"hierarchical\":{\"split\":\"%s\",\"link_mbit\":%g,\"wall_s\":%.1f,\"edge_s\":%.1f,\"cloud_s\":%.1f,"
                    "\"link_s\":%.1f,\"mb_sent\":%.1f,\"edge_waited_s\":%.1f,\"split_training_estimate_s\":%.1f}",

@@ -445,11 +445,18 @@ typedef struct {
     /* > 1 (one process, no `parallel`): that many replicas of the network train in threads of this process, one
      * core each, as data-parallel ranks over shared memory with batch norm over the whole batch (sync-BN): each
      * takes its share of every batch and the gradients are summed before the step, so the step is the one-replica
-     * step up to float rounding. On few cores this beats one network on all of them, whose small layers do not
-     * split well between threads. Augmentation and dropout draw from a stream of each replica. `net` keeps the
-     * result; the progress callback runs in the calling thread. 0 or 1: one network, on ee_ctx_threads cores. */
+     * step up to float rounding, with the same augmentation (dropout draws from a stream of each replica). On few
+     * cores this beats one network on all of them when its layers are too small to split well between threads
+     * (ResNet-56), and loses when they are not (WRN-32-4, VGG-16). `net` keeps the result; the progress callback
+     * runs in the calling thread. 0 or 1: one network, on ee_ctx_threads cores. EE_REPLICAS_AUTO: as many as
+     * ee_train_auto_replicas says. */
     int replicas;
 } ee_train_config;
+#define EE_REPLICAS_AUTO (-1)
+/* The replicas EE_REPLICAS_AUTO trains with: one per core (ee_ctx_threads, or for 0 the cores that other
+ * processes leave free, watched for 100 ms) for a network whose convolutions all have at most 64 output channels,
+ * with at least 32 samples of `batch` per replica; else 1 (one network). */
+int ee_train_auto_replicas(ee_ctx *ctx, const ee_net *net, int batch);
 /* The loss weight of each head at (0-based) epoch for a mode: weights[nheads]. */
 void ee_train_head_weights(const ee_net *net, ee_train_mode mode, int epoch, int epochs, float *weights);
 

@@ -192,9 +192,9 @@ def main():
     ap.add_argument("--busy-core", action="store_true",
                     help="instead: ResNet-56 quiet and with one core busy, eenn, ONNX Runtime and PyTorch, medians "
                          "and spread of --rounds alternating rounds (default 5; scripts/bench_busy.py)")
-    ap.add_argument("--replicas", type=int, default=1,
-                    help="eenn's 2-thread training as `eenn train --replicas N` runs it (N copies of the network, "
-                         "one core each)")
+    ap.add_argument("--replicas", default="auto",
+                    help="eenn's 2-thread training as `eenn train --replicas auto|N` runs it (N copies of the network, "
+                         "one core each; default auto, as `eenn train` chooses)")
     ap.add_argument("--report", default=None, metavar="FILE", help="print the tables of an earlier run's --json file")
     a = ap.parse_args()
     if a.report:
@@ -215,6 +215,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="eenn-bench-")
     cases = CASES if not a.cases else [tuple(c.split(":")) for c in a.cases.split(",")]
     res = {"seconds": secs, "dense": [], "scaling": [], "exits": None, "memory": []}
+    used = {}  # the replicas eenn's 2-thread training ran with, per case
     info = open("/proc/cpuinfo").read()
     model = [l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")]
     avx512 = " avx512f" in info
@@ -250,7 +251,7 @@ def main():
         for rnd in range(a.rounds):
             tag = f"round {rnd + 1}/{a.rounds}: " if a.rounds > 1 else ""
             progress(f"{tag}eenn {arch} {shape}, 2 threads")
-            rep = ["--replicas", str(a.replicas)] if a.replicas > 1 else []
+            rep = ["--replicas", str(a.replicas)]
             for k, v in eenn_bench(a.eenn, arch, shape, 2, secs, save=model if rnd == 0 else None, extra=rep).items():
                 e2.setdefault(k, []).append(v)
             progress(f"{tag}eenn {arch} {shape}, 1 thread")
@@ -268,6 +269,7 @@ def main():
                     v, _ = torch_time(model, shape, mode, batch, t, secs)
                     best = max(best, (v, t))
                 tor.setdefault((mode, batch), []).append(best)
+        used[f"{arch} {shape}"] = e2[("train", 128)][0].get("replicas", 1)
         for mode, batch in (("infer", 1), ("infer", 128), ("train", 128)):
             tv = tor[(mode, batch)]
             img = pick([r["img_per_s"] for r in e2[(mode, batch)]])
@@ -318,6 +320,7 @@ def main():
 
     res["rounds"] = a.rounds
     res["replicas"] = a.replicas
+    res["replicas_used"] = used
     res["stat"] = a.stat
     if a.json:
         with open(a.json, "w") as f:
@@ -333,7 +336,11 @@ def report(res):
         stat = res.get("stat", "best")  # runs saved before --stat existed kept the best
         print(f"Dense networks: {stat} of {res['rounds']} alternating rounds of eenn (1 and 2 threads), ONNX Runtime "
               f"and PyTorch (each peer's better thread count in each round)")
-    if res.get("replicas", 1) > 1:
+    if res.get("replicas_used"):
+        print(f"eenn's 2-thread training as `eenn train --replicas {res['replicas']}` runs it: "
+              + ", ".join(f"{k} {v} {'replicas (one core each)' if v > 1 else 'copy'}"
+                          for k, v in res["replicas_used"].items()))
+    elif str(res.get("replicas", 1)) not in ("1", "auto"):
         print(f"eenn's 2-thread training: {res['replicas']} replicas of the network, one core each "
               f"(`eenn train --replicas {res['replicas']}`)")
     print(f"GEMM ceiling (oneDNN sgemm, fp32): {ceiling[1]:.0f} GFLOP/s on 1 thread, {ceiling[2]:.0f} on 2")

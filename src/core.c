@@ -77,6 +77,27 @@ static int free_cores(ee_ctx *ctx, int ncpu) {
     return t;
 }
 
+int ee_ctx_idle_cores(ee_ctx *ctx) {
+#ifdef _OPENMP
+    int ncpu = omp_get_num_procs();
+    if (ncpu > omp_get_thread_limit()) ncpu = omp_get_thread_limit();
+    if (ncpu < 2) return 1;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    const double now = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    if (ctx->load_t <= 0 || now - ctx->load_t > 1.0) { /* no recent history: watch the machine for 100 ms */
+        ctx->load_t = 0;
+        free_cores(ctx, ncpu);
+        struct timespec d = {0, 100000000L};
+        nanosleep(&d, NULL);
+    }
+    return free_cores(ctx, ncpu);
+#else
+    (void)ctx;
+    return 1;
+#endif
+}
+
 void ee_threads_apply(ee_ctx *ctx) {
 #ifdef _OPENMP
     int t = ee_ctx_threads(ctx);
@@ -110,6 +131,8 @@ const char *ee_status_name(ee_status s) {
 void ee_ctx_seed(ee_ctx *ctx, uint64_t seed) { ctx->rng = seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull; }
 uint64_t ee_ctx_rng_state(const ee_ctx *ctx) { return ctx->rng; }
 void ee_ctx_set_rng_state(ee_ctx *ctx, uint64_t state) { ctx->rng = state; }
+/* the state n draws on: splitmix64's state is a counter */
+void ee_rng_skip(ee_ctx *ctx, uint64_t n) { ctx->rng += n * 0x9E3779B97F4A7C15ull; }
 uint64_t ee_rng_next(ee_ctx *ctx) {
     uint64_t z = (ctx->rng += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;

@@ -395,6 +395,10 @@ void ee_shuffle(ee_ctx *ctx, int *perm, int n) {
     }
 }
 
+int ee_augment_draws(const ee_augment *aug) {
+    return aug ? (aug->flip ? 1 : 0) + (aug->crop_pad > 0 ? 2 : 0) : 0;
+}
+
 void ee_dataset_batch(ee_ctx *ctx, const ee_dataset *ds, const int *idx, int n, const ee_augment *aug, float *x,
                       uint8_t *y) {
     int C = ds->c, H = ds->h, W = ds->w;

@@ -345,4 +345,12 @@ ee_status ee_io_write(ee_ctx *ctx, const ee_net *net, const ee_meta *meta, int n
 ee_status ee_io_read(ee_ctx *ctx, const char *path, ee_net **net_out, const char *extra_name, float *extra_dst,
                      size_t extra_count);
 
+/* the cores that other processes leave free, measured over the last 100 ms (or since the last measurement, if
+ * that was under a second ago); 1 without OpenMP */
+int ee_ctx_idle_cores(ee_ctx *ctx);
+/* n draws of ee_rng_next skipped at once */
+void ee_rng_skip(ee_ctx *ctx, uint64_t n);
+/* the draws ee_dataset_batch makes for each sample with this augmentation */
+int ee_augment_draws(const ee_augment *aug);
+
 #endif

@@ -3,7 +3,6 @@
 #include "internal.h"
 #include <inttypes.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -290,8 +289,7 @@ static ee_status train_one(ee_ctx *ctx, ee_net *net, const ee_dataset *train, co
     for (int epoch = start; epoch < last && !s; epoch++) {
         for (int i = 0; i < train->n; i++) perm[i] = i;
         ee_shuffle(ctx, perm, train->n);
-        /* data-parallel: the same permutation on every rank; augmentation and dropout then draw from a stream of
-         * each rank and step */
+        /* data-parallel: the same permutation on every rank */
         uint64_t rng0 = ee_ctx_rng_state(ctx);
         float lr = ee_schedule_lr(&cfg->sched, epoch), hw[EE_MAX_HEADS], hw_end[EE_MAX_HEADS], hw_start[EE_MAX_HEADS];
         /* SDN training: the IC weights rise within each epoch from the last epoch's weights (0.01 before the first)
@@ -308,8 +306,14 @@ static ee_status train_one(ee_ctx *ctx, ee_net *net, const ee_dataset *train, co
             int ng = step == steps - 1 ? train->n - step * B : B;
             if (ng < P) continue; /* a last batch too small to give every rank a sample */
             int lo = (int)((long)ng * rank / P), n = (int)((long)ng * (rank + 1) / P) - lo;
-            if (dp) ee_ctx_set_rng_state(ctx, mix64(rng0 ^ mix64(((uint64_t)step << 20) + (uint64_t)rank)));
+            /* augmentation draws from a stream of each step, sample i of the global batch from its i-th share:
+             * the same crops and flips on any number of ranks or replicas; dropout then draws from a stream of
+             * each rank */
+            const uint64_t bst = mix64(rng0 ^ mix64((uint64_t)step << 20));
+            ee_ctx_set_rng_state(ctx, bst);
+            ee_rng_skip(ctx, (uint64_t)lo * (uint64_t)ee_augment_draws(&cfg->aug));
             ee_dataset_batch(ctx, train, perm + (size_t)step * B + lo, n, &cfg->aug, x, y);
+            if (dp) ee_ctx_set_rng_state(ctx, mix64(bst ^ mix64((uint64_t)rank + 1)));
             if ((s = ee_net_forward(ctx, net, x, n, 1))) break;
             ee_net_zero_seeds(net);
             for (int h = 0; h < net->nheads; h++)
@@ -457,11 +461,18 @@ static ee_status train_one(ee_ctx *ctx, ee_net *net, const ee_dataset *train, co
 
 /* ---------------------------------------------------------------- replicas: data-parallel threads of one process */
 #define MAX_REPLICAS 64
-/* The replicas meet at every batch norm (sync-BN), several hundred times a step: a barrier that spins (then
- * yields) wakes them much sooner than one that sleeps. Sense-reversing: the last to arrive flips `sense`. */
+#define SPIN_S 50e-6
+/* The replicas meet at every batch norm (sync-BN), several hundred times a step, usually within microseconds of
+ * each other: a barrier that spins first wakes them much sooner than one that sleeps. After a spin of about
+ * 50 us it sleeps, so that a replica whose core another process took gets that core back from the one waiting
+ * for it. Sense-reversing: the last to arrive flips `sense`, and wakes the sleepers if there are any (a sleeper
+ * counts itself before it checks `sense`, the last arrival flips `sense` before it checks the count: one of them
+ * sees the other). */
 typedef struct {
-    atomic_int count, sense;
+    atomic_int count, sense, sleepers;
     int size;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
 } spin_barrier;
 static void spin_wait(spin_barrier *b, int *mine) {
     const int s = !*mine;
@@ -469,10 +480,27 @@ static void spin_wait(spin_barrier *b, int *mine) {
     if (atomic_fetch_add(&b->count, 1) == b->size - 1) {
         atomic_store(&b->count, 0);
         atomic_store(&b->sense, s);
+        if (atomic_load(&b->sleepers)) {
+            pthread_mutex_lock(&b->mu);
+            pthread_cond_broadcast(&b->cv);
+            pthread_mutex_unlock(&b->mu);
+        }
         return;
     }
-    for (long i = 0; atomic_load(&b->sense) != s; i++)
-        if (i > 4000) sched_yield(); /* a replica that lost its core: give it back */
+    double t0 = 0;
+    for (long i = 1;; i++) {
+        if (atomic_load(&b->sense) == s) return;
+        if (i % 1024 == 0) {
+            const double t = now_s();
+            if (t0 == 0) t0 = t;
+            else if (t - t0 > SPIN_S) break;
+        }
+    }
+    pthread_mutex_lock(&b->mu);
+    atomic_fetch_add(&b->sleepers, 1);
+    while (atomic_load(&b->sense) != s) pthread_cond_wait(&b->cv, &b->mu);
+    atomic_fetch_sub(&b->sleepers, 1);
+    pthread_mutex_unlock(&b->mu);
 }
 
 typedef struct {
@@ -578,7 +606,10 @@ static ee_status train_replicas(ee_ctx *ctx, ee_net *net, const ee_dataset *trai
     rep_world w = {.size = R, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
     atomic_init(&w.bar.count, 0);
     atomic_init(&w.bar.sense, 0);
+    atomic_init(&w.bar.sleepers, 0);
     w.bar.size = R;
+    pthread_mutex_init(&w.bar.mu, NULL);
+    pthread_cond_init(&w.bar.cv, NULL);
     rep_rank *rk = calloc((size_t)R, sizeof *rk);
     pthread_t th[MAX_REPLICAS];
     if (!rk) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
@@ -641,13 +672,42 @@ static ee_status train_replicas(ee_ctx *ctx, ee_net *net, const ee_dataset *trai
     }
     pthread_mutex_destroy(&w.mu);
     pthread_cond_destroy(&w.cv);
+    pthread_mutex_destroy(&w.bar.mu);
+    pthread_cond_destroy(&w.bar.cv);
     free(rk);
     return s;
 }
 
+/* Replicas win where one network's layers are too small to keep two threads busy. Measured on 2 cores
+ * (docs/benchmarks.md): ResNet-56 (16-64 channels) 1.04-1.30x the one network on both cores; WRN-32-4 (up to 256)
+ * 0.77-0.89x, VGG-16 (512) 0.80-0.98x, MobileNet (1024) 0.91-1.15x. The widest convolution decides. */
+#define AUTO_MAX_CHANNELS 64
+#define AUTO_MIN_SHARE 32
+int ee_train_auto_replicas(ee_ctx *ctx, const ee_net *net, int batch) {
+    int convs = 0;
+    for (int i = 0; i < net->nnodes; i++)
+        if (!strcmp(ee_layers[net->nodes[i].kind]->name, "conv")) {
+            if (net->nodes[i].out.c > AUTO_MAX_CHANNELS) return 1;
+            convs++;
+        }
+    if (!convs || net->sealed || batch < 2 * AUTO_MIN_SHARE) return 1;
+    int r = ctx->threads > 0 ? ctx->threads : ee_ctx_idle_cores(ctx);
+    if (r > batch / AUTO_MIN_SHARE) r = batch / AUTO_MIN_SHARE;
+    if (r > MAX_REPLICAS) r = MAX_REPLICAS;
+    return r > 1 ? r : 1;
+}
+
 ee_status ee_train(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_dataset *val, const ee_dataset *test,
                    const ee_train_config *cfg, ee_progress_fn fn, void *user) {
-    if (cfg->replicas < 0) return ee_fail(ctx, EE_ERR_ARG, "training replicas: %d", cfg->replicas);
-    if (cfg->replicas > 1 && !par_on(cfg->parallel)) return train_replicas(ctx, net, train, val, test, cfg, fn, user);
+    int replicas = cfg->replicas;
+    if (replicas < EE_REPLICAS_AUTO) return ee_fail(ctx, EE_ERR_ARG, "training replicas: %d", replicas);
+    if (par_on(cfg->parallel)) replicas = 1;
+    else if (replicas == EE_REPLICAS_AUTO)
+        replicas = ee_train_auto_replicas(ctx, net, cfg->batch < train->n ? cfg->batch : train->n);
+    if (replicas > 1) {
+        ee_train_config c = *cfg;
+        c.replicas = replicas;
+        return train_replicas(ctx, net, train, val, test, &c, fn, user);
+    }
     return train_one(ctx, net, train, val, test, cfg, fn, user);
 }

@@ -76,7 +76,7 @@ typedef struct {
     shm_world *w;
     shm_rank me;
     ee_parallel par;
-    int sync_bn, epochs, stop, resume, fail_rank, replicas;
+    int sync_bn, epochs, stop, resume, fail_rank, replicas, aug;
     const char *ckpt;
     ee_status status;
     char err[256];
@@ -114,6 +114,7 @@ static void *run(void *arg) {
     cfg.resume = j->resume;
     cfg.stop_epoch = j->stop;
     cfg.replicas = j->replicas;
+    if (j->aug) cfg.aug = (ee_augment){2, 1};
     if (j->w) {
         j->par.rank = j->me.rank;
         j->par.size = j->w->size;
@@ -170,7 +171,9 @@ static size_t sizes(size_t *ns) {
 
 static void test_equivalence(void) {
     size_t ns, np = sizes(&ns);
-    job proto = {.epochs = 2, .fail_rank = -1}, one[1], j2[2], j3[3], loc[2];
+    /* with augmentation: each sample of a batch draws its crop and flip from the same stream on any number of
+     * ranks */
+    job proto = {.epochs = 2, .fail_rank = -1, .aug = 1}, one[1], j2[2], j3[3], loc[2];
     train(0, &proto, one); /* 3 steps of 16 per epoch */
     CHECK(one[0].status == EE_OK && one[0].params, "one process: %s", one[0].err);
     proto.sync_bn = 1;
@@ -206,7 +209,7 @@ static void test_equivalence(void) {
  * network does (2 and 3 replicas, the same tolerance as ranks), and a failure says what failed */
 static void test_replicas(void) {
     size_t ns, np = sizes(&ns);
-    job proto = {.epochs = 2, .fail_rank = -1}, one[1], r2[1], r3[1], bad[1];
+    job proto = {.epochs = 2, .fail_rank = -1, .aug = 1}, one[1], r2[1], r3[1], bad[1];
     train(0, &proto, one);
     proto.replicas = 2;
     train(0, &proto, r2);

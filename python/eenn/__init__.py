@@ -509,11 +509,12 @@ def build(arch, input_shape, classes, seed=1221, threads=0):
 
 def train(model, data, val=None, test=None, epochs=1, batch=128, lr=0.1, momentum=0.9, weight_decay=1e-4,
           optimizer="sgd", schedule="step", milestones=(0.35, 0.6, 0.85), augment=True, mode="cnn",
-          checkpoint=None, resume=False, progress=None, seed=None, replicas=1):
+          checkpoint=None, resume=False, progress=None, seed=None, replicas="auto"):
     """Trains `model` in place on a Dataset (or a dataset directory's training split). progress(dict) is called as
     training goes (step, loss, acc, img_per_s, eta_s; at each epoch's end also val_acc and test_acc). mode: cnn,
     sdn (every exit trained jointly) or ic-only (the exits on the frozen backbone). replicas > 1: that many copies
-    of the network in threads of one core each, with batch norm over the whole batch (eenn train --replicas)."""
+    of the network in threads of one core each, with batch norm over the whole batch; "auto" (default): as
+    `eenn train --replicas auto` chooses; 1: one copy on all the cores."""
     if isinstance(data, (str, os.PathLike)):
         data = Dataset.load(data, "train")
     if mode not in MODES:
@@ -531,7 +532,7 @@ def train(model, data, val=None, test=None, epochs=1, batch=128, lr=0.1, momentu
     cfg.aug = _Augment(4 if augment and h >= 16 else 0, 1 if augment else 0)
     cfg.checkpoint = os.fsencode(checkpoint) if checkpoint else None
     cfg.resume = int(resume)
-    cfg.replicas = int(replicas)
+    cfg.replicas = -1 if replicas == "auto" else int(replicas)
     keep = [data._c(), val._c() if val is not None else None, test._c() if test is not None else None]
     errors = []
 
