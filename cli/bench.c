@@ -288,7 +288,7 @@ int cmd_bench(int argc, char **argv) {
         case O_GEMM: gemm = 1; break;
         case O_ALLREDUCE: allreduce = 1; break;
         case O_CHUNK: chunk = (int)cli_int(&a, 1, 4096); break;
-        case O_REPLICAS: replicas = !strcmp(cli_val(&a), "auto") ? EE_REPLICAS_AUTO : (int)cli_int(&a, 1, 64); break;
+        case O_REPLICAS: replicas = cli_replicas(&a); break;
         case O_SERVER: server = v; break;
         case O_SPLIT: split = v; break;
         case O_CLIENTS: clients = v; break;

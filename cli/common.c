@@ -75,6 +75,16 @@ long cli_int(const cli_args *a, long lo, long hi) {
         usage_error("%s %s: '%s' is not an integer in [%ld, %ld]", a->cmd, cli_opt(a), v, lo, hi);
     return x;
 }
+int cli_replicas(const cli_args *a) {
+    const char *v = optarg;
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (!strcmp(v, "auto")) return EE_REPLICAS_AUTO;
+    if (!*v || *end || errno || x < 1 || x > 64)
+        usage_error("%s %s: '%s': auto, or the copies of the network (1 to 64)", a->cmd, cli_opt(a), v);
+    return (int)x;
+}
 double cli_num(const cli_args *a, double lo, double hi) {
     const char *v = optarg;
     char *end;

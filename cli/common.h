@@ -49,6 +49,7 @@ const char *cli_opt(const cli_args *a);             /* "--lr", for messages */
 const char *cli_val(const cli_args *a);             /* the option's value */
 long cli_int(const cli_args *a, long lo, long hi);  /* an integer value in [lo, hi], or a usage error */
 double cli_num(const cli_args *a, double lo, double hi); /* a number in [lo, hi], or a usage error */
+int cli_replicas(const cli_args *a);                /* --replicas: auto (EE_REPLICAS_AUTO) or 1-64 */
 /* the positional arguments: count and first */
 int cli_npos(const cli_args *a);
 char **cli_pos(const cli_args *a);

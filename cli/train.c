@@ -275,7 +275,7 @@ static void parse_train(int argc, char **argv, train_opts *o) {
         case O_THREADS: o->threads = (int)cli_int(&a, 0, 256); break;
         case O_JSON: o->json = 1; break;
         case O_SYNC_BN: o->sync_bn = 1; break;
-        case O_REPLICAS: o->replicas = !strcmp(cli_val(&a), "auto") ? EE_REPLICAS_AUTO : (int)cli_int(&a, 1, 64); break;
+        case O_REPLICAS: o->replicas = cli_replicas(&a); break;
         case O_EXITS: o->exits = (int)cli_int(&a, 1, EE_MAX_HEADS - 1); o->set_eenet = 1; break;
         case O_DIST:
             if ((o->dist = ee_eenet_dist_find(v)) < 0)

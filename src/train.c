@@ -506,16 +506,16 @@ static void spin_wait(spin_barrier *b, int *mine) {
 typedef struct {
     spin_barrier bar;
     int size;
-    void *slot[MAX_REPLICAS];
+    void *slot[MAX_REPLICAS];    /* the broadcast's source */
+    void *sum[2][MAX_REPLICAS];  /* each replica's two copies for sums, used in turn */
+    size_t sum_len;              /* bytes in each */
     pthread_mutex_t mu; /* the start gate: the threads wait until every one of them exists (go 1) or not (-1) */
     pthread_cond_t cv;
     int go;
 } rep_world;
 typedef struct {
     rep_world *w;
-    int rank, sense;
-    void *tmp; /* this replica's sum before it is copied into its buffer */
-    size_t tmp_len;
+    int rank, sense, turn;
     /* the replica's training run (ranks 1 and up run in threads of their own) */
     ee_ctx *ctx;
     ee_net *net;
@@ -525,41 +525,35 @@ typedef struct {
     ee_status status;
 } rep_rank;
 
-/* Every replica adds the buffers of all in rank order into its own scratch, then copies it back once all have
- * read: the same bits on every replica. */
+/* Every replica copies its buffer into its copy for this turn and, once all have, adds the copies of all in
+ * rank order into its buffer: the same bits on every replica, one barrier a sum. The copies alternate between
+ * two sets: a replica can only reach the sum after next, which writes this set again, once every other replica
+ * has arrived at the next one, done reading this one. */
 static int rep_allreduce(void *user, void *buf, size_t n, int dbl) {
     rep_rank *r = user;
     rep_world *w = r->w;
     const size_t bytes = n * (dbl ? sizeof(double) : sizeof(float));
-    if (r->tmp_len < bytes) { /* sized for the largest sum before the start: not expected */
-        void *t = realloc(r->tmp, bytes);
-        if (!t) { /* still meet the others at both barriers; this replica then fails */
-            spin_wait(&w->bar, &r->sense);
-            spin_wait(&w->bar, &r->sense);
-            return 1;
-        }
-        r->tmp = t;
-        r->tmp_len = bytes;
-    }
-    w->slot[r->rank] = buf;
-    spin_wait(&w->bar, &r->sense);
+    void *const *set = w->sum[r->turn];
+    r->turn ^= 1;
+    const int fits = bytes <= w->sum_len; /* sized for the largest sum before the start */
+    if (fits) memcpy(set[r->rank], buf, bytes);
+    spin_wait(&w->bar, &r->sense); /* every replica meets the others even when it fails */
+    if (!fits) return 1;
     if (dbl) {
-        double *t = r->tmp;
-        memcpy(t, w->slot[0], bytes);
+        double *t = buf;
+        memcpy(t, set[0], bytes);
         for (int k = 1; k < w->size; k++) {
-            const double *o = w->slot[k];
+            const double *o = set[k];
             for (size_t i = 0; i < n; i++) t[i] += o[i];
         }
     } else {
-        float *t = r->tmp;
-        memcpy(t, w->slot[0], bytes);
+        float *t = buf;
+        memcpy(t, set[0], bytes);
         for (int k = 1; k < w->size; k++) {
-            const float *o = w->slot[k];
+            const float *o = set[k];
             for (size_t i = 0; i < n; i++) t[i] += o[i];
         }
     }
-    spin_wait(&w->bar, &r->sense);
-    memcpy(buf, r->tmp, bytes);
     return 0;
 }
 static int rep_broadcast(void *user, void *buf, size_t bytes) {
@@ -619,6 +613,8 @@ static ee_status train_replicas(ee_ctx *ctx, ee_net *net, const ee_dataset *trai
     for (int i = 0; i < net->nnodes; i++)
         if (most < (2 * (size_t)net->nodes[i].out.c + 1) * sizeof(double))
             most = (2 * (size_t)net->nodes[i].out.c + 1) * sizeof(double);
+    if (most < 64 * sizeof(double)) most = 64 * sizeof(double);
+    w.sum_len = most;
     ee_status s = EE_OK;
     for (int r = 0; r < R; r++) {
         rep_rank *q = &rk[r];
@@ -629,8 +625,8 @@ static ee_status train_replicas(ee_ctx *ctx, ee_net *net, const ee_dataset *trai
         q->cfg.replicas = 0;
         q->cfg.parallel = &q->par;
         q->par = (ee_parallel){r, R, 1, rep_allreduce, rep_broadcast, q, 0, 0};
-        if (!s && !(q->tmp = malloc(most))) s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
-        q->tmp_len = q->tmp ? most : 0;
+        for (int t = 0; t < 2 && !s; t++)
+            if (!(w.sum[t][r] = malloc(most))) s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
         if (r == 0) { q->ctx = ctx; q->net = net; continue; }
         if (!s && !(q->ctx = ee_ctx_new())) s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
         if (s) continue;
@@ -667,7 +663,8 @@ static ee_status train_replicas(ee_ctx *ctx, ee_net *net, const ee_dataset *trai
             }
     }
     for (int r = 0; r < R; r++) {
-        free(rk[r].tmp);
+        free(w.sum[0][r]);
+        free(w.sum[1][r]);
         if (r) { ee_net_free(rk[r].net); ee_ctx_free(rk[r].ctx); }
     }
     pthread_mutex_destroy(&w.mu);

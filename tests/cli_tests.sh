@@ -435,19 +435,23 @@ mkdir -p "$T/d3" && cp "$DATA/t10k-images-idx3-ubyte.gz" "$T/d3/"
 { printf '\000\000\010\001\000\000\047\020\014'; head -c 9999 /dev/zero; } | gzip >"$T/d3/t10k-labels-idx1-ubyte.gz"
 expect_fail "labels beyond the classes" "$T/d3 (test split) with $T/m.eenn: image 0 has label 12 but the network has 10 classes" \
     "$E" eval "$T/m.eenn" --data "$T/d3"
-# training replicas in one process: 2 copies of the network, one thread each, with sync-BN, end where one network
-# with the whole batch does; impossible combinations are usage errors
+# training replicas in one process: 2 copies of the network, one thread each, with sync-BN and the same
+# augmentation, end where one network with the whole batch does; with 2 threads a narrow network gets them by
+# default; impossible combinations are usage errors
 # (not under the sanitizers: LeakSanitizer's check at exit crashes after ResNet-20 training on 2 threads here,
 # replicas or not; test_parallel runs the replicas under them)
-R="--arch resnet20 --subset 256 --test-subset 50 --val 0 --epochs 1 --batch 128 --no-augment --lr 0.005"
+R="--arch resnet20 --subset 256 --test-subset 50 --val 0 --epochs 1 --batch 128 --lr 0.005"
 if [ -z "$EENN_ASAN" ]; then
-    "$E" train $R --threads 1 --out "$T/rp1.eenn" >/dev/null 2>"$T/err" || bad "replicas: the one-network run: $(cat "$T/err")"
-    "$E" train $R --replicas 2 --out "$T/rp2.eenn" --json >"$T/rp2.json" 2>"$T/err" || bad "replicas: 2: $(cat "$T/err")"
+    "$E" train $R --threads 1 --out "$T/rp1.eenn" --json >"$T/rp1.json" 2>"$T/err" ||
+        bad "replicas: the one-network run: $(cat "$T/err")"
+    "$E" train $R --threads 2 --out "$T/rp2.eenn" --json >"$T/rp2.json" 2>"$T/err" || bad "replicas: 2: $(cat "$T/err")"
     "$B/tests/modeldiff" "$T/rp1.eenn" "$T/rp2.eenn" 2e-4 >"$T/md" && ok || bad "replicas: 2 differ from one network: $(cat "$T/md")"
-    grep -q '"replicas":2' "$T/rp2.json" && grep -q "2 replicas x 1 thread, sync-BN" "$T/err" && ok ||
-        bad "replicas: --json or the start line: $(cat "$T/rp2.json" "$T/err")"
+    grep -q '"replicas":1' "$T/rp1.json" && grep -q '"replicas":2' "$T/rp2.json" &&
+        grep -q "2 replicas x 1 thread, sync-BN" "$T/err" && ok ||
+        bad "replicas: --json or the start line: $(cat "$T/rp1.json" "$T/rp2.json" "$T/err")"
 fi
 expect_usage "replicas above the batch" "3 replicas for a batch of 2" "$E" train $R --batch 2 --replicas 3
+expect_usage "replicas 0" "--replicas" "$E" train $R --replicas 0
 expect_usage "replicas with hierarchical training" "one process only" "$E" train $R --mode sdn --replicas 2 --hierarchical --split x
 # data-parallel training over MPI (when this eenn was built with it and Open MPI's mpirun is here): 2 ranks with
 # sync-BN and a global batch of 128 end where one process with a batch of 128 does; a rank killed mid-run stops

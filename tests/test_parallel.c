@@ -232,6 +232,46 @@ static void test_replicas(void) {
     release(one, 1); release(r2, 1); release(r3, 1); release(bad, 1);
 }
 
+/* EE_REPLICAS_AUTO: one replica per core for narrow networks with 32+ samples each, else one network */
+static void test_auto_replicas(void) {
+    ee_ctx *ctx = ee_ctx_new();
+    ee_net *net = sdn(ctx), *wide = NULL;
+    ee_net_builtin(ctx, "wrn32_4", 3, 32, 32, 10, &wide);
+    CHECK(net && wide, "networks: %s", ee_ctx_error(ctx));
+    if (net && wide) {
+        ee_ctx_set_threads(ctx, 2);
+        CHECK(ee_train_auto_replicas(ctx, net, 128) == 2, "ResNet-20, 2 cores, batch 128: %d replicas",
+              ee_train_auto_replicas(ctx, net, 128));
+        CHECK(ee_train_auto_replicas(ctx, net, 63) == 1, "batch 63 (under 32 a replica): %d replicas",
+              ee_train_auto_replicas(ctx, net, 63));
+        CHECK(ee_train_auto_replicas(ctx, wide, 128) == 1, "WRN-32-4 (256 channels): %d replicas",
+              ee_train_auto_replicas(ctx, wide, 128));
+        ee_ctx_set_threads(ctx, 4);
+        CHECK(ee_train_auto_replicas(ctx, net, 96) == 3, "4 cores, batch 96: %d replicas (3 of 32)",
+              ee_train_auto_replicas(ctx, net, 96));
+        ee_ctx_set_threads(ctx, 1);
+        CHECK(ee_train_auto_replicas(ctx, net, 128) == 1, "1 thread: %d replicas", ee_train_auto_replicas(ctx, net, 128));
+        ee_ctx_set_threads(ctx, 0); /* the idle cores: at least 1, at most the machine's */
+        int r = ee_train_auto_replicas(ctx, net, 128);
+        CHECK(r >= 1 && r <= 4, "all cores: %d replicas", r);
+        /* auto through ee_train: below 64 samples a batch it is one network; a bad value is refused */
+        ee_dataset *ds = tl_toy_data(8);
+        ee_train_config cfg = {0};
+        cfg.epochs = 1;
+        cfg.batch = 4;
+        cfg.optim = (ee_optim){EE_OPTIM_SGD, 0.01f, 0.9f, 0, 0, 0.9f, 0.999f, 1e-8f};
+        cfg.sched = (ee_schedule){EE_SCHED_STEP, 0.01f, 0.1f, {0}, 0, 0, 0};
+        cfg.replicas = EE_REPLICAS_AUTO;
+        CHECK(ee_train(ctx, net, ds, NULL, NULL, &cfg, NULL, NULL) == EE_OK, "auto replicas: %s", ee_ctx_error(ctx));
+        cfg.replicas = -2;
+        CHECK(ee_train(ctx, net, ds, NULL, NULL, &cfg, NULL, NULL) == EE_ERR_ARG, "replicas -2 accepted");
+        ee_dataset_free(ds);
+    }
+    ee_net_free(net);
+    ee_net_free(wide);
+    ee_ctx_free(ctx);
+}
+
 static void test_failure(void) {
     job proto = {.epochs = 1, .fail_rank = 1}, j[2];
     train(2, &proto, j);
@@ -287,6 +327,7 @@ static void test_resume(void) {
 int main(void) {
     test_equivalence();
     test_replicas();
+    test_auto_replicas();
     test_failure();
     test_resume();
     return tl_summary("test_parallel");
