@@ -1,5 +1,7 @@
 /* core.c: the context (errors, RNG, threads), aligned allocation and random fills. */
+#define _DEFAULT_SOURCE /* madvise */
 #include "internal.h"
+#include <sys/mman.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,6 +153,18 @@ void *ee_alloc(size_t bytes) {
     if (sz == 0) sz = 64;
     void *p = aligned_alloc(64, sz);
     if (p) memset(p, 0, sz);
+    return p;
+}
+void *ee_alloc_huge(size_t bytes) {
+    const size_t huge = (size_t)2 << 20;
+    if (bytes < 2 * huge) return ee_alloc(bytes);
+    size_t sz = (bytes + huge - 1) / huge * huge;
+    void *p = aligned_alloc(huge, sz);
+    if (!p) return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(p, sz, MADV_HUGEPAGE); /* a hint: without it (or refused) the pages are the usual ones */
+#endif
+    memset(p, 0, sz);
     return p;
 }
 void ee_free(void *p) { free(p); }

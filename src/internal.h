@@ -348,6 +348,11 @@ ee_status ee_io_read(ee_ctx *ctx, const char *path, ee_net **net_out, const char
 /* the cores that other processes leave free, measured over the last 100 ms (or since the last measurement, if
  * that was under a second ago); 1 without OpenMP */
 int ee_ctx_idle_cores(ee_ctx *ctx);
+/* ee_alloc in whole 2 MB pages that the kernel is asked to back with huge pages (from 4 MB; freed with
+ * ee_free): a training network's activations and gradients, which every step sweeps, with 512 times fewer page
+ * faults when they are first touched. Steps measured 1.02x and 1.10x (ResNet-56), 1.06x and 1.01x (WRN-32-4) in
+ * alternating runs: at most a little faster. */
+void *ee_alloc_huge(size_t bytes);
 /* n draws of ee_rng_next skipped at once */
 void ee_rng_skip(ee_ctx *ctx, uint64_t n);
 /* the draws ee_dataset_batch makes for each sample with this augmentation */

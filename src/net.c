@@ -541,7 +541,7 @@ static int plan_gradients(ee_net *net, int max_batch) {
     net->ndpool = nb;
     for (int b = 0; b < nb; b++) {
         net->dpool_len[b] = cap[b];
-        if (!(net->dpool[b] = ee_alloc(cap[b] * sizeof(float)))) return 0;
+        if (!(net->dpool[b] = ee_alloc_huge(cap[b] * sizeof(float)))) return 0;
     }
     for (int i = 0; i < net->nnodes; i++) net->nodes[i].dy = placed[i] ? net->dpool[buf_of[i]] : NULL;
     return 1;
@@ -559,12 +559,12 @@ static ee_status alloc_buffers(ee_ctx *ctx, ee_net *net, int max_batch, int trai
         ok = ee_net_grads(net) != NULL;
         for (int i = 0; i < net->nnodes && ok; i++) {
             ee_node *nd = &net->nodes[i];
-            ok = (nd->y = ee_alloc(ee_shape_size(nd->out) * max_batch * sizeof(float))) != NULL;
+            ok = (nd->y = ee_alloc_huge(ee_shape_size(nd->out) * max_batch * sizeof(float))) != NULL;
         }
         if (ok) ok = plan_gradients(net, max_batch);
         if (ok) {
             net->scratch_len = mx * max_batch;
-            ok = (net->scratch = ee_alloc(net->scratch_len * sizeof(float))) &&
+            ok = (net->scratch = ee_alloc_huge(net->scratch_len * sizeof(float))) &&
                  (net->dx = ee_alloc(ee_shape_size(net->in) * max_batch * sizeof(float)));
         }
     } else if (ok) {
