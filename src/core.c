@@ -57,11 +57,15 @@ static int cpu_times(double *busy, double *self) {
     return 1;
 }
 
-/* threads for "all cores": the cores that other processes left free over the last 100 ms or more */
-static int free_cores(ee_ctx *ctx, int ncpu) {
+static double mono_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    double now = (double)ts.tv_sec + ts.tv_nsec * 1e-9, busy, self;
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* threads for "all cores": the cores that other processes left free over the last 100 ms or more */
+static int free_cores(ee_ctx *ctx, int ncpu) {
+    double now = mono_s(), busy, self;
     if (ctx->load_t > 0 && now - ctx->load_t < 0.1) return ctx->load_threads;
     if (!cpu_times(&busy, &self)) return ncpu;
     int t = ncpu;
@@ -84,10 +88,7 @@ int ee_ctx_idle_cores(ee_ctx *ctx) {
     int ncpu = omp_get_num_procs();
     if (ncpu > omp_get_thread_limit()) ncpu = omp_get_thread_limit();
     if (ncpu < 2) return 1;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    const double now = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-    if (ctx->load_t <= 0 || now - ctx->load_t > 1.0) { /* no recent history: watch the machine for 100 ms */
+    if (ctx->load_t <= 0 || mono_s() - ctx->load_t > 1.0) { /* no recent history: watch the machine for 100 ms */
         ctx->load_t = 0;
         free_cores(ctx, ncpu);
         struct timespec d = {0, 100000000L};

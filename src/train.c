@@ -683,7 +683,7 @@ static ee_status train_replicas(ee_ctx *ctx, ee_net *net, const ee_dataset *trai
 int ee_train_auto_replicas(ee_ctx *ctx, const ee_net *net, int batch) {
     int convs = 0;
     for (int i = 0; i < net->nnodes; i++)
-        if (!strcmp(ee_layers[net->nodes[i].kind]->name, "conv")) {
+        if (net->nodes[i].kind == EE_KIND_CONV) {
             if (net->nodes[i].out.c > AUTO_MAX_CHANNELS) return 1;
             convs++;
         }
