@@ -15,7 +15,7 @@ static const char *bench_help =
     "  --batch N        inference batch size only  --no-train      skip training\n"
     "  --train-only     training only (its batch stays 128)\n"
     "  --replicas auto|N training as `eenn train --replicas` runs it (default auto, as there): N > 1 copies of\n"
-    "                   the network in threads of one core each (sync-BN), timed through the training loop on\n"
+    "                   the network in threads sharing the cores (sync-BN), timed through the training loop on\n"
     "                   random data; 1: one copy on all the cores\n"
     "  --seconds X      time per measurement (default 3)\n"
     "  --threads N      (0 = all cores)            --json\n"

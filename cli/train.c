@@ -63,11 +63,12 @@ static const char *train_help =
     "global batch of --batch samples and the gradients are summed over the ranks; rank 0 reports, checkpoints and\n"
     "writes the model; --resume works with any N. Threads per rank: the cores divided by the ranks on a machine.\n"
     "  --sync-bn          batch norm over the whole global batch (default: each rank's share)\n"
-    "  --replicas auto|N  one process: N copies of the network train in N threads of one core each, as ranks\n"
-    "                     with sync-BN (the same steps up to float rounding). auto (default): one per core\n"
-    "                     (--threads, or the idle cores) for a network whose convolutions have at most 64\n"
-    "                     channels (ResNet-56: 1.04-1.30x one copy on 2 cores; wider ones lose, docs/benchmarks.md)\n"
-    "                     and at least 32 samples per replica; else 1, one copy on all the cores\n"
+    "  --replicas auto|N  one process: N copies of the network train in N threads, as ranks with sync-BN (the\n"
+    "                     same steps up to float rounding), the cores shared evenly between them (8 cores, 4\n"
+    "                     replicas: 2 threads each). auto (default): one per core (--threads, or the idle cores)\n"
+    "                     for a network whose convolutions have at most 64 channels (ResNet-56: 1.04-1.30x one\n"
+    "                     copy on 2 cores; wider ones lose, docs/benchmarks.md), at most one per 32 samples of\n"
+    "                     the batch; else 1, one copy on all the cores\n"
     "  --hierarchical --split NODE  hierarchical training (Sepehri et al.; --mode sdn): this process, the edge,\n"
     "                     trains the layers up to NODE on the exits before it and sends NODE's outputs and the\n"
     "                     labels to a cloud process, which trains the rest; no gradient goes back\n"
@@ -599,7 +600,11 @@ int cmd_train(int argc, char **argv) {
             ee_net_name(net), ee_net_num_params(net), o.data, train->n, val ? val->n : 0, test->n, o.epochs, o.batch,
             ee_ctx_threads(ctx));
         if (ranks > 1) fprintf(stderr, " x %d ranks%s", ranks, o.sync_bn ? ", sync-BN" : "");
-        if (o.replicas > 1) fprintf(stderr, ": %d replicas x 1 thread, sync-BN", o.replicas);
+        if (o.replicas > 1) {
+            const int t0 = ee_train_replica_threads(ctx, o.replicas, 0), t1 = ee_train_replica_threads(ctx, o.replicas, o.replicas - 1);
+            if (t0 == t1) fprintf(stderr, ": %d replicas x %d thread%s, sync-BN", o.replicas, t0, t0 > 1 ? "s" : "");
+            else fprintf(stderr, ": %d replicas x %d-%d threads, sync-BN", o.replicas, t1, t0);
+        }
         fputc('\n', stderr);
     }
     hier_result hres = {0};

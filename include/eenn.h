@@ -442,8 +442,8 @@ typedef struct {
     float jei_lambda;
     int jei_warmup, jei_switch;
     ee_parallel *parallel;   /* NULL (or size 1): one process */
-    /* > 1 (one process, no `parallel`): that many replicas of the network train in threads of this process, one
-     * core each, as data-parallel ranks over shared memory with batch norm over the whole batch (sync-BN): each
+    /* > 1 (one process, no `parallel`): that many replicas of the network train in threads of this process, the
+     * cores shared evenly between them (ee_train_replica_threads), as data-parallel ranks over shared memory with batch norm over the whole batch (sync-BN): each
      * takes its share of every batch and the gradients are summed before the step, so the step is the one-replica
      * step up to float rounding, with the same augmentation (dropout draws from a stream of each replica). On few
      * cores this beats one network on all of them when its layers are too small to split well between threads
@@ -457,6 +457,10 @@ typedef struct {
  * processes leave free, watched for 100 ms) for a network whose convolutions all have at most 64 output channels,
  * with at least 32 samples of `batch` per replica; else 1 (one network). */
 int ee_train_auto_replicas(ee_ctx *ctx, const ee_net *net, int batch);
+/* The threads replica `rank` of `replicas` trains on: an even share of the cores (ee_ctx_threads, or for 0 the
+ * cores that other processes leave free), the first cores % replicas replicas taking one more; at least 1. On 8
+ * cores, 4 replicas run 2 threads each. */
+int ee_train_replica_threads(ee_ctx *ctx, int replicas, int rank);
 /* The loss weight of each head at (0-based) epoch for a mode: weights[nheads]. */
 void ee_train_head_weights(const ee_net *net, ee_train_mode mode, int epoch, int epochs, float *weights);
 

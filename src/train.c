@@ -592,6 +592,16 @@ static ee_status clone_net(ee_ctx *ctx, const ee_net *src, ee_net **out) {
     return EE_OK;
 }
 
+/* The cores training may use: ee_ctx_threads, or for 0 the ones that other processes leave free. Replicas share
+ * them evenly (on 8 cores, 4 replicas of 2 threads each), the first cores % R taking one more; with fewer cores
+ * than replicas every replica still runs one thread. */
+static int train_cores(ee_ctx *ctx) { return ctx->threads > 0 ? ctx->threads : ee_ctx_idle_cores(ctx); }
+static int core_share(int cores, int R, int r) { return cores <= R ? 1 : cores / R + (r < cores % R); }
+int ee_train_replica_threads(ee_ctx *ctx, int replicas, int rank) {
+    if (replicas < 1 || rank < 0 || rank >= replicas) return 1;
+    return core_share(train_cores(ctx), replicas, rank);
+}
+
 static ee_status train_replicas(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_dataset *val,
                                 const ee_dataset *test, const ee_train_config *cfg, ee_progress_fn fn, void *user) {
     const int R = cfg->replicas;
@@ -616,6 +626,7 @@ static ee_status train_replicas(ee_ctx *ctx, ee_net *net, const ee_dataset *trai
     if (most < 64 * sizeof(double)) most = 64 * sizeof(double);
     w.sum_len = most;
     ee_status s = EE_OK;
+    const int cores = train_cores(ctx);
     for (int r = 0; r < R; r++) {
         rep_rank *q = &rk[r];
         q->w = &w;
@@ -632,7 +643,7 @@ static ee_status train_replicas(ee_ctx *ctx, ee_net *net, const ee_dataset *trai
         if (s) continue;
         ee_ctx_set_conv_kernel(q->ctx, ee_ctx_conv_kernel(ctx));
         ee_ctx_set_rng_state(q->ctx, ee_ctx_rng_state(ctx));
-        ee_ctx_set_threads(q->ctx, 1);
+        ee_ctx_set_threads(q->ctx, core_share(cores, R, r));
         s = clone_net(ctx, net, &q->net);
     }
     int started = 1;
@@ -649,7 +660,7 @@ static ee_status train_replicas(ee_ctx *ctx, ee_net *net, const ee_dataset *trai
         for (int r = 1; r < started; r++) pthread_join(th[r], NULL);
     } else {
         const int threads = ctx->threads;
-        ee_ctx_set_threads(ctx, 1);
+        ee_ctx_set_threads(ctx, core_share(cores, R, 0));
         rk[0].status = train_one(ctx, net, train, val, test, &rk[0].cfg, fn, user);
         ee_ctx_set_threads(ctx, threads);
         for (int r = 1; r < R; r++) pthread_join(th[r], NULL);
@@ -688,7 +699,7 @@ int ee_train_auto_replicas(ee_ctx *ctx, const ee_net *net, int batch) {
             convs++;
         }
     if (!convs || net->sealed || batch < 2 * AUTO_MIN_SHARE) return 1;
-    int r = ctx->threads > 0 ? ctx->threads : ee_ctx_idle_cores(ctx);
+    int r = train_cores(ctx);
     if (r > batch / AUTO_MIN_SHARE) r = batch / AUTO_MIN_SHARE;
     if (r > MAX_REPLICAS) r = MAX_REPLICAS;
     return r > 1 ? r : 1;

@@ -435,7 +435,7 @@ mkdir -p "$T/d3" && cp "$DATA/t10k-images-idx3-ubyte.gz" "$T/d3/"
 { printf '\000\000\010\001\000\000\047\020\014'; head -c 9999 /dev/zero; } | gzip >"$T/d3/t10k-labels-idx1-ubyte.gz"
 expect_fail "labels beyond the classes" "$T/d3 (test split) with $T/m.eenn: image 0 has label 12 but the network has 10 classes" \
     "$E" eval "$T/m.eenn" --data "$T/d3"
-# training replicas in one process: 2 copies of the network, one thread each, with sync-BN and the same
+# training replicas in one process: 2 copies of the network, sharing the threads, with sync-BN and the same
 # augmentation, end where one network with the whole batch does; with 2 threads a narrow network gets them by
 # default; impossible combinations are usage errors
 # (not under the sanitizers: LeakSanitizer's check at exit crashes after ResNet-20 training on 2 threads here,
@@ -449,6 +449,10 @@ if [ -z "$EENN_ASAN" ]; then
     grep -q '"replicas":1' "$T/rp1.json" && grep -q '"replicas":2' "$T/rp2.json" &&
         grep -q "2 replicas x 1 thread, sync-BN" "$T/err" && ok ||
         bad "replicas: --json or the start line: $(cat "$T/rp1.json" "$T/rp2.json" "$T/err")"
+    # more cores than replicas: they share them (4 threads, 2 replicas: 2 threads each), the same steps
+    "$E" train $R --threads 4 --replicas 2 --out "$T/rp4.eenn" 2>"$T/err" >/dev/null || bad "replicas: 2 x 2: $(cat "$T/err")"
+    grep -q "2 replicas x 2 threads, sync-BN" "$T/err" && "$B/tests/modeldiff" "$T/rp1.eenn" "$T/rp4.eenn" 2e-4 >"$T/md" && ok ||
+        bad "replicas: 2 x 2 threads: $(cat "$T/err" "$T/md")"
 fi
 expect_usage "replicas above the batch" "3 replicas for a batch of 2" "$E" train $R --batch 2 --replicas 3
 expect_usage "replicas 0" "--replicas" "$E" train $R --replicas 0

@@ -76,7 +76,7 @@ typedef struct {
     shm_world *w;
     shm_rank me;
     ee_parallel par;
-    int sync_bn, epochs, stop, resume, fail_rank, replicas, aug;
+    int sync_bn, epochs, stop, resume, fail_rank, replicas, aug, threads; /* threads: 0 means 1 */
     const char *ckpt;
     ee_status status;
     char err[256];
@@ -98,7 +98,7 @@ static ee_net *sdn(ee_ctx *ctx) {
 static void *run(void *arg) {
     job *j = arg;
     ee_ctx *ctx = ee_ctx_new();
-    ee_ctx_set_threads(ctx, 1);
+    ee_ctx_set_threads(ctx, j->threads > 0 ? j->threads : 1);
     ee_net *net = sdn(ctx);
     if (!net) fprintf(stderr, "rank %d: no network: %s\n", j->me.rank, ee_ctx_error(ctx));
     ee_dataset *ds = tl_toy_data(48);
@@ -209,7 +209,7 @@ static void test_equivalence(void) {
  * network does (2 and 3 replicas, the same tolerance as ranks), and a failure says what failed */
 static void test_replicas(void) {
     size_t ns, np = sizes(&ns);
-    job proto = {.epochs = 2, .fail_rank = -1, .aug = 1}, one[1], r2[1], r3[1], bad[1];
+    job proto = {.epochs = 2, .fail_rank = -1, .aug = 1}, one[1], r2[1], r3[1], r4[1], bad[1];
     train(0, &proto, one);
     proto.replicas = 2;
     train(0, &proto, r2);
@@ -224,12 +224,23 @@ static void test_replicas(void) {
         CHECK(e2 > 0 || s2 > 0 || memcmp(r2[0].params, one[0].params, np * sizeof(float)) == 0,
               "replicas: comparison broken");
     }
+    /* 2 replicas on 4 threads: 2 threads each (the cores shared), the same steps */
+    job t4 = proto;
+    t4.replicas = 2;
+    t4.threads = 4;
+    train(0, &t4, r4);
+    CHECK(r4[0].status == EE_OK, "2 replicas x 2 threads: %s", r4[0].err);
+    if (one[0].params && r4[0].params) {
+        double e = rel_diff(r4[0].params, one[0].params, np), st = rel_diff(r4[0].state, one[0].state, ns);
+        CHECK(e < 2e-4 && st < 2e-4, "2 replicas x 2 threads: weights / BN statistics differ from one network by %g / %g",
+              e, st);
+    }
     proto.replicas = 2;
     proto.fail_rank = 0; /* the data itself is bad: every replica stops, and the error says why */
     train(0, &proto, bad);
     CHECK(bad[0].status == EE_ERR_ARG && strstr(bad[0].err, "label 200"), "replicas on bad data: %d %s", bad[0].status,
           bad[0].err);
-    release(one, 1); release(r2, 1); release(r3, 1); release(bad, 1);
+    release(one, 1); release(r2, 1); release(r3, 1); release(r4, 1); release(bad, 1);
 }
 
 /* EE_REPLICAS_AUTO: one replica per core for narrow networks with 32+ samples each, else one network */
@@ -249,6 +260,19 @@ static void test_auto_replicas(void) {
         ee_ctx_set_threads(ctx, 4);
         CHECK(ee_train_auto_replicas(ctx, net, 96) == 3, "4 cores, batch 96: %d replicas (3 of 32)",
               ee_train_auto_replicas(ctx, net, 96));
+        /* the cores shared between the replicas: 8 cores at batch 128, 4 replicas of 2 threads; 5 cores, 2
+         * replicas: 3 and 2; fewer cores than replicas: 1 each */
+        ee_ctx_set_threads(ctx, 8);
+        CHECK(ee_train_auto_replicas(ctx, net, 128) == 4, "8 cores, batch 128: %d replicas (4 of 32)",
+              ee_train_auto_replicas(ctx, net, 128));
+        CHECK(ee_train_replica_threads(ctx, 4, 0) == 2 && ee_train_replica_threads(ctx, 4, 3) == 2,
+              "8 cores, 4 replicas: %d and %d threads", ee_train_replica_threads(ctx, 4, 0), ee_train_replica_threads(ctx, 4, 3));
+        ee_ctx_set_threads(ctx, 5);
+        CHECK(ee_train_replica_threads(ctx, 2, 0) == 3 && ee_train_replica_threads(ctx, 2, 1) == 2,
+              "5 cores, 2 replicas: %d and %d threads", ee_train_replica_threads(ctx, 2, 0), ee_train_replica_threads(ctx, 2, 1));
+        CHECK(ee_train_replica_threads(ctx, 8, 7) == 1 && ee_train_replica_threads(ctx, 2, 2) == 1,
+              "5 cores, 8 replicas / a rank out of range: %d / %d threads", ee_train_replica_threads(ctx, 8, 7),
+              ee_train_replica_threads(ctx, 2, 2));
         ee_ctx_set_threads(ctx, 1);
         CHECK(ee_train_auto_replicas(ctx, net, 128) == 1, "1 thread: %d replicas", ee_train_auto_replicas(ctx, net, 128));
         ee_ctx_set_threads(ctx, 0); /* the idle cores: at least 1, at most the machine's */
