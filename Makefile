@@ -168,7 +168,7 @@ bench-int8: all
 ASAN_DNNL = -Wl,--no-as-needed -ldnnl -Wl,--as-needed
 check-asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    LDFLAGS="-fsanitize=address,undefined $(ASAN_DNNL)" build-asan/eenn build-asan/tests/pngstat $(TESTS:$(BUILD)/%=build-asan/%)
+	    LDFLAGS="-fsanitize=address,undefined $(ASAN_DNNL)" build-asan/eenn build-asan/tests/pngstat build-asan/tests/modeldiff $(TESTS:$(BUILD)/%=build-asan/%)
 	@ASAN_OPTIONS=detect_leaks=1 EENN_ASAN=1 sh tests/run_tests.sh build-asan
 
 install: all

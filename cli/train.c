@@ -670,9 +670,10 @@ int cmd_train(int argc, char **argv) {
         printf("}\n");
     } else {
         if (heads > 1) printf("test accuracy per exit: %s\n", accs);
-        printf("%s: test accuracy %.2f%% (loss %.4f)%s%.2f%s after %d epochs in %.0f s; model written to %s\n",
-               ee_net_name(net), te.acc * 100, te.loss, val ? ", validation " : "", val ? ve.acc * 100 : 0.0,
-               val ? "%" : "", o.epochs, secs, o.out);
+        char vtxt[48] = "";
+        if (val) snprintf(vtxt, sizeof vtxt, ", validation %.2f%%", ve.acc * 100);
+        printf("%s: test accuracy %.2f%% (loss %.4f)%s after %d epochs in %.0f s; model written to %s\n",
+               ee_net_name(net), te.acc * 100, te.loss, vtxt, o.epochs, secs, o.out);
     }
     ee_net_free(net);
     ee_dataset_free(train); ee_dataset_free(val); ee_dataset_free(test);
