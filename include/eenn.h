@@ -445,11 +445,11 @@ typedef struct {
     /* > 1 (one process, no `parallel`): that many replicas of the network train in threads of this process, the
      * cores shared evenly between them (ee_train_replica_threads), as data-parallel ranks over shared memory with
      * batch norm over the whole batch (sync-BN): each takes its share of every batch and the gradients are summed
-     * before the step, so the step is the one-replica step up to float rounding, with the same augmentation
-     * (dropout draws from a stream of each replica). On few cores this beats one network on all of them when its layers are too small to split well between threads
-     * (ResNet-56), and loses when they are not (WRN-32-4, VGG-16). `net` keeps the result; the progress callback
-     * runs in the calling thread. 0 or 1: one network, on ee_ctx_threads cores. EE_REPLICAS_AUTO: as many as
-     * ee_train_auto_replicas says. */
+     * before the step, so the step is the one-replica step up to float rounding, with the same augmentation (dropout
+     * draws from a stream of each replica). On few cores this beats one network on all of them when its layers are
+     * too small to split well between threads (ResNet-56), and loses when they are not (WRN-32-4, VGG-16). `net`
+     * keeps the result; the progress callback runs in the calling thread. 0 or 1: one network, on ee_ctx_threads
+     * cores. EE_REPLICAS_AUTO: as many as ee_train_auto_replicas says. */
     int replicas;
 } ee_train_config;
 #define EE_REPLICAS_AUTO (-1)
