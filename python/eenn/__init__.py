@@ -513,7 +513,7 @@ def train(model, data, val=None, test=None, epochs=1, batch=128, lr=0.1, momentu
     """Trains `model` in place on a Dataset (or a dataset directory's training split). progress(dict) is called as
     training goes (step, loss, acc, img_per_s, eta_s; at each epoch's end also val_acc and test_acc). mode: cnn,
     sdn (every exit trained jointly) or ic-only (the exits on the frozen backbone). replicas > 1: that many copies
-    of the network in threads of one core each, with batch norm over the whole batch; "auto" (default): as
+    of the network in threads sharing the cores evenly, with batch norm over the whole batch; "auto" (default): as
     `eenn train --replicas auto` chooses; 1: one copy on all the cores."""
     if isinstance(data, (str, os.PathLike)):
         data = Dataset.load(data, "train")
