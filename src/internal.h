@@ -202,6 +202,9 @@ extern const int ee_nlayers;
 
 /* the backward of a ReLU that its BN computed in training (bn.c) */
 ee_status ee_bn_chain_backward(ee_ctx *ctx, ee_net *net, ee_node *relu, int n);
+/* an int8 convolution (in inference) of at most EE_Q8_SMALL multiply-adds on n samples: it runs on one thread */
+#define EE_Q8_SMALL (3.0 * 1024 * 1024)
+int ee_conv_q8_small(const ee_node *nd, int n);
 
 /* ee_net_backward over the nodes after `stop` only: their gradients, and stop's dy complete (net.c) */
 ee_status ee_net_backward_until(ee_ctx *ctx, ee_net *net, int n, int stop);

@@ -1,6 +1,9 @@
 /* net.c: a network as a list of nodes: construction from text, parameter layout, forward over a node range,
  * batch compaction for early exits, loss seeding and the backward pass. */
 #include "internal.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -651,6 +654,16 @@ ee_status ee_net_forward_range(ee_ctx *ctx, ee_net *net, const float *x, int fro
      * whole batch (samples are independent in eval mode) */
     int chunk = !train && net->eval_chunk > 0 && n > net->eval_chunk ? net->eval_chunk : n;
     ee_status s = EE_OK;
+#ifdef _OPENMP
+    /* int8 inference whose convolutions all run on one thread (ee_conv_q8_small): the whole range does, so that
+     * the other layers (the exits' heads) do not wake the second thread between them */
+    const int nthr = omp_get_max_threads();
+    int one = !train && nthr > 1, convs = 0;
+    for (int i = from; i < to && one; i++)
+        if (net->nodes[i].kind == EE_KIND_CONV && (convs++, !ee_conv_q8_small(&net->nodes[i], chunk))) one = 0;
+    one = one && convs > 0;
+    if (one) omp_set_num_threads(1);
+#endif
     for (int c0 = 0; c0 < n && !s; c0 += chunk) {
         int m = n - c0 < chunk ? n - c0 : chunk;
         if (c0) shift_rows(net, chunk);
@@ -666,6 +679,9 @@ ee_status ee_net_forward_range(ee_ctx *ctx, ee_net *net, const float *x, int fro
             s = ee_layers[nd->kind]->forward(ctx, net, nd, m, tr);
         }
     }
+#ifdef _OPENMP
+    if (one) omp_set_num_threads(nthr);
+#endif
     if (chunk < n) shift_rows(net, -(ptrdiff_t)((n - 1) / chunk) * chunk);
     return s;
 }

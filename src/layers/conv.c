@@ -1011,19 +1011,22 @@ static ee_status q8_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, size_t off
     return EE_OK;
 }
 
-/* int8 convolutions of at most this many multiply-adds run on one thread: splitting them costs more than it saves.
- * Measured on the ResNet-56 SDN with exits, 2 threads (its convs take 1.8M at batch 1): batch 1 4900 img/s with
- * every conv on 2 threads, 6400 from 3M on one; batch 128 (compacted batches of a few images after each exit)
- * 11,100 at 3M, 10,300 at 8M */
-#define Q8_SMALL (3.0 * 1024 * 1024)
+/* int8 convolutions of at most EE_Q8_SMALL multiply-adds run on one thread: splitting them costs more than it
+ * saves. Measured on the ResNet-56 SDN with exits, 2 threads (its convs take 1.8M at batch 1): batch 1 4900 img/s
+ * with every conv on 2 threads, 6400 from 3M on one; batch 128 (compacted batches of a few images after each exit)
+ * 11,100 at 3M, 10,300 at 8M. A pass whose convs are all that small runs on one thread throughout (net.c). */
+int ee_conv_q8_small(const ee_node *nd, int n) {
+    if (!(nd->arg.conv.qscale > 0 && ee_int8_available())) return 0;
+    const double macs = (double)n * nd->out.h * nd->out.w * nd->COUT * (nd->ins.c / nd->GROUPS) * nd->KH * nd->K;
+    return macs <= EE_Q8_SMALL;
+}
 
 static ee_status q8_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     ee_status s = q8_weights(ctx, net, nd);
     if (s) return s;
 #ifdef _OPENMP
     const int nthr = omp_get_max_threads();
-    const double macs = (double)n * nd->out.h * nd->out.w * nd->COUT * (nd->ins.c / nd->GROUPS) * nd->KH * nd->K;
-    const int one = nthr > 1 && macs <= Q8_SMALL;
+    const int one = nthr > 1 && ee_conv_q8_small(nd, n);
     if (one) omp_set_num_threads(1);
 #endif
     s = in_chunks(ctx, net, nd, n, q8_run);
