@@ -601,9 +601,11 @@ int cmd_train(int argc, char **argv) {
             ee_ctx_threads(ctx));
         if (ranks > 1) fprintf(stderr, " x %d ranks%s", ranks, o.sync_bn ? ", sync-BN" : "");
         if (o.replicas > 1) {
-            const int t0 = ee_train_replica_threads(ctx, o.replicas, 0), t1 = ee_train_replica_threads(ctx, o.replicas, o.replicas - 1);
-            if (t0 == t1) fprintf(stderr, ": %d replicas x %d thread%s, sync-BN", o.replicas, t0, t0 > 1 ? "s" : "");
-            else fprintf(stderr, ": %d replicas x %d-%d threads, sync-BN", o.replicas, t1, t0);
+            /* the first replicas take the cores left over: the last one has the fewest */
+            const int most = ee_train_replica_threads(ctx, o.replicas, 0);
+            const int least = ee_train_replica_threads(ctx, o.replicas, o.replicas - 1);
+            if (most == least) fprintf(stderr, ": %d replicas x %d thread%s, sync-BN", o.replicas, most, most > 1 ? "s" : "");
+            else fprintf(stderr, ": %d replicas x %d-%d threads, sync-BN", o.replicas, least, most);
         }
         fputc('\n', stderr);
     }

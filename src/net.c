@@ -660,7 +660,10 @@ ee_status ee_net_forward_range(ee_ctx *ctx, ee_net *net, const float *x, int fro
     const int nthr = omp_get_max_threads();
     int one = !train && nthr > 1, convs = 0;
     for (int i = from; i < to && one; i++)
-        if (net->nodes[i].kind == EE_KIND_CONV && (convs++, !ee_conv_q8_small(&net->nodes[i], chunk))) one = 0;
+        if (net->nodes[i].kind == EE_KIND_CONV) {
+            convs++;
+            one = ee_conv_q8_small(&net->nodes[i], chunk);
+        }
     one = one && convs > 0;
     if (one) omp_set_num_threads(1);
 #endif

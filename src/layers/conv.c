@@ -332,6 +332,9 @@ void ee_reblock(const float *from, float *to, int n, ee_shape sh, int back, cons
         }
 }
 
+/* the conv runs in int8 in inference (ee_net_quantize set its input step, and this build has int8 kernels) */
+static int q8_on(const ee_node *nd) { return nd->arg.conv.qscale > 0 && ee_int8_available(); }
+
 static conv_priv *new_priv(ee_ctx *ctx, ee_node *nd) {
     conv_priv *p = nd->priv = calloc(1, sizeof *p);
     if (!p) ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
@@ -683,7 +686,7 @@ static int kernel_of(ee_ctx *ctx, ee_node *nd) {
     conv_priv *p = nd->priv;
     if (p->direct < 0) {
         int k = ee_ctx_conv_kernel(ctx);
-        int fits = ee_dconv_fits(nd) && (nd->arg.conv.qscale <= 0 || !ee_int8_available());
+        int fits = ee_dconv_fits(nd) && !q8_on(nd);
         if (k == EE_CONV_REFERENCE) p->direct = K_GENERIC;
         else if (k == EE_CONV_ONEDNN) p->direct = K_ONEDNN;
         else if (fits && (k != EE_CONV_AUTO || ee_dconv_preferred() || ee_conv_builtin_default())) p->direct = K_DIRECT;
@@ -702,7 +705,7 @@ static int use_direct(ee_ctx *ctx, ee_node *nd) { return kernel_of(ctx, nd) == K
  * differ. */
 int ee_conv_blk_ok(ee_ctx *ctx, ee_node *nd) {
     if (!nd->priv && !new_priv(ctx, nd)) return 0;
-    if ((nd->arg.conv.qscale > 0 && ee_int8_available()) || kernel_of(ctx, nd) != K_ONEDNN || nd->GROUPS != 1) return 0;
+    if (q8_on(nd) || kernel_of(ctx, nd) != K_ONEDNN || nd->GROUPS != 1) return 0;
     return wino_runs(nd, nd->priv, EE_WINO_MIN_BATCH, 1) ? 2 : 1;
 }
 
@@ -1016,9 +1019,9 @@ static ee_status q8_run(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, size_t off
  * with every conv on 2 threads, 6400 from 3M on one; batch 128 (compacted batches of a few images after each exit)
  * 11,100 at 3M, 10,300 at 8M. A pass whose convs are all that small runs on one thread throughout (net.c). */
 int ee_conv_q8_small(const ee_node *nd, int n) {
-    if (!(nd->arg.conv.qscale > 0 && ee_int8_available())) return 0;
-    const double macs = (double)n * nd->out.h * nd->out.w * nd->COUT * (nd->ins.c / nd->GROUPS) * nd->KH * nd->K;
-    return macs <= EE_Q8_SMALL;
+    double macs, flops, prof;
+    conv_count(NULL, nd, &macs, &flops, &prof);
+    return q8_on(nd) && n * macs <= EE_Q8_SMALL;
 }
 
 static ee_status q8_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
@@ -1046,7 +1049,7 @@ int ee_conv_wino_used(const ee_node *nd) {
 
 static ee_status conv_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
     if (!nd->priv && !new_priv(ctx, nd)) return EE_ERR_NOMEM;
-    if (!train && nd->arg.conv.qscale > 0 && ee_int8_available()) return q8_forward(ctx, net, nd, n);
+    if (!train && q8_on(nd)) return q8_forward(ctx, net, nd, n);
     int kind = kernel_of(ctx, nd);
     if (kind == K_GENERIC) return generic_forward(ctx, net, nd, n, train);
     if (train) return kind == K_DIRECT ? direct_forward(ctx, net, nd, n, 1) : conv_run(ctx, net, nd, n, 1, 0);
