@@ -116,6 +116,7 @@ static double elapsed_us(const struct timespec *t0) {
 }
 
 typedef struct { float score; int j; } ranked;
+#define SMALL_BATCH 16 /* batches up to this size keep their work arrays on the stack */
 static int by_score_desc(const void *a, const void *b) {
     const ranked *x = a, *y = b;
     return x->score < y->score ? 1 : x->score > y->score ? -1 : x->j - y->j;
@@ -167,30 +168,35 @@ ee_status ee_infer_segment(ee_ctx *ctx, ee_net *net, const float *x, int n, cons
     if (!lim) lim = &none;
     if (jumps && (lim->deadline_flops > 0 || lim->deadline_us > 0 || lim->batch_flops > 0))
         return ee_fail(ctx, EE_ERR_ARG, "deadlines and budgets are not supported with a policy that jumps ahead");
-    double frac[EE_MAX_HEADS], flops[EE_MAX_HEADS];
-    ee_net_head_costs(net, frac, flops);
+    /* the costs up to each head depend on the architecture only: computed once per net */
+    if (!(net->head_flops[H - 1] > 0)) ee_net_head_costs(net, NULL, net->head_flops);
+    const double *flops = net->head_flops;
     if (lim->deadline_flops > 0 && lim->deadline_flops < flops[0])
         return ee_fail(ctx, EE_ERR_ARG, "a deadline of %.0f FLOPs is below the first exit's %.0f", lim->deadline_flops,
                        flops[0]);
     if (lim->batch_flops > 0 && lim->batch_flops < flops[0] * n)
         return ee_fail(ctx, EE_ERR_ARG, "a budget of %.0f FLOPs cannot take %d samples to the first exit (%.0f each)",
                        lim->batch_flops, n, flops[0]);
-    int *map = malloc(sizeof(int) * n), *keep = malloc(sizeof(int) * n);
-    float *sc = malloc(sizeof(float) * n), *cf = malloc(sizeof(float) * n);
-    /* each sample's best head so far (score, class, confidence) and, for JEI-DNN's rule, its sum of gates and
-     * product of 1 - q so far: carried in st across a split */
-    int jei = ee_policy_jei(p), own = !st;
-    if (own) st = malloc(sizeof *st * n);
-    uint8_t *pr = malloc(n);
-    ranked *rank = malloc(sizeof(ranked) * n);
-    /* jumps: the head each waiting sample goes on at (-1: not waiting), and how many wait */
-    int *dest = malloc(sizeof(int) * n), waiting = 0;
+    /* the per-sample work arrays, in one block: on the stack for small batches (one image at a time on a device
+     * makes this call thousands of times a second), else one allocation */
+    int jei = ee_policy_jei(p), own = !st, waiting = 0;
+    const size_t per = 4 * sizeof(int) + 2 * sizeof(float) + sizeof(ranked) + (own ? sizeof *st : 0) + 1;
+    _Alignas(16) unsigned char small[SMALL_BATCH * (4 * sizeof(int) + 2 * sizeof(float) + sizeof(ranked) +
+                                                    sizeof(ee_exit_state) + 1)];
+    unsigned char *block = n <= SMALL_BATCH ? small : malloc(per * (size_t)n);
+    if (!block) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+    /* widest alignment first: the states and ranks hold doubles or floats and ints */
+    unsigned char *at = block;
+    if (own) { st = (ee_exit_state *)(void *)at; at += sizeof *st * (size_t)n; }
+    ranked *rank = (ranked *)(void *)at;
+    at += sizeof(ranked) * (size_t)n;
+    int *map = (int *)(void *)at, *keep = map + n, *dest = map + 2 * n; /* dest: jumps' head (-1: not waiting) */
+    float *sc = (float *)(void *)(map + 4 * n), *cf = sc + n;
+    uint8_t *pr = (uint8_t *)(cf + n);
+    /* st: each sample's best head so far (score, class, confidence) and, for JEI-DNN's rule, its sum of gates and
+     * product of 1 - q so far, carried across a split */
     size_t row = ee_shape_size(net->in);
     ee_status s = EE_OK;
-    if (!map || !keep || !st || !sc || !cf || !pr || !rank || !dest) {
-        s = ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
-        goto done;
-    }
     for (int i = 0; i < n; i++) {
         map[i] = i;
         dest[i] = -1;
@@ -289,9 +295,7 @@ ee_status ee_infer_segment(ee_ctx *ctx, ee_net *net, const float *x, int n, cons
         active = nk;
         from = to;
     }
-done:
-    free(map); free(keep); free(sc); free(cf); free(pr); free(rank); free(dest);
-    if (own) free(st);
+    if (block != small) free(block);
     return s;
 }
 

@@ -124,6 +124,7 @@ struct ee_net {
     int nnodes;
     ee_node nodes[EE_MAX_NODES];
     int heads[EE_MAX_HEADS], nheads;
+    double head_flops[EE_MAX_HEADS]; /* FLOPs per sample up to each head, filled on first use (0: not yet) */
     ee_tensor *tens;
     int ntens;
     float *params, *grads, *state;
