@@ -38,6 +38,10 @@ typedef struct {
     X(primitive_desc_destroy) \
     X(primitive_desc_query) \
     X(primitive_desc_query_md) \
+    X(primitive_desc_iterator_create) \
+    X(primitive_desc_iterator_next) \
+    X(primitive_desc_iterator_fetch) \
+    X(primitive_desc_iterator_destroy) \
     X(primitive_create) \
     X(primitive_destroy) \
     X(primitive_execute) \
@@ -92,6 +96,10 @@ ee_dnnl *ee_dnnl_get(ee_ctx *ctx, ee_net *net);
 #define dnnl_primitive_desc_destroy ee_dnnl_fn.primitive_desc_destroy
 #define dnnl_primitive_desc_query ee_dnnl_fn.primitive_desc_query
 #define dnnl_primitive_desc_query_md ee_dnnl_fn.primitive_desc_query_md
+#define dnnl_primitive_desc_iterator_create ee_dnnl_fn.primitive_desc_iterator_create
+#define dnnl_primitive_desc_iterator_next ee_dnnl_fn.primitive_desc_iterator_next
+#define dnnl_primitive_desc_iterator_fetch ee_dnnl_fn.primitive_desc_iterator_fetch
+#define dnnl_primitive_desc_iterator_destroy ee_dnnl_fn.primitive_desc_iterator_destroy
 #define dnnl_primitive_create ee_dnnl_fn.primitive_create
 #define dnnl_primitive_destroy ee_dnnl_fn.primitive_destroy
 #define dnnl_primitive_execute ee_dnnl_fn.primitive_execute
