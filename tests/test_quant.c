@@ -1,8 +1,9 @@
-/* test_quant.c: int8 inference (ee_net_quantize, layers/conv.c). The first conv's int8 output against a reference
+/* test_quant.c: int8 inference (ee_net_quantize, layers/conv.c). Four convs' int8 outputs against a reference
  * computed here from the definitions (input rounded to its step, weights per channel, integer sums, one scale per
- * channel, folded BN bias, ReLU); the calibrated steps against the ranges measured here; the whole network near
- * the float one; a saved and reloaded model computing the same bits; an inference-only net (residual added in
- * place) the same as a training-prepared one; and bad calls refused. */
+ * channel, folded BN bias, ReLU): the signed image; 16 -> 16, which oneDNN's jit_int8 kernel runs; 16 -> 32 with
+ * stride 2 and a bias; 128 -> 128, which its brgconv kernel runs on AVX-512. Also the calibrated steps against the
+ * ranges measured here; the whole network near the float one; a saved and reloaded model computing the same bits;
+ * an inference-only net (residual added in place) the same as a training-prepared one; and bad calls refused. */
 #include "internal.h"
 #include "testlib.h"
 #include <math.h>
@@ -34,6 +35,60 @@ static void range_of(const ee_net *net, const char *node, int n, double *lo, dou
     size_t len = (size_t)n * ee_shape_size(net->nodes[ee_net_find_node(net, node)].out);
     *lo = 1e30; *hi = -1e30;
     for (size_t i = 0; i < len; i++) { *lo = fmin(*lo, y[i]); *hi = fmax(*hi, y[i]); }
+}
+
+/* Conv `conv` of qnet (k x k, padding k / 2, its BN `bn` folded in when given, then a ReLU whose output is `out`)
+ * against a reference from the definitions: its input `in` rounded to the conv's step and saturated (to -128..127
+ * or 0..255), the folded weights rounded per output channel, integer sums, one scale per channel, the folded bias,
+ * the ReLU. Returns how many outputs are off by more than the tolerance; *worst is the largest error in tolerances. */
+static int int8_reference(const ee_net *qnet, const float *in, const char *conv, const char *bn, const char *out,
+                          int n, double *worst) {
+    const ee_node *c = &qnet->nodes[ee_net_find_node(qnet, conv)];
+    const ee_node *b = bn ? &qnet->nodes[ee_net_find_node(qnet, bn)] : NULL;
+    const float *w = qnet->params + c->p_off, *bias = c->arg.conv.bias ? w + (size_t)c->arg.conv.out * c->ins.c * 9 : NULL;
+    const float *got = ee_net_node_output(qnet, ee_net_find_node(qnet, out));
+    const int CI = c->ins.c, CO = c->arg.conv.out, H = c->ins.h, W = c->ins.w, OH = c->out.h, OW = c->out.w;
+    const int K = c->arg.conv.k, S = c->arg.conv.stride, P = c->arg.conv.pad, per = CI * K * K;
+    const float qs = c->arg.conv.qscale;
+    const long qlo = c->arg.conv.qsigned ? -128 : 0, qhi = c->arg.conv.qsigned ? 127 : 255;
+    float *fw = malloc(sizeof(float) * per);
+    int *wq = malloc(sizeof(int) * per), bad = 0;
+    *worst = 0;
+    for (int o = 0; o < CO; o++) {
+        float sc = 1, shift = 0, m = 0;
+        if (b) {
+            const float *gamma = qnet->params + b->p_off, *beta = gamma + CO, *mean = qnet->state + b->s_off;
+            sc = gamma[o] / sqrtf(mean[CO + o] + 1e-5f);
+            shift = beta[o] - mean[o] * sc;
+        }
+        const float fb = (bias ? bias[o] : 0) * sc + shift;
+        for (int i = 0; i < per; i++) { fw[i] = w[(size_t)o * per + i] * sc; m = fmaxf(m, fabsf(fw[i])); }
+        const float step = m / 127;
+        for (int i = 0; i < per; i++) wq[i] = (int)lrintf(fw[i] / step);
+        for (int s = 0; s < n; s++)
+            for (int oy = 0; oy < OH; oy++)
+                for (int ox = 0; ox < OW; ox++) {
+                    long acc = 0;
+                    for (int ci = 0; ci < CI; ci++)
+                        for (int ky = 0; ky < K; ky++)
+                            for (int kx = 0; kx < K; kx++) {
+                                int iy = oy * S + ky - P, ix = ox * S + kx - P;
+                                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                                long q = lrintf(in[((size_t)(s * H + iy) * W + ix) * CI + ci] / qs);
+                                q = q > qhi ? qhi : q < qlo ? qlo : q;
+                                acc += q * wq[(ci * K + ky) * K + kx];
+                            }
+                    float want = (float)acc * (qs * step) + fb;
+                    want = want > 0 ? want : 0;
+                    float g = got[((size_t)(s * OH + oy) * OW + ox) * CO + o];
+                    double e = fabs(g - want) / (1e-5 + 1e-5 * fabs(want));
+                    *worst = fmax(*worst, e);
+                    bad += e > 1;
+                }
+    }
+    free(fw);
+    free(wq);
+    return bad;
 }
 
 int main(void) {
@@ -91,45 +146,19 @@ int main(void) {
     CHECK(strstr(ee_net_arch(qnet), "qscale=") && strstr(ee_net_arch(qnet), "qsigned=1") &&
           !strstr(ee_net_arch(fnet), "qscale"), "arch text: %s", ee_net_arch(qnet));
 
-    /* int8 inference; c1 -> b1 -> r1 against the reference */
+    /* int8 inference against the integer reference: c1 (3 signed input channels), c2 (16 -> 16, oneDNN's jit_int8
+     * kernel), c3 (16 -> 32, stride 2, a bias and no BN) */
     CHECK_OK(ctx, ee_net_forward(ctx, qnet, x, N, 0));
     {
-        const ee_node *bn = &qnet->nodes[ee_net_find_node(qnet, "b1")];
-        const float *w = qnet->params + c1->p_off, *gamma = qnet->params + bn->p_off, *beta = gamma + 16;
-        const float *mean = qnet->state + bn->s_off, *var = mean + 16;
-        const float qs = c1->arg.conv.qscale;
-        const float *got = ee_net_node_output(qnet, ee_net_find_node(qnet, "r1"));
-        double worst = 0;
-        int bad = 0;
-        for (int o = 0; o < 16; o++) {
-            float sc = gamma[o] / sqrtf(var[o] + 1e-5f), fw[27], m = 0, fb = (0 - mean[o]) * sc + beta[o];
-            for (int i = 0; i < 27; i++) { fw[i] = w[o * 27 + i] * sc; m = fmaxf(m, fabsf(fw[i])); }
-            float step = m / 127;
-            int wq[27];
-            for (int i = 0; i < 27; i++) wq[i] = (int)lrintf(fw[i] / step);
-            for (int b = 0; b < N; b++)
-                for (int oy = 0; oy < 9; oy++)
-                    for (int ox = 0; ox < 9; ox++) {
-                        long acc = 0;
-                        for (int ci = 0; ci < 3; ci++)
-                            for (int ky = 0; ky < 3; ky++)
-                                for (int kx = 0; kx < 3; kx++) {
-                                    int iy = oy + ky - 1, ix = ox + kx - 1;
-                                    if (iy < 0 || iy > 8 || ix < 0 || ix > 8) continue;
-                                    long q = lrintf(x[((size_t)(b * 9 + iy) * 9 + ix) * 3 + ci] / qs);
-                                    q = q > 127 ? 127 : q < -128 ? -128 : q;
-                                    acc += q * wq[(ci * 3 + ky) * 3 + kx];
-                                }
-                        float want = (float)acc * (qs * step) + fb;
-                        want = want > 0 ? want : 0;
-                        float g = got[((size_t)(b * 9 + oy) * 9 + ox) * 16 + o];
-                        double e = fabs(g - want) / (1e-5 + 1e-5 * fabs(want));
-                        worst = fmax(worst, e);
-                        bad += e > 1;
-                    }
+        const char *cs[3][4] = {{"c1", "", "b1", "r1"}, {"c2", "r1", "b2", "r2a"}, {"c3", "r2", NULL, "r3"}};
+        for (int k = 0; k < 3; k++) {
+            const float *in = *cs[k][1] ? ee_net_node_output(qnet, ee_net_find_node(qnet, cs[k][1])) : x;
+            double worst;
+            int bad = int8_reference(qnet, in, cs[k][0], cs[k][2], cs[k][3], N, &worst);
+            CHECK(bad == 0, "%s int8 output: %d values off the integer reference, worst %.3g x tolerance", cs[k][0], bad,
+                  worst);
+            if (getenv("VERBOSE")) printf("  %s against the integer reference: worst %.3g x tolerance\n", cs[k][0], worst);
         }
-        CHECK(bad == 0, "c1 int8 output: %d values off the integer reference, worst %.3g x tolerance", bad, worst);
-        if (getenv("VERBOSE")) printf("  c1 against the integer reference: worst %.3g x tolerance\n", worst);
     }
     /* the whole network near the float one: int8 steps move logits by a few percent of their spread */
     const float *qlog = ee_net_head_output(qnet, 0);
@@ -186,6 +215,21 @@ int main(void) {
     CHECK(ee_net_from_text(ctx, "input c=1 h=4 w=4\nconv out=16 k=3 qscale=-1\ngap\nlinear out=2\n", "bad", &badnet) ==
               EE_ERR_FORMAT && strstr(ee_ctx_error(ctx), "qscale"), "qscale=-1: %s", ee_ctx_error(ctx));
     ee_net_free(badnet);
+    /* a conv of 128 input channels keeps oneDNN's first choice of int8 kernel (here brgconv on AVX-512): the
+     * same reference */
+    ee_net *wide = make(ctx, "arch qwide\ninput c=128 h=16 w=16\nconv name=w1 out=128 k=3 pad=1 bias=0\nbn name=wb\n"
+                             "relu name=wr\ngap name=pool\nlinear name=fc out=3\n");
+    if (wide) {
+        float *xw = malloc((size_t)8 * 128 * 256 * sizeof(float));
+        tl_hash_input("qwide", xw, 8, 128, 16, 16);
+        CHECK_OK(ctx, ee_net_quantize(ctx, wide, xw, 8, NULL));
+        CHECK_OK(ctx, ee_net_forward(ctx, wide, xw, 8, 0));
+        double worst;
+        int bad = int8_reference(wide, xw, "w1", "wb", "wr", 8, &worst);
+        CHECK(bad == 0, "128 -> 128 int8 output: %d values off the integer reference, worst %.3g x tolerance", bad, worst);
+        free(xw);
+        ee_net_free(wide);
+    }
     ee_net_free(pnet);
     free(flog);
     free(x);
