@@ -180,8 +180,8 @@ ee_status ee_infer_segment(ee_ctx *ctx, ee_net *net, const float *x, int n, cons
     /* the per-sample work arrays, in one block: on the stack for small batches (one image at a time on a device
      * makes this call thousands of times a second), else one allocation */
     int jei = ee_policy_jei(p), own = !st, waiting = 0;
-    const size_t per = 4 * sizeof(int) + 2 * sizeof(float) + sizeof(ranked) + (own ? sizeof *st : 0) + 1;
-    _Alignas(16) unsigned char small[SMALL_BATCH * (4 * sizeof(int) + 2 * sizeof(float) + sizeof(ranked) +
+    const size_t per = 3 * sizeof(int) + 2 * sizeof(float) + sizeof(ranked) + (own ? sizeof *st : 0) + 1;
+    _Alignas(16) unsigned char small[SMALL_BATCH * (3 * sizeof(int) + 2 * sizeof(float) + sizeof(ranked) +
                                                     sizeof(ee_exit_state) + 1)];
     unsigned char *block = n <= SMALL_BATCH ? small : malloc(per * (size_t)n);
     if (!block) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
@@ -191,7 +191,7 @@ ee_status ee_infer_segment(ee_ctx *ctx, ee_net *net, const float *x, int n, cons
     ranked *rank = (ranked *)(void *)at;
     at += sizeof(ranked) * (size_t)n;
     int *map = (int *)(void *)at, *keep = map + n, *dest = map + 2 * n; /* dest: jumps' head (-1: not waiting) */
-    float *sc = (float *)(void *)(map + 4 * n), *cf = sc + n;
+    float *sc = (float *)(void *)(map + 3 * n), *cf = sc + n;
     uint8_t *pr = (uint8_t *)(cf + n);
     /* st: each sample's best head so far (score, class, confidence) and, for JEI-DNN's rule, its sum of gates and
      * product of 1 - q so far, carried across a split */
