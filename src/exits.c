@@ -117,6 +117,9 @@ static double elapsed_us(const struct timespec *t0) {
 
 typedef struct { float score; int j; } ranked;
 #define SMALL_BATCH 16 /* batches up to this size keep their work arrays on the stack */
+/* ee_infer_segment's work arrays, bytes per sample: the exit state (when it owns it), the ranks, three ints (map,
+ * keep, dest), two floats (score, confidence) and the class */
+#define WORK_PER_SAMPLE (sizeof(ee_exit_state) + sizeof(ranked) + 3 * sizeof(int) + 2 * sizeof(float) + 1)
 static int by_score_desc(const void *a, const void *b) {
     const ranked *x = a, *y = b;
     return x->score < y->score ? 1 : x->score > y->score ? -1 : x->j - y->j;
@@ -180,9 +183,8 @@ ee_status ee_infer_segment(ee_ctx *ctx, ee_net *net, const float *x, int n, cons
     /* the per-sample work arrays, in one block: on the stack for small batches (one image at a time on a device
      * makes this call thousands of times a second), else one allocation */
     int jei = ee_policy_jei(p), own = !st, waiting = 0;
-    const size_t per = 3 * sizeof(int) + 2 * sizeof(float) + sizeof(ranked) + (own ? sizeof *st : 0) + 1;
-    _Alignas(16) unsigned char small[SMALL_BATCH * (3 * sizeof(int) + 2 * sizeof(float) + sizeof(ranked) +
-                                                    sizeof(ee_exit_state) + 1)];
+    const size_t per = WORK_PER_SAMPLE - (own ? 0 : sizeof *st);
+    _Alignas(16) unsigned char small[SMALL_BATCH * WORK_PER_SAMPLE];
     unsigned char *block = n <= SMALL_BATCH ? small : malloc(per * (size_t)n);
     if (!block) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
     /* widest alignment first: the states and ranks hold doubles or floats and ints */
