@@ -30,6 +30,8 @@ static const char *bench_help =
     "                   fits, plain loops elsewhere) or reference (the plain loops everywhere)\n"
     "  --chunk N        inference runs the whole network on chunks of N samples (default: 32 or 64, chosen from\n"
     "                   the largest activation so that a chunk stays in cache)\n"
+    "  --workers N      inference splits a batch's samples between N workers, one per core share (0: automatic,\n"
+    "                   the default; 1: off, every layer on all the cores)\n"
     "  --gemm           the fp32 GEMM ceiling instead: 1024^3 sgemm through oneDNN, in GFLOP/s\n"
     "  --allreduce      under mpirun -np N: the time to sum a network's gradients over the ranks (what data-parallel\n"
     "                   training adds to every step), for --arch (default resnet56 and wrn32_4 at 3x32x32)\n"
@@ -241,7 +243,7 @@ static int bench_exits(const char *model, double q, int nimg, int threads, int j
 enum {
     O_ARCH = 256, O_ARCH_FILE, O_INPUT, O_BATCH, O_NO_TRAIN, O_TRAIN_ONLY, O_SECONDS, O_THREADS, O_JSON, O_EXITS, O_Q,
     O_N, O_SAVE_MODEL, O_SEED, O_GEMM, O_CONV, O_SERVER, O_SPLIT, O_CLIENTS, O_WIRE, O_SEND, O_ALLREDUCE,
-    O_CHUNK, O_REPLICAS
+    O_CHUNK, O_REPLICAS, O_WORKERS
 };
 static const struct option bench_opts[] = {
     {"arch", required_argument, NULL, O_ARCH}, {"arch-file", required_argument, NULL, O_ARCH_FILE},
@@ -255,13 +257,14 @@ static const struct option bench_opts[] = {
     {"server", required_argument, NULL, O_SERVER}, {"split", required_argument, NULL, O_SPLIT},
     {"clients", required_argument, NULL, O_CLIENTS}, {"wire", required_argument, NULL, O_WIRE},
     {"send", required_argument, NULL, O_SEND}, {"chunk", required_argument, NULL, O_CHUNK},
+        {"workers", required_argument, NULL, O_WORKERS},
     {"replicas", required_argument, NULL, O_REPLICAS},
     {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 int cmd_bench(int argc, char **argv) {
     const char *arch = NULL, *exits_model = NULL, *save = NULL, *arch_file = NULL;
     int c = 3, h = 32, w = 32, batch = 0, train = 1, json = 0, threads = 0, have_input = 0, nimg = 2000, gemm = 0;
-    int allreduce = 0, chunk = 0, replicas = EE_REPLICAS_AUTO;
+    int allreduce = 0, chunk = 0, workers = 0, replicas = EE_REPLICAS_AUTO;
     long seed = 1221;
     double secs = 3, q = -1;
     ee_conv_kernel bench_conv = EE_CONV_AUTO;
@@ -288,6 +291,7 @@ int cmd_bench(int argc, char **argv) {
         case O_GEMM: gemm = 1; break;
         case O_ALLREDUCE: allreduce = 1; break;
         case O_CHUNK: chunk = (int)cli_int(&a, 1, 4096); break;
+        case O_WORKERS: workers = (int)cli_int(&a, 0, 16); break;
         case O_REPLICAS: replicas = cli_replicas(&a); break;
         case O_SERVER: server = v; break;
         case O_SPLIT: split = v; break;
@@ -407,6 +411,7 @@ int cmd_bench(int argc, char **argv) {
             check(ee_net_prepare(ctx, net, n, tr), ctx);
             if (!tr) check(ee_net_seal(ctx, net), ctx); /* inference as deployed: one copy of the weights */
             if (!tr && chunk) ee_net_set_eval_chunk(net, chunk);
+            if (!tr) ee_net_set_eval_workers(net, workers);
             size_t img = (size_t)list[k].c * list[k].h * list[k].w;
             float *x = malloc(img * n * sizeof(float));
             uint8_t *y = malloc(n);

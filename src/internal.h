@@ -116,6 +116,7 @@ typedef struct {
     size_t off, count;
 } ee_tensor;
 
+#define EE_MAX_WORKERS 16
 struct ee_net {
     char arch_name[EE_NAME];
     char *arch_text;
@@ -156,6 +157,11 @@ struct ee_net {
     char **meta_keys, **meta_vals;
     int nmeta;
     ee_parallel *par;     /* data-parallel training in progress (ee_train): sync-BN reduces over its ranks */
+    int eval_workers;     /* inference on several cores: 0 automatic, 1 off, N >= 2 that many (ee_net_set_eval_workers) */
+    int packed;           /* convs whose weights ee_net_seal packed in place (the direct kernel's): no workers */
+    ee_net *wk_net[EE_MAX_WORKERS - 1]; /* the workers' copies of the net (the first worker is the net itself) */
+    ee_ctx *wk_ctx[EE_MAX_WORKERS - 1];
+    uint64_t wk_pver, wk_sver; /* the params_version and state_version the copies hold */
 };
 
 /* A key of a layer's text line (docs/format.md): where its value goes, what it accepts and its default. The
@@ -214,6 +220,12 @@ ee_status ee_net_backward_until(ee_ctx *ctx, ee_net *net, int n, int stop);
 ee_status ee_conv_seal(ee_ctx *ctx, ee_net *net, ee_node *nd);
 /* EE_ERR_ARG with a message if the net is sealed: `what` cannot be done any more */
 ee_status ee_net_check_unsealed(ee_ctx *ctx, const ee_net *net, const char *what);
+/* how many workers ee_net_forward_range splits this pass between (1: none; net.c, ee_net_set_eval_workers) */
+int ee_eval_workers(const ee_net *net, int n, int from, int to, int train);
+/* frees the inference workers' copies of the net (made again on their next use): its plan or layers changed */
+void ee_net_drop_workers(ee_net *net);
+/* a second network with the same architecture, metadata, parameters and statistics (`what` names it in errors) */
+ee_status ee_net_clone(ee_ctx *ctx, const ee_net *src, const char *what, ee_net **out);
 /* inference: the node whose output the fused chain that node i heads writes (a conv with its BN, dropout, add
  * and ReLU; a BN with its ReLU), or i itself */
 int ee_fused_last(const ee_net *net, int i);

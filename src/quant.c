@@ -63,6 +63,7 @@ ee_status ee_net_quantize(ee_ctx *ctx, ee_net *net, const float *x, int n, const
     const ee_quant_config *c = cfg ? cfg : &def;
     ee_status s = ee_net_check_unsealed(ctx, net, "quantize");
     if (s) return s;
+    ee_net_drop_workers(net); /* their copies hold the float layers */
     if (!ee_int8_available())
         return ee_fail(ctx, EE_ERR_ARG, "quantize: int8 inference is built for x86-64 only (this build would run "
                        "the convolutions in float)");

@@ -577,21 +577,6 @@ static void *rep_run(void *arg) {
     return NULL;
 }
 
-/* a second network with the same architecture, metadata, parameters and statistics */
-static ee_status clone_net(ee_ctx *ctx, const ee_net *src, ee_net **out) {
-    ee_net *n = NULL;
-    ee_status s = ee_net_from_text(ctx, src->arch_text, "a training replica", &n);
-    for (int i = 0; i < src->nmeta && !s; i++) s = ee_net_set_meta(ctx, n, src->meta_keys[i], src->meta_vals[i]);
-    if (!s && (n->nparams != src->nparams || n->nstate != src->nstate))
-        s = ee_fail(ctx, EE_ERR_ARG, "a training replica of '%s' has another number of parameters", src->arch_name);
-    if (s) { ee_net_free(n); return s; }
-    memcpy(n->params, src->params, src->nparams * sizeof(float));
-    memcpy(n->state, src->state, src->nstate * sizeof(float));
-    ee_net_params_changed(n);
-    *out = n;
-    return EE_OK;
-}
-
 /* The cores training may use: ee_ctx_threads, or for 0 the ones that other processes leave free. Replicas share
  * them evenly (on 8 cores, 4 replicas of 2 threads each), the first cores % R taking one more; with fewer cores
  * than replicas every replica still runs one thread. */
@@ -644,7 +629,7 @@ static ee_status train_replicas(ee_ctx *ctx, ee_net *net, const ee_dataset *trai
         ee_ctx_set_conv_kernel(q->ctx, ee_ctx_conv_kernel(ctx));
         ee_ctx_set_rng_state(q->ctx, ee_ctx_rng_state(ctx));
         ee_ctx_set_threads(q->ctx, core_share(cores, R, r));
-        s = clone_net(ctx, net, &q->net);
+        s = ee_net_clone(ctx, net, "a training replica", &q->net);
     }
     int started = 1;
     for (; started < R && !s; started++)

@@ -877,6 +877,86 @@ static void test_winograd_small_batch(int c, int hw, int n, int want) {
     ee_ctx_free(ctx);
 }
 
+/* Inference split between workers (ee_net_set_eval_workers) gives the same outputs as one pass: two heads and a
+ * kept output, uneven shares (13 samples in 3), shares run in chunks, blocked tensors inside, and new weights
+ * after the workers' copies were made. Nothing is split where it must not be: a node range, a net that trains. */
+static void test_workers(void) {
+    static const char *arch =
+        "input c=3 h=16 w=16\nconv name=stem out=16 k=3 pad=1 bias=0\nbn name=b1\nrelu name=r1\n"
+        "conv name=c1 out=64 k=3 pad=1 bias=0\nbn name=b2\nrelu name=r2\nconv name=c2 out=64 k=3 pad=1 bias=0\n"
+        "conv name=sc in=stem out=64 k=1 pad=0 bias=0\nadd name=a1 in=c2,sc\ngap name=icpool in=a1\n"
+        "linear name=ic out=5 head=1\nbn name=b3 in=a1\nrelu name=r3\nconv name=c3 out=32 k=3 stride=2 pad=1 bias=1\n"
+        "relu name=r4\ngap name=pool\nlinear name=fc out=5 head=1\n";
+    enum { N = 13, IMG = 3 * 16 * 16, MID = 64 * 16 * 16 };
+    ee_ctx *ctx = ee_ctx_new();
+    ee_net *net = NULL;
+    CHECK_OK(ctx, ee_net_from_text(ctx, arch, "workers", &net));
+    if (!net) { ee_ctx_free(ctx); return; }
+    ee_ctx_seed(ctx, 11);
+    ee_net_init(ctx, net);
+    for (int i = 0; i < net->nnodes; i++) /* BN statistics away from the identity */
+        if (net->nodes[i].kind == EE_KIND_BN) {
+            float *st = ee_net_state(net) + net->nodes[i].s_off;
+            for (int j = 0; j < net->nodes[i].out.c; j++) { st[j] = 0.1f * (j % 5); st[net->nodes[i].out.c + j] = 0.5f + 0.1f * (j % 7); }
+        }
+    ee_net_params_changed(net);
+    const int r2 = ee_net_find_node(net, "r2");
+    CHECK_OK(ctx, ee_net_keep_output(ctx, net, r2));
+    CHECK_OK(ctx, ee_net_prepare(ctx, net, N, 0));
+    float *x = malloc(sizeof(float) * N * IMG), *kref = malloc(sizeof(float) * N * MID), *kw = malloc(sizeof(float) * N * MID);
+    float ref[2][N * 5];
+    for (int i = 0; i < N * IMG; i++) x[i] = ee_rng_normal(ctx);
+    for (int round = 0; round < 2; round++) {
+        ee_net_set_eval_workers(net, 1);
+        ee_net_set_eval_chunk(net, 0);
+        size_t one = ee_net_activation_bytes(net);
+        CHECK_OK(ctx, ee_net_forward(ctx, net, x, N, 0));
+        for (int h = 0; h < 2; h++) memcpy(ref[h], ee_net_head_output(net, h), sizeof ref[h]);
+        ee_node_output_get(net, r2, kref, N);
+        for (int w = 2; w <= 3; w++)
+            for (int chunk = 0; chunk <= 2; chunk += 2) {
+                ee_net_set_eval_workers(net, w);
+                ee_net_set_eval_chunk(net, chunk);
+                memset(net->nodes[net->heads[0]].y, 0, sizeof ref[0]);
+                CHECK_OK(ctx, ee_net_forward(ctx, net, x, N, 0));
+                /* a share runs other kernel blockings than the whole batch: equal to rounding, as chunks are */
+                for (int h = 0; h < 2; h++)
+                    CHECK(tl_close(ee_net_head_output(net, h), ref[h], N * 5, 1e-5, 1e-4, NULL) <= 1, "workers: %d "
+                          "workers, chunks of %d, head %d differs from one pass (%g vs %g)", w, chunk, h,
+                          ee_net_head_output(net, h)[N * 5 - 1], ref[h][N * 5 - 1]);
+                ee_node_output_get(net, r2, kw, N);
+                CHECK(tl_close(kw, kref, N * MID, 1e-5, 1e-4, NULL) <= 1, "workers: %d workers, chunks of %d, the kept "
+                      "output differs (last sample %g vs %g)", w, chunk, kw[N * MID - 1], kref[N * MID - 1]);
+            }
+        CHECK(round || ee_net_activation_bytes(net) > one, "workers: their activation buffers are not counted");
+        /* new weights: the copies follow */
+        float *p = ee_net_params(net);
+        for (size_t i = 0; i < ee_net_num_params(net); i++) p[i] *= (i % 3) ? 0.9f : -1.1f;
+        ee_net_params_changed(net);
+    }
+    /* an output kept after the copies were made: they are made again */
+    const int r3 = ee_net_find_node(net, "r3");
+    ee_net_set_eval_workers(net, 1);
+    CHECK_OK(ctx, ee_net_keep_output(ctx, net, r3));
+    CHECK_OK(ctx, ee_net_forward(ctx, net, x, N, 0));
+    ee_node_output_get(net, r3, kref, N);
+    ee_net_set_eval_workers(net, 2);
+    CHECK_OK(ctx, ee_net_forward(ctx, net, x, N, 0));
+    ee_node_output_get(net, r3, kw, N);
+    CHECK(tl_close(kw, kref, N * MID, 1e-5, 1e-4, NULL) <= 1, "workers: an output kept after they were made differs "
+          "(last sample %g vs %g)", kw[N * MID - 1], kref[N * MID - 1]);
+    /* a node range runs on this net alone: its other nodes' rows stay valid up to the stop */
+    ee_net_set_eval_workers(net, 2);
+    const int a1 = ee_net_find_node(net, "a1");
+    CHECK(ee_eval_workers(net, N, 0, a1, 0) == 1 && ee_eval_workers(net, N, 0, net->nnodes, 0) == 2 &&
+          ee_eval_workers(net, 3, 0, net->nnodes, 0) == 1, "workers: split where it must not be");
+    ee_net_set_eval_workers(net, 0);
+    CHECK(ee_eval_workers(net, N, 0, net->nnodes, 1) == 1, "workers: a training pass split");
+    free(x); free(kref); free(kw);
+    ee_net_free(net);
+    ee_ctx_free(ctx);
+}
+
 /* Inference stores the activations between oneDNN's Winograd convs in nChw16c (net.c: plan_blocked). A
  * pre-activation network like WRN's (a 16-channel stem, a 1x1 projection shortcut, a strided conv, an exit branch
  * on a later block's output) gives the same outputs with and without the blocked tensors and as the plain loops:
@@ -1204,6 +1284,7 @@ int main(void) {
     test_winograd_small_batch(64, 8, 2, 0);
     test_winograd_training();
     test_blocked();
+    test_workers();
     test_dnnl_loader();
     test_determinism();
     test_nan();

@@ -771,6 +771,7 @@ ee_status ee_conv_seal(ee_ctx *ctx, ee_net *net, ee_node *nd) {
     ee_free(p->dpack);
     p->dpack = NULL;
     p->sealed = 1;
+    net->packed++;
     return EE_OK;
 }
 
