@@ -125,7 +125,7 @@ static double time_loop(ee_ctx *ctx, ee_net *net, ee_optim_state *st, float *x, 
 }
 
 /* early-exit inference against the same CNN without ICs, on real test images */
-static int bench_exits(const char *model, double q, int nimg, int threads, int json, ee_conv_kernel conv) {
+static int bench_exits(const char *model, double q, int nimg, int threads, int json, ee_conv_kernel conv, int workers) {
     ee_ctx *ctx = ee_ctx_new();
     ee_ctx_set_threads(ctx, threads);
     ee_ctx_set_conv_kernel(ctx, conv);
@@ -159,6 +159,8 @@ static int bench_exits(const char *model, double q, int nimg, int threads, int j
     check(ee_net_prepare(ctx, cnn, 128, 0), ctx);
     check(ee_net_seal(ctx, sdn), ctx);
     check(ee_net_seal(ctx, cnn), ctx);
+    ee_net_set_eval_workers(sdn, workers);
+    ee_net_set_eval_workers(cnn, workers);
     /* warm-up: primitives for every power-of-two batch, both networks */
     for (int n = 128; n >= 1; n /= 2) {
         if (n > nimg) continue;
@@ -323,7 +325,7 @@ int cmd_bench(int argc, char **argv) {
         return bench_split(exits_model, server, split, clients, secs, batch ? batch : 1, wire, send_inputs, threads, nimg,
                            json);
     }
-    if (exits_model) return bench_exits(exits_model, q, nimg, threads, json, bench_conv);
+    if (exits_model) return bench_exits(exits_model, q, nimg, threads, json, bench_conv, workers);
     if (save && !arch && !arch_file) usage_error("bench --save-model: needs --arch or --arch-file");
     if (arch && arch_file) usage_error("bench: --arch and --arch-file exclude each other");
     if (arch_file && have_input) usage_error("bench --arch-file: the file's input line gives the shape; drop --input");

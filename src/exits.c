@@ -301,8 +301,33 @@ ee_status ee_infer_segment(ee_ctx *ctx, ee_net *net, const float *x, int n, cons
     return s;
 }
 
+/* a share of ee_infer_policy's batch, on the net or one of its inference workers (ee_net_run_shares) */
+typedef struct {
+    const float *x;
+    const ee_exit_policy *p;
+    const ee_infer_limits *lim;
+    uint8_t *pred, *exit_head, *why;
+    float *conf;
+} policy_job;
+static ee_status policy_share(ee_ctx *ctx, ee_net *net, int k, int r0, int m, void *user) {
+    (void)k;
+    const policy_job *j = user;
+    return ee_infer_segment(ctx, net, j->x + (size_t)r0 * ee_shape_size(net->in), m, j->p, j->lim, NULL, NULL,
+                            j->pred + r0, j->conf + r0, j->exit_head + r0, j->why ? j->why + r0 : NULL);
+}
+
 ee_status ee_infer_policy(ee_ctx *ctx, ee_net *net, const float *x, int n, const ee_exit_policy *p,
                           const ee_infer_limits *lim, uint8_t *pred, float *conf, uint8_t *exit_head, uint8_t *why) {
+    /* Samples are independent unless a limit spans the batch (a FLOPs budget, a deadline in time): then a batch
+     * of several shares splits them between the net's inference workers, as ee_net_forward does */
+    if (n > 1 && n <= net->max_batch && !(lim && (lim->batch_flops > 0 || lim->deadline_us > 0))) {
+        ee_threads_apply(ctx);
+        const int W = ee_eval_workers(net, n, 0, net->nnodes, 0);
+        if (W > 1) {
+            policy_job j = {x, p, lim, pred, exit_head, why, conf};
+            return ee_net_run_shares(ctx, net, n, W, policy_share, &j);
+        }
+    }
     return ee_infer_segment(ctx, net, x, n, p, lim, NULL, NULL, pred, conf, exit_head, why);
 }
 

@@ -222,6 +222,11 @@ ee_status ee_conv_seal(ee_ctx *ctx, ee_net *net, ee_node *nd);
 ee_status ee_net_check_unsealed(ee_ctx *ctx, const ee_net *net, const char *what);
 /* how many workers ee_net_forward_range splits this pass between (1: none; net.c, ee_net_set_eval_workers) */
 int ee_eval_workers(const ee_net *net, int n, int from, int to, int train);
+/* Runs fn on W contiguous shares of n samples at once: share 0 on net in this thread, share k on the net's
+ * worker copy k - 1 (made on first use, prepared for m samples, its weights brought up to date) in a thread of
+ * its own, each on an even share of the cores (net.c, ee_net_set_eval_workers). The first error wins. */
+typedef ee_status (*ee_share_fn)(ee_ctx *ctx, ee_net *net, int k, int r0, int m, void *user);
+ee_status ee_net_run_shares(ee_ctx *ctx, ee_net *net, int n, int W, ee_share_fn fn, void *user);
 /* frees the inference workers' copies of the net (made again on their next use): its plan or layers changed */
 void ee_net_drop_workers(ee_net *net);
 /* a second network with the same architecture, metadata, parameters and statistics (`what` names it in errors) */

@@ -720,33 +720,24 @@ int ee_eval_workers(const ee_net *net, int n, int from, int to, int train) {
 typedef struct {
     ee_ctx *ctx;
     ee_net *net;
-    const float *x;
-    int n;
+    int k, r0, m;
+    ee_share_fn fn;
+    void *user;
     ee_status s;
 } worker_job;
 static void *worker_run(void *arg) {
     worker_job *j = arg;
-    j->s = ee_net_forward(j->ctx, j->net, j->x, j->n, 0);
+    j->s = j->fn(j->ctx, j->net, j->k, j->r0, j->m, j->user);
     return NULL;
 }
 
-static ee_status forward_workers(ee_ctx *ctx, ee_net *net, int n, int W) {
+ee_status ee_net_run_shares(ee_ctx *ctx, ee_net *net, int n, int W, ee_share_fn fn, void *user) {
     ee_status s = EE_OK;
 #ifdef _OPENMP
-    const int T = omp_get_max_threads();
+    const int T = omp_get_max_threads(); /* ee_threads_apply ran */
 #else
     const int T = 1;
 #endif
-    for (int k = 1; k < W && !s; k++) { /* the copies, made on first use */
-        if (net->wk_net[k - 1]) continue;
-        if (!net->wk_ctx[k - 1] && !(net->wk_ctx[k - 1] = ee_ctx_new())) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
-        if (!(s = ee_net_clone(ctx, net, "an inference worker", &net->wk_net[k - 1]))) {
-            net->wk_net[k - 1]->eval_workers = 1;
-            net->wk_pver = net->params_version;
-            net->wk_sver = net->state_version;
-        }
-    }
-    if (s) return s;
     if (net->wk_pver != net->params_version || net->wk_sver != net->state_version) { /* new weights since */
         for (int k = 0; k < EE_MAX_WORKERS - 1; k++)
             if (net->wk_net[k]) {
@@ -757,40 +748,68 @@ static ee_status forward_workers(ee_ctx *ctx, ee_net *net, int n, int W) {
         net->wk_pver = net->params_version;
         net->wk_sver = net->state_version;
     }
-    const size_t img = ee_shape_size(net->in);
+    for (int k = 1; k < W && !s; k++) { /* the copies, made on first use */
+        if (!net->wk_ctx[k - 1] && !(net->wk_ctx[k - 1] = ee_ctx_new())) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+        if (!net->wk_net[k - 1] && !(s = ee_net_clone(ctx, net, "an inference worker", &net->wk_net[k - 1])))
+            net->wk_net[k - 1]->eval_workers = 1;
+    }
+    if (s) return s;
     worker_job job[EE_MAX_WORKERS];
     pthread_t th[EE_MAX_WORKERS];
-    int r0[EE_MAX_WORKERS + 1], started = 1;
-    for (int k = 0; k <= W; k++) r0[k] = (int)((long)n * k / W);
+    int started = 1;
+    for (int k = 0; k < W; k++) {
+        const int r0 = (int)((long)n * k / W), r1 = (int)((long)n * (k + 1) / W);
+        job[k] = (worker_job){k ? net->wk_ctx[k - 1] : ctx, k ? net->wk_net[k - 1] : net, k, r0, r1 - r0, fn, user, EE_OK};
+    }
     for (int k = 1; k < W && !s; k++) {
-        job[k] = (worker_job){net->wk_ctx[k - 1], net->wk_net[k - 1], net->x + r0[k] * img, r0[k + 1] - r0[k], EE_OK};
-        ee_ctx_set_conv_kernel(job[k].ctx, ee_ctx_conv_kernel(ctx));
         ee_ctx_set_threads(job[k].ctx, T <= W ? 1 : T / W + (k < T % W));
-        s = ee_net_prepare(job[k].ctx, job[k].net, job[k].n, 0);
-        if (s) ee_fail(ctx, s, "%s", ee_ctx_error(job[k].ctx));
+        ee_ctx_set_conv_kernel(job[k].ctx, ee_ctx_conv_kernel(ctx));
+        if ((s = ee_net_prepare(job[k].ctx, job[k].net, job[k].m, 0))) ee_fail(ctx, s, "%s", ee_ctx_error(job[k].ctx));
     }
     for (; started < W && !s; started++)
         if (pthread_create(&th[started], NULL, worker_run, &job[started]))
             s = ee_fail(ctx, EE_ERR_NOMEM, "cannot start an inference thread");
+    if (!s) { /* the first share here, on this thread's share of the cores */
+        const int threads = ctx->threads;
+        ctx->threads = T <= W ? 1 : T / W + (0 < T % W);
 #ifdef _OPENMP
-    omp_set_num_threads(T <= W ? 1 : T / W + (0 < T % W));
+        omp_set_num_threads(ctx->threads);
 #endif
-    if (!s) s = forward_body(ctx, net, 0, net->nnodes, r0[1], 0);
+        s = fn(ctx, net, 0, 0, job[0].m, user);
+        ctx->threads = threads;
 #ifdef _OPENMP
-    omp_set_num_threads(T);
+        omp_set_num_threads(T);
 #endif
+    }
     for (int k = 1; k < started; k++) {
         pthread_join(th[k], NULL);
         if (!s && job[k].s) s = ee_fail(ctx, job[k].s, "%s", ee_ctx_error(job[k].ctx));
     }
+    return s;
+}
+
+/* a share of a whole-network inference pass: the first on this net, whose input buffer holds the batch (its
+ * pointer moves while the first share runs in chunks: the others take its address from before) */
+typedef struct { const float *x; size_t img; } forward_job;
+static ee_status forward_share(ee_ctx *ctx, ee_net *net, int k, int r0, int m, void *user) {
+    const forward_job *j = user;
+    if (!k) return forward_body(ctx, net, 0, net->nnodes, m, 0);
+    return ee_net_forward(ctx, net, j->x + (size_t)r0 * j->img, m, 0);
+}
+
+static ee_status forward_workers(ee_ctx *ctx, ee_net *net, int n, int W) {
+    forward_job j = {net->x, ee_shape_size(net->in)};
+    ee_status s = ee_net_run_shares(ctx, net, n, W, forward_share, &j);
     if (s) return s;
     /* what outlives the pass (heads, confidences, kept outputs) into this net's rows of those samples */
     for (int i = 0; i < net->nnodes; i++) {
         const ee_node *nd = &net->nodes[i];
         if (!nd->y || nd->def_step < 0 || nd->last_step != EE_MAX_NODES) continue;
         const size_t row = ee_shape_size(nd->out);
-        for (int k = 1; k < W; k++)
-            memcpy(nd->y + r0[k] * row, job[k].net->nodes[i].y, (size_t)job[k].n * row * sizeof(float));
+        for (int k = 1; k < W; k++) {
+            const int r0 = (int)((long)n * k / W), r1 = (int)((long)n * (k + 1) / W);
+            memcpy(nd->y + r0 * row, net->wk_net[k - 1]->nodes[i].y, (size_t)(r1 - r0) * row * sizeof(float));
+        }
     }
     net->cur_n = n;
     return EE_OK;

@@ -438,6 +438,16 @@ static void test_policies(void) {
                 used += !seen[se[i]]++;
             }
             CHECK(same64, "%s variant %d: real exits at batch 64 differ from the simulation", ee_score_name(kind), variant);
+            /* the batch on this net alone, and split between 3 inference workers (ee_net_set_eval_workers) */
+            for (int w = 1; w <= 3; w += 2) {
+                ee_net_set_eval_workers(net, w);
+                CHECK_OK(ctx, ee_infer_policy(ctx, net, x, n, &p, NULL, pb, cb, eb, NULL));
+                int same = 1;
+                for (int i = 0; i < n; i++) same &= pb[i] == sp[i] && eb[i] == se[i];
+                CHECK(same, "%s variant %d: real exits at batch 64 with %d worker(s) differ from the simulation",
+                      ee_score_name(kind), variant, w);
+            }
+            ee_net_set_eval_workers(net, 0);
             CHECK(same1, "%s variant %d: real exits at batch 1 differ from the simulation", ee_score_name(kind), variant);
             CHECK(used >= 2, "%s variant %d: only %d exits used", ee_score_name(kind), variant, used);
             /* the text form round-trips exactly */
