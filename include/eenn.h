@@ -178,11 +178,12 @@ ee_status ee_net_compact(ee_ctx *ctx, ee_net *net, int from, const int *keep, in
 /* Inference runs the whole network on chunks of this many samples so that activations stay in cache
  * (default: chosen from the largest activation in ee_net_prepare; 0 = automatic, a huge value = off). */
 void ee_net_set_eval_chunk(ee_net *net, int chunk);
-/* Inference of a whole batch (ee_net_forward, not a node range) on a net prepared for inference only splits the
- * samples between workers, each running its share through the whole network on its own cores; the net makes
- * copies of itself for them on first use (their own activation buffers, and as many more weights). 0: automatic
- * (one worker per core, shares of 4 samples or more, 32 for nets of more than 16 MB of weights); 1: off; N >= 2:
- * N workers, sharing the cores. Same outputs either way. */
+/* Inference of a whole batch (ee_net_forward, not a node range; ee_infer_policy without a limit on the whole
+ * batch) on a net prepared for inference only splits the samples between workers, each running its share through
+ * the whole network on its own cores; the net makes copies of itself for them on first use (their own activation
+ * buffers, and as many more weights). 0: automatic (one worker per core, shares of 4 samples or more, 32 for nets
+ * of more than 16 MB of weights); 1: off; N >= 2: N workers, sharing the cores. Same outputs either way, up to
+ * rounding. Not for nets whose weights ee_net_seal packed (the direct kernel's). */
 void ee_net_set_eval_workers(ee_net *net, int workers);
 /* Output of a node for the current batch, (n, h, w, c). A net prepared for training keeps every node's output.
  * A net prepared for inference only shares activation buffers between nodes whose lifetimes do not overlap,

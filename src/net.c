@@ -693,7 +693,7 @@ ee_status ee_net_forward_range(ee_ctx *ctx, ee_net *net, const float *x, int fro
  * on copies of it (their own buffers and primitives, the same weights, kept until the net is freed). No core
  * waits for another between layers, as the threads of one layer's kernel do. Timed on a 2-core AVX-512 EPYC as
  * two single-thread halves against one 2-thread batch (img/s): ResNet-56 at batch 128 1744 / 1596, 1719 / 1488,
- * 1748 / 1551, at batch 8 1677 / 1448; MobileNet at 128 3357 / 2951, at 8 2984 / 2623; VGG-16-BN at 128 755 /
+ * 1748 / 1551, at batch 8 1677 / 1448; MobileNet at 128 3340 / 2951, at 8 2984 / 2623; VGG-16-BN at 128 755 /
  * 691 and at 64 774 / 681, but at 32 552 / 656 and at 8 375 / 438; WRN-32-4 level at 128 and 64 (282 / 285, 209 /
  * 210), at 8 219 / 245. A share reads every weight once per chunk, so networks with more than 16 MB of weights
  * split only into shares of 32 samples or more; the others from 4. Shares of at least 2 samples run the same
