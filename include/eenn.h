@@ -183,7 +183,7 @@ void ee_net_set_eval_chunk(ee_net *net, int chunk);
  * the whole network on its own cores; the net makes copies of itself for them on first use (their own activation
  * buffers, and as many more weights). 0: automatic (one worker per core, shares of 4 samples or more, 32 for nets
  * of more than 16 MB of weights); 1: off; N >= 2: N workers, sharing the cores. Same outputs either way, up to
- * rounding. Not for nets whose weights ee_net_seal packed (the direct kernel's). */
+ * rounding. */
 void ee_net_set_eval_workers(ee_net *net, int workers);
 /* Output of a node for the current batch, (n, h, w, c). A net prepared for training keeps every node's output.
  * A net prepared for inference only shares activation buffers between nodes whose lifetimes do not overlap,

@@ -158,7 +158,6 @@ struct ee_net {
     int nmeta;
     ee_parallel *par;     /* data-parallel training in progress (ee_train): sync-BN reduces over its ranks */
     int eval_workers;     /* inference on several cores: 0 automatic, 1 off, N >= 2 that many (ee_net_set_eval_workers) */
-    int packed;           /* convs whose weights ee_net_seal packed in place (the direct kernel's): no workers */
     ee_net *wk_net[EE_MAX_WORKERS - 1]; /* the workers' copies of the net (the first worker is the net itself) */
     ee_ctx *wk_ctx[EE_MAX_WORKERS - 1];
     uint64_t wk_pver, wk_sver; /* the params_version and state_version the copies hold */
@@ -218,6 +217,7 @@ ee_status ee_net_backward_until(ee_ctx *ctx, ee_net *net, int n, int stop);
 
 /* packs a conv's weights in place of its parameters when the direct kernel runs it (ee_net_seal; conv.c) */
 ee_status ee_conv_seal(ee_ctx *ctx, ee_net *net, ee_node *nd);
+ee_status ee_conv_seal_copy(ee_ctx *ctx, const ee_node *from, ee_node *nd);
 /* EE_ERR_ARG with a message if the net is sealed: `what` cannot be done any more */
 ee_status ee_net_check_unsealed(ee_ctx *ctx, const ee_net *net, const char *what);
 /* how many workers ee_net_forward_range splits this pass between (1: none; net.c, ee_net_set_eval_workers) */

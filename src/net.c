@@ -323,6 +323,13 @@ ee_status ee_net_clone(ee_ctx *ctx, const ee_net *src, const char *what, ee_net 
     n->blk_off = src->blk_off;
     for (int i = 0; i < n->nnodes; i++) n->nodes[i].keep = src->nodes[i].keep; /* ee_net_keep_output */
     if ((s = ee_net_set_fusion(ctx, n, !src->fusion_off))) { ee_net_free(n); return s; } /* the same fusion plan */
+    if (src->sealed) { /* the parameters copied are the packed weights where ee_net_seal packed them */
+        n->sealed = 1;
+        n->fp_weights = src->fp_weights;
+        for (int i = 0; i < n->nnodes && !s; i++)
+            if (n->nodes[i].kind == EE_KIND_CONV) s = ee_conv_seal_copy(ctx, &src->nodes[i], &n->nodes[i]);
+        if (s) { ee_net_free(n); return s; }
+    }
     *out = n;
     return EE_OK;
 }
@@ -700,7 +707,7 @@ ee_status ee_net_forward_range(ee_ctx *ctx, ee_net *net, const float *x, int fro
  * activation plan as the whole batch (use_plan), so the kept outputs copied back have one layout. */
 #define WORKER_HEAVY_BYTES (16u << 20)
 int ee_eval_workers(const ee_net *net, int n, int from, int to, int train) {
-    if (train || net->training || from != 0 || to != net->nnodes || net->eval_workers == 1 || net->packed || n < 4)
+    if (train || net->training || from != 0 || to != net->nnodes || net->eval_workers == 1 || n < 4)
         return 1;
 #ifdef _OPENMP
     const int T = omp_get_max_threads(); /* the cores this pass may use (ee_threads_apply) */
@@ -767,8 +774,10 @@ ee_status ee_net_run_shares(ee_ctx *ctx, ee_net *net, int n, int W, ee_share_fn 
         if ((s = ee_net_prepare(job[k].ctx, job[k].net, job[k].m, 0))) ee_fail(ctx, s, "%s", ee_ctx_error(job[k].ctx));
     }
     for (; started < W && !s; started++)
-        if (pthread_create(&th[started], NULL, worker_run, &job[started]))
+        if (pthread_create(&th[started], NULL, worker_run, &job[started])) {
             s = ee_fail(ctx, EE_ERR_NOMEM, "cannot start an inference thread");
+            break; /* th[started] was not started: not joined below */
+        }
     if (!s) { /* the first share here, on this thread's share of the cores */
         const int threads = ctx->threads;
         ctx->threads = T <= W ? 1 : T / W + (0 < T % W);

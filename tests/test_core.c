@@ -663,6 +663,18 @@ static void seal_case(const char *arch, int c, int hw) {
     CHECK_OK(ctx, ee_net_forward(ctx, net, x, 2 * n, 0));
     CHECK(tl_close(ee_net_head_output(net, 0), ref, n * 10, 1e-5, 1e-4, NULL) <= 1,
           "%s: sealed outputs differ after a re-prepare", arch);
+    /* split between inference workers, whose copies take the packed weights as they are */
+    float *one = malloc((size_t)2 * n * 10 * 4);
+    ee_net_set_eval_workers(net, 1);
+    CHECK_OK(ctx, ee_net_forward(ctx, net, x, 2 * n, 0));
+    memcpy(one, ee_net_head_output(net, 0), (size_t)2 * n * 10 * 4);
+    ee_net_set_eval_workers(net, 3);
+    CHECK_OK(ctx, ee_net_forward(ctx, net, x, 2 * n, 0));
+    CHECK(tl_close(ee_net_head_output(net, 0), one, 2 * n * 10, 1e-5, 1e-4, NULL) <= 1,
+          "%s: a sealed net split between 3 workers differs (%g vs %g)", arch, ee_net_head_output(net, 0)[2 * n * 10 - 1],
+          one[2 * n * 10 - 1]);
+    ee_net_set_eval_workers(net, 0);
+    free(one);
     char path[400];
     snprintf(path, sizeof path, "%s/sealed.eenn", tmpdir);
     CHECK(ee_net_save(ctx, net, NULL, 0, path) == EE_ERR_ARG && strstr(ee_ctx_error(ctx), "sealed"),

@@ -771,7 +771,22 @@ ee_status ee_conv_seal(ee_ctx *ctx, ee_net *net, ee_node *nd) {
     ee_free(p->dpack);
     p->dpack = NULL;
     p->sealed = 1;
-    net->packed++;
+    return EE_OK;
+}
+
+/* A copy of a sealed net (its inference workers, net.c): the parameters copied from the sealed net hold this
+ * conv's packed weights already; the copy takes the seal and the folded bias along with them. */
+ee_status ee_conv_seal_copy(ee_ctx *ctx, const ee_node *from, ee_node *nd) {
+    const conv_priv *q = from->priv;
+    if (!q || !q->sealed) return EE_OK;
+    if (!nd->priv && !new_priv(ctx, nd)) return EE_ERR_NOMEM;
+    conv_priv *p = nd->priv;
+    if (q->fb) {
+        if (!p->fb && !(p->fb = malloc(nd->COUT * sizeof(float)))) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+        memcpy(p->fb, q->fb, nd->COUT * sizeof(float));
+    }
+    p->direct = q->direct;
+    p->sealed = 1;
     return EE_OK;
 }
 
