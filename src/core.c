@@ -26,6 +26,7 @@ void ee_ctx_set_conv_kernel(ee_ctx *ctx, ee_conv_kernel k) {
     ctx->conv_kernel = k >= EE_CONV_AUTO && k <= EE_CONV_REFERENCE ? k : EE_CONV_AUTO;
 }
 ee_conv_kernel ee_ctx_conv_kernel(const ee_ctx *ctx) { return (ee_conv_kernel)ctx->conv_kernel; }
+int ee_core_share(int cores, int parts, int k) { return cores <= parts ? 1 : cores / parts + (k < cores % parts); }
 int ee_ctx_threads(const ee_ctx *ctx) {
 #ifdef _OPENMP
     return ctx->threads > 0 ? ctx->threads : omp_get_num_procs();

@@ -339,6 +339,9 @@ static inline int ee_policy_jei(const ee_exit_policy *p) { return p->kind == EE_
 void ee_net_unset_meta(ee_net *net, const char *key);
 void ee_dnnl_free(ee_net *net);
 void ee_threads_apply(ee_ctx *ctx);
+/* the threads of part k when `parts` parts share `cores` cores evenly (the first cores % parts take one more; at
+ * least 1 each): training replicas, inference workers */
+int ee_core_share(int cores, int parts, int k);
 /* row-major C(m,n) = alpha * op(A) op(B) + beta * C; small products in plain C, others through oneDNN */
 ee_status ee_sgemm(ee_ctx *ctx, char ta, char tb, int m, int n, int k, float alpha, const float *a, int lda,
                    const float *b, int ldb, float beta, float *c, int ldc);

@@ -706,14 +706,21 @@ ee_status ee_net_forward_range(ee_ctx *ctx, ee_net *net, const float *x, int fro
  * split only into shares of 32 samples or more; the others from 4. Shares of at least 2 samples run the same
  * activation plan as the whole batch (use_plan), so the kept outputs copied back have one layout. */
 #define WORKER_HEAVY_BYTES (16u << 20)
+/* the cores this pass may use (ee_threads_apply ran) */
+static int pass_cores(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+/* the first sample of share k of n in W */
+static int share_start(int n, int k, int W) { return (int)((long)n * k / W); }
+
 int ee_eval_workers(const ee_net *net, int n, int from, int to, int train) {
     if (train || net->training || from != 0 || to != net->nnodes || net->eval_workers == 1 || n < 4)
         return 1;
-#ifdef _OPENMP
-    const int T = omp_get_max_threads(); /* the cores this pass may use (ee_threads_apply) */
-#else
-    const int T = 1;
-#endif
+    const int T = pass_cores();
     int W;
     if (net->eval_workers > 1) W = net->eval_workers; /* asked for: that many whatever the cores */
     else {
@@ -740,11 +747,7 @@ static void *worker_run(void *arg) {
 
 ee_status ee_net_run_shares(ee_ctx *ctx, ee_net *net, int n, int W, ee_share_fn fn, void *user) {
     ee_status s = EE_OK;
-#ifdef _OPENMP
-    const int T = omp_get_max_threads(); /* ee_threads_apply ran */
-#else
-    const int T = 1;
-#endif
+    const int T = pass_cores();
     if (net->wk_pver != net->params_version || net->wk_sver != net->state_version) { /* new weights since */
         for (int k = 0; k < EE_MAX_WORKERS - 1; k++)
             if (net->wk_net[k]) {
@@ -765,11 +768,12 @@ ee_status ee_net_run_shares(ee_ctx *ctx, ee_net *net, int n, int W, ee_share_fn 
     pthread_t th[EE_MAX_WORKERS];
     int started = 1;
     for (int k = 0; k < W; k++) {
-        const int r0 = (int)((long)n * k / W), r1 = (int)((long)n * (k + 1) / W);
-        job[k] = (worker_job){k ? net->wk_ctx[k - 1] : ctx, k ? net->wk_net[k - 1] : net, k, r0, r1 - r0, fn, user, EE_OK};
+        const int r0 = share_start(n, k, W);
+        job[k] = (worker_job){k ? net->wk_ctx[k - 1] : ctx, k ? net->wk_net[k - 1] : net, k, r0,
+                              share_start(n, k + 1, W) - r0, fn, user, EE_OK};
     }
     for (int k = 1; k < W && !s; k++) {
-        ee_ctx_set_threads(job[k].ctx, T <= W ? 1 : T / W + (k < T % W));
+        ee_ctx_set_threads(job[k].ctx, ee_core_share(T, W, k));
         ee_ctx_set_conv_kernel(job[k].ctx, ee_ctx_conv_kernel(ctx));
         if ((s = ee_net_prepare(job[k].ctx, job[k].net, job[k].m, 0))) ee_fail(ctx, s, "%s", ee_ctx_error(job[k].ctx));
     }
@@ -780,7 +784,7 @@ ee_status ee_net_run_shares(ee_ctx *ctx, ee_net *net, int n, int W, ee_share_fn 
         }
     if (!s) { /* the first share here, on this thread's share of the cores */
         const int threads = ctx->threads;
-        ctx->threads = T <= W ? 1 : T / W + (0 < T % W);
+        ctx->threads = ee_core_share(T, W, 0);
 #ifdef _OPENMP
         omp_set_num_threads(ctx->threads);
 #endif
@@ -816,8 +820,8 @@ static ee_status forward_workers(ee_ctx *ctx, ee_net *net, int n, int W) {
         if (!nd->y || nd->def_step < 0 || nd->last_step != EE_MAX_NODES) continue;
         const size_t row = ee_shape_size(nd->out);
         for (int k = 1; k < W; k++) {
-            const int r0 = (int)((long)n * k / W), r1 = (int)((long)n * (k + 1) / W);
-            memcpy(nd->y + r0 * row, net->wk_net[k - 1]->nodes[i].y, (size_t)(r1 - r0) * row * sizeof(float));
+            const int r0 = share_start(n, k, W);
+            memcpy(nd->y + r0 * row, net->wk_net[k - 1]->nodes[i].y, (size_t)(share_start(n, k + 1, W) - r0) * row * sizeof(float));
         }
     }
     net->cur_n = n;

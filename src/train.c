@@ -581,10 +581,9 @@ static void *rep_run(void *arg) {
  * them evenly (on 8 cores, 4 replicas of 2 threads each), the first cores % R taking one more; with fewer cores
  * than replicas every replica still runs one thread. */
 static int train_cores(ee_ctx *ctx) { return ctx->threads > 0 ? ctx->threads : ee_ctx_idle_cores(ctx); }
-static int core_share(int cores, int R, int r) { return cores <= R ? 1 : cores / R + (r < cores % R); }
 int ee_train_replica_threads(ee_ctx *ctx, int replicas, int rank) {
     if (replicas < 1 || rank < 0 || rank >= replicas) return 1;
-    return core_share(train_cores(ctx), replicas, rank);
+    return ee_core_share(train_cores(ctx), replicas, rank);
 }
 
 static ee_status train_replicas(ee_ctx *ctx, ee_net *net, const ee_dataset *train, const ee_dataset *val,
@@ -628,7 +627,7 @@ static ee_status train_replicas(ee_ctx *ctx, ee_net *net, const ee_dataset *trai
         if (s) continue;
         ee_ctx_set_conv_kernel(q->ctx, ee_ctx_conv_kernel(ctx));
         ee_ctx_set_rng_state(q->ctx, ee_ctx_rng_state(ctx));
-        ee_ctx_set_threads(q->ctx, core_share(cores, R, r));
+        ee_ctx_set_threads(q->ctx, ee_core_share(cores, R, r));
         s = ee_net_clone(ctx, net, "a training replica", &q->net);
     }
     int started = 1;
@@ -645,7 +644,7 @@ static ee_status train_replicas(ee_ctx *ctx, ee_net *net, const ee_dataset *trai
         for (int r = 1; r < started; r++) pthread_join(th[r], NULL);
     } else {
         const int threads = ctx->threads;
-        ee_ctx_set_threads(ctx, core_share(cores, R, 0));
+        ee_ctx_set_threads(ctx, ee_core_share(cores, R, 0));
         rk[0].status = train_one(ctx, net, train, val, test, &rk[0].cfg, fn, user);
         ee_ctx_set_threads(ctx, threads);
         for (int r = 1; r < R; r++) pthread_join(th[r], NULL);
