@@ -576,7 +576,13 @@ static int plan_gradients(ee_net *net, int max_batch) {
             buf_of[t] = take_buffer(cap, owner, &nb, ee_shape_size(net->nodes[t].out) * max_batch, t, 0);
             placed[t] = 1;
         }
-        if (step < net->nnodes && placed[step]) owner[buf_of[step]] = -1; /* node `step` has read its dy */
+        /* node `step` has read its dy; a ReLU computed with its BN is read once more by the BN's backward, which
+         * masks it instead of reading a dy of its own (bn.c) */
+        if (step < net->nnodes && placed[step] && !(sn->kind == EE_KIND_RELU && sn->tf_bn >= 0))
+            owner[buf_of[step]] = -1;
+        if (step < net->nnodes && net->nodes[step].kind == EE_KIND_BN && net->nodes[step].tf_relu >= 0 &&
+            placed[net->nodes[step].tf_relu])
+            owner[buf_of[net->nodes[step].tf_relu]] = -1;
     }
     net->ndpool = nb;
     for (int b = 0; b < nb; b++) {

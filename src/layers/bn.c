@@ -24,6 +24,10 @@ typedef struct {
     double rows;           /* rows of the last training forward's statistics (over every rank with sync-BN) */
     int last_train;
     int sums_ready;        /* sums holds this backward's sums (computed by the fused ReLU's backward pass) */
+    uint8_t *bits;         /* training with a fused ReLU (c a multiple of 8): its mask, one bit per element */
+    size_t bits_len;
+    int have_bits;         /* bits holds the mask of the last training forward */
+    const float *chain_g;  /* the ReLU's dy, masked by bits: the BN's dy, which the fused backward did not write */
 } bn_priv;
 
 static ee_status bn_shape(ee_ctx *ctx, ee_net *net, ee_node *nd) {
@@ -60,7 +64,7 @@ static void bn_count(const ee_net *net, const ee_node *nd, double *macs, double 
 static void bn_release(ee_node *nd) {
     bn_priv *p = nd->priv;
     if (!p) return;
-    free(p->mean); free(p->invstd); free(p->part); free(p->fpart); free(p->sums); free(p->k);
+    free(p->mean); free(p->invstd); free(p->part); free(p->fpart); free(p->sums); free(p->k); ee_free(p->bits);
     free(p);
     nd->priv = NULL;
 }
@@ -96,13 +100,19 @@ static int nthreads(void) {
 
 /* What reduce() sums over the rows, per channel j: STATS: x and (x - m)^2; GRAD: dy and dy (x - m); CHAIN (the
  * backward of a ReLU that its BN computed, ee_bn_chain_backward): v = mask > 0 ? dy : 0 is first written to the
- * BN's dy bd (added if bacc) and to the shortcut's dy od (if any; added if oacc), then v and v (x - m) are summed. */
-enum { STATS, GRAD, CHAIN };
+ * BN's dy bd (added if bacc) and to the shortcut's dy od (if any; added if oacc), then v and v (x - m) are summed;
+ * CHAINB: the same with the mask as bits and without bd, which the BN's backward does not read (it masks dy
+ * itself). */
+enum { STATS, GRAD, CHAIN, CHAINB };
 typedef struct {
     const float *x, *dy, *mask, *m;
+    const uint8_t *bits;
     float *bd, *od;
     int c, mode, bacc, oacc;
 } sum_job;
+
+/* bit k of a byte of the mask: element 8 i + k of the tensor (rows of c channels, c a multiple of 8) */
+static inline int mask_bit(const uint8_t *bits, size_t i) { return (bits[i >> 3] >> (i & 7)) & 1; }
 
 /* The sums of rows [r0, r1) added into acc[2c] (double): blocks of RBLK rows are summed in float (vectorised, 16
  * terms: relative error ~1e-6 of the block) and each block's sums are added to acc in double, so long sums keep
@@ -117,11 +127,17 @@ typedef struct {
  * as the portable path: the results are bit-identical. MODE is a constant at every call, so the loop holds no
  * branch on it. */
 #define SUM_NV_MAX 2
+/* the 8 lanes of one byte of the mask: all ones where its bit is set */
+__attribute__((target("avx2,fma"), always_inline)) static inline __m256 bits_mask_avx2(uint8_t b, __m256i sel) {
+    return _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(b), sel), sel));
+}
 __attribute__((target("avx2,fma"), always_inline)) static inline void
 sum_block_avx2(const int MODE, const int NV, const float *restrict x, const float *restrict dy,
-               const float *restrict mask, float *restrict bd, float *restrict od, const float *restrict m, int c,
-               int bacc, int oacc, size_t b0, size_t b1, int j, double *restrict acc) {
+               const float *restrict mask, const uint8_t *restrict bits, float *restrict bd, float *restrict od,
+               const float *restrict m, int c, int bacc, int oacc, size_t b0, size_t b1, int j,
+               double *restrict acc) {
     const __m256 zero = _mm256_setzero_ps();
+    const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
     __m256 mv[SUM_NV_MAX], sa[SUM_NV_MAX], sb[SUM_NV_MAX];
     for (int k = 0; k < NV; k++) { mv[k] = _mm256_loadu_ps(m + j + 8 * k); sa[k] = zero; sb[k] = zero; }
     for (size_t r = b0; r < b1; r++) {
@@ -140,6 +156,9 @@ sum_block_avx2(const int MODE, const int NV, const float *restrict x, const floa
                 if (od) _mm256_storeu_ps(od + o, oacc ? _mm256_add_ps(_mm256_loadu_ps(od + o), v) : v);
                 if (bacc) v = _mm256_add_ps(_mm256_loadu_ps(bd + o), v);
                 _mm256_storeu_ps(bd + o, v);
+            } else if (MODE == CHAINB) {
+                v = _mm256_and_ps(bits_mask_avx2(bits[o >> 3], sel), v);
+                if (od) _mm256_storeu_ps(od + o, oacc ? _mm256_add_ps(_mm256_loadu_ps(od + o), v) : v);
             }
             sa[k] = _mm256_add_ps(sa[k], v);
             sb[k] = _mm256_fmadd_ps(v, d, sb[k]);
@@ -157,19 +176,22 @@ sum_block_avx2(const int MODE, const int NV, const float *restrict x, const floa
 __attribute__((target("avx2,fma"), always_inline)) static inline void
 sum_rows_avx2(const int MODE, const sum_job *jb, size_t r0, size_t r1, double *restrict acc) {
     const float *restrict x = jb->x, *restrict dy = jb->dy, *restrict mask = jb->mask, *restrict m = jb->m;
+    const uint8_t *restrict bits = jb->bits;
     float *restrict bd = jb->bd, *restrict od = jb->od;
     const int c = jb->c, bacc = jb->bacc, oacc = jb->oacc;
     for (size_t b0 = r0; b0 < r1; b0 += RBLK) {
         const size_t b1 = b0 + RBLK < r1 ? b0 + RBLK : r1;
         int j = 0;
-        for (; j + 16 <= c; j += 16) sum_block_avx2(MODE, 2, x, dy, mask, bd, od, m, c, bacc, oacc, b0, b1, j, acc);
-        if (j < c) sum_block_avx2(MODE, 1, x, dy, mask, bd, od, m, c, bacc, oacc, b0, b1, j, acc);
+        for (; j + 16 <= c; j += 16)
+            sum_block_avx2(MODE, 2, x, dy, mask, bits, bd, od, m, c, bacc, oacc, b0, b1, j, acc);
+        if (j < c) sum_block_avx2(MODE, 1, x, dy, mask, bits, bd, od, m, c, bacc, oacc, b0, b1, j, acc);
     }
 }
 __attribute__((target("avx2,fma"))) static void sum_avx2(const sum_job *jb, size_t r0, size_t r1, double *restrict acc) {
     if (jb->mode == STATS) sum_rows_avx2(STATS, jb, r0, r1, acc);
     else if (jb->mode == GRAD) sum_rows_avx2(GRAD, jb, r0, r1, acc);
-    else sum_rows_avx2(CHAIN, jb, r0, r1, acc);
+    else if (jb->mode == CHAIN) sum_rows_avx2(CHAIN, jb, r0, r1, acc);
+    else sum_rows_avx2(CHAINB, jb, r0, r1, acc);
 }
 #endif
 
@@ -190,8 +212,18 @@ static void sum_block(const sum_job *jb, size_t r0, size_t r1, float *restrict s
             for (int j = 0; j < c; j++) { fa[j] += g[j]; fb[j] += g[j] * (xr[j] - m[j]); }
             continue;
         }
+        float *restrict od = jb->od ? jb->od + r * c : NULL;
+        if (jb->mode == CHAINB) {
+            for (int j = 0; j < c; j++) {
+                float v = mask_bit(jb->bits, r * c + j) ? g[j] : 0.0f;
+                if (od) od[j] = jb->oacc ? od[j] + v : v;
+                fa[j] += v;
+                fb[j] += v * (xr[j] - m[j]);
+            }
+            continue;
+        }
         const float *restrict mk = jb->mask + r * c;
-        float *restrict bd = jb->bd + r * c, *restrict od = jb->od ? jb->od + r * c : NULL;
+        float *restrict bd = jb->bd + r * c;
         for (int j = 0; j < c; j++) {
             float v = mk[j] > 0 ? g[j] : 0.0f;
             if (od) od[j] = jb->oacc ? od[j] + v : v;
@@ -275,6 +307,53 @@ static ee_status sync_sums(ee_ctx *ctx, ee_net *net, double *s, size_t k) {
                                                          : EE_OK;
 }
 
+/* y = max(x * scale + shift (+ o), 0) per channel, and the mask y > 0 as bits (if bits: c a multiple of 8, so
+ * that every row starts a byte) */
+#ifdef EE_BN_AVX2
+__attribute__((target("avx2,fma"))) static void relu_rows_avx2(float *y, uint8_t *bits, const float *x, const float *o,
+                                                               const float *scale, const float *shift, size_t rows,
+                                                               int c) {
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++) {
+        const __m256 zero = _mm256_setzero_ps();
+        for (int j = 0; j < c; j += 8) {
+            const size_t i = r * c + j;
+            /* multiply, then add: the portable loop's roundings */
+            __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(scale + j)),
+                                     _mm256_loadu_ps(shift + j));
+            if (o) v = _mm256_add_ps(v, _mm256_loadu_ps(o + i));
+            const __m256 pos = _mm256_cmp_ps(v, zero, _CMP_GT_OQ);
+            _mm256_storeu_ps(y + i, _mm256_and_ps(pos, v));
+            if (bits) bits[i >> 3] = (uint8_t)_mm256_movemask_ps(pos);
+        }
+    }
+}
+#endif
+static void relu_rows(float *y, uint8_t *bits, const float *x, const float *o, const float *scale,
+                      const float *shift, size_t rows, int c) {
+#ifdef EE_BN_AVX2
+    if (c % 8 == 0 && ee_avx2_available()) {
+        relu_rows_avx2(y, bits, x, o, scale, shift, rows, c);
+        return;
+    }
+#endif
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * c, *orow = o ? o + r * c : NULL;
+        float *yr = y + r * c;
+        if (orow)
+            for (int j = 0; j < c; j++) { float v = xr[j] * scale[j] + shift[j] + orow[j]; yr[j] = v > 0 ? v : 0; }
+        else
+            for (int j = 0; j < c; j++) { float v = xr[j] * scale[j] + shift[j]; yr[j] = v > 0 ? v : 0; }
+        if (bits)
+            for (int j = 0; j < c; j += 8) {
+                unsigned b = 0;
+                for (int k = 0; k < 8; k++) b |= (unsigned)(yr[j + k] > 0) << k;
+                bits[(r * c + j) >> 3] = (uint8_t)b;
+            }
+    }
+}
+
 static ee_status bn_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int train) {
     bn_priv *p = priv(ctx, nd);
     if (!p) return EE_ERR_NOMEM;
@@ -288,6 +367,8 @@ static ee_status bn_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tr
     float *sc = c <= 4096 ? scale : malloc(2 * c * sizeof(float)), *sh = c <= 4096 ? shift : sc + c;
     if (!sc) return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
     p->last_train = train;
+    p->have_bits = 0;
+    p->chain_g = NULL;
     if (train) {
         double sums[2 * 4096 + 1], *s = c <= 4096 ? sums : malloc((2 * c + 1) * sizeof(double)); /* + sync-BN's count */
         /* shift by the first row for a stable one-pass variance */
@@ -345,22 +426,22 @@ static ee_status bn_forward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n, int tr
         affine_blk(relu >= 0 ? net->nodes[relu].y : nd->y, yblk, x, xblk, sc, sh, n, nd->ins, relu >= 0);
     else if (relu >= 0) {
         const float *o = train && nd->tf_add >= 0 ? ee_node_input(net, &net->nodes[nd->tf_add], nd->tf_other) : NULL;
-        float *y = net->nodes[relu].y;
-        if (o) {
-#pragma omp parallel for schedule(static)
-            for (size_t r = 0; r < rows; r++) {
-                const float *xr = x + r * c, *orow = o + r * c;
-                float *yr = y + r * c;
-                for (int j = 0; j < c; j++) { float v = xr[j] * sc[j] + sh[j] + orow[j]; yr[j] = v > 0 ? v : 0; }
+        uint8_t *bits = NULL;
+        if (train && c % 8 == 0) { /* the mask as bits too, for the fused backward */
+            size_t need = rows * (size_t)c / 8;
+            if (p->bits_len < need) {
+                ee_free(p->bits);
+                p->bits_len = 0;
+                if (!(p->bits = ee_alloc(need))) {
+                    if (sc != scale) free(sc);
+                    return ee_fail(ctx, EE_ERR_NOMEM, "out of memory");
+                }
+                p->bits_len = need;
             }
-        } else {
-#pragma omp parallel for schedule(static)
-            for (size_t r = 0; r < rows; r++) {
-                const float *xr = x + r * c;
-                float *yr = y + r * c;
-                for (int j = 0; j < c; j++) { float v = xr[j] * sc[j] + sh[j]; yr[j] = v > 0 ? v : 0; }
-            }
+            bits = p->bits;
+            p->have_bits = 1;
         }
+        relu_rows(net->nodes[relu].y, bits, x, o, sc, sh, rows, c);
     } else
         affine(nd->y, x, sc, sh, rows, c);
     if (sc != scale) free(sc);
@@ -386,11 +467,54 @@ ee_status ee_bn_chain_backward(ee_ctx *ctx, ee_net *net, ee_node *relu, int n) {
         od = ee_node_input_grad(net, add, nd->tf_other, &oacc);
     } else
         bd = ee_node_input_grad(net, relu, 0, &bacc);
-    sum_job jb = {.x = x, .dy = g, .mask = mask, .m = m, .bd = bd, .od = od, .c = c, .mode = CHAIN, .bacc = bacc,
-                  .oacc = oacc};
+    /* with the mask as bits and the BN's dy written by no one else: the BN's backward masks the ReLU's dy itself
+     * (net.c keeps that dy until then), so bd is neither written here nor read there */
+    const int use_bits = p->have_bits && !bacc;
+    sum_job jb = {.x = x, .dy = g, .mask = mask, .bits = p->bits, .m = m, .bd = bd, .od = od, .c = c,
+                  .mode = use_bits ? CHAINB : CHAIN, .bacc = bacc, .oacc = oacc};
     reduce(&jb, rows, p->part, p->fpart, p->sums);
     p->sums_ready = 1;
+    p->chain_g = use_bits ? g : NULL;
     return EE_OK;
+}
+
+/* dx (added if acc) = k1 dy' + k2 x + k3, dy' = dy where the bit is set, else 0 */
+#ifdef EE_BN_AVX2
+__attribute__((target("avx2,fma"))) static void dx_bits_avx2(float *dx, const float *dy, const uint8_t *bits,
+                                                             const float *x, const float *k1, const float *k2,
+                                                             const float *k3, size_t rows, int c, int acc) {
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++) {
+        const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+        for (int j = 0; j < c; j += 8) {
+            const size_t i = r * c + j;
+            __m256 g = _mm256_and_ps(bits_mask_avx2(bits[i >> 3], sel), _mm256_loadu_ps(dy + i));
+            __m256 d = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(k1 + j), g),
+                                                   _mm256_mul_ps(_mm256_loadu_ps(k2 + j), _mm256_loadu_ps(x + i))),
+                                     _mm256_loadu_ps(k3 + j));
+            if (acc) d = _mm256_add_ps(_mm256_loadu_ps(dx + i), d);
+            _mm256_storeu_ps(dx + i, d);
+        }
+    }
+}
+#endif
+static void dx_bits(float *dx, const float *dy, const uint8_t *bits, const float *x, const float *k1,
+                    const float *k2, const float *k3, size_t rows, int c, int acc) {
+#ifdef EE_BN_AVX2
+    if (ee_avx2_available()) {
+        dx_bits_avx2(dx, dy, bits, x, k1, k2, k3, rows, c, acc);
+        return;
+    }
+#endif
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * c, *g = dy + r * c;
+        float *d = dx + r * c;
+        for (int j = 0; j < c; j++) {
+            float gj = mask_bit(bits, r * c + j) ? g[j] : 0.0f, v = k1[j] * gj + k2[j] * xr[j] + k3[j];
+            d[j] = acc ? d[j] + v : v;
+        }
+    }
 }
 
 static ee_status bn_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
@@ -410,6 +534,8 @@ static ee_status bn_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
         for (int j = 0; j < c; j++) { evm[j] = rm[j]; p->invstd[j] = 1.0f / sqrtf(rv[j] + nd->arg.bn.eps); }
         mean = evm;
     }
+    const float *chain_g = p->sums_ready && p->last_train ? p->chain_g : NULL;
+    p->chain_g = NULL;
     if (p->sums_ready && p->last_train) p->sums_ready = 0; /* summed by the ReLU's backward in the same pass */
     else {
         sum_job jb = {.x = x, .dy = dy, .m = mean, .c = c, .mode = GRAD};
@@ -441,7 +567,9 @@ static ee_status bn_backward(ee_ctx *ctx, ee_net *net, ee_node *nd, int n) {
     }
     int acc = 0;
     float *dx = ee_node_input_grad(net, nd, 0, &acc);
-    if (dx) {
+    if (dx && chain_g)
+        dx_bits(dx, chain_g, p->bits, x, k1, k2, k3, rows, c, acc);
+    else if (dx) {
 #pragma omp parallel for schedule(static)
         for (size_t r = 0; r < rows; r++) {
             const float *xr = x + r * c, *g = dy + r * c;
