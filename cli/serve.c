@@ -413,18 +413,20 @@ static const char *serve_help =
     "  --queue N           samples queued at most; beyond it requests get 503 busy (4096)\n"
     "  --max-body BYTES    the largest request body (64 MB); larger ones get 413\n"
     "  --connections N     connections at once (256)    --threads N (0 = the free cores)\n"
+    "  --workers N         a batch's samples split between N workers, one per core share (0: automatic, the\n"
+    "                      default; 1: off, every layer on all the cores)\n"
     "  --q Q               one shared max-softmax threshold instead of the model's policy\n";
 
-enum { O_LISTEN = 256, O_BATCH, O_QUEUE, O_MAXBODY, O_CONN, O_THREADS, O_Q };
+enum { O_LISTEN = 256, O_BATCH, O_QUEUE, O_MAXBODY, O_CONN, O_THREADS, O_WORKERS, O_Q };
 static const struct option serve_opts[] = {
     {"listen", required_argument, NULL, O_LISTEN}, {"batch", required_argument, NULL, O_BATCH},
     {"queue", required_argument, NULL, O_QUEUE}, {"max-body", required_argument, NULL, O_MAXBODY},
     {"connections", required_argument, NULL, O_CONN}, {"threads", required_argument, NULL, O_THREADS},
-    {"q", required_argument, NULL, O_Q}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    {"workers", required_argument, NULL, O_WORKERS}, {"q", required_argument, NULL, O_Q}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 int cmd_serve(int argc, char **argv) {
     const char *listen = "127.0.0.1:8080";
-    int batch = 128, conns = 256, threads = 0;
+    int batch = 128, conns = 256, threads = 0, workers = 0;
     long queue = 4096;
     double q = -1;
     size_t max_body = 64u << 20;
@@ -437,6 +439,7 @@ int cmd_serve(int argc, char **argv) {
         case O_MAXBODY: max_body = (size_t)cli_int(&a, 1024, 1L << 34); break;
         case O_CONN: conns = (int)cli_int(&a, 1, 65536); break;
         case O_THREADS: threads = (int)cli_int(&a, 0, 256); break;
+        case O_WORKERS: workers = (int)cli_int(&a, 0, 16); break;
         case O_Q: q = cli_num(&a, 0, 2); break;
         }
     }
@@ -464,6 +467,7 @@ int cmd_serve(int argc, char **argv) {
     }
     check(ee_net_prepare(S.ctx, S.net, batch, 0), S.ctx);
     check(ee_net_seal(S.ctx, S.net), S.ctx);
+    ee_net_set_eval_workers(S.net, workers);
     S.fp = ee_net_fingerprint(S.net);
     pthread_mutex_init(&S.mu, NULL);
     pthread_cond_init(&S.work, NULL);

@@ -104,14 +104,68 @@ static ee_status split_check(ee_ctx *ctx, const ee_net *net, const ee_exit_polic
     return EE_OK;
 }
 
+/* Both halves split a batch between the net's inference workers as ee_infer_policy does (ee_net_run_shares):
+ * every sample is independent. Share k runs on the net (k = 0) or on worker copy k - 1. */
+typedef struct {
+    const float *x, *act;
+    const ee_exit_policy *p;
+    const ee_split *sp;
+    ee_exit_state *st;
+    uint8_t *pred, *exit_head, *why;
+    float *conf;
+    int *left;                                        /* edge: each share's own list, from its first row on */
+    int r0[EE_MAX_WORKERS], nleft[EE_MAX_WORKERS];
+} half_job;
+
+static ee_status edge_share(ee_ctx *ctx, ee_net *net, int k, int r0, int m, void *user) {
+    half_job *j = user;
+    infer_seg seg = {0, 0, j->sp->resume, j->left + r0, 0};
+    j->r0[k] = r0;
+    ee_status s = ee_infer_segment(ctx, net, j->x + (size_t)r0 * ee_shape_size(net->in), m, j->p, NULL, &seg,
+                                   j->st + r0, j->pred + r0, j->conf + r0, j->exit_head + r0, j->why ? j->why + r0 : NULL);
+    j->nleft[k] = seg.nleft;
+    return s;
+}
+
+static ee_status resume_share(ee_ctx *ctx, ee_net *net, int k, int r0, int m, void *user) {
+    (void)k;
+    half_job *j = user;
+    const ee_split *sp = j->sp;
+    ee_node_output_set(net, sp->node, j->act + (size_t)r0 * sp->c * sp->h * sp->w, m);
+    infer_seg seg = {sp->resume, sp->heads, net->nnodes, NULL, 0};
+    return ee_infer_segment(ctx, net, NULL, m, j->p, NULL, &seg, j->st + r0, j->pred + r0, j->conf + r0,
+                            j->exit_head + r0, j->why ? j->why + r0 : NULL);
+}
+
+/* the workers a batch of n splits between (1: none) */
+static int half_workers(ee_ctx *ctx, const ee_net *net, int n) {
+    if (n < 2) return 1;
+    ee_threads_apply(ctx);
+    return ee_eval_workers(net, n, 0, net->nnodes, 0);
+}
+
 ee_status ee_infer_edge(ee_ctx *ctx, ee_net *net, const float *x, int n, const ee_exit_policy *p, const ee_split *sp,
                         uint8_t *pred, float *conf, uint8_t *exit_head, uint8_t *why, ee_exit_state *st, int *left,
                         int *nleft, float *act) {
     ee_status s = split_check(ctx, net, p, sp, n);
     *nleft = 0;
     if (s || n < 1) return s;
-    infer_seg seg = {0, 0, sp->resume, left, 0};
     for (int i = 0; i < n; i++) ee_exit_state_init(&st[i]);
+    const int W = half_workers(ctx, net, n);
+    if (W > 1) {
+        half_job j = {.x = x, .p = p, .sp = sp, .st = st, .pred = pred, .exit_head = exit_head, .why = why,
+                      .conf = conf, .left = left};
+        if ((s = ee_net_run_shares(ctx, net, n, W, edge_share, &j))) return s;
+        /* the shares' lists and activations one after the other: the samples that go on, in batch order */
+        const size_t row = (size_t)sp->c * sp->h * sp->w;
+        for (int k = 0; k < W; k++) {
+            for (int i = 0; i < j.nleft[k]; i++) left[*nleft + i] = left[j.r0[k] + i] + j.r0[k];
+            if (j.nleft[k]) ee_node_output_get(k ? net->wk_net[k - 1] : net, sp->node, act + *nleft * row, j.nleft[k]);
+            *nleft += j.nleft[k];
+        }
+        return EE_OK;
+    }
+    infer_seg seg = {0, 0, sp->resume, left, 0};
     if ((s = ee_infer_segment(ctx, net, x, n, p, NULL, &seg, st, pred, conf, exit_head, why))) return s;
     *nleft = seg.nleft;
     if (seg.nleft) ee_node_output_get(net, sp->node, act, seg.nleft);
@@ -129,9 +183,16 @@ ee_status ee_infer_resume(ee_ctx *ctx, ee_net *net, const float *act, int n, con
         for (int i = 0; i < n; i++) ee_exit_state_init(&own[i]);
         st = own;
     }
-    ee_node_output_set(net, sp->node, act, n);
-    infer_seg seg = {sp->resume, sp->heads, net->nnodes, NULL, 0};
-    s = ee_infer_segment(ctx, net, NULL, n, p, NULL, &seg, st, pred, conf, exit_head, why);
+    const int W = half_workers(ctx, net, n);
+    if (W > 1) {
+        half_job j = {.act = act, .p = p, .sp = sp, .st = st, .pred = pred, .exit_head = exit_head, .why = why,
+                      .conf = conf};
+        s = ee_net_run_shares(ctx, net, n, W, resume_share, &j);
+    } else {
+        ee_node_output_set(net, sp->node, act, n);
+        infer_seg seg = {sp->resume, sp->heads, net->nnodes, NULL, 0};
+        s = ee_infer_segment(ctx, net, NULL, n, p, NULL, &seg, st, pred, conf, exit_head, why);
+    }
     free(own);
     return s;
 }

@@ -404,6 +404,7 @@ if command -v curl >/dev/null; then
     expect_usage "split without server" "--split and --server go together" "$E" infer $M "$IMG" --split s1.b3.add
     expect_fail "split inside a block" "cannot split at 's1.b2.1.relu'" "$E" infer $M "$IMG" --split s1.b2.1.relu --server http://127.0.0.1:1
     expect_usage "serve bad listen" "serve --listen: 'nohost' is not HOST:PORT" "$E" serve $M --listen nohost
+    expect_usage "serve bad workers" "serve --workers: '17' is not an integer" "$E" serve $M --workers 17
 else
     echo "SKIP: curl is not installed (apt-get install curl): the server was not tested"
 fi

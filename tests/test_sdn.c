@@ -1514,7 +1514,8 @@ static int cmp_float(const void *a, const void *b) {
 /* A network cut in two (an edge and a server, each with its own copy of the weights, sealed for inference): the
  * edge's exits, the split node's outputs of the samples that go on, and the server's exits give exactly what one
  * machine gives, at every split point, with and without the fallback to the most confident IC (the exit state
- * crosses too), and through the wire format at fp32. Split points inside a fused conv chain or on an exit branch
+ * crosses too), and through the wire format at fp32; once more with each side's batch split between inference
+ * workers (3 on the edge, 2 on the server). Split points inside a fused conv chain or on an exit branch
  * are refused; the fingerprint follows the weights and the policy, sealed or not. */
 static void test_split(void) {
     ee_ctx *ctx = ee_ctx_new();
@@ -1556,7 +1557,11 @@ static void test_split(void) {
     for (int i = 0; i < n; i++) o2conf[i] = o->conf[i * H + H - 1];
     ee_outputs_free(o);
     int nsplit = 0, checked = 0, mixed = 0;
-    for (int fb = 0; fb < 3; fb++) {
+    /* one pass on each side, then the batch split between 3 workers on the edge and 2 on the server */
+    for (int wk = 0; wk < 6; wk++) {
+        const int fb = wk % 3;
+        ee_net_set_eval_workers(edge, wk < 3 ? 1 : 3);
+        ee_net_set_eval_workers(srv, wk < 3 ? 1 : 2);
         ee_exit_policy p;
         /* 2: no early exit, with the fallback: the most confident IC (its state sent across) answers when it beats
          * the final head */
@@ -1575,7 +1580,7 @@ static void test_split(void) {
             ee_net_node_info(net, i, &in);
             ee_split sp;
             if (ee_split_at(ctx, net, in.name, &sp)) continue;
-            nsplit += !fb;
+            nsplit += !wk;
             uint8_t pe[64], ee_[64], we[64], pr[64], er[64], wr[64];
             float ce[64], cr[64];
             ee_exit_state st[64], sent_st[64];
@@ -1603,14 +1608,15 @@ static void test_split(void) {
             int same = 1;
             for (int j = 0; j < n; j++)
                 same &= pe[j] == pw[j] && ee_[j] == ew[j] && we[j] == ww[j] && fabsf(ce[j] - cw[j]) < 1e-6f;
-            CHECK(same, "split at %s (fallback %d): the answers differ from one machine's", in.name, fb);
+            CHECK(same, "split at %s (fallback %d, %s): the answers differ from one machine's", in.name, fb,
+                  wk < 3 ? "one pass" : "workers");
             mixed += nleft > 0 && nleft < n;
             checked++;
             free(buf);
             free(back);
         }
     }
-    CHECK(nsplit >= 10 && checked == 3 * nsplit, "%d split points found, %d checked", nsplit, checked);
+    CHECK(nsplit >= 10 && checked == 6 * nsplit, "%d split points found, %d checked", nsplit, checked);
     CHECK(mixed >= 4, "only %d splits had samples both exit at the edge and go on", mixed);
     ee_split sp;
     CHECK(ee_split_at(ctx, net, "s1.b2.1.conv", &sp) == EE_ERR_ARG && strstr(ee_ctx_error(ctx), "fused"),
