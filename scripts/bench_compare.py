@@ -17,14 +17,17 @@
   ONNX Runtime running the same backbone without ICs.
 - Peak RSS of ResNet-56 inference and training, eenn beside PyTorch, each measured in its own process.
 
+- --train-only: training alone, eenn (2 threads) against PyTorch (its better of 1 and 2 threads), alternating for
+  --rounds rounds: many rounds of the one ratio in the time a full run takes.
 - --busy-core: instead, ResNet-56 quiet and with one core busy (scripts/bench_busy.py), eenn (its default, 2 and 1
   threads), ONNX Runtime and PyTorch (2 and 1 threads), the median and range of --rounds alternating rounds.
 
 Run: /usr/bin/python3 scripts/bench_compare.py [--seconds S] [--rounds R] [--exits SDN.eenn [--exits-q Q]] [--json FILE]
+     /usr/bin/python3 scripts/bench_compare.py --train-only [--cases resnet56:3x32x32] [--rounds R] [--json FILE]
      /usr/bin/python3 scripts/bench_compare.py --busy-core [--rounds R] [--json FILE]
      /usr/bin/python3 scripts/bench_compare.py --report FILE   (the tables of an earlier run's --json)
 """
-import argparse, json, os, statistics, subprocess, sys, tempfile, time
+import argparse, json, math, os, statistics, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -175,6 +178,23 @@ def export_stripped_onnx(sdn, shape, path):
                       dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=13)
 
 
+def memory(eenn, tmp, res):
+    """Peak RSS of ResNet-56 inference (batch 1, 128) and training (batch 128), eenn and PyTorch, each run alone."""
+    progress("peak RSS: ResNet-56 3x32x32, each run in its own process")
+    model = os.path.join(tmp, "resnet56-3x32x32.eenn")
+    if not os.path.exists(model):  # not among the cases: write the same randomly initialised net for PyTorch
+        run([eenn, "bench", "--arch", "resnet56", "--input", "3x32x32", "--save-model", model, "--seconds", "0.1",
+             "--batch", "1", "--no-train", "--json"])
+    for mode, batch, extra in (("infer", 1, ["--batch", "1", "--no-train"]), ("infer", 128, ["--batch", "128", "--no-train"]),
+                               ("train", 128, ["--train-only"])):
+        out, rss = run_rss([eenn, "bench", "--arch", "resnet56", "--input", "3x32x32", "--seconds", "1", "--json", *extra])
+        r = [x for x in json.loads(out)["results"] if x["mode"] == mode][0]
+        _, trss = torch_time(model, "3x32x32", mode, batch, 2, 1)
+        res["memory"].append({"mode": mode, "batch": batch, "eenn_mb": r["peak_rss_mb"], "eenn_anon_mb": r["rss_anon_mb"],
+                              "activation_mb": r["activation_mb"],
+                              "bound_mb": 2 * (r["weights_mb"] + r["largest_pair_mb"]), "torch_mb": trss})
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=3.0)
@@ -195,6 +215,8 @@ def main():
     ap.add_argument("--replicas", default="auto",
                     help="eenn's 2-thread training as `eenn train --replicas auto|N` runs it (N copies of the network, "
                          "one core each; default auto, as `eenn train` chooses)")
+    ap.add_argument("--train-only", action="store_true",
+                    help="training only: eenn (2 threads) and PyTorch alternating, no inference, exits or memory")
     ap.add_argument("--report", default=None, metavar="FILE", help="print the tables of an earlier run's --json file")
     a = ap.parse_args()
     if a.report:
@@ -211,7 +233,8 @@ def main():
         bench_busy.report(r)
         return
     secs = a.seconds
-    ensure_ort()
+    if not a.train_only:
+        ensure_ort()
     tmp = tempfile.mkdtemp(prefix="eenn-bench-")
     cases = CASES if not a.cases else [tuple(c.split(":")) for c in a.cases.split(",")]
     res = {"seconds": secs, "dense": [], "scaling": [], "exits": None, "memory": []}
@@ -248,21 +271,23 @@ def main():
         # round, the peers alternating; each round keeps a peer's better thread count, and the median (or the best)
         # over the rounds is reported
         e2, e1, ort, tor = {}, {}, {}, {}
+        modes = (("train", 128),) if a.train_only else (("infer", 1), ("infer", 128), ("train", 128))
         for rnd in range(a.rounds):
             tag = f"round {rnd + 1}/{a.rounds}: " if a.rounds > 1 else ""
             progress(f"{tag}eenn {arch} {shape}, 2 threads")
-            rep = ["--replicas", str(a.replicas)]
+            rep = ["--replicas", str(a.replicas)] + (["--train-only"] if a.train_only else [])
             for k, v in eenn_bench(a.eenn, arch, shape, 2, secs, save=model if rnd == 0 else None, extra=rep).items():
                 e2.setdefault(k, []).append(v)
-            progress(f"{tag}eenn {arch} {shape}, 1 thread")
-            for k, v in eenn_bench(a.eenn, arch, shape, 1, secs).items():
-                e1.setdefault(k, []).append(v["img_per_s"])
-            if rnd == 0:
-                progress(f"export {arch} {shape} to ONNX")
-                export_onnx(model, shape, onnx)
-            for b, v in ort_best(onnx, shape, secs).items():
-                ort.setdefault(b, []).append(v)
-            for mode, batch in (("infer", 1), ("infer", 128), ("train", 128)):
+            if not a.train_only:
+                progress(f"{tag}eenn {arch} {shape}, 1 thread")
+                for k, v in eenn_bench(a.eenn, arch, shape, 1, secs).items():
+                    e1.setdefault(k, []).append(v["img_per_s"])
+                if rnd == 0:
+                    progress(f"export {arch} {shape} to ONNX")
+                    export_onnx(model, shape, onnx)
+                for b, v in ort_best(onnx, shape, secs).items():
+                    ort.setdefault(b, []).append(v)
+            for mode, batch in modes:
                 best = (0, 0)
                 for t in (1, 2):
                     progress(f"{tag}PyTorch {arch} {shape} {mode} batch {batch}, {t} thread(s)")
@@ -270,7 +295,7 @@ def main():
                     best = max(best, (v, t))
                 tor.setdefault((mode, batch), []).append(best)
         used[f"{arch} {shape}"] = e2[("train", 128)][0].get("replicas", 1)
-        for mode, batch in (("infer", 1), ("infer", 128), ("train", 128)):
+        for mode, batch in modes:
             tv = tor[(mode, batch)]
             img = pick([r["img_per_s"] for r in e2[(mode, batch)]])
             gflops = img * e2[(mode, batch)][0]["gflops"] / e2[(mode, batch)][0]["img_per_s"]
@@ -285,11 +310,12 @@ def main():
             row["fma_pct"] = 100 * gflops / res["roofline"]["gflops"]["2"]
             row["roofline_img_s"] = roofline_img_s(a.eenn, arch, shape, batch, res["roofline"]) if mode == "infer" else None
             res["dense"].append(row)
-            res["scaling"].append({"net": arch, "input": shape, "mode": mode, "batch": batch,
-                                   "eenn_1t": pick(e1[(mode, batch)]), "eenn_2t": img})
+            if e1:
+                res["scaling"].append({"net": arch, "input": shape, "mode": mode, "batch": batch,
+                                       "eenn_1t": pick(e1[(mode, batch)]), "eenn_2t": img})
 
     sdn = a.exits or os.path.join(ROOT, "models", "resnet56-sdn.eenn")
-    if os.path.exists(sdn):
+    if os.path.exists(sdn) and not a.train_only:
         progress(f"early exits of {sdn} on Fashion-MNIST test images")
         qarg = ["--q", str(a.exits_q)] if a.exits_q is not None else []
         out, _ = run([a.eenn, "bench", "--exits", sdn, "--n", str(a.exits_n), "--json", "--threads", "2", *qarg])
@@ -304,21 +330,11 @@ def main():
         ort = {b: v for b, (v, _) in ort_best(onnx, shape, secs).items()}
         res["exits"] = {"model": sdn, "eenn": ex, "ort_img_s": ort}
 
-    progress("peak RSS: ResNet-56 3x32x32, each run in its own process")
-    model = os.path.join(tmp, "resnet56-3x32x32.eenn")
-    if not os.path.exists(model):  # not among the cases: write the same randomly initialised net for PyTorch
-        run([a.eenn, "bench", "--arch", "resnet56", "--input", "3x32x32", "--save-model", model, "--seconds", "0.1",
-             "--batch", "1", "--no-train", "--json"])
-    for mode, batch, extra in (("infer", 1, ["--batch", "1", "--no-train"]), ("infer", 128, ["--batch", "128", "--no-train"]),
-                               ("train", 128, ["--train-only"])):
-        out, rss = run_rss([a.eenn, "bench", "--arch", "resnet56", "--input", "3x32x32", "--seconds", "1", "--json", *extra])
-        r = [x for x in json.loads(out)["results"] if x["mode"] == mode][0]
-        _, trss = torch_time(model, "3x32x32", mode, batch, 2, 1)
-        res["memory"].append({"mode": mode, "batch": batch, "eenn_mb": r["peak_rss_mb"], "eenn_anon_mb": r["rss_anon_mb"],
-                              "activation_mb": r["activation_mb"],
-                              "bound_mb": 2 * (r["weights_mb"] + r["largest_pair_mb"]), "torch_mb": trss})
+    if not a.train_only:
+        memory(a.eenn, tmp, res)
 
     res["rounds"] = a.rounds
+    res["train_only"] = a.train_only
     res["replicas"] = a.replicas
     res["replicas_used"] = used
     res["stat"] = a.stat
@@ -328,14 +344,34 @@ def main():
     report(res)
 
 
+def sign_interval(n):
+    """The distribution-free interval for a median from n independent values: the k-th smallest to the k-th
+    largest, k as large as keeps its confidence at 95% or more (k = 1, the range, below 9 values), and that
+    confidence in percent."""
+    def tail(k):  # P(Binomial(n, 1/2) <= k - 1)
+        return sum(math.comb(n, i) for i in range(k)) / 2 ** n
+    k = 1
+    while k + 1 <= (n + 1) // 2 and 1 - 2 * tail(k + 1) >= 0.95:
+        k += 1
+    return k, 100 * (1 - 2 * tail(k))
+
+
+def ordinal(k):
+    return f"{k}{'st' if k == 1 else 'nd' if k == 2 else 'rd' if k == 3 else 'th'}"
+
+
 def report(res):
     """Prints the tables of one run (also from its --json file: --report FILE)."""
     ceiling = {int(k): v for k, v in res["gemm_gflops"].items()}
     print(f"CPU: {res['cpu']}; eenn's inference convolutions: {res['conv_kernel']}")
     if res.get("rounds", 1) > 1:
         stat = res.get("stat", "best")  # runs saved before --stat existed kept the best
-        print(f"Dense networks: {stat} of {res['rounds']} alternating rounds of eenn (1 and 2 threads), ONNX Runtime "
-              f"and PyTorch (each peer's better thread count in each round)")
+        if res.get("train_only"):
+            print(f"Training only: {stat} of {res['rounds']} alternating rounds of eenn (2 threads) and PyTorch (its "
+                  f"better thread count in each round)")
+        else:
+            print(f"Dense networks: {stat} of {res['rounds']} alternating rounds of eenn (1 and 2 threads), ONNX "
+                  f"Runtime and PyTorch (each peer's better thread count in each round)")
     if res.get("replicas_used"):
         print(f"eenn's 2-thread training as `eenn train --replicas {res['replicas']}` runs it: "
               + ", ".join(f"{k} {v} {'replicas (one core each)' if v > 1 else 'copy'}"
@@ -371,11 +407,11 @@ def report(res):
                   if r.get("eenn_rounds") and r.get(p + "_rounds") and len(r[p + "_rounds"]) == len(r["eenn_rounds"])]
         if paired:
             n = len(paired[0][0]["eenn_rounds"])
-            conf = 100 * (1 - 2 * 0.5 ** n)  # P(min <= median <= max) for n independent rounds, any distribution
+            k, conf = sign_interval(n)
+            span = "their smallest to largest" if k == 1 else f"their {ordinal(k)} smallest to {ordinal(k)} largest"
             print(f"\nPaired ratios: eenn / peer within each round (the runs of one round are back to back, so they "
-                  f"share the machine's state), their median, and their smallest to largest: an interval that holds "
-                  f"the median ratio with {conf:.1f}% confidence whatever the noise's distribution (sign test, "
-                  f"{n} rounds).\n")
+                  f"share the machine's state), their median, and {span}: an interval that holds the median ratio "
+                  f"with {conf:.1f}% confidence whatever the noise's distribution (sign test, {n} rounds).\n")
             print("| net | input | mode | batch | peer | ratio per round | median | interval |")
             print("|---|---|---|---|---|---|---|---|")
             for r, p in paired:
@@ -383,9 +419,10 @@ def report(res):
                 per = " ".join(f"{e / t:.2f}" for e, t in zip(r["eenn_rounds"], r[p + "_rounds"]))
                 print(f"| {r['net']} | {r['input']} | {r['mode']} | {r['batch']} | "
                       f"{'PyTorch' if p == 'torch' else 'ONNX Runtime'} | {per} | {statistics.median(q):.2f}x | "
-                      f"{q[0]:.2f}-{q[-1]:.2f}x |")
-    print("\nThread scaling (eenn img/s):\n\n| net | input | mode | batch | 1 thread | 2 threads | speedup |")
-    print("|---|---|---|---|---|---|---|")
+                      f"{q[k - 1]:.2f}-{q[n - k]:.2f}x |")
+    if res["scaling"]:
+        print("\nThread scaling (eenn img/s):\n\n| net | input | mode | batch | 1 thread | 2 threads | speedup |")
+        print("|---|---|---|---|---|---|---|")
     for r in res["scaling"]:
         print(f"| {r['net']} | {r['input']} | {r['mode']} | {r['batch']} | {r['eenn_1t']:.0f} | {r['eenn_2t']:.0f} | "
               f"{r['eenn_2t'] / r['eenn_1t']:.2f}x |")
@@ -399,6 +436,8 @@ def report(res):
         for b, key in ((1, "batch1"), (128, "batch128")):
             r = ex[key]
             print(f"| {b} | {r['exit_img_s']:.0f} | {r['cnn_img_s']:.0f} | {ort[b]:.0f} | {r['exit_img_s'] / ort[b]:.2f}x |")
+    if not res["memory"]:
+        return
     print("\nMemory, ResNet-56 3x32x32 (MB). Peak RSS of the whole process, each run alone; eenn's allocated part "
           "(RssAnon: without the shared library code) and its activation buffers; bound = 2 x (weights + the largest "
           "input+output pair of a layer):\n")
