@@ -127,6 +127,7 @@ static inline int mask_bit(const uint8_t *bits, size_t i) { return (bits[i >> 3]
  * as the portable path: the results are bit-identical. MODE is a constant at every call, so the loop holds no
  * branch on it. */
 #define SUM_NV_MAX 2
+#define ROWS_PER_TASK 256 /* rows per call of the AVX2 loops below, which the threads share */
 /* the 8 lanes of one byte of the mask: all ones where its bit is set */
 __attribute__((target("avx2,fma"), always_inline)) static inline __m256 bits_mask_avx2(uint8_t b, __m256i sel) {
     return _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(b), sel), sel));
@@ -310,12 +311,13 @@ static ee_status sync_sums(ee_ctx *ctx, ee_net *net, double *s, size_t k) {
 /* y = max(x * scale + shift (+ o), 0) per channel, and the mask y > 0 as bits (if bits: c a multiple of 8, so
  * that every row starts a byte) */
 #ifdef EE_BN_AVX2
+/* rows [r0, r1); the threads split the rows outside (clang outlines an OpenMP loop into a function without this
+ * one's target) */
 __attribute__((target("avx2,fma"))) static void relu_rows_avx2(float *y, uint8_t *bits, const float *x, const float *o,
-                                                               const float *scale, const float *shift, size_t rows,
-                                                               int c) {
-#pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < rows; r++) {
-        const __m256 zero = _mm256_setzero_ps();
+                                                               const float *scale, const float *shift, size_t r0,
+                                                               size_t r1, int c) {
+    const __m256 zero = _mm256_setzero_ps();
+    for (size_t r = r0; r < r1; r++) {
         for (int j = 0; j < c; j += 8) {
             const size_t i = r * c + j;
             /* multiply, then add: the portable loop's roundings */
@@ -333,7 +335,11 @@ static void relu_rows(float *y, uint8_t *bits, const float *x, const float *o, c
                       const float *shift, size_t rows, int c) {
 #ifdef EE_BN_AVX2
     if (c % 8 == 0 && ee_avx2_available()) {
-        relu_rows_avx2(y, bits, x, o, scale, shift, rows, c);
+        const size_t nb = (rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+#pragma omp parallel for schedule(static)
+        for (size_t b = 0; b < nb; b++)
+            relu_rows_avx2(y, bits, x, o, scale, shift, b * ROWS_PER_TASK,
+                           b * ROWS_PER_TASK + ROWS_PER_TASK < rows ? b * ROWS_PER_TASK + ROWS_PER_TASK : rows, c);
         return;
     }
 #endif
@@ -482,10 +488,9 @@ ee_status ee_bn_chain_backward(ee_ctx *ctx, ee_net *net, ee_node *relu, int n) {
 #ifdef EE_BN_AVX2
 __attribute__((target("avx2,fma"))) static void dx_bits_avx2(float *dx, const float *dy, const uint8_t *bits,
                                                              const float *x, const float *k1, const float *k2,
-                                                             const float *k3, size_t rows, int c, int acc) {
-#pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < rows; r++) {
-        const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+                                                             const float *k3, size_t r0, size_t r1, int c, int acc) {
+    const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    for (size_t r = r0; r < r1; r++) {
         for (int j = 0; j < c; j += 8) {
             const size_t i = r * c + j;
             __m256 g = _mm256_and_ps(bits_mask_avx2(bits[i >> 3], sel), _mm256_loadu_ps(dy + i));
@@ -502,7 +507,11 @@ static void dx_bits(float *dx, const float *dy, const uint8_t *bits, const float
                     const float *k2, const float *k3, size_t rows, int c, int acc) {
 #ifdef EE_BN_AVX2
     if (ee_avx2_available()) {
-        dx_bits_avx2(dx, dy, bits, x, k1, k2, k3, rows, c, acc);
+        const size_t nb = (rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+#pragma omp parallel for schedule(static)
+        for (size_t b = 0; b < nb; b++)
+            dx_bits_avx2(dx, dy, bits, x, k1, k2, k3, b * ROWS_PER_TASK,
+                         b * ROWS_PER_TASK + ROWS_PER_TASK < rows ? b * ROWS_PER_TASK + ROWS_PER_TASK : rows, c, acc);
         return;
     }
 #endif
