@@ -422,7 +422,8 @@ static const struct option serve_opts[] = {
     {"listen", required_argument, NULL, O_LISTEN}, {"batch", required_argument, NULL, O_BATCH},
     {"queue", required_argument, NULL, O_QUEUE}, {"max-body", required_argument, NULL, O_MAXBODY},
     {"connections", required_argument, NULL, O_CONN}, {"threads", required_argument, NULL, O_THREADS},
-    {"workers", required_argument, NULL, O_WORKERS}, {"q", required_argument, NULL, O_Q}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    {"workers", required_argument, NULL, O_WORKERS}, {"q", required_argument, NULL, O_Q},
+    {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 int cmd_serve(int argc, char **argv) {
     const char *listen = "127.0.0.1:8080";

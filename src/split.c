@@ -105,7 +105,8 @@ static ee_status split_check(ee_ctx *ctx, const ee_net *net, const ee_exit_polic
 }
 
 /* Both halves split a batch between the net's inference workers as ee_infer_policy does (ee_net_run_shares):
- * every sample is independent. Share k runs on the net (k = 0) or on worker copy k - 1. */
+ * every sample is independent. Share k runs on the net (k = 0) or on worker copy k - 1; without workers the
+ * whole batch is share 0. */
 typedef struct {
     const float *x, *act;
     const ee_exit_policy *p;
@@ -152,23 +153,16 @@ ee_status ee_infer_edge(ee_ctx *ctx, ee_net *net, const float *x, int n, const e
     if (s || n < 1) return s;
     for (int i = 0; i < n; i++) ee_exit_state_init(&st[i]);
     const int W = half_workers(ctx, net, n);
-    if (W > 1) {
-        half_job j = {.x = x, .p = p, .sp = sp, .st = st, .pred = pred, .exit_head = exit_head, .why = why,
-                      .conf = conf, .left = left};
-        if ((s = ee_net_run_shares(ctx, net, n, W, edge_share, &j))) return s;
-        /* the shares' lists and activations one after the other: the samples that go on, in batch order */
-        const size_t row = (size_t)sp->c * sp->h * sp->w;
-        for (int k = 0; k < W; k++) {
-            for (int i = 0; i < j.nleft[k]; i++) left[*nleft + i] = left[j.r0[k] + i] + j.r0[k];
-            if (j.nleft[k]) ee_node_output_get(k ? net->wk_net[k - 1] : net, sp->node, act + *nleft * row, j.nleft[k]);
-            *nleft += j.nleft[k];
-        }
-        return EE_OK;
+    half_job j = {.x = x, .p = p, .sp = sp, .st = st, .pred = pred, .exit_head = exit_head, .why = why,
+                  .conf = conf, .left = left};
+    if ((s = W > 1 ? ee_net_run_shares(ctx, net, n, W, edge_share, &j) : edge_share(ctx, net, 0, 0, n, &j))) return s;
+    /* the shares' lists and activations one after the other: the samples that go on, in batch order */
+    const size_t row = (size_t)sp->c * sp->h * sp->w;
+    for (int k = 0; k < W; k++) {
+        for (int i = 0; i < j.nleft[k]; i++) left[*nleft + i] = left[j.r0[k] + i] + j.r0[k];
+        if (j.nleft[k]) ee_node_output_get(k ? net->wk_net[k - 1] : net, sp->node, act + *nleft * row, j.nleft[k]);
+        *nleft += j.nleft[k];
     }
-    infer_seg seg = {0, 0, sp->resume, left, 0};
-    if ((s = ee_infer_segment(ctx, net, x, n, p, NULL, &seg, st, pred, conf, exit_head, why))) return s;
-    *nleft = seg.nleft;
-    if (seg.nleft) ee_node_output_get(net, sp->node, act, seg.nleft);
     return EE_OK;
 }
 
@@ -184,15 +178,9 @@ ee_status ee_infer_resume(ee_ctx *ctx, ee_net *net, const float *act, int n, con
         st = own;
     }
     const int W = half_workers(ctx, net, n);
-    if (W > 1) {
-        half_job j = {.act = act, .p = p, .sp = sp, .st = st, .pred = pred, .exit_head = exit_head, .why = why,
-                      .conf = conf};
-        s = ee_net_run_shares(ctx, net, n, W, resume_share, &j);
-    } else {
-        ee_node_output_set(net, sp->node, act, n);
-        infer_seg seg = {sp->resume, sp->heads, net->nnodes, NULL, 0};
-        s = ee_infer_segment(ctx, net, NULL, n, p, NULL, &seg, st, pred, conf, exit_head, why);
-    }
+    half_job j = {.act = act, .p = p, .sp = sp, .st = st, .pred = pred, .exit_head = exit_head, .why = why,
+                  .conf = conf};
+    s = W > 1 ? ee_net_run_shares(ctx, net, n, W, resume_share, &j) : resume_share(ctx, net, 0, 0, n, &j);
     free(own);
     return s;
 }

@@ -128,6 +128,9 @@ static inline int mask_bit(const uint8_t *bits, size_t i) { return (bits[i >> 3]
  * branch on it. */
 #define SUM_NV_MAX 2
 #define ROWS_PER_TASK 256 /* rows per call of the AVX2 loops below, which the threads share */
+static inline size_t task_end(size_t b, size_t rows) {
+    return (b + 1) * ROWS_PER_TASK < rows ? (b + 1) * ROWS_PER_TASK : rows;
+}
 /* the 8 lanes of one byte of the mask: all ones where its bit is set */
 __attribute__((target("avx2,fma"), always_inline)) static inline __m256 bits_mask_avx2(uint8_t b, __m256i sel) {
     return _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(b), sel), sel));
@@ -213,23 +216,16 @@ static void sum_block(const sum_job *jb, size_t r0, size_t r1, float *restrict s
             for (int j = 0; j < c; j++) { fa[j] += g[j]; fb[j] += g[j] * (xr[j] - m[j]); }
             continue;
         }
-        float *restrict od = jb->od ? jb->od + r * c : NULL;
-        if (jb->mode == CHAINB) {
-            for (int j = 0; j < c; j++) {
-                float v = mask_bit(jb->bits, r * c + j) ? g[j] : 0.0f;
-                if (od) od[j] = jb->oacc ? od[j] + v : v;
-                fa[j] += v;
-                fb[j] += v * (xr[j] - m[j]);
-            }
-            continue;
-        }
-        const float *restrict mk = jb->mask + r * c;
-        float *restrict bd = jb->bd + r * c;
+        /* CHAIN: the mask from the ReLU's output, into bd; CHAINB: from the bits, no bd */
+        const float *restrict mk = jb->mode == CHAIN ? jb->mask + r * c : NULL;
+        float *restrict bd = jb->mode == CHAIN ? jb->bd + r * c : NULL, *restrict od = jb->od ? jb->od + r * c : NULL;
         for (int j = 0; j < c; j++) {
-            float v = mk[j] > 0 ? g[j] : 0.0f;
+            float v = (mk ? mk[j] > 0 : mask_bit(jb->bits, r * c + j)) ? g[j] : 0.0f;
             if (od) od[j] = jb->oacc ? od[j] + v : v;
-            if (jb->bacc) v += bd[j];
-            bd[j] = v;
+            if (bd) {
+                if (jb->bacc) v += bd[j];
+                bd[j] = v;
+            }
             fa[j] += v;
             fb[j] += v * (xr[j] - m[j]);
         }
@@ -338,8 +334,7 @@ static void relu_rows(float *y, uint8_t *bits, const float *x, const float *o, c
         const size_t nb = (rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
 #pragma omp parallel for schedule(static)
         for (size_t b = 0; b < nb; b++)
-            relu_rows_avx2(y, bits, x, o, scale, shift, b * ROWS_PER_TASK,
-                           b * ROWS_PER_TASK + ROWS_PER_TASK < rows ? b * ROWS_PER_TASK + ROWS_PER_TASK : rows, c);
+            relu_rows_avx2(y, bits, x, o, scale, shift, b * ROWS_PER_TASK, task_end(b, rows), c);
         return;
     }
 #endif
@@ -510,8 +505,7 @@ static void dx_bits(float *dx, const float *dy, const uint8_t *bits, const float
         const size_t nb = (rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
 #pragma omp parallel for schedule(static)
         for (size_t b = 0; b < nb; b++)
-            dx_bits_avx2(dx, dy, bits, x, k1, k2, k3, b * ROWS_PER_TASK,
-                         b * ROWS_PER_TASK + ROWS_PER_TASK < rows ? b * ROWS_PER_TASK + ROWS_PER_TASK : rows, c, acc);
+            dx_bits_avx2(dx, dy, bits, x, k1, k2, k3, b * ROWS_PER_TASK, task_end(b, rows), c, acc);
         return;
     }
 #endif
